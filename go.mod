@@ -1,0 +1,3 @@
+module github.com/meshfleet/meshfleet
+
+go 1.26

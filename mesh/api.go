@@ -1,0 +1,182 @@
+// Package mesh is the painlessMesh node as a sans-IO state machine.
+//
+// A Node never touches sockets, goroutines, timers or the wall clock. A
+// driver (transport/tcp for real sockets, sim for the simulator) steps it
+// with inputs and collects its outputs, the way etcd's raft.RawNode is run:
+//
+//	n := mesh.New(cfg, now)
+//	n.Connect(now, conn, station)   // a TCP connection came up
+//	n.Receive(now, conn, msg)       // one NUL-framed message arrived on conn
+//	n.Disconnect(now, conn)         // the connection went away
+//	n.Tick(now)                     // time passed; fire due timers
+//	rd := n.Ready()                 // bytes to write per connection, connections to close, events
+//	next := n.NextDeadline()        // when to call Tick again
+//
+// Every input takes the current time; the node keeps no other notion of
+// time. Same inputs in the same order give the same outputs, bit for bit.
+package mesh
+
+import (
+	"time"
+
+	"github.com/meshfleet/meshfleet/protocol"
+)
+
+// ConnID names one transport connection. The driver chooses the values;
+// the node only compares them.
+type ConnID uint64
+
+// Priority is the outgoing queue priority of a message (PROTOCOL.md §1.2).
+// Drivers should write higher priorities (lower values) first, never
+// interrupting a message already partly written.
+type Priority int
+
+// Queue priorities as the C++ buffer defines them.
+const (
+	PriorityCritical Priority = 0
+	PriorityHigh     Priority = 1
+	PriorityNormal   Priority = 2
+	PriorityLow      Priority = 3
+)
+
+// Outgoing is one message the driver must write on a connection, followed
+// by the NUL terminator (protocol.Writer adds it).
+type Outgoing struct {
+	Conn     ConnID
+	Data     []byte // JSON text, no NUL; may be shared between Outgoings: do not modify
+	Priority Priority
+}
+
+// Ready is what the node wants done after the inputs so far.
+type Ready struct {
+	Messages []Outgoing
+	Close    []ConnID // connections the node dropped (already forgotten by it)
+	Events   []Event
+}
+
+// Event is something the application may want to know. Concrete types are
+// listed below; plugins add their own.
+type Event interface{ isEvent() }
+
+// EventBase can be embedded by plugin event types to satisfy Event.
+type EventBase struct{}
+
+func (EventBase) isEvent() {}
+
+// MessageReceived is a SINGLE (9) or BROADCAST (8) delivered to this node.
+type MessageReceived struct {
+	EventBase
+	Type int // protocol.TypeSingle or protocol.TypeBroadcast
+	From uint32
+	Msg  string
+}
+
+// PackageReceived is any other package handled locally (not consumed by a
+// plugin): custom and Alteriom types, so applications and bridges see them.
+type PackageReceived struct {
+	EventBase
+	Conn   ConnID
+	Header protocol.Header
+	JSON   []byte
+}
+
+// NewConnection is the first successful node sync on a connection.
+type NewConnection struct {
+	EventBase
+	Conn   ConnID
+	NodeID uint32
+}
+
+// ChangedConnections means the layout changed (a neighbour's subtree changed,
+// or a connection was dropped).
+type ChangedConnections struct {
+	EventBase
+	NodeID uint32 // the neighbour whose subtree changed
+}
+
+// DroppedConnection is a connection the node no longer uses.
+type DroppedConnection struct {
+	EventBase
+	Conn   ConnID
+	NodeID uint32 // 0 if the connection never synced
+	Reason string // "closed", "timeout", "invalid sync", "already connected", ...
+}
+
+// TimeAdjusted is reported after every TIME_REPLY this node computed an
+// offset from (offset 0 included, as stock does).
+type TimeAdjusted struct {
+	EventBase
+	NodeID uint32 // the neighbour we synced with
+	Offset int32  // µs
+}
+
+// DelayMeasured is the answer to StartDelayMeasurement.
+type DelayMeasured struct {
+	EventBase
+	NodeID uint32
+	Delay  int32 // one-way estimate, µs
+}
+
+// Host is the part of a Node a plugin may use. *Node implements it.
+type Host interface {
+	ID() uint32
+	NodeTime(now time.Time) uint32
+	NodeList(includeSelf bool) []uint32
+	Tree() protocol.NodeTree
+	// SendPackage encodes p and routes it by its own type/routing/dest keys.
+	SendPackage(now time.Time, p protocol.Package) error
+	// SendRaw routes an already encoded package.
+	SendRaw(now time.Time, msg []byte) error
+	// Emit queues an event for the driver (reported in the next Ready).
+	Emit(ev Event)
+}
+
+// Plugin is an optional feature run inside the node's steps (OTA, status):
+// sans-IO like the node, with the node as its only way out.
+type Plugin interface {
+	// Attach is called once when the plugin is added with Node.Use.
+	Attach(h Host)
+	// Types lists the package types the plugin wants delivered.
+	Types() []int
+	// HandlePackage is called for each locally handled package of those
+	// types; raw is the exact JSON received (do not keep it past the call).
+	HandlePackage(now time.Time, conn ConnID, h protocol.Header, raw []byte)
+	// Tick is called on every Node.Tick.
+	Tick(now time.Time)
+	// NextDeadline is when the plugin next needs Tick; zero means never.
+	NextDeadline() time.Time
+}
+
+// Stats are the node's real traffic counters.
+type Stats struct {
+	MessagesRx, MessagesTx    uint64 // every message received / queued for writing
+	MessagesDropped           uint64 // unroutable, unparsable or to a closed connection
+	BytesRx, BytesTx          uint64
+	ParseErrors               uint64
+	Connections               int // synced connections
+	ConnectionChanges         uint64
+	TimeSyncs, TimeSyncAdopts uint64
+}
+
+// Config is a node's identity and role.
+type Config struct {
+	ID            uint32 // non-zero, unique in the mesh
+	Root          bool   // advertise "root" (setRoot)
+	ContainsRoot  bool   // setContainsRoot; local only
+	TimeAuthority bool   // advertise "hasTimeAuthority" (setTimeAuthority)
+	// ClockStart is the node's micros() reading at creation; different
+	// values model unsynchronised ESP clocks. Node time wraps at 2^32 µs.
+	ClockStart uint32
+	Timing     Timing // zero fields take the stock values (StockTiming)
+}
+
+// Timing holds the protocol timers; StockTiming gives the C++ values.
+type Timing struct {
+	NodeSyncInterval    time.Duration // 60 s
+	NodeTimeout         time.Duration // 10 s, NODE_TIMEOUT
+	APFirstSync         time.Duration // 10 s: AP side's first request after accept
+	TimeSyncInterval    time.Duration // 10 s task interval
+	TimeSyncPostpone    time.Duration // 60 s after success
+	TimeSyncRetry       time.Duration // 200 ms after a bad offset
+	TimeReplyProcessing time.Duration // our responder's t2-t1 separation
+}
