@@ -129,6 +129,11 @@ type Host interface {
 	SendRaw(now time.Time, msg []byte) error
 	// Emit queues an event for the driver (reported in the next Ready).
 	Emit(ev Event)
+	// Stats are the node's traffic counters (for status reporting).
+	Stats() Stats
+	// StartDelayMeasurement sends a TIME_DELAY request to id; the answer
+	// arrives as a DelayMeasured event. False if id is not reachable.
+	StartDelayMeasurement(now time.Time, id uint32) bool
 }
 
 // Plugin is an optional feature run inside the node's steps (OTA, status):
@@ -145,6 +150,12 @@ type Plugin interface {
 	Tick(now time.Time)
 	// NextDeadline is when the plugin next needs Tick; zero means never.
 	NextDeadline() time.Time
+}
+
+// EventObserver is implemented by plugins that want to see the node's
+// events (connections, delays) as they happen, before the driver does.
+type EventObserver interface {
+	OnEvent(now time.Time, ev Event)
 }
 
 // Stats are the node's real traffic counters.
