@@ -1,0 +1,329 @@
+// Package mqttbridge connects the gateway to MQTT: an embedded broker
+// (mochi-mqtt) when no external one is configured, a reconnecting MQTT v5
+// client (paho autopaho), and on top of them the status bridge, the OTA
+// control topics and the mesh message topics.
+package mqttbridge
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// Broker is an MQTT broker running inside the process.
+type Broker struct {
+	srv  *mqtt.Server
+	tcp  *listeners.TCP
+	addr string
+}
+
+// StartBroker starts an embedded broker listening on addr (":0" picks a
+// free port). It accepts every client: it is meant for a gateway's own
+// loopback or LAN use; put an external broker with authentication in front
+// of anything wider.
+func StartBroker(addr string, log *slog.Logger) (*Broker, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: log.With("component", "broker")})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
+	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})
+	if err := srv.AddListener(tcp); err != nil {
+		return nil, fmt.Errorf("embedded broker: listen on %s: %w", addr, err)
+	}
+	if err := srv.Serve(); err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
+	return &Broker{srv: srv, tcp: tcp, addr: tcp.Address()}, nil
+}
+
+// Addr is the address the broker listens on (host:port).
+func (b *Broker) Addr() string { return b.addr }
+
+// URL is the broker's address as a client URL.
+func (b *Broker) URL() string { return "mqtt://" + b.addr }
+
+// Close stops the broker and disconnects its clients.
+func (b *Broker) Close() error { return b.srv.Close() }
+
+// ClientConfig is how the bridge's client reaches a broker.
+type ClientConfig struct {
+	URL                string // mqtt://host:1883, tcp://, mqtts://, ssl://, tls://, ws://, wss://
+	Username, Password string
+	CAFile             string
+	CertFile, KeyFile  string
+	InsecureSkipVerify bool
+	ClientID           string
+	// WillTopic receives WillPayload (retained) when the client vanishes;
+	// the bridge uses it for its availability topic.
+	WillTopic   string
+	WillPayload []byte
+	// OnUp runs after every (re)connection, e.g. to publish "online" and
+	// re-announce retained state. It must not block for long.
+	OnUp func()
+	// OnDown runs when an established connection is lost.
+	OnDown func()
+	Logger *slog.Logger
+}
+
+// Message is one received publish.
+type Message struct {
+	Topic         string
+	Payload       []byte
+	ResponseTopic string // MQTT v5 response topic, if the sender set one
+	Correlation   []byte // MQTT v5 correlation data, if the sender set it
+}
+
+// Client is a reconnecting MQTT client. Subscriptions are remembered and
+// renewed after every reconnection.
+type Client struct {
+	cm   *autopaho.ConnectionManager
+	log  *slog.Logger
+	mu   sync.Mutex
+	subs map[string]func(Message) // filter → handler
+	up   bool
+}
+
+// Dial starts the client; it connects (and keeps reconnecting with
+// backoff) in the background until ctx ends. Use AwaitConnection to wait.
+func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("mqtt: broker URL %q: want e.g. mqtt://host:1883", cfg.URL)
+	}
+	switch u.Scheme {
+	case "tcp":
+		u.Scheme = "mqtt"
+	case "ssl", "tls", "mqtts":
+		u.Scheme = "tls"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{log: log, subs: map[string]func(Message){}}
+	tlsCfg, err := tlsConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pc := autopaho.ClientConfig{
+		ServerUrls:                    []*url.URL{u},
+		TlsCfg:                        tlsCfg,
+		KeepAlive:                     20,
+		CleanStartOnInitialConnection: true,
+		ConnectTimeout:                10 * time.Second,
+		ReconnectBackoff:              autopaho.NewExponentialBackoff(250*time.Millisecond, 30*time.Second, 500*time.Millisecond, 2),
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			c.mu.Lock()
+			c.up = true
+			filters := make([]string, 0, len(c.subs))
+			for f := range c.subs {
+				filters = append(filters, f)
+			}
+			c.mu.Unlock()
+			log.Info("mqtt connected", "broker", cfg.URL)
+			if len(filters) > 0 {
+				go c.subscribe(ctx, filters)
+			}
+			if cfg.OnUp != nil {
+				go cfg.OnUp()
+			}
+		},
+		OnConnectionDown: func() bool {
+			c.mu.Lock()
+			c.up = false
+			c.mu.Unlock()
+			log.Warn("mqtt connection lost; reconnecting", "broker", cfg.URL)
+			if cfg.OnDown != nil {
+				go cfg.OnDown()
+			}
+			return true
+		},
+		OnConnectError: func(err error) { log.Debug("mqtt connect failed", "broker", cfg.URL, "err", err) },
+		ClientConfig: paho.ClientConfig{
+			ClientID: cfg.ClientID,
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+				func(pr paho.PublishReceived) (bool, error) {
+					c.dispatch(pr.Packet)
+					return true, nil
+				},
+			},
+			OnClientError: func(err error) { log.Debug("mqtt client error", "err", err) },
+		},
+	}
+	if cfg.Username != "" {
+		pc.SetUsernamePassword(cfg.Username, []byte(cfg.Password))
+	}
+	if cfg.WillTopic != "" {
+		pc.SetWillMessage(cfg.WillTopic, cfg.WillPayload, 1, true)
+	}
+	cm, err := autopaho.NewConnection(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: %w", err)
+	}
+	c.cm = cm
+	return c, nil
+}
+
+func tlsConfig(cfg ClientConfig) (*tls.Config, error) {
+	if cfg.CAFile == "" && cfg.CertFile == "" && !cfg.InsecureSkipVerify {
+		return nil, nil // system roots, set by autopaho for tls:// URLs
+	}
+	t := &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt tls ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt tls ca_file %s: no PEM certificates in it", cfg.CAFile)
+		}
+		t.RootCAs = pool
+	}
+	if cfg.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt tls cert_file/key_file: %w", err)
+		}
+		t.Certificates = []tls.Certificate{cert}
+	}
+	return t, nil
+}
+
+// AwaitConnection waits until the client is connected or ctx ends.
+func (c *Client) AwaitConnection(ctx context.Context) error { return c.cm.AwaitConnection(ctx) }
+
+// Connected reports whether the client is connected right now.
+func (c *Client) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.up
+}
+
+// ErrNotConnected is returned by Publish while the broker is unreachable.
+var ErrNotConnected = errors.New("mqtt: not connected to the broker")
+
+// Publish sends one message (QoS 1). While disconnected it returns
+// ErrNotConnected at once instead of blocking: the bridge republishes its
+// retained state on reconnection, so nothing of value is lost.
+func (c *Client) Publish(ctx context.Context, topic string, payload []byte, retain bool) error {
+	return c.publish(ctx, &paho.Publish{Topic: topic, Payload: payload, Retain: retain, QoS: 1})
+}
+
+// Reply answers a request: on its MQTT v5 response topic when it gave one
+// (with its correlation data), else on fallback.
+func (c *Client) Reply(ctx context.Context, req Message, fallback string, payload []byte) error {
+	p := &paho.Publish{Topic: fallback, Payload: payload, QoS: 1}
+	if req.ResponseTopic != "" {
+		p.Topic = req.ResponseTopic
+	}
+	if len(req.Correlation) > 0 {
+		p.Properties = &paho.PublishProperties{CorrelationData: req.Correlation}
+	}
+	return c.publish(ctx, p)
+}
+
+func (c *Client) publish(ctx context.Context, p *paho.Publish) error {
+	if !c.Connected() {
+		return ErrNotConnected
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.cm.Publish(ctx, p); err != nil {
+		return fmt.Errorf("mqtt publish %s: %w", p.Topic, err)
+	}
+	return nil
+}
+
+// Subscribe registers handler for filter (MQTT wildcards allowed). It is
+// renewed on every reconnection. Handlers run on the client's goroutine:
+// keep them short or hand work off.
+func (c *Client) Subscribe(ctx context.Context, filter string, handler func(Message)) error {
+	c.mu.Lock()
+	c.subs[filter] = handler
+	up := c.up
+	c.mu.Unlock()
+	if !up {
+		return nil // subscribed on connection
+	}
+	return c.subscribe(ctx, []string{filter})
+}
+
+func (c *Client) subscribe(ctx context.Context, filters []string) error {
+	s := &paho.Subscribe{}
+	for _, f := range filters {
+		s.Subscriptions = append(s.Subscriptions, paho.SubscribeOptions{Topic: f, QoS: 1})
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.cm.Subscribe(ctx, s); err != nil {
+		c.log.Warn("mqtt subscribe failed", "filters", filters, "err", err)
+		return fmt.Errorf("mqtt subscribe %v: %w", filters, err)
+	}
+	return nil
+}
+
+func (c *Client) dispatch(p *paho.Publish) {
+	m := Message{Topic: p.Topic, Payload: p.Payload}
+	if p.Properties != nil {
+		m.ResponseTopic = p.Properties.ResponseTopic
+		m.Correlation = p.Properties.CorrelationData
+	}
+	c.mu.Lock()
+	var hs []func(Message)
+	for f, h := range c.subs {
+		if TopicMatches(f, p.Topic) {
+			hs = append(hs, h)
+		}
+	}
+	c.mu.Unlock()
+	for _, h := range hs {
+		h(m)
+	}
+}
+
+// Close disconnects cleanly (the broker then does not send the will).
+func (c *Client) Close(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := c.cm.Disconnect(ctx)
+	if errors.Is(err, autopaho.ConnectionDownError) {
+		return nil
+	}
+	return err
+}
+
+// TopicMatches reports whether topic matches an MQTT filter with + and #.
+func TopicMatches(filter, topic string) bool {
+	fs, ts := strings.Split(filter, "/"), strings.Split(topic, "/")
+	for i, f := range fs {
+		if f == "#" {
+			return true
+		}
+		if i >= len(ts) {
+			return false
+		}
+		if f != "+" && f != ts[i] {
+			return false
+		}
+	}
+	return len(fs) == len(ts)
+}
