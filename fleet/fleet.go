@@ -1,0 +1,179 @@
+// Package fleet is the gateway's view of the mesh as its integrations see
+// it: nodes, topology, alerts, firmware and OTA campaigns, with the JSON
+// shapes the MQTT bridge, the REST API and the metrics exporter publish.
+// One model, one place: MQTT and REST return the same documents.
+//
+// The gateway implements Service; integrations (mqttbridge, rest, prom)
+// depend only on this package, never on each other.
+package fleet
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/meshfleet/meshfleet/protocol"
+)
+
+// Node is one mesh node as the gateway knows it.
+type Node struct {
+	ID          uint32    `json:"node_id"`
+	Status      string    `json:"status"` // "online" | "offline"
+	Root        bool      `json:"root,omitempty"`
+	Gateway     bool      `json:"gateway,omitempty"` // this is the gateway's own node
+	LastSeen    time.Time `json:"last_seen"`
+	Hops        int       `json:"hops"` // from the gateway, 0 for itself
+	Role        string    `json:"role,omitempty"`
+	Hardware    string    `json:"hardware,omitempty"`
+	Firmware    string    `json:"firmware_version,omitempty"`
+	FirmwareMD5 string    `json:"firmware_md5,omitempty"`
+	UptimeS     uint64    `json:"uptime_s"`
+	FreeMemory  uint64    `json:"free_memory_bytes"`
+	RSSI        int       `json:"rssi_dbm"`
+	WiFi        int       `json:"wifi_pct"` // 0..100
+	LatencyMS   float64   `json:"latency_ms"`
+	LossPct     float64   `json:"packet_loss_pct"`
+	Connections int       `json:"connections"`
+	MessagesRx  uint64    `json:"messages_rx"`
+	MessagesTx  uint64    `json:"messages_tx"`
+	Dropped     uint64    `json:"messages_dropped"`
+	AlertFlags  uint8     `json:"alert_flags"`
+	Health      int       `json:"health"` // 0..100
+	Source      string    `json:"source,omitempty"` // what the latest data came from: telemetry, query, status-202, status-604, ...
+	OTA         *Progress `json:"ota,omitempty"`
+}
+
+// Summary is the mesh as a whole.
+type Summary struct {
+	NodeCount      int       `json:"node_count"`
+	OnlineCount    int       `json:"online_count"`
+	HealthScore    int       `json:"health_score"` // 0..100, formula in the README
+	ActiveAlerts   int       `json:"active_alerts"`
+	MaxHops        int       `json:"max_hops"`
+	GatewayID      uint32    `json:"gateway_node_id"`
+	GatewayUptimeS uint64    `json:"gateway_uptime_s"`
+	Timestamp      time.Time `json:"timestamp"`
+}
+
+// Alert is one alert with its lifecycle.
+type Alert struct {
+	ID        string     `json:"alert_id"`
+	NodeID    uint32     `json:"node_id"`
+	Type      string     `json:"alert_type"` // low_memory, high_latency, packet_loss, weak_wifi, reboot_loop, node_offline, ota_failed, anomaly_...
+	Severity  string     `json:"severity"`   // info | warning | critical
+	Message   string     `json:"message"`
+	Value     float64    `json:"metric_value"`
+	Threshold float64    `json:"threshold"`
+	State     string     `json:"state"` // raised | updated | cleared
+	Raised    time.Time  `json:"raised_at"`
+	Updated   time.Time  `json:"updated_at"`
+	Cleared   *time.Time `json:"cleared_at,omitempty"`
+}
+
+// Image is one firmware image in the store.
+type Image struct {
+	ID       string    `json:"id"`
+	Role     string    `json:"role"`
+	Hardware string    `json:"hardware"`
+	Version  string    `json:"version"`
+	MD5      string    `json:"md5"`
+	Size     int64     `json:"size"`
+	Signed   bool      `json:"signed"`
+	Variants []string  `json:"variants,omitempty"` // compressed transfer encodings stored
+	Added    time.Time `json:"added"`
+}
+
+// CampaignRequest starts an OTA distribution of a stored image.
+type CampaignRequest struct {
+	Image    string   `json:"image"`              // image id (or md5)
+	Mode     string   `json:"mode,omitempty"`     // stock | pipelined | broadcast (default from config)
+	Compress string   `json:"compress,omitempty"` // none | deflate | heatshrink (default from config)
+	Role     string   `json:"role,omitempty"`     // default: the image's role
+	Hardware string   `json:"hardware,omitempty"` // default: the image's hardware
+	Nodes    []uint32 `json:"nodes,omitempty"`    // restrict to these nodes (empty: all matching)
+	Forced   bool     `json:"forced,omitempty"`
+}
+
+// Campaign is an OTA distribution and its progress.
+type Campaign struct {
+	ID        string              `json:"id"`
+	Image     Image               `json:"image"`
+	Mode      string              `json:"mode"`
+	Compress  string              `json:"compress"`
+	State     string              `json:"state"` // running | paused | completed | aborted | failed
+	Started   time.Time           `json:"started_at"`
+	Finished  *time.Time          `json:"finished_at,omitempty"`
+	Targets   []uint32            `json:"targets,omitempty"`
+	Nodes     map[string]Progress `json:"nodes"` // by decimal node id
+	Completed int                 `json:"completed"`
+	Failed    int                 `json:"failed"`
+	Total     int                 `json:"total"`
+}
+
+// Progress is one node's OTA state.
+type Progress struct {
+	NodeID   uint32    `json:"node_id"`
+	Campaign string    `json:"campaign,omitempty"`
+	State    string    `json:"state"` // idle | downloading | verifying | switching | confirmed | failed | rolled_back
+	Chunks   int       `json:"chunks_done"`
+	Total    int       `json:"chunks_total"`
+	Bytes    int64     `json:"bytes"`
+	RateBps  float64   `json:"rate_bps"`
+	ETAS     float64   `json:"eta_s"`
+	Error    string    `json:"error,omitempty"`
+	Updated  time.Time `json:"updated_at"`
+}
+
+// Message is an application message from a mesh node (type 8/9 payloads,
+// and other packages no plugin consumed, as their JSON).
+type Message struct {
+	From      uint32    `json:"from"`
+	Broadcast bool      `json:"broadcast"`
+	Type      int       `json:"type"`
+	Payload   string    `json:"payload"`
+	Received  time.Time `json:"received_at"`
+}
+
+// Event is what Subscribe delivers: exactly one field is set.
+type Event struct {
+	Message  *Message  `json:"message,omitempty"`
+	Progress *Progress `json:"progress,omitempty"`
+	Alert    *Alert    `json:"alert,omitempty"`
+	Campaign *Campaign `json:"campaign,omitempty"`
+}
+
+// Errors a Service returns; integrations map them to responses
+// (REST 404/400/409, MQTT error replies).
+var (
+	ErrNotFound = errors.New("not found")
+	ErrInvalid  = errors.New("invalid request")
+	ErrConflict = errors.New("conflict")
+)
+
+// Service is what the gateway offers its integrations. Every method is
+// safe for concurrent use.
+type Service interface {
+	Nodes() []Node
+	Node(id uint32) (Node, error)
+	Topology() protocol.NodeTree
+	Summary() Summary
+	Alerts(includeCleared bool) []Alert
+
+	Images() ([]Image, error)
+	// AddImage stores an image; md5 (hex, optional) is checked against data.
+	AddImage(ctx context.Context, role, hardware, version, md5 string, data []byte) (Image, error)
+
+	StartCampaign(ctx context.Context, req CampaignRequest) (Campaign, error)
+	Campaigns() []Campaign
+	Campaign(id string) (Campaign, error)
+	PauseCampaign(id string) (Campaign, error)
+	ResumeCampaign(id string) (Campaign, error)
+	AbortCampaign(id string) (Campaign, error)
+
+	SendBroadcast(ctx context.Context, msg string) error
+	SendSingle(ctx context.Context, dest uint32, msg string) error
+
+	// Subscribe delivers events until ctx ends. A slow subscriber loses
+	// the oldest events rather than stalling the gateway.
+	Subscribe(ctx context.Context) <-chan Event
+}
