@@ -38,7 +38,7 @@ type Node struct {
 	MessagesTx  uint64    `json:"messages_tx"`
 	Dropped     uint64    `json:"messages_dropped"`
 	AlertFlags  uint8     `json:"alert_flags"`
-	Health      int       `json:"health"` // 0..100
+	Health      int       `json:"health"`           // 0..100
 	Source      string    `json:"source,omitempty"` // what the latest data came from: telemetry, query, status-202, status-604, ...
 	OTA         *Progress `json:"ota,omitempty"`
 }

@@ -1,0 +1,234 @@
+// Package fleettest has an in-memory fleet.Service for testing
+// integrations in isolation; the gateway's own tests run the real one.
+package fleettest
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/meshfleet/meshfleet/fleet"
+	"github.com/meshfleet/meshfleet/protocol"
+)
+
+// Memory is a fleet.Service backed by plain fields.
+type Memory struct {
+	mu        sync.Mutex
+	NodeList  []fleet.Node
+	Tree      protocol.NodeTree
+	Sum       fleet.Summary
+	AlertList []fleet.Alert
+	ImageList []fleet.Image
+	Data      map[string][]byte
+	Camps     map[string]*fleet.Campaign
+	Sent      []string // "broadcast MSG" or "single ID MSG"
+	subs      []chan fleet.Event
+	nextID    int
+}
+
+var _ fleet.Service = (*Memory)(nil)
+
+// Nodes implements fleet.Service.
+func (m *Memory) Nodes() []fleet.Node {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]fleet.Node(nil), m.NodeList...)
+}
+
+// Node implements fleet.Service.
+func (m *Memory) Node(id uint32) (fleet.Node, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, n := range m.NodeList {
+		if n.ID == id {
+			return n, nil
+		}
+	}
+	return fleet.Node{}, fmt.Errorf("node %d: %w", id, fleet.ErrNotFound)
+}
+
+// Topology implements fleet.Service.
+func (m *Memory) Topology() protocol.NodeTree { return m.Tree }
+
+// Summary implements fleet.Service.
+func (m *Memory) Summary() fleet.Summary { return m.Sum }
+
+// Alerts implements fleet.Service.
+func (m *Memory) Alerts(includeCleared bool) []fleet.Alert {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []fleet.Alert
+	for _, a := range m.AlertList {
+		if includeCleared || a.Cleared == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Images implements fleet.Service.
+func (m *Memory) Images() ([]fleet.Image, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]fleet.Image(nil), m.ImageList...), nil
+}
+
+// AddImage implements fleet.Service.
+func (m *Memory) AddImage(_ context.Context, role, hardware, version, sum string, data []byte) (fleet.Image, error) {
+	if len(data) == 0 {
+		return fleet.Image{}, fmt.Errorf("empty image: %w", fleet.ErrInvalid)
+	}
+	h := md5.Sum(data)
+	got := hex.EncodeToString(h[:])
+	if sum != "" && sum != got {
+		return fleet.Image{}, fmt.Errorf("md5 mismatch: got %s, want %s: %w", got, sum, fleet.ErrInvalid)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	img := fleet.Image{ID: got[:12], Role: role, Hardware: hardware, Version: version, MD5: got, Size: int64(len(data))}
+	m.ImageList = append(m.ImageList, img)
+	if m.Data == nil {
+		m.Data = map[string][]byte{}
+	}
+	m.Data[img.ID] = data
+	return img, nil
+}
+
+// StartCampaign implements fleet.Service.
+func (m *Memory) StartCampaign(_ context.Context, req fleet.CampaignRequest) (fleet.Campaign, error) {
+	m.mu.Lock()
+	var img *fleet.Image
+	for i := range m.ImageList {
+		if m.ImageList[i].ID == req.Image || m.ImageList[i].MD5 == req.Image {
+			img = &m.ImageList[i]
+		}
+	}
+	if img == nil {
+		m.mu.Unlock()
+		return fleet.Campaign{}, fmt.Errorf("image %q: %w", req.Image, fleet.ErrNotFound)
+	}
+	m.nextID++
+	c := &fleet.Campaign{ID: "c" + strconv.Itoa(m.nextID), Image: *img, Mode: req.Mode, Compress: req.Compress,
+		State: "running", Started: time.Unix(0, 0).UTC(), Nodes: map[string]fleet.Progress{}, Targets: req.Nodes}
+	if m.Camps == nil {
+		m.Camps = map[string]*fleet.Campaign{}
+	}
+	m.Camps[c.ID] = c
+	out := *c
+	m.mu.Unlock()
+	m.Publish(fleet.Event{Campaign: &out})
+	return out, nil
+}
+
+// Campaigns implements fleet.Service.
+func (m *Memory) Campaigns() []fleet.Campaign {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []fleet.Campaign
+	for _, c := range m.Camps {
+		out = append(out, *c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Campaign implements fleet.Service.
+func (m *Memory) Campaign(id string) (fleet.Campaign, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.Camps[id]
+	if !ok {
+		return fleet.Campaign{}, fmt.Errorf("campaign %q: %w", id, fleet.ErrNotFound)
+	}
+	return *c, nil
+}
+
+func (m *Memory) setState(id, from, to string) (fleet.Campaign, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.Camps[id]
+	if !ok {
+		return fleet.Campaign{}, fmt.Errorf("campaign %q: %w", id, fleet.ErrNotFound)
+	}
+	if from != "" && c.State != from {
+		return *c, fmt.Errorf("campaign %q is %s: %w", id, c.State, fleet.ErrConflict)
+	}
+	c.State = to
+	return *c, nil
+}
+
+// PauseCampaign implements fleet.Service.
+func (m *Memory) PauseCampaign(id string) (fleet.Campaign, error) {
+	return m.setState(id, "running", "paused")
+}
+
+// ResumeCampaign implements fleet.Service.
+func (m *Memory) ResumeCampaign(id string) (fleet.Campaign, error) {
+	return m.setState(id, "paused", "running")
+}
+
+// AbortCampaign implements fleet.Service.
+func (m *Memory) AbortCampaign(id string) (fleet.Campaign, error) {
+	return m.setState(id, "", "aborted")
+}
+
+// SendBroadcast implements fleet.Service.
+func (m *Memory) SendBroadcast(_ context.Context, msg string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.Sent = append(m.Sent, "broadcast "+msg)
+	return nil
+}
+
+// SendSingle implements fleet.Service.
+func (m *Memory) SendSingle(_ context.Context, dest uint32, msg string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.Sent = append(m.Sent, fmt.Sprintf("single %d %s", dest, msg))
+	return nil
+}
+
+// Subscribe implements fleet.Service.
+func (m *Memory) Subscribe(ctx context.Context) <-chan fleet.Event {
+	ch := make(chan fleet.Event, 64)
+	m.mu.Lock()
+	m.subs = append(m.subs, ch)
+	m.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for i, c := range m.subs {
+			if c == ch {
+				m.subs = append(m.subs[:i], m.subs[i+1:]...)
+				close(ch)
+				break
+			}
+		}
+	}()
+	return ch
+}
+
+// Publish delivers ev to every subscriber.
+func (m *Memory) Publish(ev fleet.Event) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.subs {
+		select {
+		case c <- ev:
+		default:
+		}
+	}
+}
+
+// SentMessages returns what was sent into the mesh so far.
+func (m *Memory) SentMessages() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.Sent...)
+}

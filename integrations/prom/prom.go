@@ -1,0 +1,139 @@
+// Package prom exports the fleet as Prometheus metrics: per-node gauges
+// labelled by node id, mesh-wide gauges, OTA progress, and whatever
+// gateway internals the caller registers on the same registry.
+package prom
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meshfleet/meshfleet/fleet"
+)
+
+// Namespace prefixes every metric name.
+const Namespace = "meshfleet"
+
+// Exporter collects from a fleet.Service at scrape time, so a scrape always
+// sees one consistent snapshot and nothing is cached between scrapes.
+type Exporter struct {
+	svc fleet.Service
+
+	up, uptime, freeMem, rssi, latency, loss, conns, health, hops *prometheus.Desc
+	rx, tx, dropped, info                                         *prometheus.Desc
+	meshNodes, meshOnline, meshHealth, meshAlerts, meshMaxHops    *prometheus.Desc
+	alert                                                         *prometheus.Desc
+	otaState, otaChunks, otaTotal, otaCompleted, otaFailed        *prometheus.Desc
+}
+
+// NewExporter builds the collector for svc.
+func NewExporter(svc fleet.Service) *Exporter {
+	node := []string{"node_id"}
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil)
+	}
+	return &Exporter{
+		svc:          svc,
+		up:           d("node_up", "1 if the node reported within its offline timeout.", node...),
+		uptime:       d("node_uptime_seconds", "Node uptime as last reported.", node...),
+		freeMem:      d("node_free_memory_bytes", "Free heap as last reported.", node...),
+		rssi:         d("node_rssi_dbm", "WiFi signal strength as last reported.", node...),
+		latency:      d("node_latency_seconds", "Latency to the gateway (TIME_DELAY round trip estimate).", node...),
+		loss:         d("node_packet_loss_ratio", "Packet loss as last reported, 0..1.", node...),
+		conns:        d("node_connections", "Direct mesh connections of the node.", node...),
+		health:       d("node_health_score", "Node health 0..100.", node...),
+		hops:         d("node_hops", "Hops from the gateway.", node...),
+		rx:           d("node_messages_received", "Messages received, as the node counts them.", node...),
+		tx:           d("node_messages_sent", "Messages sent, as the node counts them.", node...),
+		dropped:      d("node_messages_dropped", "Messages dropped, as the node counts them.", node...),
+		info:         d("node_firmware_info", "Firmware of the node (value 1).", "node_id", "version", "md5", "role", "hardware"),
+		meshNodes:    d("mesh_nodes", "Nodes known in the mesh, the gateway included."),
+		meshOnline:   d("mesh_nodes_online", "Nodes currently online."),
+		meshHealth:   d("mesh_health_score", "Mesh health score 0..100."),
+		meshAlerts:   d("mesh_alerts_active", "Active (not cleared) alerts."),
+		meshMaxHops:  d("mesh_max_hops", "Depth of the mesh tree seen from the gateway."),
+		alert:        d("alert_active", "Active alerts (value 1), by node and type.", "node_id", "alert_type", "severity"),
+		otaState:     d("ota_node_state", "OTA state of a node in a campaign (value 1 for the current state).", "campaign", "node_id", "state"),
+		otaChunks:    d("ota_node_chunks_done", "Chunks a node holds in a campaign.", "campaign", "node_id"),
+		otaTotal:     d("ota_node_chunks", "Chunks of the campaign's transfer.", "campaign", "node_id"),
+		otaCompleted: d("ota_campaign_nodes_completed", "Nodes that completed a campaign.", "campaign", "state"),
+		otaFailed:    d("ota_campaign_nodes_failed", "Nodes that failed in a campaign.", "campaign", "state"),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{e.up, e.uptime, e.freeMem, e.rssi, e.latency, e.loss, e.conns, e.health, e.hops,
+		e.rx, e.tx, e.dropped, e.info, e.meshNodes, e.meshOnline, e.meshHealth, e.meshAlerts, e.meshMaxHops, e.alert,
+		e.otaState, e.otaChunks, e.otaTotal, e.otaCompleted, e.otaFailed} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
+	g := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for _, n := range e.svc.Nodes() {
+		id := strconv.FormatUint(uint64(n.ID), 10)
+		up := 0.0
+		if n.Status == "online" {
+			up = 1
+		}
+		g(e.up, up, id)
+		g(e.uptime, float64(n.UptimeS), id)
+		g(e.freeMem, float64(n.FreeMemory), id)
+		g(e.rssi, float64(n.RSSI), id)
+		g(e.latency, n.LatencyMS/1000, id)
+		g(e.loss, n.LossPct/100, id)
+		g(e.conns, float64(n.Connections), id)
+		g(e.health, float64(n.Health), id)
+		g(e.hops, float64(n.Hops), id)
+		g(e.rx, float64(n.MessagesRx), id)
+		g(e.tx, float64(n.MessagesTx), id)
+		g(e.dropped, float64(n.Dropped), id)
+		g(e.info, 1, id, n.Firmware, n.FirmwareMD5, n.Role, n.Hardware)
+	}
+	s := e.svc.Summary()
+	g(e.meshNodes, float64(s.NodeCount))
+	g(e.meshOnline, float64(s.OnlineCount))
+	g(e.meshHealth, float64(s.HealthScore))
+	g(e.meshAlerts, float64(s.ActiveAlerts))
+	g(e.meshMaxHops, float64(s.MaxHops))
+	// Several alerts of one kind on one node would collide as series; the
+	// engine de-duplicates by (node, kind), so this is one series each.
+	seen := map[string]bool{}
+	for _, a := range e.svc.Alerts(false) {
+		id := strconv.FormatUint(uint64(a.NodeID), 10)
+		if k := id + "/" + a.Type; !seen[k] {
+			seen[k] = true
+			g(e.alert, 1, id, a.Type, a.Severity)
+		}
+	}
+	for _, c := range e.svc.Campaigns() {
+		g(e.otaCompleted, float64(c.Completed), c.ID, c.State)
+		g(e.otaFailed, float64(c.Failed), c.ID, c.State)
+		for id, p := range c.Nodes {
+			g(e.otaState, 1, c.ID, id, p.State)
+			g(e.otaChunks, float64(p.Chunks), c.ID, id)
+			g(e.otaTotal, float64(p.Total), c.ID, id)
+		}
+	}
+}
+
+// NewRegistry returns a registry with the exporter and the Go runtime and
+// process collectors for the gateway itself.
+func NewRegistry(svc fleet.Service) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewExporter(svc), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// Handler serves reg in the Prometheus text format.
+func Handler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, Registry: reg})
+}

@@ -1,0 +1,149 @@
+package rest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/meshfleet/meshfleet/fleet"
+	"github.com/meshfleet/meshfleet/fleet/fleettest"
+	"github.com/meshfleet/meshfleet/protocol"
+)
+
+func newServer(t *testing.T, token string) (*httptest.Server, *fleettest.Memory) {
+	t.Helper()
+	m := &fleettest.Memory{
+		NodeList: []fleet.Node{{ID: 1, Status: "online", Gateway: true}, {ID: 2, Status: "offline"}},
+		Tree:     protocol.NodeTree{NodeID: 1, Root: true, Subs: []protocol.NodeTree{{NodeID: 2}}},
+		Sum:      fleet.Summary{NodeCount: 2, OnlineCount: 1, HealthScore: 60},
+	}
+	srv := httptest.NewServer(Handler(m, Config{Token: token, MaxUploadSize: 1024}))
+	t.Cleanup(srv.Close)
+	return srv, m
+}
+
+func do(t *testing.T, method, url, token string, body io.Reader) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, body)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestReadEndpoints(t *testing.T) {
+	srv, _ := newServer(t, "")
+	code, body := do(t, "GET", srv.URL+"/api/v1/nodes", "", nil)
+	var nodes []fleet.Node
+	if code != 200 || json.Unmarshal([]byte(body), &nodes) != nil || len(nodes) != 2 || nodes[1].ID != 2 {
+		t.Fatalf("nodes: %d %s", code, body)
+	}
+	if code, body := do(t, "GET", srv.URL+"/api/v1/nodes/2", "", nil); code != 200 || !strings.Contains(body, `"status":"offline"`) {
+		t.Fatalf("node: %d %s", code, body)
+	}
+	if code, body := do(t, "GET", srv.URL+"/api/v1/nodes/9", "", nil); code != 404 || !strings.Contains(body, "not found") {
+		t.Fatalf("unknown node: %d %s", code, body)
+	}
+	if code, body := do(t, "GET", srv.URL+"/api/v1/nodes/abc", "", nil); code != 400 || !strings.Contains(body, "decimal") {
+		t.Fatalf("bad node id: %d %s", code, body)
+	}
+	if code, body := do(t, "GET", srv.URL+"/api/v1/topology", "", nil); code != 200 || strings.TrimSpace(body) != `{"nodeId":1,"root":true,"subs":[{"nodeId":2}]}` {
+		t.Fatalf("topology: %d %s", code, body)
+	}
+	if code, body := do(t, "GET", srv.URL+"/api/v1/alerts", "", nil); code != 200 || strings.TrimSpace(body) != "[]" {
+		t.Fatalf("alerts: %d %s", code, body)
+	}
+}
+
+func TestTokenAuth(t *testing.T) {
+	srv, _ := newServer(t, "s3cret")
+	if code, body := do(t, "GET", srv.URL+"/api/v1/nodes", "", nil); code != 401 || !strings.Contains(body, "Bearer") {
+		t.Fatalf("no token: %d %s", code, body)
+	}
+	if code, _ := do(t, "GET", srv.URL+"/api/v1/nodes", "wrong", nil); code != 401 {
+		t.Fatalf("wrong token: %d", code)
+	}
+	if code, _ := do(t, "GET", srv.URL+"/api/v1/nodes", "s3cret", nil); code != 200 {
+		t.Fatalf("right token: %d", code)
+	}
+	if code, _ := do(t, "GET", srv.URL+"/healthz", "", nil); code != 200 {
+		t.Fatalf("healthz needs no token: %d", code)
+	}
+}
+
+func TestFirmwareAndCampaigns(t *testing.T) {
+	srv, m := newServer(t, "")
+	img := bytes.Repeat([]byte{0xE9, 1, 2, 3}, 64)
+	code, body := do(t, "POST", srv.URL+"/api/v1/firmware?role=sensor&hardware=ESP32&version=1.0", "", bytes.NewReader(img))
+	if code != 201 {
+		t.Fatalf("upload: %d %s", code, body)
+	}
+	var im fleet.Image
+	json.Unmarshal([]byte(body), &im)
+	if code, body := do(t, "POST", srv.URL+"/api/v1/firmware?role=sensor&hardware=ESP32&version=1.0&md5=00000000000000000000000000000000", "", bytes.NewReader(img)); code != 400 || !strings.Contains(body, "md5 mismatch") {
+		t.Fatalf("bad md5: %d %s", code, body)
+	}
+	if code, body := do(t, "POST", srv.URL+"/api/v1/firmware?role=sensor&hardware=ESP32&version=1.0", "", bytes.NewReader(make([]byte, 2048))); code != 413 || !strings.Contains(body, "max_upload_size") {
+		t.Fatalf("oversize: %d %s", code, body)
+	}
+	if code, _ := do(t, "POST", srv.URL+"/api/v1/firmware", "", bytes.NewReader(img)); code != 400 {
+		t.Fatalf("missing metadata: %d", code)
+	}
+	code, body = do(t, "POST", srv.URL+"/api/v1/ota", "", strings.NewReader(`{"image":"`+im.ID+`","mode":"broadcast"}`))
+	if code != 201 {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	var c fleet.Campaign
+	json.Unmarshal([]byte(body), &c)
+	if code, body := do(t, "POST", srv.URL+"/api/v1/ota/"+c.ID+"/pause", "", nil); code != 200 || !strings.Contains(body, `"state":"paused"`) {
+		t.Fatalf("pause: %d %s", code, body)
+	}
+	if code, body := do(t, "POST", srv.URL+"/api/v1/ota/"+c.ID+"/pause", "", nil); code != 409 {
+		t.Fatalf("pause twice: %d %s", code, body)
+	}
+	if code, _ := do(t, "POST", srv.URL+"/api/v1/ota/"+c.ID+"/explode", "", nil); code != 404 {
+		t.Fatalf("bad action: %d", code)
+	}
+	if code, _ := do(t, "DELETE", srv.URL+"/api/v1/ota/"+c.ID, "", nil); code != 200 {
+		t.Fatalf("abort: %d", code)
+	}
+	if code, body := do(t, "POST", srv.URL+"/api/v1/ota", "", strings.NewReader(`{"image":"x","speed":9}`)); code != 400 || !strings.Contains(body, "speed") {
+		t.Fatalf("unknown field: %d %s", code, body)
+	}
+	if code, _ := do(t, "POST", srv.URL+"/api/v1/ota", "", strings.NewReader(`{"image":"nope"}`)); code != 404 {
+		t.Fatalf("unknown image: %d", code)
+	}
+	if code, _ := do(t, "POST", srv.URL+"/api/v1/ota", "", strings.NewReader(`{not json`)); code != 400 {
+		t.Fatalf("malformed: %d", code)
+	}
+	_ = m
+}
+
+func TestMessages(t *testing.T) {
+	srv, m := newServer(t, "")
+	if code, _ := do(t, "POST", srv.URL+"/api/v1/messages", "", strings.NewReader(`{"to":"broadcast","msg":"hi"}`)); code != 202 {
+		t.Fatalf("broadcast: %d", code)
+	}
+	if code, _ := do(t, "POST", srv.URL+"/api/v1/messages", "", strings.NewReader(`{"to":"7","msg":"yo"}`)); code != 202 {
+		t.Fatalf("single: %d", code)
+	}
+	if code, _ := do(t, "POST", srv.URL+"/api/v1/messages", "", strings.NewReader(`{"to":"-1","msg":"yo"}`)); code != 400 {
+		t.Fatalf("bad dest: %d", code)
+	}
+	got := m.SentMessages()
+	if len(got) != 2 || got[0] != "broadcast hi" || got[1] != "single 7 yo" {
+		t.Fatalf("sent %q", got)
+	}
+	_ = context.Background
+}
