@@ -160,12 +160,14 @@ type EventObserver interface {
 
 // Stats are the node's real traffic counters.
 type Stats struct {
-	MessagesRx, MessagesTx    uint64 // every message received / queued for writing
-	MessagesDropped           uint64 // unroutable, unparsable or to a closed connection
-	BytesRx, BytesTx          uint64
-	ParseErrors               uint64
-	Connections               int // synced connections
-	ConnectionChanges         uint64
+	MessagesRx, MessagesTx uint64 // every message received / queued for writing
+	MessagesDropped        uint64 // unroutable, unparsable, unhandled or to a closed connection
+	BytesRx, BytesTx       uint64
+	ParseErrors            uint64
+	Connections            int    // synced connections
+	ConnectionChanges      uint64 // layout changes: ChangedConnections events
+	// TimeSyncs counts TIME_REPLYs we computed an offset from;
+	// TimeSyncAdopts those whose offset was non-zero (the clock moved).
 	TimeSyncs, TimeSyncAdopts uint64
 }
 
@@ -189,5 +191,19 @@ type Timing struct {
 	TimeSyncInterval    time.Duration // 10 s task interval
 	TimeSyncPostpone    time.Duration // 60 s after success
 	TimeSyncRetry       time.Duration // 200 ms after a bad offset
-	TimeReplyProcessing time.Duration // our responder's t2-t1 separation
+	TimeReplyProcessing time.Duration // our responder's t2-t1 separation; negative: none
+}
+
+// StockTiming returns the timers of the C++ library ([A], PROTOCOL.md
+// §12) and our TIME_REPLY processing time (2 ms, in the range of an ESP's).
+func StockTiming() Timing {
+	return Timing{
+		NodeSyncInterval:    60 * time.Second,
+		NodeTimeout:         10 * time.Second,
+		APFirstSync:         10 * time.Second,
+		TimeSyncInterval:    10 * time.Second,
+		TimeSyncPostpone:    60 * time.Second,
+		TimeSyncRetry:       200 * time.Millisecond,
+		TimeReplyProcessing: 2 * time.Millisecond,
+	}
 }
