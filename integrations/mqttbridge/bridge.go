@@ -1,0 +1,460 @@
+package mqttbridge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meshfleet/meshfleet/fleet"
+	"github.com/meshfleet/meshfleet/protocol"
+)
+
+// BridgeConfig selects what the bridge publishes and where.
+type BridgeConfig struct {
+	Prefix          string        // topic prefix, e.g. "meshfleet"
+	PublishInterval time.Duration // status topics (seeds: 30 s)
+	Nodes           bool          // <prefix>/status/nodes
+	Topology        bool          // <prefix>/status/topology
+	Metrics         bool          // <prefix>/status/metrics
+	Alerts          bool          // <prefix>/status/alerts
+	PerNode         bool          // <prefix>/status/node/<id> (off by default, as in the seeds)
+	Messages        bool          // <prefix>/from/<id> and <prefix>/to/...
+	HomeAssistant   bool          // discovery configs under HAPrefix (implies per-node topics)
+	HAPrefix        string        // "homeassistant"
+	DeviceID        string        // envelope device_id: the gateway's node id
+	Version         string        // envelope firmware_version: meshfleet's version
+	MaxUploadSize   int64         // firmware upload over MQTT
+	Logger          *slog.Logger
+	// Now is the clock for timestamps (tests and the simulator pass their own).
+	Now func() time.Time
+}
+
+// Bridge publishes the fleet's status to MQTT and takes OTA control
+// requests and mesh messages from it.
+type Bridge struct {
+	svc     fleet.Service
+	c       *Client
+	cfg     BridgeConfig
+	log     *slog.Logger
+	uploads *uploads
+
+	mu        sync.Mutex
+	announced map[uint32]bool // nodes with Home Assistant discovery published
+}
+
+// Topic names under the prefix.
+const (
+	TopicState        = "bridge/state" // availability: online / offline (last will)
+	TopicNodes        = "status/nodes"
+	TopicTopology     = "status/topology"
+	TopicMetrics      = "status/metrics"
+	TopicAlerts       = "status/alerts"
+	TopicNode         = "status/node/" // + decimal id
+	TopicOTAAnnounce  = "ota/announce"
+	TopicOTAStatus    = "ota/status"
+	TopicOTAControl   = "ota/control"
+	TopicOTAResponse  = "ota/control/response"
+	TopicFrom         = "from/" // + decimal id
+	TopicTo           = "to/"   // + decimal id or "broadcast"
+	SchemaVersion     = 1
+	availabilityOn    = "online"
+	availabilityOff   = "offline"
+	haComponentSensor = "sensor"
+)
+
+// WillTopic is the availability topic a client dialled for this bridge
+// must use as its last will (payload "offline", retained).
+func WillTopic(prefix string) string { return prefix + "/" + TopicState }
+
+// WillPayload is the last-will payload.
+func WillPayload() []byte { return []byte(availabilityOff) }
+
+// NewBridge makes a bridge; Run starts it.
+func NewBridge(svc fleet.Service, c *Client, cfg BridgeConfig) *Bridge {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.PublishInterval <= 0 {
+		cfg.PublishInterval = 30 * time.Second
+	}
+	if cfg.HAPrefix == "" {
+		cfg.HAPrefix = "homeassistant"
+	}
+	if cfg.HomeAssistant {
+		cfg.PerNode = true
+	}
+	if cfg.MaxUploadSize <= 0 {
+		cfg.MaxUploadSize = 16 << 20
+	}
+	return &Bridge{svc: svc, c: c, cfg: cfg, log: cfg.Logger, announced: map[uint32]bool{},
+		uploads: newUploads(cfg.MaxUploadSize)}
+}
+
+func (b *Bridge) topic(s string) string { return b.cfg.Prefix + "/" + s }
+
+// Run subscribes, publishes status every interval and on events, and
+// returns when ctx ends (publishing "offline" on the way out).
+func (b *Bridge) Run(ctx context.Context) error {
+	if err := b.c.Subscribe(ctx, b.topic(TopicOTAControl), func(m Message) { b.handleControl(ctx, m) }); err != nil {
+		return err
+	}
+	if b.cfg.Messages {
+		if err := b.c.Subscribe(ctx, b.topic(TopicTo+"+"), func(m Message) { b.handleTo(ctx, m) }); err != nil {
+			return err
+		}
+	}
+	events := b.svc.Subscribe(ctx)
+	tick := time.NewTicker(b.cfg.PublishInterval)
+	defer tick.Stop()
+	b.PublishAll(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			off, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			b.c.Publish(off, b.topic(TopicState), []byte(availabilityOff), true)
+			cancel()
+			return nil
+		case <-tick.C:
+			b.PublishAll(ctx)
+		case ev, ok := <-events:
+			if !ok {
+				return nil
+			}
+			b.handleEvent(ctx, ev)
+		}
+	}
+}
+
+// OnConnect republishes availability and retained state after a
+// (re)connection; pass it as ClientConfig.OnUp.
+func (b *Bridge) OnConnect(ctx context.Context) {
+	b.mu.Lock()
+	b.announced = map[uint32]bool{} // a new broker may not have our discovery configs
+	b.mu.Unlock()
+	b.PublishAll(ctx)
+}
+
+func (b *Bridge) publishJSON(ctx context.Context, topic string, v any, retain bool) {
+	data, err := marshal(v)
+	if err != nil {
+		b.log.Error("mqtt payload", "topic", topic, "err", err)
+		return
+	}
+	if err := b.c.Publish(ctx, topic, data, retain); err != nil && err != ErrNotConnected {
+		b.log.Warn("mqtt publish failed", "topic", topic, "err", err)
+	}
+}
+
+func marshal(v any) ([]byte, error) {
+	var sb strings.Builder
+	enc := json.NewEncoder(&sb)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return []byte(strings.TrimSuffix(sb.String(), "\n")), nil
+}
+
+// envelope is the seeds' common first keys of every status payload.
+type envelope struct {
+	SchemaVersion   int    `json:"schema_version"`
+	DeviceID        string `json:"device_id"`
+	DeviceType      string `json:"device_type"`
+	Timestamp       string `json:"timestamp"`
+	FirmwareVersion string `json:"firmware_version"`
+}
+
+func (b *Bridge) env() envelope {
+	return envelope{SchemaVersion: SchemaVersion, DeviceID: b.cfg.DeviceID, DeviceType: "gateway",
+		Timestamp: b.cfg.Now().UTC().Format(time.RFC3339), FirmwareVersion: b.cfg.Version}
+}
+
+// NodesPayload is <prefix>/status/nodes.
+type NodesPayload struct {
+	envelope
+	Nodes     []NodeEntry `json:"nodes"`
+	NodeCount int         `json:"node_count"`
+	MeshID    string      `json:"mesh_id"`
+}
+
+// NodeEntry keeps the seeds' keys (node_id as a decimal string, status,
+// last_seen) and adds what the gateway knows.
+type NodeEntry struct {
+	NodeID   string `json:"node_id"`
+	Status   string `json:"status"`
+	LastSeen string `json:"last_seen"`
+	Hops     int    `json:"hop_count"`
+	Firmware string `json:"firmware_version,omitempty"`
+	Health   int    `json:"health"`
+}
+
+// TopologyPayload is <prefix>/status/topology: the real tree, as
+// painlessMesh's subConnectionJson, and its edges.
+type TopologyPayload struct {
+	envelope
+	Tree             json.RawMessage `json:"tree"`
+	Connections      []Connection    `json:"connections"`
+	RootNode         string          `json:"root_node"`
+	TotalConnections int             `json:"total_connections"`
+}
+
+// Connection is one mesh link.
+type Connection struct {
+	From string `json:"from_node"`
+	To   string `json:"to_node"`
+	Hops int    `json:"hop_count"` // of the farther end, from the gateway
+}
+
+// MetricsPayload is <prefix>/status/metrics.
+type MetricsPayload struct {
+	envelope
+	Metrics MeshMetrics `json:"metrics"`
+}
+
+// MeshMetrics keeps the seeds' keys and adds the mesh-wide figures.
+type MeshMetrics struct {
+	UptimeS          uint64 `json:"uptime_s"`
+	MeshNodes        int    `json:"mesh_nodes"`
+	OnlineNodes      int    `json:"online_nodes"`
+	ConnectedDevices int    `json:"connected_devices"`
+	HealthScore      int    `json:"health_score"`
+	ActiveAlerts     int    `json:"active_alerts"`
+	MaxHops          int    `json:"max_hops"`
+}
+
+// AlertsPayload is <prefix>/status/alerts.
+type AlertsPayload struct {
+	envelope
+	Alerts     []fleet.Alert `json:"alerts"`
+	AlertCount int           `json:"alert_count"`
+}
+
+// PublishAll publishes availability and every enabled status topic now.
+func (b *Bridge) PublishAll(ctx context.Context) {
+	b.publish(ctx, b.topic(TopicState), []byte(availabilityOn), true)
+	nodes := b.svc.Nodes()
+	sum := b.svc.Summary()
+	if b.cfg.Nodes {
+		p := NodesPayload{envelope: b.env(), Nodes: []NodeEntry{}, NodeCount: len(nodes), MeshID: b.cfg.DeviceID}
+		for _, n := range nodes {
+			p.Nodes = append(p.Nodes, NodeEntry{NodeID: id(n.ID), Status: n.Status, LastSeen: n.LastSeen.UTC().Format(time.RFC3339),
+				Hops: n.Hops, Firmware: n.Firmware, Health: n.Health})
+		}
+		b.publishJSON(ctx, b.topic(TopicNodes), p, true)
+	}
+	if b.cfg.Topology {
+		b.publishJSON(ctx, b.topic(TopicTopology), b.topology(), true)
+	}
+	if b.cfg.Metrics {
+		b.publishJSON(ctx, b.topic(TopicMetrics), MetricsPayload{envelope: b.env(), Metrics: MeshMetrics{
+			UptimeS: sum.GatewayUptimeS, MeshNodes: sum.NodeCount, OnlineNodes: sum.OnlineCount,
+			ConnectedDevices: max(sum.NodeCount-1, 0), HealthScore: sum.HealthScore, ActiveAlerts: sum.ActiveAlerts, MaxHops: sum.MaxHops,
+		}}, true)
+	}
+	if b.cfg.Alerts {
+		b.publishAlerts(ctx)
+	}
+	if b.cfg.PerNode {
+		for _, n := range nodes {
+			b.publishNode(ctx, n)
+		}
+	}
+	b.publishAnnounce(ctx)
+}
+
+func (b *Bridge) publish(ctx context.Context, topic string, payload []byte, retain bool) {
+	if err := b.c.Publish(ctx, topic, payload, retain); err != nil && err != ErrNotConnected {
+		b.log.Warn("mqtt publish failed", "topic", topic, "err", err)
+	}
+}
+
+func id(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
+func (b *Bridge) topology() TopologyPayload {
+	t := b.svc.Topology()
+	p := TopologyPayload{envelope: b.env(), Tree: json.RawMessage(t.AppendJSON(nil)), Connections: []Connection{}, RootNode: id(t.NodeID)}
+	if r := findRoot(t); r != 0 {
+		p.RootNode = id(r)
+	}
+	var walk func(n protocol.NodeTree, depth int)
+	walk = func(n protocol.NodeTree, depth int) {
+		for _, s := range n.Subs {
+			p.Connections = append(p.Connections, Connection{From: id(s.NodeID), To: id(n.NodeID), Hops: depth + 1})
+			walk(s, depth+1)
+		}
+	}
+	walk(t, 0)
+	p.TotalConnections = len(p.Connections)
+	return p
+}
+
+// findRoot is the node flagged root in the tree, if any.
+func findRoot(t protocol.NodeTree) uint32 {
+	if t.Root {
+		return t.NodeID
+	}
+	for _, s := range t.Subs {
+		if r := findRoot(s); r != 0 {
+			return r
+		}
+	}
+	return 0
+}
+
+func (b *Bridge) publishAlerts(ctx context.Context) {
+	as := b.svc.Alerts(false)
+	if as == nil {
+		as = []fleet.Alert{}
+	}
+	b.publishJSON(ctx, b.topic(TopicAlerts), AlertsPayload{envelope: b.env(), Alerts: as, AlertCount: len(as)}, true)
+}
+
+// nodePayload is <prefix>/status/node/<id>: the envelope with that node's
+// id, type and firmware version, then the fleet.Node document.
+func nodePayload(e envelope, n fleet.Node) ([]byte, error) {
+	e.FirmwareVersion = n.Firmware
+	n.Firmware = "" // it is in the envelope; omitted from the node part
+	head, err := marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	body, err := marshal(n)
+	if err != nil {
+		return nil, err
+	}
+	// Splice two JSON objects into one, envelope keys first.
+	return append(append(head[:len(head)-1:len(head)-1], ','), body[1:]...), nil
+}
+
+func (b *Bridge) publishNode(ctx context.Context, n fleet.Node) {
+	e := b.env()
+	e.DeviceID, e.DeviceType = id(n.ID), "sensor"
+	if n.Gateway {
+		e.DeviceType = "gateway"
+	}
+	payload, err := nodePayload(e, n)
+	if err != nil {
+		b.log.Error("node payload", "node", n.ID, "err", err)
+		return
+	}
+	b.publish(ctx, b.topic(TopicNode+id(n.ID)), payload, true)
+	if b.cfg.HomeAssistant {
+		b.discover(ctx, n)
+	}
+}
+
+// haSensor is one Home Assistant MQTT discovery config.
+type haSensor struct {
+	Name              string   `json:"name"`
+	UniqueID          string   `json:"unique_id"`
+	StateTopic        string   `json:"state_topic"`
+	ValueTemplate     string   `json:"value_template"`
+	UnitOfMeasurement string   `json:"unit_of_measurement,omitempty"`
+	DeviceClass       string   `json:"device_class,omitempty"`
+	StateClass        string   `json:"state_class,omitempty"`
+	AvailabilityTopic string   `json:"availability_topic"`
+	Device            haDevice `json:"device"`
+}
+
+type haDevice struct {
+	Identifiers  []string `json:"identifiers"`
+	Name         string   `json:"name"`
+	Manufacturer string   `json:"manufacturer"`
+	Model        string   `json:"model,omitempty"`
+	SWVersion    string   `json:"sw_version,omitempty"`
+	ViaDevice    string   `json:"via_device,omitempty"`
+}
+
+// haSensors are the per-node sensors offered to Home Assistant.
+var haSensors = []struct{ key, name, unit, class string }{
+	{"rssi_dbm", "RSSI", "dBm", "signal_strength"},
+	{"free_memory_bytes", "Free memory", "B", "data_size"},
+	{"uptime_s", "Uptime", "s", "duration"},
+	{"latency_ms", "Latency", "ms", "duration"},
+	{"health", "Health", "%", ""},
+	{"connections", "Connections", "", ""},
+}
+
+func (b *Bridge) discover(ctx context.Context, n fleet.Node) {
+	b.mu.Lock()
+	done := b.announced[n.ID]
+	b.announced[n.ID] = true
+	b.mu.Unlock()
+	if done {
+		return
+	}
+	dev := haDevice{Identifiers: []string{"meshfleet_" + id(n.ID)}, Name: "Mesh node " + id(n.ID), Manufacturer: "painlessMesh",
+		Model: n.Hardware, SWVersion: n.Firmware}
+	if !n.Gateway {
+		dev.ViaDevice = "meshfleet_" + b.cfg.DeviceID
+	}
+	for _, s := range haSensors {
+		uid := "meshfleet_" + id(n.ID) + "_" + s.key
+		cfg := haSensor{Name: s.name, UniqueID: uid, StateTopic: b.topic(TopicNode + id(n.ID)),
+			ValueTemplate: "{{ value_json." + s.key + " }}", UnitOfMeasurement: s.unit, DeviceClass: s.class,
+			StateClass: "measurement", AvailabilityTopic: b.topic(TopicState), Device: dev}
+		b.publishJSON(ctx, b.cfg.HAPrefix+"/"+haComponentSensor+"/"+uid+"/config", cfg, true)
+	}
+}
+
+// AnnouncePayload is <prefix>/ota/announce: what is offered.
+type AnnouncePayload struct {
+	Images    []fleet.Image    `json:"images"`
+	Campaigns []fleet.Campaign `json:"campaigns"`
+	Timestamp string           `json:"timestamp"`
+}
+
+func (b *Bridge) publishAnnounce(ctx context.Context) {
+	imgs, err := b.svc.Images()
+	if err != nil {
+		b.log.Warn("listing firmware for ota/announce", "err", err)
+	}
+	if imgs == nil {
+		imgs = []fleet.Image{}
+	}
+	cs := b.svc.Campaigns()
+	if cs == nil {
+		cs = []fleet.Campaign{}
+	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].ID < cs[j].ID })
+	b.publishJSON(ctx, b.topic(TopicOTAAnnounce), AnnouncePayload{Images: imgs, Campaigns: cs, Timestamp: b.cfg.Now().UTC().Format(time.RFC3339)}, true)
+}
+
+func (b *Bridge) handleEvent(ctx context.Context, ev fleet.Event) {
+	switch {
+	case ev.Message != nil && b.cfg.Messages:
+		b.publish(ctx, b.topic(TopicFrom+id(ev.Message.From)), []byte(ev.Message.Payload), false)
+	case ev.Progress != nil:
+		b.publishJSON(ctx, b.topic(TopicOTAStatus), ev.Progress, false)
+	case ev.Campaign != nil:
+		b.publishJSON(ctx, b.topic(TopicOTAStatus), map[string]any{"campaign": ev.Campaign}, false)
+		b.publishAnnounce(ctx)
+	case ev.Alert != nil && b.cfg.Alerts:
+		// Alerts are published as they change, not only every interval.
+		b.publishAlerts(ctx)
+	}
+}
+
+func (b *Bridge) handleTo(ctx context.Context, m Message) {
+	dest := strings.TrimPrefix(m.Topic, b.topic(TopicTo))
+	var err error
+	if dest == "broadcast" {
+		err = b.svc.SendBroadcast(ctx, string(m.Payload))
+	} else if v, perr := strconv.ParseUint(dest, 10, 32); perr != nil || v == 0 {
+		err = fmt.Errorf("topic %s: %q is not a node id or \"broadcast\"", m.Topic, dest)
+	} else {
+		err = b.svc.SendSingle(ctx, uint32(v), string(m.Payload))
+	}
+	if err != nil {
+		b.log.Warn("mqtt message into the mesh", "topic", m.Topic, "err", err)
+	}
+}

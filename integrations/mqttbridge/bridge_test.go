@@ -1,0 +1,316 @@
+package mqttbridge
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"hash/crc32"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshfleet/meshfleet/fleet"
+	"github.com/meshfleet/meshfleet/fleet/fleettest"
+	"github.com/meshfleet/meshfleet/protocol"
+)
+
+// observer records every message on the broker and lets a test wait for
+// the first one matching a predicate.
+type observer struct {
+	mu   sync.Mutex
+	msgs []Message
+	seen chan struct{}
+}
+
+func observe(t *testing.T, ctx context.Context, url string) (*observer, *Client) {
+	t.Helper()
+	o := &observer{seen: make(chan struct{}, 1)}
+	c, err := Dial(ctx, ClientConfig{URL: url, ClientID: "observer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	c.Subscribe(ctx, "#", func(m Message) {
+		o.mu.Lock()
+		o.msgs = append(o.msgs, m)
+		o.mu.Unlock()
+		select {
+		case o.seen <- struct{}{}:
+		default:
+		}
+	})
+	if err := c.AwaitConnection(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return o, c
+}
+
+func (o *observer) wait(t *testing.T, ctx context.Context, topic string, pred func([]byte) bool) []byte {
+	t.Helper()
+	for {
+		o.mu.Lock()
+		for _, m := range o.msgs {
+			if m.Topic == topic && (pred == nil || pred(m.Payload)) {
+				o.mu.Unlock()
+				return m.Payload
+			}
+		}
+		o.mu.Unlock()
+		select {
+		case <-o.seen:
+		case <-ctx.Done():
+			t.Fatalf("no message on %s", topic)
+		}
+	}
+}
+
+type rig struct {
+	svc    *fleettest.Memory
+	obs    *observer
+	pub    *Client
+	bridge *Bridge
+}
+
+func newRig(t *testing.T, ctx context.Context, url string, mutate func(*BridgeConfig)) *rig {
+	t.Helper()
+	svc := &fleettest.Memory{
+		NodeList: []fleet.Node{
+			{ID: 1, Status: "online", Gateway: true, LastSeen: time.Unix(1700000000, 0)},
+			{ID: 3907768579, Status: "online", Hops: 1, Firmware: "1.2.3", RSSI: -61, LastSeen: time.Unix(1700000000, 0)},
+			{ID: 17, Status: "offline", Hops: 2},
+		},
+		Tree: protocol.NodeTree{NodeID: 1, Root: true, Subs: []protocol.NodeTree{{NodeID: 3907768579, Subs: []protocol.NodeTree{{NodeID: 17}}}}},
+		Sum:  fleet.Summary{NodeCount: 3, OnlineCount: 2, HealthScore: 66, ActiveAlerts: 2, MaxHops: 2},
+		AlertList: []fleet.Alert{
+			{ID: "17/node_offline", NodeID: 17, Type: "node_offline", Severity: "warning", State: "raised"},
+			{ID: "3907768579/weak_wifi", NodeID: 3907768579, Type: "weak_wifi", Severity: "warning", State: "raised"},
+		},
+	}
+	obs, pub := observe(t, ctx, url)
+	bc, err := Dial(ctx, ClientConfig{URL: url, ClientID: "bridge", WillTopic: WillTopic("mf"), WillPayload: WillPayload()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bc.Close(context.Background()) })
+	if err := bc.AwaitConnection(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cfg := BridgeConfig{Prefix: "mf", PublishInterval: time.Hour, Nodes: true, Topology: true, Metrics: true, Alerts: true,
+		Messages: true, DeviceID: "1", Version: "test", MaxUploadSize: 1 << 16, Now: func() time.Time { return time.Unix(1700000100, 0) }}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	b := NewBridge(svc, bc, cfg)
+	go b.Run(ctx)
+	return &rig{svc: svc, obs: obs, pub: pub, bridge: b}
+}
+
+func TestStatusTopics(t *testing.T) {
+	br, err := StartBroker("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.HomeAssistant = true })
+
+	var nodes NodesPayload
+	json.Unmarshal(r.obs.wait(t, ctx, "mf/status/nodes", nil), &nodes)
+	if nodes.NodeCount != 3 || len(nodes.Nodes) != 3 || nodes.Nodes[1].NodeID != "3907768579" || nodes.Nodes[2].Status != "offline" ||
+		nodes.SchemaVersion != 1 || nodes.DeviceID != "1" || nodes.Timestamp != "2023-11-14T22:15:00Z" {
+		t.Fatalf("nodes payload: %+v", nodes)
+	}
+	var topo TopologyPayload
+	json.Unmarshal(r.obs.wait(t, ctx, "mf/status/topology", nil), &topo)
+	if string(topo.Tree) != `{"nodeId":1,"root":true,"subs":[{"nodeId":3907768579,"subs":[{"nodeId":17}]}]}` ||
+		topo.TotalConnections != 2 || topo.Connections[1].From != "17" || topo.Connections[1].To != "3907768579" || topo.RootNode != "1" {
+		t.Fatalf("topology payload: %+v", topo)
+	}
+	var alerts AlertsPayload
+	json.Unmarshal(r.obs.wait(t, ctx, "mf/status/alerts", nil), &alerts)
+	if alerts.AlertCount != 2 || len(alerts.Alerts) != 2 {
+		t.Fatalf("alerts payload: %+v", alerts)
+	}
+	var metrics MetricsPayload
+	json.Unmarshal(r.obs.wait(t, ctx, "mf/status/metrics", nil), &metrics)
+	if metrics.Metrics.MeshNodes != 3 || metrics.Metrics.OnlineNodes != 2 || metrics.Metrics.HealthScore != 66 {
+		t.Fatalf("metrics payload: %+v", metrics)
+	}
+	node := r.obs.wait(t, ctx, "mf/status/node/3907768579", nil)
+	var nm map[string]any
+	if err := json.Unmarshal(node, &nm); err != nil || nm["device_id"] != "3907768579" || nm["firmware_version"] != "1.2.3" || nm["rssi_dbm"] != float64(-61) {
+		t.Fatalf("per-node payload %s", node)
+	}
+	disc := r.obs.wait(t, ctx, "homeassistant/sensor/meshfleet_3907768579_rssi_dbm/config", nil)
+	if !strings.Contains(string(disc), `"state_topic":"mf/status/node/3907768579"`) || !strings.Contains(string(disc), `"via_device":"meshfleet_1"`) {
+		t.Fatalf("discovery: %s", disc)
+	}
+	if got := r.obs.wait(t, ctx, "mf/bridge/state", nil); string(got) != "online" {
+		t.Fatalf("availability %q", got)
+	}
+	// Alerts are republished when they change, not only every interval.
+	r.svc.AlertList = r.svc.AlertList[:1]
+	r.svc.Publish(fleet.Event{Alert: &r.svc.AlertList[0]})
+	r.obs.wait(t, ctx, "mf/status/alerts", func(p []byte) bool { return strings.Contains(string(p), `"alert_count":1`) })
+}
+
+func request(t *testing.T, ctx context.Context, r *rig, req string) ControlResponse {
+	t.Helper()
+	var cr ControlRequest
+	json.Unmarshal([]byte(req), &cr)
+	if err := r.pub.Publish(ctx, "mf/ota/control", []byte(req), false); err != nil {
+		t.Fatal(err)
+	}
+	var resp ControlResponse
+	r.obs.wait(t, ctx, "mf/ota/control/response", func(p []byte) bool {
+		var x ControlResponse
+		json.Unmarshal(p, &x)
+		if x.CorrelationID == cr.CorrelationID && cr.CorrelationID != "" {
+			resp = x
+			return true
+		}
+		return false
+	})
+	return resp
+}
+
+func TestOTAControlAndUpload(t *testing.T) {
+	br, err := StartBroker("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r := newRig(t, ctx, br.URL(), nil)
+	r.obs.wait(t, ctx, "mf/status/nodes", nil) // the bridge is up and subscribed once it published
+
+	img := []byte(strings.Repeat("firmware bytes ", 300))
+	sum := md5.Sum(img)
+	begin := request(t, ctx, r, `{"correlation_id":"b1","action":"upload_begin","role":"sensor","hardware":"ESP32","version":"2.0","size":`+
+		itoa(len(img))+`,"chunk_size":1000,"md5":"`+hex.EncodeToString(sum[:])+`"}`)
+	if !begin.OK {
+		t.Fatalf("begin: %+v", begin)
+	}
+	uid := begin.Data.(map[string]any)["upload_id"].(string)
+	// Chunks out of order, one with a bad checksum first.
+	for _, i := range []int{4, 0, 3, 1, 2} {
+		chunk := img[i*1000 : min((i+1)*1000, len(img))]
+		crc := crc32.ChecksumIEEE(chunk)
+		if i == 3 {
+			bad := request(t, ctx, r, `{"correlation_id":"bad3","action":"upload_chunk","upload_id":"`+uid+`","index":3,"data":"`+
+				base64.StdEncoding.EncodeToString(chunk)+`","crc32":`+itoa(int(crc^1))+`}`)
+			if bad.OK || !strings.Contains(bad.Error, "crc32 mismatch") {
+				t.Fatalf("bad crc accepted: %+v", bad)
+			}
+		}
+		resp := request(t, ctx, r, `{"correlation_id":"c`+itoa(i)+`","action":"upload_chunk","upload_id":"`+uid+`","index":`+itoa(i)+
+			`,"data":"`+base64.StdEncoding.EncodeToString(chunk)+`","crc32":`+itoa(int(crc))+`}`)
+		if !resp.OK {
+			t.Fatalf("chunk %d: %+v", i, resp)
+		}
+	}
+	end := request(t, ctx, r, `{"correlation_id":"e1","action":"upload_end","upload_id":"`+uid+`"}`)
+	if !end.OK {
+		t.Fatalf("end: %+v", end)
+	}
+	imgs, _ := r.svc.Images()
+	if len(imgs) != 1 || imgs[0].MD5 != hex.EncodeToString(sum[:]) || string(r.svc.Data[imgs[0].ID]) != string(img) {
+		t.Fatalf("store: %+v", imgs)
+	}
+	start := request(t, ctx, r, `{"correlation_id":"s1","action":"start","image":"`+imgs[0].ID+`","mode":"broadcast"}`)
+	if !start.OK {
+		t.Fatalf("start: %+v", start)
+	}
+	cid := start.Data.(map[string]any)["id"].(string)
+	if p := request(t, ctx, r, `{"correlation_id":"p1","action":"pause","campaign":"`+cid+`"}`); !p.OK || p.Data.(map[string]any)["state"] != "paused" {
+		t.Fatalf("pause: %+v", p)
+	}
+	if p := request(t, ctx, r, `{"correlation_id":"p2","action":"pause","campaign":"`+cid+`"}`); p.OK || !strings.Contains(p.Error, "paused") {
+		t.Fatalf("pause twice: %+v", p)
+	}
+	if l := request(t, ctx, r, `{"correlation_id":"l1","action":"list"}`); !l.OK {
+		t.Fatalf("list: %+v", l)
+	}
+	// Bad requests get error responses, and the bridge keeps working.
+	for _, bad := range []struct{ req, want string }{
+		{`{"correlation_id":"x1","action":"explode"}`, "unknown action"},
+		{`{"correlation_id":"x2","action":"start"}`, "needs \"image\""},
+		{`{"correlation_id":"x3","action":"start","image":"nope"}`, "not found"},
+		{`{"correlation_id":"x4","action":"pause"}`, "needs \"campaign\""},
+		{`{"correlation_id":"x5","action":"upload_chunk","upload_id":"u99","index":0,"data":"AA=="}`, "no upload"},
+		{`{"correlation_id":"x6","action":"upload_begin","role":"r","hardware":"h","version":"1","size":99999999,"chunk_size":10,"md5":"00000000000000000000000000000000"}`, "max_upload_size"},
+		{`{"correlation_id":"x7","action":"start","image":1}`, "not a valid control document"},
+		{`{"correlation_id":"x8","action":"list","bogus":true}`, "unknown field"},
+	} {
+		resp := request(t, ctx, r, bad.req)
+		if resp.OK || !strings.Contains(resp.Error, bad.want) {
+			t.Errorf("%s: %+v, want error containing %q", bad.req, resp, bad.want)
+		}
+	}
+	// Not even JSON: answered without a correlation id.
+	r.pub.Publish(ctx, "mf/ota/control", []byte("garbage"), false)
+	r.obs.wait(t, ctx, "mf/ota/control/response", func(p []byte) bool { return strings.Contains(string(p), `"action":"unknown"`) })
+}
+
+func TestUploadMD5Mismatch(t *testing.T) {
+	u := newUploads(1 << 10)
+	now := time.Unix(0, 0)
+	st, err := u.begin(ControlRequest{Role: "r", Hardware: "h", Version: "1", Size: 4, ChunkSize: 4, MD5: strings.Repeat("0", 32)}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.chunk(ControlRequest{UploadID: st.UploadID, Index: 0, Data: base64.StdEncoding.EncodeToString([]byte("abcd"))}, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.finish(st.UploadID); err == nil || !strings.Contains(err.Error(), "md5 of the assembled image") {
+		t.Fatalf("mismatch not detected: %v", err)
+	}
+	if _, err := u.finish(st.UploadID); err == nil {
+		t.Fatal("a failed upload must be discarded")
+	}
+}
+
+func TestMeshMessages(t *testing.T) {
+	br, err := StartBroker("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r := newRig(t, ctx, br.URL(), nil)
+	r.obs.wait(t, ctx, "mf/status/nodes", nil)
+	r.svc.Publish(fleet.Event{Message: &fleet.Message{From: 3907768579, Payload: `{"temp":21}`}})
+	if got := r.obs.wait(t, ctx, "mf/from/3907768579", nil); string(got) != `{"temp":21}` {
+		t.Fatalf("from: %s", got)
+	}
+	r.pub.Publish(ctx, "mf/to/broadcast", []byte("all"), false)
+	r.pub.Publish(ctx, "mf/to/17", []byte("one"), false)
+	r.pub.Publish(ctx, "mf/to/notanode", []byte("x"), false)
+	r.pub.Publish(ctx, "mf/to/end", []byte("x"), false)
+	// The messages are handled in order; wait for the last good one.
+	for {
+		sent := r.svc.SentMessages()
+		if len(sent) == 2 {
+			if sent[0] != "broadcast all" || sent[1] != "single 17 one" {
+				t.Fatalf("sent %q", sent)
+			}
+			break
+		}
+		select {
+		case <-r.obs.seen:
+		case <-ctx.Done():
+			t.Fatalf("sent %q", sent)
+		}
+	}
+}
+
+func itoa(i int) string { return strconvItoa(i) }
+
+var strconvItoa = func(i int) string { return strconv.Itoa(i) }
