@@ -1,0 +1,93 @@
+package sim
+
+import (
+	"cmp"
+	"slices"
+	"time"
+)
+
+func sortLinks(ls []LinkStats) {
+	slices.SortFunc(ls, func(a, b LinkStats) int {
+		if c := cmp.Compare(a.From, b.From); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.To, b.To)
+	})
+}
+
+// Converged reports whether every running node's node list is exactly the
+// set of the other running nodes: one mesh, fully synced. It is cheap to
+// call after every instant: a node's answer is recomputed only after the
+// node was stepped or the set of running nodes changed.
+func (n *Network) Converged() bool {
+	up := 0
+	for _, nd := range n.nodes {
+		if nd.up {
+			up++
+		}
+	}
+	for _, nd := range n.nodes {
+		if !nd.up {
+			continue
+		}
+		if nd.dirty || nd.completeGen != n.members {
+			nd.complete = n.knowsAll(nd, up)
+			nd.dirty = false
+			nd.completeGen = n.members
+		}
+		if !nd.complete {
+			return false
+		}
+	}
+	return true
+}
+
+func (n *Network) knowsAll(nd *Node, up int) bool {
+	list := nd.m.NodeList(false)
+	if len(list) != up-1 {
+		return false
+	}
+	for _, id := range list {
+		o := n.byID[id]
+		if o == nil || !o.up || o == nd {
+			return false
+		}
+	}
+	return true
+}
+
+// CountKnowing is how many running nodes (other than id itself) have id in
+// their node list: 0 once a lost node has been dropped everywhere.
+func (n *Network) CountKnowing(id uint32) int {
+	k := 0
+	for _, nd := range n.nodes {
+		if nd.up && nd.id != id && slices.Contains(nd.m.NodeList(false), id) {
+			k++
+		}
+	}
+	return k
+}
+
+// MaxTimeOffset is the largest difference between the mesh times of the
+// running nodes at this instant. Node time is a wrapping u32 µs counter, so
+// the difference is taken modulo 2^32 around the first running node; it is
+// correct while the true spread is below 2^31 µs (35 minutes).
+func (n *Network) MaxTimeOffset() time.Duration {
+	var ref uint32
+	first := true
+	var lo, hi int64
+	now := n.Now()
+	for _, nd := range n.nodes {
+		if !nd.up {
+			continue
+		}
+		t := nd.m.NodeTime(now)
+		if first {
+			ref, first = t, false
+			continue
+		}
+		d := int64(int32(t - ref))
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	return time.Duration(hi-lo) * time.Microsecond
+}
