@@ -72,10 +72,10 @@ func (f *fake) Ready() mesh.Ready {
 	return rd
 }
 
-func (f *fake) NextDeadline() time.Time             { return f.deadline }
-func (f *fake) ID() uint32                          { return f.id }
-func (f *fake) NodeList(includeSelf bool) []uint32  { return nil }
-func (f *fake) NodeTime(now time.Time) uint32       { return uint32(now.UnixMicro()) }
+func (f *fake) NextDeadline() time.Time            { return f.deadline }
+func (f *fake) ID() uint32                         { return f.id }
+func (f *fake) NodeList(includeSelf bool) []uint32 { return nil }
+func (f *fake) NodeTime(now time.Time) uint32      { return uint32(now.UnixMicro()) }
 func (f *fake) send(c mesh.ConnID, msg string, p mesh.Priority) {
 	f.ready.Messages = append(f.ready.Messages, mesh.Outgoing{Conn: c, Data: []byte(msg), Priority: p})
 }
