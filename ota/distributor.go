@@ -1,0 +1,573 @@
+package ota
+
+import (
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/meshfleet/meshfleet/mesh"
+	"github.com/meshfleet/meshfleet/protocol"
+)
+
+// DistributorConfig configures a Distributor. Zero values take the
+// defaults noted on each field.
+type DistributorConfig struct {
+	AnnounceInterval time.Duration // 60 s (stock offerOTA)
+	AnnounceCount    int           // 60 announces (one hour)
+	StockChunkSize   int           // 1024, the stock example's OTA_PART_SIZE
+	ChunkSize        int           // fast modes, 4096
+	Window           int           // pipelined window suggested to receivers, 8
+	// Radio is the airtime model the distributor paces its sends with and
+	// sizes the broadcast push rate from (the busiest radio in the tree).
+	Radio Radio
+	// Utilization is the fraction of the busiest radio the push aims to
+	// use, 0.92.
+	Utilization float64
+	// LossTarget is the per-hop loss above which the push slows down
+	// (multiplicative decrease); below it the rate creeps up, 0.03.
+	LossTarget float64
+	// PushDelay separates the first offer from the first pushed chunk so
+	// receivers know the transfer, 500 ms.
+	PushDelay time.Duration
+	// Unpaced answers stock DataRequests the instant they arrive, as the
+	// C++ distributor does (for baseline measurements). Default: paced.
+	Unpaced bool
+	// Compress builds the transfer bytes for a method; required for any
+	// method but "none".
+	Compress func(method string, image []byte) ([]byte, error)
+	Logger   *slog.Logger
+}
+
+func (c *DistributorConfig) defaults() {
+	if c.AnnounceInterval <= 0 {
+		c.AnnounceInterval = 60 * time.Second
+	}
+	if c.AnnounceCount <= 0 {
+		c.AnnounceCount = 60
+	}
+	if c.StockChunkSize <= 0 {
+		c.StockChunkSize = 1024
+	}
+	if c.ChunkSize <= 0 {
+		c.ChunkSize = 4096
+	}
+	if c.Window <= 0 {
+		c.Window = 8
+	}
+	if c.Radio == (Radio{}) {
+		c.Radio = DefaultRadio
+	}
+	if c.Utilization <= 0 || c.Utilization > 1 {
+		c.Utilization = 0.92
+	}
+	if c.LossTarget <= 0 {
+		c.LossTarget = 0.03
+	}
+	if c.PushDelay <= 0 {
+		c.PushDelay = 500 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Image is a firmware image to distribute.
+type Image struct {
+	MD5       string // lowercase hex md5 of Data; computed when empty
+	Role      string
+	Hardware  string
+	Version   string
+	Data      []byte
+	Signature []byte
+}
+
+// CampaignSpec starts a campaign.
+type CampaignSpec struct {
+	ID     string // [A-Za-z0-9._-]{1,32}; default: derived from the image md5 and time
+	Image  Image
+	Mode   Mode   // default stock
+	Method string // none | deflate | heatshrink (default none)
+	Nodes  []uint32
+	Forced bool
+	// StockBroadcast announces to stock receivers with broadcasted:true
+	// (stock root-led broadcast, PROTOCOL.md §8.5) instead of unicast.
+	StockBroadcast bool
+}
+
+// DistributorStats count what the distributor did.
+type DistributorStats struct {
+	Announces       int
+	StockServed     int // type 12 sent
+	ChunksServed    int // type 722 sent by unicast or to a child
+	ChunksPushed    int // type 722 broadcast
+	Rebroadcasts    int // chunks pushed again because many nodes missed them
+	IgnoredRequests int // stock requests for nothing we announce (Q-19 f)
+	RateChanges     int
+}
+
+// Errors of Start.
+var (
+	ErrCampaignID = errors.New("ota: invalid campaign id")
+	ErrNoCampaign = errors.New("ota: no such campaign")
+)
+
+var campaignIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,32}$`)
+
+// variant is one set of chunks served: the stock image or the transfer
+// offered to Go receivers.
+type variant struct {
+	data       []byte
+	chunkSize  int
+	chunks     int
+	compressed bool
+	md5        string // of data
+}
+
+func (v *variant) chunk(i int) []byte {
+	lo := i * v.chunkSize
+	return v.data[lo:min(lo+v.chunkSize, len(v.data))]
+}
+
+func newVariant(data []byte, cs int, compressed bool) *variant {
+	sum := md5.Sum(data)
+	return &variant{data: data, chunkSize: cs, chunks: (len(data) + cs - 1) / cs, compressed: compressed, md5: hex.EncodeToString(sum[:])}
+}
+
+type dcampaign struct {
+	*Campaign
+	stock      *variant // uncompressed, stock chunk size: for stock receivers
+	fast       *variant // what the Offer describes
+	offer      Offer
+	stockBcast bool
+
+	announced    int
+	nextAnnounce time.Time
+
+	// broadcast push
+	pushing   bool
+	pushIdx   int
+	nextPush  time.Time
+	pushDone  bool
+	boost     float64 // AIMD multiplier on the estimated safe rate
+	interval  time.Duration
+	missers   map[int]map[uint32]bool // chunk → nodes that asked the distributor
+	ctl       ctlWindow
+	lastRep   map[uint32]Report
+}
+
+type ctlWindow struct {
+	until      time.Time
+	lostHop    float64 // Σ per-hop loss × samples
+	samples    float64
+	congested  int
+	reporters  int
+}
+
+type reply struct {
+	c       *dcampaign
+	to      uint32
+	idx     int
+	routing protocol.Routing
+	stock   bool
+	req     *stockMsg // stock: the request to echo
+	v       *variant
+}
+
+// Distributor is the OTA distributor plugin: it announces campaigns, serves
+// stock DataRequests exactly as stock receivers expect, and runs the fast
+// modes for Go receivers.
+type Distributor struct {
+	cfg       DistributorConfig
+	host      mesh.Host
+	campaigns []*dcampaign // in start order
+	queue     []reply
+	pace      pacer
+	stats     DistributorStats
+}
+
+// NewDistributor returns a distributor plugin.
+func NewDistributor(cfg DistributorConfig) *Distributor {
+	cfg.defaults()
+	return &Distributor{cfg: cfg, pace: pacer{radio: cfg.Radio, slack: cfg.Radio.airtime(2 * 1500)}}
+}
+
+// Attach implements mesh.Plugin.
+func (d *Distributor) Attach(h mesh.Host) { d.host = h }
+
+// Types implements mesh.Plugin.
+func (d *Distributor) Types() []int {
+	return []int{protocol.TypeOTADataRequest, TypeNeed, TypeReport}
+}
+
+// Stats returns the distributor's counters.
+func (d *Distributor) Stats() DistributorStats { return d.stats }
+
+// Campaign returns a campaign by id.
+func (d *Distributor) Campaign(id string) (*Campaign, bool) {
+	if c := d.find(id); c != nil {
+		return c.Campaign, true
+	}
+	return nil, false
+}
+
+// Campaigns returns every campaign in start order.
+func (d *Distributor) Campaigns() []*Campaign {
+	out := make([]*Campaign, len(d.campaigns))
+	for i, c := range d.campaigns {
+		out[i] = c.Campaign
+	}
+	return out
+}
+
+func (d *Distributor) find(id string) *dcampaign {
+	for _, c := range d.campaigns {
+		if c.ID == id {
+			return c
+		}
+	}
+	return nil
+}
+
+// Start begins a campaign; a running campaign for the same role and
+// hardware is superseded (aborted) by it.
+func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error) {
+	img := spec.Image
+	if len(img.Data) == 0 {
+		return nil, errors.New("ota: empty image")
+	}
+	sum := md5.Sum(img.Data)
+	got := hex.EncodeToString(sum[:])
+	if img.MD5 == "" {
+		img.MD5 = got
+	} else if img.MD5 != got {
+		return nil, fmt.Errorf("ota: image md5 %s does not match its bytes (%s)", img.MD5, got)
+	}
+	if img.Role == "" || img.Hardware == "" {
+		return nil, errors.New("ota: image needs a role and a hardware")
+	}
+	mode := spec.Mode
+	if mode == "" {
+		mode = ModeStock
+	}
+	if _, err := ParseMode(string(mode)); err != nil {
+		return nil, err
+	}
+	method := spec.Method
+	if method == "" {
+		method = "none"
+	}
+	id := spec.ID
+	if id == "" {
+		id = fmt.Sprintf("%s-%x", img.MD5[:8], uint32(now.UnixNano()/1e6))
+	}
+	if !campaignIDRE.MatchString(id) {
+		return nil, fmt.Errorf("%w %q", ErrCampaignID, id)
+	}
+	if d.find(id) != nil {
+		return nil, fmt.Errorf("%w %q: already used", ErrCampaignID, id)
+	}
+	payload := img.Data
+	if method != "none" {
+		if d.cfg.Compress == nil {
+			return nil, fmt.Errorf("ota: no compressor configured for %q", method)
+		}
+		var err error
+		if payload, err = d.cfg.Compress(method, img.Data); err != nil {
+			return nil, fmt.Errorf("ota: compress image %s with %s: %w", img.MD5, method, err)
+		}
+	}
+	c := &dcampaign{
+		Campaign: &Campaign{
+			ID: id, Mode: mode, Method: method, Forced: spec.Forced, State: CampaignRunning, Started: now,
+			Image:   ImageInfo{MD5: img.MD5, Role: img.Role, Hardware: img.Hardware, Version: img.Version, Size: int64(len(img.Data)), Signature: img.Signature},
+			Targets: Targets{Role: img.Role, Hardware: img.Hardware, Nodes: slices.Clone(spec.Nodes)},
+			nodes:   map[uint32]*NodeProgress{},
+		},
+		stock:      newVariant(img.Data, d.cfg.StockChunkSize, false),
+		stockBcast: spec.StockBroadcast,
+		boost:      1,
+		missers:    map[int]map[uint32]bool{},
+		lastRep:    map[uint32]Report{},
+	}
+	cs, enc := d.cfg.ChunkSize, EncDense
+	if mode == ModeStock {
+		cs, enc = d.cfg.StockChunkSize, EncBase64
+	}
+	if method == "none" && cs == d.cfg.StockChunkSize {
+		c.fast = c.stock
+	} else {
+		c.fast = newVariant(payload, cs, method != "none")
+	}
+	c.offer = Offer{
+		From: d.host.ID(), Routing: int(protocol.RouteBroadcast), ID: id, MD5: img.MD5, Role: img.Role,
+		Hardware: img.Hardware, Version: img.Version, Size: int64(len(img.Data)), Mode: string(mode),
+		Method: method, TSize: int64(len(c.fast.data)), TMD5: c.fast.md5, ChunkSize: cs, Chunks: c.fast.chunks,
+		Encoding: enc, Forced: spec.Forced,
+	}
+	if mode == ModePipelined {
+		c.offer.Window = d.cfg.Window
+	}
+	if len(img.Signature) > 0 {
+		c.offer.Signature = base64.StdEncoding.EncodeToString(img.Signature)
+	}
+	for _, old := range d.campaigns {
+		if old.Active() && old.Image.Role == img.Role && old.Image.Hardware == img.Hardware {
+			d.finish(now, old, CampaignAborted, "superseded by "+id)
+		}
+	}
+	d.campaigns = append(d.campaigns, c)
+	c.nextAnnounce = now
+	if mode == ModeBroadcast {
+		c.pushing = true
+		c.nextPush = now.Add(d.cfg.PushDelay)
+	}
+	d.emit(c, 0, NodeProgress{})
+	d.Tick(now)
+	return c.Campaign, nil
+}
+
+func (d *Distributor) finish(now time.Time, c *dcampaign, s CampaignState, why string) {
+	c.State, c.Reason, c.Finished = s, why, now
+	c.pushing = false
+	d.queue = slices.DeleteFunc(d.queue, func(r reply) bool { return r.c == c })
+	d.emit(c, 0, NodeProgress{})
+}
+
+// Pause stops announcing and serving a campaign; receivers keep what they
+// have and resume with it.
+func (d *Distributor) Pause(now time.Time, id string) error {
+	c := d.find(id)
+	if c == nil {
+		return fmt.Errorf("%w %q", ErrNoCampaign, id)
+	}
+	if c.State != CampaignRunning {
+		return fmt.Errorf("ota: campaign %s is %s, not running", id, c.State)
+	}
+	c.State = CampaignPaused
+	d.queue = slices.DeleteFunc(d.queue, func(r reply) bool { return r.c == c })
+	d.emit(c, 0, NodeProgress{})
+	return nil
+}
+
+// Resume continues a paused campaign (announcing at once).
+func (d *Distributor) Resume(now time.Time, id string) error {
+	c := d.find(id)
+	if c == nil {
+		return fmt.Errorf("%w %q", ErrNoCampaign, id)
+	}
+	if c.State != CampaignPaused {
+		return fmt.Errorf("ota: campaign %s is %s, not paused", id, c.State)
+	}
+	c.State = CampaignRunning
+	c.nextAnnounce = now
+	if c.pushing && c.nextPush.Before(now) {
+		c.nextPush = now
+	}
+	d.emit(c, 0, NodeProgress{})
+	d.Tick(now)
+	return nil
+}
+
+// Abort ends a campaign for good.
+func (d *Distributor) Abort(now time.Time, id string) error {
+	c := d.find(id)
+	if c == nil {
+		return fmt.Errorf("%w %q", ErrNoCampaign, id)
+	}
+	if !c.Active() {
+		return fmt.Errorf("ota: campaign %s is already %s", id, c.State)
+	}
+	d.finish(now, c, CampaignAborted, "aborted")
+	return nil
+}
+
+func (d *Distributor) emit(c *dcampaign, node uint32, p NodeProgress) {
+	if d.host != nil {
+		d.host.Emit(CampaignEvent{Campaign: c.ID, State: c.State, Node: node, Progress: p})
+	}
+}
+
+// HandlePackage implements mesh.Plugin.
+func (d *Distributor) HandlePackage(now time.Time, conn mesh.ConnID, h protocol.Header, raw []byte) {
+	if h.Dest != d.host.ID() {
+		return
+	}
+	switch h.Type {
+	case protocol.TypeOTADataRequest:
+		d.onStockRequest(now, raw)
+	case TypeNeed:
+		d.onNeed(now, h, raw)
+	case TypeReport:
+		d.onReport(now, raw)
+	}
+	d.flush(now)
+}
+
+// onStockRequest answers a DataRequest (11) with Data (12) if it asks for
+// a chunk of something a running campaign announced (Q-19 f: stock serves
+// anything).
+func (d *Distributor) onStockRequest(now time.Time, raw []byte) {
+	q, err := decodeStock(raw)
+	if err != nil {
+		d.stats.IgnoredRequests++
+		return
+	}
+	for _, c := range d.campaigns {
+		if c.State != CampaignRunning || q.MD5 != c.Image.MD5 || q.Role != c.Image.Role || q.Hardware != c.Image.Hardware {
+			continue
+		}
+		v := c.stock
+		if q.Compressed {
+			if c.Mode != ModeStock || !c.fast.compressed {
+				continue
+			}
+			v = c.fast
+		}
+		if int(q.NoPart) != v.chunks || int(q.PartNo) >= v.chunks {
+			continue
+		}
+		r := reply{c: c, to: q.From, idx: int(q.PartNo), routing: protocol.RouteSingle, stock: true, req: q, v: v}
+		if q.Broadcasted {
+			r.routing = protocol.RouteBroadcast
+		}
+		if d.cfg.Unpaced {
+			d.sendReply(now, r)
+		} else {
+			d.enqueue(r)
+		}
+		return
+	}
+	d.stats.IgnoredRequests++
+}
+
+func (d *Distributor) enqueue(r reply) {
+	for _, q := range d.queue {
+		if q.c == r.c && q.to == r.to && q.idx == r.idx && q.stock == r.stock && q.routing == r.routing {
+			return
+		}
+	}
+	d.queue = append(d.queue, r)
+}
+
+func (d *Distributor) onNeed(now time.Time, h protocol.Header, raw []byte) {
+	n, err := DecodeNeed(raw)
+	if err != nil {
+		return
+	}
+	c := d.find(n.ID)
+	if c == nil || c.State != CampaignRunning || c.Mode == ModeStock {
+		if h.Routing == protocol.RouteNeighbour {
+			_ = d.host.SendPackage(now, &Refuse{From: d.host.ID(), Dest: n.From, Routing: int(protocol.RouteNeighbour), ID: n.ID})
+		}
+		return
+	}
+	parts, err := ParseRanges(n.Parts, c.fast.chunks, c.fast.chunks)
+	if err != nil {
+		return
+	}
+	routing := protocol.RouteSingle
+	if h.Routing == protocol.RouteNeighbour {
+		routing = protocol.RouteNeighbour
+	}
+	for _, i := range parts {
+		if c.Mode == ModeBroadcast && routing == protocol.RouteSingle && d.rebroadcast(c, n.From, i) {
+			continue
+		}
+		d.enqueue(reply{c: c, to: n.From, idx: i, routing: routing, v: c.fast})
+	}
+}
+
+// rebroadcast records that node missed chunk i; once enough distinct
+// nodes asked the distributor itself for it, pushing it once more over the
+// whole mesh is cheaper than unicasting it to each.
+func (d *Distributor) rebroadcast(c *dcampaign, node uint32, i int) bool {
+	m := c.missers[i]
+	if m == nil {
+		m = map[uint32]bool{}
+		c.missers[i] = m
+	}
+	m[node] = true
+	threshold := max(4, len(c.nodes)/8)
+	if len(m) < threshold {
+		return false
+	}
+	delete(c.missers, i)
+	d.queue = slices.DeleteFunc(d.queue, func(r reply) bool {
+		return r.c == c && r.idx == i && !r.stock && r.routing == protocol.RouteSingle
+	})
+	d.enqueue(reply{c: c, idx: i, routing: protocol.RouteBroadcast, v: c.fast})
+	d.stats.Rebroadcasts++
+	return true
+}
+
+func (d *Distributor) sendReply(now time.Time, r reply) int {
+	c := r.c
+	data := r.v.chunk(r.idx)
+	if r.stock {
+		q := r.req
+		m := &stockMsg{Type: protocol.TypeOTAData, From: d.host.ID(), Routing: int(r.routing), MD5: q.MD5,
+			Hardware: q.Hardware, Role: q.Role, Forced: q.Forced, NoPart: q.NoPart, Broadcasted: q.Broadcasted,
+			Compressed: q.Compressed, Dest: q.From, PartNo: q.PartNo, Data: base64.StdEncoding.EncodeToString(data)}
+		b := m.AppendJSON(nil)
+		_ = d.host.SendRaw(now, b)
+		d.stats.StockServed++
+		return len(b)
+	}
+	ch := &Chunk{From: d.host.ID(), Routing: int(r.routing), ID: c.ID, Index: r.idx, Data: encodePayload(c.offer.Encoding, data)}
+	if r.routing != protocol.RouteBroadcast {
+		ch.Dest = r.to
+		d.stats.ChunksServed++
+	} else {
+		d.stats.ChunksPushed++
+	}
+	b := ch.AppendJSON(nil)
+	_ = d.host.SendRaw(now, b)
+	return len(b)
+}
+
+func (d *Distributor) onReport(now time.Time, raw []byte) {
+	r, err := DecodeReport(raw)
+	if err != nil {
+		return
+	}
+	c := d.find(r.ID)
+	if c == nil || !c.Targeted(r.From) {
+		return
+	}
+	if c.pushing && State(r.State) == StateDownloading {
+		d.observe(now, c, r)
+	}
+	p, changed := c.update(now, r.From, r)
+	if changed {
+		d.emit(c, r.From, p)
+	}
+	if c.settle(now) {
+		d.emit(c, 0, NodeProgress{})
+	}
+}
+
+// neighbours is how many connections a broadcast from here leaves on.
+func (d *Distributor) fanout() (own, busiest int, depth map[uint32]int) {
+	tree := d.host.Tree()
+	depth = map[uint32]int{}
+	own = len(tree.Subs)
+	busiest = own
+	var walk func(t *protocol.NodeTree, dep int)
+	walk = func(t *protocol.NodeTree, dep int) {
+		depth[t.NodeID] = dep
+		busiest = max(busiest, len(t.Subs))
+		for i := range t.Subs {
+			walk(&t.Subs[i], dep+1)
+		}
+	}
+	for i := range tree.Subs {
+		walk(&tree.Subs[i], 1)
+	}
+	return own, busiest, depth
+}

@@ -1,0 +1,942 @@
+package ota
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/meshfleet/meshfleet/mesh"
+	"github.com/meshfleet/meshfleet/protocol"
+)
+
+// ReceiverConfig configures a Receiver. Zero durations take the defaults
+// noted on each field.
+type ReceiverConfig struct {
+	Role     string // this node's role (stock initOTAReceive(role))
+	Hardware string // "ESP32", "ESP8266", "linux/arm64", ...
+	Store    Store
+	// PublicKey, when set, makes an image without a valid ed25519
+	// signature fail verification.
+	PublicKey ed25519.PublicKey
+	// Root mirrors stock setRoot(true): only a root receiver leads a
+	// stock broadcast transfer (PROTOCOL.md §8.5).
+	Root bool
+	// Radio paces the chunks this node serves to its children.
+	Radio Radio
+
+	RequestRetry  time.Duration // stock request retry, 30 s
+	RequestTries  int           // stock sends per part before waiting for the next announce, 10
+	BroadcastWait time.Duration // stock broadcast: no data this long → request ourselves, 60 s
+
+	Window         int           // pipelined: chunks outstanding, default the offer's or 8
+	NeedWindow     int           // broadcast: repair chunks outstanding, 16
+	NeedTimeout    time.Duration // broadcast: repair wait before asking again, 3 s
+	IdleTimeout    time.Duration // broadcast: no chunk this long while incomplete → ask, 6 s
+	ReportInterval time.Duration // progress reports to the distributor, 5 s
+	ProgressEvery  time.Duration // progress events while downloading, 1 s
+	MaxFailures    int           // verification failures per transfer before giving up, 3
+
+	// SelfTest decides whether a freshly switched image is healthy; it is
+	// asked SelfTestDelay after boot. Nil: the application must call
+	// Confirm (a Linux node's restarted process reports in) before the
+	// store's deadline, or the image rolls back.
+	SelfTest      func(md5 string) bool
+	SelfTestDelay time.Duration
+	// Restart, when set, is called after a switch or a rollback so the
+	// driver restarts the node into the other slot (a new Receiver then
+	// boots it). Nil: the receiver boots the new slot in place.
+	Restart func(now time.Time)
+
+	Seed   uint64 // jitter source (deterministic)
+	Logger *slog.Logger
+}
+
+func (c *ReceiverConfig) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.RequestRetry, 30*time.Second)
+	def(&c.BroadcastWait, 60*time.Second)
+	def(&c.NeedTimeout, 3*time.Second)
+	def(&c.IdleTimeout, 6*time.Second)
+	def(&c.ReportInterval, 5*time.Second)
+	def(&c.ProgressEvery, time.Second)
+	if c.RequestTries <= 0 {
+		c.RequestTries = 10
+	}
+	if c.NeedWindow <= 0 {
+		c.NeedWindow = 16
+	}
+	if c.MaxFailures <= 0 {
+		c.MaxFailures = 3
+	}
+	if c.Radio == (Radio{}) {
+		c.Radio = DefaultRadio
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Receiver is the OTA receiver plugin: it speaks the stock protocol to any
+// distributor and our extensions to ours, stages chunks in the slot store,
+// verifies, switches, and confirms or rolls back.
+type Receiver struct {
+	cfg  ReceiverConfig
+	host mesh.Host
+	rng  *rand.Rand
+
+	state  State
+	cur    *rxTransfer
+	failed map[string]int // transfer id → verification failures
+
+	// offered maps image md5 → the offer that carries it, so the stock
+	// announce of the same image is left to stock receivers.
+	offered map[string]string
+
+	// trial image after a switch
+	trial         bool
+	trialDeadline time.Time
+	selfTestAt    time.Time
+	pendingFinal  *Report // final report waiting for a distributor to send to
+	reportedIDs   map[string]bool
+	rolledBack    string // md5 that rolled back this boot or the last
+
+	// where to report the outcome of an in-place switch
+	pendingDist uint32
+	pendingID   string
+
+	out      []queued // paced sends (repairs for children)
+	pace     pacer
+	lastProg time.Time
+	stats    ReceiverStats
+}
+
+// ReceiverStats count what the receiver sent, for tests and benchmarks.
+type ReceiverStats struct {
+	StockRequests  int // type 11 sent
+	NeedsSent      int // type 721 sent
+	ChunksAsked    int // chunks named in those
+	ChunksServed   int // chunks sent to children
+	DuplicateChunk int // chunks received that were already held
+	Rejected       int // packages that did not match what we download
+}
+
+type queued struct {
+	pkg   protocol.Package
+	bytes int
+}
+
+type rxTransfer struct {
+	id     string
+	offer  Offer // for stock announces: derived (ChunkSize 0 until known)
+	fromOf bool  // came from an Offer (reports allowed)
+	stock  bool  // stock wire: types 11/12
+	bcast  bool  // stock broadcasted flag
+	mode   Mode
+	dist   uint32
+	dl     Download
+	have   *Bitmap
+	bytes  int64
+	start  time.Time
+	early  map[int][]byte // stock: chunks held before the chunk size is known
+
+	// stock request loop
+	reqPart  int
+	reqTries int
+	reqNext  time.Time
+	stalled  bool
+	waitTill time.Time // stock broadcast: wait for pushed data until
+
+	// pipelined
+	outstanding map[int]time.Time // chunk → re-ask deadline
+	sentAt      map[int]time.Time
+	srtt, rttv  time.Duration
+
+	// broadcast
+	hi            int
+	lost          int
+	lastChunk     time.Time
+	want          map[int]*ask
+	parentRefused bool
+	children      map[int][]uint32 // chunk → children waiting for it
+	nextReport    time.Time
+}
+
+type ask struct {
+	deadline time.Time
+	tries    int
+	asked    bool
+}
+
+// NewReceiver boots the store (a trial image after a switch must confirm
+// itself) and returns the plugin.
+func NewReceiver(cfg ReceiverConfig, now time.Time) (*Receiver, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("ota: receiver needs a store")
+	}
+	cfg.defaults()
+	r := &Receiver{
+		cfg:         cfg,
+		state:       StateIdle,
+		failed:      map[string]int{},
+		offered:     map[string]string{},
+		reportedIDs: map[string]bool{},
+		pace:        pacer{radio: cfg.Radio, slack: cfg.Radio.airtime(1500)},
+	}
+	r.rng = rand.New(rand.NewPCG(cfg.Seed, 0x6f7461))
+	if err := r.boot(now); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Receiver) boot(now time.Time) error {
+	trial, deadline, err := r.cfg.Store.Boot(now)
+	if err != nil {
+		return fmt.Errorf("ota: boot slot store: %w", err)
+	}
+	if md5, ok := r.cfg.Store.LastRollback(); ok {
+		r.rolledBack = md5
+		r.state = StateRolledBack
+		r.pendingFinal = &Report{State: string(StateRolledBack), Error: "new image did not confirm in time; rolled back"}
+	}
+	if trial {
+		r.trial = true
+		r.trialDeadline = deadline
+		r.state = StateSwitching
+		if r.cfg.SelfTest != nil {
+			r.selfTestAt = now.Add(r.cfg.SelfTestDelay)
+		}
+	}
+	return nil
+}
+
+// Attach implements mesh.Plugin.
+func (r *Receiver) Attach(h mesh.Host) {
+	r.host = h
+	r.rng = rand.New(rand.NewPCG(r.cfg.Seed, uint64(h.ID())))
+}
+
+// Types implements mesh.Plugin.
+func (r *Receiver) Types() []int {
+	return []int{protocol.TypeOTAAnnounce, protocol.TypeOTAData, TypeOffer, TypeNeed, TypeChunk, TypeRefuse, TypeEnd}
+}
+
+// State is the receiver's current state.
+func (r *Receiver) State() State { return r.state }
+
+// Stats returns the receiver's counters.
+func (r *Receiver) Stats() ReceiverStats { return r.stats }
+
+// Downloading reports the transfer in progress, if any: id, chunks held
+// and total.
+func (r *Receiver) Downloading() (id string, have, total int, ok bool) {
+	if r.cur == nil {
+		return "", 0, 0, false
+	}
+	return r.cur.id, r.cur.have.Count(), r.cur.have.Len(), true
+}
+
+// Confirm is how a running trial image reports itself healthy (the
+// restarted process calls it once it is up).
+func (r *Receiver) Confirm(now time.Time) error {
+	if !r.trial {
+		return nil
+	}
+	if err := r.cfg.Store.Confirm(now); err != nil {
+		return fmt.Errorf("ota: confirm: %w", err)
+	}
+	r.trial = false
+	md5, _ := r.cfg.Store.Active()
+	r.setState(now, StateConfirmed, "")
+	r.final(now, &Report{State: string(StateConfirmed), Active: md5})
+	return nil
+}
+
+// HandlePackage implements mesh.Plugin.
+func (r *Receiver) HandlePackage(now time.Time, conn mesh.ConnID, h protocol.Header, raw []byte) {
+	var err error
+	switch h.Type {
+	case protocol.TypeOTAAnnounce:
+		err = r.onAnnounce(now, raw)
+	case protocol.TypeOTAData:
+		err = r.onStockData(now, raw)
+	case TypeOffer:
+		err = r.onOffer(now, raw)
+	case TypeChunk:
+		err = r.onChunk(now, h, raw)
+	case TypeNeed:
+		err = r.onNeed(now, h, raw)
+	case TypeRefuse:
+		if t := r.cur; t != nil && !t.stock && h.Dest == r.host.ID() {
+			t.parentRefused = true
+			for _, a := range t.want {
+				a.asked = false
+			}
+		}
+	case TypeEnd:
+		err = r.onEnd(now, raw)
+	}
+	if err != nil {
+		r.stats.Rejected++
+		r.cfg.Logger.Debug("ota receiver: package ignored", "type", h.Type, "from", h.From, "err", err)
+	}
+}
+
+func (r *Receiver) installedOrBlocked(md5 string, forced bool) bool {
+	active, confirmed := r.cfg.Store.Active()
+	if md5 == r.rolledBack {
+		return true // never flash an image that just failed its health check again
+	}
+	// Q-19(c): stock re-flashes on every forced announce. Forced means
+	// "install even if the md5 matches", which only makes sense while the
+	// running image is not a confirmed copy of exactly that image.
+	if md5 == active && (!forced || confirmed) {
+		return true
+	}
+	return r.trial
+}
+
+func (r *Receiver) onAnnounce(now time.Time, raw []byte) error {
+	a, err := decodeStock(raw)
+	if err != nil {
+		return err
+	}
+	if a.Role != r.cfg.Role || a.Hardware != r.cfg.Hardware {
+		return nil
+	}
+	if _, ok := r.offered[a.MD5]; ok {
+		return nil // our distributor: the offer carries it
+	}
+	if !validMD5(a.MD5) || a.NoPart == 0 || a.NoPart > 1<<22 {
+		return fmt.Errorf("%w: announce md5 %q noPart %d", ErrMalformed, a.MD5, a.NoPart)
+	}
+	if r.installedOrBlocked(a.MD5, a.Forced) {
+		return nil
+	}
+	id := "stock:" + a.MD5
+	if t := r.cur; t != nil && t.offer.MD5 == a.MD5 {
+		if t.stock && t.stalled {
+			t.stalled = false
+			t.reqTries = 0
+			t.reqNext = now
+		}
+		return nil
+	}
+	if r.failed[id] >= r.cfg.MaxFailures {
+		return nil
+	}
+	t := &rxTransfer{
+		id:    id,
+		stock: true,
+		bcast: a.Broadcasted,
+		mode:  ModeStock,
+		dist:  a.From,
+		start: now,
+		offer: Offer{ID: id, MD5: a.MD5, TMD5: a.MD5, Role: a.Role, Hardware: a.Hardware,
+			Chunks: int(a.NoPart), Method: "none", Forced: a.Forced, Encoding: EncBase64, Mode: string(ModeStock)},
+		have:  NewBitmap(int(a.NoPart)),
+		early: map[int][]byte{},
+	}
+	if a.Compressed {
+		// Only a flag in stock (Q-19 g); a stock distributor sends raw
+		// bytes under it, so there is nothing to decompress.
+		t.offer.Method = "none"
+	}
+	r.start(now, t)
+	return nil
+}
+
+func (r *Receiver) onOffer(now time.Time, raw []byte) error {
+	o, err := DecodeOffer(raw)
+	if err != nil {
+		return err
+	}
+	if o.Role != r.cfg.Role || o.Hardware != r.cfg.Hardware {
+		return nil
+	}
+	r.offered[o.MD5] = o.ID
+	if p := r.pendingFinal; p != nil {
+		p.ID = o.ID
+		r.sendReport(now, o.From, p)
+		r.pendingFinal = nil
+	}
+	if r.installedOrBlocked(o.MD5, o.Forced) {
+		active, _ := r.cfg.Store.Active()
+		if active == o.MD5 && !r.reportedIDs[o.ID] && !r.trial {
+			r.reportedIDs[o.ID] = true
+			r.sendReport(now, o.From, &Report{ID: o.ID, State: string(StateConfirmed), Active: active})
+		}
+		return nil
+	}
+	if t := r.cur; t != nil && t.id == o.ID {
+		t.dist = o.From
+		if t.stock && t.stalled {
+			t.stalled, t.reqTries, t.reqNext = false, 0, now
+		}
+		return nil
+	}
+	if r.failed[o.ID] >= r.cfg.MaxFailures {
+		return nil
+	}
+	mode, _ := ParseMode(o.Mode)
+	t := &rxTransfer{
+		id:     o.ID,
+		offer:  *o,
+		fromOf: true,
+		stock:  mode == ModeStock,
+		mode:   mode,
+		dist:   o.From,
+		start:  now,
+		have:   NewBitmap(o.Chunks),
+	}
+	r.start(now, t)
+	return nil
+}
+
+// start replaces any transfer in progress (a newer image supersedes) and
+// opens the download, resuming staged chunks of the same transfer.
+func (r *Receiver) start(now time.Time, t *rxTransfer) {
+	if old := r.cur; old != nil {
+		r.cfg.Logger.Info("ota receiver: superseded", "old", old.id, "new", t.id)
+		if old.dl != nil {
+			_ = old.dl.Flush()
+		}
+	}
+	r.cur = t
+	t.outstanding = map[int]time.Time{}
+	t.sentAt = map[int]time.Time{}
+	t.want = map[int]*ask{}
+	t.children = map[int][]uint32{}
+	t.lastChunk = now
+	t.nextReport = now.Add(time.Duration(r.rng.Int64N(int64(r.cfg.ReportInterval))))
+	if t.offer.ChunkSize > 0 {
+		if err := r.open(t); err != nil {
+			r.fail(now, err)
+			return
+		}
+	}
+	r.setState(now, StateDownloading, "")
+	switch {
+	case t.stock && t.bcast && !r.cfg.Root:
+		t.waitTill = now.Add(r.cfg.BroadcastWait)
+	case t.stock:
+		t.reqPart = t.have.NextMissing(0)
+		t.reqNext = now
+	}
+	if t.fromOf {
+		r.sendReport(now, t.dist, r.progressReport())
+	}
+	r.tickTransfer(now)
+}
+
+func (r *Receiver) open(t *rxTransfer) error {
+	o := &t.offer
+	size := o.TSize
+	dl, err := r.cfg.Store.Begin(Transfer{
+		Image: o.MD5, ImageSize: o.Size, Method: o.Method, TransferSize: size, TransferMD5: o.TMD5,
+		ChunkSize: o.ChunkSize, Chunks: o.Chunks, Signature: decodeSig(o.Signature),
+		Version: o.Version, Role: o.Role, Hardware: o.Hardware,
+	})
+	if err != nil {
+		return fmt.Errorf("ota: begin %s: %w", t.id, err)
+	}
+	t.dl = dl
+	for i := 0; i < o.Chunks; i++ {
+		if dl.Has(i) {
+			t.have.Set(i)
+			t.bytes += int64(o.ChunkSize)
+		}
+	}
+	for i, data := range t.early {
+		r.write(t, i, data)
+	}
+	t.early = nil
+	return nil
+}
+
+func decodeSig(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return []byte{0} // present but unreadable: verification must fail
+	}
+	return b
+}
+
+func (r *Receiver) onStockData(now time.Time, raw []byte) error {
+	t := r.cur
+	if t == nil || !t.stock {
+		return nil
+	}
+	d, err := decodeStock(raw)
+	if err != nil {
+		return err
+	}
+	wantCompressed := t.offer.Method != "none"
+	if d.MD5 != t.offer.MD5 || d.Role != t.offer.Role || d.Hardware != t.offer.Hardware ||
+		int(d.NoPart) != t.offer.Chunks || d.Compressed != wantCompressed && t.fromOf {
+		return nil
+	}
+	if d.Routing == int(protocol.RouteSingle) && d.Dest != r.host.ID() {
+		return nil
+	}
+	i := int(d.PartNo)
+	if i >= t.offer.Chunks {
+		return fmt.Errorf("%w: partNo %d of %d", ErrMalformed, i, t.offer.Chunks)
+	}
+	data := decodeBase64Lenient(d.Data)
+	if t.offer.ChunkSize == 0 {
+		// Stock receivers never see the chunk size; any chunk but the last
+		// has exactly that length.
+		if i < t.offer.Chunks-1 || t.offer.Chunks == 1 {
+			t.offer.ChunkSize = len(data)
+			if t.offer.Chunks == 1 {
+				t.offer.TSize = int64(len(data))
+				t.offer.Size = t.offer.TSize
+			}
+			if len(data) == 0 {
+				return fmt.Errorf("%w: empty chunk %d", ErrMalformed, i)
+			}
+			t.early[i] = data
+			if err := r.open(t); err != nil {
+				r.fail(now, err)
+				return nil
+			}
+		} else {
+			t.early[i] = data
+			return nil
+		}
+	} else {
+		r.write(t, i, data)
+	}
+	t.lastChunk = now
+	if t.bcast && !r.cfg.Root && t.reqNext.IsZero() {
+		t.waitTill = now.Add(r.cfg.BroadcastWait)
+	}
+	if t.have.Has(t.reqPart) {
+		// The part we asked for arrived: ask for the next one at once, as
+		// stock does, from our own state (never in another node's name).
+		t.reqPart = t.have.NextMissing(0)
+		t.reqTries = 0
+		t.stalled = false
+		if !t.reqNext.IsZero() {
+			t.reqNext = now
+		}
+	}
+	r.afterWrite(now, t)
+	return nil
+}
+
+func (r *Receiver) write(t *rxTransfer, i int, data []byte) {
+	if t.have.Has(i) {
+		r.stats.DuplicateChunk++
+		return
+	}
+	o := &t.offer
+	if o.ChunkSize > 0 {
+		last := i == o.Chunks-1
+		if !last && len(data) != o.ChunkSize || last && (len(data) == 0 || len(data) > o.ChunkSize) {
+			r.stats.Rejected++
+			return
+		}
+		if last && o.TSize == 0 {
+			o.TSize = int64(o.ChunkSize)*int64(o.Chunks-1) + int64(len(data))
+		}
+	}
+	if t.dl == nil {
+		return
+	}
+	if err := t.dl.WriteChunk(i, data); err != nil {
+		r.cfg.Logger.Warn("ota receiver: write chunk", "transfer", t.id, "chunk", i, "err", err)
+		return
+	}
+	t.have.Set(i)
+	t.bytes += int64(len(data))
+	delete(t.outstanding, i)
+	delete(t.want, i)
+	if kids := t.children[i]; len(kids) > 0 {
+		delete(t.children, i)
+		for _, c := range kids {
+			r.serve(t, c, i, data)
+		}
+	}
+}
+
+func decodeBase64Lenient(s string) []byte {
+	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+		return b
+	}
+	return lenientBase64(s)
+}
+
+// lenientBase64 decodes like the C++ base64.hpp: padding optional, '-' and
+// ',' are 62, '_' and '.' are 63, any other byte decodes as 0.
+func lenientBase64(s string) []byte {
+	val := func(c byte) uint32 {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			return uint32(c - 'A')
+		case c >= 'a' && c <= 'z':
+			return uint32(c-'a') + 26
+		case c >= '0' && c <= '9':
+			return uint32(c-'0') + 52
+		case c == '+' || c == '-' || c == ',':
+			return 62
+		case c == '/' || c == '_' || c == '.':
+			return 63
+		}
+		return 0
+	}
+	for len(s) > 0 && s[len(s)-1] == '=' {
+		s = s[:len(s)-1]
+	}
+	out := make([]byte, 0, len(s)*3/4)
+	var acc uint32
+	var n int
+	for i := 0; i < len(s); i++ {
+		acc = acc<<6 | val(s[i])
+		n += 6
+		if n >= 8 {
+			n -= 8
+			out = append(out, byte(acc>>uint(n)))
+		}
+	}
+	return out
+}
+
+func (r *Receiver) onChunk(now time.Time, h protocol.Header, raw []byte) error {
+	t := r.cur
+	if h.Routing == protocol.RouteBroadcast {
+		// Every broadcast chunk leaves this node once per child: count the
+		// airtime so our own repairs do not overflow the radio.
+		r.pace.busy(now, len(raw), r.childCount(h.From))
+	}
+	if t == nil || t.stock {
+		return nil
+	}
+	c, err := DecodeChunk(raw)
+	if err != nil {
+		return err
+	}
+	if c.ID != t.id {
+		return nil
+	}
+	if c.Index >= t.offer.Chunks {
+		return fmt.Errorf("%w: chunk %d of %d", ErrMalformed, c.Index, t.offer.Chunks)
+	}
+	data, err := decodePayload(t.offer.Encoding, c.Data)
+	if err != nil {
+		return err
+	}
+	if h.Routing == protocol.RouteBroadcast {
+		if c.Index > t.hi {
+			for j := t.hi; j < c.Index; j++ {
+				if !t.have.Has(j) {
+					t.lost++
+					r.addWant(t, j)
+				}
+			}
+		}
+		if c.Index >= t.hi {
+			t.hi = c.Index + 1
+		}
+	}
+	if at, ok := t.sentAt[c.Index]; ok {
+		r.sampleRTT(t, now.Sub(at))
+		delete(t.sentAt, c.Index)
+	}
+	t.lastChunk = now
+	r.write(t, c.Index, data)
+	r.afterWrite(now, t)
+	return nil
+}
+
+func decodePayload(enc, s string) ([]byte, error) {
+	if enc == EncDense {
+		return Dense.DecodeString(s)
+	}
+	return decodeBase64Lenient(s), nil
+}
+
+func encodePayload(enc string, b []byte) string {
+	if enc == EncDense {
+		return Dense.EncodeToString(b)
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+func (r *Receiver) sampleRTT(t *rxTransfer, d time.Duration) {
+	if t.srtt == 0 {
+		t.srtt, t.rttv = d, d/2
+		return
+	}
+	diff := t.srtt - d
+	if diff < 0 {
+		diff = -diff
+	}
+	t.rttv = (3*t.rttv + diff) / 4
+	t.srtt = (7*t.srtt + d) / 8
+}
+
+func (r *Receiver) rto(t *rxTransfer) time.Duration {
+	if t.srtt == 0 {
+		return 5 * time.Second
+	}
+	d := t.srtt + 4*t.rttv
+	return min(max(d, 500*time.Millisecond), 60*time.Second)
+}
+
+func (r *Receiver) addWant(t *rxTransfer, i int) {
+	if t.have.Has(i) {
+		return
+	}
+	if _, ok := t.want[i]; !ok {
+		t.want[i] = &ask{}
+	}
+}
+
+func (r *Receiver) onEnd(now time.Time, raw []byte) error {
+	t := r.cur
+	if t == nil || t.stock || t.mode != ModeBroadcast {
+		return nil
+	}
+	e, err := DecodeEnd(raw)
+	if err != nil || e.ID != t.id {
+		return err
+	}
+	for j := t.hi; j < t.offer.Chunks; j++ {
+		if !t.have.Has(j) {
+			t.lost++
+		}
+	}
+	t.hi = t.offer.Chunks
+	for j := t.have.NextMissing(0); j >= 0; j = t.have.NextMissing(j + 1) {
+		r.addWant(t, j)
+	}
+	r.tickTransfer(now)
+	return nil
+}
+
+// onNeed serves a child's repair request from our own copy.
+func (r *Receiver) onNeed(now time.Time, h protocol.Header, raw []byte) error {
+	if h.Dest != r.host.ID() {
+		return nil
+	}
+	n, err := DecodeNeed(raw)
+	if err != nil {
+		return err
+	}
+	t := r.cur
+	if t == nil || t.stock || t.id != n.ID || t.dl == nil {
+		r.send(&Refuse{From: r.host.ID(), Dest: n.From, Routing: int(protocol.RouteNeighbour), ID: n.ID}, 80)
+		return nil
+	}
+	parts, err := ParseRanges(n.Parts, t.offer.Chunks, t.offer.Chunks)
+	if err != nil {
+		return err
+	}
+	for _, i := range parts {
+		if t.have.Has(i) {
+			data, err := t.dl.ReadChunk(i)
+			if err != nil {
+				continue
+			}
+			r.serve(t, n.From, i, data)
+			continue
+		}
+		if !slices.Contains(t.children[i], n.From) {
+			t.children[i] = append(t.children[i], n.From)
+		}
+		r.addWant(t, i)
+	}
+	r.flush(now)
+	return nil
+}
+
+func (r *Receiver) serve(t *rxTransfer, child uint32, i int, data []byte) {
+	for _, q := range r.out {
+		if c, ok := q.pkg.(*Chunk); ok && c.Dest == child && c.Index == i && c.ID == t.id {
+			return
+		}
+	}
+	c := &Chunk{From: r.host.ID(), Dest: child, Routing: int(protocol.RouteNeighbour), ID: t.id, Index: i,
+		Data: encodePayload(t.offer.Encoding, data)}
+	r.send(c, len(c.Data)+80)
+	r.stats.ChunksServed++
+}
+
+func (r *Receiver) send(p protocol.Package, bytes int) {
+	r.out = append(r.out, queued{pkg: p, bytes: bytes})
+}
+
+func (r *Receiver) flush(now time.Time) {
+	for len(r.out) > 0 && r.pace.ready(now) {
+		q := r.out[0]
+		r.out = r.out[1:]
+		if err := r.host.SendPackage(now, q.pkg); err != nil {
+			r.cfg.Logger.Debug("ota receiver: send", "err", err)
+		}
+		r.pace.busy(now, q.bytes, 1)
+	}
+}
+
+// parent is the neighbour on the path to id, or 0.
+func (r *Receiver) parent(id uint32) uint32 {
+	tree := r.host.Tree()
+	for i := range tree.Subs {
+		s := &tree.Subs[i]
+		if s.NodeID == id || s.Contains(id) {
+			return s.NodeID
+		}
+	}
+	return 0
+}
+
+// childCount is how many neighbours a broadcast from origin is forwarded to.
+func (r *Receiver) childCount(origin uint32) int {
+	tree := r.host.Tree()
+	n := len(tree.Subs)
+	if r.parent(origin) != 0 {
+		n--
+	}
+	return max(n, 0)
+}
+
+func (r *Receiver) afterWrite(now time.Time, t *rxTransfer) {
+	if t.have.Full() && r.state == StateDownloading {
+		r.verify(now, t)
+		return
+	}
+	if now.Sub(r.lastProg) >= r.cfg.ProgressEvery {
+		r.emitProgress(now, "")
+	}
+	r.tickTransfer(now)
+}
+
+func (r *Receiver) verify(now time.Time, t *rxTransfer) {
+	r.setState(now, StateVerifying, "")
+	if err := t.dl.Flush(); err != nil {
+		r.fail(now, fmt.Errorf("ota: flush %s: %w", t.id, err))
+		return
+	}
+	if err := r.cfg.Store.Finish(t.dl, r.cfg.PublicKey); err != nil {
+		r.failed[t.id]++
+		r.fail(now, fmt.Errorf("ota: verify %s: %w", t.id, err))
+		if r.failed[t.id] < r.cfg.MaxFailures {
+			// The staged chunks were discarded; fetch them again.
+			nt := *t
+			nt.have = NewBitmap(t.offer.Chunks)
+			nt.bytes, nt.hi, nt.lost = 0, 0, 0
+			nt.dl = nil
+			nt.early = map[int][]byte{}
+			r.cur = nil
+			r.start(now, &nt)
+		}
+		return
+	}
+	r.setState(now, StateSwitching, "")
+	if err := r.cfg.Store.Switch(); err != nil {
+		r.fail(now, fmt.Errorf("ota: switch to %s: %w", t.offer.MD5, err))
+		return
+	}
+	r.report(now, t)
+	r.cur = nil
+	r.pendingFinal = nil
+	if r.cfg.Restart != nil {
+		r.cfg.Restart(now)
+		return
+	}
+	if err := r.boot(now); err != nil {
+		r.fail(now, err)
+		return
+	}
+	r.pendingDist = t.dist
+	r.pendingID = t.id
+}
+
+func (r *Receiver) fail(now time.Time, err error) {
+	r.cfg.Logger.Warn("ota receiver: update failed", "err", err)
+	t := r.cur
+	r.setState(now, StateFailed, err.Error())
+	if t != nil {
+		if t.fromOf {
+			r.sendReport(now, t.dist, &Report{ID: t.id, State: string(StateFailed), Error: err.Error(), Total: t.offer.Chunks})
+		}
+		r.cur = nil
+	}
+}
+
+func (r *Receiver) setState(now time.Time, s State, errText string) {
+	if r.state == s && errText == "" {
+		return
+	}
+	r.state = s
+	r.emitProgress(now, errText)
+}
+
+func (r *Receiver) emitProgress(now time.Time, errText string) {
+	r.lastProg = now
+	p := Progress{Node: r.host.ID(), State: r.state, Err: errText}
+	if t := r.cur; t != nil {
+		p.Transfer, p.MD5, p.Mode = t.id, t.offer.MD5, t.mode
+		p.Done, p.Total, p.Bytes = t.have.Count(), t.have.Len(), t.bytes
+		if el := now.Sub(t.start).Seconds(); el > 0 && t.bytes > 0 {
+			p.Rate = float64(t.bytes) / el
+			if p.Done > 0 {
+				remaining := float64(p.Total-p.Done) * float64(t.bytes) / float64(p.Done)
+				p.ETA = time.Duration(remaining / p.Rate * float64(time.Second))
+			}
+		}
+	} else if md5, _ := r.cfg.Store.Active(); md5 != "" {
+		p.MD5 = md5
+	}
+	if r.host != nil {
+		r.host.Emit(p)
+	}
+}
+
+func (r *Receiver) progressReport() *Report {
+	t := r.cur
+	return &Report{ID: t.id, State: string(r.state), Have: t.have.Count(), Total: t.have.Len(), High: t.hi, Lost: t.lost}
+}
+
+func (r *Receiver) report(now time.Time, t *rxTransfer) {
+	if !t.fromOf {
+		return
+	}
+	rep := r.progressReport()
+	rep.State = string(r.state)
+	r.sendReport(now, t.dist, rep)
+}
+
+func (r *Receiver) sendReport(now time.Time, dist uint32, rep *Report) {
+	if dist == 0 || r.host == nil {
+		return
+	}
+	rep.From, rep.Dest, rep.Routing = r.host.ID(), dist, int(protocol.RouteSingle)
+	if rep.Active == "" {
+		rep.Active, _ = r.cfg.Store.Active()
+	}
+	_ = r.host.SendPackage(now, rep)
+}
+
+// final queues the report of a trial's outcome for the distributor.
+func (r *Receiver) final(now time.Time, rep *Report) {
+	if r.pendingDist != 0 {
+		rep.ID = r.pendingID
+		r.sendReport(now, r.pendingDist, rep)
+		return
+	}
+	r.pendingFinal = rep
+}

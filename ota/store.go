@@ -1,0 +1,59 @@
+package ota
+
+import (
+	"crypto/ed25519"
+	"time"
+)
+
+// Transfer describes one download to the store: the image it installs and
+// the bytes that travel (compressed or not).
+type Transfer struct {
+	Image        string // md5 of the uncompressed image
+	ImageSize    int64  // 0 when unknown (stock announces do not say)
+	Method       string // none | deflate | heatshrink
+	TransferSize int64  // 0 when unknown (stock)
+	TransferMD5  string
+	ChunkSize    int
+	Chunks       int
+	Signature    []byte
+	Version      string
+	Role         string
+	Hardware     string
+}
+
+// Store is the receiver's persistent A/B slot store. SlotStore adapts
+// slot.Store to it; tests use an in-memory one.
+type Store interface {
+	// Begin starts a download, or resumes it when the same transfer is
+	// already staged (chunks already written stay written).
+	Begin(t Transfer) (Download, error)
+	// Finish decodes the staged transfer into the inactive slot and
+	// verifies the image md5 and, with a key, its signature. It never
+	// switches; a verification failure discards the staged chunks.
+	Finish(d Download, pub ed25519.PublicKey) error
+	// Switch makes the verified inactive slot the one to boot next.
+	Switch() error
+	// Boot is called once per process start. It reports whether the
+	// running image is a trial that must be confirmed before deadline.
+	Boot(now time.Time) (trial bool, deadline time.Time, err error)
+	// Confirm marks the running trial image good.
+	Confirm(now time.Time) error
+	// Rollback abandons a trial image: the previous slot boots next.
+	Rollback(now time.Time) error
+	// Active is the md5 of the running image ("" when unknown) and
+	// whether it is confirmed.
+	Active() (md5 string, confirmed bool)
+	// Outcome of the last update that finished with a reboot (set by
+	// Boot when a trial expired and rolled back), so it can be reported.
+	LastRollback() (md5 string, ok bool)
+}
+
+// Download is one staged transfer.
+type Download interface {
+	Has(i int) bool
+	Count() int
+	Done() bool
+	WriteChunk(i int, data []byte) error
+	ReadChunk(i int) ([]byte, error)
+	Flush() error
+}

@@ -1,0 +1,117 @@
+package ota
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/meshfleet/meshfleet/mesh"
+)
+
+// Mode is how a transfer reaches the receivers.
+type Mode string
+
+// Distribution modes.
+const (
+	// ModeStock is the stock protocol (PROTOCOL.md §8): Announce, one
+	// DataRequest outstanding per receiver, base64 Data.
+	ModeStock Mode = "stock"
+	// ModePipelined is unicast with a window of outstanding chunk
+	// requests per receiver (Go receivers).
+	ModePipelined Mode = "pipelined"
+	// ModeBroadcast pushes every chunk once over the whole mesh and
+	// repairs gaps hop by hop (Go receivers).
+	ModeBroadcast Mode = "broadcast"
+)
+
+// ParseMode checks a mode name.
+func ParseMode(s string) (Mode, error) {
+	switch Mode(s) {
+	case ModeStock, ModePipelined, ModeBroadcast:
+		return Mode(s), nil
+	}
+	return "", fmt.Errorf("ota: unknown mode %q (want stock, pipelined or broadcast)", s)
+}
+
+// State is a receiver's OTA state.
+type State string
+
+// Receiver states, as reported in events and Report packages.
+const (
+	StateIdle        State = "idle"
+	StateDownloading State = "downloading"
+	StateVerifying   State = "verifying"
+	StateSwitching   State = "switching"
+	StateConfirmed   State = "confirmed"
+	StateFailed      State = "failed"
+	StateRolledBack  State = "rolled_back"
+)
+
+// Progress is a receiver's progress event (emitted through mesh.Host.Emit
+// on every state change and at most once per ProgressInterval while
+// downloading).
+type Progress struct {
+	mesh.EventBase
+	Node     uint32
+	Transfer string // transfer id ("" for a stock announce: the md5)
+	MD5      string // image being installed
+	State    State
+	Mode     Mode
+	Done     int     // chunks held
+	Total    int     // chunks in the transfer
+	Bytes    int64   // transfer bytes held
+	Rate     float64 // transfer bytes/s over the download so far
+	ETA      time.Duration
+	Err      string
+}
+
+// CampaignEvent reports a campaign's state change or a node's progress as
+// seen by the distributor.
+type CampaignEvent struct {
+	mesh.EventBase
+	Campaign string
+	State    CampaignState
+	Node     uint32 // 0 for campaign-level changes
+	Progress NodeProgress
+}
+
+// Radio is the airtime model a plugin paces its own sends with: one
+// message costs Overhead plus len × ByteTime of the node's shared radio.
+// The defaults are the ESP8266 figures (DESIGN.md: ~2.1 ms + 7.6 µs/byte).
+type Radio struct {
+	Overhead time.Duration
+	ByteTime time.Duration
+}
+
+// DefaultRadio is the ESP8266 painlessMesh one-hop cost.
+var DefaultRadio = Radio{Overhead: 2100 * time.Microsecond, ByteTime: 7600 * time.Nanosecond}
+
+func (r Radio) airtime(bytes int) time.Duration {
+	return r.Overhead + time.Duration(bytes)*r.ByteTime
+}
+
+// pacer releases messages no faster than the node's radio can send them,
+// so a burst of answers waits in the plugin instead of overflowing the
+// radio queue (an ESP drops what does not fit its heap).
+type pacer struct {
+	radio Radio
+	free  time.Time // when the radio is estimated to be idle
+	slack time.Duration
+}
+
+// busy accounts for bytes sent count times (a forwarded broadcast leaves
+// once per child) that the plugin did not send itself.
+func (p *pacer) busy(now time.Time, bytes, count int) {
+	if p.free.Before(now) {
+		p.free = now
+	}
+	p.free = p.free.Add(time.Duration(count) * p.radio.airtime(bytes))
+}
+
+// ready reports whether a message may go now: the radio's backlog is
+// below the slack.
+func (p *pacer) ready(now time.Time) bool {
+	return !p.free.After(now.Add(p.slack))
+}
+
+// readyAt is when ready turns true.
+func (p *pacer) readyAt() time.Time { return p.free.Add(-p.slack) }
