@@ -1,0 +1,215 @@
+// Package firmware is the distributor's firmware store: a directory of
+// images, each with its metadata (role, hardware, version, MD5, optional
+// ed25519 signature) and optional precomputed compressed variants.
+//
+// Layout of a store directory:
+//
+//	<dir>/<id>/image.bin           the image bytes
+//	<dir>/<id>/meta.json           the Image record
+//	<dir>/<id>/variant-<method>.bin a compressed transfer variant
+//
+// Every write is atomic: files are written under a temporary name, synced,
+// renamed into place and the directory synced, so a crash leaves either the
+// old or the new state, never a half-written image. A new image is staged in
+// a hidden ".tmp-*" directory and published with one directory rename, which
+// also makes two processes adding the same image safe (the second rename
+// fails and is reported as ErrExists).
+package firmware
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Sentinel errors. Returned errors wrap one of these and say what failed.
+var (
+	ErrNotFound      = errors.New("firmware: image not found")
+	ErrExists        = errors.New("firmware: image already stored")
+	ErrEmpty         = errors.New("firmware: image is empty")
+	ErrTooLarge      = errors.New("firmware: image too large")
+	ErrInvalidID     = errors.New("firmware: invalid image id")
+	ErrInvalidMeta   = errors.New("firmware: invalid image metadata")
+	ErrInvalidMethod = errors.New("firmware: invalid variant method")
+	ErrSignature     = errors.New("firmware: signature does not match")
+	ErrUnsigned      = errors.New("firmware: image is not signed")
+	ErrCorrupt       = errors.New("firmware: store file corrupt")
+	ErrInvalidKey    = errors.New("firmware: invalid key")
+)
+
+// DefaultMaxSize is the default limit for an image or a variant. The largest
+// ESP32 app partition in common partition tables is 3 MiB and ESP8266 flash
+// tops out at 16 MiB, so 16 MiB is never a real limit for those targets.
+const DefaultMaxSize = 16 << 20
+
+// MethodNone names the uncompressed transfer: the image bytes themselves.
+const MethodNone = "none"
+
+// Meta is what the user says about an image.
+type Meta struct {
+	Role     string `json:"role"`
+	Hardware string `json:"hardware"`
+	Version  string `json:"version"`
+}
+
+// Variant is a precomputed transfer encoding of an image (for example a
+// deflate or heatshrink stream). Size and MD5 are of the transfer bytes.
+type Variant struct {
+	Method string `json:"method"`
+	Size   int64  `json:"size"`
+	MD5    string `json:"md5"`
+}
+
+// Image is one stored firmware image.
+type Image struct {
+	// ID is the first 12 hex digits of SHA-256(role NUL hardware NUL md5):
+	// stable for the same image and target, and always safe as a file name.
+	ID       string `json:"id"`
+	Role     string `json:"role"`
+	Hardware string `json:"hardware"`
+	Version  string `json:"version"`
+	// MD5 is the MD5 of the image bytes as 32 lowercase hex digits, exactly
+	// what a stock Announce carries in "md5".
+	MD5  string `json:"md5"`
+	Size int64  `json:"size"`
+	// Signature is an ed25519 signature over the image bytes, or nil.
+	Signature []byte             `json:"signature,omitempty"`
+	Added     time.Time          `json:"added"`
+	Variants  map[string]Variant `json:"variants,omitempty"`
+}
+
+// Signed reports whether the image carries a signature.
+func (img Image) Signed() bool { return len(img.Signature) > 0 }
+
+// Meta returns the user-supplied part of the record.
+func (img Image) Meta() Meta {
+	return Meta{Role: img.Role, Hardware: img.Hardware, Version: img.Version}
+}
+
+const (
+	maxRoleLen     = 64
+	maxHardwareLen = 32
+	maxVersionLen  = 64
+)
+
+var (
+	idPattern     = regexp.MustCompile(`^[0-9a-f]{12}$`)
+	md5Pattern    = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	methodPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,15}$`)
+)
+
+// ValidateMeta checks role, hardware and version.
+//
+// Role and hardware are identifiers: printable ASCII without spaces or path
+// separators. The role must also not contain '_' or '.', because the stock
+// sender derives file names "/firmware_<hardware>_<role>.bin" from it
+// (comment in painlessMesh ota.hpp). The version is free text without
+// control characters.
+func ValidateMeta(m Meta) error {
+	if err := validateIdent("role", m.Role, maxRoleLen); err != nil {
+		return err
+	}
+	if i := strings.IndexAny(m.Role, "_."); i >= 0 {
+		return fmt.Errorf("%w: role %q contains %q (stock painlessMesh forbids '_' and '.' in roles)", ErrInvalidMeta, m.Role, m.Role[i:i+1])
+	}
+	if err := validateIdent("hardware", m.Hardware, maxHardwareLen); err != nil {
+		return err
+	}
+	if m.Version == "" {
+		return fmt.Errorf("%w: version is empty", ErrInvalidMeta)
+	}
+	if len(m.Version) > maxVersionLen {
+		return fmt.Errorf("%w: version is %d bytes, at most %d allowed", ErrInvalidMeta, len(m.Version), maxVersionLen)
+	}
+	if !utf8.ValidString(m.Version) {
+		return fmt.Errorf("%w: version %q is not valid UTF-8", ErrInvalidMeta, m.Version)
+	}
+	for _, r := range m.Version {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%w: version %q contains a control character", ErrInvalidMeta, m.Version)
+		}
+	}
+	return nil
+}
+
+func validateIdent(field, v string, maxLen int) error {
+	if v == "" {
+		return fmt.Errorf("%w: %s is empty", ErrInvalidMeta, field)
+	}
+	if len(v) > maxLen {
+		return fmt.Errorf("%w: %s is %d bytes, at most %d allowed", ErrInvalidMeta, field, len(v), maxLen)
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c <= ' ' || c >= 0x7f:
+			return fmt.Errorf("%w: %s %q contains a space, control or non-ASCII character", ErrInvalidMeta, field, v)
+		case c == '/' || c == '\\':
+			return fmt.Errorf("%w: %s %q contains a path separator", ErrInvalidMeta, field, v)
+		}
+	}
+	return nil
+}
+
+// ValidateID checks that id has the form of an image ID (12 lowercase hex
+// digits). Anything else, in particular "../x", absolute paths or names
+// with separators, is rejected before it reaches the file system.
+func ValidateID(id string) error {
+	if !idPattern.MatchString(id) {
+		return fmt.Errorf("%w: %q (want 12 lowercase hex digits)", ErrInvalidID, id)
+	}
+	return nil
+}
+
+// ValidateMethod checks a variant method name: 1 to 16 characters of
+// [a-z0-9-], starting with a letter or digit, and not "none" (the
+// uncompressed image is not a variant).
+func ValidateMethod(method string) error {
+	if !methodPattern.MatchString(method) {
+		return fmt.Errorf("%w: %q (want 1-16 characters of a-z, 0-9, '-')", ErrInvalidMethod, method)
+	}
+	if method == MethodNone {
+		return fmt.Errorf("%w: %q is the image itself, not a variant", ErrInvalidMethod, method)
+	}
+	return nil
+}
+
+// validateImage checks a record read from disk.
+func validateImage(img Image) error {
+	if err := ValidateID(img.ID); err != nil {
+		return err
+	}
+	if err := ValidateMeta(img.Meta()); err != nil {
+		return err
+	}
+	if !md5Pattern.MatchString(img.MD5) {
+		return fmt.Errorf("md5 %q is not 32 lowercase hex digits", img.MD5)
+	}
+	if img.Size <= 0 {
+		return fmt.Errorf("size %d is not positive", img.Size)
+	}
+	if want := imageID(img.Role, img.Hardware, img.MD5); img.ID != want {
+		return fmt.Errorf("id %s does not match role, hardware and md5 (want %s)", img.ID, want)
+	}
+	if n := len(img.Signature); n != 0 && n != signatureSize {
+		return fmt.Errorf("signature is %d bytes, want %d", n, signatureSize)
+	}
+	for name, v := range img.Variants {
+		if err := ValidateMethod(name); err != nil {
+			return err
+		}
+		if v.Method != name {
+			return fmt.Errorf("variant %q records method %q", name, v.Method)
+		}
+		if !md5Pattern.MatchString(v.MD5) {
+			return fmt.Errorf("variant %q md5 %q is not 32 lowercase hex digits", name, v.MD5)
+		}
+		if v.Size <= 0 {
+			return fmt.Errorf("variant %q size %d is not positive", name, v.Size)
+		}
+	}
+	return nil
+}
