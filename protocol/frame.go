@@ -26,13 +26,13 @@ const readChunk = 4096
 // Reader splits a byte stream into NUL-terminated messages (§1.2). It
 // never holds more than maxSize+1 bytes of one message.
 type Reader struct {
-	r       io.Reader
-	max     int
-	buf     []byte
-	start   int // first unread byte
-	scan    int // bytes in [start, scan) hold no NUL
-	end     int // end of buffered data
-	err     error
+	r          io.Reader
+	max        int
+	buf        []byte
+	start      int // first unread byte
+	scan       int // bytes in [start, scan) hold no NUL
+	end        int // end of buffered data
+	err        error
 	emptyReads int
 }
 

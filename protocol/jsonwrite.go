@@ -222,3 +222,5 @@ func decomposeFloat(v float64, decimalPlaces int) (integral, decimal uint32, exp
 	}
 	return integral, decimal, exponent, decimalPlaces
 }
+
+func appendUint(dst []byte, v uint32) []byte { return strconv.AppendUint(dst, uint64(v), 10) }
