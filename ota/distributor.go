@@ -150,23 +150,23 @@ type dcampaign struct {
 	nextAnnounce time.Time
 
 	// broadcast push
-	pushing   bool
-	pushIdx   int
-	nextPush  time.Time
-	pushDone  bool
-	boost     float64 // AIMD multiplier on the estimated safe rate
-	interval  time.Duration
-	missers   map[int]map[uint32]bool // chunk → nodes that asked the distributor
-	ctl       ctlWindow
-	lastRep   map[uint32]Report
+	pushing  bool
+	pushIdx  int
+	nextPush time.Time
+	pushDone bool
+	boost    float64 // AIMD multiplier on the estimated safe rate
+	interval time.Duration
+	missers  map[int]map[uint32]bool // chunk → nodes that asked the distributor
+	ctl      ctlWindow
+	lastRep  map[uint32]Report
 }
 
 type ctlWindow struct {
-	until      time.Time
-	lostHop    float64 // Σ per-hop loss × samples
-	samples    float64
-	congested  int
-	reporters  int
+	until     time.Time
+	lostHop   float64 // Σ per-hop loss × samples
+	samples   float64
+	congested int
+	reporters int
 }
 
 type reply struct {

@@ -37,14 +37,14 @@ type Offer struct {
 	Role      string `json:"role"`
 	Hardware  string `json:"hardware"`
 	Version   string `json:"version,omitempty"`
-	Size      int64  `json:"size"`      // uncompressed image bytes
-	Mode      string `json:"mode"`      // stock | pipelined | broadcast
-	Method    string `json:"method"`    // none | deflate | heatshrink
-	TSize     int64  `json:"tsize"`     // transferred (compressed) bytes
-	TMD5      string `json:"tmd5"`      // md5 of the transferred bytes
-	ChunkSize int    `json:"cs"`        // bytes per chunk (last may be shorter)
-	Chunks    int    `json:"n"`         // number of chunks
-	Encoding  string `json:"enc"`       // chunk payload text encoding: b91 | b64
+	Size      int64  `json:"size"`          // uncompressed image bytes
+	Mode      string `json:"mode"`          // stock | pipelined | broadcast
+	Method    string `json:"method"`        // none | deflate | heatshrink
+	TSize     int64  `json:"tsize"`         // transferred (compressed) bytes
+	TMD5      string `json:"tmd5"`          // md5 of the transferred bytes
+	ChunkSize int    `json:"cs"`            // bytes per chunk (last may be shorter)
+	Chunks    int    `json:"n"`             // number of chunks
+	Encoding  string `json:"enc"`           // chunk payload text encoding: b91 | b64
 	Signature string `json:"sig,omitempty"` // base64 ed25519 signature
 	Forced    bool   `json:"forced,omitempty"`
 	Window    int    `json:"win,omitempty"` // pipelined: suggested outstanding chunks
@@ -81,10 +81,10 @@ type Report struct {
 	Type    int    `json:"type"`
 	ID      string `json:"id"`
 	State   string `json:"state"`
-	Have    int    `json:"have"`          // chunks held
-	Total   int    `json:"total"`         // chunks in the transfer
-	High    int    `json:"hi"`            // highest pushed index seen + 1
-	Lost    int    `json:"lost"`          // push chunks found missing (cumulative)
+	Have    int    `json:"have"`             // chunks held
+	Total   int    `json:"total"`            // chunks in the transfer
+	High    int    `json:"hi"`               // highest pushed index seen + 1
+	Lost    int    `json:"lost"`             // push chunks found missing (cumulative)
 	Active  string `json:"active,omitempty"` // md5 of the running image
 	Error   string `json:"err,omitempty"`
 }
