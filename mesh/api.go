@@ -192,6 +192,15 @@ type Timing struct {
 	TimeSyncPostpone    time.Duration // 60 s after success
 	TimeSyncRetry       time.Duration // 200 ms after a bad offset
 	TimeReplyProcessing time.Duration // our responder's t2-t1 separation; negative: none
+
+	// AcceptZeroOffset makes a computed offset of 0 count as a successful
+	// time sync, as painlessMesh 1.4.2 did ([G]); stock [A] retries after
+	// 200 ms instead. Off by default. Meant for simulations with
+	// perfectly regular links, where clocks that agree exactly would
+	// otherwise make every adopter retry five times a second forever; do
+	// not set it against stock responders, whose instant answers always
+	// give 0 (the outlier rule), so the clock would never be corrected.
+	AcceptZeroOffset bool
 }
 
 // StockTiming returns the timers of the C++ library ([A], PROTOCOL.md

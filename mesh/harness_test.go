@@ -3,6 +3,7 @@ package mesh
 import (
 	"cmp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -264,10 +265,13 @@ type probe struct {
 	t   testing.TB
 	n   *Node
 	now time.Time
+	// replies answers the node's NODE_SYNC_REQUESTs per connection while
+	// advancing, so that links survive NODE_TIMEOUT.
+	replies map[ConnID]string
 }
 
 func newProbe(t testing.TB, cfg Config) *probe {
-	return &probe{t: t, n: New(cfg, testEpoch), now: testEpoch}
+	return &probe{t: t, n: New(cfg, testEpoch), now: testEpoch, replies: make(map[ConnID]string)}
 }
 
 func (p *probe) at(d time.Duration) time.Time { return testEpoch.Add(d) }
@@ -284,7 +288,7 @@ func (p *probe) advance(d time.Duration) Ready {
 		}
 		p.now = dl
 		p.n.Tick(p.now)
-		all = merge(all, p.n.Ready())
+		all = merge(all, p.answer(p.n.Ready()))
 	}
 	p.now = target
 	return all
@@ -292,7 +296,20 @@ func (p *probe) advance(d time.Duration) Ready {
 
 func (p *probe) recv(c ConnID, msg string) Ready {
 	p.n.Receive(p.now, c, []byte(msg))
-	return p.n.Ready()
+	return p.answer(p.n.Ready())
+}
+
+// answer plays the neighbours registered in replies: each NODE_SYNC_REQUEST
+// the node sent them is answered at once. It returns rd plus what the
+// answers produced.
+func (p *probe) answer(rd Ready) Ready {
+	for _, o := range rd.Messages {
+		if r, ok := p.replies[o.Conn]; ok && !slices.Contains(rd.Close, o.Conn) &&
+			headerOf(string(o.Data)).Type == protocol.TypeNodeSyncRequest {
+			rd = merge(rd, p.recv(o.Conn, r))
+		}
+	}
+	return rd
 }
 
 func merge(a, b Ready) Ready {
@@ -313,9 +330,22 @@ func texts(rd Ready, c ConnID) []string {
 	return out
 }
 
-// syncWith makes c a synced connection of p's node to neighbour id whose
-// tree (as it sends it) is tree: it feeds the neighbour's request.
-func (p *probe) syncWith(c ConnID, station bool, tree string) Ready {
+// ofType returns the messages of package type typ written on c.
+func ofType(rd Ready, c ConnID, typ int) []string {
+	var out []string
+	for _, m := range texts(rd, c) {
+		if headerOf(m).Type == typ {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// syncWith makes c a synced connection of p's node: it feeds the
+// neighbour's node-sync message req, and answers the node's later
+// requests with the same tree.
+func (p *probe) syncWith(c ConnID, station bool, req string) Ready {
+	p.replies[c] = strings.Replace(req, `"type":5`, `"type":6`, 1)
 	p.n.Connect(p.now, c, station)
-	return merge(p.n.Ready(), p.recv(c, tree))
+	return merge(p.answer(p.n.Ready()), p.recv(c, req))
 }

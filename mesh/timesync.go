@@ -65,7 +65,7 @@ func (n *Node) handleTimeSync(now time.Time, c *conn, msg []byte) {
 		if off != 0 {
 			n.stats.TimeSyncAdopts++
 		}
-		if off != 0 && abs32(off) < TimeSyncAccuracy {
+		if (off != 0 || tm.AcceptZeroOffset) && abs32(off) < TimeSyncAccuracy {
 			// Done on this link; pass the new time on to the others.
 			if c.synced {
 				c.timeSyncAt = now.Add(tm.TimeSyncPostpone)
