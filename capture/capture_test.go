@@ -299,8 +299,8 @@ func TestInspectProblems(t *testing.T) {
 	recs := []Record{
 		{Conn: 1, Dir: ClientToServer, Msg: `{"type":8,"dest":0,"from":1,"msg":"{\"type\":200,\"routing\":2,\"from\":1}"}`},
 		{Conn: 1, Dir: ClientToServer, Msg: `{"type":8, "dest":0,"from":1,"msg":"hi"}`}, // space: re-encodes differently
-		{Conn: 1, Dir: ClientToServer, Msg: `{"type":8`},                               // invalid JSON
-		{Conn: 1, Dir: ClientToServer, Msg: `{"type":21,"routing":0,"x":1}`},           // unknown type
+		{Conn: 1, Dir: ClientToServer, Msg: `{"type":8`},                                // invalid JSON
+		{Conn: 1, Dir: ClientToServer, Msg: `{"type":21,"routing":0,"x":1}`},            // unknown type
 		{Conn: 1, Dir: ClientToServer, Event: EventClosed},
 	}
 	rep := Inspect(recs)
