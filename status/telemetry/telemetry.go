@@ -77,9 +77,9 @@ type Values struct {
 type fieldKind uint8
 
 const (
-	kindVarint fieldKind = iota // keyframe uvarint, delta zigzag uvarint
-	kindFixed8                  // one raw byte in both frame kinds
-	kindFixed32                 // four raw bytes (LE) in both frame kinds
+	kindVarint  fieldKind = iota // keyframe uvarint, delta zigzag uvarint
+	kindFixed8                   // one raw byte in both frame kinds
+	kindFixed32                  // four raw bytes (LE) in both frame kinds
 )
 
 type field struct {

@@ -1,0 +1,64 @@
+package status
+
+import (
+	"slices"
+	"time"
+)
+
+// TypeTraffic is what one package type accounts for.
+type TypeTraffic struct {
+	Type     int    `json:"type"`
+	Packages uint64 `json:"packages"`
+	Bytes    uint64 `json:"bytes"`
+}
+
+// Traffic counts the packages a plugin originated, by type, in bytes on
+// the first link: the JSON plus its NUL terminator. Relays multiply it by
+// the hops a package crosses; a simulator that wants link-level figures
+// counts every transmission whose type passes IsStatusType instead.
+type Traffic struct {
+	Packages uint64 `json:"packages"`
+	Bytes    uint64 `json:"bytes"`
+	Failed   uint64 `json:"failed"` // sends the node refused (no route)
+	byType   []TypeTraffic
+}
+
+func (t *Traffic) add(typ, msgLen int) {
+	n := uint64(msgLen) + 1
+	t.Packages++
+	t.Bytes += n
+	i, found := slices.BinarySearchFunc(t.byType, typ, func(e TypeTraffic, typ int) int { return e.Type - typ })
+	if !found {
+		t.byType = slices.Insert(t.byType, i, TypeTraffic{Type: typ})
+	}
+	t.byType[i].Packages++
+	t.byType[i].Bytes += n
+}
+
+// ByType lists the counts per package type, by type.
+func (t *Traffic) ByType() []TypeTraffic { return slices.Clone(t.byType) }
+
+// Add sums two counts (e.g. every node's Reporter in a simulation).
+func (t Traffic) Add(o Traffic) Traffic {
+	out := Traffic{Packages: t.Packages + o.Packages, Bytes: t.Bytes + o.Bytes, Failed: t.Failed + o.Failed}
+	out.byType = slices.Clone(t.byType)
+	for _, e := range o.byType {
+		i, found := slices.BinarySearchFunc(out.byType, e.Type, func(x TypeTraffic, typ int) int { return x.Type - typ })
+		if !found {
+			out.byType = slices.Insert(out.byType, i, TypeTraffic{Type: e.Type})
+		}
+		out.byType[i].Packages += e.Packages
+		out.byType[i].Bytes += e.Bytes
+	}
+	return out
+}
+
+// LinkShare is the fraction of a link's capacity that bytes sent over
+// elapsed use: bytes·8 / (elapsed · bitsPerSecond). Zero for an empty
+// interval or capacity.
+func LinkShare(bytes uint64, elapsed time.Duration, bitsPerSecond float64) float64 {
+	if elapsed <= 0 || bitsPerSecond <= 0 {
+		return 0
+	}
+	return float64(bytes) * 8 / (elapsed.Seconds() * bitsPerSecond)
+}
