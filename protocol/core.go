@@ -6,21 +6,25 @@ import "strconv"
 
 // Size is the number of nodes in the tree, the top included
 // (layout::size).
-func (t *NodeTree) Size() int {
+func (t NodeTree) Size() int { return t.size() }
+
+func (t *NodeTree) size() int {
 	n := 1
 	for i := range t.Subs {
-		n += t.Subs[i].Size()
+		n += t.Subs[i].size()
 	}
 	return n
 }
 
 // Contains reports whether id is anywhere in the tree, the top included.
-func (t *NodeTree) Contains(id uint32) bool {
+func (t NodeTree) Contains(id uint32) bool { return t.contains(id) }
+
+func (t *NodeTree) contains(id uint32) bool {
 	if t.NodeID == id {
 		return true
 	}
 	for i := range t.Subs {
-		if t.Subs[i].Contains(id) {
+		if t.Subs[i].contains(id) {
 			return true
 		}
 	}
@@ -28,12 +32,14 @@ func (t *NodeTree) Contains(id uint32) bool {
 }
 
 // IsRooted reports whether any node of the tree has the root flag.
-func (t *NodeTree) IsRooted() bool {
+func (t NodeTree) IsRooted() bool { return t.isRooted() }
+
+func (t *NodeTree) isRooted() bool {
 	if t.Root {
 		return true
 	}
 	for i := range t.Subs {
-		if t.Subs[i].IsRooted() {
+		if t.Subs[i].isRooted() {
 			return true
 		}
 	}
@@ -42,7 +48,7 @@ func (t *NodeTree) IsRooted() bool {
 
 // Equal compares like the C++ NodeTree::operator==: id, flags and the
 // ordered list of subs, recursively. The order of subs matters.
-func (t *NodeTree) Equal(o NodeTree) bool {
+func (t NodeTree) Equal(o NodeTree) bool {
 	return t.equal(&o)
 }
 
@@ -62,7 +68,7 @@ func (t *NodeTree) equal(o *NodeTree) bool {
 // and minus any direct sub with id 0 (the C++ excludeRoute): what a node
 // sends to neighbour id. The receiver is not modified; the remaining subs
 // are shared with it, not deep-copied.
-func (t *NodeTree) Without(id uint32) NodeTree {
+func (t NodeTree) Without(id uint32) NodeTree {
 	out := NodeTree{NodeID: t.NodeID, Root: t.Root, HasTimeAuthority: t.HasTimeAuthority}
 	for i := range t.Subs {
 		if s := t.Subs[i].NodeID; s == id || s == 0 {
@@ -74,12 +80,14 @@ func (t *NodeTree) Without(id uint32) NodeTree {
 }
 
 // Clone returns a deep copy of the tree.
-func (t *NodeTree) Clone() NodeTree {
+func (t NodeTree) Clone() NodeTree { return t.clone() }
+
+func (t *NodeTree) clone() NodeTree {
 	out := NodeTree{NodeID: t.NodeID, Root: t.Root, HasTimeAuthority: t.HasTimeAuthority}
 	if len(t.Subs) > 0 {
 		out.Subs = make([]NodeTree, len(t.Subs))
 		for i := range t.Subs {
-			out.Subs[i] = t.Subs[i].Clone()
+			out.Subs[i] = t.Subs[i].clone()
 		}
 	}
 	return out
@@ -87,7 +95,9 @@ func (t *NodeTree) Clone() NodeTree {
 
 // AppendJSON appends the tree in the subConnectionJson format:
 // {"nodeId":N,"root":true?,"hasTimeAuthority":true?,"subs":[...]?}.
-func (t *NodeTree) AppendJSON(dst []byte) []byte {
+func (t NodeTree) AppendJSON(dst []byte) []byte { return t.appendJSON(dst) }
+
+func (t *NodeTree) appendJSON(dst []byte) []byte {
 	dst = append(dst, '{')
 	dst = t.appendMembers(dst)
 	return append(dst, '}')
@@ -108,7 +118,7 @@ func (t *NodeTree) appendMembers(dst []byte) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = t.Subs[i].AppendJSON(dst)
+			dst = t.Subs[i].appendJSON(dst)
 		}
 		dst = append(dst, ']')
 	}
