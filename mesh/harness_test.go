@@ -28,7 +28,7 @@ type testNet struct {
 	// block, if set, makes a message vanish (a peer that does not answer).
 	block func(from, to uint32, msg []byte) bool
 
-	log    []wire              // every delivered message, in order
+	log    []wire             // every delivered message, in order
 	events map[uint32][]Event // per node id, in order
 }
 

@@ -3,6 +3,7 @@ package mesh
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/meshfleet/meshfleet/protocol"
@@ -50,6 +51,7 @@ func (n *Node) route(now time.Time, c *conn, msg []byte) {
 			n.stats.MessagesDropped++
 			return
 		}
+		n.ready.Messages = slices.Grow(n.ready.Messages, len(n.conns))
 		for _, o := range n.conns {
 			if o.routable() && o.nodeID != c.nodeID {
 				if kept == nil {
@@ -191,6 +193,7 @@ func (n *Node) send(data []byte) error {
 // broadcast queues data on every synced connection (router::broadcast
 // with exclude 0).
 func (n *Node) broadcast(data []byte) {
+	n.ready.Messages = slices.Grow(n.ready.Messages, len(n.conns))
 	for _, c := range n.conns {
 		if c.routable() {
 			n.enqueue(c, data, PriorityNormal)
