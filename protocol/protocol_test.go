@@ -415,3 +415,29 @@ func TestBase64(t *testing.T) {
 		t.Errorf("%v", got)
 	}
 }
+
+// TestIntOrReadBack pins a C++ quirk we keep: uint32 fields read with
+// `obj[k] | 0` accept only int32 values, so a value of 2^31 or more that
+// a node writes reads back as 0 on every node, ours included. Decoding
+// such a field differently would make our view of a package disagree with
+// every stock receiver's.
+func TestIntOrReadBack(t *testing.T) {
+	s := NewStatus(1)
+	s.Display.TimeoutMs = 3_000_000_000
+	enc := Encode(s)
+	if !strings.Contains(string(enc), `"timeout_ms":3000000000,"timeout_s":3000000`) {
+		t.Fatalf("not written as is: %s", enc)
+	}
+	back, err := Decode(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := back.(*Status).Display.TimeoutMs; got != 0 {
+		t.Errorf("read back %d, want 0 as the C++ reads it", got)
+	}
+	// A negative int is stored as its uint32 bit pattern (-70 → 4294967226).
+	p, _ := Decode([]byte(`{"from":1,"routing":2,"type":611,"freeMemory":-70}`))
+	if got := p.(*BridgeElection).FreeMemory; got != 4294967226 {
+		t.Errorf("freeMemory -70 read as %d", got)
+	}
+}
