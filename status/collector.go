@@ -162,7 +162,8 @@ type Collector struct {
 	nextQueryID uint32
 	queries     map[uint32]*query
 	keyframeAt  map[uint32]time.Time
-	firmwareAt  map[uint32]time.Time
+	firmwareAt  map[uint32]time.Time // node → last firmware query
+	hashAskedAt map[uint32]time.Time // firmware hash → last firmware query
 
 	stats   CollectorStats
 	traffic Traffic
@@ -172,14 +173,15 @@ type Collector struct {
 func NewCollector(cfg CollectorConfig, now time.Time) *Collector {
 	cfg = cfg.withDefaults()
 	c := &Collector{
-		cfg:        cfg,
-		now:        now,
-		model:      NewModel(cfg.Model),
-		dec:        telemetry.NewDecoder(),
-		queries:    make(map[uint32]*query),
-		keyframeAt: make(map[uint32]time.Time),
-		firmwareAt: make(map[uint32]time.Time),
-		topoDirty:  true,
+		cfg:         cfg,
+		now:         now,
+		model:       NewModel(cfg.Model),
+		dec:         telemetry.NewDecoder(),
+		queries:     make(map[uint32]*query),
+		keyframeAt:  make(map[uint32]time.Time),
+		firmwareAt:  make(map[uint32]time.Time),
+		hashAskedAt: make(map[uint32]time.Time),
+		topoDirty:   true,
 	}
 	if !cfg.DisableAlerts {
 		c.alerts = NewAlertEngine(cfg.Alerts)
@@ -316,8 +318,15 @@ func (c *Collector) handleFrame(now time.Time, p *TelemetryPackage) {
 	c.stats.FramesMissed += uint64(f.Missed)
 	c.observe(now, p.From, SourceTelemetry, func(m *Metrics) { m.ApplyValues(f.Values) })
 	if !c.model.KnowsFirmware(p.From) {
-		if last, ok := c.firmwareAt[p.From]; !ok || now.Sub(last) >= c.cfg.FirmwareGap {
+		// One query per node and per firmware within the gap: after a
+		// fleet update, the first node's answer names the firmware for
+		// all the others.
+		fw := f.Values.FirmwareHash
+		lastNode, askedNode := c.firmwareAt[p.From]
+		lastHash, askedHash := c.hashAskedAt[fw]
+		if (!askedNode || now.Sub(lastNode) >= c.cfg.FirmwareGap) && (!askedHash || now.Sub(lastHash) >= c.cfg.FirmwareGap) {
 			c.firmwareAt[p.From] = now
+			c.hashAskedAt[fw] = now
 			c.sendQuery(now, 0, []uint32{p.From}, FormFull, 0)
 		}
 	}

@@ -40,8 +40,10 @@ type fakeHost struct {
 	plugins []mesh.Plugin
 	stats   mesh.Stats
 	events  []mesh.Event
-	sent    [][]byte
-	probes  []uint32
+	// eventTimes[i] is when events[i] was emitted.
+	eventTimes []time.Time
+	sent       [][]byte
+	probes     []uint32
 }
 
 func newFakeMesh(t *testing.T) *fakeMesh {
@@ -62,7 +64,8 @@ func (h *fakeHost) use(p mesh.Plugin) {
 	p.Attach(h)
 }
 
-// link joins a and b and tells both (a NewConnection event).
+// link joins a and b and tells both (a NewConnection event), and every
+// other node that its layout changed.
 func (m *fakeMesh) link(a, b uint32) {
 	m.links[a] = append(m.links[a], b)
 	m.links[b] = append(m.links[b], a)
@@ -70,19 +73,30 @@ func (m *fakeMesh) link(a, b uint32) {
 	m.nodes[b].stats.Connections++
 	m.nodes[a].Emit(mesh.NewConnection{NodeID: b})
 	m.nodes[b].Emit(mesh.NewConnection{NodeID: a})
+	for _, id := range m.ids() {
+		if id != a && id != b {
+			m.nodes[id].Emit(mesh.ChangedConnections{NodeID: a})
+		}
+	}
 }
 
-// setUp powers a node off or on; its neighbours see the change.
+// setUp powers a node off or on; its neighbours see the connection
+// change and every other node the layout change (node sync, §4).
 func (m *fakeMesh) setUp(id uint32, up bool) {
 	h := m.nodes[id]
 	h.up = up
-	for _, nb := range m.links[id] {
-		if m.nodes[nb].up {
-			if up {
-				m.nodes[nb].Emit(mesh.NewConnection{NodeID: id})
-			} else {
-				m.nodes[nb].Emit(mesh.DroppedConnection{NodeID: id, Reason: "closed"})
-			}
+	for _, other := range m.ids() {
+		o := m.nodes[other]
+		if other == id || !o.up {
+			continue
+		}
+		switch {
+		case slices.Contains(m.links[id], other) && up:
+			o.Emit(mesh.NewConnection{NodeID: id})
+		case slices.Contains(m.links[id], other):
+			o.Emit(mesh.DroppedConnection{NodeID: id, Reason: "closed"})
+		default:
+			o.Emit(mesh.ChangedConnections{NodeID: id})
 		}
 	}
 }
@@ -109,6 +123,7 @@ func (h *fakeHost) SendPackage(now time.Time, p protocol.Package) error {
 
 func (h *fakeHost) emitAt(now time.Time, ev mesh.Event) {
 	h.events = append(h.events, ev)
+	h.eventTimes = append(h.eventTimes, now)
 	for _, p := range h.plugins {
 		if o, ok := p.(mesh.EventObserver); ok {
 			o.OnEvent(now, ev)

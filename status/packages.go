@@ -215,6 +215,9 @@ func Decode(raw []byte) (protocol.Package, error) {
 		if w.Spread < 0 || w.Spread > int64(time.Hour/time.Millisecond) {
 			return nil, bad(fmt.Errorf("spread %d ms out of range", w.Spread))
 		}
+		if len(w.Targets) == 0 {
+			w.Targets = nil // "all"
+		}
 		return &StatusQuery{From: w.From, Dest: w.Dest, ID: w.ID, Targets: w.Targets, Form: w.Form,
 			Spread: time.Duration(w.Spread) * time.Millisecond}, nil
 	case TypeStatusReport:
