@@ -39,6 +39,9 @@ Ctrl-C or end of input stops the node.`,
 			if id == 0 {
 				return fmt.Errorf("--id is required and must be non-zero")
 			}
+			if listen == "" && len(connect) == 0 {
+				return fmt.Errorf("nothing to connect: give --listen, --connect or both")
+			}
 			logger, err := newLogger(cmd.ErrOrStderr(), logLevel)
 			if err != nil {
 				return err

@@ -40,9 +40,7 @@ With --out the same lines are also written to a file.`,
 				return err
 			}
 			cfg.Logger = logger
-			return runTap(cmd.Context(), cfg, outPath, cmd.OutOrStdout(), func(addr net.Addr) {
-				logger.Info("tap listening", "addr", addr, "upstream", cfg.Upstream)
-			})
+			return runTap(cmd.Context(), cfg, outPath, cmd.OutOrStdout(), func(net.Addr) {})
 		},
 	}
 	f := cmd.Flags()

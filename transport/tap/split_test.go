@@ -53,3 +53,39 @@ func TestSplitterSkipsOverlongMessages(t *testing.T) {
 		t.Fatalf("too long sizes = %v, want [9 5]", long)
 	}
 }
+
+// FuzzSplitter checks the splitter against splitting the whole stream at
+// once, for any bytes, any cut point and any size limit.
+func FuzzSplitter(f *testing.F) {
+	f.Add([]byte("{\"a\":1}\x00{\"b\":2}\x00"), 3, 64)
+	f.Add([]byte("\x00\x00x\x00partial"), 1, 1)
+	f.Add([]byte("toolongmessage\x00ok\x00"), 5, 4)
+	f.Fuzz(func(t *testing.T, stream []byte, cut, max int) {
+		if max <= 0 || max > 1<<16 {
+			max = 1 + (max&0xffff)%1024
+		}
+		var want []string
+		tooLongWant := 0
+		parts := bytes.Split(stream, []byte{0})
+		for _, p := range parts[:len(parts)-1] {
+			switch {
+			case len(p) > max:
+				tooLongWant++
+			case len(p) > 0:
+				want = append(want, string(p))
+			}
+		}
+		s := splitter{max: max}
+		var got []string
+		tooLong := 0
+		if cut < 0 || cut > len(stream) {
+			cut = len(stream) / 2
+		}
+		for _, chunk := range [][]byte{stream[:cut], stream[cut:]} {
+			s.feed(chunk, func(m []byte) { got = append(got, string(m)) }, func(int) { tooLong++ })
+		}
+		if !slices.Equal(got, want) || tooLong != tooLongWant {
+			t.Fatalf("got %q and %d too long, want %q and %d", got, tooLong, want, tooLongWant)
+		}
+	})
+}

@@ -29,7 +29,7 @@ const waitTimeout = 15 * time.Second
 
 // testNode is a Driver running in the background with its events recorded.
 type testNode struct {
-	t      *testing.T
+	t      testing.TB
 	d      *tcp.Driver
 	cancel context.CancelFunc
 	done   chan struct{} // Run returned
@@ -60,12 +60,12 @@ func testLogger() *slog.Logger {
 
 // start runs a node listening on a free loopback port (unless noListen),
 // reconnecting fast, and stops it when the test ends.
-func start(t *testing.T, id uint32, opts ...option) *testNode {
+func start(t testing.TB, id uint32, opts ...option) *testNode {
 	t.Helper()
 	return startCollecting(t, id, true, opts...)
 }
 
-func startCollecting(t *testing.T, id uint32, collect bool, opts ...option) *testNode {
+func startCollecting(t testing.TB, id uint32, collect bool, opts ...option) *testNode {
 	t.Helper()
 	cfg := tcp.Config{
 		Node:    mesh.Config{ID: id},
