@@ -497,3 +497,45 @@ func TestRunTwiceFails(t *testing.T) {
 		t.Fatalf("second Run: err = %v, want ErrAlreadyRunning", err)
 	}
 }
+
+// recordingPlugin keeps the packages of one type it is handed. It runs
+// inside the node's loop; the test reads it through Do.
+type recordingPlugin struct {
+	typ  int
+	host mesh.Host
+	got  []string
+}
+
+func (p *recordingPlugin) Attach(h mesh.Host) { p.host = h }
+func (p *recordingPlugin) Types() []int       { return []int{p.typ} }
+func (p *recordingPlugin) HandlePackage(_ time.Time, _ mesh.ConnID, _ protocol.Header, raw []byte) {
+	p.got = append(p.got, string(raw))
+}
+func (p *recordingPlugin) Tick(time.Time)          {}
+func (p *recordingPlugin) NextDeadline() time.Time { return time.Time{} }
+
+func TestPluginsReceiveRawPackages(t *testing.T) {
+	plugin := &recordingPlugin{typ: 200}
+	a := start(t, 101, func(c *tcp.Config) { c.Plugins = []mesh.Plugin{plugin} })
+	b := start(t, 202, connectTo(a.addr()), noListen())
+	b.waitNodes(101)
+	if plugin.host == nil || plugin.host.ID() != 101 {
+		t.Fatal("plugin not attached to node 101")
+	}
+
+	msg := `{"type":200,"routing":1,"dest":101,"from":202,"temperature":21.5}`
+	if err := b.d.SendRaw(context.Background(), []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	a.waitFor("the plugin to get the package", func([]mesh.Event) bool {
+		var got []string
+		a.d.Do(context.Background(), func(time.Time, *mesh.Node) { got = slices.Clone(plugin.got) })
+		return slices.Equal(got, []string{msg})
+	})
+	if err := b.d.SendRaw(context.Background(), []byte(`{"type":200,"routing":1,"dest":999}`)); err == nil {
+		t.Fatal("SendRaw to an unknown node: no error")
+	}
+	if err := b.d.SendRaw(context.Background(), []byte(`not json`)); err == nil {
+		t.Fatal("SendRaw of garbage: no error")
+	}
+}
