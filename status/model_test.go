@@ -350,3 +350,32 @@ func TestEWMA(t *testing.T) {
 		t.Fatal("judged before warm-up")
 	}
 }
+
+func TestMemoryProviders(t *testing.T) {
+	meminfo := "MemTotal:       16318508 kB\nMemFree:         1029620 kB\nMemAvailable:    9214804 kB\n"
+	if got := memAvailable([]byte(meminfo)); got != math.MaxUint32 { // 8.8 GiB saturates
+		t.Fatalf("MemAvailable %d", got)
+	}
+	if got := memAvailable([]byte("MemAvailable:    1024 kB\n")); got != 1024*1024 {
+		t.Fatalf("MemAvailable %d", got)
+	}
+	if memAvailable([]byte("MemFree: 5 kB\n")) != 0 || memAvailable([]byte("MemAvailable: x kB\n")) != 0 {
+		t.Fatal("unreadable meminfo gave a value")
+	}
+	if RuntimeFreeMemory(epoch) == 0 {
+		t.Log("no free memory figure on this system")
+	}
+	m := MemoryModel{Boot: epoch, Start: 40_000, LeakPerHour: 10_000, Floor: 5_000}
+	for _, c := range []struct {
+		after time.Duration
+		want  uint32
+	}{{0, 40_000}, {30 * time.Minute, 35_000}, {3 * time.Hour, 10_000}, {10 * time.Hour, 5_000}} {
+		if got := m.Free(epoch.Add(c.after)); got != c.want {
+			t.Errorf("free after %v: %d, want %d", c.after, got, c.want)
+		}
+	}
+	m = MemoryModel{Boot: epoch, Start: 40_000, Ripple: 1000, RipplePeriod: time.Minute}
+	if got := m.Free(epoch.Add(15 * time.Second)); got != 41_000 {
+		t.Errorf("ripple peak %d", got)
+	}
+}
