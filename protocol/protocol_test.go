@@ -441,3 +441,33 @@ func TestIntOrReadBack(t *testing.T) {
 		t.Errorf("freeMemory -70 read as %d", got)
 	}
 }
+
+// TestDeliberateDifferences covers the places where we differ from the
+// C++ library on purpose (see the package documentation); the syntax
+// ones are in TestBadInput, the size limit in TestReaderTooLarge.
+func TestDeliberateDifferences(t *testing.T) {
+	t.Run("NUL escape kept, not truncated", func(t *testing.T) {
+		// On the nodes "\u0000" may cut the C string short; we keep the
+		// whole text so nothing after it is silently lost, and write it
+		// back escaped so it cannot end the frame.
+		msg := `{"type":9,"dest":1,"from":2,"msg":"a\u0000b"}`
+		p, err := Decode([]byte(msg))
+		if err != nil || p.(*Single).Msg != "a\x00b" {
+			t.Fatalf("%#v %v", p, err)
+		}
+		if got := string(Encode(p)); got != msg {
+			t.Errorf("got %s", got)
+		}
+	})
+	t.Run("OTA part counts are 32-bit", func(t *testing.T) {
+		// size_t on the ESP chips: a count that does not fit reads as 0,
+		// as it does on every node that would act on the package.
+		p, err := Decode([]byte(`{"from":1,"routing":1,"type":11,"md5":"m","hardware":"ESP32","role":"r","noPart":4294967296,"broadcasted":false,"dest":2,"partNo":4294967295}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := p.(*DataRequest); r.NoPart != 0 || r.PartNo != 4294967295 {
+			t.Errorf("%+v", r)
+		}
+	})
+}

@@ -1,11 +1,3 @@
-// Package protocol holds the painlessMesh wire types and their codec: every
-// package type a stock node sends, the NUL framing, and the lenient readers
-// that make our decoding behave like the C++ library's (see PROTOCOL.md in
-// the repository's docs and the conformance vectors under testdata/).
-//
-// The encoders write keys in the order the C++ addTo() methods write them,
-// omit optional keys exactly where the C++ omits them, and never escape HTML,
-// so a decoded-then-encoded stock message is byte-identical to the original.
 package protocol
 
 // Routing is the painlessMesh router type of a package (PROTOCOL.md §5.1).
@@ -81,7 +73,7 @@ type Package interface {
 // Header is what the router needs from a package, read without decoding
 // the rest of it.
 type Header struct {
-	Type    int     // "type"; 0 when missing or not an integer
+	Type    int     // "type" read like the C++ as<int>(): 0 when missing or not a number
 	Routing Routing // explicit integer "routing", else derived from Type
 	Dest    uint32  // "dest" if an integer in u32 range, else 0
 	From    uint32  // "from" if an integer in u32 range, else 0
