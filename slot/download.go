@@ -287,7 +287,9 @@ func (d *Download) Done() bool {
 	return d.count == d.t.Chunks
 }
 
-// Missing returns the indices of the chunks not held, ascending.
+// Missing returns the indices of the chunks not held, ascending. It
+// allocates one int per missing chunk; NextMissing walks the bitmap
+// without allocating.
 func (d *Download) Missing() []int {
 	d.s.mu.Lock()
 	defer d.s.mu.Unlock()
