@@ -29,6 +29,9 @@ func (s *Store) Finish(d *Download, decode Decoder, pub ed25519.PublicKey) error
 	if pub != nil && len(pub) != ed25519.PublicKeySize {
 		return fmt.Errorf("slot: finish: public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
 	}
+	if d.s != s {
+		return fmt.Errorf("slot: finish: %w: it belongs to another store", ErrClosed)
+	}
 	if err := d.lock(); err != nil {
 		return err
 	}

@@ -179,6 +179,20 @@ func TestFinishNeedsDecoder(t *testing.T) {
 	}
 }
 
+func TestFinishForeignDownload(t *testing.T) {
+	a := mustOpen(t, NewMemory(), nil)
+	b := mustOpen(t, NewMemory(), nil)
+	img := testImage(100, 35)
+	d, _ := a.Begin(plainTransfer(img, 100))
+	writeAll(t, d, img, 100, nil)
+	if err := b.Finish(d, decode, nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Finish on another store: %v", err)
+	}
+	if err := a.Finish(d, decode, nil); err != nil {
+		t.Errorf("Finish on its own store: %v", err)
+	}
+}
+
 func TestFinishIncomplete(t *testing.T) {
 	st := mustOpen(t, NewMemory(), nil)
 	img := testImage(1000, 5)
