@@ -498,8 +498,9 @@ func (d *doc) kindOf(i int) kind {
 }
 
 // unescape appends the decoded content of a JSON string body to dst.
-// \u escapes are turned into UTF-8 the way ArduinoJson does it: surrogate
-// pairs are combined, a lone surrogate is encoded as its own three bytes.
+// \u escapes become UTF-8: surrogate pairs are combined; a lone surrogate
+// is kept as its three-byte encoding rather than replaced, so no input
+// byte pattern is lost.
 func unescape(dst, raw []byte) []byte {
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
@@ -707,7 +708,7 @@ func (d *doc) asBool(i int) bool {
 // isU32 reports whether node i is an integer in uint32 range
 // (ArduinoJson's is<uint32_t>()).
 func (d *doc) isU32(i int) bool {
-	return i >= 0 && d.nodes[i].kind == kindUint && d.asUint(i, 1<<32-1) == d.rawUint(i)
+	return i >= 0 && d.nodes[i].kind == kindUint && d.rawUint(i) <= 1<<32-1
 }
 
 func (d *doc) rawUint(i int) uint64 {
