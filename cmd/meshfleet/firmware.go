@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshfleet/meshfleet/compress"
 	"github.com/meshfleet/meshfleet/firmware"
 )
 
@@ -60,6 +61,7 @@ The store is --store, else $` + firmwareDirEnv + `, else ./firmware.`,
 func newFirmwareAddCmd(storeDir func() string) *cobra.Command {
 	var meta firmware.Meta
 	var keyFile string
+	var methods []string
 	cmd := &cobra.Command{
 		Use:   "add FILE --role R --hardware H --version V [--sign KEYFILE]",
 		Short: "Add a firmware image to the store",
@@ -68,10 +70,22 @@ func newFirmwareAddCmd(storeDir func() string) *cobra.Command {
 The role must not contain '_' or '.' (stock painlessMesh derives file names from
 it). Hardware is what receivers report, "ESP32" or "ESP8266" for stock nodes.
 With --sign, the image is signed with the ed25519 private key in KEYFILE (see
-'meshfleet firmware keygen'). Adding an image that is already stored for the
-same role and hardware fails and names the stored image.`,
+'meshfleet firmware keygen'). With --compress, compressed transfer variants are
+computed once and stored next to the image (methods: deflate, heatshrink).
+Adding an image that is already stored for the same role and hardware fails and
+names the stored image.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var compressions []compress.Method
+			for _, name := range methods {
+				m, err := compress.ParseMethod(name)
+				if err != nil {
+					return fmt.Errorf("--compress: %w", err)
+				}
+				if m != compress.None && !slices.Contains(compressions, m) {
+					compressions = append(compressions, m)
+				}
+			}
 			var opts firmware.AddOptions
 			if keyFile != "" {
 				key, err := firmware.LoadPrivateKey(keyFile)
@@ -92,11 +106,35 @@ same role and hardware fails and names the stored image.`,
 			if img.Signed() {
 				signed = "signed"
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "added %s: %s/%s version %s, %d bytes, md5 %s, %s\n",
-				img.ID, img.Role, img.Hardware, img.Version, img.Size, img.MD5, signed)
-			return err
+			out := cmd.OutOrStdout()
+			if _, err := fmt.Fprintf(out, "added %s: %s/%s version %s, %d bytes, md5 %s, %s\n",
+				img.ID, img.Role, img.Hardware, img.Version, img.Size, img.MD5, signed); err != nil {
+				return err
+			}
+			if len(compressions) == 0 {
+				return nil
+			}
+			data, err := store.ReadAll(img.ID)
+			if err != nil {
+				return err
+			}
+			for _, m := range compressions {
+				packed, err := compress.Compress(m, data)
+				if err != nil {
+					return fmt.Errorf("compress %s with %s: %w", img.ID, m, err)
+				}
+				v, err := store.AddVariant(img.ID, string(m), packed)
+				if err != nil {
+					return err
+				}
+				if _, err := fmt.Fprintf(out, "  %s: %d bytes (%.0f%%), md5 %s\n", m, v.Size, 100*float64(v.Size)/float64(img.Size), v.MD5); err != nil {
+					return err
+				}
+			}
+			return nil
 		},
 	}
+	cmd.Flags().StringSliceVar(&methods, "compress", nil, "also store compressed variants: deflate, heatshrink (comma-separated)")
 	cmd.Flags().StringVar(&meta.Role, "role", "", "target role (required)")
 	cmd.Flags().StringVar(&meta.Hardware, "hardware", "", `target hardware, e.g. "ESP32" (required)`)
 	cmd.Flags().StringVar(&meta.Version, "version", "", "image version (required)")

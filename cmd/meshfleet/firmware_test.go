@@ -1,16 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/meshfleet/meshfleet/compress"
 	"github.com/meshfleet/meshfleet/firmware"
 )
 
@@ -96,6 +99,55 @@ func TestFirmwareCommands(t *testing.T) {
 	}
 	if _, _, err = execute(t, ctx, nil, "firmware", "remove", "../"+id, "--store", store); !errors.Is(err, firmware.ErrInvalidID) {
 		t.Errorf("remove with an escaping id: %v", err)
+	}
+}
+
+func TestFirmwareAddCompressed(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	image := filepath.Join(dir, "fw.bin")
+	content := compress.FirmwareLike(64<<10, 1)
+	if err := os.WriteFile(image, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	out, _, err := execute(t, ctx, nil, "firmware", "add", image, "--role", "sensor", "--hardware", "ESP32",
+		"--version", "1", "--compress", "deflate,heatshrink", "--store", store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "\n  deflate: ") || !strings.Contains(out, "\n  heatshrink: ") {
+		t.Errorf("add output: %s", out)
+	}
+	st, err := firmware.Open(store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	images, err := st.List()
+	if err != nil || len(images) != 1 || len(images[0].Variants) != 2 {
+		t.Fatalf("stored: %+v, %v", images, err)
+	}
+	for _, m := range []compress.Method{compress.Deflate, compress.Heatshrink} {
+		packed, err := st.ReadTransfer(images[0].ID, string(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(packed) >= len(content) {
+			t.Errorf("%s variant is %d bytes, image %d", m, len(packed), len(content))
+		}
+		r, err := compress.NewDecompressor(m, bytes.NewReader(packed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := io.ReadAll(r)
+		if err != nil || !bytes.Equal(back, content) {
+			t.Errorf("%s variant does not decompress to the image: %v", m, err)
+		}
+	}
+	_, _, err = execute(t, ctx, nil, "firmware", "add", image, "--role", "other", "--hardware", "ESP32",
+		"--version", "1", "--compress", "zstd", "--store", store)
+	if err == nil || !strings.HasPrefix(err.Error(), "--compress: ") {
+		t.Errorf("unknown method: %v", err)
 	}
 }
 
