@@ -425,6 +425,14 @@ func parseUint64(b []byte) (uint64, bool) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
+	}
+	if len(b) <= 19 { // cannot overflow: skip the per-digit check
+		for _, c := range b {
+			v = v*10 + uint64(c-'0')
+		}
+		return v, true
+	}
+	for _, c := range b {
 		d := uint64(c - '0')
 		if v > (1<<64-1-d)/10 {
 			return 0, false
