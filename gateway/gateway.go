@@ -1,0 +1,488 @@
+// Package gateway puts a mesh node, the OTA distributor, the firmware
+// store and the status collector together into the program users run, and
+// serves them to MQTT, REST and Prometheus through the fleet.Service it
+// implements.
+//
+// The node and its plugins are sans-IO state machines: the gateway only
+// ever touches them inside the driver's loop (Driver.Do), so a real TCP
+// mesh and a simulated one run the same gateway.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshfleet/meshfleet/compress"
+	"github.com/meshfleet/meshfleet/firmware"
+	"github.com/meshfleet/meshfleet/fleet"
+	"github.com/meshfleet/meshfleet/integrations/mqttbridge"
+	"github.com/meshfleet/meshfleet/integrations/prom"
+	"github.com/meshfleet/meshfleet/integrations/rest"
+	"github.com/meshfleet/meshfleet/mesh"
+	"github.com/meshfleet/meshfleet/ota"
+	"github.com/meshfleet/meshfleet/status"
+	"github.com/meshfleet/meshfleet/transport/tcp"
+)
+
+// Version is reported as the gateway's firmware_version on MQTT.
+var Version = "0.1.0"
+
+// Driver runs the gateway's mesh node: transport/tcp.Driver for a real
+// mesh, sim.NodeDriver for a simulated one.
+type Driver interface {
+	Do(ctx context.Context, fn func(now time.Time, n *mesh.Node)) error
+	Events() <-chan mesh.Event
+	Run(ctx context.Context) error
+}
+
+// Gateway is one running gateway. Create it with New, add its plugins to
+// the node (Plugins), then Run it with the node's driver.
+type Gateway struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *firmware.Store
+	fan     *fanout
+	started time.Time
+
+	mu        sync.Mutex
+	driver    Driver
+	collector *status.Collector
+	dist      *ota.Distributor
+	history   map[string]ota.CampaignSnapshot // every campaign seen, for listing after it ends and for restarts
+	dirty     bool                            // campaign or alert state changed since the last save
+	alertData []byte                          // alert state to restore into the next collector
+	mqttUp    bool
+
+	// Addresses actually bound (":0" in the config picks a free port);
+	// set before Ready is closed.
+	HTTPAddr string
+	MQTTAddr string
+	ready    chan struct{}
+}
+
+// Ready is closed once Run has bound its listeners and started the bridge.
+func (g *Gateway) Ready() <-chan struct{} { return g.ready }
+
+// New opens the firmware store and the persisted state; the mesh is not
+// touched until Run.
+func New(cfg Config, log *slog.Logger) (*Gateway, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	store, err := firmware.Open(cfg.Firmware.Dir, &firmware.Options{MaxSize: cfg.Firmware.MaxUploadSize})
+	if err != nil {
+		return nil, fmt.Errorf("firmware store: %w", err)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("state_dir: %w", err)
+	}
+	g := &Gateway{cfg: cfg, log: log, store: store, fan: newFanout(), started: time.Now(), history: map[string]ota.CampaignSnapshot{}, ready: make(chan struct{})}
+	if err := g.loadState(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// Plugins builds the node's plugins (the status collector with the
+// gateway's own reporter, and the OTA distributor) at node time now. A
+// simulated gateway node calls it again on every restart; the alert state
+// carries over.
+func (g *Gateway) Plugins(now time.Time) []mesh.Plugin {
+	st := g.cfg.Status
+	local := status.NewReporter(status.ReporterConfig{
+		Interval: -1, // the collector samples it; a node cannot send itself reports
+		Providers: status.Providers{
+			Firmware:   func() (string, string) { return "meshfleet-" + Version, "" },
+			FreeMemory: status.RuntimeFreeMemory,
+		},
+	}, now)
+	c := status.NewCollector(status.CollectorConfig{
+		Model: status.ModelConfig{DefaultInterval: st.ReportInterval.D(), Grace: st.OfflineAfter.D()},
+		Alerts: status.AlertConfig{
+			LowMemory:    uint32(st.LowMemoryKB) * 1000,
+			HighLatency:  time.Duration(st.HighLatencyMS) * time.Millisecond,
+			PacketLoss:   uint16(st.PacketLossPct * 10),
+			WeakRSSI:     int8(max(st.WeakWiFiDBm, -128)),
+			RebootCount:  st.RebootLoopCount,
+			RebootWindow: st.RebootLoopWindow.D(),
+		},
+		Local:  local,
+		Logger: g.log.With("component", "status"),
+	}, now)
+	d := ota.NewDistributor(ota.DistributorConfig{
+		AnnounceInterval: g.cfg.OTA.AnnounceInterval.D(),
+		StockChunkSize:   g.cfg.OTA.ChunkSize,
+		Compress: func(method string, img []byte) ([]byte, error) {
+			m, err := compress.ParseMethod(method)
+			if err != nil {
+				return nil, err
+			}
+			return compress.Compress(m, img)
+		},
+		Logger: g.log.With("component", "ota"),
+	})
+	g.mu.Lock()
+	if g.alertData != nil {
+		if err := c.Alerts().Restore(g.alertData); err != nil {
+			g.log.Warn("alert state not restored", "err", err)
+		}
+	}
+	g.collector, g.dist = c, d
+	resume := g.resumableLocked()
+	g.mu.Unlock()
+	// Campaigns that were running when the gateway stopped start again;
+	// receivers resume from the chunks they already hold.
+	for _, s := range resume {
+		spec, err := g.specFor(s)
+		if err != nil {
+			g.log.Warn("campaign not resumed", "campaign", s.ID, "err", err)
+			continue
+		}
+		if _, err := d.Start(now, spec); err != nil {
+			g.log.Warn("campaign not resumed", "campaign", s.ID, "err", err)
+			continue
+		}
+		if s.State == ota.CampaignPaused {
+			d.Pause(now, s.ID)
+		}
+	}
+	return []mesh.Plugin{local, c, d}
+}
+
+func (g *Gateway) resumableLocked() []ota.CampaignSnapshot {
+	var out []ota.CampaignSnapshot
+	for _, s := range sortedSnapshots(g.history) {
+		if s.State == ota.CampaignRunning || s.State == ota.CampaignPaused {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (g *Gateway) specFor(s ota.CampaignSnapshot) (ota.CampaignSpec, error) {
+	img, err := g.store.Lookup(s.Image.MD5, s.Targets.Role, s.Targets.Hardware)
+	if err != nil {
+		return ota.CampaignSpec{}, err
+	}
+	data, err := g.store.ReadAll(img.ID)
+	if err != nil {
+		return ota.CampaignSpec{}, err
+	}
+	return ota.CampaignSpec{ID: s.ID, Mode: s.Mode, Method: s.Method, Nodes: s.Targets.Nodes, Forced: s.Forced,
+		Image: ota.Image{MD5: img.MD5, Role: s.Targets.Role, Hardware: s.Targets.Hardware, Version: img.Version, Data: data, Signature: img.Signature}}, nil
+}
+
+// RunTCP joins the mesh over TCP as configured and runs until ctx ends.
+func (g *Gateway) RunTCP(ctx context.Context) error {
+	d, err := tcp.New(tcp.Config{
+		Node:           mesh.Config{ID: g.cfg.Node.ID, Root: g.cfg.Node.Root, ContainsRoot: g.cfg.Node.Root, TimeAuthority: g.cfg.Node.TimeAuthority},
+		Plugins:        g.Plugins(time.Now()),
+		Listen:         g.cfg.Node.Listen,
+		Connect:        g.cfg.Node.Connect,
+		MaxMessageSize: g.cfg.Node.MaxMessageSize,
+		Logger:         g.log.With("component", "mesh"),
+	})
+	if err != nil {
+		return err
+	}
+	return g.Run(ctx, d)
+}
+
+// Run serves MQTT, HTTP and the event stream around a node driven by d,
+// until ctx ends; then it saves its state and stops everything.
+func (g *Gateway) Run(ctx context.Context, d Driver) error {
+	g.mu.Lock()
+	g.driver = d
+	g.mu.Unlock()
+	// Components run on their own context so that, when the caller's ends,
+	// the final state can still be read from the running node first.
+	outer := ctx
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-outer.Done():
+		case <-ctx.Done():
+		}
+		if err := g.saveState(); err != nil {
+			g.log.Error("saving state", "err", err)
+		}
+		cancel()
+	}()
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := d.Run(ctx); err != nil {
+			errc <- fmt.Errorf("mesh: %w", err)
+		}
+		cancel()
+	}()
+	wg.Add(1)
+	go func() { defer wg.Done(); g.consume(ctx, d.Events()) }()
+
+	if g.cfg.HTTP.Listen != "" {
+		srv, ln, err := g.httpServer()
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+		g.HTTPAddr = ln.Addr().String()
+		g.log.Info("http listening", "addr", g.HTTPAddr, "api", "http://"+g.HTTPAddr+"/api/v1/nodes", "metrics", g.cfg.HTTP.Metrics)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http: %w", err)
+			}
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-ctx.Done()
+			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer scancel()
+			srv.Shutdown(sctx)
+		}()
+	}
+	if g.cfg.MQTT.Enabled {
+		if err := g.startMQTT(ctx, &wg); err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		g.persistLoop(ctx)
+	}()
+	close(g.ready)
+
+	<-ctx.Done()
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (g *Gateway) httpServer() (*http.Server, net.Listener, error) {
+	mux := http.NewServeMux()
+	api := rest.Handler(g, rest.Config{Token: g.cfg.HTTP.Token, MaxUploadSize: g.cfg.Firmware.MaxUploadSize, Logger: g.log})
+	mux.Handle("/api/", api)
+	mux.Handle("/healthz", api)
+	if g.cfg.HTTP.Metrics {
+		mux.Handle("/metrics", prom.Handler(prom.NewRegistry(g)))
+	}
+	ln, err := net.Listen("tcp", g.cfg.HTTP.Listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("http.listen %s: %w", g.cfg.HTTP.Listen, err)
+	}
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln, nil
+}
+
+func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
+	url := g.cfg.MQTT.URL
+	if url == "" {
+		b, err := mqttbridge.StartBroker(g.cfg.MQTT.Embedded.Listen, g.log)
+		if err != nil {
+			return fmt.Errorf("mqtt.embedded.listen: %w", err)
+		}
+		g.MQTTAddr = b.Addr()
+		url = b.URL()
+		g.log.Info("embedded mqtt broker", "addr", b.Addr())
+		wg.Add(1)
+		go func() { defer wg.Done(); <-ctx.Done(); b.Close() }()
+	}
+	m := g.cfg.MQTT
+	var bridge atomic.Pointer[mqttbridge.Bridge] // set after Dial; OnUp may run before
+	client, err := mqttbridge.Dial(ctx, mqttbridge.ClientConfig{
+		URL: url, Username: m.Username, Password: m.Password,
+		CAFile: m.TLS.CAFile, CertFile: m.TLS.CertFile, KeyFile: m.TLS.KeyFile, InsecureSkipVerify: m.TLS.InsecureSkipVerify,
+		ClientID: m.ClientID, WillTopic: mqttbridge.WillTopic(m.Prefix), WillPayload: mqttbridge.WillPayload(),
+		OnUp: func() {
+			g.setMQTTUp(true)
+			if b := bridge.Load(); b != nil {
+				b.OnConnect(ctx)
+			}
+		},
+		OnDown: func() { g.setMQTTUp(false) },
+		Logger: g.log.With("component", "mqtt"),
+	})
+	if err != nil {
+		return err
+	}
+	b := mqttbridge.NewBridge(g, client, mqttbridge.BridgeConfig{
+		Prefix: m.Prefix, PublishInterval: m.PublishInterval.D(),
+		Nodes: m.Topics.Nodes, Topology: m.Topics.Topology, Metrics: m.Topics.Metrics, Alerts: m.Topics.Alerts,
+		PerNode: m.Topics.PerNode, Messages: m.Topics.Messages, HomeAssistant: m.HomeAssistant.Enabled, HAPrefix: m.HomeAssistant.Prefix,
+		DeviceID: fmt.Sprint(g.cfg.Node.ID), Version: Version, MaxUploadSize: g.cfg.Firmware.MaxUploadSize,
+		Logger: g.log.With("component", "mqtt"),
+	})
+	bridge.Store(b)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.Run(ctx)
+		client.Close(context.Background())
+	}()
+	return nil
+}
+
+func (g *Gateway) setMQTTUp(up bool) {
+	g.mu.Lock()
+	g.mqttUp = up
+	g.mu.Unlock()
+}
+
+// MQTTConnected reports whether the bridge's client is connected.
+func (g *Gateway) MQTTConnected() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.mqttUp
+}
+
+// consume turns the node's events into fleet events and notes state to save.
+func (g *Gateway) consume(ctx context.Context, events <-chan mesh.Event) {
+	for {
+		var ev mesh.Event
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok = <-events:
+			if !ok {
+				return
+			}
+		}
+		switch e := ev.(type) {
+		case mesh.MessageReceived:
+			g.fan.publish(fleet.Event{Message: &fleet.Message{From: e.From, Broadcast: e.Type == 8, Type: e.Type, Payload: e.Msg, Received: time.Now().UTC()}})
+		case mesh.PackageReceived:
+			g.fan.publish(fleet.Event{Message: &fleet.Message{From: e.Header.From, Broadcast: e.Header.Routing == 2, Type: e.Header.Type, Payload: string(e.JSON), Received: time.Now().UTC()}})
+		case status.AlertEvent:
+			a := alertView(e.Alert)
+			g.markDirty()
+			g.fan.publish(fleet.Event{Alert: &a})
+		case ota.CampaignEvent:
+			g.markDirty()
+			if e.Node != 0 {
+				p := progressView(e.Campaign, e.Progress)
+				g.fan.publish(fleet.Event{Progress: &p})
+			} else if c, err := g.Campaign(e.Campaign); err == nil {
+				g.fan.publish(fleet.Event{Campaign: &c})
+			}
+		}
+	}
+}
+
+func (g *Gateway) markDirty() {
+	g.mu.Lock()
+	g.dirty = true
+	g.mu.Unlock()
+}
+
+// do runs fn in the node's loop with the gateway's plugins.
+func (g *Gateway) do(ctx context.Context, fn func(now time.Time, n *mesh.Node, c *status.Collector, d *ota.Distributor)) error {
+	g.mu.Lock()
+	drv := g.driver
+	g.mu.Unlock()
+	if drv == nil {
+		return fmt.Errorf("gateway is not running: %w", fleet.ErrConflict)
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return drv.Do(ctx, func(now time.Time, n *mesh.Node) {
+		g.mu.Lock()
+		c, d := g.collector, g.dist
+		g.mu.Unlock()
+		fn(now, n, c, d)
+	})
+}
+
+// stateFile names the files the gateway persists in state_dir.
+const (
+	campaignsFile = "campaigns.json"
+	alertsFile    = "alerts.json"
+	saveEvery     = time.Second
+)
+
+func (g *Gateway) persistLoop(ctx context.Context) {
+	t := time.NewTicker(saveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			g.mu.Lock()
+			dirty := g.dirty
+			g.dirty = false
+			g.mu.Unlock()
+			if dirty {
+				if err := g.saveState(); err != nil {
+					g.log.Error("saving state", "err", err)
+				}
+			}
+		}
+	}
+}
+
+// saveState writes campaigns and alerts atomically. It reads them from the
+// node's loop while the driver runs, else from what it last saw.
+func (g *Gateway) saveState() error {
+	var alerts []byte
+	snaps := map[string]ota.CampaignSnapshot{}
+	err := g.do(context.Background(), func(_ time.Time, _ *mesh.Node, c *status.Collector, d *ota.Distributor) {
+		if c != nil {
+			alerts, _ = c.Alerts().MarshalJSON()
+		}
+		if d != nil {
+			for _, cp := range d.Campaigns() {
+				snaps[cp.ID] = cp.Snapshot()
+			}
+		}
+	})
+	g.mu.Lock()
+	if err == nil {
+		for id, s := range snaps {
+			g.history[id] = s
+		}
+		if alerts != nil {
+			g.alertData = alerts
+		}
+	}
+	hist := sortedSnapshots(g.history)
+	alerts = g.alertData
+	g.mu.Unlock()
+	if err := writeJSONFile(filepath.Join(g.cfg.StateDir, campaignsFile), hist); err != nil {
+		return err
+	}
+	if alerts != nil {
+		if err := writeFileAtomic(filepath.Join(g.cfg.StateDir, alertsFile), alerts); err != nil {
+			return err
+		}
+	}
+	return nil
+}

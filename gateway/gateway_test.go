@@ -1,0 +1,281 @@
+package gateway
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshfleet/meshfleet/compress"
+	"github.com/meshfleet/meshfleet/fleet"
+	"github.com/meshfleet/meshfleet/integrations/mqttbridge"
+)
+
+func testConfig(t *testing.T) Config {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.Node.ID = 1
+	cfg.Node.Listen = "127.0.0.1:0"
+	cfg.MQTT.Embedded.Listen = "127.0.0.1:0"
+	cfg.MQTT.Prefix = "mf"
+	cfg.MQTT.PublishInterval = Duration(200 * time.Millisecond)
+	cfg.MQTT.Topics.PerNode = true
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.Firmware.Dir = filepath.Join(dir, "firmware")
+	cfg.StateDir = filepath.Join(dir, "state")
+	return cfg
+}
+
+// recorder keeps every MQTT message and wakes waiters.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []mqttbridge.Message
+	ch   chan struct{}
+}
+
+func (r *recorder) add(m mqttbridge.Message) {
+	r.mu.Lock()
+	r.msgs = append(r.msgs, m)
+	r.mu.Unlock()
+	select {
+	case r.ch <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor returns the newest message on topic that satisfies pred.
+func (r *recorder) waitFor(t *testing.T, ctx context.Context, topic string, pred func([]byte) bool) []byte {
+	t.Helper()
+	for {
+		r.mu.Lock()
+		for i := len(r.msgs) - 1; i >= 0; i-- {
+			if m := r.msgs[i]; m.Topic == topic && (pred == nil || pred(m.Payload)) {
+				r.mu.Unlock()
+				return m.Payload
+			}
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.ch:
+		case <-ctx.Done():
+			t.Fatalf("no message on %s matching the condition", topic)
+		}
+	}
+}
+
+func startSimGateway(t *testing.T, ctx context.Context, cfg Config, nodes int) (*Gateway, *SimMesh, chan error) {
+	t.Helper()
+	g, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm, err := g.NewSimMesh(SimMeshConfig{Nodes: nodes, Seed: 7, Speed: 25, Model: "esp32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The simulated mesh stops after the gateway, as a real mesh outlives it:
+	// the gateway saves its state from the running node on the way out.
+	simCtx, simStop := context.WithCancel(context.Background())
+	go sm.Realtime.Run(simCtx)
+	done := make(chan error, 1)
+	go func() {
+		done <- g.Run(ctx, sm.Driver)
+		simStop()
+	}()
+	return g, sm, done
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGatewayEndToEnd runs the gateway on a simulated mesh with the
+// embedded broker: status topics, an OTA uploaded and started over MQTT,
+// progress on ota/status, REST and /metrics agreeing with MQTT.
+func TestGatewayEndToEnd(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cfg := testConfig(t)
+	const devices = 8
+	g, sm, done := startSimGateway(t, ctx, cfg, devices)
+	_ = sm
+
+	select {
+	case <-g.Ready():
+	case err := <-done:
+		t.Fatalf("gateway stopped: %v", err)
+	case <-ctx.Done():
+		t.Fatal("gateway did not start")
+	}
+	addr := g.MQTTAddr
+	rec := &recorder{ch: make(chan struct{}, 1)}
+	c, err := mqttbridge.Dial(ctx, mqttbridge.ClientConfig{URL: "mqtt://" + addr, ClientID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	c.Subscribe(ctx, "#", rec.add)
+	if err := c.AwaitConnection(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Every device becomes visible and online.
+	var nodes mqttbridge.NodesPayload
+	json.Unmarshal(rec.waitFor(t, ctx, "mf/status/nodes", func(p []byte) bool {
+		var n mqttbridge.NodesPayload
+		json.Unmarshal(p, &n)
+		online := 0
+		for _, e := range n.Nodes {
+			if e.Status == "online" {
+				online++
+			}
+		}
+		return n.NodeCount == devices+1 && online == devices+1
+	}), &nodes)
+	topo := rec.waitFor(t, ctx, "mf/status/topology", func(p []byte) bool {
+		var tp mqttbridge.TopologyPayload
+		json.Unmarshal(p, &tp)
+		return tp.TotalConnections == devices
+	})
+	if !strings.Contains(string(topo), `"tree":{"nodeId":1,"root":true,"subs":[`) {
+		t.Fatalf("topology is not the real tree: %s", topo)
+	}
+	rec.waitFor(t, ctx, fmt.Sprintf("mf/status/node/%d", 1000+1), nil)
+
+	// REST returns the same nodes as MQTT.
+	var rnodes []fleet.Node
+	getJSON(t, "http://"+g.HTTPAddr+"/api/v1/nodes", &rnodes)
+	if len(rnodes) != len(nodes.Nodes) {
+		t.Fatalf("REST has %d nodes, MQTT %d", len(rnodes), len(nodes.Nodes))
+	}
+	for i, n := range rnodes {
+		if fmt.Sprint(n.ID) != nodes.Nodes[i].NodeID {
+			t.Fatalf("REST node %d is %d, MQTT says %s", i, n.ID, nodes.Nodes[i].NodeID)
+		}
+	}
+
+	// /metrics scrapes cleanly and has a series per node.
+	resp, err := http.Get("http://" + g.HTTPAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %d", resp.StatusCode)
+	}
+	for _, n := range rnodes {
+		if !strings.Contains(string(body), fmt.Sprintf(`meshfleet_node_up{node_id="%d"} 1`, n.ID)) {
+			t.Fatalf("/metrics lacks node %d:\n%s", n.ID, body)
+		}
+	}
+
+	// Upload an image over MQTT in chunks.
+	img := compress.FirmwareLike(24<<10, 3)
+	sum := md5.Sum(img)
+	request := func(req map[string]any) mqttbridge.ControlResponse {
+		t.Helper()
+		data, _ := json.Marshal(req)
+		if err := c.Publish(ctx, "mf/ota/control", data, false); err != nil {
+			t.Fatal(err)
+		}
+		var resp mqttbridge.ControlResponse
+		rec.waitFor(t, ctx, "mf/ota/control/response", func(p []byte) bool {
+			var r mqttbridge.ControlResponse
+			json.Unmarshal(p, &r)
+			if r.CorrelationID == req["correlation_id"] {
+				resp = r
+				return true
+			}
+			return false
+		})
+		return resp
+	}
+	begin := request(map[string]any{"correlation_id": "b", "action": "upload_begin", "role": "sensor", "hardware": "ESP32",
+		"version": "2.0.0", "size": len(img), "chunk_size": 4096, "md5": hex.EncodeToString(sum[:])})
+	if !begin.OK {
+		t.Fatalf("upload_begin: %+v", begin)
+	}
+	uid := begin.Data.(map[string]any)["upload_id"].(string)
+	for i := 0; i*4096 < len(img); i++ {
+		chunk := img[i*4096 : min(len(img), (i+1)*4096)]
+		if r := request(map[string]any{"correlation_id": fmt.Sprint("c", i), "action": "upload_chunk", "upload_id": uid, "index": i,
+			"data": base64.StdEncoding.EncodeToString(chunk)}); !r.OK {
+			t.Fatalf("chunk %d: %+v", i, r)
+		}
+	}
+	end := request(map[string]any{"correlation_id": "e", "action": "upload_end", "upload_id": uid})
+	if !end.OK {
+		t.Fatalf("upload_end: %+v", end)
+	}
+	imgID := end.Data.(map[string]any)["id"].(string)
+	stored, err := g.store.ReadAll(imgID)
+	if err != nil || string(stored) != string(img) {
+		t.Fatalf("image not stored intact: %v", err)
+	}
+
+	// Start a compressed broadcast OTA over MQTT; it completes on every device.
+	start := request(map[string]any{"correlation_id": "s", "action": "start", "image": imgID, "mode": "broadcast", "compress": "deflate"})
+	if !start.OK {
+		t.Fatalf("start: %+v", start)
+	}
+	cid := start.Data.(map[string]any)["id"].(string)
+	rec.waitFor(t, ctx, "mf/ota/status", func(p []byte) bool { return strings.Contains(string(p), `"state":"downloading"`) })
+	for {
+		var camp fleet.Campaign
+		getJSON(t, "http://"+g.HTTPAddr+"/api/v1/ota/"+cid, &camp)
+		if camp.Completed == devices {
+			break
+		}
+		if camp.Failed > 0 {
+			t.Fatalf("campaign failed on some nodes: %+v", camp)
+		}
+		select {
+		case <-rec.ch:
+		case <-ctx.Done():
+			t.Fatalf("campaign did not complete: %+v", camp)
+		}
+	}
+	rec.waitFor(t, ctx, "mf/ota/status", func(p []byte) bool { return strings.Contains(string(p), `"state":"confirmed"`) })
+	for id, st := range sm.Stores {
+		if md5hex, _ := st.Active(); md5hex != hex.EncodeToString(sum[:]) {
+			t.Fatalf("device %d runs %s, want the new image", id, md5hex)
+		}
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// The campaign history survives a restart of the gateway.
+	g2, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := g2.history[cid]; !ok {
+		t.Fatalf("campaign %s not persisted", cid)
+	}
+}

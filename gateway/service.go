@@ -1,0 +1,464 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/meshfleet/meshfleet/firmware"
+	"github.com/meshfleet/meshfleet/fleet"
+	"github.com/meshfleet/meshfleet/mesh"
+	"github.com/meshfleet/meshfleet/ota"
+	"github.com/meshfleet/meshfleet/protocol"
+	"github.com/meshfleet/meshfleet/status"
+)
+
+var _ fleet.Service = (*Gateway)(nil)
+
+// snapshot is one consistent read of the node and its plugins.
+type snapshot struct {
+	now       time.Time
+	self      uint32
+	tree      protocol.NodeTree
+	states    []status.NodeState
+	health    status.Health
+	alerts    []status.Alert
+	recent    []status.Alert
+	campaigns []ota.CampaignSnapshot
+}
+
+func (g *Gateway) snapshot(ctx context.Context) (snapshot, error) {
+	var s snapshot
+	err := g.do(ctx, func(now time.Time, n *mesh.Node, c *status.Collector, d *ota.Distributor) {
+		s.now, s.self, s.tree = now, n.ID(), n.Tree()
+		s.states = c.Model().Nodes()
+		s.health = c.Health()
+		s.alerts = c.Alerts().Active()
+		s.recent = c.Alerts().Recent()
+		for _, cp := range d.Campaigns() {
+			s.campaigns = append(s.campaigns, cp.Snapshot())
+		}
+	})
+	return s, err
+}
+
+func (s snapshot) nodes() []fleet.Node {
+	health := map[uint32]int{}
+	for _, h := range s.health.Nodes {
+		health[h.Node] = h.Score
+	}
+	ota := map[uint32]*fleet.Progress{}
+	for _, c := range s.campaigns {
+		for _, p := range c.Nodes {
+			v := progressView(c.ID, p)
+			ota[p.Node] = &v
+		}
+	}
+	out := make([]fleet.Node, 0, len(s.states))
+	for _, st := range s.states {
+		m := st.Metrics
+		n := fleet.Node{
+			ID: st.ID, Status: "offline", Gateway: st.ID == s.self, LastSeen: st.LastSeen.UTC(), Hops: st.Hops,
+			Firmware: m.FirmwareVersion, FirmwareMD5: m.FirmwareMD5, UptimeS: uint64(m.Uptime), FreeMemory: uint64(m.FreeMemory),
+			RSSI: int(m.RSSI), WiFi: int(m.WiFi), LatencyMS: float64(m.LatencyUs) / 1000, LossPct: float64(m.LossPermille) / 10,
+			Connections: int(m.Connections), MessagesRx: uint64(m.MessagesRx), MessagesTx: uint64(m.MessagesTx),
+			Dropped: uint64(m.MessagesDropped), AlertFlags: uint8(m.Alerts), Health: health[st.ID], Source: string(st.Source),
+			OTA: ota[st.ID],
+		}
+		if st.Online {
+			n.Status = "online"
+		}
+		if st.ID == s.self {
+			n.Root = s.tree.Root
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// Nodes implements fleet.Service.
+func (g *Gateway) Nodes() []fleet.Node {
+	s, err := g.snapshot(context.Background())
+	if err != nil {
+		return nil
+	}
+	return s.nodes()
+}
+
+// Node implements fleet.Service.
+func (g *Gateway) Node(id uint32) (fleet.Node, error) {
+	for _, n := range g.Nodes() {
+		if n.ID == id {
+			return n, nil
+		}
+	}
+	return fleet.Node{}, fmt.Errorf("node %d: %w", id, fleet.ErrNotFound)
+}
+
+// Topology implements fleet.Service: the gateway node's real layout.
+func (g *Gateway) Topology() protocol.NodeTree {
+	var t protocol.NodeTree
+	g.do(context.Background(), func(_ time.Time, n *mesh.Node, _ *status.Collector, _ *ota.Distributor) { t = n.Tree() })
+	return t
+}
+
+// Summary implements fleet.Service.
+func (g *Gateway) Summary() fleet.Summary {
+	s, err := g.snapshot(context.Background())
+	if err != nil {
+		return fleet.Summary{Timestamp: time.Now().UTC()}
+	}
+	return fleet.Summary{NodeCount: s.health.NodeCount, OnlineCount: s.health.Online, HealthScore: s.health.Score,
+		ActiveAlerts: len(s.alerts), MaxHops: s.health.MaxHops, GatewayID: s.self,
+		GatewayUptimeS: uint64(time.Since(g.started) / time.Second), Timestamp: s.now.UTC()}
+}
+
+// Alerts implements fleet.Service.
+func (g *Gateway) Alerts(includeCleared bool) []fleet.Alert {
+	s, err := g.snapshot(context.Background())
+	if err != nil {
+		return nil
+	}
+	out := []fleet.Alert{}
+	for _, a := range s.alerts {
+		out = append(out, alertView(a))
+	}
+	if includeCleared {
+		for _, a := range s.recent {
+			out = append(out, alertView(a))
+		}
+	}
+	return out
+}
+
+func alertView(a status.Alert) fleet.Alert {
+	v := fleet.Alert{ID: a.ID, NodeID: a.Node, Type: a.Type(), Severity: a.Severity.String(), Message: a.Message,
+		Value: a.Value, Threshold: a.Threshold, State: "raised", Raised: a.Raised.UTC(), Updated: a.Updated.UTC()}
+	if a.Updates > 0 {
+		v.State = "updated"
+	}
+	if !a.Active {
+		v.State = "cleared"
+		c := a.Cleared.UTC()
+		v.Cleared = &c
+	}
+	return v
+}
+
+func progressView(campaign string, p ota.NodeProgress) fleet.Progress {
+	return fleet.Progress{NodeID: p.Node, Campaign: campaign, State: string(p.State), Chunks: p.Done, Total: p.Total,
+		Bytes: p.Bytes, RateBps: p.Rate, ETAS: p.ETA.Seconds(), Error: p.Err, Updated: p.Updated.UTC()}
+}
+
+func imageView(img firmware.Image) fleet.Image {
+	v := fleet.Image{ID: img.ID, Role: img.Role, Hardware: img.Hardware, Version: img.Version, MD5: img.MD5,
+		Size: img.Size, Signed: img.Signed(), Added: img.Added.UTC()}
+	for m := range img.Variants {
+		v.Variants = append(v.Variants, m)
+	}
+	sort.Strings(v.Variants)
+	return v
+}
+
+// Images implements fleet.Service.
+func (g *Gateway) Images() ([]fleet.Image, error) {
+	imgs, err := g.store.List()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]fleet.Image, 0, len(imgs))
+	for _, img := range imgs {
+		out = append(out, imageView(img))
+	}
+	return out, nil
+}
+
+// AddImage implements fleet.Service.
+func (g *Gateway) AddImage(ctx context.Context, role, hardware, version, sum string, data []byte) (fleet.Image, error) {
+	if sum != "" {
+		h := md5.Sum(data)
+		if got := hex.EncodeToString(h[:]); got != sum {
+			return fleet.Image{}, fmt.Errorf("md5 mismatch: the image's md5 is %s, the request said %s: %w", got, sum, fleet.ErrInvalid)
+		}
+	}
+	img, err := g.store.Add(ctx, bytes.NewReader(data), firmware.Meta{Role: role, Hardware: hardware, Version: version}, firmware.AddOptions{})
+	if errors.Is(err, firmware.ErrExists) {
+		return imageView(img), nil // the same image again: nothing to do
+	}
+	if err != nil {
+		return fleet.Image{}, fmt.Errorf("%w: %w", err, fleet.ErrInvalid)
+	}
+	return imageView(img), nil
+}
+
+func (g *Gateway) findImage(ref string) (firmware.Image, error) {
+	if img, err := g.store.Get(ref); err == nil {
+		return img, nil
+	}
+	imgs, err := g.store.List()
+	if err != nil {
+		return firmware.Image{}, err
+	}
+	for _, img := range imgs {
+		if img.MD5 == ref {
+			return img, nil
+		}
+	}
+	return firmware.Image{}, fmt.Errorf("image %q: %w", ref, fleet.ErrNotFound)
+}
+
+// StartCampaign implements fleet.Service.
+func (g *Gateway) StartCampaign(ctx context.Context, req fleet.CampaignRequest) (fleet.Campaign, error) {
+	if req.Image == "" {
+		return fleet.Campaign{}, fmt.Errorf("campaign needs an image id: %w", fleet.ErrInvalid)
+	}
+	img, err := g.findImage(req.Image)
+	if err != nil {
+		return fleet.Campaign{}, err
+	}
+	mode := req.Mode
+	if mode == "" {
+		mode = g.cfg.OTA.Mode
+	}
+	m, err := ota.ParseMode(mode)
+	if err != nil {
+		return fleet.Campaign{}, fmt.Errorf("%w: %w", err, fleet.ErrInvalid)
+	}
+	method := req.Compress
+	if method == "" {
+		method = g.cfg.OTA.Compress
+	}
+	if err := firmware.ValidateMethod(method); err != nil {
+		return fleet.Campaign{}, fmt.Errorf("%w: %w", err, fleet.ErrInvalid)
+	}
+	data, err := g.store.ReadAll(img.ID)
+	if err != nil {
+		return fleet.Campaign{}, err
+	}
+	role, hw := img.Role, img.Hardware
+	if req.Role != "" {
+		role = req.Role
+	}
+	if req.Hardware != "" {
+		hw = req.Hardware
+	}
+	spec := ota.CampaignSpec{Mode: m, Method: method, Nodes: req.Nodes, Forced: req.Forced,
+		Image: ota.Image{MD5: img.MD5, Role: role, Hardware: hw, Version: img.Version, Data: data, Signature: img.Signature}}
+	var id string
+	var serr error
+	if err := g.do(ctx, func(now time.Time, _ *mesh.Node, _ *status.Collector, d *ota.Distributor) {
+		c, err := d.Start(now, spec)
+		if err != nil {
+			serr = err
+			return
+		}
+		id = c.ID
+	}); err != nil {
+		return fleet.Campaign{}, err
+	}
+	if serr != nil {
+		return fleet.Campaign{}, fmt.Errorf("%w: %w", serr, fleet.ErrInvalid)
+	}
+	g.markDirty()
+	return g.Campaign(id)
+}
+
+// Campaigns implements fleet.Service: running ones and those that ended.
+func (g *Gateway) Campaigns() []fleet.Campaign {
+	s, err := g.snapshot(context.Background())
+	g.mu.Lock()
+	all := map[string]ota.CampaignSnapshot{}
+	for id, h := range g.history {
+		all[id] = h
+	}
+	g.mu.Unlock()
+	if err == nil {
+		for _, c := range s.campaigns {
+			all[c.ID] = c
+		}
+	}
+	var out []fleet.Campaign
+	for _, c := range sortedSnapshots(all) {
+		out = append(out, g.campaignView(c))
+	}
+	return out
+}
+
+// Campaign implements fleet.Service.
+func (g *Gateway) Campaign(id string) (fleet.Campaign, error) {
+	for _, c := range g.Campaigns() {
+		if c.ID == id {
+			return c, nil
+		}
+	}
+	return fleet.Campaign{}, fmt.Errorf("campaign %q: %w", id, fleet.ErrNotFound)
+}
+
+func (g *Gateway) campaignView(c ota.CampaignSnapshot) fleet.Campaign {
+	v := fleet.Campaign{ID: c.ID, Mode: string(c.Mode), Compress: c.Method, State: string(c.State), Started: c.Started.UTC(),
+		Targets: c.Targets.Nodes, Nodes: map[string]fleet.Progress{}, Total: len(c.Nodes)}
+	if img, err := g.store.Lookup(c.Image.MD5, c.Targets.Role, c.Targets.Hardware); err == nil {
+		v.Image = imageView(img)
+	} else {
+		v.Image = fleet.Image{MD5: c.Image.MD5, Role: c.Targets.Role, Hardware: c.Targets.Hardware}
+	}
+	if !c.Finished.IsZero() {
+		f := c.Finished.UTC()
+		v.Finished = &f
+	}
+	for _, p := range c.Nodes {
+		v.Nodes[strconv.FormatUint(uint64(p.Node), 10)] = progressView(c.ID, p)
+		switch p.State {
+		case ota.StateConfirmed:
+			v.Completed++
+		case ota.StateFailed, ota.StateRolledBack:
+			v.Failed++
+		}
+	}
+	return v
+}
+
+func (g *Gateway) control(id string, fn func(now time.Time, d *ota.Distributor) error) (fleet.Campaign, error) {
+	var cerr error
+	if err := g.do(context.Background(), func(now time.Time, _ *mesh.Node, _ *status.Collector, d *ota.Distributor) {
+		if _, ok := d.Campaign(id); !ok {
+			cerr = fmt.Errorf("campaign %q: %w", id, fleet.ErrNotFound)
+			return
+		}
+		cerr = fn(now, d)
+	}); err != nil {
+		return fleet.Campaign{}, err
+	}
+	if cerr != nil {
+		if !errors.Is(cerr, fleet.ErrNotFound) {
+			cerr = fmt.Errorf("%w: %w", cerr, fleet.ErrConflict)
+		}
+		return fleet.Campaign{}, cerr
+	}
+	g.markDirty()
+	return g.Campaign(id)
+}
+
+// PauseCampaign implements fleet.Service.
+func (g *Gateway) PauseCampaign(id string) (fleet.Campaign, error) {
+	return g.control(id, func(now time.Time, d *ota.Distributor) error { return d.Pause(now, id) })
+}
+
+// ResumeCampaign implements fleet.Service.
+func (g *Gateway) ResumeCampaign(id string) (fleet.Campaign, error) {
+	return g.control(id, func(now time.Time, d *ota.Distributor) error { return d.Resume(now, id) })
+}
+
+// AbortCampaign implements fleet.Service.
+func (g *Gateway) AbortCampaign(id string) (fleet.Campaign, error) {
+	return g.control(id, func(now time.Time, d *ota.Distributor) error { return d.Abort(now, id) })
+}
+
+// SendBroadcast implements fleet.Service.
+func (g *Gateway) SendBroadcast(ctx context.Context, msg string) error {
+	return g.do(ctx, func(now time.Time, n *mesh.Node, _ *status.Collector, _ *ota.Distributor) { n.SendBroadcast(now, msg, false) })
+}
+
+// SendSingle implements fleet.Service.
+func (g *Gateway) SendSingle(ctx context.Context, dest uint32, msg string) error {
+	var ok bool
+	if err := g.do(ctx, func(now time.Time, n *mesh.Node, _ *status.Collector, _ *ota.Distributor) { ok = n.SendSingle(now, dest, msg) }); err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("node %d is not reachable in the mesh: %w", dest, fleet.ErrNotFound)
+	}
+	return nil
+}
+
+// Subscribe implements fleet.Service.
+func (g *Gateway) Subscribe(ctx context.Context) <-chan fleet.Event { return g.fan.subscribe(ctx) }
+
+func sortedSnapshots(m map[string]ota.CampaignSnapshot) []ota.CampaignSnapshot {
+	out := make([]ota.CampaignSnapshot, 0, len(m))
+	for _, s := range m {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Started.Equal(out[j].Started) {
+			return out[i].Started.Before(out[j].Started)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// loadState reads what a previous run saved. A corrupt file is an error
+// that names it: silently starting empty would lose alert and campaign state.
+func (g *Gateway) loadState() error {
+	p := filepath.Join(g.cfg.StateDir, campaignsFile)
+	data, err := os.ReadFile(p)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("state: %w", err)
+	default:
+		var snaps []ota.CampaignSnapshot
+		if err := json.Unmarshal(data, &snaps); err != nil {
+			return fmt.Errorf("state file %s is corrupt (%v); move it away to start without campaign history", p, err)
+		}
+		for _, s := range snaps {
+			g.history[s.ID] = s
+		}
+	}
+	p = filepath.Join(g.cfg.StateDir, alertsFile)
+	data, err = os.ReadFile(p)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("state: %w", err)
+	default:
+		if err := status.NewAlertEngine(status.AlertConfig{}).Restore(data); err != nil {
+			return fmt.Errorf("state file %s is corrupt (%v); move it away to start without alert history", p, err)
+		}
+		g.alertData = data
+	}
+	return nil
+}
+
+func writeJSONFile(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, append(data, '\n'))
+}
+
+// writeFileAtomic replaces path with data: temp file, fsync, rename.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, werr := f.Write(data)
+	if err := f.Sync(); werr == nil {
+		werr = err
+	}
+	if err := f.Close(); werr == nil {
+		werr = err
+	}
+	if werr != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, werr)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
