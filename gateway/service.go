@@ -365,13 +365,17 @@ func (g *Gateway) AbortCampaign(id string) (fleet.Campaign, error) {
 
 // SendBroadcast implements fleet.Service.
 func (g *Gateway) SendBroadcast(ctx context.Context, msg string) error {
-	return g.do(ctx, func(now time.Time, n *mesh.Node, _ *status.Collector, _ *ota.Distributor) { n.SendBroadcast(now, msg, false) })
+	return g.do(ctx, func(now time.Time, n *mesh.Node, _ *status.Collector, _ *ota.Distributor) {
+		n.SendBroadcast(now, msg, false)
+	})
 }
 
 // SendSingle implements fleet.Service.
 func (g *Gateway) SendSingle(ctx context.Context, dest uint32, msg string) error {
 	var ok bool
-	if err := g.do(ctx, func(now time.Time, n *mesh.Node, _ *status.Collector, _ *ota.Distributor) { ok = n.SendSingle(now, dest, msg) }); err != nil {
+	if err := g.do(ctx, func(now time.Time, n *mesh.Node, _ *status.Collector, _ *ota.Distributor) {
+		ok = n.SendSingle(now, dest, msg)
+	}); err != nil {
 		return err
 	}
 	if !ok {
