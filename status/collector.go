@@ -212,6 +212,18 @@ func (c *Collector) Health() Health {
 // Attach implements mesh.Plugin.
 func (c *Collector) Attach(h mesh.Host) { c.host = h }
 
+// Forget drops everything the collector holds about a node (a node
+// removed from the fleet): its model state, alerts and telemetry state.
+func (c *Collector) Forget(id uint32) {
+	c.model.Forget(id)
+	if c.alerts != nil {
+		c.alerts.Forget(id)
+	}
+	c.dec.Forget(id)
+	delete(c.keyframeAt, id)
+	delete(c.firmwareAt, id)
+}
+
 // Types implements mesh.Plugin: telemetry and status reports. Stock
 // status packages are not claimed, so the application still sees them;
 // the collector reads them from the node's events.

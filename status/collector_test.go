@@ -68,8 +68,8 @@ func TestCollectorBuildsModelFromTelemetry(t *testing.T) {
 			t.Errorf("node %d firmware %q %q", c.id, st.Metrics.FirmwareVersion, st.Metrics.FirmwareMD5)
 		}
 	}
-	// Frames at 5, 35, 65 s; the model's latest uptime is the last frame's.
-	if st, _ := model.Node(nodeA); st.Source != SourceTelemetry || st.Metrics.Uptime != 65 || st.LastSeen != epoch.Add(65*time.Second) {
+	// Frames at 0, 30, 60 s; the model's latest uptime is the last frame's.
+	if st, _ := model.Node(nodeA); st.Source != SourceTelemetry || st.Metrics.Uptime != 60 || st.LastSeen != epoch.Add(60*time.Second) {
 		t.Errorf("node A source %s uptime %d last seen %v", st.Source, st.Metrics.Uptime, st.LastSeen.Sub(epoch))
 	}
 	// One firmware query: A and B run the same firmware, and A's answer
@@ -120,9 +120,9 @@ func TestCollectorRecoversLostKeyframe(t *testing.T) {
 	if dropped != 1 || st.FramesRefused != 1 || st.KeyframeRequests != 1 {
 		t.Fatalf("dropped %d, stats %+v", dropped, st)
 	}
-	// The keyframe request made A send a keyframe at once (35 s).
+	// The keyframe request made A send a keyframe at once (30 s).
 	n, ok := tm.col.Model().Node(nodeA)
-	if !ok || !n.Online || n.Metrics.Uptime != 35 || n.LastSeen != epoch.Add(35*time.Second) {
+	if !ok || !n.Online || n.Metrics.Uptime != 30 || n.LastSeen != epoch.Add(30*time.Second) {
 		t.Fatalf("node A after recovery %+v", n)
 	}
 	ctl := sentOfType[*TelemetryControl](t, tm.root, TypeTelemetryControl)
@@ -133,10 +133,10 @@ func TestCollectorRecoversLostKeyframe(t *testing.T) {
 
 func TestCollectorOfflineDetection(t *testing.T) {
 	tm := newTestMesh(t, CollectorConfig{})
-	tm.run(epoch.Add(40 * time.Second)) // A's frames at 5 s and 35 s
+	tm.run(epoch.Add(40 * time.Second)) // A's frames at 0 s and 30 s
 	silent := true
 	tm.drop = func(from, to uint32, msg []byte) bool { return silent && from == nodeA }
-	// A's next frame (65 s) is lost: offline at 65 + 3 s, no later.
+	// A's next frame (60 s) is lost: offline at 60 + 3 s, no later.
 	tm.run(epoch.Add(80 * time.Second))
 	var offline *NodeOnline
 	for _, ev := range eventsOf[NodeOnline](tm.root) {
@@ -147,11 +147,11 @@ func TestCollectorOfflineDetection(t *testing.T) {
 	if offline == nil {
 		t.Fatal("node A never went offline")
 	}
-	expected := epoch.Add(65 * time.Second)
+	expected := epoch.Add(60 * time.Second)
 	if offline.At.Sub(expected) > 5*time.Second || offline.At.Before(expected) {
 		t.Fatalf("offline at %v, the missed frame was due at %v", offline.At.Sub(epoch), expected.Sub(epoch))
 	}
-	if offline.At != epoch.Add(68*time.Second) || offline.Reason != "overdue" {
+	if offline.At != epoch.Add(63*time.Second) || offline.Reason != "overdue" {
 		t.Errorf("offline %+v", offline)
 	}
 	if st, _ := tm.col.Model().Node(nodeA); st.Online || st.OfflineSince != offline.At {
@@ -169,14 +169,14 @@ func TestCollectorOfflineDetection(t *testing.T) {
 		t.Error("node B offline")
 	}
 	silent = false
-	tm.run(epoch.Add(100 * time.Second)) // A's frame at 95 s
+	tm.run(epoch.Add(100 * time.Second)) // A's frame at 90 s
 	if st, _ := tm.col.Model().Node(nodeA); !st.Online {
 		t.Fatal("node A did not come back")
 	}
 	if len(tm.col.Alerts().Active()) != 0 {
 		t.Errorf("alerts after recovery %+v", tm.col.Alerts().Active())
 	}
-	if r := tm.col.Alerts().Recent(); len(r) != 1 || r[0].Cleared != epoch.Add(95*time.Second) {
+	if r := tm.col.Alerts().Recent(); len(r) != 1 || r[0].Cleared != epoch.Add(90*time.Second) {
 		t.Errorf("cleared alerts %+v", r)
 	}
 }

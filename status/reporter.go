@@ -116,7 +116,7 @@ type Reporter struct {
 	nextFrame, nextCheck, nextProbe, nextEnhanced time.Time
 	lastPriority                                  time.Time
 	sentFlags                                     AlertFlags // alert bits of the last frame sent
-	unreachable                                   bool       // the last frame found no route
+	unreachable                                   bool       // no frame sent yet, or the last found no route
 
 	// Rate window for loss and throughput.
 	prevStats  mesh.Stats
@@ -134,7 +134,9 @@ type Reporter struct {
 // NewReporter returns a reporter for a node started at now.
 func NewReporter(cfg ReporterConfig, now time.Time) *Reporter {
 	cfg = cfg.withDefaults()
-	r := &Reporter{cfg: cfg, start: now, enc: telemetry.NewEncoder(cfg.Telemetry), prevAt: now}
+	// unreachable until a frame got through: the first connection that
+	// reaches the collector sends one at once.
+	r := &Reporter{cfg: cfg, start: now, enc: telemetry.NewEncoder(cfg.Telemetry), prevAt: now, unreachable: true}
 	if cfg.Interval > 0 {
 		// The first frame soon after start, when the node has had a
 		// chance to join; a new connection brings it forward.

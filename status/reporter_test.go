@@ -71,27 +71,28 @@ func TestReporterStreamsMeasuredValues(t *testing.T) {
 	m.link(rootID, nodeA)
 	m.link(nodeA, nodeB)
 
-	// Traffic: 90 sent and 10 dropped in the first 60 s.
-	a.stats.MessagesRx, a.stats.MessagesTx, a.stats.MessagesDropped = 500, 90, 10
+	// The first frame goes out when the link comes up (0 s); then the
+	// counters move: 90 sent and 10 dropped, 6000 bytes, by the next (30 s).
+	m.run(epoch.Add(time.Second))
+	a.stats.MessagesTx, a.stats.MessagesDropped = 90, 10
 	a.stats.BytesRx, a.stats.BytesTx = 3000, 3000
 	m.run(epoch.Add(66 * time.Second))
 
-	// Frames at 5 s (first, soon after start), 35 s, 65 s.
+	// Frames at 0 s (the link came up), 30 s, 60 s.
 	if len(sink.frames) != 3 {
 		t.Fatalf("got %d frames, errors %v", len(sink.frames), sink.errs)
 	}
-	for i, want := range []time.Duration{5 * time.Second, 35 * time.Second, 65 * time.Second} {
+	for i, want := range []time.Duration{0, 30 * time.Second, 60 * time.Second} {
 		if got := sink.times[i].Sub(epoch); got != want {
 			t.Errorf("frame %d at %v, want %v", i, got, want)
 		}
 	}
 	v := sink.frames[2].Values
-	if v.Uptime != 65 || v.FreeMemory != 48_000 || v.Connections != 2 || v.Nodes != 2 {
+	if v.Uptime != 60 || v.FreeMemory != 48_000 || v.Connections != 2 || v.Nodes != 2 {
 		t.Errorf("uptime %d mem %d conns %d nodes %d", v.Uptime, v.FreeMemory, v.Connections, v.Nodes)
 	}
 	// The fake host's own sends count too: 90 + the frames before this one.
-	st := a.stats
-	if v.MessagesRx != uint32(st.MessagesRx) || v.MessagesDropped != 10 {
+	if v.MessagesRx != uint32(a.stats.MessagesRx) || v.MessagesDropped != 10 {
 		t.Errorf("counters rx %d drop %d", v.MessagesRx, v.MessagesDropped)
 	}
 	if v.RSSI != -62 || v.WiFi != 76 || v.OTAState != uint8(OTADownloading) || v.OTAProgress != 40 {
@@ -106,12 +107,16 @@ func TestReporterStreamsMeasuredValues(t *testing.T) {
 	if len(a.probes) == 0 || a.probes[0] != rootID {
 		t.Errorf("delay probes %v, want to the root %d", a.probes, rootID)
 	}
-	// First frame (5 s): 90 tx + 10 drop in the window → 100 ‰.
-	if got := sink.frames[0].Values.LossPermille; got != 100 {
+	// Second frame (30 s): 90 tx + 10 drop in its window → 100 ‰; 6000
+	// bytes in 30 s. The first frame had no window yet.
+	if got := sink.frames[1].Values.LossPermille; got != 100 {
 		t.Errorf("loss %d ‰, want 100", got)
 	}
-	if got := sink.frames[0].Values.Throughput; got != 6000/5 {
-		t.Errorf("throughput %d B/s, want %d", got, 6000/5)
+	if got := sink.frames[1].Values.Throughput; got != 6000/30 {
+		t.Errorf("throughput %d B/s, want %d", got, 6000/30)
+	}
+	if f := sink.frames[0].Values; f.LossPermille != 0 || f.Throughput != 0 {
+		t.Errorf("first frame loss %d throughput %d", f.LossPermille, f.Throughput)
 	}
 	if !sink.frames[0].Keyframe || sink.frames[1].Keyframe {
 		t.Errorf("keyframe flags %v %v", sink.frames[0].Keyframe, sink.frames[1].Keyframe)
@@ -134,7 +139,7 @@ func TestReporterPriorityFrameOnNewAlert(t *testing.T) {
 	r := NewReporter(ReporterConfig{Interval: 30 * time.Second, Providers: reporterProviders(mem)}, m.now)
 	m.add(nodeA, false, r)
 	m.link(rootID, nodeA)
-	m.run(epoch.Add(10 * time.Second)) // first frame at 5 s
+	m.run(epoch.Add(10 * time.Second)) // first frame at 0 s
 	mem.free = 4000                    // below 10 KB: LOW_MEMORY
 	m.run(epoch.Add(12 * time.Second))
 	if len(sink.frames) != 2 {
@@ -148,9 +153,9 @@ func TestReporterPriorityFrameOnNewAlert(t *testing.T) {
 		t.Errorf("priority frame at %v, want at the first check after the change (11 s)", at)
 	}
 	// The bit stays set: no further priority frames, the next regular
-	// one at 35 s.
+	// one at 30 s.
 	m.run(epoch.Add(36 * time.Second))
-	if len(sink.frames) != 3 || sink.frames[2].Priority || sink.times[2].Sub(epoch) != 35*time.Second {
+	if len(sink.frames) != 3 || sink.frames[2].Priority || sink.times[2].Sub(epoch) != 30*time.Second {
 		t.Fatalf("frames after the alert: %d", len(sink.frames))
 	}
 	// A new bit within the priority gap waits for the gap to end.
