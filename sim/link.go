@@ -245,7 +245,7 @@ func (n *Network) enqueue(nd *Node, out mesh.Outgoing) {
 	}
 	dir := l.endOf(nd)
 	size := len(out.Data) + 1
-	n.traceInput(nd, 'O', out.Conn, out.Data)
+	n.traceLine(nd, 'O', out.Conn, out.Data)
 	if q := nd.radio.QueueBytes; q > 0 && nd.queued+size > q {
 		n.stats.QueueDrops++
 		nd.stats.QueueDrops++

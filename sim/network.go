@@ -56,7 +56,10 @@ type Config struct {
 	// OnEvent, if set, sees every event every node reports.
 	OnEvent func(n *Node, at time.Time, ev mesh.Event)
 	// Trace, if set, receives one text line per machine input and output,
-	// for replaying a failing seed by eye.
+	// for replaying a failing seed by eye: virtual time, a kind letter (B
+	// boot, X crash, C connect as station, A accept, D disconnect, R
+	// receive, T tick, U application step, O output queued), node, conn
+	// and message.
 	Trace io.Writer
 }
 
@@ -84,9 +87,13 @@ type Network struct {
 	// linkOverrides are per-pair link models set with SetLink, keyed by
 	// node index pair (lower first).
 	linkOverrides map[[2]int]Link
-	// members changes whenever the set of running nodes changes; cached
-	// per-node convergence answers are only valid for one value.
-	members uint64
+	// members changes whenever the set of running nodes changes; the
+	// convergence cache (Converged) is valid for one value of it.
+	members     uint64
+	upCount     int
+	convMembers uint64
+	incomplete  int     // running nodes whose node list is not complete
+	dirtyNodes  []*Node // stepped since the last Converged
 }
 
 // New returns an empty network at virtual time zero.
@@ -249,7 +256,10 @@ func (n *Network) step() {
 func (n *Network) flush(nd *Node, afterTick bool) {
 	m := nd.m
 	inc := nd.incarnation
-	nd.dirty = true
+	if !nd.dirty {
+		nd.dirty = true
+		n.dirtyNodes = append(n.dirtyNodes, nd)
+	}
 	rd := m.Ready()
 	for _, out := range rd.Messages {
 		n.enqueue(nd, out)
@@ -343,6 +353,8 @@ func (n *Network) linkStat(from, to *Node) *LinkStats {
 }
 
 // traceInput records a machine input in the digest and the text trace.
+// The inputs (with their times and bytes) determine a deterministic
+// machine's outputs, so hashing inputs alone identifies the run.
 func (n *Network) traceInput(nd *Node, kind byte, c mesh.ConnID, data []byte) {
 	b := n.scratch[:0]
 	b = append(b, kind)
@@ -353,6 +365,11 @@ func (n *Network) traceInput(nd *Node, kind byte, c mesh.ConnID, data []byte) {
 	n.scratch = b
 	n.digest.Write(b)
 	n.digest.Write(data)
+	n.traceLine(nd, kind, c, data)
+}
+
+// traceLine writes one line of the text trace, if there is one.
+func (n *Network) traceLine(nd *Node, kind byte, c mesh.ConnID, data []byte) {
 	if n.trace != nil {
 		fmt.Fprintf(n.trace, "%s %c node=%d conn=%d %s\n", time.Duration(n.now), kind, nd.id, c, data)
 	}

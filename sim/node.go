@@ -57,9 +57,8 @@ type Node struct {
 	tickAt      int64
 
 	// Convergence cache: dirty is set whenever the machine was stepped.
-	dirty       bool
-	complete    bool
-	completeGen uint64
+	dirty    bool
+	complete bool
 
 	stats NodeStats
 }
@@ -107,6 +106,7 @@ func (n *Network) boot(nd *Node, cfg mesh.Config) {
 	nd.up = true
 	nd.incarnation++
 	n.members++
+	n.upCount++
 	now := n.Now()
 	if nd.spec.Machine != nil {
 		nd.m = nd.spec.Machine(now, nd)
@@ -141,6 +141,7 @@ func (n *Network) crash(nd *Node, tell bool) {
 	nd.up = false
 	nd.incarnation++
 	n.members++
+	n.upCount--
 	nd.tickGen++
 	nd.tickPending = false
 	nd.txq = nil

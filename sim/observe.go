@@ -17,34 +17,45 @@ func sortLinks(ls []LinkStats) {
 
 // Converged reports whether every running node's node list is exactly the
 // set of the other running nodes: one mesh, fully synced. It is cheap to
-// call after every instant: a node's answer is recomputed only after the
-// node was stepped or the set of running nodes changed.
+// call after every instant: only nodes stepped since the last call are
+// looked at again, unless the set of running nodes changed.
 func (n *Network) Converged() bool {
-	up := 0
-	for _, nd := range n.nodes {
-		if nd.up {
-			up++
+	if n.convMembers != n.members {
+		n.incomplete = 0
+		for _, nd := range n.nodes {
+			nd.dirty = false
+			if nd.up {
+				nd.complete = n.knowsAll(nd)
+				if !nd.complete {
+					n.incomplete++
+				}
+			}
 		}
+		n.dirtyNodes = n.dirtyNodes[:0]
+		n.convMembers = n.members
+		return n.incomplete == 0
 	}
-	for _, nd := range n.nodes {
+	for _, nd := range n.dirtyNodes {
+		nd.dirty = false
 		if !nd.up {
 			continue
 		}
-		if nd.dirty || nd.completeGen != n.members {
-			nd.complete = n.knowsAll(nd, up)
-			nd.dirty = false
-			nd.completeGen = n.members
-		}
-		if !nd.complete {
-			return false
+		was := nd.complete
+		nd.complete = n.knowsAll(nd)
+		switch {
+		case was && !nd.complete:
+			n.incomplete++
+		case !was && nd.complete:
+			n.incomplete--
 		}
 	}
-	return true
+	n.dirtyNodes = n.dirtyNodes[:0]
+	return n.incomplete == 0
 }
 
-func (n *Network) knowsAll(nd *Node, up int) bool {
+func (n *Network) knowsAll(nd *Node) bool {
 	list := nd.m.NodeList(false)
-	if len(list) != up-1 {
+	if len(list) != n.upCount-1 {
 		return false
 	}
 	for _, id := range list {
