@@ -21,19 +21,24 @@ type DistributorConfig struct {
 	AnnounceInterval time.Duration // 60 s (stock offerOTA)
 	AnnounceCount    int           // 60 announces (one hour)
 	StockChunkSize   int           // 1024, the stock example's OTA_PART_SIZE
-	ChunkSize        int           // fast modes, 4096
+	// ChunkSize is the fast modes' chunk size. Zero picks the largest
+	// power of two up to 8 KiB whose pushed copies (one per child of the
+	// busiest node) fit QueueBudget, so a relay can hold one chunk for
+	// every child while it sends.
+	ChunkSize   int
+	QueueBudget int // bytes of one pushed chunk times the busiest fan-out, 12 KiB (a third of an ESP8266 radio queue, so upstream delays that bunch chunks do not overflow it)
 	Window           int           // pipelined window suggested to receivers, 8
 	// Radio is the airtime model the distributor paces its sends with and
 	// sizes the broadcast push rate from (the busiest radio in the tree).
 	Radio Radio
 	// Utilization is the fraction of the busiest radio the push aims to
-	// use, 0.92.
+	// use, 0.95.
 	Utilization float64
 	// LossTarget is the per-hop loss above which the push slows down
 	// (multiplicative decrease); below it the rate creeps up, 0.03.
 	LossTarget float64
 	// PushDelay separates the first offer from the first pushed chunk so
-	// receivers know the transfer, 500 ms.
+	// receivers know the transfer, 200 ms.
 	PushDelay time.Duration
 	// Unpaced answers stock DataRequests the instant they arrive, as the
 	// C++ distributor does (for baseline measurements). Default: paced.
@@ -54,8 +59,8 @@ func (c *DistributorConfig) defaults() {
 	if c.StockChunkSize <= 0 {
 		c.StockChunkSize = 1024
 	}
-	if c.ChunkSize <= 0 {
-		c.ChunkSize = 4096
+	if c.QueueBudget <= 0 {
+		c.QueueBudget = 12 << 10
 	}
 	if c.Window <= 0 {
 		c.Window = 8
@@ -64,13 +69,13 @@ func (c *DistributorConfig) defaults() {
 		c.Radio = DefaultRadio
 	}
 	if c.Utilization <= 0 || c.Utilization > 1 {
-		c.Utilization = 0.92
+		c.Utilization = 0.95
 	}
 	if c.LossTarget <= 0 {
 		c.LossTarget = 0.03
 	}
 	if c.PushDelay <= 0 {
-		c.PushDelay = 500 * time.Millisecond
+		c.PushDelay = 200 * time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -194,7 +199,7 @@ type Distributor struct {
 // NewDistributor returns a distributor plugin.
 func NewDistributor(cfg DistributorConfig) *Distributor {
 	cfg.defaults()
-	return &Distributor{cfg: cfg, pace: pacer{radio: cfg.Radio, slack: cfg.Radio.airtime(2 * 1500)}}
+	return &Distributor{cfg: cfg, pace: pacer{radio: cfg.Radio}}
 }
 
 // Attach implements mesh.Plugin.
@@ -296,6 +301,9 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 		lastRep:    map[uint32]Report{},
 	}
 	cs, enc := d.cfg.ChunkSize, EncDense
+	if cs <= 0 {
+		cs = d.autoChunkSize()
+	}
 	if mode == ModeStock {
 		cs, enc = d.cfg.StockChunkSize, EncBase64
 	}
@@ -467,6 +475,13 @@ func (d *Distributor) onNeed(now time.Time, h protocol.Header, raw []byte) {
 		}
 		return
 	}
+	if n.Parts == "" {
+		// A receiver saw chunks of this transfer but lost the offer.
+		o := c.offer
+		o.Routing = int(protocol.RouteSingle)
+		_ = d.host.SendPackage(now, &offerTo{Offer: o, dest: n.From})
+		return
+	}
 	parts, err := ParseRanges(n.Parts, c.fast.chunks, c.fast.chunks)
 	if err != nil {
 		return
@@ -476,7 +491,7 @@ func (d *Distributor) onNeed(now time.Time, h protocol.Header, raw []byte) {
 		routing = protocol.RouteNeighbour
 	}
 	for _, i := range parts {
-		if c.Mode == ModeBroadcast && routing == protocol.RouteSingle && d.rebroadcast(c, n.From, i) {
+		if c.Mode == ModeBroadcast && c.pushDone && routing == protocol.RouteSingle && d.rebroadcast(c, n.From, i) {
 			continue
 		}
 		d.enqueue(reply{c: c, to: n.From, idx: i, routing: routing, v: c.fast})
@@ -550,6 +565,16 @@ func (d *Distributor) onReport(now time.Time, raw []byte) {
 	if c.settle(now) {
 		d.emit(c, 0, NodeProgress{})
 	}
+}
+
+func (d *Distributor) autoChunkSize() int {
+	_, busiest, _ := d.fanout()
+	busiest = max(busiest, 1)
+	cs := 8192
+	for cs > 512 && busiest*(Dense.EncodedLen(cs)+80) > d.cfg.QueueBudget {
+		cs /= 2
+	}
+	return cs
 }
 
 // neighbours is how many connections a broadcast from here leaves on.

@@ -39,7 +39,15 @@ func (d *Distributor) announce(now time.Time, c *dcampaign) {
 		return
 	}
 	c.nextAnnounce = now.Add(d.cfg.AnnounceInterval)
+	if c.announced <= len(earlyAnnounce) {
+		// Repeat the first announces soon: a receiver that lost the first
+		// offer should not wait a whole interval.
+		c.nextAnnounce = now.Add(min(earlyAnnounce[c.announced-1], d.cfg.AnnounceInterval))
+	}
 }
+
+// earlyAnnounce are the gaps after the first announces.
+var earlyAnnounce = []time.Duration{2 * time.Second, 5 * time.Second}
 
 // pushInterval is the gap between pushed chunks that keeps the busiest
 // radio of the tree (the node with the most children sends every chunk
@@ -71,11 +79,9 @@ func (d *Distributor) push(now time.Time, c *dcampaign) {
 	d.pace.busy(now, n, own)
 	c.pushIdx++
 	c.interval = d.pushInterval(c, busiest)
-	next := c.nextPush.Add(c.interval)
-	if next.Before(now) {
-		next = now.Add(c.interval)
-	}
-	c.nextPush = next
+	// Spacing counts from the actual send: catching up after a delay
+	// would bunch chunks, and bunched chunks overflow relay queues.
+	c.nextPush = now.Add(c.interval)
 }
 
 // observe feeds a receiver's report into the rate control: the push
@@ -120,7 +126,7 @@ func (d *Distributor) ctlTick(now time.Time, c *dcampaign) {
 	if loss > d.cfg.LossTarget || w.congested*10 > w.reporters {
 		c.boost = max(c.boost*0.75, 0.25)
 	} else {
-		c.boost = min(c.boost+0.04, 1.2)
+		c.boost = min(c.boost+0.05, 1) // the estimate is the ceiling: above it queues overflow
 	}
 	if c.boost != old {
 		d.stats.RateChanges++

@@ -207,3 +207,8 @@ func (s *MemoryStore) LastRollback() (string, bool) {
 
 // Image returns the active slot's bytes.
 func (s *MemoryStore) Image() []byte { return s.slots[s.active].image }
+
+func md5hexOf(b []byte) string {
+	s := md5.Sum(b)
+	return hex.EncodeToString(s[:])
+}

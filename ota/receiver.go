@@ -35,9 +35,9 @@ type ReceiverConfig struct {
 
 	Window         int           // pipelined: chunks outstanding, default the offer's or 8
 	NeedWindow     int           // broadcast: repair chunks outstanding, 16
-	NeedTimeout    time.Duration // broadcast: repair wait before asking again, 3 s
-	IdleTimeout    time.Duration // broadcast: no chunk this long while incomplete → ask, 6 s
-	ReportInterval time.Duration // progress reports to the distributor, 5 s
+	NeedTimeout    time.Duration // broadcast: repair wait before asking again, 1 s
+	IdleTimeout    time.Duration // broadcast: no chunk this long while incomplete → ask, at most 6 s (4 push gaps)
+	ReportInterval time.Duration // progress reports to the distributor, 10 s
 	ProgressEvery  time.Duration // progress events while downloading, 1 s
 	MaxFailures    int           // verification failures per transfer before giving up, 3
 
@@ -64,9 +64,9 @@ func (c *ReceiverConfig) defaults() {
 	}
 	def(&c.RequestRetry, 30*time.Second)
 	def(&c.BroadcastWait, 60*time.Second)
-	def(&c.NeedTimeout, 3*time.Second)
+	def(&c.NeedTimeout, time.Second)
 	def(&c.IdleTimeout, 6*time.Second)
-	def(&c.ReportInterval, 5*time.Second)
+	def(&c.ReportInterval, 10*time.Second)
 	def(&c.ProgressEvery, time.Second)
 	if c.RequestTries <= 0 {
 		c.RequestTries = 10
@@ -112,6 +112,8 @@ type Receiver struct {
 	// where to report the outcome of an in-place switch
 	pendingDist uint32
 	pendingID   string
+
+	offerAsked time.Time // no new offer request before
 
 	out      []queued // paced sends (repairs for children)
 	pace     pacer
@@ -164,7 +166,10 @@ type rxTransfer struct {
 	hi            int
 	lost          int
 	lastChunk     time.Time
+	lastPush      time.Time
+	gap           time.Duration // smoothed gap between pushed chunks
 	want          map[int]*ask
+	nextAsk       time.Time
 	parentRefused bool
 	children      map[int][]uint32 // chunk → children waiting for it
 	nextReport    time.Time
@@ -189,7 +194,7 @@ func NewReceiver(cfg ReceiverConfig, now time.Time) (*Receiver, error) {
 		failed:      map[string]int{},
 		offered:     map[string]string{},
 		reportedIDs: map[string]bool{},
-		pace:        pacer{radio: cfg.Radio, slack: cfg.Radio.airtime(1500)},
+		pace:        pacer{radio: cfg.Radio},
 	}
 	r.rng = rand.New(rand.NewPCG(cfg.Seed, 0x6f7461))
 	if err := r.boot(now); err != nil {
@@ -622,14 +627,12 @@ func (r *Receiver) onChunk(now time.Time, h protocol.Header, raw []byte) error {
 		// airtime so our own repairs do not overflow the radio.
 		r.pace.busy(now, len(raw), r.childCount(h.From))
 	}
-	if t == nil || t.stock {
-		return nil
-	}
 	c, err := DecodeChunk(raw)
 	if err != nil {
 		return err
 	}
-	if c.ID != t.id {
+	if t == nil || t.stock || c.ID != t.id {
+		r.missedOffer(now, h.From, c.ID)
 		return nil
 	}
 	if c.Index >= t.offer.Chunks {
@@ -651,6 +654,15 @@ func (r *Receiver) onChunk(now time.Time, h protocol.Header, raw []byte) error {
 		if c.Index >= t.hi {
 			t.hi = c.Index + 1
 		}
+		if !t.lastPush.IsZero() {
+			g := now.Sub(t.lastPush)
+			if t.gap == 0 {
+				t.gap = g
+			} else {
+				t.gap = (7*t.gap + g) / 8
+			}
+		}
+		t.lastPush = now
 	}
 	if at, ok := t.sentAt[c.Index]; ok {
 		r.sampleRTT(t, now.Sub(at))
@@ -697,6 +709,15 @@ func (r *Receiver) rto(t *rxTransfer) time.Duration {
 	return min(max(d, 500*time.Millisecond), 60*time.Second)
 }
 
+// idle is how long a broadcast receiver waits for the next chunk before
+// asking for what it misses: a few push gaps, at most IdleTimeout.
+func (r *Receiver) idle(t *rxTransfer) time.Duration {
+	if t.gap == 0 {
+		return r.cfg.IdleTimeout
+	}
+	return min(max(4*t.gap, 300*time.Millisecond), r.cfg.IdleTimeout)
+}
+
 func (r *Receiver) addWant(t *rxTransfer, i int) {
 	if t.have.Has(i) {
 		return
@@ -706,14 +727,40 @@ func (r *Receiver) addWant(t *rxTransfer, i int) {
 	}
 }
 
+// missedOffer asks distributor from for the offer of transfer id when its
+// chunks arrive but its offer did not (it was lost on the way). Only
+// offers we have never seen are asked for, at most every two seconds.
+func (r *Receiver) missedOffer(now time.Time, from uint32, id string) {
+	if from == 0 || id == "" || now.Before(r.offerAsked) {
+		return
+	}
+	if t := r.cur; t != nil && t.id == id {
+		return
+	}
+	for _, known := range r.offered {
+		if known == id {
+			return
+		}
+	}
+	r.offerAsked = now.Add(2 * time.Second)
+	_ = r.host.SendPackage(now, &Need{From: r.host.ID(), Dest: from, Routing: int(protocol.RouteSingle), ID: id})
+}
+
 func (r *Receiver) onEnd(now time.Time, raw []byte) error {
 	t := r.cur
 	if t == nil || t.stock || t.mode != ModeBroadcast {
+		if e, err := DecodeEnd(raw); err == nil {
+			r.missedOffer(now, e.From, e.ID)
+		}
 		return nil
 	}
 	e, err := DecodeEnd(raw)
-	if err != nil || e.ID != t.id {
+	if err != nil {
 		return err
+	}
+	if e.ID != t.id {
+		r.missedOffer(now, e.From, e.ID)
+		return nil
 	}
 	for j := t.hi; j < t.offer.Chunks; j++ {
 		if !t.have.Has(j) {

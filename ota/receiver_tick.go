@@ -80,10 +80,8 @@ func (r *Receiver) NextDeadline() time.Time {
 			at(t.lastChunk.Add(r.rto(t)))
 		}
 	case t.mode == ModeBroadcast:
-		for _, a := range t.want {
-			at(a.deadline)
-		}
-		at(t.lastChunk.Add(r.cfg.IdleTimeout))
+		at(t.nextAsk)
+		at(t.lastChunk.Add(r.idle(t)))
 	}
 	return next
 }
@@ -205,7 +203,7 @@ func (r *Receiver) sendNeed(now time.Time, t *rxTransfer, to uint32, routing pro
 const nakJitter = 200 * time.Millisecond
 
 func (r *Receiver) tickBroadcast(now time.Time, t *rxTransfer) {
-	if !t.have.Full() && now.Sub(t.lastChunk) >= r.cfg.IdleTimeout {
+	if !t.have.Full() && now.Sub(t.lastChunk) >= r.idle(t) {
 		// The push stopped (or its tail was lost): ask for everything
 		// still missing rather than wait for ever (Q-19 b).
 		t.lastChunk = now
@@ -213,9 +211,19 @@ func (r *Receiver) tickBroadcast(now time.Time, t *rxTransfer) {
 			r.addWant(t, j)
 		}
 	}
+	t.nextAsk = time.Time{}
 	if len(t.want) == 0 {
 		return
 	}
+	defer func() {
+		// Due asks that found the window full wait for an in-flight ask
+		// to expire or for a chunk to arrive: only future deadlines count.
+		for _, a := range t.want {
+			if a.deadline.After(now) && (t.nextAsk.IsZero() || a.deadline.Before(t.nextAsk)) {
+				t.nextAsk = a.deadline
+			}
+		}
+	}()
 	inFlight := 0
 	for _, a := range t.want {
 		if a.asked && now.Before(a.deadline) {
@@ -238,7 +246,7 @@ func (r *Receiver) tickBroadcast(now time.Time, t *rxTransfer) {
 		if now.Before(a.deadline) {
 			continue
 		}
-		if parent == 0 || parent == t.dist || t.parentRefused || a.tries >= 2 {
+		if parent == 0 || parent == t.dist || t.parentRefused || a.tries >= parentTries {
 			toDist = append(toDist, i)
 		} else {
 			toParent = append(toParent, i)
@@ -255,3 +263,9 @@ func (r *Receiver) tickBroadcast(now time.Time, t *rxTransfer) {
 		r.sendNeed(now, t, t.dist, protocol.RouteSingle, toDist)
 	}
 }
+
+// parentTries is how often a broadcast receiver asks its parent for a chunk
+// before asking the distributor: a parent that lacks the chunk itself gets
+// it from its own parent first, which is cheaper than a unicast down the
+// whole path.
+const parentTries = 8

@@ -70,12 +70,13 @@ type rigOpts struct {
 	dcfg    DistributorConfig
 	rcfg    func(id uint32) ReceiverConfig
 	initial string // md5 installed on receivers
+	trace   io.Writer
 }
 
 func newRig(t *testing.T, o rigOpts) *rig {
 	t.Helper()
 	r := &rig{t: t, stores: map[uint32]*MemoryStore{}, recv: map[uint32]*Receiver{}, rcfg: o.rcfg}
-	r.net = sim.New(sim.Config{Seed: o.seed, Model: o.model, OnEvent: func(n *sim.Node, at time.Time, ev mesh.Event) {
+	r.net = sim.New(sim.Config{Seed: o.seed, Model: o.model, Trace: o.trace, OnEvent: func(n *sim.Node, at time.Time, ev mesh.Event) {
 		if p, ok := ev.(Progress); ok {
 			r.events = append(r.events, p)
 		}

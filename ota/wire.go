@@ -50,6 +50,24 @@ type Offer struct {
 	Window    int    `json:"win,omitempty"` // pipelined: suggested outstanding chunks
 }
 
+// offerTo is an Offer sent to one receiver (routing 1) that lost the
+// broadcast one: the same keys plus dest.
+type offerTo struct {
+	Offer
+	dest uint32
+}
+
+func (o *offerTo) PackageType() int { return TypeOffer }
+
+func (o *offerTo) AppendJSON(dst []byte) []byte {
+	o.Type = TypeOffer
+	b := appendJSON(nil, &o.Offer)
+	dst = append(dst, b[:len(b)-1]...)
+	dst = append(dst, `,"dest":`...)
+	dst = strconv.AppendUint(dst, uint64(o.dest), 10)
+	return append(dst, '}')
+}
+
 // Need asks for chunks (type 721): routing 1 to the distributor, or
 // routing 0 to the parent, which serves it from its own copy.
 type Need struct {
@@ -58,7 +76,7 @@ type Need struct {
 	Routing int    `json:"routing"`
 	Type    int    `json:"type"`
 	ID      string `json:"id"`
-	Parts   string `json:"parts"` // chunk ranges, see Ranges
+	Parts   string `json:"parts"` // chunk ranges (FormatRanges); empty: resend the offer
 }
 
 // Chunk carries one chunk (type 722).
