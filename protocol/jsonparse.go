@@ -58,6 +58,7 @@ type node struct {
 	keyStart int32 // member key span (between the quotes); object members only
 	keyEnd   int32
 	skip     int32
+	val      uint64 // integers: the value (kindInt: two's complement)
 }
 
 // doc is a parsed message. It keeps a reference to the input bytes.
@@ -155,11 +156,11 @@ func (p *parser) value(depth int, record bool) error {
 	case c == 'n':
 		return p.literal("null", kindNull, record)
 	case c == '-' || (c >= '0' && c <= '9'):
-		k, err := p.number()
+		k, v, err := p.number()
 		if err != nil {
 			return err
 		}
-		p.add(node{kind: k, start: int32(start), end: int32(p.pos), skip: int32(len(p.nodes) + 1)}, record)
+		p.add(node{kind: k, start: int32(start), end: int32(p.pos), skip: int32(len(p.nodes) + 1), val: v}, record)
 		return nil
 	default:
 		return syntaxErr(p.pos, fmt.Sprintf("unexpected character %q", c))
@@ -341,7 +342,7 @@ func unhex(c byte) int {
 
 // number scans a JSON number and classifies it the way ArduinoJson stores
 // it: integers that fit 64 bits stay integers, everything else is a double.
-func (p *parser) number() (kind, error) {
+func (p *parser) number() (kind, uint64, error) {
 	src := p.src
 	i := p.pos
 	start := i
@@ -351,16 +352,18 @@ func (p *parser) number() (kind, error) {
 		i++
 	}
 	if i >= len(src) {
-		return 0, syntaxErr(i, "invalid number")
+		return 0, 0, syntaxErr(i, "invalid number")
 	}
+	var v uint64 // wraps past 19 digits; such numbers are re-parsed below
 	if src[i] == '0' {
 		i++
 	} else if src[i] >= '1' && src[i] <= '9' {
 		for i < len(src) && src[i] >= '0' && src[i] <= '9' {
+			v = v*10 + uint64(src[i]-'0')
 			i++
 		}
 	} else {
-		return 0, syntaxErr(i, "invalid number")
+		return 0, 0, syntaxErr(i, "invalid number")
 	}
 	isFloat := false
 	if i < len(src) && src[i] == '.' {
@@ -371,7 +374,7 @@ func (p *parser) number() (kind, error) {
 			i++
 		}
 		if i == d {
-			return 0, syntaxErr(i, "invalid number: no digits after '.'")
+			return 0, 0, syntaxErr(i, "invalid number: no digits after '.'")
 		}
 	}
 	if i < len(src) && (src[i] == 'e' || src[i] == 'E') {
@@ -385,35 +388,35 @@ func (p *parser) number() (kind, error) {
 			i++
 		}
 		if i == d {
-			return 0, syntaxErr(i, "invalid number: no digits in exponent")
+			return 0, 0, syntaxErr(i, "invalid number: no digits in exponent")
 		}
 	}
 	p.pos = i
 	if isFloat {
-		return kindFloat, nil
+		return kindFloat, 0, nil
 	}
 	digits := src[start:i]
 	if neg {
 		if len(digits) == 2 && digits[1] == '0' {
-			return kindUint, nil // -0 is stored as the integer 0
+			return kindUint, 0, nil // -0 is stored as the integer 0
 		}
 		// Up to 18 digits always fit an int64; longer ones are checked.
 		if len(digits) <= 19 {
-			return kindInt, nil
+			return kindInt, uint64(-int64(v)), nil
 		}
-		if _, ok := parseInt64(digits); ok {
-			return kindInt, nil
+		if s, ok := parseInt64(digits); ok {
+			return kindInt, uint64(s), nil
 		}
-		return kindFloat, nil
+		return kindFloat, 0, nil
 	}
 	// Up to 19 digits always fit a uint64; 20 digits may overflow.
 	if len(digits) <= 19 {
-		return kindUint, nil
+		return kindUint, v, nil
 	}
-	if _, ok := parseUint64(digits); ok {
-		return kindUint, nil
+	if u, ok := parseUint64(digits); ok {
+		return kindUint, u, nil
 	}
-	return kindFloat, nil
+	return kindFloat, 0, nil
 }
 
 func parseUint64(b []byte) (uint64, bool) {
@@ -561,16 +564,13 @@ func appendCodepoint(dst []byte, r rune) []byte {
 // num returns the numeric value of number node i as ArduinoJson holds it.
 func (d *doc) num(i int) (k kind, u uint64, s int64, f float64) {
 	n := &d.nodes[i]
-	b := d.src[n.start:n.end]
 	switch n.kind {
 	case kindUint:
-		u, _ = parseUint64(b) // "-0" fails to parse and gives 0
-		return kindUint, u, 0, 0
+		return kindUint, n.val, 0, 0
 	case kindInt:
-		s, _ = parseInt64(b)
-		return kindInt, 0, s, 0
+		return kindInt, 0, int64(n.val), 0
 	case kindFloat:
-		f, _ = strconv.ParseFloat(string(b), 64)
+		f, _ = strconv.ParseFloat(string(d.src[n.start:n.end]), 64)
 		return kindFloat, 0, 0, f
 	}
 	return n.kind, 0, 0, 0
@@ -620,16 +620,19 @@ func parseNumberString(b []byte) numeric {
 	body := b
 	if body[0] == '+' {
 		body = body[1:]
+		if len(body) > 0 && body[0] == '-' {
+			return numeric{}
+		}
 	}
 	p := parser{src: body}
 	if len(body) == 0 || !(body[0] == '-' || (body[0] >= '0' && body[0] <= '9')) {
 		return numeric{}
 	}
-	k, err := p.number()
+	k, v, err := p.number()
 	if err != nil || p.pos != len(body) {
 		return numeric{}
 	}
-	tmp := doc{src: body, nodes: []node{{kind: k, start: 0, end: int32(len(body))}}}
+	tmp := doc{src: body, nodes: []node{{kind: k, start: 0, end: int32(len(body)), val: v}}}
 	k, u, s, f := tmp.num(0)
 	return numeric{kind: k, u: u, s: s, f: f}
 }
@@ -719,10 +722,7 @@ func (d *doc) isU32(i int) bool {
 	return i >= 0 && d.nodes[i].kind == kindUint && d.rawUint(i) <= 1<<32-1
 }
 
-func (d *doc) rawUint(i int) uint64 {
-	_, u, _, _ := d.num(i)
-	return u
-}
+func (d *doc) rawUint(i int) uint64 { return d.nodes[i].val }
 
 // isInt reports whether node i is an integer in [min, max]
 // (ArduinoJson's is<intN>()).
