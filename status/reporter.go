@@ -78,7 +78,10 @@ func (c ReporterConfig) withDefaults() ReporterConfig {
 		c.PriorityGap = DefaultPriorityGap
 	}
 	if c.ProbeInterval <= 0 {
-		c.ProbeInterval = max(c.Interval, DefaultReportInterval/6)
+		c.ProbeInterval = DefaultReportInterval
+		if c.Interval > 0 {
+			c.ProbeInterval = max(c.Interval, DefaultReportInterval/6)
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -321,8 +324,12 @@ func (r *Reporter) Tick(now time.Time) {
 	}
 	if due(r.nextProbe, now) {
 		r.nextProbe = nextAfter(r.nextProbe, r.cfg.ProbeInterval, now)
-		if c := r.Collector(); c != 0 && c != r.host.ID() {
-			r.host.StartDelayMeasurement(now, c)
+		if c := r.Collector(); c != 0 && c != r.host.ID() && r.host.StartDelayMeasurement(now, c) {
+			// Count the request the node sends for us (its reply comes
+			// from the collector's node and is not ours).
+			req := protocol.TimeSync{Type: protocol.TypeTimeDelay, Dest: c, From: r.host.ID(),
+				Msg: protocol.TimeMsg{Type: protocol.TimeRequest, T0: r.host.NodeTime(now)}}
+			r.traffic.add(protocol.TypeTimeDelay, len(req.AppendJSON(nil)))
 		}
 	}
 	if due(r.nextEnhanced, now) {

@@ -121,13 +121,24 @@ func TestReporterStreamsMeasuredValues(t *testing.T) {
 	if !sink.frames[0].Keyframe || sink.frames[1].Keyframe {
 		t.Errorf("keyframe flags %v %v", sink.frames[0].Keyframe, sink.frames[1].Keyframe)
 	}
+	// Traffic: the frames as sent, plus one TIME_DELAY request per probe
+	// as the node encodes it.
 	tr := r.Traffic()
 	var bytes uint64
 	for _, msg := range a.sent {
 		bytes += uint64(len(msg)) + 1
 	}
-	if tr.Packages != uint64(len(a.sent)) || tr.Bytes != bytes {
-		t.Errorf("traffic %+v, sent %d packages %d bytes", tr, len(a.sent), bytes)
+	byType := tr.ByType()
+	if len(byType) != 2 || byType[1] != (TypeTraffic{TypeTelemetry, uint64(len(a.sent)), bytes}) {
+		t.Errorf("telemetry traffic %+v, sent %d packages %d bytes", byType, len(a.sent), bytes)
+	}
+	probe := protocol.TimeSync{Type: protocol.TypeTimeDelay, Dest: rootID, From: nodeA, Msg: protocol.TimeMsg{Type: protocol.TimeRequest, T0: 1}}
+	if byType[0].Type != protocol.TypeTimeDelay || byType[0].Packages != uint64(len(a.probes)) ||
+		byType[0].Bytes < uint64(len(a.probes)*(len(probe.AppendJSON(nil))+1)) {
+		t.Errorf("probe traffic %+v for %d probes", byType[0], len(a.probes))
+	}
+	if tr.Packages != byType[0].Packages+byType[1].Packages || tr.Bytes != byType[0].Bytes+byType[1].Bytes {
+		t.Errorf("traffic totals %+v", tr)
 	}
 }
 

@@ -13,9 +13,12 @@ type TypeTraffic struct {
 }
 
 // Traffic counts the packages a plugin originated, by type, in bytes on
-// the first link: the JSON plus its NUL terminator. Relays multiply it by
-// the hops a package crosses; a simulator that wants link-level figures
-// counts every transmission whose type passes IsStatusType instead.
+// the first link: the JSON plus its NUL terminator. A Reporter's count
+// includes the TIME_DELAY (3) requests it has the node send to measure
+// latency (the replies come from the collector's node). Relays multiply
+// the figures by the hops a package crosses; a simulator that wants
+// link-level figures counts every transmission whose type passes
+// IsStatusType (and the TIME_DELAY messages) instead.
 type Traffic struct {
 	Packages uint64 `json:"packages"`
 	Bytes    uint64 `json:"bytes"`
