@@ -417,9 +417,6 @@ func (c Config) Validate() error {
 	if c.Node.ID == 0 {
 		return bad("node.id", "must be a non-zero mesh node id (1..4294967295), unique in the mesh")
 	}
-	if c.Node.Listen == "" && len(c.Node.Connect) == 0 {
-		return bad("node.listen", "set node.listen (accept mesh connections) and/or node.connect (join via a node's AP address, e.g. 10.x.y.1:5555)")
-	}
 	if c.Node.Listen != "" {
 		if err := checkHostPort(c.Node.Listen); err != nil {
 			return bad("node.listen", "%v", err)
@@ -504,6 +501,17 @@ func (c Config) Validate() error {
 	case "text", "json":
 	default:
 		return bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	return nil
+}
+
+// ValidateTCP adds what joining a real mesh needs to Validate.
+func (c Config) ValidateTCP() error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if c.Node.Listen == "" && len(c.Node.Connect) == 0 {
+		return fmt.Errorf("config: node.listen: set node.listen (accept mesh connections) and/or node.connect (join via a node's AP address, e.g. 10.x.y.1:5555)")
 	}
 	return nil
 }

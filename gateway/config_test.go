@@ -61,7 +61,6 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"bad mode", "node:\n  id: 1\n  listen: ':5555'\n", []string{"ota.mode=fast"}, "ota.mode"},
 		{"bad set key", "node:\n  id: 1\n  listen: ':5555'\n", []string{"ota.speed=1"}, `unknown key "ota.speed"`},
 		{"set section", "node:\n  id: 1\n  listen: ':5555'\n", []string{"ota=1"}, "is a section"},
-		{"no join", "node:\n  id: 1\n", nil, "node.listen"},
 		{"bad connect", "node:\n  id: 1\n  connect: ['nohost']\n", nil, "node.connect[0]"},
 		{"not a mapping", "- 1\n- 2\n", nil, "top level must be a mapping"},
 		{"section scalar", "node: 5\n", nil, "node must be a mapping"},
@@ -75,6 +74,13 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 				t.Fatalf("error %v, want mention of %q", err, c.want)
 			}
 		})
+	}
+	cfg, err := LoadConfig(writeConfig(t, "node:\n  id: 1\n"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.ValidateTCP(); err == nil || !strings.Contains(err.Error(), "node.listen") {
+		t.Fatalf("joining nothing: %v", err)
 	}
 	if _, err := LoadConfig(filepath.Join(t.TempDir(), "absent.yaml"), nil, nil); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("missing file: %v", err)

@@ -118,8 +118,9 @@ func (g *Gateway) Plugins(now time.Time) []mesh.Plugin {
 			RebootCount:  st.RebootLoopCount,
 			RebootWindow: st.RebootLoopWindow.D(),
 		},
-		Local:  local,
-		Logger: g.log.With("component", "status"),
+		Local:         local,
+		LocalInterval: st.ReportInterval.D(),
+		Logger:        g.log.With("component", "status"),
 	}, now)
 	d := ota.NewDistributor(ota.DistributorConfig{
 		AnnounceInterval: g.cfg.OTA.AnnounceInterval.D(),
@@ -186,6 +187,9 @@ func (g *Gateway) specFor(s ota.CampaignSnapshot) (ota.CampaignSpec, error) {
 
 // RunTCP joins the mesh over TCP as configured and runs until ctx ends.
 func (g *Gateway) RunTCP(ctx context.Context) error {
+	if err := g.cfg.ValidateTCP(); err != nil {
+		return err
+	}
 	d, err := tcp.New(tcp.Config{
 		Node:           mesh.Config{ID: g.cfg.Node.ID, Root: g.cfg.Node.Root, ContainsRoot: g.cfg.Node.Root, TimeAuthority: g.cfg.Node.TimeAuthority},
 		Plugins:        g.Plugins(time.Now()),

@@ -1,0 +1,32 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRunDemo(t *testing.T) {
+	var out bytes.Buffer
+	res, err := RunDemo(context.Background(), DemoConfig{Nodes: 6, Speed: 20, ImageSize: 64 << 10, Duration: 60 * time.Second,
+		MQTTListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", JSON: true, StopWhenDone: true}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Completed != 6 || res.Failed != 0 || res.OTASeconds == 0 || res.Online != 7 {
+		t.Fatalf("demo result %+v\n%s", res, out.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	var first map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first["event"] != "started" || !strings.HasPrefix(first["mqtt"].(string), "mqtt://127.0.0.1:") {
+		t.Fatalf("first line %q", lines[0])
+	}
+	for _, l := range lines {
+		if !json.Valid([]byte(l)) {
+			t.Fatalf("not JSON: %q", l)
+		}
+	}
+}
