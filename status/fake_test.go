@@ -43,6 +43,7 @@ type fakeHost struct {
 	// eventTimes[i] is when events[i] was emitted.
 	eventTimes []time.Time
 	sent       [][]byte
+	high       [][]byte // sent with SendRawPriority
 	probes     []uint32
 }
 
@@ -172,6 +173,13 @@ func (h *fakeHost) SendRaw(now time.Time, msg []byte) error {
 	h.stats.MessagesTx++
 	h.stats.BytesTx += uint64(len(msg))
 	return nil
+}
+
+func (h *fakeHost) SendRawPriority(now time.Time, msg []byte, p mesh.Priority) error {
+	if p < mesh.PriorityNormal {
+		h.high = append(h.high, slices.Clone(msg))
+	}
+	return h.SendRaw(now, msg)
 }
 
 func (h *fakeHost) StartDelayMeasurement(now time.Time, id uint32) bool {

@@ -275,9 +275,27 @@ func (r *Reporter) flagsNow(now time.Time) AlertFlags {
 	return m.Alerts | r.cfg.Thresholds.Flags(&m)
 }
 
-// send encodes and routes p, counting it.
+// PrioritySender is implemented by hosts that can queue a message ahead of
+// normal traffic on its first hop. A Reporter whose host implements it
+// sends priority frames with mesh.PriorityHigh; with other hosts they
+// only go out early, at normal priority.
+type PrioritySender interface {
+	SendRawPriority(now time.Time, msg []byte, p mesh.Priority) error
+}
+
+// send routes msg, counting it.
 func (r *Reporter) send(now time.Time, typ int, msg []byte) error {
-	if err := r.host.SendRaw(now, msg); err != nil {
+	return r.sendPriority(now, typ, msg, false)
+}
+
+func (r *Reporter) sendPriority(now time.Time, typ int, msg []byte, high bool) error {
+	var err error
+	if ps, ok := r.host.(PrioritySender); ok && high {
+		err = ps.SendRawPriority(now, msg, mesh.PriorityHigh)
+	} else {
+		err = r.host.SendRaw(now, msg)
+	}
+	if err != nil {
 		r.traffic.Failed++
 		return err
 	}
@@ -296,7 +314,7 @@ func (r *Reporter) sendFrame(now time.Time, priority bool) {
 	frame := r.enc.Encode(now, r.host.NodeTime(now), m.Values(), priority)
 	p := TelemetryPackage{From: r.host.ID(), Dest: dest, Frame: frame}
 	r.sentFlags = m.Alerts
-	if err := r.send(now, TypeTelemetry, p.AppendJSON(nil)); err != nil {
+	if err := r.sendPriority(now, TypeTelemetry, p.AppendJSON(nil), priority); err != nil {
 		// The frame is lost; make sure the next one stands alone.
 		r.enc.RequestKeyframe()
 		if !r.unreachable {

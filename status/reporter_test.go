@@ -163,6 +163,11 @@ func TestReporterPriorityFrameOnNewAlert(t *testing.T) {
 	if at := sink.times[1].Sub(epoch); at != 11*time.Second {
 		t.Errorf("priority frame at %v, want at the first check after the change (11 s)", at)
 	}
+	// It was queued ahead of normal traffic; the regular frame was not.
+	a := m.nodes[nodeA]
+	if len(a.high) != 1 || string(a.high[0]) != string(a.sent[len(a.sent)-1]) {
+		t.Errorf("%d high-priority sends", len(a.high))
+	}
 	// The bit stays set: no further priority frames, the next regular
 	// one at 30 s.
 	m.run(epoch.Add(36 * time.Second))
