@@ -99,7 +99,7 @@ type DroppedConnection struct {
 	EventBase
 	Conn   ConnID
 	NodeID uint32 // 0 if the connection never synced
-	Reason string // "closed", "timeout", "invalid sync", "already connected", ...
+	Reason string // "closed", "timeout", "invalid sync", "already connected", "replaced"
 }
 
 // TimeAdjusted is reported after every TIME_REPLY this node computed an
@@ -115,6 +115,17 @@ type DelayMeasured struct {
 	EventBase
 	NodeID uint32
 	Delay  int32 // one-way estimate, µs
+}
+
+// ConnInfo describes one connection of a node (Node.Connections).
+type ConnInfo struct {
+	Conn    ConnID
+	NodeID  uint32 // the neighbour's id; 0 until the first node sync
+	Station bool   // we connected (STA side)
+	Synced  bool   // the first node sync succeeded
+	// SubtreeSize is the number of nodes reachable through this
+	// connection, the neighbour included; 0 while not synced.
+	SubtreeSize int
 }
 
 // Host is the part of a Node a plugin may use. *Node implements it.

@@ -6,17 +6,6 @@ import (
 	"github.com/meshfleet/meshfleet/protocol"
 )
 
-// ConnInfo describes one connection of a node (Node.Connections).
-type ConnInfo struct {
-	Conn    ConnID
-	NodeID  uint32 // the neighbour's id; 0 until the first node sync
-	Station bool   // we connected (STA side)
-	Synced  bool   // the first node sync succeeded
-	// SubtreeSize is the number of nodes reachable through this
-	// connection, the neighbour included; 0 while not synced.
-	SubtreeSize int
-}
-
 // conn is one neighbour link: the C++ Connection with its Neighbour
 // layout state and its three tasks (PROTOCOL.md §4.2, §6.3).
 type conn struct {
@@ -49,8 +38,9 @@ type conn struct {
 // pendingReply is a TIME_SYNC or TIME_DELAY reply with t1 fixed at
 // receipt; t2 is taken when it is sent.
 type pendingReply struct {
-	at  time.Time
-	pkg protocol.TimeSync
+	at   time.Time
+	pkg  protocol.TimeSync
+	prio Priority
 }
 
 // due reports whether the armed timer t has expired at now.

@@ -111,7 +111,10 @@ func (tn *testNet) cut(c ConnID) {
 // settle moves every output into the network and delivers whatever is due
 // now, until nothing is left to do at this instant.
 func (tn *testNet) settle() {
-	for {
+	for steps := 0; ; steps++ {
+		if steps > 100000 {
+			tn.t.Fatalf("message storm: %d deliveries at %v without settling", steps, tn.since())
+		}
 		for _, n := range tn.nodes {
 			tn.collect(n)
 		}

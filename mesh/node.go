@@ -7,6 +7,8 @@ import (
 	"github.com/meshfleet/meshfleet/protocol"
 )
 
+var _ Host = (*Node)(nil)
+
 // Node is one painlessMesh node: its connections, the layout learnt by node
 // sync (§4), routing (§5) and the synchronised clock (§6). It is not safe
 // for concurrent use; a driver steps it from one goroutine.
@@ -262,7 +264,7 @@ func (n *Node) runDue(now time.Time) {
 				r := c.replies[0]
 				c.replies = c.replies[1:]
 				r.pkg.Msg.T2 = n.NodeTime(now)
-				n.enqueue(c, r.pkg.AppendJSON(nil), PriorityHigh)
+				n.enqueue(c, r.pkg.AppendJSON(nil), r.prio)
 				fired = true
 			}
 			if due(c.timeoutAt, now) {

@@ -105,7 +105,11 @@ func (n *Node) handleTimeDelay(now time.Time, c *conn, msg []byte) {
 func (n *Node) replyLater(now time.Time, c *conn, typ int, ts *protocol.TimeSync, receivedAt uint32) {
 	r := protocol.TimeSync{Type: typ, Dest: ts.From, From: n.cfg.ID,
 		Msg: protocol.TimeMsg{Type: protocol.TimeReply, T0: ts.Msg.T0, T1: receivedAt}}
-	c.replies = append(c.replies, pendingReply{at: now.Add(max(n.cfg.Timing.TimeReplyProcessing, 0)), pkg: r})
+	prio := PriorityHigh // time sync goes at priority 1, TIME_DELAY at the default
+	if typ == protocol.TypeTimeDelay {
+		prio = PriorityNormal
+	}
+	c.replies = append(c.replies, pendingReply{at: now.Add(max(n.cfg.Timing.TimeReplyProcessing, 0)), pkg: r, prio: prio})
 }
 
 // StartDelayMeasurement sends a TIME_DELAY request to node id
