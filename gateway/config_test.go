@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,5 +85,21 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 	}
 	if _, err := LoadConfig(filepath.Join(t.TempDir(), "absent.yaml"), nil, nil); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	cfg, err := LoadConfig("../gateway.example.yaml", nil, []string{"node.id=7", "node.listen=:5555"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.ValidateTCP(); err != nil {
+		t.Fatal(err)
+	}
+	def := DefaultConfig()
+	def.Node.ID, def.Node.Listen = 7, ":5555"
+	def.Node.Connect = []string{}
+	if fmt.Sprintf("%+v", cfg) != fmt.Sprintf("%+v", def) {
+		t.Fatalf("the example documents other values than the defaults:\n%+v\n%+v", cfg, def)
 	}
 }

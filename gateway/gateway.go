@@ -10,6 +10,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,6 +62,7 @@ type Gateway struct {
 	dirty     bool                            // campaign or alert state changed since the last save
 	alertData []byte                          // alert state to restore into the next collector
 	mqttUp    bool
+	publicKey ed25519.PublicKey // firmware.public_key: campaigns only for images it verifies
 
 	// Addresses actually bound (":0" in the config picks a free port);
 	// set before Ready is closed.
@@ -91,6 +93,11 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: log, store: store, fan: newFanout(), started: time.Now(), history: map[string]ota.CampaignSnapshot{}, ready: make(chan struct{})}
 	if err := g.loadState(); err != nil {
 		return nil, err
+	}
+	if cfg.Firmware.PublicKeyFile != "" {
+		if g.publicKey, err = firmware.LoadPublicKey(cfg.Firmware.PublicKeyFile); err != nil {
+			return nil, fmt.Errorf("firmware.public_key: %w", err)
+		}
 	}
 	return g, nil
 }

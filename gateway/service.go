@@ -240,6 +240,11 @@ func (g *Gateway) StartCampaign(ctx context.Context, req fleet.CampaignRequest) 
 	if err := firmware.ValidateMethod(method); err != nil {
 		return fleet.Campaign{}, fmt.Errorf("%w: %w", err, fleet.ErrInvalid)
 	}
+	if g.publicKey != nil {
+		if err := g.store.VerifySignature(img.ID, g.publicKey); err != nil {
+			return fleet.Campaign{}, fmt.Errorf("image %s is not signed by firmware.public_key: %w: %w", img.ID, err, fleet.ErrInvalid)
+		}
+	}
 	data, err := g.store.ReadAll(img.ID)
 	if err != nil {
 		return fleet.Campaign{}, err
