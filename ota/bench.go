@@ -206,7 +206,9 @@ func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
 		limit = cfg.StockLimit
 	case "stock-broadcast":
 		spec.Mode, spec.StockBroadcast = ModeStock, true
-		limit = cfg.StockLimit
+		// Stock announces for an hour; a transfer nobody started by then
+		// never starts.
+		limit = min(cfg.StockLimit, time.Hour+5*time.Minute)
 	case "pipelined":
 		spec.Mode = ModePipelined
 	case "broadcast":

@@ -27,7 +27,7 @@ type DistributorConfig struct {
 	// every child while it sends.
 	ChunkSize   int
 	QueueBudget int // bytes of one pushed chunk times the busiest fan-out, 12 KiB (a third of an ESP8266 radio queue, so upstream delays that bunch chunks do not overflow it)
-	Window           int           // pipelined window suggested to receivers, 8
+	Window      int // pipelined window suggested to receivers, 8
 	// Radio is the airtime model the distributor paces its sends with and
 	// sizes the broadcast push rate from (the busiest radio in the tree).
 	Radio Radio

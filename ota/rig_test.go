@@ -51,34 +51,39 @@ func testCompress(method string, img []byte) ([]byte, error) {
 func testDecode(method string, r io.Reader) (io.Reader, error) { return flate.NewReader(r), nil }
 
 type rig struct {
-	t      *testing.T
-	net    *sim.Network
-	dist   *Distributor
-	distND *sim.Node
-	nodes  []*sim.Node // receivers
-	stores map[uint32]*MemoryStore
-	recv   map[uint32]*Receiver
-	events []Progress
-	rcfg   func(id uint32) ReceiverConfig
+	t        *testing.T
+	net      *sim.Network
+	dist     *Distributor
+	distND   *sim.Node
+	nodes    []*sim.Node // receivers
+	stores   map[uint32]*MemoryStore
+	recv     map[uint32]*Receiver
+	events   []Progress
+	rcfg     func(id uint32) ReceiverConfig
+	logDrops bool
 }
 
 type rigOpts struct {
-	n       int
-	model   sim.Model
-	seed    uint64
-	fanOut  int
-	dcfg    DistributorConfig
-	rcfg    func(id uint32) ReceiverConfig
-	initial string // md5 installed on receivers
-	trace   io.Writer
+	n        int
+	model    sim.Model
+	seed     uint64
+	fanOut   int
+	dcfg     DistributorConfig
+	rcfg     func(id uint32) ReceiverConfig
+	initial  string // md5 installed on receivers
+	trace    io.Writer
+	logDrops bool
 }
 
 func newRig(t *testing.T, o rigOpts) *rig {
 	t.Helper()
-	r := &rig{t: t, stores: map[uint32]*MemoryStore{}, recv: map[uint32]*Receiver{}, rcfg: o.rcfg}
+	r := &rig{t: t, stores: map[uint32]*MemoryStore{}, recv: map[uint32]*Receiver{}, rcfg: o.rcfg, logDrops: o.logDrops}
 	r.net = sim.New(sim.Config{Seed: o.seed, Model: o.model, Trace: o.trace, OnEvent: func(n *sim.Node, at time.Time, ev mesh.Event) {
 		if p, ok := ev.(Progress); ok {
 			r.events = append(r.events, p)
+		}
+		if d, ok := ev.(mesh.DroppedConnection); ok && r.logDrops {
+			r.t.Logf("%v node %d dropped %d: %s", at.Sub(sim.DefaultEpoch), n.ID(), d.NodeID, d.Reason)
 		}
 	}})
 	if o.dcfg.Compress == nil {
