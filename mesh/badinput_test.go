@@ -4,6 +4,7 @@ package mesh
 // closes a connection. Also the fuzz target and the relay benchmarks.
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -110,6 +111,9 @@ func TestBadCalls(t *testing.T) {
 	}
 	if err := p.n.SendRaw(p.now, nil); err == nil {
 		t.Error("SendRaw(nil) succeeded")
+	}
+	if err := p.n.SendPackage(p.now, nil); !errors.Is(err, ErrNotRoutable) {
+		t.Errorf("SendPackage(nil) = %v", err)
 	}
 	if s := p.n.Stats(); s.MessagesDropped < 1 {
 		t.Errorf("stats %+v", s)

@@ -159,6 +159,9 @@ func (n *Node) SendSingle(now time.Time, dest uint32, msg string) bool {
 // or NEIGHBOUR without dest, to every synced neighbour.
 func (n *Node) SendPackage(now time.Time, p protocol.Package) error {
 	n.now = now
+	if p == nil {
+		return fmt.Errorf("mesh: send: nil package: %w", ErrNotRoutable)
+	}
 	return n.send(p.AppendJSON(nil))
 }
 
