@@ -1,0 +1,112 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshfleet/meshfleet/sim"
+)
+
+func init() { rootCmd.AddCommand(newSimCmd()) }
+
+func newSimCmd() *cobra.Command {
+	var (
+		nodes      int
+		topology   string
+		seed       uint64
+		duration   time.Duration
+		loss       float64
+		link       string
+		broadcasts int
+		singles    int
+		asJSON     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "sim",
+		Short: "Simulate a painlessMesh network deterministically and report how it behaves",
+		Long: `Simulate a mesh of stock painlessMesh nodes in virtual time: build the
+topology, wait until every node knows every other, send broadcasts and
+single messages, and report convergence time, delivery and time-sync
+offset. The same flags and seed give the same result, bit for bit.
+
+Link models: ` + strings.Join(sim.Models(), ", ") + ` (see the README's link model section).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			topo, err := sim.ParseTopology(topology)
+			if err != nil {
+				return err
+			}
+			model, err := sim.ParseModel(link)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("loss") && (loss < 0 || loss > 1 || loss != loss) {
+				return fmt.Errorf("--loss %v: want a probability between 0 and 1", loss)
+			}
+			if duration <= 0 {
+				return fmt.Errorf("--duration %v: want a positive duration", duration)
+			}
+			if broadcasts < 0 || singles < 0 {
+				return fmt.Errorf("--broadcasts and --singles must not be negative")
+			}
+			model.Link.Loss = loss
+			rep, runErr := sim.RunScenario(cmd.Context(), sim.ScenarioConfig{
+				Nodes: nodes, Topology: topo, Seed: seed, Duration: duration,
+				Link: model, Broadcasts: broadcasts, Singles: singles,
+			})
+			if runErr != nil && !errors.Is(runErr, sim.ErrNotConverged) {
+				return runErr
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				if err := enc.Encode(rep); err != nil {
+					return err
+				}
+			} else if err := writeSimReport(cmd.OutOrStdout(), rep); err != nil {
+				return err
+			}
+			return runErr
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&nodes, "nodes", 10, "number of nodes")
+	f.StringVar(&topology, "topology", "random", "topology: "+strings.Join(sim.Topologies(), "|"))
+	f.Uint64Var(&seed, "seed", 1, "random seed (same seed, same run)")
+	f.DurationVar(&duration, "duration", sim.DefaultScenarioTime, "virtual time to simulate, convergence included")
+	f.Float64Var(&loss, "loss", 0, "probability that a message on a link is lost (0..1)")
+	f.StringVar(&link, "link", "esp8266", "link model: "+strings.Join(sim.Models(), "|"))
+	f.IntVar(&broadcasts, "broadcasts", 20, "broadcasts to send after convergence")
+	f.IntVar(&singles, "singles", 20, "single messages to send after convergence")
+	f.BoolVar(&asJSON, "json", false, "print the report as one JSON object")
+	return cmd
+}
+
+func writeSimReport(w io.Writer, r sim.Report) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "mesh\t%d nodes, %s, %s link, seed %d\n", r.Nodes, r.Topology, r.Link, r.Seed)
+	if r.ConvergedAtS != nil {
+		fmt.Fprintf(tw, "converged after\t%.3f s\n", *r.ConvergedAtS)
+		fmt.Fprintf(tw, "broadcasts delivered once\t%.1f%% of %d × %d receivers\n",
+			100*r.BroadcastDeliveredOnce, r.Broadcasts, r.Nodes-1)
+		fmt.Fprintf(tw, "singles delivered\t%.1f%% of %d\n", 100*r.SingleDelivered, r.Singles)
+	} else {
+		fmt.Fprintf(tw, "converged after\tnever (no traffic sent)\n")
+	}
+	fmt.Fprintf(tw, "max time offset\t%d µs\n", r.MaxTimeOffsetUS)
+	fmt.Fprintf(tw, "link transmissions\t%d messages, %d bytes\n", r.LinkMessages, r.LinkBytes)
+	fmt.Fprintf(tw, "lost / queue drops\t%d / %d\n", r.Lost, r.QueueDrops)
+	speed := ""
+	if r.WallS > 0 {
+		speed = fmt.Sprintf(" (%.0f× real time)", r.VirtualS/r.WallS)
+	}
+	fmt.Fprintf(tw, "virtual time\t%.3f s\n", r.VirtualS)
+	fmt.Fprintf(tw, "wall time\t%.3f s%s\n", r.WallS, speed)
+	return tw.Flush()
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestSimCommandJSON(t *testing.T) {
+	out, _, err := execute(t, context.Background(), nil,
+		"sim", "--nodes", "8", "--topology", "chain", "--seed", "4", "--duration", "3m", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep map[string]any
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("output is not one JSON object: %v\n%s", err, out)
+	}
+	for _, k := range []string{"converged_at_s", "broadcast_delivered_once", "single_delivered",
+		"max_time_offset_us", "virtual_s", "wall_s"} {
+		if _, ok := rep[k]; !ok {
+			t.Errorf("report lacks %q", k)
+		}
+	}
+	if rep["broadcast_delivered_once"] != 1.0 || rep["single_delivered"] != 1.0 || rep["virtual_s"] != 180.0 {
+		t.Errorf("report %v", rep)
+	}
+	if c, ok := rep["converged_at_s"].(float64); !ok || c <= 0 {
+		t.Errorf("converged_at_s %v", rep["converged_at_s"])
+	}
+}
+
+func TestSimCommandTable(t *testing.T) {
+	out, _, err := execute(t, context.Background(), nil, "sim", "--nodes", "5", "--duration", "2m", "--link", "esp32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"5 nodes, random, esp32 link, seed 1", "converged after", "100.0% of 20", "virtual time"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestSimCommandNotConverged(t *testing.T) {
+	out, _, err := execute(t, context.Background(), nil, "sim", "--nodes", "30", "--topology", "chain", "--duration", "1ms", "--json")
+	if err == nil || !strings.Contains(err.Error(), "did not converge") {
+		t.Fatalf("err %v, want a convergence error", err)
+	}
+	if !strings.Contains(out, `"converged_at_s":null`) {
+		t.Errorf("report not printed or converged: %s", out)
+	}
+}
+
+func TestSimCommandBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"sim", "--topology", "ring"},
+		{"sim", "--link", "esp9000"},
+		{"sim", "--loss", "1.5"},
+		{"sim", "--nodes", "1"},
+		{"sim", "--duration", "-1s"},
+		{"sim", "--broadcasts", "-3"},
+	} {
+		if _, _, err := execute(t, context.Background(), nil, args...); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}
