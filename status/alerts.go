@@ -131,7 +131,7 @@ func (a *Alert) Type() string {
 	return a.Kind.String()
 }
 
-// Transition is what happened to an alert.
+// AlertTransition is what happened to an alert.
 type AlertTransition uint8
 
 // Alert transitions.
