@@ -172,8 +172,18 @@ func (n *Node) SendRaw(now time.Time, msg []byte) error {
 	return n.send(clone(msg))
 }
 
+// SendRawPriority is SendRaw with a queue priority: the first hop writes
+// it ahead of queued lower-priority messages (relays queue at normal
+// priority, as stock ones do). Status plugins use it for critical frames.
+func (n *Node) SendRawPriority(now time.Time, msg []byte, p Priority) error {
+	n.now = now
+	return n.sendPriority(clone(msg), p)
+}
+
 // send routes data, which the node now owns.
-func (n *Node) send(data []byte) error {
+func (n *Node) send(data []byte) error { return n.sendPriority(data, PriorityNormal) }
+
+func (n *Node) sendPriority(data []byte, prio Priority) error {
 	h, err := protocol.ParseHeader(data)
 	if err != nil {
 		return fmt.Errorf("mesh: send: %w", err)
@@ -184,9 +194,9 @@ func (n *Node) send(data []byte) error {
 		if next == nil {
 			return fmt.Errorf("mesh: send type %d to %d: %w", h.Type, h.Dest, ErrNoRoute)
 		}
-		n.enqueue(next, data, PriorityNormal)
+		n.enqueue(next, data, prio)
 	case h.Routing == protocol.RouteBroadcast || h.Routing == protocol.RouteNeighbour:
-		n.broadcast(data)
+		n.broadcastPriority(data, prio)
 	default:
 		return fmt.Errorf("mesh: send type %d: %w", h.Type, ErrNotRoutable)
 	}
@@ -195,11 +205,13 @@ func (n *Node) send(data []byte) error {
 
 // broadcast queues data on every synced connection (router::broadcast
 // with exclude 0).
-func (n *Node) broadcast(data []byte) {
+func (n *Node) broadcast(data []byte) { n.broadcastPriority(data, PriorityNormal) }
+
+func (n *Node) broadcastPriority(data []byte, prio Priority) {
 	n.ready.Messages = slices.Grow(n.ready.Messages, len(n.conns))
 	for _, c := range n.conns {
 		if c.routable() {
-			n.enqueue(c, data, PriorityNormal)
+			n.enqueue(c, data, prio)
 		}
 	}
 }
