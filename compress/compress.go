@@ -145,12 +145,23 @@ type source struct {
 	err error
 }
 
+// Read also turns a reader that keeps returning nothing into io.ErrNoProgress (as bufio
+// does when filling), since io.ReadFull inside zlib would otherwise spin forever.
 func (s *source) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	if err != nil && err != io.EOF {
-		s.err = err
+	if len(p) == 0 {
+		return 0, nil
 	}
-	return n, err
+	for range 100 {
+		n, err := s.r.Read(p)
+		if err != nil && err != io.EOF {
+			s.err = err
+		}
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+	s.err = io.ErrNoProgress
+	return 0, s.err
 }
 
 type decompressor struct {
@@ -222,7 +233,7 @@ func (d *decompressor) classify(err error) error {
 
 // DecompressTo decodes the m-encoded stream read from r into w and returns how many bytes
 // it wrote. It guards against decompression bombs: if the output would exceed maxOut
-// bytes it stops after writing maxOut and returns an error wrapping ErrTooLarge.
+// bytes it writes the first maxOut and returns an error wrapping ErrTooLarge.
 func DecompressTo(m Method, r io.Reader, w io.Writer, maxOut int64) (int64, error) {
 	if maxOut < 0 {
 		return 0, fmt.Errorf("decompress %s: negative output limit %d", m, maxOut)
@@ -231,21 +242,42 @@ func DecompressTo(m Method, r io.Reader, w io.Writer, maxOut int64) (int64, erro
 	if err != nil {
 		return 0, err
 	}
-	n, err := io.CopyN(w, d, maxOut)
-	if err == io.EOF {
-		return n, nil
+	buf := make([]byte, 32<<10)
+	var n int64
+	for empty := 0; ; {
+		k, rerr := d.Read(buf)
+		if k == 0 && rerr == nil {
+			// A reader that never delivers must not hang the caller (same limit as bufio).
+			if empty++; empty == 100 {
+				rerr = io.ErrNoProgress
+			}
+		} else {
+			empty = 0
+		}
+		if k > 0 {
+			over := n+int64(k) > maxOut
+			if over {
+				k = int(maxOut - n)
+			}
+			wn, werr := w.Write(buf[:k])
+			n += int64(wn)
+			if werr == nil && wn < k {
+				werr = io.ErrShortWrite
+			}
+			if werr != nil {
+				return n, fmt.Errorf("decompress %s: write output: %w", m, werr)
+			}
+			if over {
+				return n, fmt.Errorf("decompress %s: output exceeds %d bytes: %w", m, maxOut, ErrTooLarge)
+			}
+		}
+		switch {
+		case rerr == io.EOF:
+			return n, nil
+		case rerr != nil && m == None:
+			return n, fmt.Errorf("decompress %s: read input: %w", m, rerr)
+		case rerr != nil:
+			return n, rerr
+		}
 	}
-	if err != nil {
-		return n, err
-	}
-	// Exactly maxOut bytes so far: fine only if the stream ends here.
-	var one [1]byte
-	k, err := io.ReadFull(d, one[:])
-	switch {
-	case k > 0:
-		return n, fmt.Errorf("decompress %s: output exceeds %d bytes: %w", m, maxOut, ErrTooLarge)
-	case err == io.EOF:
-		return n, nil
-	}
-	return n, err
 }

@@ -232,6 +232,18 @@ func TestInputErrors(t *testing.T) {
 	}
 }
 
+type emptyReader struct{}
+
+func (emptyReader) Read([]byte) (int, error) { return 0, nil }
+
+func TestStalledInput(t *testing.T) {
+	for _, m := range Methods() {
+		if _, err := DecompressTo(m, emptyReader{}, io.Discard, 100); !errors.Is(err, io.ErrNoProgress) {
+			t.Errorf("%s: reader that never returns data: %v", m, err)
+		}
+	}
+}
+
 type noRead struct{ t *testing.T }
 
 func (r noRead) Read([]byte) (int, error) {
@@ -254,8 +266,8 @@ func (failWriter) Write([]byte) (int, error) { return 0, errors.New("flash write
 func TestOutputError(t *testing.T) {
 	for _, m := range Methods() {
 		enc := mustCompress(t, m, FirmwareLike(10000, 1))
-		if _, err := DecompressTo(m, bytes.NewReader(enc), failWriter{}, 1<<20); err == nil {
-			t.Errorf("%s: failing writer not reported", m)
+		if _, err := DecompressTo(m, bytes.NewReader(enc), failWriter{}, 1<<20); err == nil || errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: failing writer reported as %v", m, err)
 		}
 		w, err := NewCompressor(m, failWriter{})
 		if err != nil {
