@@ -129,6 +129,9 @@ type Reporter struct {
 
 	latency   EWMA // µs
 	latencyAt time.Time
+	// probeSpoiled: the node's clock moved since the last TIME_DELAY
+	// request went out, so its round trip measures the jump, not the path.
+	probeSpoiled bool
 
 	answers []answer
 	traffic Traffic
@@ -342,6 +345,7 @@ func (r *Reporter) Tick(now time.Time) {
 	}
 	if due(r.nextProbe, now) {
 		r.nextProbe = nextAfter(r.nextProbe, r.cfg.ProbeInterval, now)
+		r.probeSpoiled = false // a new round trip starts (its answer may come at once)
 		if c := r.Collector(); c != 0 && c != r.host.ID() && r.host.StartDelayMeasurement(now, c) {
 			// Count the request the node sends for us (its reply comes
 			// from the collector's node and is not ours).
@@ -422,12 +426,17 @@ func earliest(a, b time.Time) time.Time {
 }
 
 // OnEvent implements mesh.EventObserver: delay measurements to the
-// collector become the latency; a new connection after the collector was
-// unreachable brings the next frame (a keyframe) forward.
+// collector become the latency, unless the node's clock was adjusted
+// while the measurement was under way; a new connection after the
+// collector was unreachable brings the next frame (a keyframe) forward.
 func (r *Reporter) OnEvent(now time.Time, ev mesh.Event) {
 	switch e := ev.(type) {
+	case mesh.TimeAdjusted:
+		if e.Offset != 0 {
+			r.probeSpoiled = true
+		}
 	case mesh.DelayMeasured:
-		if e.NodeID == r.Collector() && e.Delay > 0 {
+		if e.NodeID == r.Collector() && e.Delay > 0 && !r.probeSpoiled {
 			r.latency.Update(float64(e.Delay), latencyAlpha)
 			r.latencyAt = now
 		}
