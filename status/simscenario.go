@@ -1,0 +1,872 @@
+package status
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/meshfleet/meshfleet/mesh"
+	"github.com/meshfleet/meshfleet/protocol"
+	"github.com/meshfleet/meshfleet/sim"
+	"github.com/meshfleet/meshfleet/status/telemetry"
+)
+
+// ScenarioInterval is the telemetry interval of the status scenario. The
+// age of the root's data about a node runs from the path latency up to one
+// interval plus that latency, so its 99th percentile is about 0.99
+// interval: 1 s keeps it under 2 s, 2 s would not (frames state their
+// interval in whole seconds, so nothing lies between).
+const ScenarioInterval = time.Second
+
+// Scenario fault timing: the silent node stays down this long before it
+// restarts, and the low-memory node stays low this long.
+const (
+	scenarioDownTime = 30 * time.Second
+	scenarioLowTime  = 30 * time.Second
+	// scenarioMinWindow is the shortest measurement window that has room
+	// for both faults and their recovery.
+	scenarioMinWindow = 100 * time.Second
+	// scenarioReadyLimit bounds the wait, after the mesh converged, for
+	// every node to be online at the root.
+	scenarioReadyLimit = time.Minute
+	// Free heap of the low-memory fault: under the 10 KB LOW_MEMORY
+	// threshold, above the 5 KB critical one.
+	scenarioLowMemory = 8 * 1024
+)
+
+// ScenarioConfig describes one status scenario: the mesh of the meshfleet
+// sim command with a Collector on the root and a Reporter on every other
+// node, a node that goes silent and one that runs low on memory.
+type ScenarioConfig struct {
+	Nodes    int // the root included
+	Topology sim.Topology
+	Seed     uint64
+	// Duration is the whole run in virtual time, convergence included
+	// (default sim.DefaultScenarioTime).
+	Duration time.Duration
+	// Link is the link model; a zero Model means sim.ESP8266().
+	Link sim.Model
+	// Loss, if positive, replaces Link.Link.Loss.
+	Loss float64
+	// Interval is the nodes' telemetry interval, whole seconds (default
+	// ScenarioInterval).
+	Interval time.Duration
+}
+
+func (c *ScenarioConfig) normalise() error {
+	if c.Nodes < 2 || c.Nodes > sim.MaxScenarioNodes {
+		return fmt.Errorf("status: scenario needs 2..%d nodes, got %d", sim.MaxScenarioNodes, c.Nodes)
+	}
+	if c.Topology == "" {
+		c.Topology = sim.TopologyRandom
+	}
+	if _, err := sim.ParseTopology(string(c.Topology)); err != nil {
+		return err
+	}
+	if c.Duration == 0 {
+		c.Duration = sim.DefaultScenarioTime
+	}
+	if c.Duration < 0 {
+		return fmt.Errorf("status: negative scenario duration %v", c.Duration)
+	}
+	if c.Link == (sim.Model{}) {
+		c.Link = sim.ESP8266()
+	}
+	if c.Loss != 0 {
+		if !(c.Loss > 0 && c.Loss <= 1) {
+			return fmt.Errorf("status: loss %v outside [0,1]", c.Loss)
+		}
+		c.Link.Link.Loss = c.Loss
+	}
+	if c.Interval == 0 {
+		c.Interval = ScenarioInterval
+	}
+	if c.Interval < time.Second || c.Interval%time.Second != 0 || c.Interval > math.MaxUint16*time.Second {
+		return fmt.Errorf("status: telemetry interval %v: want whole seconds, 1s..%ds", c.Interval, math.MaxUint16)
+	}
+	return c.Link.Validate()
+}
+
+// ScenarioReport is the outcome of RunScenario. Times are virtual. The
+// measurement window runs from the first instant every node is online at
+// the root (or one minute after convergence) to the end of the run.
+type ScenarioReport struct {
+	// Visibility is the fraction of the nodes other than the root that the
+	// root's model has online at the end. VisibilityMin is the smallest
+	// such fraction over the window's samples (one per virtual second),
+	// not counting the silent node from its crash until it is back.
+	Visibility    float64 `json:"visibility"`
+	VisibilityMin float64 `json:"visibility_min"`
+	// FreshnessP99S is the 99th percentile (nearest rank), over one sample
+	// per virtual second of the window for every node counted in
+	// VisibilityMin, of now minus the time the node measured the latest
+	// telemetry the root has accepted from it. FreshnessMaxS is the
+	// largest sample.
+	FreshnessP99S    float64 `json:"freshness_p99_s"`
+	FreshnessMaxS    float64 `json:"freshness_max_s"`
+	FreshnessSamples int     `json:"freshness_samples"`
+	// AlertDetectionS is the worse of OfflineDetectionS and
+	// LowMemoryDetectionS; null when the window was too short for the
+	// faults (under 100 s) or an alert never came.
+	AlertDetectionS *float64 `json:"alert_detection_s"`
+	// OfflineDetectionS: from the silent node's last expected report (the
+	// root's receipt of its last frame plus one interval) to the
+	// node_offline alert at the root. OfflineAfterCrashS: from the crash.
+	OfflineDetectionS  *float64 `json:"offline_detection_s"`
+	OfflineAfterCrashS *float64 `json:"offline_after_crash_s"`
+	// LowMemoryDetectionS: from the moment the node's free heap fell
+	// under the threshold to the low_memory alert at the root;
+	// LowMemoryClearS from its recovery to the alert's clearing.
+	LowMemoryDetectionS *float64 `json:"low_memory_detection_s"`
+	LowMemoryClearS     *float64 `json:"low_memory_clear_s"`
+	// UnexpectedAlerts counts alerts raised in the window other than the
+	// two the faults call for.
+	UnexpectedAlerts int    `json:"unexpected_alerts"`
+	SilentNode       uint32 `json:"silent_node"`
+	LowMemoryNode    uint32 `json:"low_memory_node"`
+
+	// StatusOverheadFraction is the status share of the busiest radio:
+	// for every node, the status bytes its radio sent times its ByteTime
+	// and the status bytes it received times its RxByteTime, each divided
+	// by the window; the largest of these. Status bytes are the packages
+	// of the status types (IsStatusType) and the TIME_DELAY probes the
+	// reporters make, NUL terminators included, counted when a node hands
+	// them to its radio (queue drops included) and when a radio delivers
+	// them. StatusOverheadMean is the status bytes sent over all radios
+	// times ByteTime over (nodes × window): the share of the whole mesh's
+	// capacity. StatusAirtimeFraction is the busiest radio's status
+	// airtime, TxOverhead per message included; StatusOverheadTx the
+	// busiest sender's share (sent bytes only). Zero for a model with
+	// unlimited bandwidth.
+	StatusOverheadFraction float64 `json:"status_overhead_fraction"`
+	StatusOverheadMean     float64 `json:"status_overhead_mean"`
+	StatusOverheadTx       float64 `json:"status_overhead_tx"`
+	StatusAirtimeFraction  float64 `json:"status_airtime_fraction"`
+	BusiestRadio           uint32  `json:"busiest_radio"`
+	BusiestRadioIsRoot     bool    `json:"busiest_radio_is_root"`
+	StatusLinkBytes        uint64  `json:"status_link_bytes"` // sent in the window
+	LinkBytesWindow        uint64  `json:"link_bytes_window"` // everything transmitted in the window
+
+	// Telemetry: frames the nodes sent and the collector's counts (whole
+	// run). ReconstructionChecked counts accepted frames compared with
+	// the values their node encoded (exact equality of every field);
+	// ReconstructionMismatches those that differed. EncodingMismatches
+	// counts frames whose values differ from what the node's providers
+	// and counters said when it sent them.
+	FramesSent               uint64 `json:"frames_sent"`
+	FramesAccepted           uint64 `json:"frames_accepted"`
+	FramesMissed             uint64 `json:"frames_missed"`
+	FramesRefused            uint64 `json:"frames_refused"`
+	KeyframeRequests         uint64 `json:"keyframe_requests"`
+	ReconstructionChecked    uint64 `json:"reconstruction_checked"`
+	ReconstructionMismatches uint64 `json:"reconstruction_mismatches"`
+	EncodingMismatches       uint64 `json:"encoding_mismatches"`
+
+	ConvergedAtS   *float64 `json:"converged_at_s"`
+	StatusReadyAtS *float64 `json:"status_ready_at_s"` // every node online at the root
+	WindowS        float64  `json:"window_s"`
+	VirtualS       float64  `json:"virtual_s"`
+	IntervalS      float64  `json:"interval_s"`
+	Nodes          int      `json:"nodes"`
+	Topology       string   `json:"topology"`
+	Link           string   `json:"link"`
+	Seed           uint64   `json:"seed"`
+	Lost           uint64   `json:"lost"`
+	QueueDrops     uint64   `json:"queue_drops"`
+}
+
+// RunScenario builds the mesh of cfg (node 0 of the topology is the root,
+// with a Collector and its own Reporter; every other node runs a Reporter
+// streaming telemetry every cfg.Interval), waits for the mesh to converge
+// and every node to be online at the root, and measures until
+// cfg.Duration: visibility and freshness every virtual second, a leaf
+// that crashes silently at a quarter of the window (restarted 30 s
+// later), and another leaf whose free heap falls to 8 KB at half of it
+// (for 30 s). It stops with ctx's error if ctx ends (checked every virtual
+// second). If the mesh never converges the report is filled in as far as
+// it goes and the error wraps sim.ErrNotConverged.
+func RunScenario(ctx context.Context, cfg ScenarioConfig) (ScenarioReport, error) {
+	if err := cfg.normalise(); err != nil {
+		return ScenarioReport{}, err
+	}
+	sm, err := newScenarioMesh(cfg, scenarioOptions{})
+	if err != nil {
+		return ScenarioReport{}, err
+	}
+	return sm.run(ctx)
+}
+
+// run runs the scenario of RunScenario on a mesh built by newScenarioMesh.
+func (sm *scenarioMesh) run(ctx context.Context) (ScenarioReport, error) {
+	cfg := sm.cfg
+	rep := ScenarioReport{
+		Nodes: cfg.Nodes, Topology: string(cfg.Topology), Link: cfg.Link.Name, Seed: cfg.Seed,
+		IntervalS: cfg.Interval.Seconds(),
+	}
+	net := sm.net
+	end := net.Now().Add(cfg.Duration)
+	finish := func() ScenarioReport {
+		sm.fillCounts(&rep)
+		rep.VirtualS = net.Elapsed().Seconds()
+		return rep
+	}
+
+	// Convergence, as the sim command's scenario waits for it.
+	converged := false
+	for !converged && net.Now().Before(end) {
+		if err := ctx.Err(); err != nil {
+			return finish(), err
+		}
+		converged = net.RunUntil(net.Converged, min(time.Second, end.Sub(net.Now())))
+	}
+	if !converged {
+		return finish(), fmt.Errorf("%w within %v (%d nodes, %s, %s link)",
+			sim.ErrNotConverged, cfg.Duration, cfg.Nodes, cfg.Topology, cfg.Link.Name)
+	}
+	rep.ConvergedAtS = seconds(net.Elapsed())
+
+	// Every node online at the root.
+	readyBy := minTime(net.Now().Add(scenarioReadyLimit), end)
+	ready := sm.visible() == 1
+	for !ready && net.Now().Before(readyBy) {
+		if err := ctx.Err(); err != nil {
+			return finish(), err
+		}
+		ready = net.RunUntil(func() bool { return sm.visible() == 1 }, min(time.Second, readyBy.Sub(net.Now())))
+	}
+	if ready {
+		rep.StatusReadyAtS = seconds(net.Elapsed())
+	}
+
+	start := net.Now()
+	window := end.Sub(start)
+	rep.WindowS = window.Seconds()
+	sm.startWindow()
+	var silent, lowMem *sim.Node
+	var crashAt, restartAt, lowAt, restoreAt time.Time
+	if window >= scenarioMinWindow {
+		// The deepest leaf goes silent (a node with children would take
+		// its subtree with it) and the deepest other node runs low: their
+		// reports cross the most hops.
+		order := sm.byDepth()
+		if len(order) >= 2 && order[0].leaf {
+			silent, lowMem = sm.net.Node(order[0].id), sm.net.Node(order[1].id)
+			crashAt, lowAt = start.Add(window/4), start.Add(window/2)
+			restartAt, restoreAt = crashAt.Add(scenarioDownTime), lowAt.Add(scenarioLowTime)
+			rep.SilentNode, rep.LowMemoryNode = silent.ID(), lowMem.ID()
+			net.At(crashAt, func() {
+				sm.excluded[silent.ID()] = true
+				net.CrashSilent(silent)
+			})
+			net.At(restartAt, func() { net.Restart(silent) })
+			dev := sm.dev[lowMem.ID()]
+			net.At(lowAt, func() { dev.freeOverride = scenarioLowMemory })
+			net.At(restoreAt, func() { dev.freeOverride = 0 })
+		}
+	}
+
+	// Samples once per virtual second.
+	var ages []float64
+	rep.VisibilityMin = 1
+	for t := start; !t.After(end); t = t.Add(time.Second) {
+		if err := ctx.Err(); err != nil {
+			return finish(), err
+		}
+		net.Run(t)
+		if silent != nil && sm.excluded[silent.ID()] && !t.Before(restartAt) {
+			if st, ok := sm.collector.Model().Node(silent.ID()); ok && st.Online && st.LastSeen.After(restartAt) {
+				delete(sm.excluded, silent.ID())
+			}
+		}
+		vis, sample := sm.sample(t)
+		rep.VisibilityMin = min(rep.VisibilityMin, vis)
+		ages = append(ages, sample...)
+	}
+	net.Run(end)
+
+	rep.Visibility = sm.visible()
+	rep.FreshnessSamples = len(ages)
+	if len(ages) > 0 {
+		slices.Sort(ages)
+		rep.FreshnessP99S = ages[int(math.Ceil(0.99*float64(len(ages))))-1]
+		rep.FreshnessMaxS = ages[len(ages)-1]
+	}
+
+	// Alerts in the window.
+	expected := map[alertKey]bool{}
+	if silent != nil {
+		expected[alertKey{silent.ID(), KindNodeOffline, ""}] = true
+		expected[alertKey{lowMem.ID(), KindLowMemory, ""}] = true
+		// The heap falls at once: a memory trend anomaly is right too.
+		expected[alertKey{lowMem.ID(), KindAnomaly, MetricMemoryTrend}] = true
+	}
+	for _, a := range sm.alertLog {
+		if a.at.Before(start) || a.change.Transition != AlertRaised {
+			continue
+		}
+		al := a.change.Alert
+		if !expected[alertKey{al.Node, al.Kind, al.Metric}] {
+			rep.UnexpectedAlerts++
+		}
+	}
+	if silent != nil {
+		if at, ok := sm.firstAlert(silent.ID(), KindNodeOffline, AlertRaised, crashAt); ok {
+			rep.OfflineAfterCrashS = seconds(at.Sub(crashAt))
+			if last, ok := sm.lastFrameBefore(silent.ID(), at); ok {
+				rep.OfflineDetectionS = seconds(at.Sub(last.Add(cfg.Interval)))
+			}
+		}
+		if at, ok := sm.firstAlert(lowMem.ID(), KindLowMemory, AlertRaised, lowAt); ok {
+			rep.LowMemoryDetectionS = seconds(at.Sub(lowAt))
+		}
+		if at, ok := sm.firstAlert(lowMem.ID(), KindLowMemory, AlertCleared, restoreAt); ok {
+			rep.LowMemoryClearS = seconds(at.Sub(restoreAt))
+		}
+		if rep.OfflineDetectionS != nil && rep.LowMemoryDetectionS != nil {
+			worst := max(*rep.OfflineDetectionS, *rep.LowMemoryDetectionS)
+			rep.AlertDetectionS = &worst
+		}
+	}
+	sm.fillOverhead(&rep, window)
+	return finish(), nil
+}
+
+func seconds(d time.Duration) *float64 {
+	s := d.Seconds()
+	return &s
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// scenarioOptions are the knobs tests turn beyond ScenarioConfig.
+type scenarioOptions struct {
+	// stock says which nodes (by index; 0 is the root) run no Reporter,
+	// like stock ESP nodes.
+	stock func(i int) bool
+}
+
+// simDevice is the hardware of a simulated node as its providers read it:
+// it survives restarts, and scenarios change it while the mesh runs.
+type simDevice struct {
+	stock        bool
+	mem          MemoryModel // Boot is set at every start
+	freeOverride uint32      // when non-zero, the free heap
+	rssi         int8
+	firmware     [2]string
+}
+
+func (d *simDevice) free(now time.Time) uint32 {
+	if d.freeOverride != 0 {
+		return d.freeOverride
+	}
+	return d.mem.Free(now)
+}
+
+func (d *simDevice) providers() Providers {
+	return Providers{
+		Firmware:   func() (string, string) { return d.firmware[0], d.firmware[1] },
+		FreeMemory: d.free,
+		RSSI:       func(time.Time) int8 { return d.rssi },
+	}
+}
+
+// radioTally counts the status traffic of one node's radio.
+type radioTally struct {
+	txMsgs, txBytes, rxBytes uint64
+}
+
+// sentFrame is one telemetry frame as its node encoded it.
+type sentFrame struct {
+	seq    uint16
+	at     time.Time
+	values telemetry.Values
+}
+
+// sentFrames is the recent frames of one node's current start.
+type sentFrames struct {
+	ring [64]sentFrame
+	n    int
+}
+
+func (s *sentFrames) add(f sentFrame) {
+	s.ring[s.n%len(s.ring)] = f
+	s.n++
+}
+
+func (s *sentFrames) find(seq uint16) (sentFrame, bool) {
+	for i := s.n - 1; i >= 0 && i >= s.n-len(s.ring); i-- {
+		if f := s.ring[i%len(s.ring)]; f.seq == seq {
+			return f, true
+		}
+	}
+	return sentFrame{}, false
+}
+
+type alertRecord struct {
+	at     time.Time
+	change AlertChange
+}
+
+// scenarioMesh is a simulated mesh with the status system on it and the
+// instruments that measure it: every node's radio traffic, what every
+// reporter encoded, and what the root made of it.
+type scenarioMesh struct {
+	cfg       ScenarioConfig
+	net       *sim.Network
+	nodes     []*sim.Node // nodes[0] is the root
+	dev       map[uint32]*simDevice
+	collector *Collector // of the root's current start
+
+	tally map[uint32]*radioTally
+	base  map[uint32]radioTally // at the start of the window
+	// baseLinkBytes is the network's transmitted bytes at the window start.
+	baseLinkBytes uint64
+
+	sent      map[uint32]*sentFrames // by node, its current start
+	framesOut uint64
+	// dataAt is, per node, when it measured the latest telemetry the root
+	// accepted; frameAt when the root accepted it (every one, in order).
+	dataAt                            map[uint32]time.Time
+	frameAt                           map[uint32][]time.Time
+	checked, mismatched, badEncodings uint64
+	rootFrames                        uint64 // collector's accepted frames seen so far
+
+	excluded map[uint32]bool // nodes not counted while a fault keeps them away
+	alertLog []alertRecord
+	// reporters is every Reporter started on a node other than the root,
+	// restarts included, in order.
+	reporters []*Reporter
+}
+
+func newScenarioMesh(cfg ScenarioConfig, opt scenarioOptions) (*scenarioMesh, error) {
+	sm := &scenarioMesh{
+		cfg:      cfg,
+		net:      sim.New(sim.Config{Seed: cfg.Seed, Model: cfg.Link}),
+		dev:      map[uint32]*simDevice{},
+		tally:    map[uint32]*radioTally{},
+		sent:     map[uint32]*sentFrames{},
+		dataAt:   map[uint32]time.Time{},
+		frameAt:  map[uint32][]time.Time{},
+		excluded: map[uint32]bool{},
+	}
+	rng := sm.net.Rand()
+	used := map[uint32]bool{}
+	for i := range cfg.Nodes {
+		id := rng.Uint32()
+		for id == 0 || used[id] {
+			id = rng.Uint32()
+		}
+		used[id] = true
+		d := &simDevice{
+			stock: i > 0 && opt.stock != nil && opt.stock(i),
+			// Heaps between 30 and 46 KB that ripple by 1 KB over a few
+			// minutes and leak up to 1 KB an hour: never near the 10 KB
+			// threshold, never a trend worth an anomaly.
+			mem: MemoryModel{Start: 30_000 + uint32(rng.IntN(16_000)), Floor: 20_000, LeakPerHour: uint32(rng.IntN(1000)),
+				Ripple: 500, RipplePeriod: time.Duration(3+rng.IntN(5)) * time.Minute},
+			// Signals from -45 to -74 dBm: above the weak-WiFi clearing level.
+			rssi:     int8(-45 - rng.IntN(30)),
+			firmware: [2]string{"3.0.1", "9e107d9d372bb6826bd81d3542a419d6"},
+		}
+		sm.dev[id] = d
+		sm.tally[id] = &radioTally{}
+		mcfg := mesh.Config{ID: id, ClockStart: rng.Uint32()}
+		if i == 0 {
+			mcfg.Root, mcfg.ContainsRoot = true, true
+		}
+		nd, err := sm.net.AddNode(sim.NodeSpec{
+			Config: mcfg,
+			Machine: func(now time.Time, nd *sim.Node) sim.Machine {
+				c := mcfg
+				if nd.Restarts() > 0 {
+					c.ClockStart = 0 // micros() starts again at power-on
+				}
+				return sm.boot(now, c)
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		sm.nodes = append(sm.nodes, nd)
+	}
+	if err := sm.net.Build(cfg.Topology, sm.nodes, 0); err != nil {
+		return nil, err
+	}
+	root := sm.nodes[0]
+	sm.net.OnEvent(func(nd *sim.Node, at time.Time, ev mesh.Event) {
+		if e, ok := ev.(AlertEvent); ok && nd == root {
+			sm.alertLog = append(sm.alertLog, alertRecord{at, e.AlertChange})
+		}
+	})
+	return sm, nil
+}
+
+// boot builds a node's state machine for one start: a mesh.Node with the
+// status plugins, wrapped to count its radio traffic.
+func (sm *scenarioMesh) boot(now time.Time, cfg mesh.Config) sim.Machine {
+	d := sm.dev[cfg.ID]
+	d.mem.Boot = now
+	mn := mesh.New(cfg, now)
+	rcfg := ReporterConfig{Interval: sm.cfg.Interval, Providers: d.providers()}
+	switch {
+	case cfg.Root:
+		local := NewReporter(rcfg, now)
+		sm.collector = NewCollector(CollectorConfig{Local: local}, now)
+		sm.rootFrames = 0
+		mn.Use(local)
+		mn.Use(sm.collector)
+		mn.Use(&frameCheck{sm: sm})
+	case !d.stock:
+		sm.sent[cfg.ID] = &sentFrames{}
+		r := NewReporter(rcfg, now)
+		sm.reporters = append(sm.reporters, r)
+		mn.Use(&tappedReporter{Reporter: r, sm: sm, dev: d, boot: now, dec: telemetry.NewDecoder()})
+	}
+	return &meteredNode{Node: mn, tally: sm.tally[cfg.ID]}
+}
+
+// meteredNode is a mesh.Node that counts the status traffic it hands to
+// its radio and that its radio delivers. The simulator accepts any
+// Machine, so the count needs no hook inside it.
+type meteredNode struct {
+	*mesh.Node
+	tally *radioTally
+}
+
+// statusTraffic reports whether msg is status traffic, and its size on
+// the link.
+func statusTraffic(msg []byte) (bool, uint64) {
+	h, err := protocol.ParseHeader(msg)
+	if err != nil {
+		return false, 0
+	}
+	return IsStatusType(h.Type) || h.Type == protocol.TypeTimeDelay, uint64(len(msg)) + 1
+}
+
+// Receive implements sim.Machine.
+func (m *meteredNode) Receive(now time.Time, c mesh.ConnID, msg []byte) {
+	if ok, n := statusTraffic(msg); ok {
+		m.tally.rxBytes += n
+	}
+	m.Node.Receive(now, c, msg)
+}
+
+// Ready implements sim.Machine.
+func (m *meteredNode) Ready() mesh.Ready {
+	rd := m.Node.Ready()
+	for _, o := range rd.Messages {
+		if ok, n := statusTraffic(o.Data); ok {
+			m.tally.txMsgs++
+			m.tally.txBytes += n
+		}
+	}
+	return rd
+}
+
+// tappedReporter is a Reporter whose host records every telemetry frame it
+// sends: the values the frame carries, decoded in order with nothing lost,
+// and whether they agree with what the node's providers and counters said.
+type tappedReporter struct {
+	*Reporter
+	sm   *scenarioMesh
+	dev  *simDevice
+	boot time.Time
+	dec  *telemetry.Decoder
+}
+
+// Attach implements mesh.Plugin.
+func (r *tappedReporter) Attach(h mesh.Host) { r.Reporter.Attach(&tapHost{Host: h, r: r}) }
+
+type tapHost struct {
+	mesh.Host
+	r *tappedReporter
+}
+
+// SendRawPriority keeps the reporter's priority path: the wrapper must not
+// hide it from a host that has one.
+func (h *tapHost) SendRawPriority(now time.Time, msg []byte, p mesh.Priority) error {
+	return h.send(now, msg, func() error {
+		if ps, ok := h.Host.(PrioritySender); ok {
+			return ps.SendRawPriority(now, msg, p)
+		}
+		return h.Host.SendRaw(now, msg)
+	})
+}
+
+// SendRaw implements mesh.Host.
+func (h *tapHost) SendRaw(now time.Time, msg []byte) error {
+	return h.send(now, msg, func() error { return h.Host.SendRaw(now, msg) })
+}
+
+func (h *tapHost) send(now time.Time, msg []byte, send func() error) error {
+	hd, err := protocol.ParseHeader(msg)
+	if err != nil || hd.Type != TypeTelemetry {
+		return send()
+	}
+	// What the reporter read to build this frame, read again before the
+	// send moves the counters.
+	want := h.external(now)
+	if err := send(); err != nil {
+		return err
+	}
+	r, sm := h.r, h.r.sm
+	p, err := Decode(msg)
+	tp, ok := p.(*TelemetryPackage)
+	if err != nil || !ok {
+		sm.badEncodings++
+		return nil
+	}
+	f, err := r.dec.Decode(tp.From, tp.Frame)
+	if err != nil {
+		sm.badEncodings++
+		return nil
+	}
+	sm.framesOut++
+	if !sameExternal(want, f.Values) {
+		sm.badEncodings++
+	}
+	sm.sent[tp.From].add(sentFrame{seq: f.Seq, at: now, values: f.Values})
+	return nil
+}
+
+// external is the part of a frame's values the node's providers and
+// counters fix: everything but latency, loss, throughput and the flags.
+func (h *tapHost) external(now time.Time) telemetry.Values {
+	st := h.Stats()
+	d := h.r.dev
+	fw := FirmwareHash(d.firmware[0], d.firmware[1])
+	return telemetry.Values{
+		Uptime:          uint32(now.Sub(h.r.boot) / time.Second),
+		FreeMemory:      d.free(now),
+		MessagesRx:      uint32(st.MessagesRx),
+		MessagesTx:      uint32(st.MessagesTx),
+		MessagesDropped: uint32(st.MessagesDropped),
+		Nodes:           uint16(len(h.NodeList(false))),
+		Interval:        uint16(h.r.sm.cfg.Interval / time.Second),
+		Connections:     uint8(st.Connections),
+		RSSI:            d.rssi,
+		WiFi:            WiFiPercent(d.rssi),
+		FirmwareHash:    fw,
+	}
+}
+
+// sameExternal compares the fields external sets.
+func sameExternal(want, got telemetry.Values) bool {
+	got.Latency, got.Throughput, got.LossPermille, got.Alerts = 0, 0, 0, 0
+	got.DeviceStatus, got.OTAState, got.OTAProgress = 0, 0, 0
+	return want == got
+}
+
+// frameCheck runs on the root after the Collector: for every telemetry
+// frame the collector accepted, it compares the model's values with the
+// ones the node encoded into that frame, and notes when the node measured
+// them.
+type frameCheck struct{ sm *scenarioMesh }
+
+func (c *frameCheck) Attach(mesh.Host)            {}
+func (c *frameCheck) Types() []int                { return []int{TypeTelemetry} }
+func (c *frameCheck) Tick(time.Time)              {}
+func (c *frameCheck) NextDeadline() (t time.Time) { return t }
+
+func (c *frameCheck) HandlePackage(now time.Time, _ mesh.ConnID, _ protocol.Header, raw []byte) {
+	sm := c.sm
+	frames := sm.collector.Stats().Frames
+	accepted := frames > sm.rootFrames
+	sm.rootFrames = frames
+	if !accepted {
+		return
+	}
+	p, err := Decode(raw)
+	tp, ok := p.(*TelemetryPackage)
+	if err != nil || !ok {
+		return
+	}
+	h, err := telemetry.ParseHeader(tp.Frame)
+	sent := sm.sent[tp.From]
+	if err != nil || sent == nil {
+		return
+	}
+	f, ok := sent.find(h.Seq)
+	if !ok {
+		return // a frame of an earlier start, still in flight
+	}
+	st, _ := sm.collector.Model().Node(tp.From)
+	sm.checked++
+	if st.Metrics.Values() != f.values {
+		sm.mismatched++
+	}
+	sm.dataAt[tp.From] = f.at
+	sm.frameAt[tp.From] = append(sm.frameAt[tp.From], now)
+}
+
+// rootMesh is the root's current mesh.Node.
+func (sm *scenarioMesh) rootMesh() *mesh.Node {
+	m, _ := sm.nodes[0].Machine().(*meteredNode)
+	if m == nil {
+		return nil
+	}
+	return m.Node
+}
+
+// visible is the fraction of the nodes other than the root that the
+// root's model has online.
+func (sm *scenarioMesh) visible() float64 {
+	model := sm.collector.Model()
+	online := 0
+	for _, nd := range sm.nodes[1:] {
+		if st, ok := model.Node(nd.ID()); ok && st.Online {
+			online++
+		}
+	}
+	return float64(online) / float64(len(sm.nodes)-1)
+}
+
+// startWindow notes the counters at the start of the measurement window.
+func (sm *scenarioMesh) startWindow() {
+	sm.base = map[uint32]radioTally{}
+	for id, t := range sm.tally {
+		sm.base[id] = *t
+	}
+	sm.baseLinkBytes = sm.net.Stats().Bytes
+}
+
+// sample returns the fraction of the counted nodes online at the root and
+// the age in seconds of the root's telemetry of each counted streaming
+// node at now. Counted: every node but the root and the excluded ones.
+func (sm *scenarioMesh) sample(now time.Time) (float64, []float64) {
+	model := sm.collector.Model()
+	counted, online := 0, 0
+	var ages []float64
+	for _, nd := range sm.nodes[1:] {
+		id := nd.ID()
+		if sm.excluded[id] {
+			continue
+		}
+		counted++
+		if st, ok := model.Node(id); ok && st.Online {
+			online++
+		}
+		if sm.dev[id].stock {
+			continue
+		}
+		at, ok := sm.dataAt[id]
+		if !ok {
+			// Never heard: as old as the run.
+			at = sm.net.Now().Add(-sm.net.Elapsed())
+		}
+		ages = append(ages, now.Sub(at).Seconds())
+	}
+	if counted == 0 {
+		return 1, ages
+	}
+	return float64(online) / float64(counted), ages
+}
+
+// placed is a node's place in the root's layout.
+type placed struct {
+	id    uint32
+	depth int
+	leaf  bool
+}
+
+// byDepth lists the reporting nodes of the root's layout, leaves first,
+// then deepest first, then by id.
+func (sm *scenarioMesh) byDepth() []placed {
+	var out []placed
+	var walk func(t *protocol.NodeTree, depth int)
+	walk = func(t *protocol.NodeTree, depth int) {
+		if d := sm.dev[t.NodeID]; depth > 0 && d != nil && !d.stock {
+			out = append(out, placed{t.NodeID, depth, len(t.Subs) == 0})
+		}
+		for i := range t.Subs {
+			walk(&t.Subs[i], depth+1)
+		}
+	}
+	if mn := sm.rootMesh(); mn != nil {
+		tree := mn.Tree()
+		walk(&tree, 0)
+	}
+	slices.SortFunc(out, func(a, b placed) int {
+		switch {
+		case a.leaf != b.leaf:
+			if a.leaf {
+				return -1
+			}
+			return 1
+		case a.depth != b.depth:
+			return b.depth - a.depth
+		}
+		return cmp.Compare(a.id, b.id)
+	})
+	return out
+}
+
+// firstAlert is when the root first reported transition tr of node's
+// alert of kind at or after from.
+func (sm *scenarioMesh) firstAlert(node uint32, kind Kind, tr AlertTransition, from time.Time) (time.Time, bool) {
+	for _, a := range sm.alertLog {
+		if !a.at.Before(from) && a.change.Transition == tr && a.change.Alert.Node == node && a.change.Alert.Kind == kind {
+			return a.at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// lastFrameBefore is when the root last accepted a frame of node before t.
+func (sm *scenarioMesh) lastFrameBefore(node uint32, t time.Time) (time.Time, bool) {
+	fs := sm.frameAt[node]
+	i, _ := slices.BinarySearchFunc(fs, t, func(a, b time.Time) int { return a.Compare(b) })
+	if i == 0 {
+		return time.Time{}, false
+	}
+	return fs[i-1], true
+}
+
+func (sm *scenarioMesh) fillCounts(rep *ScenarioReport) {
+	st := sm.collector.Stats()
+	rep.FramesSent = sm.framesOut
+	rep.FramesAccepted = st.Frames
+	rep.FramesMissed = st.FramesMissed
+	rep.FramesRefused = st.FramesRefused
+	rep.KeyframeRequests = st.KeyframeRequests
+	rep.ReconstructionChecked = sm.checked
+	rep.ReconstructionMismatches = sm.mismatched
+	rep.EncodingMismatches = sm.badEncodings
+	ns := sm.net.Stats()
+	rep.Lost, rep.QueueDrops = ns.Lost, ns.QueueDrops
+}
+
+// fillOverhead computes the status shares of the radios over the window.
+func (sm *scenarioMesh) fillOverhead(rep *ScenarioReport, window time.Duration) {
+	if window <= 0 {
+		return
+	}
+	radio := sm.cfg.Link.Radio
+	w := float64(window)
+	var sent float64
+	for i, nd := range sm.nodes {
+		t, b := sm.tally[nd.ID()], sm.base[nd.ID()]
+		tx, rx, msgs := t.txBytes-b.txBytes, t.rxBytes-b.rxBytes, t.txMsgs-b.txMsgs
+		rep.StatusLinkBytes += tx
+		sent += float64(tx) * float64(radio.ByteTime)
+		txShare := float64(tx) * float64(radio.ByteTime) / w
+		rep.StatusOverheadTx = max(rep.StatusOverheadTx, txShare)
+		share := max(txShare, float64(rx)*float64(radio.RxByteTime)/w)
+		if share > rep.StatusOverheadFraction {
+			rep.StatusOverheadFraction = share
+			rep.BusiestRadio, rep.BusiestRadioIsRoot = nd.ID(), i == 0
+		}
+		air := (float64(msgs)*float64(radio.TxOverhead) + float64(tx)*float64(radio.ByteTime)) / w
+		rep.StatusAirtimeFraction = max(rep.StatusAirtimeFraction, air)
+	}
+	rep.StatusOverheadMean = sent / (w * float64(len(sm.nodes)))
+	rep.LinkBytesWindow = sm.net.Stats().Bytes - sm.baseLinkBytes
+}
