@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshfleet/meshfleet/sim"
+	"github.com/meshfleet/meshfleet/status"
 )
 
 func init() { rootCmd.AddCommand(newSimCmd()) }
@@ -27,6 +28,8 @@ func newSimCmd() *cobra.Command {
 		broadcasts int
 		singles    int
 		asJSON     bool
+		withStatus bool
+		interval   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "sim",
@@ -35,6 +38,13 @@ func newSimCmd() *cobra.Command {
 topology, wait until every node knows every other, send broadcasts and
 single messages, and report convergence time, delivery and time-sync
 offset. The same flags and seed give the same result, bit for bit.
+
+With --status the run is the status scenario instead: the first node of the
+topology is the root with the status collector, every other node streams
+telemetry every --status-interval; one leaf goes silent and another runs low
+on memory. It reports visibility, freshness_p99_s, alert_detection_s and
+status_overhead_fraction (the busiest radio's status share), with the figures
+behind them.
 
 Link models: ` + strings.Join(sim.Models(), ", ") + ` (see the README's link model section).`,
 		Args: cobra.NoArgs,
@@ -57,6 +67,17 @@ Link models: ` + strings.Join(sim.Models(), ", ") + ` (see the README's link mod
 				return fmt.Errorf("--broadcasts and --singles must not be negative")
 			}
 			model.Link.Loss = loss
+			if withStatus {
+				if cmd.Flags().Changed("broadcasts") || cmd.Flags().Changed("singles") {
+					return fmt.Errorf("--broadcasts and --singles do not apply to --status")
+				}
+				return runStatusScenario(cmd, status.ScenarioConfig{
+					Nodes: nodes, Topology: topo, Seed: seed, Duration: duration, Link: model, Interval: interval,
+				}, asJSON)
+			}
+			if cmd.Flags().Changed("status-interval") {
+				return fmt.Errorf("--status-interval needs --status")
+			}
 			rep, runErr := sim.RunScenario(cmd.Context(), sim.ScenarioConfig{
 				Nodes: nodes, Topology: topo, Seed: seed, Duration: duration,
 				Link: model, Broadcasts: broadcasts, Singles: singles,
@@ -85,6 +106,8 @@ Link models: ` + strings.Join(sim.Models(), ", ") + ` (see the README's link mod
 	f.IntVar(&broadcasts, "broadcasts", 20, "broadcasts to send after convergence")
 	f.IntVar(&singles, "singles", 20, "single messages to send after convergence")
 	f.BoolVar(&asJSON, "json", false, "print the report as one JSON object")
+	f.BoolVar(&withStatus, "status", false, "run the status scenario (collector on the root, telemetry from every node)")
+	f.DurationVar(&interval, "status-interval", status.ScenarioInterval, "telemetry interval of the status scenario, whole seconds")
 	return cmd
 }
 
