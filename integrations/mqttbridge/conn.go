@@ -173,6 +173,12 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.WillTopic != "" {
 		pc.SetWillMessage(cfg.WillTopic, cfg.WillPayload, 1, true)
+		// autopaho also sets a will delay of twice the keep-alive (40 s):
+		// the broker would then hold the will back, and drop it if the
+		// client reconnects in time, so availability would read "online"
+		// while the client is gone. Without the property the will is
+		// published as soon as the connection is lost.
+		pc.WillProperties = nil
 	}
 	cm, err := autopaho.NewConnection(ctx, pc)
 	if err != nil {
