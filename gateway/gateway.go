@@ -325,7 +325,10 @@ func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
 	}
 	m := g.cfg.MQTT
 	var bridge atomic.Pointer[mqttbridge.Bridge] // set after Dial; OnUp may run before
-	client, err := mqttbridge.Dial(ctx, mqttbridge.ClientConfig{
+	// The client outlives ctx: when ctx ends the bridge still publishes
+	// "offline", and only then does Close disconnect. Dialled with ctx, the
+	// client could disconnect first, leaving "online" retained.
+	client, err := mqttbridge.Dial(context.WithoutCancel(ctx), mqttbridge.ClientConfig{
 		URL: url, Username: m.Username, Password: m.Password,
 		CAFile: m.TLS.CAFile, CertFile: m.TLS.CertFile, KeyFile: m.TLS.KeyFile, InsecureSkipVerify: m.TLS.InsecureSkipVerify,
 		ClientID: m.ClientID, WillTopic: mqttbridge.WillTopic(m.Prefix), WillPayload: mqttbridge.WillPayload(),
