@@ -74,13 +74,52 @@ func (r *recorder) waitFor(t *testing.T, ctx context.Context, topic string, pred
 	}
 }
 
+// mark is the position of the next message to arrive, for waitSince.
+func (r *recorder) mark() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs)
+}
+
+// waitSince returns the first message at or after position from on topic
+// that satisfies pred, and its position.
+func (r *recorder) waitSince(t *testing.T, ctx context.Context, from int, topic string, pred func([]byte) bool) ([]byte, int) {
+	t.Helper()
+	for {
+		r.mu.Lock()
+		for i := from; i < len(r.msgs); i++ {
+			if m := r.msgs[i]; m.Topic == topic && (pred == nil || pred(m.Payload)) {
+				r.mu.Unlock()
+				return m.Payload, i
+			}
+		}
+		from = max(from, len(r.msgs))
+		r.mu.Unlock()
+		select {
+		case <-r.ch:
+		case <-ctx.Done():
+			t.Fatalf("no message on %s matching the condition", topic)
+		}
+	}
+}
+
 func startSimGateway(t *testing.T, ctx context.Context, cfg Config, nodes int) (*Gateway, *SimMesh, chan error) {
 	t.Helper()
-	g, err := New(cfg, slog.New(slog.DiscardHandler))
+	return startSimGatewayWith(t, ctx, cfg, SimMeshConfig{Nodes: nodes, Seed: 7, Speed: 25, Model: "esp32"}, nil)
+}
+
+// startSimGatewayWith runs a gateway (logging to log, nil: nowhere) on the
+// simulated mesh sc until ctx ends; done receives Run's result.
+func startSimGatewayWith(t *testing.T, ctx context.Context, cfg Config, sc SimMeshConfig, log *slog.Logger) (*Gateway, *SimMesh, chan error) {
+	t.Helper()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	g, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sm, err := g.NewSimMesh(SimMeshConfig{Nodes: nodes, Seed: 7, Speed: 25, Model: "esp32"})
+	sm, err := g.NewSimMesh(sc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,13 +155,12 @@ func getJSON(t *testing.T, url string, v any) {
 // embedded broker: status topics, an OTA uploaded and started over MQTT,
 // progress on ota/status, REST and /metrics agreeing with MQTT.
 func TestGatewayEndToEnd(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cfg := testConfig(t)
-	const devices = 8
-	g, sm, done := startSimGateway(t, ctx, cfg, devices)
-	_ = sm
+	runEndToEnd(t, func(*testing.T, *Config) {})
+}
 
+// waitReady waits until g serves, failing if Run returns first.
+func waitReady(t *testing.T, ctx context.Context, g *Gateway, done chan error) {
+	t.Helper()
 	select {
 	case <-g.Ready():
 	case err := <-done:
@@ -130,17 +168,48 @@ func TestGatewayEndToEnd(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("gateway did not start")
 	}
-	addr := g.MQTTAddr
+}
+
+// brokerURL is where clients reach the gateway's broker: the external one
+// it is configured with, else its embedded one.
+func brokerURL(g *Gateway) string {
+	if g.cfg.MQTT.URL != "" {
+		return g.cfg.MQTT.URL
+	}
+	return "mqtt://" + g.MQTTAddr
+}
+
+// observe subscribes a recorder to everything on url. The client lives
+// until the test ends, whatever happens to ctx (which bounds the wait for
+// the first connection), so it can watch the gateway stop.
+func observe(t *testing.T, ctx context.Context, url, clientID string) (*recorder, *mqttbridge.Client) {
+	t.Helper()
 	rec := &recorder{ch: make(chan struct{}, 1)}
-	c, err := mqttbridge.Dial(ctx, mqttbridge.ClientConfig{URL: "mqtt://" + addr, ClientID: "test"})
+	life, end := context.WithCancel(context.Background())
+	c, err := mqttbridge.Dial(life, mqttbridge.ClientConfig{URL: url, ClientID: clientID})
 	if err != nil {
+		end()
 		t.Fatal(err)
 	}
-	defer c.Close(context.Background())
-	c.Subscribe(ctx, "#", rec.add)
+	t.Cleanup(func() { c.Close(context.Background()); end() })
+	c.Subscribe(life, "#", rec.add)
 	if err := c.AwaitConnection(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return rec, c
+}
+
+// runEndToEnd is the end-to-end scenario with the broker that useBroker
+// configures (nothing: the embedded one).
+func runEndToEnd(t *testing.T, useBroker func(*testing.T, *Config)) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cfg := testConfig(t)
+	useBroker(t, &cfg)
+	const devices = 8
+	g, sm, done := startSimGateway(t, ctx, cfg, devices)
+	waitReady(t, ctx, g, done)
+	rec, c := observe(t, ctx, brokerURL(g), "test")
 
 	// Every device becomes visible and online.
 	var nodes mqttbridge.NodesPayload
