@@ -119,6 +119,7 @@ type Receiver struct {
 	pace     pacer
 	lastProg time.Time
 	stats    ReceiverStats
+	asked    []int // every chunk index asked for, in order (tests)
 }
 
 // ReceiverStats count what the receiver sent, for tests and benchmarks.

@@ -141,6 +141,7 @@ func (r *Receiver) tickStock(now time.Time, t *rxTransfer) {
 		Broadcasted: t.bcast, Compressed: o.Method != "none", Dest: t.dist, PartNo: uint32(t.reqPart)}
 	_ = r.host.SendPackage(now, req)
 	r.stats.StockRequests++
+	r.asked = append(r.asked, t.reqPart)
 	t.reqTries++
 	t.reqNext = now.Add(r.cfg.RequestRetry)
 }
@@ -196,6 +197,7 @@ func (r *Receiver) sendNeed(now time.Time, t *rxTransfer, to uint32, routing pro
 	_ = r.host.SendPackage(now, n)
 	r.stats.NeedsSent++
 	r.stats.ChunksAsked += len(parts)
+	r.asked = append(r.asked, parts...)
 }
 
 // nakJitter spreads the first ask after a gap so that siblings that lost
