@@ -140,7 +140,8 @@ func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
 		Radio:    Radio{Overhead: cfg.Model.Radio.TxOverhead + cfg.Model.Link.Latency, ByteTime: cfg.Model.Radio.ByteTime},
 	}
 	if stockRx {
-		dcfg.Unpaced = true // the C++ distributor answers at once
+		dcfg.Unpaced = true   // the C++ distributor answers at once
+		dcfg.StockOnly = true // and sends no offers
 	}
 	dist := NewDistributor(dcfg)
 	root, err := net.AddNode(sim.NodeSpec{Config: mesh.Config{ID: 1, Root: true, ContainsRoot: true},

@@ -43,6 +43,10 @@ type DistributorConfig struct {
 	// Unpaced answers stock DataRequests the instant they arrive, as the
 	// C++ distributor does (for baseline measurements). Default: paced.
 	Unpaced bool
+	// StockOnly sends no offers: only stock announces, as the C++
+	// distributor does (for baselines and interoperability tests). Only
+	// ModeStock campaigns can run.
+	StockOnly bool
 	// Compress builds the transfer bytes for a method; required for any
 	// method but "none".
 	Compress func(method string, image []byte) ([]byte, error)
@@ -266,6 +270,9 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	method := spec.Method
 	if method == "" {
 		method = "none"
+	}
+	if d.cfg.StockOnly && (mode != ModeStock || method != "none") {
+		return nil, fmt.Errorf("ota: a stock-only distributor runs stock campaigns without compression, not %s/%s", mode, method)
 	}
 	id := spec.ID
 	if id == "" {
