@@ -118,6 +118,7 @@ type Receiver struct {
 	out      []queued // paced sends (repairs for children)
 	pace     pacer
 	lastProg time.Time
+	lastEv   Progress
 	stats    ReceiverStats
 	asked    []int // every chunk index asked for, in order (tests)
 }
@@ -946,9 +947,12 @@ func (r *Receiver) emitProgress(now time.Time, errText string) {
 				p.ETA = time.Duration(remaining / p.Rate * float64(time.Second))
 			}
 		}
-	} else if md5, _ := r.cfg.Store.Active(); md5 != "" {
-		p.MD5 = md5
+	} else {
+		// After the switch the transfer is gone; keep its totals.
+		p.Transfer, p.Mode, p.Done, p.Total, p.Bytes = r.lastEv.Transfer, r.lastEv.Mode, r.lastEv.Done, r.lastEv.Total, r.lastEv.Bytes
+		p.MD5, _ = r.cfg.Store.Active()
 	}
+	r.lastEv = p
 	if r.host != nil {
 		r.host.Emit(p)
 	}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshfleet/meshfleet/compress"
+	"github.com/meshfleet/meshfleet/mesh"
+	"github.com/meshfleet/meshfleet/ota"
+	"github.com/meshfleet/meshfleet/transport/tcp"
+)
+
+func writeImage(t *testing.T, size int) (string, []byte) {
+	t.Helper()
+	img := compress.FirmwareLike(size, 3)
+	p := filepath.Join(t.TempDir(), "fw.bin")
+	if err := os.WriteFile(p, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p, img
+}
+
+func TestOTAPushSimulated(t *testing.T) {
+	p, _ := writeImage(t, 50_000)
+	out, _, err := execute(t, context.Background(), nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP32", "--sim-nodes", "5", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	confirmed := map[float64]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		if ev["event"] == "progress" && ev["state"] == "confirmed" {
+			confirmed[ev["node"].(float64)] = true
+		}
+	}
+	if len(confirmed) != 5 {
+		t.Fatalf("%d nodes confirmed, want 5:\n%s", len(confirmed), out)
+	}
+}
+
+// TestOTAPushTCP pushes over real loopback TCP to a Go receiver node.
+func TestOTAPushTCP(t *testing.T) {
+	p, img := writeImage(t, 30_000)
+	store := ota.NewMemoryStore("")
+	store.Decode = ota.Decode
+	rc, err := ota.NewReceiver(ota.ReceiverConfig{Role: "sensor", Hardware: "ESP32", Store: store, SelfTest: func(string) bool { return true }}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := tcp.New(tcp.Config{Node: mesh.Config{ID: 77}, Listen: "127.0.0.1:0", Plugins: []mesh.Plugin{rc}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- node.Run(ctx) }()
+	for node.Addr() == nil {
+		select {
+		case <-ctx.Done():
+			t.Fatal("receiver node never listened")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	out, _, err := execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP32", "--mode", "pipelined",
+		"--connect", node.Addr().String(), "--nodes", "77", "--timeout", "50s")
+	if err != nil {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "completed: 1 confirmed") {
+		t.Fatalf("output:\n%s", out)
+	}
+	cancel()
+	<-done
+	if string(store.Image()) != string(img) {
+		t.Fatal("receiver installed a different image")
+	}
+}
