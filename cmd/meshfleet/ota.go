@@ -194,7 +194,7 @@ func pushTCP(ctx context.Context, o pushOptions, spec ota.CampaignSpec, view *pr
 		case <-ctx.Done():
 			view.render()
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("campaign %s still %s after %s", c.ID, c.State, o.timeout)
+				return fmt.Errorf("campaign %s still %s after %s", c.ID, view.state, o.timeout)
 			}
 			return nil
 		}
@@ -287,7 +287,7 @@ func pushSimulated(ctx context.Context, o pushOptions, spec ota.CampaignSpec, vi
 	}, o.timeout)
 	view.render()
 	if !view.finished() {
-		return fmt.Errorf("campaign %s still %s after %s of virtual time", c.ID, c.State, o.timeout)
+		return fmt.Errorf("campaign %s still %s after %s of virtual time", c.ID, view.state, o.timeout)
 	}
 	if !view.json {
 		fmt.Fprintf(view.w, "done in %.1f s of virtual time\n", net.Now().Sub(start).Seconds())
@@ -301,7 +301,9 @@ type progressView struct {
 	json  bool
 	sim   bool
 	now   time.Time
-	c     *ota.Campaign
+	c     *ota.Campaign // immutable fields only: the loop owns the rest
+	state ota.CampaignState
+	why   string
 	nodes map[uint32]ota.Progress
 	lines int
 	tty   bool
@@ -319,6 +321,9 @@ func newProgressView(w io.Writer, asJSON bool) *progressView {
 
 func (v *progressView) started(c *ota.Campaign) {
 	v.c = c
+	if v.state == "" {
+		v.state = ota.CampaignRunning
+	}
 	if !v.json {
 		ver := ""
 		if c.Image.Version != "" {
@@ -355,6 +360,9 @@ func (v *progressView) event(ev mesh.Event) {
 		je = &jsonEvent{Time: now, Event: "progress", Campaign: e.Transfer, State: string(e.State), Node: e.Node, Done: e.Done,
 			Total: e.Total, Bytes: e.Bytes, Rate: e.Rate, ETA: e.ETA.Seconds(), Error: e.Err}
 	case ota.CampaignEvent:
+		if e.Node == 0 {
+			v.state = e.State
+		}
 		if e.Node != 0 && !v.sim {
 			p := e.Progress
 			v.nodes[e.Node] = ota.Progress{Node: e.Node, State: p.State, Done: p.Done, Total: p.Total, Rate: p.Rate, ETA: p.ETA, Err: p.Err}
@@ -368,13 +376,17 @@ func (v *progressView) event(ev mesh.Event) {
 	}
 }
 
-func (v *progressView) finished() bool { return v.c != nil && !v.c.Active() }
+// finished reports whether the campaign ended, as its events said (the
+// campaign object belongs to the mesh loop).
+func (v *progressView) finished() bool {
+	return v.c != nil && v.state != ota.CampaignRunning && v.state != ota.CampaignPaused
+}
 
 func (v *progressView) result() error {
-	if v.c.State == ota.CampaignCompleted {
+	if v.state == ota.CampaignCompleted {
 		return nil
 	}
-	return fmt.Errorf("campaign %s %s: %s", v.c.ID, v.c.State, v.c.Reason)
+	return fmt.Errorf("campaign %s ended %s", v.c.ID, v.state)
 }
 
 func (v *progressView) render() {
@@ -407,7 +419,7 @@ func (v *progressView) render() {
 		fmt.Fprintf(&b, "%10d %-12s [%s%s] %3.0f%% %5d/%-5d %8.1f KB/s %s\n", id, p.State,
 			strings.Repeat("#", fill), strings.Repeat(".", width-fill), frac*100, p.Done, p.Total, p.Rate/1000, eta)
 	}
-	fmt.Fprintf(&b, "campaign %s %s: %d confirmed, %d downloading, %d failed, %d rolled back\n", v.c.ID, v.c.State,
+	fmt.Fprintf(&b, "campaign %s %s: %d confirmed, %d downloading, %d failed, %d rolled back\n", v.c.ID, v.state,
 		counts[ota.StateConfirmed], counts[ota.StateDownloading], counts[ota.StateFailed], counts[ota.StateRolledBack])
 	if v.tty && v.lines > 0 {
 		fmt.Fprintf(v.w, "\x1b[%dA\x1b[J", v.lines)
