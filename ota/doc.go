@@ -1,0 +1,25 @@
+// Package ota distributes firmware over a painlessMesh mesh: a Distributor
+// plugin that serves stock receivers exactly as the C++ library does and
+// runs faster modes for Go receivers, and a Receiver plugin that stages
+// chunks in an A/B slot store, verifies, switches, and confirms or rolls
+// back.
+//
+// Both are sans-IO mesh.Plugin state machines: they never read the clock,
+// start goroutines or touch sockets; the node steps them with the current
+// time. The wire extensions (types 720–725) are specified in PROTOCOL.md
+// next to this file.
+//
+// Modes, as seen by Go receivers (stock receivers always get the stock
+// protocol, PROTOCOL.md §8 of the shared reference):
+//
+//   - stock: Announce, one DataRequest outstanding, base64 Data (with the
+//     transfer compressed when the campaign compresses: the requests carry
+//     the stock "compressed" flag, which a stock receiver never sets);
+//   - pipelined: a window of chunk requests per receiver, dense payloads;
+//   - broadcast: the distributor pushes every chunk once over the whole
+//     mesh at the rate the busiest radio sustains; receivers repair gaps
+//     from their parent (hop by hop), falling back to the distributor.
+//
+// A Campaign is a distribution with state (Pause, Resume, Abort,
+// Snapshot). Bench measures every mode on one simulated mesh.
+package ota
