@@ -35,4 +35,30 @@ func TestBenchShape(t *testing.T) {
 	if b.Completed != nodes {
 		t.Fatalf("broadcast completed %d of %d", b.Completed, nodes)
 	}
+	if os.Getenv("OTA_BENCH_FAST") != "" {
+		return
+	}
+	// Broadcast sends each chunk over each link about once: within 1.5×
+	// of links × transfer bytes (dense text costs 1.23 of it).
+	if ratio := float64(b.LinkBytes) / float64(b.Links*b.TransferBytes); ratio > 1.5 {
+		t.Errorf("broadcast moved %.2f× links × transfer bytes", ratio)
+	}
+	su, p := by["stock-unicast/none"], by["pipelined/deflate"]
+	if su.Completed != nodes || p.Completed != nodes {
+		t.Fatalf("stock unicast %d, pipelined %d of %d", su.Completed, p.Completed, nodes)
+	}
+	if !(b.VirtualS < p.VirtualS && p.VirtualS < su.VirtualS) {
+		t.Errorf("want broadcast < pipelined < stock unicast: %.1f, %.1f, %.1f s", b.VirtualS, p.VirtualS, su.VirtualS)
+	}
+	if b.VirtualS < b.FloorS {
+		t.Errorf("broadcast %.1f s beat the floor %.1f s: the floor is wrong", b.VirtualS, b.FloorS)
+	}
+	// Stock broadcast with the distributor as root and no root receiver
+	// never starts (Q-19 a); stock receivers cannot decompress.
+	if sb := by["stock-broadcast/none"]; sb.Completed != 0 || !sb.Capped {
+		t.Errorf("stock broadcast completed %d (capped %v)", sb.Completed, sb.Capped)
+	}
+	if sd := by["stock-broadcast/deflate"]; sd.LinkMsgs != 0 || sd.Note == "" {
+		t.Errorf("stock broadcast with deflate ran: %+v", sd)
+	}
 }
