@@ -170,6 +170,7 @@ type rxTransfer struct {
 	lastChunk     time.Time
 	lastPush      time.Time
 	gap           time.Duration // smoothed gap between pushed chunks
+	ended         bool          // the push is over (End seen or the push went idle)
 	want          map[int]*ask
 	nextAsk       time.Time
 	parentRefused bool
@@ -711,13 +712,16 @@ func (r *Receiver) rto(t *rxTransfer) time.Duration {
 	return min(max(d, 500*time.Millisecond), 60*time.Second)
 }
 
-// idle is how long a broadcast receiver waits for the next chunk before
-// asking for what it misses: a few push gaps, at most IdleTimeout.
+// idle is how long a broadcast receiver waits for the next pushed chunk
+// before it takes the push for ended (its tail or the End lost) and asks
+// for everything it misses: eight push gaps, at least a second, at most
+// IdleTimeout. A relay that is merely late must not make its children ask
+// for chunks the push has not reached yet.
 func (r *Receiver) idle(t *rxTransfer) time.Duration {
 	if t.gap == 0 {
 		return r.cfg.IdleTimeout
 	}
-	return min(max(4*t.gap, 300*time.Millisecond), r.cfg.IdleTimeout)
+	return min(max(8*t.gap, time.Second), r.cfg.IdleTimeout)
 }
 
 func (r *Receiver) addWant(t *rxTransfer, i int) {
@@ -770,6 +774,7 @@ func (r *Receiver) onEnd(now time.Time, raw []byte) error {
 		}
 	}
 	t.hi = t.offer.Chunks
+	t.ended = true
 	for j := t.have.NextMissing(0); j >= 0; j = t.have.NextMissing(j + 1) {
 		r.addWant(t, j)
 	}
@@ -807,7 +812,10 @@ func (r *Receiver) onNeed(now time.Time, h protocol.Header, raw []byte) error {
 		if !slices.Contains(t.children[i], n.From) {
 			t.children[i] = append(t.children[i], n.From)
 		}
-		r.addWant(t, i)
+		if i < t.hi || t.ended || t.mode != ModeBroadcast {
+			// A chunk the push has not reached yet will come with it.
+			r.addWant(t, i)
+		}
 	}
 	r.flush(now)
 	return nil

@@ -209,6 +209,7 @@ func (r *Receiver) tickBroadcast(now time.Time, t *rxTransfer) {
 		// The push stopped (or its tail was lost): ask for everything
 		// still missing rather than wait for ever (Q-19 b).
 		t.lastChunk = now
+		t.ended = true
 		for j := t.have.NextMissing(0); j >= 0; j = t.have.NextMissing(j + 1) {
 			r.addWant(t, j)
 		}
