@@ -127,7 +127,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 			b.PublishAll(ctx)
 		case ev, ok := <-events:
 			if !ok {
-				return nil
+				// The service closes the stream because ctx is ending;
+				// returning here could skip the "offline" goodbye.
+				events = nil
+				continue
 			}
 			b.handleEvent(ctx, ev)
 		}
