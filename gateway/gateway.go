@@ -63,6 +63,9 @@ type Gateway struct {
 	alertData []byte                          // alert state to restore into the next collector
 	mqttUp    bool
 	publicKey ed25519.PublicKey // firmware.public_key: campaigns only for images it verifies
+	// tcpBackoff is RunTCP's reconnection schedule; the zero value is the
+	// stock one (1 s doubling to 8 s). Tests shorten it.
+	tcpBackoff tcp.Backoff
 
 	// Addresses actually bound (":0" in the config picks a free port);
 	// set before Ready is closed.
@@ -203,6 +206,7 @@ func (g *Gateway) RunTCP(ctx context.Context) error {
 		Listen:         g.cfg.Node.Listen,
 		Connect:        g.cfg.Node.Connect,
 		MaxMessageSize: g.cfg.Node.MaxMessageSize,
+		Backoff:        g.tcpBackoff,
 		Logger:         g.log.With("component", "mesh"),
 	})
 	if err != nil {
@@ -312,16 +316,16 @@ func (g *Gateway) httpServer() (*http.Server, net.Listener, error) {
 
 func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
 	url := g.cfg.MQTT.URL
+	var broker *mqttbridge.Broker // embedded; closed after the bridge's goodbye
 	if url == "" {
 		b, err := mqttbridge.StartBroker(g.cfg.MQTT.Embedded.Listen, g.log)
 		if err != nil {
 			return fmt.Errorf("mqtt.embedded.listen: %w", err)
 		}
+		broker = b
 		g.MQTTAddr = b.Addr()
 		url = b.URL()
 		g.log.Info("embedded mqtt broker", "addr", b.Addr())
-		wg.Add(1)
-		go func() { defer wg.Done(); <-ctx.Done(); b.Close() }()
 	}
 	m := g.cfg.MQTT
 	var bridge atomic.Pointer[mqttbridge.Bridge] // set after Dial; OnUp may run before
@@ -342,6 +346,9 @@ func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
 		Logger: g.log.With("component", "mqtt"),
 	})
 	if err != nil {
+		if broker != nil {
+			broker.Close()
+		}
 		return err
 	}
 	b := mqttbridge.NewBridge(g, client, mqttbridge.BridgeConfig{
@@ -357,6 +364,10 @@ func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
 		defer wg.Done()
 		b.Run(ctx)
 		client.Close(context.Background())
+		if broker != nil {
+			<-ctx.Done() // b.Run may have returned early; the broker serves until the gateway stops
+			broker.Close()
+		}
 	}()
 	return nil
 }
