@@ -137,8 +137,9 @@ func (c *Campaign) Snapshot() CampaignSnapshot {
 	}
 }
 
-// RestoreCampaign rebuilds a campaign from a snapshot (the image bytes are
-// supplied again to Distributor.Restore).
+// RestoreCampaign rebuilds a campaign object from a snapshot, for listing
+// after a restart. To run it again, Start a campaign with the snapshot's
+// id, image and mode: receivers resume from the chunks they staged.
 func RestoreCampaign(s CampaignSnapshot) *Campaign {
 	c := &Campaign{
 		ID: s.ID, Image: s.Image, Mode: s.Mode, Method: s.Method, Targets: s.Targets, Forced: s.Forced,

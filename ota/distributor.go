@@ -585,7 +585,8 @@ func (d *Distributor) autoChunkSize() int {
 	return cs
 }
 
-// neighbours is how many connections a broadcast from here leaves on.
+// fanout returns how many connections a broadcast from here leaves on, the
+// largest number of children of any node in the tree, and node depths.
 func (d *Distributor) fanout() (own, busiest int, depth map[uint32]int) {
 	tree := d.host.Tree()
 	depth = map[uint32]int{}

@@ -23,11 +23,18 @@ func (r *rig) held(id uint32) int {
 }
 
 func TestCrashMidDownloadResumes(t *testing.T) {
-	for _, mode := range []Mode{ModeStock, ModePipelined, ModeBroadcast} {
+	for _, mode := range []Mode{ModeStock, ModePipelined, ModeBroadcast, "stock-only"} {
 		t.Run(string(mode), func(t *testing.T) {
-			r := newRig(t, rigOpts{n: 4, model: sim.ESP8266(), seed: 5})
+			o := rigOpts{n: 4, model: sim.ESP8266(), seed: 5}
+			spec := CampaignSpec{ID: "c", Image: sensorImage(1), Mode: mode, Method: "deflate"}
+			if mode == "stock-only" {
+				// A stock distributor: the announce never says the chunk size.
+				o.dcfg.StockOnly = true
+				spec.Mode, spec.Method = ModeStock, "none"
+			}
+			r := newRig(t, o)
 			victim := r.nodes[3]
-			c := r.start(CampaignSpec{ID: "c", Image: sensorImage(1), Mode: mode, Method: "deflate"})
+			c := r.start(spec)
 			total := r.dist.find("c").fast.chunks
 			if !r.net.RunUntil(func() bool { return r.held(victim.ID()) >= total/2 }, time.Hour) {
 				t.Fatal("victim never got half the chunks")

@@ -212,3 +212,11 @@ func md5hexOf(b []byte) string {
 	s := md5.Sum(b)
 	return hex.EncodeToString(s[:])
 }
+
+// Staged implements StagedStore.
+func (s *MemoryStore) Staged() (Transfer, bool) {
+	if s.staged == nil {
+		return Transfer{}, false
+	}
+	return s.staged.t, true
+}

@@ -354,10 +354,14 @@ func (r *Receiver) onAnnounce(now time.Time, raw []byte) error {
 		have:  NewBitmap(int(a.NoPart)),
 		early: map[int][]byte{},
 	}
-	if a.Compressed {
-		// Only a flag in stock (Q-19 g); a stock distributor sends raw
-		// bytes under it, so there is nothing to decompress.
-		t.offer.Method = "none"
+	// "compressed" is only a flag in stock (Q-19 g): a stock distributor
+	// sends raw bytes under it, so the transfer is the image itself.
+	if ss, ok := r.cfg.Store.(StagedStore); ok {
+		if st, ok := ss.Staged(); ok && st.Image == a.MD5 && st.TransferMD5 == a.MD5 && st.Chunks == int(a.NoPart) && st.Method == "none" {
+			// Resuming after a restart: the staged transfer knows the
+			// chunk size the stock announce does not say.
+			t.offer.ChunkSize, t.offer.TSize, t.offer.Size = st.ChunkSize, st.TransferSize, st.ImageSize
+		}
 	}
 	r.start(now, t)
 	return nil

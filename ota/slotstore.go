@@ -101,3 +101,12 @@ func (a *slotStore) LastRollback() (string, bool) {
 	a.reported = last.At
 	return last.Image.MD5, true
 }
+
+// Staged implements StagedStore.
+func (a *slotStore) Staged() (Transfer, bool) {
+	p := a.s.Status().Download
+	if p == nil {
+		return Transfer{}, false
+	}
+	return Transfer(p.Transfer), true
+}

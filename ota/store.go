@@ -57,3 +57,10 @@ type Download interface {
 	ReadChunk(i int) ([]byte, error)
 	Flush() error
 }
+
+// StagedStore is implemented by stores that can say which transfer they
+// have staged, so a receiver on the stock protocol (which never announces
+// the chunk size) resumes after a restart without fetching chunk 0 again.
+type StagedStore interface {
+	Staged() (Transfer, bool)
+}
