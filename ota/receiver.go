@@ -710,7 +710,7 @@ func (r *Receiver) sampleRTT(t *rxTransfer, d time.Duration) {
 
 func (r *Receiver) rto(t *rxTransfer) time.Duration {
 	if t.srtt == 0 {
-		return 30 * time.Second // the stock retry: no sample yet, and the first answers may queue behind everyone else's
+		return 5 * time.Second // no sample yet
 	}
 	d := t.srtt + 4*t.rttv
 	return min(max(d, 500*time.Millisecond), 60*time.Second)
