@@ -154,22 +154,41 @@ func (g *Gateway) Plugins(now time.Time) []mesh.Plugin {
 	resume := g.resumableLocked()
 	g.mu.Unlock()
 	// Campaigns that were running when the gateway stopped start again;
-	// receivers resume from the chunks they already hold.
-	for _, s := range resume {
-		spec, err := g.specFor(s)
-		if err != nil {
-			g.log.Warn("campaign not resumed", "campaign", s.ID, "err", err)
-			continue
-		}
-		if _, err := d.Start(now, spec); err != nil {
-			g.log.Warn("campaign not resumed", "campaign", s.ID, "err", err)
-			continue
-		}
-		if s.State == ota.CampaignPaused {
-			d.Pause(now, s.ID)
+	// receivers resume from the chunks they already hold. Start needs the
+	// node, so this waits until the node attaches the distributor.
+	start := func() {
+		for _, s := range resume {
+			spec, err := g.specFor(s)
+			if err != nil {
+				g.log.Warn("campaign not resumed", "campaign", s.ID, "err", err)
+				continue
+			}
+			if _, err := d.Start(now, spec); err != nil {
+				g.log.Warn("campaign not resumed", "campaign", s.ID, "err", err)
+				continue
+			}
+			if s.State == ota.CampaignPaused {
+				d.Pause(now, s.ID)
+			}
 		}
 	}
-	return []mesh.Plugin{local, c, d}
+	return []mesh.Plugin{local, c, &resumingDistributor{Distributor: d, resume: start}}
+}
+
+// resumingDistributor is the distributor as a node plugin: once attached
+// to the node it restarts the campaigns of the previous run.
+type resumingDistributor struct {
+	*ota.Distributor
+	resume func()
+}
+
+// Attach implements mesh.Plugin.
+func (r *resumingDistributor) Attach(h mesh.Host) {
+	r.Distributor.Attach(h)
+	if r.resume != nil {
+		r.resume()
+		r.resume = nil
+	}
 }
 
 func (g *Gateway) resumableLocked() []ota.CampaignSnapshot {
@@ -492,7 +511,7 @@ func (g *Gateway) saveState() error {
 	g.mu.Lock()
 	if err == nil {
 		for id, s := range snaps {
-			g.history[id] = s
+			g.history[id] = keepStart(g.history[id], s)
 		}
 		if alerts != nil {
 			g.alertData = alerts

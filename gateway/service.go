@@ -288,7 +288,7 @@ func (g *Gateway) Campaigns() []fleet.Campaign {
 	g.mu.Unlock()
 	if err == nil {
 		for _, c := range s.campaigns {
-			all[c.ID] = c
+			all[c.ID] = keepStart(all[c.ID], c)
 		}
 	}
 	var out []fleet.Campaign
@@ -391,6 +391,16 @@ func (g *Gateway) SendSingle(ctx context.Context, dest uint32, msg string) error
 
 // Subscribe implements fleet.Service.
 func (g *Gateway) Subscribe(ctx context.Context) <-chan fleet.Event { return g.fan.subscribe(ctx) }
+
+// keepStart gives cur, the live state of a campaign, the start time of
+// prev, what an earlier run saved of it: a campaign resumed after a
+// restart is the same campaign, though the distributor started it anew.
+func keepStart(prev, cur ota.CampaignSnapshot) ota.CampaignSnapshot {
+	if !prev.Started.IsZero() && prev.Started.Before(cur.Started) {
+		cur.Started = prev.Started
+	}
+	return cur
+}
 
 func sortedSnapshots(m map[string]ota.CampaignSnapshot) []ota.CampaignSnapshot {
 	out := make([]ota.CampaignSnapshot, 0, len(m))
