@@ -1,0 +1,148 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/meshfleet/meshfleet/compress"
+	"github.com/meshfleet/meshfleet/fleet"
+)
+
+// uploadREST stores img through POST /api/v1/firmware.
+func uploadREST(t *testing.T, g *Gateway, role, hardware, version string, img []byte) fleet.Image {
+	t.Helper()
+	url := fmt.Sprintf("http://%s/api/v1/firmware?role=%s&hardware=%s&version=%s&md5=%s", g.HTTPAddr, role, hardware, version, md5Hex(img))
+	code, body := call(t, "POST", url, "application/octet-stream", img)
+	if code != http.StatusCreated {
+		t.Fatalf("upload %s/%s %s: %d %s", role, hardware, version, code, body)
+	}
+	var im fleet.Image
+	if err := json.Unmarshal([]byte(body), &im); err != nil {
+		t.Fatal(err)
+	}
+	return im
+}
+
+// startREST starts a campaign through POST /api/v1/ota.
+func startREST(t *testing.T, g *Gateway, req fleet.CampaignRequest) fleet.Campaign {
+	t.Helper()
+	data, _ := json.Marshal(req)
+	code, body := call(t, "POST", "http://"+g.HTTPAddr+"/api/v1/ota", "application/json", data)
+	if code != http.StatusCreated {
+		t.Fatalf("start %+v: %d %s", req, code, body)
+	}
+	var c fleet.Campaign
+	if err := json.Unmarshal([]byte(body), &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func campaignsREST(t *testing.T, g *Gateway) map[string]fleet.Campaign {
+	t.Helper()
+	var cs []fleet.Campaign
+	getJSON(t, "http://"+g.HTTPAddr+"/api/v1/ota", &cs)
+	out := map[string]fleet.Campaign{}
+	for _, c := range cs {
+		out[c.ID] = c
+	}
+	return out
+}
+
+// TestGatewayRestartKeepsCampaignsAndAlerts stops a gateway with a
+// completed, a running and a paused campaign and an active alert, and
+// starts it again on the same state_dir: every campaign is listed, the
+// running one is served again, the paused one stays paused, and the alert
+// is still active with its original raised_at.
+func TestGatewayRestartKeepsCampaignsAndAlerts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := testConfig(t)
+	const devices = 4
+	sc := SimMeshConfig{Nodes: devices, Seed: 3, Speed: 25, Model: "esp32", Epoch: time.Now().UTC().Truncate(time.Second)}
+	runCtx, stop := context.WithCancel(ctx)
+	g, sm, done := startSimGatewayWith(t, runCtx, cfg, sc, nil)
+	waitReady(t, ctx, g, done)
+	rec, _ := observe(t, ctx, brokerURL(g), "observer")
+	rec.waitFor(t, ctx, "mf/status/nodes", allOnline(devices+1))
+
+	first := cfg.Node.ID + 1000
+	imgA := uploadREST(t, g, "sensor", "ESP32", "2.0.0", compress.FirmwareLike(8<<10, 21))
+	imgB := uploadREST(t, g, "sensor", "ESP32", "2.1.0", compress.FirmwareLike(8<<10, 22))
+	imgC := uploadREST(t, g, "sensor", "ESP8266", "2.0.0", compress.FirmwareLike(8<<10, 23))
+
+	// Completed: one target, confirmed.
+	done1 := startREST(t, g, fleet.CampaignRequest{Image: imgA.ID, Nodes: []uint32{first}, Mode: "broadcast"})
+	rec.waitFor(t, ctx, "mf/ota/status", campaignIs(done1.ID, "completed"))
+	// Running: no targets, so it keeps offering the image.
+	running := startREST(t, g, fleet.CampaignRequest{Image: imgB.ID, Mode: "broadcast"})
+	rec.waitFor(t, ctx, "mf/ota/status", progressOf(running.ID))
+	// Paused.
+	paused := startREST(t, g, fleet.CampaignRequest{Image: imgC.ID})
+	if code, body := call(t, "POST", "http://"+g.HTTPAddr+"/api/v1/ota/"+paused.ID+"/pause", "", nil); code != http.StatusOK {
+		t.Fatalf("pause: %d %s", code, body)
+	}
+	// An active alert.
+	victim := lastDevice(cfg, devices)
+	crashDevice(t, ctx, sm, victim)
+	rec.waitFor(t, ctx, "mf/status/alerts", hasOfflineAlert(victim))
+	before, ok := restAlert(t, g, victim)
+	if !ok {
+		t.Fatal("REST does not have the node_offline alert MQTT published")
+	}
+	want := campaignsREST(t, g)
+	if len(want) != 3 || want[done1.ID].State != "completed" || want[running.ID].State != "running" || want[paused.ID].State != "paused" {
+		t.Fatalf("campaigns before the restart: %+v", want)
+	}
+	// The clock moves on across the restart, as a real one does.
+	last := g.Summary().Timestamp
+
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	// Again, on the same state_dir; the crashed device is gone for good.
+	sc.Nodes, sc.Epoch = devices-1, last.Add(time.Second)
+	g2, _, done2 := startSimGatewayWith(t, ctx, cfg, sc, nil)
+	waitReady(t, ctx, g2, done2)
+	rec2, _ := observe(t, ctx, brokerURL(g2), "observer")
+
+	got := campaignsREST(t, g2)
+	for id, w := range want {
+		c, ok := got[id]
+		if !ok {
+			t.Fatalf("campaign %s (%s) not listed after the restart: %+v", id, w.State, got)
+		}
+		if c.State != w.State || c.Image.MD5 != w.Image.MD5 || c.Mode != w.Mode || !c.Started.Equal(w.Started) {
+			t.Fatalf("campaign %s after the restart: %+v, before: %+v", id, c, w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("after the restart %d campaigns, before %d", len(got), len(want))
+	}
+	if got[done1.ID].Completed != 1 {
+		t.Fatalf("completed campaign lost its result: %+v", got[done1.ID])
+	}
+	// The running campaign is served again: devices of the new mesh report
+	// progress on it.
+	rec2.waitFor(t, ctx, "mf/ota/status", progressOf(running.ID))
+
+	// The alert is still active, raised when it was.
+	after, _ := offlineAlert(rec2.waitFor(t, ctx, "mf/status/alerts", hasOfflineAlert(victim)), victim)
+	if after.ID != before.ID || !after.Raised.Equal(before.Raised) {
+		t.Fatalf("alert after the restart %+v, before %+v", after, before)
+	}
+	if a, ok := restAlert(t, g2, victim); !ok || !a.Raised.Equal(before.Raised) || a.State == "cleared" {
+		t.Fatalf("REST alert after the restart %+v (found %v), before %+v", a, ok, before)
+	}
+
+	cancel()
+	if err := <-done2; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
