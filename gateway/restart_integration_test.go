@@ -129,8 +129,25 @@ func TestGatewayRestartKeepsCampaignsAndAlerts(t *testing.T) {
 		t.Fatalf("completed campaign lost its result: %+v", got[done1.ID])
 	}
 	// The running campaign is served again: devices of the new mesh report
-	// progress on it.
-	rec2.waitFor(t, ctx, "mf/ota/status", progressOf(running.ID))
+	// progress on it. (Polled on every MQTT message: the first reports may
+	// predate the observer's subscription.)
+	for {
+		var c fleet.Campaign
+		getJSON(t, "http://"+g2.HTTPAddr+"/api/v1/ota/"+running.ID, &c)
+		if len(c.Nodes) > 0 {
+			for _, p := range c.Nodes {
+				if p.Updated.Before(sc.Epoch) {
+					t.Fatalf("resumed campaign has progress from before the restart: %+v", c)
+				}
+			}
+			break
+		}
+		select {
+		case <-rec2.ch:
+		case <-ctx.Done():
+			t.Fatalf("resumed campaign is not served: %+v", c)
+		}
+	}
 
 	// The alert is still active, raised when it was.
 	after, _ := offlineAlert(rec2.waitFor(t, ctx, "mf/status/alerts", hasOfflineAlert(victim)), victim)
