@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/meshfleet/meshfleet/cmd/meshfleet/internal/console"
-	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/transport/tcp"
 )
 
@@ -23,6 +23,8 @@ func newNodeCmd() *cobra.Command {
 		timeAuthority bool
 		maxMsg        int
 		logLevel      string
+		stdin         bool
+		ota           otaFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "node --id N [--listen :5555] [--connect host:port]...",
@@ -33,7 +35,18 @@ station uplink), reconnecting with backoff.
 
 Events are printed on stdout as JSON lines. Commands are read from stdin, one a
 line: ` + console.Usage + `.
-Ctrl-C or end of input stops the node.`,
+Ctrl-C or end of input stops the node (with --stdin=false only a signal does).
+
+The node reports its status (firmware, free memory, traffic, latency, OTA
+state) to the mesh root every --status-interval. With --slot-dir it is also an
+OTA receiver: it downloads images for --ota-role/--ota-hardware into the
+inactive slot of the A/B slot store in that directory (resuming after a
+restart), verifies them (MD5, and ed25519 with --ota-public-key) and switches:
+the new image waits in its slot file ("event":"ota","state":"switched" names
+it in slot_path) and --on-switch runs with that path to install it. The next
+start of the node with the same --slot-dir runs the new image on trial; it is
+confirmed once the node joins the mesh, or rolled back if it does not within
+--confirm-timeout or --max-boots starts (--on-rollback runs then).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if id == 0 {
@@ -46,17 +59,22 @@ Ctrl-C or end of input stops the node.`,
 			if err != nil {
 				return err
 			}
-			d, err := tcp.New(tcp.Config{
-				Node:           mesh.Config{ID: id, Root: root, TimeAuthority: timeAuthority},
-				Listen:         listen,
-				Connect:        connect,
-				MaxMessageSize: maxMsg,
-				Logger:         logger,
-			})
+			dev, err := ota.config(cmd.Flags())
 			if err != nil {
 				return err
 			}
-			return console.Run(cmd.Context(), d, cmd.InOrStdin(), cmd.OutOrStdout())
+			d, device, err := buildNode(nodeConfig{
+				ID: id, Listen: listen, Connect: connect, Root: root, TimeAuthority: timeAuthority,
+				MaxMessageSize: maxMsg, Device: dev, Logger: logger,
+			}, time.Now())
+			if err != nil {
+				return err
+			}
+			var in io.Reader = blockingReader{cmd.Context()}
+			if stdin {
+				in = cmd.InOrStdin()
+			}
+			return runNode(cmd.Context(), d, device, in, cmd.OutOrStdout(), ota.exitOnSlotChange)
 		},
 	}
 	f := cmd.Flags()
@@ -67,6 +85,8 @@ Ctrl-C or end of input stops the node.`,
 	f.BoolVar(&timeAuthority, "time-authority", false, "advertise this node as a time authority")
 	f.IntVar(&maxMsg, "max-message-size", tcp.DefaultMaxMessageSize, "largest incoming message in bytes")
 	f.StringVar(&logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
+	f.BoolVar(&stdin, "stdin", true, "read commands from standard input; false: run until a signal (for services)")
+	ota.register(f)
 	return cmd
 }
 

@@ -99,8 +99,10 @@ func appendString(dst []byte, s string) []byte {
 //	{"t":...,"event":"time_adjusted","node":N,"offset_us":O}
 //	{"t":...,"event":"delay","node":N,"delay_us":D}
 //
-// Events of other types (plugins') are written as "event":"plugin" with
-// their Go type name and their JSON encoding under "data".
+// Events that implement Named (the OTA events of package linuxnode) are
+// written as "event":EventName() with their fields. Events of other types
+// (plugins') are written as "event":"plugin" with their Go type name and
+// their JSON encoding under "data".
 func EventLine(t time.Time, ev mesh.Event) []byte {
 	var o *object
 	switch e := ev.(type) {
@@ -141,12 +143,37 @@ func EventLine(t time.Time, ev mesh.Event) []byte {
 		o = newObject(t, "delay")
 		o.uint("node", uint64(e.NodeID))
 		o.int("delay_us", int64(e.Delay))
+	case Named:
+		o = newObject(t, e.EventName())
+		o.members(e)
 	default:
 		o = newObject(t, "plugin")
 		o.str("go_type", fmt.Sprintf("%T", ev))
 		o.value("data", ev)
 	}
 	return o.bytes()
+}
+
+// Named is a plugin event with a line of its own: "event" is its
+// EventName, followed by the members of its JSON encoding (which must not
+// use the keys "t" and "event").
+type Named interface {
+	mesh.Event
+	EventName() string
+}
+
+// members adds the members of v's JSON object encoding, or v under "data"
+// if it does not encode as an object.
+func (o *object) members(v any) {
+	b, err := marshal(v)
+	if err != nil || len(b) < 2 || b[0] != '{' {
+		o.value("data", v)
+		return
+	}
+	if inner := b[1 : len(b)-1]; len(inner) > 0 {
+		o.buf = append(o.buf, ',')
+		o.buf = append(o.buf, inner...)
+	}
 }
 
 // errorLine reports a bad command or a failed action.
