@@ -67,13 +67,13 @@ func startMosquitto(t *testing.T) *mosquitto {
 	if err := os.WriteFile(m.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m.start()
 	t.Cleanup(func() {
 		m.kill()
 		if t.Failed() {
 			t.Logf("mosquitto log:\n%s", m.log())
 		}
 	})
+	m.start()
 	return m
 }
 
@@ -81,6 +81,9 @@ func startMosquitto(t *testing.T) *mosquitto {
 func (m *mosquitto) log() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.logs == nil {
+		return ""
+	}
 	m.logMu.Lock()
 	defer m.logMu.Unlock()
 	return m.logs.String()
@@ -297,7 +300,7 @@ func stillRunning(t *testing.T, done chan error) {
 // publishes its retained state again, the alert unchanged.
 func TestGatewaySurvivesBrokerLoss(t *testing.T) {
 	m := startMosquitto(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cfg := testConfig(t)
 	cfg.MQTT.URL = m.URL()
@@ -391,7 +394,7 @@ func TestGatewaySurvivesBrokerLoss(t *testing.T) {
 func TestGatewayLastWill(t *testing.T) {
 	m := startMosquitto(t)
 	proxy := startProxy(t, m.addr)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cfg := testConfig(t)
 	cfg.MQTT.URL = proxy.URL()
