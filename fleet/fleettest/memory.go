@@ -29,6 +29,51 @@ type Memory struct {
 	Sent      []string // "broadcast MSG" or "single ID MSG"
 	subs      []chan fleet.Event
 	nextID    int
+	sentCh    chan struct{} // closed and replaced on every send
+}
+
+// SetAlerts replaces the alert list (safe while integrations read it).
+func (m *Memory) SetAlerts(as []fleet.Alert) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.AlertList = as
+}
+
+// WaitSent waits until at least n messages were sent into the mesh, or
+// ctx ends, and returns what was sent.
+func (m *Memory) WaitSent(ctx context.Context, n int) ([]string, error) {
+	for {
+		m.mu.Lock()
+		if len(m.Sent) >= n {
+			out := append([]string(nil), m.Sent...)
+			m.mu.Unlock()
+			return out, nil
+		}
+		ch := m.sentSignal()
+		m.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return m.SentMessages(), ctx.Err()
+		}
+	}
+}
+
+// sentSignal is the channel closed at the next send; m.mu must be held.
+func (m *Memory) sentSignal() chan struct{} {
+	if m.sentCh == nil {
+		m.sentCh = make(chan struct{})
+	}
+	return m.sentCh
+}
+
+// noteSent records a send; m.mu must be held.
+func (m *Memory) noteSent(s string) {
+	m.Sent = append(m.Sent, s)
+	if m.sentCh != nil {
+		close(m.sentCh)
+		m.sentCh = nil
+	}
 }
 
 var _ fleet.Service = (*Memory)(nil)
@@ -181,7 +226,7 @@ func (m *Memory) AbortCampaign(id string) (fleet.Campaign, error) {
 func (m *Memory) SendBroadcast(_ context.Context, msg string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.Sent = append(m.Sent, "broadcast "+msg)
+	m.noteSent("broadcast " + msg)
 	return nil
 }
 
@@ -189,7 +234,7 @@ func (m *Memory) SendBroadcast(_ context.Context, msg string) error {
 func (m *Memory) SendSingle(_ context.Context, dest uint32, msg string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.Sent = append(m.Sent, fmt.Sprintf("single %d %s", dest, msg))
+	m.noteSent(fmt.Sprintf("single %d %s", dest, msg))
 	return nil
 }
 
