@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
@@ -16,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
+	"github.com/meshfleet/meshfleet/firmware"
 	"github.com/meshfleet/meshfleet/fleet"
 	"github.com/meshfleet/meshfleet/gateway"
 	"github.com/meshfleet/meshfleet/linuxnode"
@@ -253,6 +257,13 @@ func newOTANode(t *testing.T, id uint32, dev linuxnode.Config) *testNode {
 // connects to the nodes' addresses, announcing every second.
 func startGateway(t *testing.T, nodes ...*testNode) *gateway.Gateway {
 	t.Helper()
+	return startGatewayWith(t, nil, nodes...)
+}
+
+// startGatewayWith is startGateway with the configuration changed by
+// change, if not nil.
+func startGatewayWith(t *testing.T, change func(*gateway.Config), nodes ...*testNode) *gateway.Gateway {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := gateway.DefaultConfig()
 	cfg.Node.ID = 1
@@ -265,6 +276,9 @@ func startGateway(t *testing.T, nodes ...*testNode) *gateway.Gateway {
 	cfg.Firmware.Dir = filepath.Join(dir, "firmware")
 	cfg.StateDir = filepath.Join(dir, "state")
 	cfg.OTA.AnnounceInterval = gateway.Duration(time.Second)
+	if change != nil {
+		change(&cfg)
+	}
 	g, err := gateway.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -569,7 +583,7 @@ func TestNodeOTARollsBackWithoutJoining(t *testing.T) {
 	g := startGateway(t, n)
 	img := testImage(11, 64<<10)
 	sum := md5hex(img)
-	c := startCampaign(t, g, img, "4.0.0", "stock", "deflate", n)
+	startCampaign(t, g, img, "4.0.0", "stock", "deflate", n)
 	sl := checkSwitched(t, n, img)
 	h := n.log.wait(t, "on-switch hook", func(m map[string]any) bool { return m["event"] == "ota_hook" })
 	if h["action"] != linuxnode.ActionSwitch || h["exit_code"] != 0.0 || h["error"] != nil {
@@ -604,7 +618,6 @@ func TestNodeOTARollsBackWithoutJoining(t *testing.T) {
 	if len(calls) != 2 || calls[1].Action != "rollback" || calls[1].Slot != string(sl.Other()) || calls[1].Arg != "" {
 		t.Fatalf("hook calls %+v, want a rollback to the factory slot %s, which has no file", calls, sl.Other())
 	}
-	_ = c
 }
 
 // A failing --on-switch command is reported, the switch is abandoned (the
@@ -653,5 +666,89 @@ func TestNodeOTAFailedSwitchCommand(t *testing.T) {
 	}
 	if k := n.log.count(otaLine(string(ota.StateDownloading), "")); k != 0 {
 		t.Fatalf("%d download lines after the rollback, want none", k)
+	}
+}
+
+// With --ota-public-key the node installs only images signed with the
+// key: an unsigned image fails verification and is not switched to, a
+// signed one is. The flags go through the command's own parsing.
+func TestNodeOTAPublicKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	keyFile := filepath.Join(dir, "ota.pub")
+	if err := os.WriteFile(keyFile, []byte(hex.EncodeToString(priv.Public().(ed25519.PublicKey))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var flags otaFlags
+	fs := pflag.NewFlagSet("node", pflag.ContinueOnError)
+	flags.register(fs)
+	if err := fs.Parse([]string{"--slot-dir", filepath.Join(dir, "slots"), "--ota-role", otaRole, "--ota-hardware", otaHardware,
+		"--ota-public-key", keyFile, "--status-interval", "0", "--on-switch", "/bin/true  --quiet"}); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := flags.config(fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !dev.PublicKey.Equal(priv.Public()) || dev.StatusInterval != 0 || fmt.Sprint(dev.OnSwitch) != "[/bin/true --quiet]" {
+		t.Fatalf("config from flags %+v", dev)
+	}
+	dev.OnSwitch = nil
+	n := startNode(t, nodeConfig{ID: 501, Listen: "127.0.0.1:0", Device: dev}, false)
+	if len(n.dev.Plugins()) != 1 {
+		t.Fatalf("--status-interval 0: %d plugins, want only the receiver", len(n.dev.Plugins()))
+	}
+	fwDir := filepath.Join(dir, "firmware")
+	g := startGatewayWith(t, func(c *gateway.Config) { c.Firmware.Dir = fwDir }, &testNode{cfg: nodeConfig{Listen: n.d.Addr().String()}, log: n.log})
+
+	unsigned := testImage(21, 16<<10)
+	startCampaign(t, g, unsigned, "6.0.0", "pipelined", "deflate", n)
+	f := n.log.wait(t, "failed", otaLine(string(ota.StateFailed), md5hex(unsigned)))
+	if r, _ := f["reason"].(string); !strings.Contains(r, "not signed") {
+		t.Fatalf("failed line %v, want the missing signature as reason", f)
+	}
+	if st := n.dev.Store().State(); st.Pending != "" || st.Active != slot.A {
+		t.Fatalf("slot state after an unsigned image %+v, want nothing switched", st)
+	}
+
+	signed := testImage(22, 16<<10)
+	store, err := firmware.Open(fwDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := store.Add(context.Background(), bytes.NewReader(signed), firmware.Meta{Role: otaRole, Hardware: otaHardware, Version: "6.1.0"},
+		firmware.AddOptions{SigningKey: priv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.StartCampaign(context.Background(), fleet.CampaignRequest{Image: fi.ID, Mode: "broadcast", Compress: "deflate", Nodes: []uint32{501}}); err != nil {
+		t.Fatal(err)
+	}
+	checkSwitched(t, n, signed)
+}
+
+func TestNodeOTAFlagErrors(t *testing.T) {
+	dir := t.TempDir()
+	base := []string{"node", "--id", "7", "--listen", "127.0.0.1:0"}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ota-role", "box"}, "--ota-role needs --slot-dir"},
+		{[]string{"--on-switch", "install"}, "--on-switch needs --slot-dir"},
+		{[]string{"--slot-dir", dir}, "needs --ota-role"},
+		{[]string{"--slot-dir", dir, "--ota-role", "box", "--ota-hardware", ""}, "needs --ota-role and a non-empty --ota-hardware"},
+		{[]string{"--slot-dir", dir, "--ota-role", "box", "--confirm-timeout", "0s"}, "must be positive"},
+		{[]string{"--slot-dir", dir, "--ota-role", "box", "--ota-public-key", filepath.Join(dir, "missing.pub")}, "--ota-public-key"},
+		{[]string{"--status-interval", "-1s"}, "must not be negative"},
+	} {
+		_, _, err := execute(t, context.Background(), strings.NewReader(""), append(base, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want one containing %q", c.args, err, c.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state.json")); err == nil {
+		t.Error("a rejected command line created a slot store")
 	}
 }
