@@ -237,8 +237,12 @@ func (g *Gateway) StartCampaign(ctx context.Context, req fleet.CampaignRequest) 
 	if method == "" {
 		method = g.cfg.OTA.Compress
 	}
-	if err := firmware.ValidateMethod(method); err != nil {
-		return fleet.Campaign{}, fmt.Errorf("%w: %w", err, fleet.ErrInvalid)
+	// "none" sends the image itself; it is not a stored variant, so
+	// ValidateMethod (which names variants) rejects it.
+	if method != firmware.MethodNone {
+		if err := firmware.ValidateMethod(method); err != nil {
+			return fleet.Campaign{}, fmt.Errorf("%w: %w", err, fleet.ErrInvalid)
+		}
 	}
 	if g.publicKey != nil {
 		if err := g.store.VerifySignature(img.ID, g.publicKey); err != nil {

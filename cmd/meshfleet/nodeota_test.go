@@ -419,7 +419,7 @@ func TestNodeOTACampaignsOverTCP(t *testing.T) {
 	}
 
 	modes := []struct{ mode, method string }{
-		{"stock", "deflate"},
+		{"stock", "none"},
 		{"pipelined", "heatshrink"},
 		{"broadcast", "deflate"},
 	}
@@ -583,7 +583,7 @@ func TestNodeOTARollsBackWithoutJoining(t *testing.T) {
 	g := startGateway(t, n)
 	img := testImage(11, 64<<10)
 	sum := md5hex(img)
-	startCampaign(t, g, img, "4.0.0", "stock", "deflate", n)
+	startCampaign(t, g, img, "4.0.0", "stock", "none", n)
 	sl := checkSwitched(t, n, img)
 	h := n.log.wait(t, "on-switch hook", func(m map[string]any) bool { return m["event"] == "ota_hook" })
 	if h["action"] != linuxnode.ActionSwitch || h["exit_code"] != 0.0 || h["error"] != nil {
