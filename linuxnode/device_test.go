@@ -22,8 +22,20 @@ import (
 var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
 // stagePending leaves a verified image pending in a slot store in dir, as
-// a switch by a previous run of the node does.
+// a completed switch by a previous run of the node does.
 func stagePending(t *testing.T, dir string, img []byte) string {
+	t.Helper()
+	sum := stageSwitch(t, dir, img)
+	d := &Device{cfg: Config{SlotDir: dir}}
+	if err := d.markInstalled(slot.B, slot.Info{MD5: sum}, t0); err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+// stageSwitch switches a slot store in dir to img without recording its
+// installation, as a run of the node stopped during --on-switch leaves it.
+func stageSwitch(t *testing.T, dir string, img []byte) string {
 	t.Helper()
 	st, err := slot.OpenDir(dir, nil)
 	if err != nil {
@@ -282,6 +294,33 @@ func TestRollbackCommandTimesOut(t *testing.T) {
 	if len(hs) != 1 || hs[0].Action != ActionRollback || hs[0].MD5 != "" || hs[0].SlotPath != "" ||
 		!strings.Contains(hs[0].Error, "timed out") || len(hs[0].Command) != 2 {
 		t.Fatalf("hook events %+v, want the timed-out rollback command to the factory slot", hs)
+	}
+}
+
+// A switched image whose installation did not complete (the node stopped
+// while --on-switch ran) must not run on trial: the old program would
+// confirm it. It rolls back at the next start.
+func TestUninstalledSwitchRollsBack(t *testing.T) {
+	dir := t.TempDir()
+	sum := stageSwitch(t, dir, []byte("never installed"))
+	dev, _, evs := start(t, otaConfig(dir), t0)
+	got := otaEvents(evs)
+	if len(got) != 1 || got[0].State != string(ota.StateRolledBack) || got[0].MD5 != sum || !strings.Contains(got[0].Reason, "did not complete") {
+		t.Fatalf("start events %+v, want %s rolled back as not installed", got, sum)
+	}
+	if st := dev.Store().State(); st.Pending != "" || st.Active != slot.A || st.B.Status != slot.Bad {
+		t.Fatalf("slot state %+v", st)
+	}
+	// A record of another image does not count either.
+	dir = t.TempDir()
+	stageSwitch(t, dir, []byte("never installed either"))
+	d := &Device{cfg: Config{SlotDir: dir}}
+	if err := d.markInstalled(slot.B, slot.Info{MD5: sum}, t0); err != nil {
+		t.Fatal(err)
+	}
+	_, _, evs = start(t, otaConfig(dir), t0)
+	if got := otaEvents(evs); len(got) != 1 || got[0].State != string(ota.StateRolledBack) {
+		t.Fatalf("with another image's record: %+v, want a rollback", got)
 	}
 }
 

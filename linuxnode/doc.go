@@ -18,8 +18,12 @@
 // command, if any, with that path appended: installing the file and
 // restarting the service is the command's business (with
 // --exit-on-slot-change the node exits after it, for its supervisor to
-// start it again). A failing command abandons the switch: the image rolls
-// back, since it was never installed.
+// start it again; the command itself must not wait for the node to stop).
+// A failing command abandons the switch: the image rolls back, since it
+// was never installed. The completed installation is recorded in the
+// slot directory (installed.json; without a command, at the switch): if
+// the node stops before the command finished, the image rolls back at the
+// next start instead of being confirmed by the old program.
 //
 // The next start with the same slot directory is the new image's first
 // boot: it runs on trial (OTAEvent "trial" with the deadline) and is

@@ -102,6 +102,16 @@ func (d *Device) runHook(ctx context.Context, drv Driver, j hookJob) {
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
 	err := cmd.Run()
+	if err == nil && j.action == ActionSwitch {
+		err = d.markInstalled(j.slot, j.info, time.Now())
+	}
+	if err != nil && ctx.Err() != nil {
+		// The node is stopping, perhaps at the command's own request: an
+		// image whose installation did not complete rolls back at the
+		// next start.
+		d.log.Warn("ota hook stopped with the node", "action", j.action, "command", argv, "err", err)
+		return
+	}
 	ev := HookEvent{Action: j.action, Command: argv, SlotPath: j.path, MD5: j.info.MD5, ExitCode: -1,
 		Seconds: time.Since(start).Seconds(), Output: out.String()}
 	if cmd.ProcessState != nil {

@@ -37,6 +37,11 @@ func newOTAPlugin(d *Device, now time.Time) (*otaPlugin, error) {
 		Logger: d.log.With("component", "ota"),
 	}
 	before := d.store.State()
+	if sl := before.Pending; sl != "" && !d.installed(sl, before.Slot(sl).Image.MD5) {
+		if _, err := d.store.Rollback(now, "its installation did not complete (the --on-switch command failed or was stopped)"); err != nil {
+			return nil, fmt.Errorf("linuxnode: roll back an image that was not installed: %w", err)
+		}
+	}
 	rc, err := ota.NewReceiver(p.rcfg, now) // boots the store: counts this start
 	if err != nil {
 		return nil, fmt.Errorf("linuxnode: %w", err)
@@ -76,9 +81,10 @@ func (p *otaPlugin) Types() []int { return p.rc.Types() }
 
 // HandlePackage implements mesh.Plugin.
 func (p *otaPlugin) HandlePackage(now time.Time, conn mesh.ConnID, h protocol.Header, raw []byte) {
-	if p.parked {
+	if p.parked && h.Type != ota.TypeNeed {
 		// The receiver would now report the switched image as installed
-		// although this process still runs the old one.
+		// although this process still runs the old one. Repair requests
+		// of children still get their refusal, so they ask elsewhere.
 		return
 	}
 	p.rc.HandlePackage(now, conn, h, raw)
@@ -122,6 +128,17 @@ func (p *otaPlugin) restarted(now time.Time) {
 	info := st.Slot(st.Pending).Image
 	path := p.d.slotPath(st.Pending)
 	p.emit(OTAEvent{State: StateSwitched, MD5: info.MD5, Version: info.Version, Slot: string(st.Pending), SlotPath: path})
+	if err := p.d.forgetInstalled(); err != nil {
+		p.undoSwitch(now, err.Error())
+		return
+	}
+	if len(p.d.cfg.OnSwitch) == 0 {
+		// Nothing to install: the switch is complete.
+		if err := p.d.markInstalled(st.Pending, info, now); err != nil {
+			p.undoSwitch(now, err.Error())
+			return
+		}
+	}
 	p.d.slotChanged(hookJob{action: ActionSwitch, slot: st.Pending, info: info, path: path})
 }
 
