@@ -205,7 +205,7 @@ func TestTrialRollsBackAtDeadline(t *testing.T) {
 		!strings.Contains(got[0].Reason, "confirm") {
 		t.Fatalf("events at the deadline: %+v, want %s rolled back to A", got, sum)
 	}
-	if st := dev.Store().State(); st.Pending != "" || st.B.Status != slot.Bad || st.Last.State != slot.RolledBack {
+	if st := dev.Store().State(); st.Pending != "" || st.B.Status != slot.Bad || st.Last.State != slot.RolledBack || !strings.Contains(st.Last.Reason, "deadline") {
 		t.Fatalf("slot state %+v", st)
 	}
 	if !restartRequested(dev) {

@@ -84,7 +84,10 @@ func (a *slotStore) Boot(now time.Time) (bool, time.Time, error) {
 func (a *slotStore) Confirm(now time.Time) error { return a.s.Confirm(now) }
 
 func (a *slotStore) Rollback(now time.Time) error {
-	_, err := a.s.Rollback(now, "self test failed")
+	// The receiver rolls back for a failed self test or a missed confirm
+	// deadline, and Store.Rollback does not say which: name both rather
+	// than record a wrong reason.
+	_, err := a.s.Rollback(now, "not confirmed: self test failed or confirm deadline passed")
 	return err
 }
 
