@@ -180,6 +180,8 @@ type Stats struct {
 	// TimeSyncs counts TIME_REPLYs we computed an offset from;
 	// TimeSyncAdopts those whose offset was non-zero (the clock moved).
 	TimeSyncs, TimeSyncAdopts uint64
+	// NodeSyncRetries counts repeated NODE_SYNC_REQUESTs (Timing.NodeSyncRetry).
+	NodeSyncRetries uint64
 }
 
 // Config is a node's identity and role.
@@ -191,7 +193,9 @@ type Config struct {
 	// ClockStart is the node's micros() reading at creation; different
 	// values model unsynchronised ESP clocks. Node time wraps at 2^32 µs.
 	ClockStart uint32
-	Timing     Timing // zero fields take the stock values (StockTiming)
+	// Timing: zero fields take the stock values (StockTiming), except
+	// NodeSyncRetry, which takes DefaultNodeSyncRetry.
+	Timing Timing
 }
 
 // Timing holds the protocol timers; StockTiming gives the C++ values.
@@ -203,6 +207,15 @@ type Timing struct {
 	TimeSyncPostpone    time.Duration // 60 s after success
 	TimeSyncRetry       time.Duration // 200 ms after a bad offset
 	TimeReplyProcessing time.Duration // our responder's t2-t1 separation; negative: none
+	// NodeSyncRetry repeats an unanswered NODE_SYNC_REQUEST this long
+	// after it was sent, and again every NodeSyncRetry while NODE_TIMEOUT
+	// has not expired. Not stock: the C++ node sends one request and
+	// closes the connection when its reply is lost, and the whole subtree
+	// behind it drops out of the mesh until the station dials again. The
+	// repeat is the same package a stock node sends, and a stock peer
+	// answers it like any request, so nothing new appears on the wire.
+	// Zero takes DefaultNodeSyncRetry; negative disables it (StockTiming).
+	NodeSyncRetry time.Duration
 
 	// AcceptZeroOffset makes a computed offset of 0 count as a successful
 	// time sync, as painlessMesh 1.4.2 did ([G]); stock [A] retries after
@@ -215,7 +228,8 @@ type Timing struct {
 }
 
 // StockTiming returns the timers of the C++ library ([A], PROTOCOL.md
-// §12) and our TIME_REPLY processing time (2 ms, in the range of an ESP's).
+// §12), our TIME_REPLY processing time (2 ms, in the range of an ESP's)
+// and no NODE_SYNC_REQUEST repeats, as the C++ code.
 func StockTiming() Timing {
 	return Timing{
 		NodeSyncInterval:    60 * time.Second,
@@ -225,5 +239,11 @@ func StockTiming() Timing {
 		TimeSyncPostpone:    60 * time.Second,
 		TimeSyncRetry:       200 * time.Millisecond,
 		TimeReplyProcessing: 2 * time.Millisecond,
+		NodeSyncRetry:       -1,
 	}
 }
+
+// DefaultNodeSyncRetry is Timing.NodeSyncRetry when left zero: a lost
+// request or reply is repeated at 3, 6 and 9 s, before the 10 s
+// NODE_TIMEOUT.
+const DefaultNodeSyncRetry = 3 * time.Second

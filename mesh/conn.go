@@ -24,6 +24,7 @@ type conn struct {
 	// Timers; the zero time means disarmed.
 	nodeSyncAt time.Time // nodeSyncTask: send NODE_SYNC_REQUEST
 	timeoutAt  time.Time // timeOutTask: NODE_TIMEOUT after a request
+	retryAt    time.Time // repeat the unanswered request (Timing.NodeSyncRetry)
 	timeSyncAt time.Time // timeSyncTask: startTimeSync
 	// replies are TIME_REPLYs waiting out our processing time.
 	replies []pendingReply
@@ -59,7 +60,7 @@ func earliest(m, t time.Time) time.Time {
 
 // deadline is the earliest armed timer of the connection.
 func (c *conn) deadline() time.Time {
-	m := earliest(earliest(earliest(time.Time{}, c.nodeSyncAt), c.timeoutAt), c.timeSyncAt)
+	m := earliest(earliest(earliest(earliest(time.Time{}, c.nodeSyncAt), c.timeoutAt), c.timeSyncAt), c.retryAt)
 	if len(c.replies) > 0 {
 		m = earliest(m, c.replies[0].at)
 	}

@@ -40,7 +40,8 @@ type Node struct {
 }
 
 // New returns a node with no connections. cfg.ID must be non-zero and
-// unique in the mesh; zero Timing fields take the stock values. now is the
+// unique in the mesh; zero Timing fields take the stock values (but see
+// Timing.NodeSyncRetry). now is the
 // node's power-on time: its node time starts at cfg.ClockStart then.
 func New(cfg Config, now time.Time) *Node {
 	cfg.Timing = cfg.Timing.withDefaults()
@@ -278,6 +279,15 @@ func (n *Node) runDue(now time.Time) {
 				n.enqueue(c, n.syncMessage(c, protocol.TypeNodeSyncRequest), PriorityHigh)
 				c.nodeSyncAt = now.Add(t.NodeSyncInterval)
 				c.timeoutAt = now.Add(t.NodeTimeout)
+				c.retryAt = n.nextRetry(now, c)
+				fired = true
+			}
+			if due(c.retryAt, now) {
+				// Timing.NodeSyncRetry: still no reply. The repeat leaves
+				// NODE_TIMEOUT where the first request set it.
+				n.enqueue(c, n.syncMessage(c, protocol.TypeNodeSyncRequest), PriorityHigh)
+				n.stats.NodeSyncRetries++
+				c.retryAt = n.nextRetry(now, c)
 				fired = true
 			}
 			if due(c.timeSyncAt, now) {
@@ -287,6 +297,16 @@ func (n *Node) runDue(now time.Time) {
 			}
 		}
 	}
+}
+
+// nextRetry is when an unanswered NODE_SYNC_REQUEST sent at now is
+// repeated: zero when repeats are off or NODE_TIMEOUT comes first.
+func (n *Node) nextRetry(now time.Time, c *conn) time.Time {
+	r := n.cfg.Timing.NodeSyncRetry
+	if r <= 0 || c.timeoutAt.IsZero() || !now.Add(r).Before(c.timeoutAt) {
+		return time.Time{}
+	}
+	return now.Add(r)
 }
 
 // drop forgets connection c (§4.4). close is true when the node itself
@@ -348,5 +368,6 @@ func (t Timing) withDefaults() Timing {
 	def(&t.TimeSyncPostpone, s.TimeSyncPostpone)
 	def(&t.TimeSyncRetry, s.TimeSyncRetry)
 	def(&t.TimeReplyProcessing, s.TimeReplyProcessing)
+	def(&t.NodeSyncRetry, DefaultNodeSyncRetry)
 	return t
 }

@@ -84,6 +84,7 @@ func (n *Node) handleNodeSync(now time.Time, c *conn, msg []byte) {
 
 	if isReply {
 		c.timeoutAt = time.Time{} // only a reply disarms NODE_TIMEOUT
+		c.retryAt = time.Time{}
 		return
 	}
 	n.enqueue(c, n.syncMessage(c, protocol.TypeNodeSyncReply), PriorityHigh)

@@ -399,3 +399,79 @@ func TestNodeSyncTimeAuthorityFromRequestsOnly(t *testing.T) {
 		t.Errorf("request without the flag: sent %v, tree %s", got, p.n.Tree())
 	}
 }
+
+// Timing.NodeSyncRetry (not stock): a lost NODE_SYNC_REPLY is made good by
+// repeating the request, byte for byte, before NODE_TIMEOUT, so the link
+// survives; with repeats off (StockTiming) the same loss closes it at
+// 10 s, as on a C++ node.
+func TestNodeSyncRetrySurvivesLostReply(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		timing  Timing
+		survive bool
+		retries uint64
+	}{
+		{"default", Timing{}, true, 1},
+		{"stock", StockTiming(), false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tn := newTestNet(t)
+			// The AP is a stock node: it never repeats, it only answers.
+			ap := New(Config{ID: 1, Timing: StockTiming()}, tn.now)
+			sta := New(Config{ID: 2, Timing: tc.timing}, tn.now)
+			tn.nodes = append(tn.nodes, ap, sta)
+			lost := 0
+			tn.block = func(from, to uint32, msg []byte) bool {
+				if from == 1 && headerOf(string(msg)).Type == protocol.TypeNodeSyncReply && lost == 0 {
+					lost++
+					return true
+				}
+				return false
+			}
+			tn.connect(sta, ap)
+			if lost != 1 || sta.IsConnected(1) {
+				t.Fatalf("first reply not lost (lost %d, connected %v)", lost, sta.IsConnected(1))
+			}
+			tn.run(15 * time.Second)
+			dropped := eventsOf[DroppedConnection](tn, 2)
+			if tc.survive {
+				if len(dropped) != 0 || !sta.IsConnected(1) || !ap.IsConnected(2) {
+					t.Fatalf("link lost: dropped %v, connected %v/%v", dropped, sta.IsConnected(1), ap.IsConnected(2))
+				}
+			} else if len(dropped) != 1 || dropped[0].Reason != "timeout" || sta.IsConnected(1) {
+				t.Fatalf("without repeats: dropped %v, connected %v", dropped, sta.IsConnected(1))
+			}
+			reqs := tn.messages(2, 1, protocol.TypeNodeSyncRequest)
+			if want := 1 + int(tc.retries); len(reqs) != want {
+				t.Fatalf("%d requests in 15 s, want %d: %v", len(reqs), want, reqs)
+			}
+			if tc.retries > 0 {
+				if reqs[1].msg != reqs[0].msg {
+					t.Errorf("repeat %s differs from the request %s", reqs[1].msg, reqs[0].msg)
+				}
+				if d := reqs[1].at.Sub(reqs[0].at); d != DefaultNodeSyncRetry {
+					t.Errorf("repeat after %v, want %v", d, DefaultNodeSyncRetry)
+				}
+			}
+			if got := sta.Stats().NodeSyncRetries; got != tc.retries {
+				t.Errorf("NodeSyncRetries = %d, want %d", got, tc.retries)
+			}
+		})
+	}
+}
+
+// A peer that never answers still times out at NODE_TIMEOUT with repeats
+// on: they do not re-arm it, and stop before it.
+func TestNodeSyncRetryKeepsTimeout(t *testing.T) {
+	p := newProbe(t, Config{ID: 1})
+	p.n.Connect(p.now, 3, true)
+	p.n.Ready()
+	rd := p.advance(10*time.Second - time.Microsecond)
+	if got := ofType(rd, 3, protocol.TypeNodeSyncRequest); len(got) != 3 || len(rd.Close) != 0 {
+		t.Fatalf("before NODE_TIMEOUT: repeats %v, close %v; want 3 repeats (3, 6, 9 s), no close", got, rd.Close)
+	}
+	rd = p.advance(time.Microsecond)
+	if !slices.Equal(rd.Close, []ConnID{3}) {
+		t.Fatalf("Close = %v, want [3] at 10 s", rd.Close)
+	}
+}
