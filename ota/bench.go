@@ -144,7 +144,13 @@ func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
 		dcfg.StockOnly = true // and sends no offers
 	}
 	dist := NewDistributor(dcfg)
-	root, err := net.AddNode(sim.NodeSpec{Config: mesh.Config{ID: 1, Root: true, ContainsRoot: true},
+	// The stock rows model C++ nodes throughout, mesh timers included
+	// (no NODE_SYNC_REQUEST repeats, mesh.Timing.NodeSyncRetry).
+	var timing mesh.Timing
+	if stockRx {
+		timing = mesh.StockTiming()
+	}
+	root, err := net.AddNode(sim.NodeSpec{Config: mesh.Config{ID: 1, Root: true, ContainsRoot: true, Timing: timing},
 		Plugins: func(*sim.Node) []mesh.Plugin { return []mesh.Plugin{dist} }})
 	if err != nil {
 		return res, err
@@ -161,7 +167,7 @@ func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
 			bn.store.Decode = cfg.Decode
 		}
 		id := uint32(1000 + i)
-		nd, err := net.AddNode(sim.NodeSpec{Config: mesh.Config{ID: id}, Plugins: func(nd *sim.Node) []mesh.Plugin {
+		nd, err := net.AddNode(sim.NodeSpec{Config: mesh.Config{ID: id, Timing: timing}, Plugins: func(nd *sim.Node) []mesh.Plugin {
 			if bn.stock != nil {
 				return []mesh.Plugin{bn.stock}
 			}

@@ -102,10 +102,16 @@ func (d *Distributor) observe(now time.Time, c *dcampaign, r *Report) {
 	c.ctl.lostHop += p * float64(dHi)
 	c.ctl.samples += float64(dHi)
 	c.ctl.reporters++
-	if p > 2*d.cfg.LossTarget {
+	if p > 2*d.cfg.LossTarget && dLost >= minCongestedLost {
 		c.ctl.congested++
 	}
 }
+
+// minCongestedLost is the fewest lost chunks that let one report count as
+// congested: early reports cover a few pushed chunks, where one or two
+// random losses already look like 6 % per hop, and a tenth of the
+// reporters seeing that by chance would slow a healthy push.
+const minCongestedLost = 3
 
 // ctlTick closes a control window: AIMD on the per-hop loss the receivers
 // reported. Random loss below LossTarget is repaired hop by hop and does

@@ -33,13 +33,17 @@ type ReceiverConfig struct {
 	RequestTries  int           // stock sends per part before waiting for the next announce, 10
 	BroadcastWait time.Duration // stock broadcast: no data this long → request ourselves, 60 s
 
-	Window         int           // pipelined: chunks outstanding, default the offer's or 8
-	NeedWindow     int           // broadcast: repair chunks outstanding, 16
-	NeedTimeout    time.Duration // broadcast: repair wait before asking again, 1 s
-	IdleTimeout    time.Duration // broadcast: no chunk this long while incomplete → ask, at most 6 s (4 push gaps)
-	ReportInterval time.Duration // progress reports to the distributor, 10 s
-	ProgressEvery  time.Duration // progress events while downloading, 1 s
-	MaxFailures    int           // verification failures per transfer before giving up, 3
+	Window      int           // pipelined: chunks outstanding, default the offer's or 8
+	NeedWindow  int           // broadcast: repair chunks outstanding, 16
+	NeedTimeout time.Duration // broadcast: repair wait before asking again, 1 s
+	// PostPushTimeout is the repair wait once the push is over, until a
+	// round trip has been measured, 300 ms (about seven chunk airtimes on
+	// an ESP8266: a parent serving a few siblings first still answers).
+	PostPushTimeout time.Duration
+	IdleTimeout     time.Duration // broadcast: no chunk this long while incomplete → ask, at most 6 s (4 push gaps)
+	ReportInterval  time.Duration // progress reports to the distributor, 10 s
+	ProgressEvery   time.Duration // progress events while downloading, 1 s
+	MaxFailures     int           // verification failures per transfer before giving up, 3
 
 	// SelfTest decides whether a freshly switched image is healthy; it is
 	// asked SelfTestDelay after boot. Nil: the application must call
@@ -65,6 +69,7 @@ func (c *ReceiverConfig) defaults() {
 	def(&c.RequestRetry, 30*time.Second)
 	def(&c.BroadcastWait, 60*time.Second)
 	def(&c.NeedTimeout, time.Second)
+	def(&c.PostPushTimeout, 300*time.Millisecond)
 	def(&c.IdleTimeout, 6*time.Second)
 	def(&c.ReportInterval, 10*time.Second)
 	def(&c.ProgressEvery, time.Second)
@@ -93,8 +98,13 @@ type Receiver struct {
 	host mesh.Host
 	rng  *rand.Rand
 
-	state  State
-	cur    *rxTransfer
+	state State
+	cur   *rxTransfer
+	// done is the transfer that last completed here: while the store can
+	// still read its chunks, it answers children's repair asks, so a
+	// relay that finishes first does not send its children to the
+	// distributor.
+	done   *rxTransfer
 	failed map[string]int // transfer id → verification failures
 
 	// offered maps image md5 → the offer that carries it, so the stock
@@ -175,13 +185,16 @@ type rxTransfer struct {
 	nextAsk       time.Time
 	parentRefused bool
 	children      map[int][]uint32 // chunk → children waiting for it
-	nextReport    time.Time
+	// repairRTT and repairVar estimate the post-push repair round trip.
+	repairRTT, repairVar time.Duration
+	nextReport           time.Time
 }
 
 type ask struct {
 	deadline time.Time
 	tries    int
 	asked    bool
+	sentAt   time.Time // first ask after the push ended (RTT sample), or zero
 }
 
 // NewReceiver boots the store (a trial image after a switch must confirm
@@ -284,12 +297,7 @@ func (r *Receiver) HandlePackage(now time.Time, conn mesh.ConnID, h protocol.Hea
 	case TypeNeed:
 		err = r.onNeed(now, h, raw)
 	case TypeRefuse:
-		if t := r.cur; t != nil && !t.stock && h.Dest == r.host.ID() {
-			t.parentRefused = true
-			for _, a := range t.want {
-				a.asked = false
-			}
-		}
+		err = r.onRefuse(now, h, raw)
 	case TypeEnd:
 		err = r.onEnd(now, raw)
 	}
@@ -424,6 +432,7 @@ func (r *Receiver) start(now time.Time, t *rxTransfer) {
 		}
 	}
 	r.cur = t
+	r.done = nil
 	t.outstanding = map[int]time.Time{}
 	t.sentAt = map[int]time.Time{}
 	t.want = map[int]*ask{}
@@ -675,6 +684,9 @@ func (r *Receiver) onChunk(now time.Time, h protocol.Header, raw []byte) error {
 		r.sampleRTT(t, now.Sub(at))
 		delete(t.sentAt, c.Index)
 	}
+	if a := t.want[c.Index]; a != nil && h.Routing != protocol.RouteBroadcast && a.tries == 1 && !a.sentAt.IsZero() {
+		sampleRepairRTT(t, now.Sub(a.sentAt))
+	}
 	t.lastChunk = now
 	r.write(t, c.Index, data)
 	r.afterWrite(now, t)
@@ -778,9 +790,69 @@ func (r *Receiver) onEnd(now time.Time, raw []byte) error {
 		}
 	}
 	t.hi = t.offer.Chunks
+	r.pushEnded(now, t)
+	r.tickTransfer(now)
+	return nil
+}
+
+// pushEnded asks for everything still missing once the push is over. The
+// asks made during the push waited behind it on every relay's radio, so
+// their backoff says nothing about loss: it starts again, and asks still
+// in flight are given the shorter post-push timeout.
+func (r *Receiver) pushEnded(now time.Time, t *rxTransfer) {
+	if t.ended {
+		return
+	}
 	t.ended = true
 	for j := t.have.NextMissing(0); j >= 0; j = t.have.NextMissing(j + 1) {
 		r.addWant(t, j)
+	}
+	for _, a := range t.want {
+		a.tries = 0
+		a.sentAt = time.Time{}
+		if d := now.Add(r.askTimeout(t)); a.asked && a.deadline.After(d) {
+			a.deadline = d
+		}
+	}
+}
+
+// sampleRepairRTT folds one post-push repair round trip into the
+// estimate (RFC 6298 gains).
+func sampleRepairRTT(t *rxTransfer, d time.Duration) {
+	if t.repairRTT == 0 {
+		t.repairRTT, t.repairVar = d, d/2
+		return
+	}
+	diff := t.repairRTT - d
+	if diff < 0 {
+		diff = -diff
+	}
+	t.repairVar = (3*t.repairVar + diff) / 4
+	t.repairRTT = (7*t.repairRTT + d) / 8
+}
+
+// onRefuse turns to the distributor when the parent does not hold the
+// transfer (it never took part, or finished and dropped it). The asks the
+// parent will not answer go out again at once: waiting out their
+// deadlines would cost a NeedTimeout for nothing.
+func (r *Receiver) onRefuse(now time.Time, h protocol.Header, raw []byte) error {
+	t := r.cur
+	if t == nil || t.stock || h.Dest != r.host.ID() {
+		return nil
+	}
+	f, err := DecodeRefuse(raw)
+	if err != nil {
+		return err
+	}
+	if f.ID != t.id {
+		return nil
+	}
+	t.parentRefused = true
+	for _, a := range t.want {
+		if a.asked {
+			a.asked = false
+			a.deadline = now
+		}
 	}
 	r.tickTransfer(now)
 	return nil
@@ -797,6 +869,10 @@ func (r *Receiver) onNeed(now time.Time, h protocol.Header, raw []byte) error {
 	}
 	t := r.cur
 	if t == nil || t.stock || t.id != n.ID || t.dl == nil {
+		if r.serveDone(n) {
+			r.flush(now)
+			return nil
+		}
 		r.send(&Refuse{From: r.host.ID(), Dest: n.From, Routing: int(protocol.RouteNeighbour), ID: n.ID}, 80)
 		return nil
 	}
@@ -823,6 +899,29 @@ func (r *Receiver) onNeed(now time.Time, h protocol.Header, raw []byte) error {
 	}
 	r.flush(now)
 	return nil
+}
+
+// serveDone answers a repair ask from the completed transfer, if the ask
+// is for it and the store still holds every chunk asked for.
+func (r *Receiver) serveDone(n *Need) bool {
+	d := r.done
+	if d == nil || d.id != n.ID || d.dl == nil || n.Parts == "" {
+		return false
+	}
+	parts, err := ParseRanges(n.Parts, d.offer.Chunks, d.offer.Chunks)
+	if err != nil || len(parts) == 0 {
+		return false
+	}
+	chunks := make([][]byte, len(parts))
+	for k, i := range parts {
+		if chunks[k], err = d.dl.ReadChunk(i); err != nil {
+			return false
+		}
+	}
+	for k, i := range parts {
+		r.serve(d, n.From, i, chunks[k])
+	}
+	return true
 }
 
 func (r *Receiver) serve(t *rxTransfer, child uint32, i int, data []byte) {
@@ -913,6 +1012,7 @@ func (r *Receiver) verify(now time.Time, t *rxTransfer) {
 	}
 	r.report(now, t)
 	r.cur = nil
+	r.done = t
 	r.pendingFinal = nil
 	if r.cfg.Restart != nil {
 		r.cfg.Restart(now)

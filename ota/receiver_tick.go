@@ -209,7 +209,7 @@ func (r *Receiver) tickBroadcast(now time.Time, t *rxTransfer) {
 		// The push stopped (or its tail was lost): ask for everything
 		// still missing rather than wait for ever (Q-19 b).
 		t.lastChunk = now
-		t.ended = true
+		r.pushEnded(now, t)
 		for j := t.have.NextMissing(0); j >= 0; j = t.have.NextMissing(j + 1) {
 			r.addWant(t, j)
 		}
@@ -256,7 +256,10 @@ func (r *Receiver) tickBroadcast(now time.Time, t *rxTransfer) {
 		}
 		a.asked = true
 		a.tries++
-		a.deadline = now.Add(r.cfg.NeedTimeout << min(a.tries/3, 3))
+		if t.ended && a.tries == 1 {
+			a.sentAt = now
+		}
+		a.deadline = now.Add(r.askTimeout(t) << min(a.tries/3, 3))
 		inFlight++
 	}
 	if len(toParent) > 0 {
@@ -272,3 +275,24 @@ func (r *Receiver) tickBroadcast(now time.Time, t *rxTransfer) {
 // it from its own parent first, which is cheaper than a unicast down the
 // whole path.
 const parentTries = 8
+
+// askTimeout is how long a broadcast repair ask waits before it is asked
+// again (before backoff). During the push it is NeedTimeout: relays answer
+// only in the gaps the push leaves on their radio. Once the push is over
+// the radios are free, and the wait follows the measured repair round
+// trip (Karn's rule: first asks only), from PostPushTimeout until a
+// sample exists; a lost ask then costs a few round trips, not a second.
+func (r *Receiver) askTimeout(t *rxTransfer) time.Duration {
+	if !t.ended {
+		return r.cfg.NeedTimeout
+	}
+	if t.repairRTT == 0 {
+		return min(r.cfg.PostPushTimeout, r.cfg.NeedTimeout)
+	}
+	d := t.repairRTT + 4*t.repairVar
+	return min(max(d, minAskTimeout), r.cfg.NeedTimeout)
+}
+
+// minAskTimeout bounds the post-push ask timeout from below: a parent
+// that lacks the chunk itself needs a round trip of its own first.
+const minAskTimeout = 150 * time.Millisecond
