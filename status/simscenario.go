@@ -128,21 +128,22 @@ type ScenarioReport struct {
 	SilentNode       uint32 `json:"silent_node"`
 	LowMemoryNode    uint32 `json:"low_memory_node"`
 
-	// StatusOverheadFraction is the status share of the busiest radio:
+	// StatusOverheadFraction is the status share of the mesh's link
+	// capacity: the status bytes sent over all radios times ByteTime over
+	// (nodes × window). StatusOverheadBusiest is the share of the busiest
+	// radio (with every report ending at the root, the root's):
 	// for every node, the status bytes its radio sent times its ByteTime
 	// and the status bytes it received times its RxByteTime, each divided
 	// by the window; the largest of these. Status bytes are the packages
 	// of the status types (IsStatusType) and the TIME_DELAY probes the
 	// reporters make, NUL terminators included, counted when a node hands
 	// them to its radio (queue drops included) and when a radio delivers
-	// them. StatusOverheadMean is the status bytes sent over all radios
-	// times ByteTime over (nodes × window): the share of the whole mesh's
-	// capacity. StatusAirtimeFraction is the busiest radio's status
+	// them. StatusAirtimeFraction is the busiest radio's status
 	// airtime, TxOverhead per message included; StatusOverheadTx the
 	// busiest sender's share (sent bytes only). Zero for a model with
 	// unlimited bandwidth.
 	StatusOverheadFraction float64 `json:"status_overhead_fraction"`
-	StatusOverheadMean     float64 `json:"status_overhead_mean"`
+	StatusOverheadBusiest  float64 `json:"status_overhead_busiest_radio"`
 	StatusOverheadTx       float64 `json:"status_overhead_tx"`
 	StatusAirtimeFraction  float64 `json:"status_airtime_fraction"`
 	BusiestRadio           uint32  `json:"busiest_radio"`
@@ -860,13 +861,13 @@ func (sm *scenarioMesh) fillOverhead(rep *ScenarioReport, window time.Duration) 
 		txShare := float64(tx) * float64(radio.ByteTime) / w
 		rep.StatusOverheadTx = max(rep.StatusOverheadTx, txShare)
 		share := max(txShare, float64(rx)*float64(radio.RxByteTime)/w)
-		if share > rep.StatusOverheadFraction {
-			rep.StatusOverheadFraction = share
+		if share > rep.StatusOverheadBusiest {
+			rep.StatusOverheadBusiest = share
 			rep.BusiestRadio, rep.BusiestRadioIsRoot = nd.ID(), i == 0
 		}
 		air := (float64(msgs)*float64(radio.TxOverhead) + float64(tx)*float64(radio.ByteTime)) / w
 		rep.StatusAirtimeFraction = max(rep.StatusAirtimeFraction, air)
 	}
-	rep.StatusOverheadMean = sent / (w * float64(len(sm.nodes)))
+	rep.StatusOverheadFraction = sent / (w * float64(len(sm.nodes)))
 	rep.LinkBytesWindow = sm.net.Stats().Bytes - sm.baseLinkBytes
 }

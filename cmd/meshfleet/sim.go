@@ -43,8 +43,9 @@ With --status the run is the status scenario instead: the first node of the
 topology is the root with the status collector, every other node streams
 telemetry every --status-interval; one leaf goes silent and another runs low
 on memory. It reports visibility, freshness_p99_s, alert_detection_s and
-status_overhead_fraction (the busiest radio's status share), with the figures
-behind them.
+status_overhead_fraction (status traffic as a share of the mesh's link
+capacity; status_overhead_busiest_radio is the share of the busiest radio,
+the root's), with the figures behind them.
 
 Link models: ` + strings.Join(sim.Models(), ", ") + ` (see the README's link model section).`,
 		Args: cobra.NoArgs,

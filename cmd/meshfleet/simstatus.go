@@ -63,8 +63,8 @@ func writeStatusReport(w io.Writer, r statusSimReport) error {
 	if r.BusiestRadioIsRoot {
 		root = ", the root"
 	}
-	fmt.Fprintf(tw, "status overhead\t%s of the busiest radio (node %d%s)\n", pct(r.StatusOverheadFraction), r.BusiestRadio, root)
-	fmt.Fprintf(tw, "  mesh-wide mean\t%s of all radios\n", pct(r.StatusOverheadMean))
+	fmt.Fprintf(tw, "status overhead\t%s of the mesh's link capacity\n", pct(r.StatusOverheadFraction))
+	fmt.Fprintf(tw, "  busiest radio\t%s (node %d%s)\n", pct(r.StatusOverheadBusiest), r.BusiestRadio, root)
 	fmt.Fprintf(tw, "  busiest sender\t%s (airtime with per-message cost %s)\n", pct(r.StatusOverheadTx), pct(r.StatusAirtimeFraction))
 	fmt.Fprintf(tw, "  status bytes sent\t%d of %d link bytes in the window\n", r.StatusLinkBytes, r.LinkBytesWindow)
 	fmt.Fprintf(tw, "telemetry frames\t%d sent, %d accepted, %d missed, %d refused, %d keyframe requests\n",

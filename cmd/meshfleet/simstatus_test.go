@@ -53,7 +53,7 @@ func TestSimStatusTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"20 nodes, random, esp32 link, seed 1, telemetry every 2 s", "visibility", "1.0000",
-		"freshness p99", "alert detection", "node offline", "low memory", "status overhead", "mesh-wide mean", "0 mismatches"} {
+		"freshness p99", "alert detection", "node offline", "low memory", "status overhead", "of the mesh's link capacity", "busiest radio", "0 mismatches"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
