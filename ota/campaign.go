@@ -154,7 +154,8 @@ func RestoreCampaign(s CampaignSnapshot) *Campaign {
 }
 
 // update applies a receiver report; it reports whether anything changed.
-func (c *Campaign) update(now time.Time, from uint32, r *Report) (NodeProgress, bool) {
+// chunks is the number of chunks of the campaign's transfer.
+func (c *Campaign) update(now time.Time, from uint32, r *Report, chunks int) (NodeProgress, bool) {
 	p, ok := c.nodes[from]
 	if !ok {
 		p = &NodeProgress{Node: from, Joined: now}
@@ -164,11 +165,18 @@ func (c *Campaign) update(now time.Time, from uint32, r *Report) (NodeProgress, 
 	if st == StateConfirmed && r.Active != c.Image.MD5 {
 		return *p, false // confirmed something else
 	}
-	changed := !ok || p.State != st || p.Done != r.Have
-	p.State, p.Done, p.Total, p.Active, p.Err, p.Updated = st, r.Have, r.Total, r.Active, r.Error, now
-	if st == StateConfirmed {
-		p.Done = p.Total
+	done, total := r.Have, r.Total
+	switch {
+	case st == StateConfirmed:
+		// The outcome report of a trial carries no chunk counts: a
+		// confirmed node holds the whole transfer.
+		done, total = chunks, chunks
+	case st == StateRolledBack && r.Total == 0:
+		// Keep the counts of the transfer the node last reported.
+		done, total = p.Done, p.Total
 	}
+	changed := !ok || p.State != st || p.Done != done
+	p.State, p.Done, p.Total, p.Active, p.Err, p.Updated = st, done, total, r.Active, r.Error, now
 	if el := now.Sub(p.Joined).Seconds(); el > 0 && p.Total > 0 {
 		p.Rate = float64(p.Done) / el
 		if p.Rate > 0 {

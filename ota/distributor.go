@@ -566,7 +566,7 @@ func (d *Distributor) onReport(now time.Time, raw []byte) {
 	if c.pushing && State(r.State) == StateDownloading {
 		d.observe(now, c, r)
 	}
-	p, changed := c.update(now, r.From, r)
+	p, changed := c.update(now, r.From, r, c.fast.chunks)
 	if changed {
 		d.emit(c, r.From, p)
 	}

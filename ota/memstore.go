@@ -30,6 +30,7 @@ type MemoryStore struct {
 	staged   *memDownload
 	verified bool
 	rolled   string
+	origin   *Origin
 
 	// Chaos hooks for fault tests: CorruptChunk flips a byte of chunk i
 	// when it is written (once per index, then cleared).
@@ -219,4 +220,18 @@ func (s *MemoryStore) Staged() (Transfer, bool) {
 		return Transfer{}, false
 	}
 	return s.staged.t, true
+}
+
+// SetOrigin implements OriginStore.
+func (s *MemoryStore) SetOrigin(o Origin) error {
+	s.origin = &o
+	return nil
+}
+
+// Origin implements OriginStore.
+func (s *MemoryStore) Origin() (Origin, bool) {
+	if s.origin == nil {
+		return Origin{}, false
+	}
+	return *s.origin, true
 }

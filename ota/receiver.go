@@ -115,13 +115,12 @@ type Receiver struct {
 	trial         bool
 	trialDeadline time.Time
 	selfTestAt    time.Time
-	pendingFinal  *Report // final report waiting for a distributor to send to
+	pending       *outcome // a trial's outcome not yet delivered
 	reportedIDs   map[string]bool
 	rolledBack    string // md5 that rolled back this boot or the last
 
-	// where to report the outcome of an in-place switch
-	pendingDist uint32
-	pendingID   string
+	// trialOrigin is where the running trial image came from, when known.
+	trialOrigin *Origin
 
 	offerAsked time.Time // no new offer request before
 
@@ -142,6 +141,22 @@ type ReceiverStats struct {
 	DuplicateChunk int // chunks received that were already held
 	Rejected       int // packages that did not match what we download
 }
+
+// outcome is the final report of a trial (confirmed or rolled back).
+type outcome struct {
+	rep   *Report
+	md5   string // the image it is about
+	dist  uint32 // distributor of that image's transfer; 0: unknown yet
+	retry time.Time
+}
+
+// rollbackReason is reported for a rollback found at boot: the store
+// does not say whether the self test failed or the deadline passed.
+const rollbackReason = "new image was not confirmed (self test failed or confirm deadline passed); rolled back"
+
+// finalRetry spaces attempts to deliver an outcome while the distributor
+// is unreachable (the node has not joined the mesh yet).
+const finalRetry = 5 * time.Second
 
 type queued struct {
 	pkg   protocol.Package
@@ -224,12 +239,27 @@ func (r *Receiver) boot(now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("ota: boot slot store: %w", err)
 	}
+	origin, hasOrigin := Origin{}, false
+	if keep, ok := r.cfg.Store.(OriginStore); ok {
+		origin, hasOrigin = keep.Origin()
+	}
 	if md5, ok := r.cfg.Store.LastRollback(); ok {
 		r.rolledBack = md5
 		r.state = StateRolledBack
-		r.pendingFinal = &Report{State: string(StateRolledBack), Error: "new image did not confirm in time; rolled back"}
+		switch {
+		case hasOrigin && origin.Image == md5 && origin.Reported:
+			// Reported before the restart.
+		case hasOrigin && origin.Image == md5:
+			r.pending = &outcome{md5: md5, dist: origin.Distributor, retry: now,
+				rep: &Report{ID: origin.Transfer, State: string(StateRolledBack), Error: rollbackReason}}
+		default:
+			r.pending = &outcome{md5: md5, rep: &Report{State: string(StateRolledBack), Error: rollbackReason}}
+		}
 	}
 	if trial {
+		if active, _ := r.cfg.Store.Active(); hasOrigin && origin.Image == active && !origin.Reported {
+			r.trialOrigin = &origin
+		}
 		r.trial = true
 		r.trialDeadline = deadline
 		r.state = StateSwitching
@@ -278,7 +308,7 @@ func (r *Receiver) Confirm(now time.Time) error {
 	r.trial = false
 	md5, _ := r.cfg.Store.Active()
 	r.setState(now, StateConfirmed, "")
-	r.final(now, &Report{State: string(StateConfirmed), Active: md5})
+	r.final(now, &Report{State: string(StateConfirmed), Active: md5}, md5)
 	return nil
 }
 
@@ -384,10 +414,14 @@ func (r *Receiver) onOffer(now time.Time, raw []byte) error {
 		return nil
 	}
 	r.offered[o.MD5] = o.ID
-	if p := r.pendingFinal; p != nil {
-		p.ID = o.ID
-		r.sendReport(now, o.From, p)
-		r.pendingFinal = nil
+	if p := r.pending; p != nil && (p.dist == 0 && p.md5 == o.MD5 || p.dist != 0 && p.rep.ID == o.ID) {
+		// The outcome belongs to this offer's transfer: an outcome of
+		// another image is never reported to another campaign.
+		p.rep.ID, p.dist, p.retry = o.ID, o.From, time.Time{}
+		if State(p.rep.State) == StateConfirmed {
+			r.reportedIDs[o.ID] = true
+		}
+		r.deliver(now)
 	}
 	if r.installedOrBlocked(o.MD5, o.Forced) {
 		active, _ := r.cfg.Store.Active()
@@ -1013,7 +1047,17 @@ func (r *Receiver) verify(now time.Time, t *rxTransfer) {
 	r.report(now, t)
 	r.cur = nil
 	r.done = t
-	r.pendingFinal = nil
+	r.pending = nil
+	r.trialOrigin = nil
+	var origin *Origin
+	if t.fromOf {
+		origin = &Origin{Image: t.offer.MD5, Transfer: t.id, Distributor: t.dist}
+		if keep, ok := r.cfg.Store.(OriginStore); ok {
+			if err := keep.SetOrigin(*origin); err != nil {
+				r.cfg.Logger.Warn("ota receiver: record the origin of the new image", "transfer", t.id, "err", err)
+			}
+		}
+	}
 	if r.cfg.Restart != nil {
 		r.cfg.Restart(now)
 		return
@@ -1022,8 +1066,7 @@ func (r *Receiver) verify(now time.Time, t *rxTransfer) {
 		r.fail(now, err)
 		return
 	}
-	r.pendingDist = t.dist
-	r.pendingID = t.id
+	r.trialOrigin = origin
 }
 
 func (r *Receiver) fail(now time.Time, err error) {
@@ -1084,23 +1127,49 @@ func (r *Receiver) report(now time.Time, t *rxTransfer) {
 	r.sendReport(now, t.dist, rep)
 }
 
-func (r *Receiver) sendReport(now time.Time, dist uint32, rep *Report) {
+func (r *Receiver) sendReport(now time.Time, dist uint32, rep *Report) error {
 	if dist == 0 || r.host == nil {
-		return
+		return errors.New("ota: report: no distributor")
 	}
 	rep.From, rep.Dest, rep.Routing = r.host.ID(), dist, int(protocol.RouteSingle)
 	if rep.Active == "" {
 		rep.Active, _ = r.cfg.Store.Active()
 	}
-	_ = r.host.SendPackage(now, rep)
+	return r.host.SendPackage(now, rep)
 }
 
-// final queues the report of a trial's outcome for the distributor.
-func (r *Receiver) final(now time.Time, rep *Report) {
-	if r.pendingDist != 0 {
-		rep.ID = r.pendingID
-		r.sendReport(now, r.pendingDist, rep)
+// final reports a trial's outcome about image md5 to the distributor of
+// its transfer at once. When that distributor is unknown (the store keeps
+// no origin), the outcome goes with the next offer of the same image.
+func (r *Receiver) final(now time.Time, rep *Report, md5 string) {
+	p := &outcome{rep: rep, md5: md5}
+	if o := r.trialOrigin; o != nil && o.Image == md5 {
+		rep.ID, p.dist = o.Transfer, o.Distributor
+	}
+	r.trialOrigin = nil
+	r.pending = p
+	r.deliver(now)
+}
+
+// deliver sends the pending outcome if its distributor is known; an
+// unreachable one is tried again every finalRetry.
+func (r *Receiver) deliver(now time.Time) {
+	p := r.pending
+	if p == nil || p.dist == 0 || r.host == nil || now.Before(p.retry) {
 		return
 	}
-	r.pendingFinal = rep
+	if err := r.sendReport(now, p.dist, p.rep); err != nil {
+		r.cfg.Logger.Debug("ota receiver: outcome not delivered yet", "transfer", p.rep.ID, "state", p.rep.State, "err", err)
+		p.retry = now.Add(finalRetry)
+		return
+	}
+	r.pending = nil
+	if keep, ok := r.cfg.Store.(OriginStore); ok {
+		if o, ok := keep.Origin(); ok && o.Image == p.md5 && !o.Reported {
+			o.Reported = true
+			if err := keep.SetOrigin(o); err != nil {
+				r.cfg.Logger.Warn("ota receiver: record the reported outcome", "transfer", p.rep.ID, "err", err)
+			}
+		}
+	}
 }

@@ -25,6 +25,7 @@ func (r *Receiver) Tick(now time.Time) {
 			r.rollback(now, "new image did not confirm in time")
 		}
 	}
+	r.deliver(now)
 	r.tickTransfer(now)
 	r.flush(now)
 }
@@ -37,7 +38,13 @@ func (r *Receiver) rollback(now time.Time, why string) {
 	r.trial = false
 	r.rolledBack = md5
 	r.setState(now, StateRolledBack, why)
-	r.final(now, &Report{State: string(StateRolledBack), Error: why})
+	if _, keeps := r.cfg.Store.(OriginStore); keeps && r.cfg.Restart != nil {
+		// The restart follows at once and could cut the report off on
+		// its way out; the next start reports it from the store's origin.
+		r.trialOrigin = nil
+	} else {
+		r.final(now, &Report{State: string(StateRolledBack), Error: why}, md5)
+	}
 	if r.cfg.Restart != nil {
 		r.cfg.Restart(now)
 	}
@@ -57,6 +64,9 @@ func (r *Receiver) NextDeadline() time.Time {
 	}
 	if len(r.out) > 0 {
 		at(r.pace.readyAt())
+	}
+	if p := r.pending; p != nil && p.dist != 0 {
+		at(p.retry)
 	}
 	t := r.cur
 	if t == nil || r.state != StateDownloading {

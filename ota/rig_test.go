@@ -59,6 +59,7 @@ type rig struct {
 	stores   map[uint32]*MemoryStore
 	recv     map[uint32]*Receiver
 	events   []Progress
+	cevents  []CampaignEvent // the distributor's
 	rcfg     func(id uint32) ReceiverConfig
 	logDrops bool
 }
@@ -81,6 +82,9 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	r.net = sim.New(sim.Config{Seed: o.seed, Model: o.model, Trace: o.trace, OnEvent: func(n *sim.Node, at time.Time, ev mesh.Event) {
 		if p, ok := ev.(Progress); ok {
 			r.events = append(r.events, p)
+		}
+		if c, ok := ev.(CampaignEvent); ok {
+			r.cevents = append(r.cevents, c)
 		}
 		if d, ok := ev.(mesh.DroppedConnection); ok && r.logDrops {
 			r.t.Logf("%v node %d dropped %d: %s", at.Sub(sim.DefaultEpoch), n.ID(), d.NodeID, d.Reason)

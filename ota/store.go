@@ -64,3 +64,25 @@ type Download interface {
 type StagedStore interface {
 	Staged() (Transfer, bool)
 }
+
+// Origin is where the image switched to came from: the transfer (campaign)
+// id and the distributor that offered it. The outcome of the trial
+// (confirmed or rolled back) is reported there, also when it is known only
+// after a restart.
+type Origin struct {
+	Image       string `json:"image"` // md5 of the switched image
+	Transfer    string `json:"transfer"`
+	Distributor uint32 `json:"distributor"`
+	// Reported is set once the outcome reached the mesh, so a later start
+	// does not report it again.
+	Reported bool `json:"reported,omitempty"`
+}
+
+// OriginStore is implemented by stores that keep the Origin of the last
+// switched image across a restart. Without it a receiver that restarts
+// into a trial image reports the outcome with the next offer of that
+// image.
+type OriginStore interface {
+	SetOrigin(o Origin) error
+	Origin() (Origin, bool)
+}
