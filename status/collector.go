@@ -29,12 +29,16 @@ type CollectorConfig struct {
 	// (default 10 s).
 	KeyframeGap time.Duration
 	// FirmwareGap: a node whose telemetry names a firmware the model has
-	// no strings for is queried for a full report, at most once per gap
-	// (default 1 min).
+	// no strings for is queried for a full report at once when that hash
+	// is new for the node (an OTA update), but is asked again about the
+	// same hash only after the gap, and at most 3 times per gap in all
+	// (default 1 min). Another node naming the same unknown hash is asked
+	// only once the first query could have been answered (QueryTimeout).
 	FirmwareGap time.Duration
 	// Local is the collector node's own reporter (a node cannot send
 	// itself packages): it is sampled every LocalInterval (default its
-	// interval, or 30 s) and answers queries for this node.
+	// interval, or 30 s) and answers queries for this node. NewCollector
+	// makes it report to this node: it never flags CONNECTION_LOST.
 	Local         *Reporter
 	LocalInterval time.Duration
 	Logger        *slog.Logger
@@ -162,8 +166,8 @@ type Collector struct {
 	nextQueryID uint32
 	queries     map[uint32]*query
 	keyframeAt  map[uint32]time.Time
-	firmwareAt  map[uint32]time.Time // node → last firmware query
-	hashAskedAt map[uint32]time.Time // firmware hash → last firmware query
+	firmwareAt  map[uint32]*firmwareAsks // node → its firmware queries
+	hashAskedAt map[uint32]time.Time     // firmware hash → last firmware query
 
 	stats   CollectorStats
 	traffic Traffic
@@ -179,12 +183,15 @@ func NewCollector(cfg CollectorConfig, now time.Time) *Collector {
 		dec:         telemetry.NewDecoder(),
 		queries:     make(map[uint32]*query),
 		keyframeAt:  make(map[uint32]time.Time),
-		firmwareAt:  make(map[uint32]time.Time),
+		firmwareAt:  make(map[uint32]*firmwareAsks),
 		hashAskedAt: make(map[uint32]time.Time),
 		topoDirty:   true,
 	}
 	if !cfg.DisableAlerts {
 		c.alerts = NewAlertEngine(cfg.Alerts)
+	}
+	if cfg.Local != nil && cfg.Local.cfg.Collector == 0 {
+		cfg.Local.collectorHere = true
 	}
 	return c
 }
@@ -330,16 +337,64 @@ func (c *Collector) handleFrame(now time.Time, p *TelemetryPackage) {
 	c.stats.FramesMissed += uint64(f.Missed)
 	c.observe(now, p.From, SourceTelemetry, func(m *Metrics) { m.ApplyValues(f.Values) })
 	if !c.model.KnowsFirmware(p.From) {
-		// One query per node and per firmware within the gap: after a
-		// fleet update, the first node's answer names the firmware for
-		// all the others.
-		fw := f.Values.FirmwareHash
-		lastNode, askedNode := c.firmwareAt[p.From]
-		lastHash, askedHash := c.hashAskedAt[fw]
-		if (!askedNode || now.Sub(lastNode) >= c.cfg.FirmwareGap) && (!askedHash || now.Sub(lastHash) >= c.cfg.FirmwareGap) {
-			c.firmwareAt[p.From] = now
-			c.hashAskedAt[fw] = now
-			c.sendQuery(now, 0, []uint32{p.From}, FormFull, 0)
+		c.askFirmware(now, p.From, f.Values.FirmwareHash)
+	}
+}
+
+// firmwareQueryBurst is the most firmware queries one node gets per
+// FirmwareGap, so a node whose firmware hash flaps cannot keep the root
+// querying it.
+const firmwareQueryBurst = 3
+
+// firmwareAsks are the firmware queries sent to one node.
+type firmwareAsks struct {
+	hash uint32      // the hash the latest query asked about
+	at   []time.Time // the latest queries, oldest first, at most firmwareQueryBurst
+}
+
+// askFirmware queries node for a full report because its telemetry names
+// firmware hash fw, which the model has no strings for. A hash new for
+// the node (an OTA update just ran) is asked about at once; the same hash
+// again only after FirmwareGap. Across nodes a hash is asked about once
+// per QueryTimeout: after a fleet update the first node's answer names
+// the firmware for all the others, and if it does not come the next node
+// is asked.
+func (c *Collector) askFirmware(now time.Time, node, fw uint32) {
+	gap := c.cfg.FirmwareGap
+	a := c.firmwareAt[node]
+	if a == nil {
+		a = &firmwareAsks{}
+		c.firmwareAt[node] = a
+	}
+	if n := len(a.at); n > 0 {
+		if a.hash == fw && now.Sub(a.at[n-1]) < gap {
+			return
+		}
+		if n == firmwareQueryBurst && now.Sub(a.at[0]) < gap {
+			return
+		}
+	}
+	if last, ok := c.hashAskedAt[fw]; ok && now.Sub(last) < min(c.cfg.QueryTimeout, gap) {
+		return
+	}
+	if len(a.at) == firmwareQueryBurst {
+		a.at = append(a.at[:0], a.at[1:]...)
+	}
+	a.hash, a.at = fw, append(a.at, now)
+	c.pruneHashAsks(now)
+	c.hashAskedAt[fw] = now
+	c.sendQuery(now, 0, []uint32{node}, FormFull, 0)
+}
+
+// pruneHashAsks drops the hashes asked about longer ago than any gate
+// looks back, so a long run with many firmware images stays small.
+func (c *Collector) pruneHashAsks(now time.Time) {
+	if len(c.hashAskedAt) < 64 {
+		return
+	}
+	for h, at := range c.hashAskedAt {
+		if now.Sub(at) >= c.cfg.FirmwareGap {
+			delete(c.hashAskedAt, h)
 		}
 	}
 }

@@ -112,9 +112,13 @@ type Reporter struct {
 	start time.Time
 	enc   *telemetry.Encoder
 
-	learned   uint32 // collector learnt from a query
-	root      uint32 // root of the layout, cached until the layout changes
-	rootValid bool
+	learned uint32 // collector learnt from a query
+	// collectorHere: the reporter is a Collector's Local reporter, so the
+	// collector is this node and "lost the connection to the collector"
+	// does not apply (a gateway alone at startup is not cut off).
+	collectorHere bool
+	root          uint32 // root of the layout, cached until the layout changes
+	rootValid     bool
 
 	nextFrame, nextCheck, nextProbe, nextEnhanced time.Time
 	lastPriority                                  time.Time
@@ -169,6 +173,9 @@ func (r *Reporter) Traffic() Traffic { return r.traffic }
 func (r *Reporter) Collector() uint32 {
 	if r.cfg.Collector != 0 {
 		return r.cfg.Collector
+	}
+	if r.collectorHere {
+		return r.host.ID()
 	}
 	if r.learned != 0 {
 		return r.learned
@@ -266,7 +273,10 @@ func (r *Reporter) measure(now time.Time, st mesh.Stats) Metrics {
 	if p.LastError != nil {
 		m.LastError = p.LastError()
 	}
-	if c := r.Collector(); (c != 0 && !r.reachable(c)) || st.Connections == 0 {
+	// A node that is itself the collector (the root, or the gateway's
+	// own node) cannot lose its connection to it; having no neighbours
+	// yet is the mesh not formed, not this node cut off.
+	if c := r.Collector(); c != r.host.ID() && ((c != 0 && !r.reachable(c)) || st.Connections == 0) {
 		m.Alerts |= FlagConnectionLost
 	}
 	return m
