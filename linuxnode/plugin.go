@@ -32,7 +32,7 @@ type otaPlugin struct {
 func newOTAPlugin(d *Device, now time.Time) (*otaPlugin, error) {
 	p := &otaPlugin{d: d}
 	p.rcfg = ota.ReceiverConfig{
-		Role: d.cfg.Role, Hardware: d.cfg.Hardware, Store: ota.SlotStore(d.store),
+		Role: d.cfg.Role, Hardware: d.cfg.Hardware, Store: ota.SlotStoreDir(d.store, d.cfg.SlotDir, d.log.With("component", "ota")),
 		PublicKey: d.cfg.PublicKey, Root: d.cfg.Root, Restart: p.restarted,
 		Logger: d.log.With("component", "ota"),
 	}
