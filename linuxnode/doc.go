@@ -28,14 +28,15 @@
 // The next start with the same slot directory is the new image's first
 // boot: it runs on trial (OTAEvent "trial" with the deadline) and is
 // confirmed as soon as the node joins the mesh, at its first successful
-// node sync — the restarted process reporting in. The confirmation reaches
-// the distributor with the next offer. If the node does not join within
+// node sync — the restarted process reporting in. The confirmation goes
+// straight to the distributor the image came from (kept in the slot
+// directory's ota-origin.json), once. If the node does not join within
 // the confirm timeout, counted from the first start of the new image, or
 // starts MaxBoots times without joining (it keeps crashing), the slot
 // store rolls back: the event says "rolled_back" with the reason, the
 // previous slot is the one to run, the --on-rollback command runs with its
 // file (none for the factory image, which the slot store has no file of),
-// and the distributor is told at its next offer. A rolled-back image is
+// and the distributor is told from the next start, once. A rolled-back image is
 // not downloaded again.
 //
 // Everything the plugins do happens inside the driver's loop; the hook
