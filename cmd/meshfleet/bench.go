@@ -15,8 +15,8 @@ import (
 )
 
 func init() {
-	bench := &cobra.Command{Use: "bench", Short: "Benchmarks on a simulated mesh"}
-	bench.AddCommand(newBenchOTACmd())
+	bench := &cobra.Command{Use: "bench", Short: "Benchmarks: OTA modes on a simulated mesh, the wire codec"}
+	bench.AddCommand(newBenchOTACmd(), newBenchCodecCmd())
 	rootCmd.AddCommand(bench)
 }
 
