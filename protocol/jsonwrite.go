@@ -12,7 +12,7 @@ import (
 // appendString appends s as a JSON string escaped like ArduinoJson: only
 // '"', '\\', \b, \f, \n, \r, \t and NUL are escaped; every other byte,
 // including other control characters and non-ASCII, is written as is.
-func appendString(dst []byte, s string) []byte {
+func appendString[S string | []byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
@@ -37,29 +37,7 @@ func appendString(dst []byte, s string) []byte {
 }
 
 // appendStringBytes is appendString for a byte slice.
-func appendStringBytes(dst []byte, s []byte) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		esc := escapeChar(c)
-		if esc == 0 && c != 0 {
-			continue
-		}
-		dst = append(dst, s[start:i]...)
-		if c == 0 {
-			dst = append(dst, `\u0000`...)
-		} else {
-			dst = append(dst, '\\', esc)
-		}
-		start = i + 1
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
+func appendStringBytes(dst []byte, s []byte) []byte { return appendString(dst, s) }
 
 func escapeChar(c byte) byte {
 	switch c {
