@@ -546,6 +546,9 @@ func (r *Receiver) onStockData(now time.Time, raw []byte) error {
 	if d.Routing == int(protocol.RouteSingle) && d.Dest != r.host.ID() {
 		return nil
 	}
+	if d.From != t.dist {
+		return fmt.Errorf("%w: stock data of %s from node %d, not the distributor %d", ErrUntrusted, t.id, d.From, t.dist)
+	}
 	i := int(d.PartNo)
 	if i >= t.offer.Chunks {
 		return fmt.Errorf("%w: partNo %d of %d", ErrMalformed, i, t.offer.Chunks)
@@ -684,6 +687,9 @@ func (r *Receiver) onChunk(now time.Time, h protocol.Header, raw []byte) error {
 	if t == nil || t.stock || c.ID != t.id {
 		r.missedOffer(now, h.From, c.ID)
 		return nil
+	}
+	if !r.trustedSender(t, h) {
+		return fmt.Errorf("%w: chunk %d of %s from node %d, neither the distributor %d nor our parent", ErrUntrusted, c.Index, c.ID, h.From, t.dist)
 	}
 	if c.Index >= t.offer.Chunks {
 		return fmt.Errorf("%w: chunk %d of %d", ErrMalformed, c.Index, t.offer.Chunks)
@@ -995,6 +1001,17 @@ func (r *Receiver) parent(id uint32) uint32 {
 		}
 	}
 	return 0
+}
+
+// trustedSender reports whether a chunk of transfer t may come from the
+// sender of h: the distributor (pushed or answering us), or the parent
+// towards it repairing a gap hop by hop. Anyone else could only slip in
+// bytes that fail verification and cost a download.
+func (r *Receiver) trustedSender(t *rxTransfer, h protocol.Header) bool {
+	if h.From == t.dist {
+		return true
+	}
+	return h.Routing == protocol.RouteNeighbour && h.From != 0 && h.From == r.parent(t.dist)
 }
 
 // childCount is how many neighbours a broadcast from origin is forwarded to.

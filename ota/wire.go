@@ -26,6 +26,10 @@ const (
 // ErrMalformed reports an extension package that cannot be used.
 var ErrMalformed = errors.New("ota: malformed package")
 
+// ErrUntrusted reports a chunk from a node that is neither the distributor
+// of its transfer nor the receiver's parent towards it.
+var ErrUntrusted = errors.New("ota: chunk from an untrusted node")
+
 // Offer announces a transfer to Go receivers (type 720, routing 2). It
 // travels next to the stock Announce, which stock receivers keep using.
 type Offer struct {
