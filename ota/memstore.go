@@ -35,6 +35,8 @@ type MemoryStore struct {
 	// Chaos hooks for fault tests: CorruptChunk flips a byte of chunk i
 	// when it is written (once per index, then cleared).
 	CorruptChunk map[int]bool
+	// CorruptTimes flips a byte of chunk i the next n times it is written.
+	CorruptTimes map[int]int
 	Writes       int // chunks written, for tests
 }
 
@@ -83,8 +85,13 @@ type memChunkWriter struct {
 
 func (w memChunkWriter) WriteChunk(i int, data []byte) error {
 	w.s.Writes++
-	if w.s.CorruptChunk[i] {
-		delete(w.s.CorruptChunk, i)
+	corrupt := w.s.CorruptChunk[i]
+	delete(w.s.CorruptChunk, i)
+	if w.s.CorruptTimes[i] > 0 {
+		w.s.CorruptTimes[i]--
+		corrupt = true
+	}
+	if corrupt {
 		data = bytes.Clone(data)
 		data[0] ^= 0xff
 	}

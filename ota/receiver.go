@@ -43,7 +43,13 @@ type ReceiverConfig struct {
 	IdleTimeout     time.Duration // broadcast: no chunk this long while incomplete → ask, at most 6 s (4 push gaps)
 	ReportInterval  time.Duration // progress reports to the distributor, 10 s
 	ProgressEvery   time.Duration // progress events while downloading, 1 s
-	MaxFailures     int           // verification failures per transfer before giving up, 3
+	MaxFailures     int           // verification failures per transfer before backing off, 3
+	// FailureBackoff is how long a transfer that failed verification
+	// MaxFailures times in a row is left alone before the next offer or
+	// announce of it is taken up again, 5 min; it doubles with every
+	// such round, up to MaxFailureBackoff (1 h).
+	FailureBackoff    time.Duration
+	MaxFailureBackoff time.Duration
 
 	// SelfTest decides whether a freshly switched image is healthy; it is
 	// asked SelfTestDelay after boot. Nil: the application must call
@@ -73,6 +79,8 @@ func (c *ReceiverConfig) defaults() {
 	def(&c.IdleTimeout, 6*time.Second)
 	def(&c.ReportInterval, 10*time.Second)
 	def(&c.ProgressEvery, time.Second)
+	def(&c.FailureBackoff, 5*time.Minute)
+	def(&c.MaxFailureBackoff, time.Hour)
 	if c.RequestTries <= 0 {
 		c.RequestTries = 10
 	}
@@ -105,7 +113,7 @@ type Receiver struct {
 	// relay that finishes first does not send its children to the
 	// distributor.
 	done   *rxTransfer
-	failed map[string]int // transfer id → verification failures
+	failed map[string]*failures // transfer id → verification failures
 
 	// offered maps image md5 → the offer that carries it, so the stock
 	// announce of the same image is left to stock receivers.
@@ -222,7 +230,7 @@ func NewReceiver(cfg ReceiverConfig, now time.Time) (*Receiver, error) {
 	r := &Receiver{
 		cfg:         cfg,
 		state:       StateIdle,
-		failed:      map[string]int{},
+		failed:      map[string]*failures{},
 		offered:     map[string]string{},
 		reportedIDs: map[string]bool{},
 		pace:        pacer{radio: cfg.Radio},
@@ -377,7 +385,7 @@ func (r *Receiver) onAnnounce(now time.Time, raw []byte) error {
 		}
 		return nil
 	}
-	if r.failed[id] >= r.cfg.MaxFailures {
+	if r.backingOff(now, id) {
 		return nil
 	}
 	t := &rxTransfer{
@@ -438,7 +446,7 @@ func (r *Receiver) onOffer(now time.Time, raw []byte) error {
 		}
 		return nil
 	}
-	if r.failed[o.ID] >= r.cfg.MaxFailures {
+	if r.backingOff(now, o.ID) {
 		return nil
 	}
 	mode, _ := ParseMode(o.Mode)
@@ -1042,9 +1050,9 @@ func (r *Receiver) verify(now time.Time, t *rxTransfer) {
 		return
 	}
 	if err := r.cfg.Store.Finish(t.dl, r.cfg.PublicKey); err != nil {
-		r.failed[t.id]++
+		again := r.verifyFailed(now, t.id)
 		r.fail(now, fmt.Errorf("ota: verify %s: %w", t.id, err))
-		if r.failed[t.id] < r.cfg.MaxFailures {
+		if again {
 			// The staged chunks were discarded; fetch them again.
 			nt := *t
 			nt.have = NewBitmap(t.offer.Chunks)
@@ -1084,6 +1092,57 @@ func (r *Receiver) verify(now time.Time, t *rxTransfer) {
 		return
 	}
 	r.trialOrigin = origin
+}
+
+// failures counts the failed verifications of one transfer.
+type failures struct {
+	count  int       // in a row, since the last backoff
+	rounds int       // backoffs so far
+	until  time.Time // no new download of the transfer before
+}
+
+// maxFailureRecords bounds the failure records a receiver keeps; expired
+// ones go first when it is reached.
+const maxFailureRecords = 64
+
+// backingOff reports whether transfer id failed too often to be taken up
+// again yet.
+func (r *Receiver) backingOff(now time.Time, id string) bool {
+	f := r.failed[id]
+	return f != nil && now.Before(f.until)
+}
+
+// verifyFailed records a failed verification of transfer id and reports
+// whether to fetch it again at once. After MaxFailures in a row the
+// transfer rests for a backoff (doubling each round, capped), so a
+// corrupting link or a hostile node cannot make the node download for
+// ever, and the image is still installed once the fault is gone.
+func (r *Receiver) verifyFailed(now time.Time, id string) bool {
+	f := r.failed[id]
+	if f == nil {
+		if len(r.failed) >= maxFailureRecords {
+			for k, old := range r.failed {
+				if !now.Before(old.until) {
+					delete(r.failed, k)
+				}
+			}
+		}
+		f = &failures{}
+		r.failed[id] = f
+	}
+	f.count++
+	if f.count < r.cfg.MaxFailures {
+		return true
+	}
+	backoff := r.cfg.MaxFailureBackoff
+	if f.rounds < 30 {
+		backoff = min(r.cfg.FailureBackoff<<f.rounds, r.cfg.MaxFailureBackoff)
+	}
+	f.count, f.until = 0, now.Add(backoff)
+	f.rounds++
+	r.cfg.Logger.Warn("ota receiver: transfer failed verification repeatedly; backing off", "transfer", id,
+		"failures", r.cfg.MaxFailures, "retry_after", backoff)
+	return false
 }
 
 func (r *Receiver) fail(now time.Time, err error) {

@@ -50,3 +50,39 @@ func TestChunksFromAThirdNodeIgnored(t *testing.T) {
 		t.Fatal("victim rejected nothing: the junk chunks never reached it")
 	}
 }
+
+// TestCorruptDeliveriesBackOffThenRetry: three deliveries that fail
+// verification stop the downloads of that transfer for a while, not until
+// the next restart; the next offer after the backoff fetches it again.
+func TestCorruptDeliveriesBackOffThenRetry(t *testing.T) {
+	const backoff = 5 * time.Minute
+	r := newRig(t, rigOpts{n: 3, model: sim.ESP8266(), seed: 22, rcfg: func(id uint32) ReceiverConfig {
+		return ReceiverConfig{Role: "sensor", Hardware: "ESP32", FailureBackoff: backoff, SelfTest: func(string) bool { return true }}
+	}})
+	const victim = 101
+	r.stores[victim].CorruptTimes = map[int]int{2: 3}
+	c := r.start(CampaignSpec{ID: "c", Image: sensorImage(22), Mode: ModeBroadcast, Method: "deflate"})
+	failures := func() int {
+		n := 0
+		for _, e := range r.events {
+			if e.Node == victim && e.State == StateFailed {
+				n++
+			}
+		}
+		return n
+	}
+	if !r.net.RunUntil(func() bool { return failures() == 3 }, 30*time.Minute) {
+		t.Fatalf("victim failed %d times, want 3 corrupt deliveries", failures())
+	}
+	writes := r.stores[victim].Writes
+	r.net.RunFor(backoff - 10*time.Second)
+	if r.stores[victim].Writes != writes {
+		t.Fatalf("victim fetched %d chunks again within the backoff", r.stores[victim].Writes-writes)
+	}
+	if !r.runUntilInstalled(c.Image.MD5, time.Hour) {
+		t.Fatalf("installed on %d of %d: the victim never retried after the backoff", r.installed(c.Image.MD5), len(r.nodes))
+	}
+	if failures() != 3 {
+		t.Fatalf("victim failed %d times, want 3", failures())
+	}
+}
