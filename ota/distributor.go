@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/meshfleet/meshfleet/firmware"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/protocol"
 )
@@ -95,6 +96,11 @@ type Image struct {
 	Version   string
 	Data      []byte
 	Signature []byte
+	// Manifest and ManifestSig are the image's signed manifest
+	// (firmware.Manifest, as signed) and its signature; Offers carry them
+	// to Go receivers, which require them when they have a public key.
+	Manifest    []byte
+	ManifestSig []byte
 }
 
 // CampaignSpec starts a campaign.
@@ -331,6 +337,19 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	}
 	if len(img.Signature) > 0 {
 		c.offer.Signature = base64.StdEncoding.EncodeToString(img.Signature)
+	}
+	if len(img.Manifest) > 0 {
+		// Receivers check the role and hardware; a manifest that does not
+		// even describe these bytes would only fail everywhere.
+		m, err := firmware.ParseManifest(img.Manifest)
+		if err == nil {
+			err = m.Matches(img.Data)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ota: image %s: %w", img.MD5, err)
+		}
+		c.offer.Manifest = base64.StdEncoding.EncodeToString(img.Manifest)
+		c.offer.ManifestSig = base64.StdEncoding.EncodeToString(img.ManifestSig)
 	}
 	for _, old := range d.campaigns {
 		if old.Active() && old.Image.Role == img.Role && old.Image.Hardware == img.Hardware {

@@ -1,8 +1,6 @@
 package ota
 
 import (
-	"crypto/ed25519"
-	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -200,47 +198,5 @@ func TestNewerImageSupersedes(t *testing.T) {
 	}
 	if r.installed(a.Image.MD5) != 0 {
 		t.Fatal("superseded image installed")
-	}
-}
-
-func TestBadSignatureRejected(t *testing.T) {
-	pub, _, _ := ed25519.GenerateKey(rand.NewChaCha8([32]byte{1}))
-	_, other, _ := ed25519.GenerateKey(rand.NewChaCha8([32]byte{2}))
-	r := newRig(t, rigOpts{n: 3, model: sim.ESP8266(), seed: 12, rcfg: func(id uint32) ReceiverConfig {
-		return ReceiverConfig{Role: "sensor", Hardware: "ESP32", PublicKey: pub, SelfTest: func(string) bool { return true }}
-	}})
-	img := sensorImage(13)
-	img.Signature = ed25519.Sign(other, img.Data)
-	c := r.start(CampaignSpec{ID: "c", Image: img, Mode: ModeBroadcast, Method: "deflate"})
-	r.net.RunFor(10 * time.Minute)
-	if n := r.installed(c.Image.MD5); n != 0 {
-		t.Fatalf("badly signed image installed on %d nodes", n)
-	}
-	fails := 0
-	for _, e := range r.events {
-		if e.State == StateFailed {
-			fails++
-		}
-	}
-	if fails == 0 {
-		t.Fatal("no verification failure reported")
-	}
-	for id, rc := range r.recv {
-		if f := rc.failed["c"]; f == nil || f.rounds == 0 {
-			t.Fatalf("node %d: %+v, want 3 failures then a backoff", id, f)
-		}
-	}
-}
-
-func TestGoodSignatureAccepted(t *testing.T) {
-	pub, priv, _ := ed25519.GenerateKey(rand.NewChaCha8([32]byte{1}))
-	r := newRig(t, rigOpts{n: 3, model: sim.ESP8266(), seed: 12, rcfg: func(id uint32) ReceiverConfig {
-		return ReceiverConfig{Role: "sensor", Hardware: "ESP32", PublicKey: pub, SelfTest: func(string) bool { return true }}
-	}})
-	img := sensorImage(13)
-	img.Signature = ed25519.Sign(priv, img.Data)
-	c := r.start(CampaignSpec{ID: "c", Image: img, Mode: ModeBroadcast, Method: "deflate"})
-	if !r.runUntilInstalled(c.Image.MD5, time.Hour) {
-		t.Fatalf("installed on %d of %d", r.installed(c.Image.MD5), len(r.nodes))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -31,6 +32,7 @@ type MemoryStore struct {
 	verified bool
 	rolled   string
 	origin   *Origin
+	counter  uint64
 
 	// Chaos hooks for fault tests: CorruptChunk flips a byte of chunk i
 	// when it is written (once per index, then cleared).
@@ -44,6 +46,7 @@ type memSlot struct {
 	image     []byte
 	md5       string
 	confirmed bool
+	counter   uint64
 }
 
 // NewMemoryStore returns a store whose active slot runs an image with the
@@ -140,12 +143,16 @@ func (s *MemoryStore) Finish(d Download, pub ed25519.PublicKey) error {
 		s.staged = nil
 		return fmt.Errorf("%w: md5 %s, want %s", ErrVerify, got, st.t.Image)
 	}
+	if got := sha256.Sum256(img); st.t.SHA256 != "" && hex.EncodeToString(got[:]) != st.t.SHA256 {
+		s.staged = nil
+		return fmt.Errorf("%w: sha256 %x, the signed manifest says %s", ErrVerify, got, st.t.SHA256)
+	}
 	if pub != nil && !ed25519.Verify(pub, img, st.t.Signature) {
 		s.staged = nil
 		return fmt.Errorf("%w: bad signature", ErrVerify)
 	}
 	other := 1 - s.active
-	s.slots[other] = memSlot{image: img, md5: st.t.Image}
+	s.slots[other] = memSlot{image: img, md5: st.t.Image, counter: st.t.Counter}
 	s.staged = nil
 	s.verified = true
 	return nil
@@ -187,8 +194,16 @@ func (s *MemoryStore) Confirm(now time.Time) error {
 	}
 	s.trial = false
 	s.slots[s.active].confirmed = true
+	s.counter = max(s.counter, s.slots[s.active].counter)
 	return nil
 }
+
+// SecurityCounter implements Store.
+func (s *MemoryStore) SecurityCounter() uint64 { return s.counter }
+
+// SetSecurityCounter sets the counter, as if an image with that counter
+// had been confirmed (tests).
+func (s *MemoryStore) SetSecurityCounter(c uint64) { s.counter = c }
 
 // Rollback implements Store.
 func (s *MemoryStore) Rollback(now time.Time) error {

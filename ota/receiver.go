@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/meshfleet/meshfleet/firmware"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/protocol"
 )
@@ -20,9 +21,17 @@ type ReceiverConfig struct {
 	Role     string // this node's role (stock initOTAReceive(role))
 	Hardware string // "ESP32", "ESP8266", "linux/arm64", ...
 	Store    Store
-	// PublicKey, when set, makes an image without a valid ed25519
-	// signature fail verification.
+	// PublicKey, when set, makes the receiver install only images whose
+	// Offer carries a manifest signed with it (firmware.Manifest) that
+	// names this node's role and hardware and a security counter at least
+	// the store's (or is a signed downgrade); the image's SHA-256 must
+	// match the manifest. Images without a manifest (signed the older
+	// way, over the image only, or not at all) and stock announces are
+	// refused.
 	PublicKey ed25519.PublicKey
+	// RequireSigned refuses every image while PublicKey is nil, instead
+	// of installing unverified ones (a node that runs what it installs).
+	RequireSigned bool
 	// Root mirrors stock setRoot(true): only a root receiver leads a
 	// stock broadcast transfer (PROTOCOL.md §8.5).
 	Root bool
@@ -118,6 +127,9 @@ type Receiver struct {
 	// offered maps image md5 → the offer that carries it, so the stock
 	// announce of the same image is left to stock receivers.
 	offered map[string]string
+	// refused maps transfer id → why its offer was refused (reported to
+	// its distributor with every offer, as an event once).
+	refused map[string]string
 
 	// trial image after a switch
 	trial         bool
@@ -148,6 +160,7 @@ type ReceiverStats struct {
 	ChunksServed   int // chunks sent to children
 	DuplicateChunk int // chunks received that were already held
 	Rejected       int // packages that did not match what we download
+	Refused        int // offers refused by the manifest checks
 }
 
 // outcome is the final report of a trial (confirmed or rolled back).
@@ -184,6 +197,9 @@ type rxTransfer struct {
 	bytes  int64
 	start  time.Time
 	early  map[int][]byte // stock: chunks held before the chunk size is known
+	// manifest is the verified manifest of the image (nil without a
+	// public key): the store checks its SHA-256 and keeps its counter.
+	manifest *firmware.Manifest
 
 	// stock request loop
 	reqPart  int
@@ -232,6 +248,7 @@ func NewReceiver(cfg ReceiverConfig, now time.Time) (*Receiver, error) {
 		state:       StateIdle,
 		failed:      map[string]*failures{},
 		offered:     map[string]string{},
+		refused:     map[string]string{},
 		reportedIDs: map[string]bool{},
 		pace:        pacer{radio: cfg.Radio},
 	}
@@ -370,6 +387,10 @@ func (r *Receiver) onAnnounce(now time.Time, raw []byte) error {
 	if _, ok := r.offered[a.MD5]; ok {
 		return nil // our distributor: the offer carries it
 	}
+	if r.cfg.PublicKey != nil || r.cfg.RequireSigned {
+		// A stock announce cannot carry a manifest.
+		return fmt.Errorf("%w: stock announce of %s from node %d: this node installs only images with a signed manifest", errRefused, a.MD5, a.From)
+	}
 	if !validMD5(a.MD5) || a.NoPart == 0 || a.NoPart > 1<<22 {
 		return fmt.Errorf("%w: announce md5 %q noPart %d", ErrMalformed, a.MD5, a.NoPart)
 	}
@@ -449,16 +470,22 @@ func (r *Receiver) onOffer(now time.Time, raw []byte) error {
 	if r.backingOff(now, o.ID) {
 		return nil
 	}
+	m, err := r.checkManifest(o)
+	if err != nil {
+		r.refuse(now, o, err)
+		return nil
+	}
 	mode, _ := ParseMode(o.Mode)
 	t := &rxTransfer{
-		id:     o.ID,
-		offer:  *o,
-		fromOf: true,
-		stock:  mode == ModeStock,
-		mode:   mode,
-		dist:   o.From,
-		start:  now,
-		have:   NewBitmap(o.Chunks),
+		id:       o.ID,
+		offer:    *o,
+		fromOf:   true,
+		stock:    mode == ModeStock,
+		mode:     mode,
+		dist:     o.From,
+		start:    now,
+		have:     NewBitmap(o.Chunks),
+		manifest: m,
 	}
 	r.start(now, t)
 	return nil
@@ -504,11 +531,15 @@ func (r *Receiver) start(now time.Time, t *rxTransfer) {
 func (r *Receiver) open(t *rxTransfer) error {
 	o := &t.offer
 	size := o.TSize
-	dl, err := r.cfg.Store.Begin(Transfer{
+	tr := Transfer{
 		Image: o.MD5, ImageSize: o.Size, Method: o.Method, TransferSize: size, TransferMD5: o.TMD5,
 		ChunkSize: o.ChunkSize, Chunks: o.Chunks, Signature: decodeSig(o.Signature),
 		Version: o.Version, Role: o.Role, Hardware: o.Hardware,
-	})
+	}
+	if m := t.manifest; m != nil {
+		tr.SHA256, tr.Counter, tr.Version = m.SHA256, m.Counter, m.Version
+	}
+	dl, err := r.cfg.Store.Begin(tr)
 	if err != nil {
 		return fmt.Errorf("ota: begin %s: %w", t.id, err)
 	}
@@ -1049,7 +1080,11 @@ func (r *Receiver) verify(now time.Time, t *rxTransfer) {
 		r.fail(now, fmt.Errorf("ota: flush %s: %w", t.id, err))
 		return
 	}
-	if err := r.cfg.Store.Finish(t.dl, r.cfg.PublicKey); err != nil {
+	pub := r.cfg.PublicKey
+	if t.manifest != nil {
+		pub = nil // the signed manifest's SHA-256 binds the image
+	}
+	if err := r.cfg.Store.Finish(t.dl, pub); err != nil {
 		again := r.verifyFailed(now, t.id)
 		r.fail(now, fmt.Errorf("ota: verify %s: %w", t.id, err))
 		if again {
@@ -1092,6 +1127,62 @@ func (r *Receiver) verify(now time.Time, t *rxTransfer) {
 		return
 	}
 	r.trialOrigin = origin
+}
+
+// errRefused wraps the reasons an offered image is not installed.
+var errRefused = errors.New("ota: image refused")
+
+// checkManifest verifies the signed manifest an offer carries, when the
+// receiver has a public key, and returns it (nil without a key).
+func (r *Receiver) checkManifest(o *Offer) (*firmware.Manifest, error) {
+	if r.cfg.PublicKey == nil {
+		if r.cfg.RequireSigned {
+			return nil, fmt.Errorf("%w: this node installs only signed images and has no public key to check them", errRefused)
+		}
+		return nil, nil
+	}
+	if o.Manifest == "" {
+		return nil, fmt.Errorf("%w: it has no signed manifest (an image signed before manifests, or unsigned); sign it again with 'meshfleet firmware sign'", errRefused)
+	}
+	encoded, err1 := base64.StdEncoding.DecodeString(o.Manifest)
+	sig, err2 := base64.StdEncoding.DecodeString(o.ManifestSig)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("%w: manifest is not base64: %v", errRefused, err)
+	}
+	m, err := firmware.OpenManifest(encoded, sig, r.cfg.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errRefused, err)
+	}
+	switch {
+	case m.Role != r.cfg.Role || m.Hardware != r.cfg.Hardware:
+		return nil, fmt.Errorf("%w: signed for role %q hardware %q, this node is role %q hardware %q", errRefused, m.Role, m.Hardware, r.cfg.Role, r.cfg.Hardware)
+	case m.MD5 != o.MD5 || m.Size != o.Size:
+		return nil, fmt.Errorf("%w: the manifest names md5 %s (%d bytes), the offer %s (%d bytes)", errRefused, m.MD5, m.Size, o.MD5, o.Size)
+	}
+	if have := r.cfg.Store.SecurityCounter(); m.Counter < have && !m.Downgrade {
+		return nil, fmt.Errorf("%w: security counter %d is below this node's %d (an older image: install it only as a signed downgrade)", errRefused, m.Counter, have)
+	}
+	return &m, nil
+}
+
+// refuse reports why an offered image is not installed: to its
+// distributor with every offer (a lost report is sent again), as an
+// event once.
+func (r *Receiver) refuse(now time.Time, o *Offer, why error) {
+	r.stats.Refused++
+	if _, told := r.refused[o.ID]; !told {
+		if len(r.refused) >= maxFailureRecords {
+			clear(r.refused)
+		}
+		r.refused[o.ID] = why.Error()
+		r.cfg.Logger.Warn("ota receiver: image refused", "transfer", o.ID, "md5", o.MD5, "distributor", o.From, "err", why)
+		if r.host != nil {
+			r.host.Emit(Progress{Node: r.host.ID(), Transfer: o.ID, MD5: o.MD5, State: StateFailed, Mode: Mode(o.Mode), Err: why.Error()})
+		}
+	}
+	if err := r.sendReport(now, o.From, &Report{ID: o.ID, State: string(StateFailed), Total: o.Chunks, Error: why.Error()}); err != nil {
+		r.cfg.Logger.Debug("ota receiver: refusal not reported", "transfer", o.ID, "err", err)
+	}
 }
 
 // failures counts the failed verifications of one transfer.

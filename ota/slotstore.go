@@ -96,6 +96,8 @@ func (a *slotStore) Active() (string, bool) {
 	return in.MD5, confirmed
 }
 
+func (a *slotStore) SecurityCounter() uint64 { return a.s.Counter() }
+
 func (a *slotStore) LastRollback() (string, bool) {
 	last := a.s.State().Last
 	if last.State != slot.RolledBack || !last.At.After(a.reported) {

@@ -19,6 +19,8 @@ type Transfer struct {
 	Version      string
 	Role         string
 	Hardware     string
+	SHA256       string // of the uncompressed image, from a verified manifest; checked by Finish when set
+	Counter      uint64 // the image's security counter (from its manifest)
 }
 
 // Store is the receiver's persistent A/B slot store. SlotStore adapts
@@ -28,8 +30,9 @@ type Store interface {
 	// already staged (chunks already written stay written).
 	Begin(t Transfer) (Download, error)
 	// Finish decodes the staged transfer into the inactive slot and
-	// verifies the image md5 and, with a key, its signature. It never
-	// switches; a verification failure discards the staged chunks.
+	// verifies the image md5, the SHA-256 when the transfer names one,
+	// and, with a key, the signature over the image. It never switches;
+	// a verification failure discards the staged chunks.
 	Finish(d Download, pub ed25519.PublicKey) error
 	// Switch makes the verified inactive slot the one to boot next.
 	Switch() error
@@ -46,6 +49,9 @@ type Store interface {
 	// Outcome of the last update that finished with a reboot (set by
 	// Boot when a trial expired and rolled back), so it can be reported.
 	LastRollback() (md5 string, ok bool)
+	// SecurityCounter is the highest security counter of the images
+	// confirmed here; it survives restarts and never goes down.
+	SecurityCounter() uint64
 }
 
 // Download is one staged transfer.

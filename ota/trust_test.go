@@ -1,9 +1,14 @@
 package ota
 
 import (
+	"crypto/ed25519"
+	"math/rand/v2"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshfleet/meshfleet/firmware"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/sim"
@@ -84,5 +89,159 @@ func TestCorruptDeliveriesBackOffThenRetry(t *testing.T) {
 	}
 	if failures() != 3 {
 		t.Fatalf("victim failed %d times, want 3", failures())
+	}
+}
+
+var (
+	testPub, testKey = testKeyPair(1)
+	_, otherKey      = testKeyPair(2)
+)
+
+func testKeyPair(seed byte) (ed25519.PublicKey, ed25519.PrivateKey) {
+	pub, priv, _ := ed25519.GenerateKey(rand.NewChaCha8([32]byte{seed}))
+	return pub, priv
+}
+
+// signed attaches a manifest for role/hardware with counter to img, and
+// the older signature over the bytes, both with key.
+func signed(t *testing.T, img Image, key ed25519.PrivateKey, role, hardware string, counter uint64, downgrade bool) Image {
+	t.Helper()
+	m := firmware.NewManifest(img.Data, firmware.Meta{Role: role, Hardware: hardware, Version: "v" + strconv.FormatUint(counter, 10)}, counter, downgrade)
+	var err error
+	if img.Manifest, img.ManifestSig, err = firmware.SignManifest(m, key); err != nil {
+		t.Fatal(err)
+	}
+	img.Signature = ed25519.Sign(key, img.Data)
+	return img
+}
+
+func keyedRig(t *testing.T, role string, n int, seed uint64) *rig {
+	return newRig(t, rigOpts{n: n, model: sim.ESP8266(), seed: seed, rcfg: func(id uint32) ReceiverConfig {
+		return ReceiverConfig{Role: role, Hardware: "ESP32", PublicKey: testPub, SelfTest: func(string) bool { return true }}
+	}})
+}
+
+// refusedBy checks that every receiver refused campaign id without
+// fetching a chunk, and that the distributor holds the reason, which
+// contains want.
+func (r *rig) refusedBy(id, want string) {
+	r.t.Helper()
+	c := r.dist.find(id).Campaign
+	for _, nd := range r.nodes {
+		p, ok := c.Node(nd.ID())
+		if !ok || p.State != StateFailed || !strings.Contains(p.Err, want) {
+			r.t.Fatalf("node %d at the distributor: %+v (known %v), want failed with %q", nd.ID(), p, ok, want)
+		}
+		if w := r.stores[nd.ID()].Writes; w != 0 {
+			r.t.Fatalf("node %d fetched %d chunks of a refused image", nd.ID(), w)
+		}
+	}
+}
+
+func TestGoodManifestAccepted(t *testing.T) {
+	r := keyedRig(t, "sensor", 3, 12)
+	c := r.start(CampaignSpec{ID: "c", Image: signed(t, sensorImage(13), testKey, "sensor", "ESP32", 1, false), Mode: ModeBroadcast, Method: "deflate"})
+	if !r.runUntilInstalled(c.Image.MD5, time.Hour) {
+		t.Fatalf("installed on %d of %d", r.installed(c.Image.MD5), len(r.nodes))
+	}
+	for id, st := range r.stores {
+		if got := st.SecurityCounter(); got != 1 {
+			t.Fatalf("node %d: security counter %d after confirming counter 1", id, got)
+		}
+	}
+}
+
+func TestManifestSignedByAnotherKeyRefused(t *testing.T) {
+	r := keyedRig(t, "sensor", 3, 12)
+	c := r.start(CampaignSpec{ID: "c", Image: signed(t, sensorImage(13), otherKey, "sensor", "ESP32", 1, false), Mode: ModeBroadcast, Method: "deflate"})
+	r.net.RunFor(10 * time.Minute)
+	if n := r.installed(c.Image.MD5); n != 0 {
+		t.Fatalf("badly signed image installed on %d nodes", n)
+	}
+	r.refusedBy("c", "signature does not verify")
+}
+
+// TestSignatureOnlyImageRefused: an image signed the older way (over its
+// bytes, no manifest) binds neither target nor counter; a receiver with a
+// key refuses it and says why.
+func TestSignatureOnlyImageRefused(t *testing.T) {
+	r := keyedRig(t, "sensor", 3, 12)
+	img := sensorImage(13)
+	img.Signature = ed25519.Sign(testKey, img.Data)
+	c := r.start(CampaignSpec{ID: "c", Image: img, Mode: ModeBroadcast, Method: "deflate"})
+	r.net.RunFor(10 * time.Minute)
+	if n := r.installed(c.Image.MD5); n != 0 {
+		t.Fatalf("signature-only image installed on %d nodes", n)
+	}
+	r.refusedBy("c", "no signed manifest")
+}
+
+// TestSensorImagePushedToProbeRefused is the cross-role attack: a sensor
+// image correctly signed for the sensor role, pushed with --role probe.
+func TestSensorImagePushedToProbeRefused(t *testing.T) {
+	r := keyedRig(t, "probe", 3, 23)
+	img := signed(t, sensorImage(23), testKey, "sensor", "ESP32", 1, false)
+	img.Role = "probe"
+	c := r.start(CampaignSpec{ID: "c", Image: img, Mode: ModeBroadcast, Method: "deflate"})
+	r.net.RunFor(5 * time.Minute)
+	if n := r.installed(c.Image.MD5); n != 0 {
+		t.Fatalf("sensor image installed on %d probe nodes", n)
+	}
+	r.refusedBy("c", `signed for role "sensor" hardware "ESP32", this node is role "probe"`)
+	if r.recv[100].Stats().Refused == 0 {
+		t.Fatal("receiver counted no refusal")
+	}
+}
+
+// TestLowerSecurityCounterRefused is the rollback attack: after an image
+// with counter 7 is confirmed, an older correctly signed image (counter 6)
+// pushed again is refused.
+func TestLowerSecurityCounterRefused(t *testing.T) {
+	r := keyedRig(t, "sensor", 3, 24)
+	c7 := r.start(CampaignSpec{ID: "c7", Image: signed(t, sensorImage(70), testKey, "sensor", "ESP32", 7, false), Mode: ModeBroadcast, Method: "deflate"})
+	if !r.runUntilInstalled(c7.Image.MD5, time.Hour) {
+		t.Fatalf("installed on %d of %d", r.installed(c7.Image.MD5), len(r.nodes))
+	}
+	for _, st := range r.stores {
+		st.Writes = 0
+	}
+	c6 := r.start(CampaignSpec{ID: "c6", Image: signed(t, sensorImage(60), testKey, "sensor", "ESP32", 6, false), Mode: ModeBroadcast, Method: "deflate"})
+	r.net.RunFor(10 * time.Minute)
+	if n := r.installed(c6.Image.MD5); n != 0 {
+		t.Fatalf("older image installed on %d nodes", n)
+	}
+	r.refusedBy("c6", "security counter 6 is below this node's 7")
+}
+
+// TestSignedDowngradeAccepted: the operator signs the older image as a
+// downgrade on purpose; it installs, and the node's counter stays.
+func TestSignedDowngradeAccepted(t *testing.T) {
+	r := keyedRig(t, "sensor", 3, 25)
+	for _, st := range r.stores {
+		st.SetSecurityCounter(7)
+	}
+	c := r.start(CampaignSpec{ID: "c", Image: signed(t, sensorImage(60), testKey, "sensor", "ESP32", 6, true), Mode: ModeBroadcast, Method: "deflate"})
+	if !r.runUntilInstalled(c.Image.MD5, time.Hour) {
+		t.Fatalf("signed downgrade installed on %d of %d", r.installed(c.Image.MD5), len(r.nodes))
+	}
+	for id, st := range r.stores {
+		if got := st.SecurityCounter(); got != 7 {
+			t.Fatalf("node %d: security counter %d after a downgrade, want it kept at 7", id, got)
+		}
+	}
+}
+
+// TestKeyedReceiverIgnoresStockAnnounce: a stock announce carries no
+// manifest, so a receiver with a key does not fetch it.
+func TestKeyedReceiverIgnoresStockAnnounce(t *testing.T) {
+	r := newRig(t, rigOpts{n: 2, model: sim.ESP8266(), seed: 26, dcfg: DistributorConfig{StockOnly: true}, rcfg: func(id uint32) ReceiverConfig {
+		return ReceiverConfig{Role: "sensor", Hardware: "ESP32", PublicKey: testPub, SelfTest: func(string) bool { return true }}
+	}})
+	r.start(CampaignSpec{ID: "c", Image: sensorImage(26)})
+	r.net.RunFor(5 * time.Minute)
+	for id, st := range r.stores {
+		if st.Writes != 0 {
+			t.Fatalf("node %d fetched %d chunks of a stock announce", id, st.Writes)
+		}
 	}
 }

@@ -1,11 +1,13 @@
 package ota
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 
+	"github.com/meshfleet/meshfleet/firmware"
 	"github.com/meshfleet/meshfleet/protocol"
 )
 
@@ -49,9 +51,14 @@ type Offer struct {
 	ChunkSize int    `json:"cs"`            // bytes per chunk (last may be shorter)
 	Chunks    int    `json:"n"`             // number of chunks
 	Encoding  string `json:"enc"`           // chunk payload text encoding: b91 | b64
-	Signature string `json:"sig,omitempty"` // base64 ed25519 signature
-	Forced    bool   `json:"forced,omitempty"`
-	Window    int    `json:"win,omitempty"` // pipelined: suggested outstanding chunks
+	Signature string `json:"sig,omitempty"` // base64 ed25519 signature over the image
+	// Manifest is the base64 of the image's signed manifest (the exact
+	// bytes signed, firmware.Manifest) and ManifestSig the base64 of its
+	// signature.
+	Manifest    string `json:"manifest,omitempty"`
+	ManifestSig string `json:"msig,omitempty"`
+	Forced      bool   `json:"forced,omitempty"`
+	Window      int    `json:"win,omitempty"` // pipelined: suggested outstanding chunks
 }
 
 // offerTo is an Offer sent to one receiver (routing 1) that lost the
@@ -200,6 +207,8 @@ func DecodeOffer(raw []byte) (*Offer, error) {
 		return nil, fmt.Errorf("%w: offer n=%d does not match tsize %d / cs %d", ErrMalformed, o.Chunks, o.TSize, o.ChunkSize)
 	case o.Encoding != EncDense && o.Encoding != EncBase64:
 		return nil, fmt.Errorf("%w: offer encoding %q", ErrMalformed, o.Encoding)
+	case len(o.Manifest) > base64.StdEncoding.EncodedLen(firmware.MaxManifestSize) || len(o.ManifestSig) > 128 || len(o.Signature) > 128:
+		return nil, fmt.Errorf("%w: offer manifest %d, msig %d, sig %d characters", ErrMalformed, len(o.Manifest), len(o.ManifestSig), len(o.Signature))
 	}
 	if _, err := ParseMode(o.Mode); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)

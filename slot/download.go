@@ -37,6 +37,12 @@ type Transfer struct {
 	Version   string
 	Role      string
 	Hardware  string
+	// SHA256 of the uncompressed image, from a verified manifest; Finish
+	// checks it when set.
+	SHA256 string `json:",omitempty"`
+	// Counter is the image's security counter (from its manifest);
+	// Confirm raises the store's counter to it.
+	Counter uint64 `json:",omitempty"`
 }
 
 // identity is what makes two transfers the same bytes in the same layout;
@@ -51,7 +57,7 @@ func (t Transfer) identity() [16]byte {
 }
 
 func (t Transfer) info() Info {
-	return Info{MD5: t.Image, Version: t.Version, Role: t.Role, Hardware: t.Hardware, Size: t.ImageSize}
+	return Info{MD5: t.Image, Version: t.Version, Role: t.Role, Hardware: t.Hardware, Size: t.ImageSize, Counter: t.Counter}
 }
 
 // validate checks a transfer against the limits before anything is
@@ -100,6 +106,9 @@ func (t Transfer) validate(o Options) error {
 	}
 	if n := len(t.Signature); n != 0 && n != 64 {
 		return bad("signature is %d bytes, want 64", n)
+	}
+	if t.SHA256 != "" && !isHex(t.SHA256, 64) {
+		return bad("sha256 %q is not 64 lowercase hex digits", t.SHA256)
 	}
 	if err := validInfo(t.info(), false); err != nil {
 		return bad("%v", err)
@@ -167,7 +176,8 @@ func (s *Store) Begin(t Transfer) (*Download, error) {
 }
 
 func sameLabels(a, b Transfer) bool {
-	return a.Version == b.Version && a.Role == b.Role && a.Hardware == b.Hardware && bytes.Equal(a.Signature, b.Signature)
+	return a.Version == b.Version && a.Role == b.Role && a.Hardware == b.Hardware && bytes.Equal(a.Signature, b.Signature) &&
+		a.SHA256 == b.SHA256 && a.Counter == b.Counter
 }
 
 // newStaging creates the staging files for t. Order: the transfer record

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/ed25519"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -118,9 +119,9 @@ func (s *Store) install(d *Download, f File, decode Decoder, pub ed25519.PublicK
 	if t.ImageSize != 0 {
 		limit = t.ImageSize
 	}
-	imageMD5 := md5.New()
+	imageMD5, imageSHA := md5.New(), sha256.New()
 	w := bufio.NewWriterSize(ioTagWriter{io.NewOffsetWriter(f, 0)}, 32<<10)
-	n, err := io.Copy(io.MultiWriter(w, imageMD5), io.LimitReader(img, limit+1))
+	n, err := io.Copy(io.MultiWriter(w, imageMD5, imageSHA), io.LimitReader(img, limit+1))
 	if err == nil {
 		err = w.Flush()
 	}
@@ -151,6 +152,9 @@ func (s *Store) install(d *Download, f File, decode Decoder, pub ed25519.PublicK
 	}
 	if got := hex.EncodeToString(imageMD5.Sum(nil)); got != t.Image {
 		return 0, fmt.Sprintf("image md5 %s, announced %s", got, t.Image), nil
+	}
+	if got := hex.EncodeToString(imageSHA.Sum(nil)); t.SHA256 != "" && got != t.SHA256 {
+		return 0, fmt.Sprintf("image sha256 %s, the signed manifest says %s", got, t.SHA256), nil
 	}
 	if err := f.Sync(); err != nil {
 		return 0, "", err

@@ -40,6 +40,8 @@ type Info struct {
 	Role     string `json:"role,omitempty"`
 	Hardware string `json:"hardware,omitempty"`
 	Size     int64  `json:"size,omitempty"`
+	// Counter is the image's security counter (0: none).
+	Counter uint64 `json:"counter,omitempty"`
 }
 
 // SlotStatus is what a slot holds.
@@ -115,6 +117,9 @@ type State struct {
 	B     SlotState `json:"b"`
 	// Last is the outcome of the last update.
 	Last Result `json:"last"`
+	// Counter is the security counter: the highest of the images
+	// confirmed here. It never goes down.
+	Counter uint64 `json:"counter,omitempty"`
 }
 
 // Slot returns the state of slot s.

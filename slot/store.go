@@ -340,7 +340,16 @@ func (s *Store) Confirm(now time.Time) error {
 		st.Boots = 0
 		st.Deadline = time.Time{}
 		st.Last = Result{State: Confirmed, Slot: newSlot, Image: st.Slot(newSlot).Image, At: now}
+		st.Counter = max(st.Counter, st.Slot(newSlot).Image.Counter)
 	})
+}
+
+// Counter is the security counter: the highest counter of the images
+// confirmed in this store.
+func (s *Store) Counter() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.Counter
 }
 
 // CheckDeadline rolls a pending image back if its confirm deadline has
@@ -439,8 +448,11 @@ func validInfo(in Info, allowEmptyMD5 bool) error {
 
 const maxLabelLen = 64
 
-func isMD5(s string) bool {
-	if len(s) != 32 {
+func isMD5(s string) bool { return isHex(s, 32) }
+
+// isHex reports whether s is n lowercase hex digits.
+func isHex(s string, n int) bool {
+	if len(s) != n {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
