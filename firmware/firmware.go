@@ -76,13 +76,28 @@ type Image struct {
 	MD5  string `json:"md5"`
 	Size int64  `json:"size"`
 	// Signature is an ed25519 signature over the image bytes, or nil.
-	Signature []byte             `json:"signature,omitempty"`
-	Added     time.Time          `json:"added"`
-	Variants  map[string]Variant `json:"variants,omitempty"`
+	Signature []byte `json:"signature,omitempty"`
+	// Manifest is the image's signed manifest, exactly the bytes signed
+	// (see Manifest), and ManifestSig its ed25519 signature; nil for an
+	// unsigned image or one signed before manifests.
+	Manifest    []byte             `json:"manifest,omitempty"`
+	ManifestSig []byte             `json:"manifest_sig,omitempty"`
+	Added       time.Time          `json:"added"`
+	Variants    map[string]Variant `json:"variants,omitempty"`
 }
 
 // Signed reports whether the image carries a signature.
-func (img Image) Signed() bool { return len(img.Signature) > 0 }
+func (img Image) Signed() bool { return len(img.Signature) > 0 || len(img.Manifest) > 0 }
+
+// SignedManifest returns the image's manifest, parsed but not verified
+// (the record was validated when read), and whether it has one.
+func (img Image) SignedManifest() (Manifest, bool) {
+	if len(img.Manifest) == 0 {
+		return Manifest{}, false
+	}
+	m, err := ParseManifest(img.Manifest)
+	return m, err == nil
+}
 
 // Meta returns the user-supplied part of the record.
 func (img Image) Meta() Meta {
@@ -196,6 +211,19 @@ func validateImage(img Image) error {
 	}
 	if n := len(img.Signature); n != 0 && n != signatureSize {
 		return fmt.Errorf("signature is %d bytes, want %d", n, signatureSize)
+	}
+	if len(img.Manifest) > 0 || len(img.ManifestSig) > 0 {
+		if len(img.ManifestSig) != signatureSize {
+			return fmt.Errorf("manifest signature is %d bytes, want %d", len(img.ManifestSig), signatureSize)
+		}
+		m, err := ParseManifest(img.Manifest)
+		if err != nil {
+			return err
+		}
+		if m.MD5 != img.MD5 || m.Size != img.Size || m.Role != img.Role || m.Hardware != img.Hardware || m.Version != img.Version {
+			return fmt.Errorf("%w: it names %s/%s version %s md5 %s (%d bytes), the record %s/%s version %s md5 %s (%d bytes)",
+				ErrManifest, m.Role, m.Hardware, m.Version, m.MD5, m.Size, img.Role, img.Hardware, img.Version, img.MD5, img.Size)
+		}
 	}
 	for name, v := range img.Variants {
 		if err := ValidateMethod(name); err != nil {

@@ -49,8 +49,16 @@ type Options struct {
 
 // AddOptions configures Add.
 type AddOptions struct {
-	// SigningKey, if set, signs the image bytes with ed25519.
+	// SigningKey, if set, signs the image's manifest (and, for receivers
+	// that predate manifests, the image bytes) with ed25519.
 	SigningKey ed25519.PrivateKey
+	// Counter is the security counter of the manifest; 0 takes the next
+	// one: the highest counter of the stored images of the same role and
+	// hardware plus one (1 for the first).
+	Counter uint64
+	// Downgrade marks the manifest as a signed downgrade: receivers with a
+	// higher counter install it too. Needs an explicit Counter.
+	Downgrade bool
 }
 
 // Store is a firmware store directory. Its methods are safe for concurrent
@@ -161,6 +169,12 @@ func (s *Store) Add(ctx context.Context, r io.Reader, meta Meta, opts AddOptions
 	if opts.SigningKey != nil && len(opts.SigningKey) != ed25519.PrivateKeySize {
 		return Image{}, fmt.Errorf("%w: signing key is %d bytes, want %d", ErrInvalidKey, len(opts.SigningKey), ed25519.PrivateKeySize)
 	}
+	if opts.SigningKey == nil && (opts.Counter != 0 || opts.Downgrade) {
+		return Image{}, fmt.Errorf("%w: a security counter or downgrade needs a signing key", ErrManifest)
+	}
+	if opts.Downgrade && opts.Counter == 0 {
+		return Image{}, fmt.Errorf("%w: a downgrade needs an explicit security counter", ErrManifest)
+	}
 	staging, err := os.MkdirTemp(s.dir, stagingPrefix)
 	if err != nil {
 		return Image{}, fmt.Errorf("firmware: add: %w", err)
@@ -191,6 +205,15 @@ func (s *Store) Add(ctx context.Context, r io.Reader, meta Meta, opts AddOptions
 			return Image{}, fmt.Errorf("firmware: add: %w", err)
 		}
 		img.Signature = ed25519.Sign(opts.SigningKey, data)
+		counter := opts.Counter
+		if counter == 0 {
+			s.mu.RLock()
+			counter = s.nextCounter(meta.Role, meta.Hardware)
+			s.mu.RUnlock()
+		}
+		if img.Manifest, img.ManifestSig, err = SignManifest(NewManifest(data, meta, counter, opts.Downgrade), opts.SigningKey); err != nil {
+			return Image{}, err
+		}
 	}
 	if err := writeFileSync(filepath.Join(staging, metaFile), mustJSON(img)); err != nil {
 		return Image{}, fmt.Errorf("firmware: add: %w", err)
@@ -511,7 +534,10 @@ func (s *Store) Remove(id string) error {
 	return nil
 }
 
-// VerifySignature checks the stored signature of image id against pub.
+// VerifySignature checks the stored signed manifest of image id against
+// pub and the image bytes, and the older signature over the bytes if the
+// image has one. An image without a manifest fails (wrapping ErrManifest):
+// receivers with a key refuse it.
 func (s *Store) VerifySignature(id string, pub ed25519.PublicKey) error {
 	img, err := s.Get(id)
 	if err != nil {
@@ -524,10 +550,88 @@ func (s *Store) VerifySignature(id string, pub ed25519.PublicKey) error {
 	if err != nil {
 		return err
 	}
-	if err := Verify(data, img.Signature, pub); err != nil {
+	if len(img.Signature) > 0 {
+		if err := Verify(data, img.Signature, pub); err != nil {
+			return fmt.Errorf("image %s: %w", id, err)
+		}
+	}
+	if len(img.Manifest) == 0 {
+		return fmt.Errorf("image %s: %w: none; receivers with a public key refuse it (sign it again: meshfleet firmware sign %s)", id, ErrManifest, id)
+	}
+	m, err := OpenManifest(img.Manifest, img.ManifestSig, pub)
+	if err == nil {
+		err = m.Matches(data)
+	}
+	if err != nil {
 		return fmt.Errorf("image %s: %w", id, err)
 	}
 	return nil
+}
+
+// SignOptions configures Sign.
+type SignOptions struct {
+	// Counter is the manifest's security counter. 0 takes the next one
+	// (the highest of the stored images of the same role and hardware
+	// plus one), or for a downgrade the image's current counter.
+	Counter   uint64
+	Downgrade bool
+}
+
+// Sign signs image id again with key: a new manifest (and signature over
+// the bytes) replaces the stored ones. Signing an older image again
+// without Downgrade gives it the next counter, which makes it an ordinary
+// update for every receiver; with Downgrade it keeps its counter (or
+// takes opts.Counter) and installs over higher ones.
+func (s *Store) Sign(id string, key ed25519.PrivateKey, opts SignOptions) (Image, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return Image{}, fmt.Errorf("%w: signing key is %d bytes, want %d", ErrInvalidKey, len(key), ed25519.PrivateKeySize)
+	}
+	if err := ValidateID(id); err != nil {
+		return Image{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	img, err := s.get(id)
+	if err != nil {
+		return Image{}, err
+	}
+	data, err := readChecked(filepath.Join(s.dir, id, imageFile), img.Size, img.MD5)
+	if err != nil {
+		return Image{}, err
+	}
+	counter := opts.Counter
+	if counter == 0 {
+		old, ok := img.SignedManifest()
+		switch {
+		case !opts.Downgrade:
+			counter = s.nextCounter(img.Role, img.Hardware)
+		case ok:
+			counter = old.Counter
+		default:
+			return Image{}, fmt.Errorf("%w: image %s has no counter yet; a downgrade needs an explicit one", ErrManifest, id)
+		}
+	}
+	img.Signature = ed25519.Sign(key, data)
+	if img.Manifest, img.ManifestSig, err = SignManifest(NewManifest(data, img.Meta(), counter, opts.Downgrade), key); err != nil {
+		return Image{}, err
+	}
+	if err := writeAtomic(filepath.Join(s.dir, id), metaFile, mustJSON(img)); err != nil {
+		return Image{}, fmt.Errorf("firmware: sign %s: %w", id, err)
+	}
+	return img, nil
+}
+
+// nextCounter is one more than the highest security counter of the stored
+// images for role and hardware (1 for the first). The caller holds s.mu.
+func (s *Store) nextCounter(role, hardware string) uint64 {
+	all, _ := s.list()
+	var top uint64
+	for _, img := range all {
+		if m, ok := img.SignedManifest(); ok && img.Role == role && img.Hardware == hardware {
+			top = max(top, m.Counter)
+		}
+	}
+	return top + 1
 }
 
 // Verify checks an ed25519 signature over image bytes.

@@ -211,7 +211,8 @@ func (g *Gateway) specFor(s ota.CampaignSnapshot) (ota.CampaignSpec, error) {
 		return ota.CampaignSpec{}, err
 	}
 	return ota.CampaignSpec{ID: s.ID, Mode: s.Mode, Method: s.Method, Nodes: s.Targets.Nodes, Forced: s.Forced,
-		Image: ota.Image{MD5: img.MD5, Role: s.Targets.Role, Hardware: s.Targets.Hardware, Version: img.Version, Data: data, Signature: img.Signature}}, nil
+		Image: ota.Image{MD5: img.MD5, Role: s.Targets.Role, Hardware: s.Targets.Hardware, Version: img.Version, Data: data, Signature: img.Signature,
+			Manifest: img.Manifest, ManifestSig: img.ManifestSig}}, nil
 }
 
 // RunTCP joins the mesh over TCP as configured and runs until ctx ends.

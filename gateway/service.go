@@ -261,7 +261,8 @@ func (g *Gateway) StartCampaign(ctx context.Context, req fleet.CampaignRequest) 
 		hw = req.Hardware
 	}
 	spec := ota.CampaignSpec{Mode: m, Method: method, Nodes: req.Nodes, Forced: req.Forced,
-		Image: ota.Image{MD5: img.MD5, Role: role, Hardware: hw, Version: img.Version, Data: data, Signature: img.Signature}}
+		Image: ota.Image{MD5: img.MD5, Role: role, Hardware: hw, Version: img.Version, Data: data, Signature: img.Signature,
+			Manifest: img.Manifest, ManifestSig: img.ManifestSig}}
 	var id string
 	var serr error
 	if err := g.do(ctx, func(now time.Time, _ *mesh.Node, _ *status.Collector, d *ota.Distributor) {

@@ -53,6 +53,7 @@ The store is --store, else $` + firmwareDirEnv + `, else ./firmware.`,
 		newFirmwareListCmd(storeDir),
 		newFirmwareRemoveCmd(storeDir),
 		newFirmwareVerifyCmd(storeDir),
+		newFirmwareSignCmd(storeDir),
 		newFirmwareKeygenCmd(),
 	)
 	return cmd
@@ -62,15 +63,20 @@ func newFirmwareAddCmd(storeDir func() string) *cobra.Command {
 	var meta firmware.Meta
 	var keyFile string
 	var methods []string
+	var sign firmware.SignOptions
 	cmd := &cobra.Command{
-		Use:   "add FILE --role R --hardware H --version V [--sign KEYFILE]",
+		Use:   "add FILE --role R --hardware H --version V [--sign KEYFILE [--counter N] [--allow-downgrade]]",
 		Short: "Add a firmware image to the store",
 		Long: `Add a firmware image to the store and print its id.
 
 The role must not contain '_' or '.' (stock painlessMesh derives file names from
 it). Hardware is what receivers report, "ESP32" or "ESP8266" for stock nodes.
 With --sign, the image is signed with the ed25519 private key in KEYFILE (see
-'meshfleet firmware keygen'). With --compress, compressed transfer variants are
+'meshfleet firmware keygen'): a signed manifest binds its SHA-256, size, role,
+hardware, version and a security counter, --counter or by default the highest
+counter of the stored images of that role and hardware plus one. Receivers with
+the public key refuse images with a lower counter than they run, unless signed
+with --allow-downgrade (which needs --counter). With --compress, compressed transfer variants are
 computed once and stored next to the image (methods: deflate, heatshrink).
 Adding an image that is already stored for the same role and hardware fails and
 names the stored image.`,
@@ -86,7 +92,10 @@ names the stored image.`,
 					compressions = append(compressions, m)
 				}
 			}
-			var opts firmware.AddOptions
+			opts := firmware.AddOptions{Counter: sign.Counter, Downgrade: sign.Downgrade}
+			if keyFile == "" && (opts.Counter != 0 || opts.Downgrade) {
+				return errors.New("--counter and --allow-downgrade need --sign")
+			}
 			if keyFile != "" {
 				key, err := firmware.LoadPrivateKey(keyFile)
 				if err != nil {
@@ -102,10 +111,7 @@ names the stored image.`,
 			if err != nil {
 				return err
 			}
-			signed := "unsigned"
-			if img.Signed() {
-				signed = "signed"
-			}
+			signed := signedLabel(img)
 			out := cmd.OutOrStdout()
 			if _, err := fmt.Fprintf(out, "added %s: %s/%s version %s, %d bytes, md5 %s, %s\n",
 				img.ID, img.Role, img.Hardware, img.Version, img.Size, img.MD5, signed); err != nil {
@@ -139,6 +145,7 @@ names the stored image.`,
 	cmd.Flags().StringVar(&meta.Hardware, "hardware", "", `target hardware, e.g. "ESP32" (required)`)
 	cmd.Flags().StringVar(&meta.Version, "version", "", "image version (required)")
 	cmd.Flags().StringVar(&keyFile, "sign", "", "sign with the ed25519 private key in this PEM file")
+	signFlags(cmd, &sign)
 	for _, f := range []string{"role", "hardware", "version"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
@@ -196,10 +203,7 @@ func printImages(w io.Writer, dir string, images []firmware.Image) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tROLE\tHARDWARE\tVERSION\tSIZE\tMD5\tSIGNED\tVARIANTS\tADDED")
 	for _, img := range images {
-		signed := "no"
-		if img.Signed() {
-			signed = "yes"
-		}
+		signed := signedLabel(img)
 		variants := "-"
 		if len(img.Variants) > 0 {
 			var vs []string
@@ -261,6 +265,67 @@ signature verifies with the public key in KEYFILE (PEM, a private key file, or
 	}
 	cmd.Flags().StringVar(&keyFile, "key", "", "public key file (required)")
 	_ = cmd.MarkFlagRequired("key")
+	return cmd
+}
+
+// signedLabel says how an image is signed: "unsigned", "image only" (an
+// older signature, refused by receivers with a key), or its manifest's
+// security counter.
+func signedLabel(img firmware.Image) string {
+	if m, ok := img.SignedManifest(); ok {
+		if m.Downgrade {
+			return fmt.Sprintf("counter %d, downgrade", m.Counter)
+		}
+		return fmt.Sprintf("counter %d", m.Counter)
+	}
+	if img.Signed() {
+		return "image only"
+	}
+	return "unsigned"
+}
+
+func signFlags(cmd *cobra.Command, o *firmware.SignOptions) {
+	cmd.Flags().Uint64Var(&o.Counter, "counter", 0, "security counter of the signed manifest (default: the highest stored for this role and hardware + 1)")
+	cmd.Flags().BoolVar(&o.Downgrade, "allow-downgrade", false, "sign as a downgrade: receivers with a higher counter install it too")
+}
+
+func newFirmwareSignCmd(storeDir func() string) *cobra.Command {
+	var keyFile string
+	var opts firmware.SignOptions
+	cmd := &cobra.Command{
+		Use:   "sign ID --key KEYFILE [--counter N] [--allow-downgrade]",
+		Short: "Sign a stored image (again) with a manifest",
+		Long: `Sign a stored image with the ed25519 private key in KEYFILE: a new signed
+manifest (SHA-256, size, role, hardware, version, security counter) replaces
+the stored one. Use it for images added unsigned or signed before manifests
+(receivers with a public key refuse those).
+
+Without --counter the image gets the next counter (the highest stored for its
+role and hardware + 1): signing an older image again this way makes it an
+ordinary update for every receiver, and is the way to go back to it. With
+--allow-downgrade it keeps its counter (or takes --counter) and installs on
+receivers with a higher one, which keep their counter.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key, err := firmware.LoadPrivateKey(keyFile)
+			if err != nil {
+				return err
+			}
+			store, err := openExistingStore(storeDir())
+			if err != nil {
+				return err
+			}
+			img, err := store.Sign(args[0], key, opts)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "signed %s: %s/%s version %s, %s\n", img.ID, img.Role, img.Hardware, img.Version, signedLabel(img))
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&keyFile, "key", "", "ed25519 private key file (required)")
+	_ = cmd.MarkFlagRequired("key")
+	signFlags(cmd, &opts)
 	return cmd
 }
 

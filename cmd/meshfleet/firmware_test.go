@@ -43,7 +43,7 @@ func TestFirmwareCommands(t *testing.T) {
 	}
 	sum := md5.Sum(content)
 	md5hex := hex.EncodeToString(sum[:])
-	if !strings.HasPrefix(out, "added ") || !strings.HasSuffix(out, ": sensor/ESP32 version 1.2.0, 20 bytes, md5 "+md5hex+", signed\n") {
+	if !strings.HasPrefix(out, "added ") || !strings.HasSuffix(out, ": sensor/ESP32 version 1.2.0, 20 bytes, md5 "+md5hex+", counter 1\n") {
 		t.Errorf("add output: %q", out)
 	}
 	id := strings.TrimSuffix(strings.Fields(out)[1], ":")
@@ -65,7 +65,7 @@ func TestFirmwareCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ID") || !strings.HasPrefix(lines[1], id+"  sensor  ESP32") || !strings.Contains(lines[1], " yes ") {
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ID") || !strings.HasPrefix(lines[1], id+"  sensor  ESP32") || !strings.Contains(lines[1], " counter 1 ") {
 		t.Errorf("list table:\n%s", out)
 	}
 
@@ -73,7 +73,17 @@ func TestFirmwareCommands(t *testing.T) {
 		t.Errorf("verify: %q, %v", out, err)
 	}
 
+	// Signed again as a downgrade: it keeps its counter.
+	if out, _, err = execute(t, ctx, nil, "firmware", "sign", id, "--key", filepath.Join(keys, firmware.PrivateKeyFile), "--allow-downgrade", "--store", store); err != nil ||
+		out != "signed "+id+": sensor/ESP32 version 1.2.0, counter 1, downgrade\n" {
+		t.Errorf("sign --allow-downgrade: %q, %v", out, err)
+	}
+
 	// Errors a user sees.
+	_, _, err = execute(t, ctx, nil, "firmware", "add", image, "--role", "other", "--hardware", "ESP32", "--version", "1", "--counter", "3", "--store", store)
+	if err == nil || err.Error() != "--counter and --allow-downgrade need --sign" {
+		t.Errorf("counter without a key: %v", err)
+	}
 	_, _, err = execute(t, ctx, nil, "firmware", "add", image, "--role", "sensor", "--hardware", "ESP32", "--version", "1.3.0", "--store", store)
 	if !errors.Is(err, firmware.ErrExists) || !strings.Contains(err.Error(), "is image "+id+" (version 1.2.0)") {
 		t.Errorf("duplicate add: %v", err)

@@ -136,7 +136,7 @@ func loadPushImage(arg string, o *pushOptions) (ota.Image, error) {
 		if img.Data, err = st.ReadAll(arg); err != nil {
 			return img, err
 		}
-		img.MD5, img.Signature = meta.MD5, meta.Signature
+		img.MD5, img.Signature, img.Manifest, img.ManifestSig = meta.MD5, meta.Signature, meta.Manifest, meta.ManifestSig
 		if img.Role == "" {
 			img.Role = meta.Role
 		}
