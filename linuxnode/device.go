@@ -33,9 +33,14 @@ type Config struct {
 	// SlotDir holds the A/B slot store (state.json, slot-a.bin,
 	// slot-b.bin and the staged download). Empty: no OTA receiver.
 	SlotDir string
-	// PublicKey, when set, makes an image without a valid ed25519
-	// signature fail verification.
+	// PublicKey, when set, makes the node install only images with a
+	// manifest signed with it, for its role and hardware, with a security
+	// counter at least its own (ota.ReceiverConfig.PublicKey).
 	PublicKey ed25519.PublicKey
+	// Insecure lets a node with an OnSwitch command and no PublicKey
+	// install unsigned images. Without it such a node refuses every
+	// image: the command would run whatever any node of the mesh sent.
+	Insecure bool
 	// ConfirmTimeout is how long a switched image has, from its first
 	// start, to join the mesh (default slot.DefaultConfirmTimeout).
 	ConfirmTimeout time.Duration
@@ -70,8 +75,8 @@ func (c *Config) check() error {
 		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, a...))
 	}
 	if c.SlotDir == "" {
-		if c.Role != "" || c.Hardware != "" || c.PublicKey != nil || len(c.OnSwitch) > 0 || len(c.OnRollback) > 0 {
-			return bad("the OTA settings (role, hardware, public key, hooks) need a slot directory")
+		if c.Role != "" || c.Hardware != "" || c.PublicKey != nil || c.Insecure || len(c.OnSwitch) > 0 || len(c.OnRollback) > 0 {
+			return bad("the OTA settings (role, hardware, public key, insecure, hooks) need a slot directory")
 		}
 	} else if c.Role == "" || c.Hardware == "" {
 		return bad("an OTA receiver needs a role and a hardware (slot directory %s)", c.SlotDir)
@@ -135,6 +140,7 @@ func Open(cfg Config, now time.Time) (*Device, error) {
 			return nil, fmt.Errorf("linuxnode: slot store %s: %w", cfg.SlotDir, err)
 		}
 		d.store = st
+		d.warnUnsigned()
 		p, err := newOTAPlugin(d, now)
 		if err != nil {
 			st.Close()
@@ -154,6 +160,28 @@ func Open(cfg Config, now time.Time) (*Device, error) {
 		}, now)
 	}
 	return d, nil
+}
+
+// refusesUnsigned reports whether the receiver refuses every image: it
+// has an install command, no key to check images with, and no explicit
+// permission to install unsigned ones.
+func (c *Config) refusesUnsigned() bool {
+	return c.PublicKey == nil && len(c.OnSwitch) > 0 && !c.Insecure
+}
+
+// warnUnsigned says at start what an OTA receiver without a key does, so
+// nobody runs one unaware: painlessMesh does not authenticate nodes, and
+// without a key any node of the mesh can send an image.
+func (d *Device) warnUnsigned() {
+	switch {
+	case d.cfg.PublicKey != nil:
+	case d.cfg.refusesUnsigned():
+		d.log.Warn("ota: every image is refused: this node runs an --on-switch command and has no public key to check images with; configure --ota-public-key (or, on a closed test mesh, --ota-insecure)")
+	case len(d.cfg.OnSwitch) > 0:
+		d.log.Warn("ota: INSECURE: images from any node of the mesh are installed unverified and --on-switch runs them (--ota-insecure); configure --ota-public-key")
+	default:
+		d.log.Warn("ota: images are accepted unverified (MD5 only) from any node of the mesh: no --ota-public-key configured")
+	}
 }
 
 // Plugins are the node's plugins: the OTA receiver and the status

@@ -33,7 +33,7 @@ func newOTAPlugin(d *Device, now time.Time) (*otaPlugin, error) {
 	p := &otaPlugin{d: d}
 	p.rcfg = ota.ReceiverConfig{
 		Role: d.cfg.Role, Hardware: d.cfg.Hardware, Store: ota.SlotStoreDir(d.store, d.cfg.SlotDir, d.log.With("component", "ota")),
-		PublicKey: d.cfg.PublicKey, Root: d.cfg.Root, Restart: p.restarted,
+		PublicKey: d.cfg.PublicKey, RequireSigned: d.cfg.refusesUnsigned(), Root: d.cfg.Root, Restart: p.restarted,
 		Logger: d.log.With("component", "ota"),
 	}
 	before := d.store.State()

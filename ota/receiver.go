@@ -1142,7 +1142,7 @@ func (r *Receiver) checkManifest(o *Offer) (*firmware.Manifest, error) {
 		return nil, nil
 	}
 	if o.Manifest == "" {
-		return nil, fmt.Errorf("%w: it has no signed manifest (an image signed before manifests, or unsigned); sign it again with 'meshfleet firmware sign'", errRefused)
+		return nil, fmt.Errorf("%w: it is not signed with a manifest (unsigned, or signed before manifests); sign it with 'meshfleet firmware sign'", errRefused)
 	}
 	encoded, err1 := base64.StdEncoding.DecodeString(o.Manifest)
 	sig, err2 := base64.StdEncoding.DecodeString(o.ManifestSig)

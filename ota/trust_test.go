@@ -173,7 +173,7 @@ func TestSignatureOnlyImageRefused(t *testing.T) {
 	if n := r.installed(c.Image.MD5); n != 0 {
 		t.Fatalf("signature-only image installed on %d nodes", n)
 	}
-	r.refusedBy("c", "no signed manifest")
+	r.refusedBy("c", "not signed with a manifest")
 }
 
 // TestSensorImagePushedToProbeRefused is the cross-role attack: a sensor

@@ -41,12 +41,17 @@ The node reports its status (firmware, free memory, traffic, latency, OTA
 state) to the mesh root every --status-interval. With --slot-dir it is also an
 OTA receiver: it downloads images for --ota-role/--ota-hardware into the
 inactive slot of the A/B slot store in that directory (resuming after a
-restart), verifies them (MD5, and ed25519 with --ota-public-key) and switches:
+restart), verifies them (MD5; with --ota-public-key the signed manifest: role,
+hardware, SHA-256 and security counter) and switches:
 the new image waits in its slot file ("event":"ota","state":"switched" names
 it in slot_path) and --on-switch runs with that path to install it. The next
 start of the node with the same --slot-dir runs the new image on trial; it is
 confirmed once the node joins the mesh, or rolled back if it does not within
---confirm-timeout or --max-boots starts (--on-rollback runs then).`,
+--confirm-timeout or --max-boots starts (--on-rollback runs then).
+
+With --on-switch and no --ota-public-key every image is refused (the command
+would run whatever any node of the mesh sent), unless --ota-insecure says
+otherwise. Without a key the node warns at start that images are unverified.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if id == 0 {

@@ -92,6 +92,7 @@ func runNode(ctx context.Context, d *tcp.Driver, dev *linuxnode.Device, in io.Re
 // otaFlags are the node command's OTA and status flags.
 type otaFlags struct {
 	role, hardware, slotDir, publicKey string
+	insecure                           bool
 	confirmTimeout, hookTimeout        time.Duration
 	maxBoots                           int
 	onSwitch, onRollback               string
@@ -104,6 +105,7 @@ func (o *otaFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&o.role, "ota-role", "", "role this node accepts images for (required with --slot-dir)")
 	f.StringVar(&o.hardware, "ota-hardware", runtime.GOOS+"-"+runtime.GOARCH, "hardware this node accepts images for")
 	f.StringVar(&o.publicKey, "ota-public-key", "", "ed25519 public key file (PEM or 64 hex digits): only images signed with it are installed")
+	f.BoolVar(&o.insecure, "ota-insecure", false, "with --on-switch and no --ota-public-key: install unsigned images from any node anyway (refused by default)")
 	f.DurationVar(&o.confirmTimeout, "confirm-timeout", slot.DefaultConfirmTimeout, "how long a switched image has, from its first start, to join the mesh before it rolls back")
 	f.IntVar(&o.maxBoots, "max-boots", slot.DefaultMaxBoots, "starts a switched image gets without joining the mesh; the next start rolls back")
 	f.StringVar(&o.onSwitch, "on-switch", "", "command run after a switch, with the new image's slot file appended (split at spaces, no shell)")
@@ -121,7 +123,7 @@ func (o *otaFlags) config(f *pflag.FlagSet) (linuxnode.Config, error) {
 		return c, fmt.Errorf("--status-interval %s: must not be negative (0 turns the reporter off)", o.statusInterval)
 	}
 	if o.slotDir == "" {
-		for _, name := range []string{"ota-role", "ota-hardware", "ota-public-key", "confirm-timeout", "max-boots", "on-switch", "on-rollback", "hook-timeout", "exit-on-slot-change"} {
+		for _, name := range []string{"ota-role", "ota-hardware", "ota-public-key", "ota-insecure", "confirm-timeout", "max-boots", "on-switch", "on-rollback", "hook-timeout", "exit-on-slot-change"} {
 			if f.Changed(name) {
 				return c, fmt.Errorf("--%s needs --slot-dir (the OTA receiver's slot store)", name)
 			}
@@ -134,7 +136,7 @@ func (o *otaFlags) config(f *pflag.FlagSet) (linuxnode.Config, error) {
 	if o.confirmTimeout <= 0 || o.maxBoots <= 0 || o.hookTimeout <= 0 {
 		return c, fmt.Errorf("--confirm-timeout, --max-boots and --hook-timeout must be positive")
 	}
-	c.Role, c.Hardware, c.SlotDir = o.role, o.hardware, o.slotDir
+	c.Role, c.Hardware, c.SlotDir, c.Insecure = o.role, o.hardware, o.slotDir, o.insecure
 	c.ConfirmTimeout, c.MaxBoots, c.HookTimeout = o.confirmTimeout, o.maxBoots, o.hookTimeout
 	// Commands are split at white space and run without a shell, so
 	// nothing in them is interpreted; anything fancier belongs in a script.

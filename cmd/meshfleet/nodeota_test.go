@@ -7,8 +7,10 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -567,7 +569,7 @@ func readHookCalls(t *testing.T, path string) []hookCall {
 func TestNodeOTARollsBackWithoutJoining(t *testing.T) {
 	t.Parallel()
 	hooks := filepath.Join(t.TempDir(), "hooks.jsonl")
-	n := newOTANode(t, 301, linuxnode.Config{OnSwitch: hookCommand(hooks, false), OnRollback: hookCommand(hooks, false)})
+	n := newOTANode(t, 301, linuxnode.Config{OnSwitch: hookCommand(hooks, false), OnRollback: hookCommand(hooks, false), Insecure: true})
 	g := startGateway(t, n)
 	img := testImage(11, 64<<10)
 	sum := md5hex(img)
@@ -618,6 +620,7 @@ func TestNodeOTAFailedSwitchCommand(t *testing.T) {
 	first.stop(t)
 	cfg := first.cfg
 	cfg.Device.OnSwitch = hookCommand(hooks, true)
+	cfg.Device.Insecure = true
 	cfg.Device.OnRollback = hookCommand(hooks, false)
 	n := startNode(t, cfg, true)
 	g := startGateway(t, n)
@@ -725,6 +728,45 @@ func TestNodeOTAPublicKey(t *testing.T) {
 	checkSwitched(t, n, signed)
 }
 
+// A node that runs an --on-switch command and has no public key refuses
+// unsigned images: the reason reaches the distributor and the command does
+// not run. With --ota-insecure the same image installs.
+func TestNodeOTAOnSwitchRefusesUnsignedWithoutKey(t *testing.T) {
+	t.Parallel()
+	hooks := filepath.Join(t.TempDir(), "hooks.jsonl")
+	n := newOTANode(t, 601, linuxnode.Config{OnSwitch: hookCommand(hooks, false)})
+	g := startGateway(t, n)
+	img := testImage(31, 16<<10)
+	c := startCampaign(t, g, img, "7.0.0", "pipelined", "deflate", n)
+	f := n.log.wait(t, "failed", otaLine(string(ota.StateFailed), md5hex(img)))
+	if r, _ := f["reason"].(string); !strings.Contains(r, "no public key") {
+		t.Fatalf("failed line %v, want the missing key as reason", f)
+	}
+	var last fleet.Campaign
+	eventually(t, "the refusal at the gateway", func() bool {
+		last, _ = g.Campaign(c.ID)
+		p := last.Nodes["601"]
+		return p.State == string(ota.StateFailed) && strings.Contains(p.Error, "no public key")
+	}, func() string { return fmt.Sprintf("%+v", last.Nodes) })
+	if st := n.dev.Store().State(); st.Pending != "" || st.B.Status != slot.Empty {
+		t.Fatalf("slot state after refusing %+v, want nothing staged or switched", st)
+	}
+	if _, err := os.Stat(hooks); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("--on-switch ran for a refused image: %v", readHookCalls(t, hooks))
+	}
+	if s := n.receiverStats(t); s.Refused == 0 {
+		t.Fatalf("receiver stats %+v, want the offer refused", s)
+	}
+
+	// The campaign keeps announcing; with --ota-insecure the node takes it.
+	n = n.restart(t, func(c *nodeConfig) { c.Device.Insecure = true })
+	checkSwitched(t, n, img)
+	n.log.wait(t, "on-switch hook", func(m map[string]any) bool { return m["event"] == "ota_hook" })
+	if calls := readHookCalls(t, hooks); len(calls) != 1 || calls[0].FileMD5 != md5hex(img) {
+		t.Fatalf("--on-switch calls %+v, want one for the image installed with --ota-insecure", calls)
+	}
+}
+
 func TestNodeOTAFlagErrors(t *testing.T) {
 	dir := t.TempDir()
 	base := []string{"node", "--id", "7", "--listen", "127.0.0.1:0"}
@@ -734,6 +776,7 @@ func TestNodeOTAFlagErrors(t *testing.T) {
 	}{
 		{[]string{"--ota-role", "box"}, "--ota-role needs --slot-dir"},
 		{[]string{"--on-switch", "install"}, "--on-switch needs --slot-dir"},
+		{[]string{"--ota-insecure"}, "--ota-insecure needs --slot-dir"},
 		{[]string{"--slot-dir", dir}, "needs --ota-role"},
 		{[]string{"--slot-dir", dir, "--ota-role", "box", "--ota-hardware", ""}, "needs --ota-role and a non-empty --ota-hardware"},
 		{[]string{"--slot-dir", dir, "--ota-role", "box", "--confirm-timeout", "0s"}, "must be positive"},
