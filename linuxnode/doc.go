@@ -8,7 +8,8 @@
 // An image is a file. The receiver downloads it chunk by chunk into the
 // slot store's staging area (flushed every few chunks and when the node
 // stops, so a restart resumes where it was), decodes and verifies it (MD5,
-// and ed25519 when a public key is configured) into the inactive slot's
+// and with a public key its signed manifest: role, hardware, SHA-256 and
+// security counter) into the inactive slot's
 // file, slot-a.bin or slot-b.bin in the slot directory, and switches:
 // the slot store marks that slot pending, to run at the next start.
 //

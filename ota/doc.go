@@ -20,6 +20,13 @@
 //     mesh at the rate the busiest radio sustains; receivers repair gaps
 //     from their parent (hop by hop), falling back to the distributor.
 //
+// Trust: with a public key a Receiver installs only images whose Offer
+// carries a manifest signed with it (firmware.Manifest) for the node's
+// role and hardware, with the image's SHA-256 and a security counter at
+// least the store's (or a signed downgrade); it takes chunks only from the
+// distributor of its transfer or its parent towards it, and backs off
+// from a transfer that keeps failing verification.
+//
 // A Campaign is a distribution with state (Pause, Resume, Abort,
 // Snapshot). Bench measures every mode on one simulated mesh.
 package ota
