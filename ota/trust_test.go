@@ -245,3 +245,40 @@ func TestKeyedReceiverIgnoresStockAnnounce(t *testing.T) {
 		}
 	}
 }
+
+// TestChunkSources walks the rule chunk by chunk on one receiver: its
+// parent repairs (routing 0) and the distributor sends; its child, a
+// bystander, or its parent posing as a unicast sender do not.
+func TestChunkSources(t *testing.T) {
+	p := newRepairProbe(t)
+	const bystander = 9
+	send := func(from uint32, routing protocol.Routing, i int) {
+		c := &Chunk{From: from, Routing: int(routing), ID: probeID, Index: i, Data: Dense.EncodeToString(p.data[i])}
+		if routing != protocol.RouteBroadcast {
+			c.Dest = 10
+		}
+		p.recv(c)
+	}
+	for _, c := range []struct {
+		from    uint32
+		routing protocol.Routing
+		taken   bool
+	}{
+		{probeChild, protocol.RouteNeighbour, false},
+		{bystander, protocol.RouteSingle, false},
+		{bystander, protocol.RouteBroadcast, false},
+		{probeParent, protocol.RouteSingle, false},
+		{probeParent, protocol.RouteNeighbour, true},
+		{probeDist, protocol.RouteSingle, true},
+	} {
+		_, before, _, _ := p.r.Downloading()
+		send(c.from, c.routing, 0)
+		_, after, _, _ := p.r.Downloading()
+		if taken := after > before; taken != c.taken {
+			t.Errorf("chunk from %d with routing %d: taken %v, want %v", c.from, c.routing, taken, c.taken)
+		}
+		if c.taken {
+			p = newRepairProbe(t) // chunk 0 again on an empty transfer
+		}
+	}
+}
