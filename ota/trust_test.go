@@ -139,15 +139,19 @@ func (r *rig) refusedBy(id, want string) {
 }
 
 func TestGoodManifestAccepted(t *testing.T) {
-	r := keyedRig(t, "sensor", 3, 12)
-	c := r.start(CampaignSpec{ID: "c", Image: signed(t, sensorImage(13), testKey, "sensor", "ESP32", 1, false), Mode: ModeBroadcast, Method: "deflate"})
-	if !r.runUntilInstalled(c.Image.MD5, time.Hour) {
-		t.Fatalf("installed on %d of %d", r.installed(c.Image.MD5), len(r.nodes))
-	}
-	for id, st := range r.stores {
-		if got := st.SecurityCounter(); got != 1 {
-			t.Fatalf("node %d: security counter %d after confirming counter 1", id, got)
-		}
+	for _, mode := range []Mode{ModeStock, ModePipelined, ModeBroadcast} {
+		t.Run(string(mode), func(t *testing.T) {
+			r := keyedRig(t, "sensor", 3, 12)
+			c := r.start(CampaignSpec{ID: "c", Image: signed(t, sensorImage(13), testKey, "sensor", "ESP32", 1, false), Mode: mode, Method: "deflate"})
+			if !r.runUntilInstalled(c.Image.MD5, time.Hour) {
+				t.Fatalf("installed on %d of %d", r.installed(c.Image.MD5), len(r.nodes))
+			}
+			for id, st := range r.stores {
+				if got := st.SecurityCounter(); got != 1 {
+					t.Fatalf("node %d: security counter %d after confirming counter 1", id, got)
+				}
+			}
+		})
 	}
 }
 
