@@ -1218,6 +1218,12 @@ func (r *Receiver) verifyFailed(now time.Time, id string) bool {
 				}
 			}
 		}
+		for k := range r.failed {
+			if len(r.failed) < maxFailureRecords {
+				break
+			}
+			delete(r.failed, k) // all backing off: forget one rather than grow
+		}
 		f = &failures{}
 		r.failed[id] = f
 	}
