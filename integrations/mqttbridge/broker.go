@@ -244,29 +244,42 @@ type authHook struct {
 // takes as long as a wrong password.
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("meshfleet"), bcrypt.MinCost)
 
-func newAuthHook(cfg BrokerConfig) (*authHook, error) {
-	h := &authHook{users: map[string]User{}, gateway: cfg.Gateway, checks: make(chan struct{}, 2)}
-	for i, u := range cfg.Users {
+// CheckUsers reports the first user that cannot be used: an empty or
+// repeated name, a password hash that is not bcrypt, an invalid filter.
+func CheckUsers(users []User) error {
+	seen := map[string]bool{}
+	for i, u := range users {
 		if u.Name == "" {
-			return nil, fmt.Errorf("users[%d]: name is empty", i)
+			return fmt.Errorf("users[%d].name: is empty", i)
 		}
-		if _, dup := h.users[u.Name]; dup {
-			return nil, fmt.Errorf("users[%d]: user %q is listed twice", i, u.Name)
+		if seen[u.Name] {
+			return fmt.Errorf("users[%d].name: user %q is listed twice", i, u.Name)
 		}
-		if cfg.Gateway != nil && u.Name == cfg.Gateway.Username {
-			return nil, fmt.Errorf("users[%d]: name %q is reserved for the gateway", i, u.Name)
-		}
+		seen[u.Name] = true
 		if err := CheckPasswordHash(u.PasswordHash); err != nil {
-			return nil, fmt.Errorf("users[%d] (%s): password_hash: %w", i, u.Name, err)
+			return fmt.Errorf("users[%d].password_hash (%s): %w", i, u.Name, err)
 		}
 		for _, f := range append(append([]string{}, u.Read...), u.Write...) {
 			if !mqtt.IsValidFilter(f, false) {
-				return nil, fmt.Errorf("users[%d] (%s): %q is not an MQTT topic filter", i, u.Name, f)
+				return fmt.Errorf("users[%d] (%s): %q is not an MQTT topic filter", i, u.Name, f)
 			}
 		}
+	}
+	return nil
+}
+
+func newAuthHook(cfg BrokerConfig) (*authHook, error) {
+	if err := CheckUsers(cfg.Users); err != nil {
+		return nil, err
+	}
+	h := &authHook{users: map[string]User{}, gateway: cfg.Gateway, checks: make(chan struct{}, 2)}
+	for _, u := range cfg.Users {
 		h.users[u.Name] = u
 	}
 	if cfg.Gateway != nil {
+		if _, clash := h.users[cfg.Gateway.Username]; clash {
+			return nil, fmt.Errorf("user name %q is reserved for the gateway", cfg.Gateway.Username)
+		}
 		h.gatewayOnly = GatewayOnlyTopics(cfg.Prefix)
 	}
 	return h, nil
