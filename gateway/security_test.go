@@ -164,8 +164,8 @@ func TestGatewaySecured(t *testing.T) {
 	if _, err := dialMQTT(t, ctx, g.MQTTAddr, "anon", "", ""); err == nil {
 		t.Fatal("anonymous client connected to a broker with users")
 	}
-	if _, err := dialMQTT(t, ctx, g.MQTTAddr, "guess", "meshfleet-gateway", ""); err == nil {
-		t.Fatal("a client connected as the gateway without its password")
+	if _, err := dialMQTT(t, ctx, g.MQTTAddr, "guess", "ops", "dash-pw"); err == nil {
+		t.Fatal("a client connected with another user's password")
 	}
 	dash, err := dialMQTT(t, ctx, g.MQTTAddr, "dash", "dash", "dash-pw")
 	if err != nil {

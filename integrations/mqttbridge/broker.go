@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -241,8 +242,11 @@ type authHook struct {
 }
 
 // dummyHash is compared against for unknown users, so a wrong username
-// takes as long as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("meshfleet"), bcrypt.MinCost)
+// takes as long as a wrong password (made on first use: it takes a while).
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("meshfleet"), bcrypt.DefaultCost)
+	return h
+})
 
 // CheckUsers reports the first user that cannot be used: an empty or
 // repeated name, a password hash that is not bcrypt, an invalid filter.
@@ -327,9 +331,11 @@ func (h *authHook) authenticate(cl *mqtt.Client, name string, pass []byte) (bool
 		return true, "" // anonymous broker: any name is taken as no name
 	}
 	u, known := h.users[name]
-	hash := dummyHash
+	var hash []byte
 	if known {
 		hash = []byte(u.PasswordHash)
+	} else {
+		hash = dummyHash()
 	}
 	h.checks <- struct{}{}
 	err := bcrypt.CompareHashAndPassword(hash, pass)
@@ -359,7 +365,9 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if write {
 		ok := h.mayWrite(cl, topic)
 		if !ok {
-			h.Log.Info("mqtt publish refused", "client", cl.ID, "username", string(cl.Properties.Username), "topic", topic)
+			// Debug: a client may publish as fast as it likes; the
+			// refusal reaches it as a reason code (MQTT 5) or a disconnect.
+			h.Log.Debug("mqtt publish refused", "client", cl.ID, "username", string(cl.Properties.Username), "topic", topic)
 		}
 		return ok
 	}
