@@ -2,10 +2,19 @@ package gateway
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -227,6 +236,55 @@ func TestGatewaySecured(t *testing.T) {
 		return r.msg == "audit" && r.attrs["via"] == "rest" && r.attrs["who"] == "token" && strings.HasPrefix(r.attrs["remote"], "127.0.0.1:") &&
 			r.attrs["action"] == "campaign.pause" && r.attrs["target"] == "campaign nope" && strings.HasPrefix(r.attrs["result"], "404 ")
 	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestGatewayBrokerTLS: with mqtt.embedded.tls the broker's listener
+// speaks TLS only, while the gateway's own client keeps publishing over its
+// internal loopback listener.
+func TestGatewayBrokerTLS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "broker"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile := filepath.Join(dir, "broker.crt"), filepath.Join(dir, "broker.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+
+	cfg := testConfig(t)
+	cfg.MQTT.Embedded.TLS = BrokerTLS{CertFile: certFile, KeyFile: keyFile}
+	cfg.MQTT.Embedded.Users = []BrokerUser{{Name: "dash", PasswordHash: hashOf(t, "dash-pw"), Role: "viewer"}}
+	g, _, done := startSimGatewayWith(t, ctx, cfg, SimMeshConfig{Nodes: 1, Seed: 3, Speed: 25, Model: "esp32"}, nil)
+	waitReady(t, ctx, g, done)
+
+	if _, err := dialMQTT(t, ctx, g.MQTTAddr, "plain", "dash", "dash-pw"); err == nil {
+		t.Fatal("a plain-TCP client connected to the TLS listener")
+	}
+	rec := &recorder{ch: make(chan struct{}, 1)}
+	c, err := mqttbridge.Dial(ctx, mqttbridge.ClientConfig{URL: "mqtts://" + g.MQTTAddr, CAFile: certFile, ClientID: "dash", Username: "dash", Password: "dash-pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	c.Subscribe(ctx, "mf/#", rec.add)
+	if err := c.AwaitConnection(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, ctx, "mf/status/nodes", nil)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
