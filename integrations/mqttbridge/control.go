@@ -159,7 +159,7 @@ func (b *Bridge) audit(req ControlRequest, from Sender, data any, err error) {
 	if !ok {
 		return
 	}
-	target := req.Campaign
+	target := "campaign " + req.Campaign
 	switch req.Action {
 	case "start":
 		target = "image " + req.Image
