@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -239,14 +238,10 @@ type authHook struct {
 	// bcrypt is slow on purpose; bound how many checks run at once so a
 	// flood of connection attempts cannot take every CPU.
 	checks chan struct{}
+	// dummyHash is compared against for unknown users, at the cost of the
+	// users' own hashes, so a wrong username takes as long as a wrong password.
+	dummyHash []byte
 }
-
-// dummyHash is compared against for unknown users, so a wrong username
-// takes as long as a wrong password (made on first use: it takes a while).
-var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("meshfleet"), bcrypt.DefaultCost)
-	return h
-})
 
 // CheckUsers reports the first user that cannot be used: an empty or
 // repeated name, a password hash that is not bcrypt, an invalid filter.
@@ -277,8 +272,17 @@ func newAuthHook(cfg BrokerConfig) (*authHook, error) {
 		return nil, err
 	}
 	h := &authHook{users: map[string]User{}, gateway: cfg.Gateway, checks: make(chan struct{}, 2)}
+	cost := bcrypt.MinCost
 	for _, u := range cfg.Users {
 		h.users[u.Name] = u
+		c, _ := bcrypt.Cost([]byte(u.PasswordHash)) // checked by CheckUsers
+		cost = max(cost, c)
+	}
+	if len(cfg.Users) > 0 {
+		var err error
+		if h.dummyHash, err = bcrypt.GenerateFromPassword([]byte("meshfleet"), cost); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Gateway != nil {
 		if _, clash := h.users[cfg.Gateway.Username]; clash {
@@ -335,7 +339,7 @@ func (h *authHook) authenticate(cl *mqtt.Client, name string, pass []byte) (bool
 	if known {
 		hash = []byte(u.PasswordHash)
 	} else {
-		hash = dummyHash()
+		hash = h.dummyHash
 	}
 	h.checks <- struct{}{}
 	err := bcrypt.CompareHashAndPassword(hash, pass)
