@@ -94,6 +94,10 @@ func (r *auditRecorder) Write(p []byte) (int, error) {
 	return r.ResponseWriter.Write(p)
 }
 
+// Unwrap lets http.ResponseController reach the connection (deadlines,
+// flushing) through the recorder.
+func (r *auditRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
 func (r *auditRecorder) errorText() string {
 	var e struct {
 		Error string `json:"error"`
