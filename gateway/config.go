@@ -53,11 +53,18 @@ type MQTTConfig struct {
 	PublishInterval Duration            `yaml:"publish_interval"`
 	Topics          TopicSwitches       `yaml:"topics"`
 	HomeAssistant   HomeAssistantConfig `yaml:"homeassistant"`
+	// Security (security.go).
+	Uploads MQTTUploads `yaml:"uploads"`
 }
 
 // EmbeddedBroker runs an MQTT broker inside the gateway (used when url is empty).
 type EmbeddedBroker struct {
 	Listen string `yaml:"listen"`
+	// Security (security.go): with no users the broker is anonymous, which
+	// beyond loopback needs insecure: true.
+	Users    []BrokerUser `yaml:"users"`
+	TLS      BrokerTLS    `yaml:"tls"`
+	Insecure bool         `yaml:"insecure"`
 }
 
 // TLSConfig is for an external broker reached over TLS (mqtts:// or ssl://).
@@ -89,6 +96,10 @@ type HTTPConfig struct {
 	Listen  string `yaml:"listen"`
 	Token   string `yaml:"token"`
 	Metrics bool   `yaml:"metrics"`
+	// Security (security.go): beyond loopback a token is needed unless
+	// insecure; metrics_auth unset means "when beyond loopback with a token".
+	Insecure    bool  `yaml:"insecure"`
+	MetricsAuth *bool `yaml:"metrics_auth"`
 }
 
 // FirmwareConfig locates the firmware store and the signing keys.
@@ -172,6 +183,7 @@ func DefaultConfig() Config {
 			PublishInterval: Duration(30 * time.Second),
 			Topics:          TopicSwitches{Nodes: true, Topology: true, Metrics: true, Alerts: true, Messages: true},
 			HomeAssistant:   HomeAssistantConfig{Prefix: "homeassistant"},
+			Uploads:         MQTTUploads{PerClient: 2, IdleTimeout: Duration(60 * time.Second)},
 		},
 		HTTP:     HTTPConfig{Listen: "127.0.0.1:8080", Metrics: true},
 		Firmware: FirmwareConfig{Dir: "firmware", MaxUploadSize: 16 << 20},
@@ -296,6 +308,16 @@ func checkKeys(n *yaml.Node, t reflect.Type, prefix string) error {
 		f, ok := fs[k.Value]
 		if !ok {
 			return fmt.Errorf("line %d: unknown key %q (known keys here: %s)", k.Line, path, strings.Join(sortedKeys(fs), ", "))
+		}
+		if et := f.Type; et.Kind() == reflect.Slice && isSection(et.Elem()) && v.Kind == yaml.SequenceNode {
+			for j, item := range v.Content {
+				if item.Kind != yaml.MappingNode {
+					return fmt.Errorf("line %d: %s[%d] must be a mapping of keys", item.Line, path, j)
+				}
+				if err := checkKeys(item, et.Elem(), fmt.Sprintf("%s[%d].", path, j)); err != nil {
+					return err
+				}
+			}
 		}
 		if isSection(f.Type) {
 			if v.Kind != yaml.MappingNode {
@@ -463,6 +485,9 @@ func (c Config) Validate() error {
 		if err := checkHostPort(c.HTTP.Listen); err != nil {
 			return bad("http.listen", "%v", err)
 		}
+	}
+	if err := c.validateSecurity(); err != nil {
+		return err
 	}
 	if c.Firmware.Dir == "" {
 		return bad("firmware.dir", "must name a directory for the firmware store")

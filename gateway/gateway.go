@@ -325,7 +325,11 @@ func (g *Gateway) httpServer() (*http.Server, net.Listener, error) {
 	mux.Handle("/api/", api)
 	mux.Handle("/healthz", api)
 	if g.cfg.HTTP.Metrics {
-		mux.Handle("/metrics", prom.Handler(prom.NewRegistry(g)))
+		var metrics http.Handler = prom.Handler(prom.NewRegistry(g))
+		if g.cfg.HTTP.MetricsNeedToken() {
+			metrics = rest.RequireToken(g.cfg.HTTP.Token, metrics)
+		}
+		mux.Handle("/metrics", metrics)
 	}
 	ln, err := net.Listen("tcp", g.cfg.HTTP.Listen)
 	if err != nil {
@@ -335,19 +339,31 @@ func (g *Gateway) httpServer() (*http.Server, net.Listener, error) {
 }
 
 func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
-	url := g.cfg.MQTT.URL
+	m := g.cfg.MQTT
+	url := m.URL
 	var broker *mqttbridge.Broker // embedded; closed after the bridge's goodbye
 	if url == "" {
-		b, err := mqttbridge.StartBroker(g.cfg.MQTT.Embedded.Listen, g.log)
+		bc, err := g.cfg.brokerConfig()
 		if err != nil {
-			return fmt.Errorf("mqtt.embedded.listen: %w", err)
+			return err
+		}
+		b, err := mqttbridge.StartBrokerWith(bc, g.log)
+		if err != nil {
+			return fmt.Errorf("mqtt.embedded: %w", err)
 		}
 		broker = b
 		g.MQTTAddr = b.Addr()
-		url = b.URL()
-		g.log.Info("embedded mqtt broker", "addr", b.Addr())
+		// The gateway's own client: random credentials on the broker's
+		// internal loopback listener, not the configured ones.
+		url = b.InternalURL()
+		m.Username, m.Password, m.TLS = bc.Gateway.Username, bc.Gateway.Password, TLSConfig{}
+		g.log.Info("embedded mqtt broker", "addr", b.Addr(), "url", b.URL(), "users", len(bc.Users), "tls", bc.TLS.CertFile != "")
+		if len(bc.Users) == 0 {
+			g.log.Warn("embedded mqtt broker accepts anonymous clients (no mqtt.embedded.users)", "addr", b.Addr())
+		} else if bc.TLS.CertFile == "" && !isLoopback(m.Embedded.Listen) {
+			g.log.Warn("embedded mqtt broker takes passwords without TLS beyond loopback; set mqtt.embedded.tls", "addr", b.Addr())
+		}
 	}
-	m := g.cfg.MQTT
 	var bridge atomic.Pointer[mqttbridge.Bridge] // set after Dial; OnUp may run before
 	// The client outlives ctx: when ctx ends the bridge still publishes
 	// "offline", and only then does Close disconnect. Dialled with ctx, the
@@ -377,6 +393,9 @@ func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
 		PerNode: m.Topics.PerNode, Messages: m.Topics.Messages, HomeAssistant: m.HomeAssistant.Enabled, HAPrefix: m.HomeAssistant.Prefix,
 		DeviceID: fmt.Sprint(g.cfg.Node.ID), Version: Version, MaxUploadSize: g.cfg.Firmware.MaxUploadSize,
 		Logger: g.log.With("component", "mqtt"),
+
+		// Security: the embedded broker vouches for who sent a request.
+		UploadsPerClient: m.Uploads.PerClient, UploadIdle: m.Uploads.IdleTimeout.D(), TrustSender: broker != nil, MayRead: mayRead(broker),
 	})
 	bridge.Store(b)
 	wg.Add(1)
@@ -390,6 +409,14 @@ func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
 		}
 	}()
 	return nil
+}
+
+// mayRead is the embedded broker's read ACL, nil for an external broker.
+func mayRead(b *mqttbridge.Broker) func(user, topic string) bool {
+	if b == nil {
+		return nil
+	}
+	return b.MayRead
 }
 
 func (g *Gateway) setMQTTUp(up bool) {

@@ -33,6 +33,18 @@ type BridgeConfig struct {
 	Logger          *slog.Logger
 	// Now is the clock for timestamps (tests and the simulator pass their own).
 	Now func() time.Time
+
+	// Security. TrustSender: the broker stamps Message.Sender itself (the
+	// embedded one does); otherwise uploads are owned by whoever knows their
+	// random id, and requests are audited as from an unknown sender.
+	TrustSender bool
+	// MayRead is the broker's read ACL (Broker.MayRead): a reply goes only
+	// to a response topic the requesting user may read. nil: not checked.
+	MayRead func(user, topic string) bool
+	// UploadsPerClient bounds the uploads one sender has open (default 2);
+	// UploadIdle drops an upload that got no chunk for that long (default 60 s).
+	UploadsPerClient int
+	UploadIdle       time.Duration
 }
 
 // Bridge publishes the fleet's status to MQTT and takes OTA control
@@ -96,7 +108,7 @@ func NewBridge(svc fleet.Service, c *Client, cfg BridgeConfig) *Bridge {
 		cfg.MaxUploadSize = 16 << 20
 	}
 	return &Bridge{svc: svc, c: c, cfg: cfg, log: cfg.Logger, announced: map[uint32]bool{},
-		uploads: newUploads(cfg.MaxUploadSize)}
+		uploads: newUploads(cfg.MaxUploadSize, cfg.UploadsPerClient, cfg.UploadIdle)}
 }
 
 func (b *Bridge) topic(s string) string { return b.cfg.Prefix + "/" + s }
@@ -460,4 +472,6 @@ func (b *Bridge) handleTo(ctx context.Context, m Message) {
 	if err != nil {
 		b.log.Warn("mqtt message into the mesh", "topic", m.Topic, "err", err)
 	}
+	from := b.sender(m)
+	fleet.Audit(b.log, fleet.AuditAction{Via: "mqtt", Who: from.who(b.cfg.TrustSender), Client: from.ClientID, Action: "message.send", Target: dest, Err: err})
 }

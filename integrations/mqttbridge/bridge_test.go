@@ -7,11 +7,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"hash/crc32"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/meshfleet/meshfleet/fleet"
 	"github.com/meshfleet/meshfleet/fleet/fleettest"
@@ -260,19 +263,19 @@ func TestOTAControlAndUpload(t *testing.T) {
 }
 
 func TestUploadMD5Mismatch(t *testing.T) {
-	u := newUploads(1 << 10)
+	u := newUploads(1<<10, 0, 0)
 	now := time.Unix(0, 0)
-	st, err := u.begin(ControlRequest{Role: "r", Hardware: "h", Version: "1", Size: 4, ChunkSize: 4, MD5: strings.Repeat("0", 32)}, now)
+	st, err := u.begin(ControlRequest{Role: "r", Hardware: "h", Version: "1", Size: 4, ChunkSize: 4, MD5: strings.Repeat("0", 32)}, "", now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := u.chunk(ControlRequest{UploadID: st.UploadID, Index: 0, Data: base64.StdEncoding.EncodeToString([]byte("abcd"))}, now); err != nil {
+	if _, err := u.chunk(ControlRequest{UploadID: st.UploadID, Index: 0, Data: base64.StdEncoding.EncodeToString([]byte("abcd"))}, "", now); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := u.finish(st.UploadID); err == nil || !strings.Contains(err.Error(), "md5 of the assembled image") {
+	if _, err := u.finish(st.UploadID, "", now); err == nil || !strings.Contains(err.Error(), "md5 of the assembled image") {
 		t.Fatalf("mismatch not detected: %v", err)
 	}
-	if _, err := u.finish(st.UploadID); err == nil {
+	if _, err := u.finish(st.UploadID, "", now); err == nil {
 		t.Fatal("a failed upload must be discarded")
 	}
 }
@@ -305,3 +308,238 @@ func TestMeshMessages(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestResponseTopicOutsidePrefixRefused: an MQTT 5 response topic outside
+// <prefix>/ota/control/response is never published to; the request is
+// refused and answered on the default response topic instead.
+func TestResponseTopicOutsidePrefixRefused(t *testing.T) {
+	br, err := StartBroker("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r := newRig(t, ctx, br.URL(), nil)
+	r.obs.wait(t, ctx, "mf/status/nodes", nil)
+	for i, topic := range []string{"mf/to/broadcast", "mf/status/nodes", "elsewhere", "mf/ota/control/responses"} {
+		corr := "rt" + itoa(i)
+		if _, err := r.pub.cm.Publish(ctx, &paho.Publish{Topic: "mf/ota/control", QoS: 1, Payload: []byte(`{"action":"list"}`),
+			Properties: &paho.PublishProperties{ResponseTopic: topic, CorrelationData: []byte(corr)}}); err != nil {
+			t.Fatal(err)
+		}
+		r.obs.wait(t, ctx, "mf/ota/control/response", func(p []byte) bool {
+			return strings.Contains(string(p), `"ok":false`) && strings.Contains(string(p), "response topic")
+		})
+		r.obs.mu.Lock()
+		for _, m := range r.obs.msgs {
+			if m.Topic == topic && string(m.Correlation) == corr {
+				t.Errorf("reply published to %s", topic)
+			}
+		}
+		r.obs.mu.Unlock()
+		r.obs.mu.Lock()
+		r.obs.msgs = nil
+		r.obs.mu.Unlock()
+	}
+	// A response topic below the reply prefix is used.
+	if _, err := r.pub.cm.Publish(ctx, &paho.Publish{Topic: "mf/ota/control", QoS: 1, Payload: []byte(`{"action":"list"}`),
+		Properties: &paho.PublishProperties{ResponseTopic: "mf/ota/control/response/me", CorrelationData: []byte("ok")}}); err != nil {
+		t.Fatal(err)
+	}
+	r.obs.wait(t, ctx, "mf/ota/control/response/me", func(p []byte) bool { return strings.Contains(string(p), `"ok":true`) })
+	if sent := r.svc.SentMessages(); len(sent) != 0 {
+		t.Fatalf("sent into the mesh: %q", sent)
+	}
+}
+
+// secureRig is a bridge on a broker with users, as the gateway runs it.
+type secureRig struct {
+	svc    *fleettest.Memory
+	broker *Broker
+	log    *syncBuffer
+}
+
+// syncBuffer is a log destination safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newSecureRig(t *testing.T, ctx context.Context) *secureRig {
+	t.Helper()
+	b, gw := securedBroker(t, BrokerTLS{})
+	svc := &fleettest.Memory{}
+	logs := &syncBuffer{}
+	bc, err := Dial(ctx, ClientConfig{URL: b.InternalURL(), Username: gw.Username, Password: gw.Password, ClientID: "bridge",
+		WillTopic: WillTopic("mf"), WillPayload: WillPayload()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bc.Close(context.Background()) })
+	if err := bc.AwaitConnection(ctx); err != nil {
+		t.Fatal(err)
+	}
+	br := NewBridge(svc, bc, BridgeConfig{Prefix: "mf", PublishInterval: time.Hour, Messages: true, DeviceID: "1", Version: "test",
+		MaxUploadSize: 1 << 16, TrustSender: true, MayRead: b.MayRead, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	go br.Run(ctx)
+	return &secureRig{svc: svc, broker: b, log: logs}
+}
+
+// operator connects as user name (an operator) listening on its own reply topic.
+func (s *secureRig) operator(t *testing.T, ctx context.Context, name, clientID string) *rawClient {
+	t.Helper()
+	c := mustDial(t, ctx, s.broker.Addr(), clientID, dialOpts{user: name, pass: name + "-pw"})
+	if code := c.subscribe(t, ctx, "mf/ota/control/response/"+clientID); code >= 0x80 {
+		t.Fatalf("subscribe: %#x", code)
+	}
+	return c
+}
+
+// ask sends a control request and waits for its reply on the client's reply topic.
+func (c *rawClient) ask(t *testing.T, ctx context.Context, clientID, req string, props ...paho.UserProperty) ControlResponse {
+	t.Helper()
+	corr := []byte(time.Now().String())
+	if _, err := c.Publish(ctx, &paho.Publish{Topic: "mf/ota/control", QoS: 1, Payload: []byte(req),
+		Properties: &paho.PublishProperties{ResponseTopic: "mf/ota/control/response/" + clientID, CorrelationData: corr, User: props}}); err != nil {
+		t.Fatalf("%s: %v", req, err)
+	}
+	for {
+		p := c.next(t, ctx)
+		if p.Properties == nil || string(p.Properties.CorrelationData) != string(corr) {
+			continue
+		}
+		var resp ControlResponse
+		if err := json.Unmarshal(p.Payload, &resp); err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+}
+
+func TestUploadOwnedByItsClient(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := newSecureRig(t, ctx)
+	alice := s.operator(t, ctx, "alice", "alice-tool")
+	bob := s.operator(t, ctx, "bob", "bob-tool")
+
+	img := []byte("0123456789")
+	sum := md5.Sum(img)
+	begin := alice.ask(t, ctx, "alice-tool", `{"action":"upload_begin","role":"sensor","hardware":"ESP32","version":"2.0","size":10,"chunk_size":5,"md5":"`+hex.EncodeToString(sum[:])+`"}`)
+	if !begin.OK {
+		t.Fatalf("begin: %+v", begin)
+	}
+	uid := begin.Data.(map[string]any)["upload_id"].(string)
+	if _, err := hex.DecodeString(uid); err != nil || len(uid) != 32 {
+		t.Fatalf("upload id %q is not 128 random bits in hex", uid)
+	}
+	chunk := func(i int) string {
+		return `{"action":"upload_chunk","upload_id":"` + uid + `","index":` + itoa(i) + `,"data":"` + base64.StdEncoding.EncodeToString(img[i*5:i*5+5]) + `"}`
+	}
+	// Bob knows the id (e.g. from a shared reply topic) but cannot touch
+	// the upload, even claiming to be alice.
+	forged := paho.UserProperty{Key: PropUser, Value: "alice"}
+	for _, req := range []string{chunk(0), `{"action":"upload_end","upload_id":"` + uid + `"}`, `{"action":"upload_abort","upload_id":"` + uid + `"}`} {
+		if resp := bob.ask(t, ctx, "bob-tool", req, forged); resp.OK || !strings.Contains(resp.Error, "another client") {
+			t.Errorf("bob: %s: %+v", req, resp)
+		}
+	}
+	// Alice, from another connection of hers, finishes it.
+	alice2 := s.operator(t, ctx, "alice", "alice-other")
+	for i := range 2 {
+		if resp := alice2.ask(t, ctx, "alice-other", chunk(i)); !resp.OK {
+			t.Fatalf("alice chunk %d: %+v", i, resp)
+		}
+	}
+	if end := alice.ask(t, ctx, "alice-tool", `{"action":"upload_end","upload_id":"`+uid+`"}`); !end.OK {
+		t.Fatalf("end: %+v", end)
+	}
+	imgs, _ := s.svc.Images()
+	if len(imgs) != 1 {
+		t.Fatalf("images %+v", imgs)
+	}
+	// Each state change is one audit line: who, how, what, on what, result.
+	logs := s.log.String()
+	for _, want := range []string{
+		`msg=audit via=mqtt who=alice client=alice-tool action=upload.begin target="upload ` + uid + ` of sensor/ESP32/2.0" result=ok`,
+		`msg=audit via=mqtt who=bob client=bob-tool action=upload.abort target="upload ` + uid + `" result="upload_abort: upload \"` + uid + `\" was begun by another client"`,
+		`msg=audit via=mqtt who=alice client=alice-tool action=upload.end target="upload ` + uid + ` as image ` + imgs[0].ID + `" result=ok`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("no audit line %s in\n%s", want, logs)
+		}
+	}
+}
+
+// TestResponseTopicMustBeReadableByRequester: with the embedded broker a
+// reply goes only to a topic the requesting user may read.
+func TestResponseTopicMustBeReadableByRequester(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := newSecureRig(t, ctx)
+	root := mustDial(t, ctx, s.broker.Addr(), "root", dialOpts{user: "root", pass: "root-pw"})
+	root.subscribe(t, ctx, "mf/ota/control/response/#")
+	scribe := mustDial(t, ctx, s.broker.Addr(), "scribe", dialOpts{user: "scribe", pass: "scribe-pw"})
+	if _, err := scribe.Publish(ctx, &paho.Publish{Topic: "mf/ota/control", QoS: 1, Payload: []byte(`{"action":"list"}`),
+		Properties: &paho.PublishProperties{ResponseTopic: "mf/ota/control/response/scribe", CorrelationData: []byte("c")}}); err != nil {
+		t.Fatal(err)
+	}
+	p := root.next(t, ctx)
+	if p.Topic != "mf/ota/control/response" || !strings.Contains(string(p.Payload), "may not read") {
+		t.Fatalf("reply on %s: %s", p.Topic, p.Payload)
+	}
+}
+
+func TestUploadIdleEvictedAndCappedPerClient(t *testing.T) {
+	u := newUploads(1<<20, 2, time.Minute)
+	t0 := time.Unix(0, 0)
+	req := ControlRequest{Role: "r", Hardware: "h", Version: "1", Size: 4, ChunkSize: 4, MD5: strings.Repeat("0", 32)}
+	var ids []string
+	for i, owner := range []string{"a", "a", "a", "b", "c"} {
+		st, err := u.begin(req, owner, t0)
+		if i == 2 {
+			if err == nil || !strings.Contains(err.Error(), "already have 2") {
+				t.Fatalf("third upload of one client: %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("begin for %s: %v", owner, err)
+		}
+		ids = append(ids, st.UploadID)
+	}
+	if ids[0] == ids[1] {
+		t.Fatal("two uploads got the same id")
+	}
+	if _, err := u.begin(req, "d", t0); err == nil || !strings.Contains(err.Error(), "in progress") {
+		t.Fatalf("fifth upload: %v", err)
+	}
+	// One upload stays busy; the idle ones go after a minute without a chunk.
+	t1 := t0.Add(50 * time.Second)
+	if _, err := u.chunk(ControlRequest{UploadID: ids[2], Index: 0, Data: base64.StdEncoding.EncodeToString([]byte("abcd"))}, "b", t1); err != nil {
+		t.Fatal(err)
+	}
+	t2 := t0.Add(61 * time.Second)
+	if _, err := u.begin(req, "d", t2); err != nil {
+		t.Fatalf("slots still held by idle uploads: %v", err)
+	}
+	if _, err := u.chunk(ControlRequest{UploadID: ids[0], Index: 0, Data: "AAAAAA=="}, "a", t2); err == nil || !strings.Contains(err.Error(), "no upload") {
+		t.Fatalf("chunk to an evicted upload: %v", err)
+	}
+	if _, err := u.chunk(ControlRequest{UploadID: ids[2], Index: 0, Data: base64.StdEncoding.EncodeToString([]byte("abcd"))}, "b", t2); err != nil {
+		t.Fatalf("busy upload evicted: %v", err)
+	}
+}

@@ -19,49 +19,7 @@ import (
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 )
-
-// Broker is an MQTT broker running inside the process.
-type Broker struct {
-	srv  *mqtt.Server
-	tcp  *listeners.TCP
-	addr string
-}
-
-// StartBroker starts an embedded broker listening on addr (":0" picks a
-// free port). It accepts every client: it is meant for a gateway's own
-// loopback or LAN use; put an external broker with authentication in front
-// of anything wider.
-func StartBroker(addr string, log *slog.Logger) (*Broker, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: log.With("component", "broker")})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
-		return nil, fmt.Errorf("embedded broker: %w", err)
-	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})
-	if err := srv.AddListener(tcp); err != nil {
-		return nil, fmt.Errorf("embedded broker: listen on %s: %w", addr, err)
-	}
-	if err := srv.Serve(); err != nil {
-		srv.Close()
-		return nil, fmt.Errorf("embedded broker: %w", err)
-	}
-	return &Broker{srv: srv, tcp: tcp, addr: tcp.Address()}, nil
-}
-
-// Addr is the address the broker listens on (host:port).
-func (b *Broker) Addr() string { return b.addr }
-
-// URL is the broker's address as a client URL.
-func (b *Broker) URL() string { return "mqtt://" + b.addr }
-
-// Close stops the broker and disconnects its clients.
-func (b *Broker) Close() error { return b.srv.Close() }
 
 // ClientConfig is how the bridge's client reaches a broker.
 type ClientConfig struct {
@@ -89,6 +47,16 @@ type Message struct {
 	Payload       []byte
 	ResponseTopic string // MQTT v5 response topic, if the sender set one
 	Correlation   []byte // MQTT v5 correlation data, if the sender set it
+	// Sender is who published it, as the embedded broker stamps it (user
+	// properties PropUser and PropClient). Through any other broker a
+	// client can set these itself: see BridgeConfig.TrustSender.
+	Sender Sender
+}
+
+// Sender identifies the client that published a message.
+type Sender struct {
+	User     string // authenticated username; "" for an anonymous client
+	ClientID string
 }
 
 // Client is a reconnecting MQTT client. Subscriptions are remembered and
@@ -292,6 +260,7 @@ func (c *Client) dispatch(p *paho.Publish) {
 	if p.Properties != nil {
 		m.ResponseTopic = p.Properties.ResponseTopic
 		m.Correlation = p.Properties.CorrelationData
+		m.Sender = Sender{User: p.Properties.User.Get(PropUser), ClientID: p.Properties.User.Get(PropClient)}
 	}
 	c.mu.Lock()
 	var hs []func(Message)

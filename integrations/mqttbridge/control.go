@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,6 +57,7 @@ func (b *Bridge) handleControl(ctx context.Context, m Message) {
 	dec := json.NewDecoder(bytes.NewReader(m.Payload))
 	dec.DisallowUnknownFields()
 	resp := ControlResponse{}
+	from := b.sender(m)
 	if err := dec.Decode(&req); err != nil {
 		// Still echo what can be read, so the sender can match the error.
 		var id struct {
@@ -70,12 +72,23 @@ func (b *Bridge) handleControl(ctx context.Context, m Message) {
 		resp.Error = fmt.Sprintf("request is not a valid control document: %v", err)
 	} else {
 		resp.CorrelationID, resp.Action = req.CorrelationID, req.Action
-		data, err := b.control(ctx, req)
+		var data any
+		err := b.checkResponseTopic(m, from)
+		if err != nil {
+			// Never publish where the requester points unless it is a
+			// reply topic it may read: the gateway's client may write
+			// anywhere, e.g. into the mesh. Refused requests are not run.
+			b.log.Warn("control request refused", "action", req.Action, "response_topic", m.ResponseTopic, "who", from.who(b.cfg.TrustSender), "err", err)
+			m.ResponseTopic = ""
+		} else {
+			data, err = b.control(ctx, req, from)
+		}
 		if err != nil {
 			resp.Error = err.Error()
 		} else {
 			resp.OK, resp.Data = true, data
 		}
+		b.audit(req, from, data, err)
 	}
 	payload, err := marshal(resp)
 	if err != nil {
@@ -87,7 +100,88 @@ func (b *Bridge) handleControl(ctx context.Context, m Message) {
 	}
 }
 
-func (b *Bridge) control(ctx context.Context, req ControlRequest) (any, error) {
+// sender is who sent m, as far as the broker vouches for it.
+func (b *Bridge) sender(m Message) Sender {
+	if !b.cfg.TrustSender {
+		return Sender{}
+	}
+	return m.Sender
+}
+
+// owner keys what a sender owns: its username, else (anonymous on the
+// embedded broker) its client id; "" when the broker does not say.
+func (s Sender) owner() string {
+	switch {
+	case s.User != "":
+		return "user " + s.User
+	case s.ClientID != "":
+		return "client " + s.ClientID
+	}
+	return ""
+}
+
+func (s Sender) who(trusted bool) string {
+	switch {
+	case !trusted:
+		return "unknown (external broker)"
+	case s.User != "":
+		return s.User
+	}
+	return "anonymous"
+}
+
+// checkResponseTopic allows MQTT 5 response topics only at or below
+// <prefix>/ota/control/response, and, with the embedded broker, only those
+// the requester may read.
+func (b *Bridge) checkResponseTopic(m Message, from Sender) error {
+	rt := m.ResponseTopic
+	if rt == "" {
+		return nil
+	}
+	base := b.topic(TopicOTAResponse)
+	if (rt != base && !strings.HasPrefix(rt, base+"/")) || strings.ContainsAny(rt, "+#") {
+		return fmt.Errorf("response topic %q refused: replies go only to %s or a topic below it", rt, base)
+	}
+	if b.cfg.MayRead != nil && !b.cfg.MayRead(from.User, rt) {
+		return fmt.Errorf("response topic %q refused: you may not read it", rt)
+	}
+	return nil
+}
+
+// auditActions names the state-changing control actions in the audit log.
+var auditActions = map[string]string{
+	"start": "campaign.start", "pause": "campaign.pause", "resume": "campaign.resume", "abort": "campaign.abort",
+	"upload_begin": "upload.begin", "upload_end": "upload.end", "upload_abort": "upload.abort",
+}
+
+func (b *Bridge) audit(req ControlRequest, from Sender, data any, err error) {
+	action, ok := auditActions[req.Action]
+	if !ok {
+		return
+	}
+	target := "campaign " + req.Campaign
+	switch req.Action {
+	case "start":
+		target = "image " + req.Image
+		if c, ok := data.(fleet.Campaign); ok {
+			target = "campaign " + c.ID + " of image " + req.Image
+		}
+	case "upload_begin":
+		target = req.Role + "/" + req.Hardware + "/" + req.Version
+		if st, ok := data.(UploadStatus); ok {
+			target = "upload " + st.UploadID + " of " + target
+		}
+	case "upload_end", "upload_abort":
+		target = "upload " + req.UploadID
+		if img, ok := data.(fleet.Image); ok {
+			target += " as image " + img.ID
+		}
+	}
+	fleet.Audit(b.log, fleet.AuditAction{Via: "mqtt", Who: from.who(b.cfg.TrustSender), Client: from.ClientID, Action: action, Target: target, Err: err})
+}
+
+func (b *Bridge) control(ctx context.Context, req ControlRequest, from Sender) (any, error) {
+	now, owner := b.cfg.Now(), from.owner()
 	switch req.Action {
 	case "start":
 		if req.Image == "" {
@@ -115,11 +209,11 @@ func (b *Bridge) control(ctx context.Context, req ControlRequest) (any, error) {
 		}
 		return map[string]any{"images": orEmpty(imgs), "campaigns": orEmpty(b.svc.Campaigns())}, nil
 	case "upload_begin":
-		return b.uploads.begin(req, b.cfg.Now())
+		return b.uploads.begin(req, owner, now)
 	case "upload_chunk":
-		return b.uploads.chunk(req, b.cfg.Now())
+		return b.uploads.chunk(req, owner, now)
 	case "upload_end":
-		u, err := b.uploads.finish(req.UploadID)
+		u, err := b.uploads.finish(req.UploadID, owner, now)
 		if err != nil {
 			return nil, err
 		}
@@ -130,7 +224,9 @@ func (b *Bridge) control(ctx context.Context, req ControlRequest) (any, error) {
 		b.publishAnnounce(ctx)
 		return img, nil
 	case "upload_abort":
-		b.uploads.abort(req.UploadID)
+		if err := b.uploads.abort(req.UploadID, owner, now); err != nil {
+			return nil, err
+		}
 		return map[string]string{"upload_id": req.UploadID}, nil
 	case "":
 		return nil, errors.New("missing \"action\": one of start, pause, resume, abort, status, list, upload_begin, upload_chunk, upload_end, upload_abort")
@@ -146,15 +242,20 @@ func orEmpty[T any](s []T) []T {
 }
 
 // uploads assembles firmware sent over MQTT in chunks. Memory is bounded:
-// at most maxUploads at once, each at most maxSize, idle ones expire.
+// at most maxUploads at once, perOwner of them per sender, each at most
+// maxSize; one idle for longer than idle is dropped. Upload ids are random
+// (128 bits), and only the sender that began an upload may add to, end or
+// abort it.
 type uploads struct {
-	mu      sync.Mutex
-	maxSize int64
-	next    int
-	active  map[string]*upload
+	mu       sync.Mutex
+	maxSize  int64
+	perOwner int
+	idle     time.Duration
+	active   map[string]*upload
 }
 
 type upload struct {
+	owner                        string
 	role, hardware, version, md5 string
 	chunkSize                    int
 	data                         []byte
@@ -164,13 +265,21 @@ type upload struct {
 }
 
 const (
-	maxUploads    = 4
-	uploadIdle    = 10 * time.Minute
-	maxChunkBytes = 256 << 10
+	maxUploads      = 4
+	defaultPerOwner = 2
+	defaultIdle     = 60 * time.Second
+	maxChunkBytes   = 256 << 10
+	uploadIDBytes   = 16
 )
 
-func newUploads(maxSize int64) *uploads {
-	return &uploads{maxSize: maxSize, active: map[string]*upload{}}
+func newUploads(maxSize int64, perOwner int, idle time.Duration) *uploads {
+	if perOwner <= 0 {
+		perOwner = defaultPerOwner
+	}
+	if idle <= 0 {
+		idle = defaultIdle
+	}
+	return &uploads{maxSize: maxSize, perOwner: perOwner, idle: idle, active: map[string]*upload{}}
 }
 
 // UploadStatus is the data of upload responses.
@@ -180,7 +289,29 @@ type UploadStatus struct {
 	Total    int    `json:"chunks_total"`
 }
 
-func (u *uploads) begin(req ControlRequest, now time.Time) (UploadStatus, error) {
+// sweepLocked drops the uploads idle for too long.
+func (u *uploads) sweepLocked(now time.Time) {
+	for k, v := range u.active {
+		if now.Sub(v.touched) > u.idle {
+			delete(u.active, k)
+		}
+	}
+}
+
+// getLocked is the upload id of owner, or an error for what.
+func (u *uploads) getLocked(what, id, owner string, now time.Time) (*upload, error) {
+	u.sweepLocked(now)
+	up, ok := u.active[id]
+	if !ok {
+		return nil, fmt.Errorf("%s: no upload %q in progress (expired after %s without a chunk, finished, or never begun)", what, id, u.idle)
+	}
+	if up.owner != owner {
+		return nil, fmt.Errorf("%s: upload %q was begun by another client", what, id)
+	}
+	return up, nil
+}
+
+func (u *uploads) begin(req ControlRequest, owner string, now time.Time) (UploadStatus, error) {
 	switch {
 	case req.Role == "" || req.Hardware == "" || req.Version == "":
 		return UploadStatus{}, errors.New("upload_begin needs role, hardware and version")
@@ -194,28 +325,36 @@ func (u *uploads) begin(req ControlRequest, now time.Time) (UploadStatus, error)
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	for k, v := range u.active {
-		if now.Sub(v.touched) > uploadIdle {
-			delete(u.active, k)
+	u.sweepLocked(now)
+	if len(u.active) >= maxUploads {
+		return UploadStatus{}, fmt.Errorf("upload_begin: %d uploads already in progress; finish or abort one, or wait %s for an idle one to expire", maxUploads, u.idle)
+	}
+	if owner != "" {
+		mine := 0
+		for _, v := range u.active {
+			if v.owner == owner {
+				mine++
+			}
+		}
+		if mine >= u.perOwner {
+			return UploadStatus{}, fmt.Errorf("upload_begin: you already have %d uploads in progress (mqtt.uploads.per_client); finish or abort one", mine)
 		}
 	}
-	if len(u.active) >= maxUploads {
-		return UploadStatus{}, fmt.Errorf("upload_begin: %d uploads already in progress; finish or abort one", maxUploads)
-	}
-	u.next++
-	id := "u" + strconv.Itoa(u.next)
+	var raw [uploadIDBytes]byte
+	rand.Read(raw[:]) // never fails (crypto/rand)
+	id := hex.EncodeToString(raw[:])
 	n := int((req.Size + int64(req.ChunkSize) - 1) / int64(req.ChunkSize))
-	u.active[id] = &upload{role: req.Role, hardware: req.Hardware, version: req.Version, md5: req.MD5,
+	u.active[id] = &upload{owner: owner, role: req.Role, hardware: req.Hardware, version: req.Version, md5: req.MD5,
 		chunkSize: req.ChunkSize, data: make([]byte, req.Size), have: make([]bool, n), touched: now}
 	return UploadStatus{UploadID: id, Total: n}, nil
 }
 
-func (u *uploads) chunk(req ControlRequest, now time.Time) (UploadStatus, error) {
+func (u *uploads) chunk(req ControlRequest, owner string, now time.Time) (UploadStatus, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	up, ok := u.active[req.UploadID]
-	if !ok {
-		return UploadStatus{}, fmt.Errorf("upload_chunk: no upload %q in progress (expired, finished or never begun)", req.UploadID)
+	up, err := u.getLocked("upload_chunk", req.UploadID, owner, now)
+	if err != nil {
+		return UploadStatus{}, err
 	}
 	if req.Index < 0 || req.Index >= len(up.have) {
 		return UploadStatus{}, fmt.Errorf("upload_chunk: index %d out of range 0..%d", req.Index, len(up.have)-1)
@@ -241,12 +380,12 @@ func (u *uploads) chunk(req ControlRequest, now time.Time) (UploadStatus, error)
 	return UploadStatus{UploadID: req.UploadID, Received: up.count, Total: len(up.have)}, nil
 }
 
-func (u *uploads) finish(id string) (*upload, error) {
+func (u *uploads) finish(id, owner string, now time.Time) (*upload, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	up, ok := u.active[id]
-	if !ok {
-		return nil, fmt.Errorf("upload_end: no upload %q in progress", id)
+	up, err := u.getLocked("upload_end", id, owner, now)
+	if err != nil {
+		return nil, err
 	}
 	if up.count != len(up.have) {
 		var missing []int
@@ -266,8 +405,12 @@ func (u *uploads) finish(id string) (*upload, error) {
 	return up, nil
 }
 
-func (u *uploads) abort(id string) {
+func (u *uploads) abort(id, owner string, now time.Time) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if _, err := u.getLocked("upload_abort", id, owner, now); err != nil {
+		return err
+	}
 	delete(u.active, id)
+	return nil
 }

@@ -49,16 +49,16 @@ func Handler(svc fleet.Service, cfg Config) http.Handler {
 		writeJSON(w, 200, orEmpty(svc.Alerts(r.URL.Query().Get("all") == "1" || r.URL.Query().Get("all") == "true")))
 	}))
 	mux.HandleFunc("GET /api/v1/firmware", a.auth(a.images))
-	mux.HandleFunc("POST /api/v1/firmware", a.auth(a.upload))
+	mux.HandleFunc("POST /api/v1/firmware", a.audit("image.add", imageTarget, a.auth(a.upload)))
 	mux.HandleFunc("GET /api/v1/ota", a.auth(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, orEmpty(svc.Campaigns())) }))
-	mux.HandleFunc("POST /api/v1/ota", a.auth(a.start))
+	mux.HandleFunc("POST /api/v1/ota", a.audit("campaign.start", nil, a.auth(a.start)))
 	mux.HandleFunc("GET /api/v1/ota/{id}", a.auth(a.campaign))
-	mux.HandleFunc("POST /api/v1/ota/{id}/{action}", a.auth(a.control))
-	mux.HandleFunc("DELETE /api/v1/ota/{id}", a.auth(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /api/v1/ota/{id}/{action}", a.audit("campaign.{action}", campaignTarget, a.auth(a.control)))
+	mux.HandleFunc("DELETE /api/v1/ota/{id}", a.audit("campaign.abort", campaignTarget, a.auth(func(w http.ResponseWriter, r *http.Request) {
 		c, err := svc.AbortCampaign(r.PathValue("id"))
 		a.reply(w, c, err)
-	}))
-	mux.HandleFunc("POST /api/v1/messages", a.auth(a.send))
+	})))
+	mux.HandleFunc("POST /api/v1/messages", a.audit("message.send", nil, a.auth(a.send)))
 	return mux
 }
 
@@ -78,16 +78,24 @@ func (a *api) auth(h http.HandlerFunc) http.HandlerFunc {
 	if a.cfg.Token == "" {
 		return h
 	}
-	want := []byte("Bearer " + a.cfg.Token)
-	return func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+	return RequireToken(a.cfg.Token, h).ServeHTTP
+}
+
+// RequireToken serves h only to requests with "Authorization: Bearer
+// <token>", and 401 to the others (e.g. for /metrics).
+func RequireToken(token string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !hasToken(r, token) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="meshfleet"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong token: send Authorization: Bearer <http.token from the gateway config>")
 			return
 		}
-		h(w, r)
-	}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func hasToken(r *http.Request, token string) bool {
+	return subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+token)) == 1
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -208,6 +216,7 @@ func (a *api) start(w http.ResponseWriter, r *http.Request) {
 		a.reply(w, nil, err)
 		return
 	}
+	setAuditTarget(r, "image "+req.Image)
 	c, err := a.svc.StartCampaign(r.Context(), req)
 	if err != nil {
 		a.reply(w, nil, err)
@@ -253,6 +262,7 @@ func (a *api) send(w http.ResponseWriter, r *http.Request) {
 		a.reply(w, nil, err)
 		return
 	}
+	setAuditTarget(r, req.To)
 	var err error
 	if req.To == "broadcast" {
 		err = a.svc.SendBroadcast(r.Context(), req.Msg)

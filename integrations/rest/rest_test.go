@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/meshfleet/meshfleet/fleet"
@@ -146,4 +149,64 @@ func TestMessages(t *testing.T) {
 		t.Fatalf("sent %q", got)
 	}
 	_ = context.Background
+}
+
+// syncBuffer is a log destination safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestAuditLines: each state-changing request leaves one audit line with
+// who, from where, what, on what and the result; reads leave none.
+func TestAuditLines(t *testing.T) {
+	logs := &syncBuffer{}
+	m := &fleettest.Memory{}
+	srv := httptest.NewServer(Handler(m, Config{Token: "s3cret", MaxUploadSize: 1024, Logger: slog.New(slog.NewTextHandler(logs, nil))}))
+	defer srv.Close()
+	img := bytes.Repeat([]byte{0xE9, 1, 2, 3}, 64)
+	code, body := do(t, "POST", srv.URL+"/api/v1/firmware?role=sensor&hardware=ESP32&version=1.0", "s3cret", bytes.NewReader(img))
+	if code != 201 {
+		t.Fatalf("upload: %d %s", code, body)
+	}
+	var im fleet.Image
+	json.Unmarshal([]byte(body), &im)
+	code, body = do(t, "POST", srv.URL+"/api/v1/ota", "s3cret", strings.NewReader(`{"image":"`+im.ID+`"}`))
+	var c fleet.Campaign
+	json.Unmarshal([]byte(body), &c)
+	do(t, "POST", srv.URL+"/api/v1/ota/"+c.ID+"/pause", "s3cret", nil)
+	do(t, "POST", srv.URL+"/api/v1/ota/"+c.ID+"/pause", "s3cret", nil)
+	do(t, "DELETE", srv.URL+"/api/v1/ota/"+c.ID, "wrong", nil)
+	do(t, "POST", srv.URL+"/api/v1/messages", "s3cret", strings.NewReader(`{"to":"7","msg":"yo"}`))
+	do(t, "GET", srv.URL+"/api/v1/ota", "s3cret", nil)
+
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	want := []string{
+		`msg=audit via=rest who=token remote=127.0.0.1:\d+ action=image.add target="sensor/ESP32/1.0 id ` + im.ID + `" result=ok`,
+		`msg=audit via=rest who=token remote=127.0.0.1:\d+ action=campaign.start target="image ` + im.ID + ` id ` + c.ID + `" result=ok`,
+		`msg=audit via=rest who=token remote=127.0.0.1:\d+ action=campaign.pause target="campaign ` + c.ID + `" result=ok`,
+		`msg=audit via=rest who=token remote=127.0.0.1:\d+ action=campaign.pause target="campaign ` + c.ID + `" result="409 .*paused.*"`,
+		`msg=audit via=rest who=unauthenticated remote=127.0.0.1:\d+ action=campaign.abort target="campaign ` + c.ID + `" result="401 missing or wrong token.*"`,
+		`msg=audit via=rest who=token remote=127.0.0.1:\d+ action=message.send target=7 result=ok`,
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("%d log lines, want %d:\n%s", len(lines), len(want), logs)
+	}
+	for i, w := range want {
+		if !regexp.MustCompile(w).MatchString(lines[i]) {
+			t.Errorf("line %d:\n%s\nwant %s", i, lines[i], w)
+		}
+	}
 }
