@@ -55,6 +55,9 @@ type Bridge struct {
 	cfg     BridgeConfig
 	log     *slog.Logger
 	uploads *uploads
+	// subscribed is closed once Run has subscribed to the request topics:
+	// a request published before then is not seen by the bridge.
+	subscribed chan struct{}
 
 	mu        sync.Mutex
 	announced map[uint32]bool // nodes with Home Assistant discovery published
@@ -107,11 +110,14 @@ func NewBridge(svc fleet.Service, c *Client, cfg BridgeConfig) *Bridge {
 	if cfg.MaxUploadSize <= 0 {
 		cfg.MaxUploadSize = 16 << 20
 	}
-	return &Bridge{svc: svc, c: c, cfg: cfg, log: cfg.Logger, announced: map[uint32]bool{},
+	return &Bridge{svc: svc, c: c, cfg: cfg, log: cfg.Logger, announced: map[uint32]bool{}, subscribed: make(chan struct{}),
 		uploads: newUploads(cfg.MaxUploadSize, cfg.UploadsPerClient, cfg.UploadIdle)}
 }
 
 func (b *Bridge) topic(s string) string { return b.cfg.Prefix + "/" + s }
+
+// Subscribed is closed once Run has subscribed to ota/control and to/#.
+func (b *Bridge) Subscribed() <-chan struct{} { return b.subscribed }
 
 // Run subscribes, publishes status every interval and on events, and
 // returns when ctx ends (publishing "offline" on the way out).
@@ -124,6 +130,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	close(b.subscribed)
 	events := b.svc.Subscribe(ctx)
 	tick := time.NewTicker(b.cfg.PublishInterval)
 	defer tick.Stop()

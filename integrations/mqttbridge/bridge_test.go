@@ -109,7 +109,19 @@ func newRig(t *testing.T, ctx context.Context, url string, mutate func(*BridgeCo
 	}
 	b := NewBridge(svc, bc, cfg)
 	go b.Run(ctx)
+	awaitSubscribed(t, ctx, b)
 	return &rig{svc: svc, obs: obs, pub: pub, bridge: b}
+}
+
+// awaitSubscribed waits until b takes requests, so that a test's first
+// request is not published before anyone listens.
+func awaitSubscribed(t *testing.T, ctx context.Context, b *Bridge) {
+	t.Helper()
+	select {
+	case <-b.Subscribed():
+	case <-ctx.Done():
+		t.Fatal("bridge did not subscribe")
+	}
 }
 
 func TestStatusTopics(t *testing.T) {
@@ -395,6 +407,7 @@ func newSecureRig(t *testing.T, ctx context.Context) *secureRig {
 	br := NewBridge(svc, bc, BridgeConfig{Prefix: "mf", PublishInterval: time.Hour, Messages: true, DeviceID: "1", Version: "test",
 		MaxUploadSize: 1 << 16, TrustSender: true, MayRead: b.MayRead, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	go br.Run(ctx)
+	awaitSubscribed(t, ctx, br)
 	return &secureRig{svc: svc, broker: b, log: logs}
 }
 
