@@ -201,10 +201,10 @@ type Config struct {
 	// NodeSyncRetry, which takes DefaultNodeSyncRetry.
 	Timing Timing
 
-	// MaxLayoutNodes and MaxLayoutBytes bound the layout one neighbour may
-	// announce: the nodes of the tree in one node sync and the size of
-	// that message. A sync over either is refused and the connection
-	// closed. Zero takes DefaultMaxLayoutNodes and DefaultMaxLayoutBytes.
+	// MaxLayoutNodes bounds the nodes of our whole layout (ourselves and
+	// every neighbour's subtree), MaxLayoutBytes one node-sync message. A
+	// sync that would pass either is refused and its connection closed.
+	// Zero takes DefaultMaxLayoutNodes and DefaultMaxLayoutBytes.
 	MaxLayoutNodes int
 	MaxLayoutBytes int
 }

@@ -131,6 +131,7 @@ func TestNodeSyncDirectConnectionWinsOverClaim(t *testing.T) {
 // the connection closed, for a new and for a synced neighbour; one at the
 // limits is taken.
 func TestNodeSyncLayoutLimits(t *testing.T) {
+	// tree is a node sync from node from with n nodes: from and n-1 leaves.
 	tree := func(from uint32, n int) string {
 		var b strings.Builder
 		fmt.Fprintf(&b, `{"nodeId":%d`, from)
@@ -140,7 +141,7 @@ func TestNodeSyncLayoutLimits(t *testing.T) {
 				if i > 0 {
 					b.WriteByte(',')
 				}
-				fmt.Fprintf(&b, `{"nodeId":%d}`, 1000000+i)
+				fmt.Fprintf(&b, `{"nodeId":%d}`, from*100000+uint32(i))
 			}
 			b.WriteByte(']')
 		}
@@ -148,26 +149,43 @@ func TestNodeSyncLayoutLimits(t *testing.T) {
 		return b.String()
 	}
 	t.Run("nodes", func(t *testing.T) {
+		// The limit counts the whole layout, ourselves included.
 		p := newProbe(t, Config{ID: 1, MaxLayoutNodes: 50})
-		if rd := p.syncWith(4, false, tree(2, 50)); len(rd.Close) != 0 || !p.n.IsConnected(2) {
-			t.Fatalf("50 nodes refused: close %v", rd.Close)
+		if rd := p.syncWith(4, false, tree(2, 49)); len(rd.Close) != 0 || !p.n.IsConnected(2) {
+			t.Fatalf("49 nodes refused: close %v", rd.Close)
 		}
-		rd := p.recv(4, tree(2, 51))
+		rd := p.recv(4, tree(2, 50))
 		if !slices.Equal(rd.Close, []ConnID{4}) || p.n.IsConnected(2) {
-			t.Fatalf("51 nodes: close %v", rd.Close)
+			t.Fatalf("50 nodes: close %v", rd.Close)
 		}
 		if d := eventsOf[DroppedConnection](&testNet{events: map[uint32][]Event{1: rd.Events}}, 1); len(d) != 1 || d[0].Reason != "layout too large" {
 			t.Errorf("events %v", rd.Events)
 		}
-		if rd := p.syncWith(5, false, tree(3, 51)); !slices.Equal(rd.Close, []ConnID{5}) {
-			t.Errorf("51 nodes at first sync: close %v", rd.Close)
+		if rd := p.syncWith(5, false, tree(3, 50)); !slices.Equal(rd.Close, []ConnID{5}) {
+			t.Errorf("50 nodes at first sync: close %v", rd.Close)
 		}
 		if got := p.n.Stats().NodeSyncsRefused; got != 2 {
 			t.Errorf("NodeSyncsRefused = %d, want 2", got)
 		}
 	})
+	t.Run("whole layout", func(t *testing.T) {
+		// Several connections may not add up to more than one may announce.
+		p := newProbe(t, Config{ID: 1, MaxLayoutNodes: 50})
+		if rd := p.syncWith(4, false, tree(2, 30)); len(rd.Close) != 0 {
+			t.Fatalf("30 nodes refused: close %v", rd.Close)
+		}
+		if rd := p.syncWith(5, false, tree(3, 19)); len(rd.Close) != 0 {
+			t.Fatalf("1 + 30 + 19 nodes refused: close %v", rd.Close)
+		}
+		if rd := p.syncWith(6, false, tree(5, 1)); !slices.Equal(rd.Close, []ConnID{6}) {
+			t.Errorf("a 51st node: close %v", rd.Close)
+		}
+		if got := len(p.n.NodeList(true)); got != 50 {
+			t.Errorf("%d nodes in the layout, want 50", got)
+		}
+	})
 	t.Run("bytes", func(t *testing.T) {
-		msg := tree(2, 50)
+		msg := tree(2, 40)
 		p := newProbe(t, Config{ID: 1, MaxLayoutBytes: len(msg) - 1})
 		if rd := p.syncWith(4, false, msg); !slices.Equal(rd.Close, []ConnID{4}) {
 			t.Errorf("%d bytes over a %d-byte limit: close %v", len(msg), len(msg)-1, rd.Close)

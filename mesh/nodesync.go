@@ -30,7 +30,7 @@ func (n *Node) handleNodeSync(now time.Time, c *conn, msg []byte) {
 	}
 	isReply := ns.Type == protocol.TypeNodeSyncReply
 	t := ns.NodeTree
-	if t.Size() > n.cfg.MaxLayoutNodes {
+	if n.layoutSizeWith(c, t) > n.cfg.MaxLayoutNodes {
 		n.refuseSync(c, "layout too large")
 		return
 	}
@@ -121,6 +121,19 @@ func (n *Node) handleNodeSync(now time.Time, c *conn, msg []byte) {
 		return
 	}
 	n.enqueue(c, n.syncMessage(c, protocol.TypeNodeSyncReply), PriorityHigh)
+}
+
+// layoutSizeWith is how many nodes our layout would hold with t as c's
+// subtree: the bound applies to the whole layout, so that several
+// connections cannot add up what one may not announce.
+func (n *Node) layoutSizeWith(c *conn, t protocol.NodeTree) int {
+	size := 1 + t.Size()
+	for _, o := range n.conns {
+		if o != c && o.routable() {
+			size += o.size
+		}
+	}
+	return size
 }
 
 // refuseSync closes c over the node sync it sent.
