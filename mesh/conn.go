@@ -25,8 +25,10 @@ type conn struct {
 	tree    protocol.NodeTree
 	size    int
 	// layoutPending: our layout changed while a request to this neighbour
-	// was unanswered; the next request goes out when the reply arrives.
+	// was unanswered; the next request goes out when the reply arrives,
+	// or layoutHold after the last request if none does.
 	layoutPending bool
+	requestAt     time.Time // when the last NODE_SYNC_REQUEST was queued
 
 	// Timers; the zero time means disarmed.
 	nodeSyncAt time.Time // nodeSyncTask: send NODE_SYNC_REQUEST

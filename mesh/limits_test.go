@@ -297,3 +297,44 @@ func TestWithoutBranches(t *testing.T) {
 		}
 	}
 }
+
+// A change held back for an unanswered request goes out at most
+// layoutHold after that request, so a lost reply does not hold the change
+// until NODE_TIMEOUT closes the link (stock timing: no repeats).
+func TestNodeSyncHeldChangeAfterLostReply(t *testing.T) {
+	tn := newTestNet(t)
+	a := New(Config{ID: 1, Timing: StockTiming()}, tn.now)
+	b := New(Config{ID: 2, Timing: StockTiming()}, tn.now)
+	tn.nodes = append(tn.nodes, a, b)
+	tn.connect(b, a)
+	tn.run(time.Minute)
+	lost := false
+	tn.block = func(from, to uint32, msg []byte) bool {
+		if from == 1 && to == 2 && !lost && headerOf(string(msg)).Type == protocol.TypeNodeSyncReply {
+			lost = true
+			return true
+		}
+		return false
+	}
+	c := New(Config{ID: 3, Timing: StockTiming()}, tn.now)
+	tn.nodes = append(tn.nodes, c)
+	tn.connect(c, b) // b tells a; a's reply is lost
+	if !lost {
+		t.Fatal("no reply lost")
+	}
+	tn.run(100 * time.Millisecond)
+	d := tn.add(4, 0)
+	d.cfg.Timing = StockTiming()
+	tn.connect(d, b) // held: b's request to a is unanswered
+	if a.IsConnected(4) {
+		t.Fatal("change not held")
+	}
+	tn.run(time.Second)
+	if !a.IsConnected(4) {
+		t.Errorf("node 1 does not know node 4 a second later")
+	}
+	tn.run(time.Minute)
+	if got := dropReasons(tn, 2); len(got) != 0 {
+		t.Errorf("node 2 drops %v", got)
+	}
+}
