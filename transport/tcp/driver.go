@@ -471,9 +471,9 @@ func (d *Driver) acceptLoop(ctx context.Context) {
 		}
 		pause = 0
 		if d.accepted.Load() >= int64(d.cfg.MaxConnections) {
-			nc.Close()
-			refused.note(d.log, d.cfg.MaxConnections, nc.RemoteAddr())
 			d.counters.refused.Add(1)
+			refused.note(d.log, d.cfg.MaxConnections, nc.RemoteAddr())
+			nc.Close()
 			continue
 		}
 		d.accepted.Add(1)

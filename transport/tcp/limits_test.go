@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -142,6 +144,21 @@ func TestStalledPeerIsDropped(t *testing.T) {
 	}
 }
 
+// rssKiB is the process's resident set from /proc (0 where there is none).
+func rssKiB() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb
+		}
+	}
+	return 0
+}
+
 // heapInUse is the live heap after a full collection.
 func heapInUse() uint64 {
 	runtime.GC()
@@ -190,6 +207,7 @@ func TestGarbageConnectionsMemoryBounded(t *testing.T) {
 	// The readers take the garbage in the background: the heap is sampled
 	// until it stops growing (bounded; a measurement, not a condition).
 	peak := heapInUse()
+	rss := rssKiB()
 	for range 100 {
 		time.Sleep(20 * time.Millisecond)
 		h := heapInUse()
@@ -199,14 +217,15 @@ func TestGarbageConnectionsMemoryBounded(t *testing.T) {
 		}
 		peak = h
 	}
+	rss = max(rss, rssKiB())
 	for _, c := range open {
 		c.Close()
 	}
 	a.served(0)
 	after := heapInUse()
 	st := a.d.Stats()
-	t.Logf("%d connections (%d open at once, limit %d, max message %d KiB): accepted %d, refused %d; heap %d KiB before, %d KiB under attack, %d KiB after",
-		conns, len(open), limit, maxMsg>>10, st.Accepted, st.RefusedConnections, base>>10, peak>>10, after>>10)
+	t.Logf("%d connections (%d open at once, limit %d, max message %d KiB): accepted %d, refused %d; heap %d KiB before, %d KiB under attack, %d KiB after; test process RSS %d KiB under attack",
+		conns, len(open), limit, maxMsg>>10, st.Accepted, st.RefusedConnections, base>>10, peak>>10, after>>10, rss)
 	if st.Accepted > limit+5 {
 		t.Errorf("accepted %d connections with a limit of %d", st.Accepted, limit)
 	}
