@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/meshfleet/meshfleet/transport/tcp"
 )
 
 // Config is the gateway's whole configuration: one YAML file, every key
@@ -38,6 +40,7 @@ type NodeConfig struct {
 	Listen         string   `yaml:"listen"`
 	Connect        []string `yaml:"connect"`
 	MaxMessageSize int      `yaml:"max_message_size"`
+	MaxConnections int      `yaml:"max_connections"`
 }
 
 // MQTTConfig selects the broker and what the bridge publishes.
@@ -174,7 +177,7 @@ func parseDuration(s string) (time.Duration, error) {
 // size, and the seeds' 30 s status publish interval.
 func DefaultConfig() Config {
 	return Config{
-		Node: NodeConfig{Root: true, MaxMessageSize: 1 << 20},
+		Node: NodeConfig{Root: true, MaxMessageSize: tcp.DefaultMaxMessageSize, MaxConnections: tcp.DefaultMaxConnections},
 		MQTT: MQTTConfig{
 			Enabled:         true,
 			Embedded:        EmbeddedBroker{Listen: "127.0.0.1:1883"},
@@ -451,6 +454,9 @@ func (c Config) Validate() error {
 	}
 	if c.Node.MaxMessageSize < 1024 {
 		return bad("node.max_message_size", "must be at least 1024 bytes (an OTA data package is ~1.5 KB), got %d", c.Node.MaxMessageSize)
+	}
+	if c.Node.MaxConnections < 1 {
+		return bad("node.max_connections", "must be at least 1, got %d", c.Node.MaxConnections)
 	}
 	if c.MQTT.Enabled {
 		if c.MQTT.URL == "" {

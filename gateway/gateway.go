@@ -226,6 +226,7 @@ func (g *Gateway) RunTCP(ctx context.Context) error {
 		Listen:         g.cfg.Node.Listen,
 		Connect:        g.cfg.Node.Connect,
 		MaxMessageSize: g.cfg.Node.MaxMessageSize,
+		MaxConnections: g.cfg.Node.MaxConnections,
 		Backoff:        g.tcpBackoff,
 		Logger:         g.log.With("component", "mesh"),
 	})

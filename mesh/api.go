@@ -99,7 +99,7 @@ type DroppedConnection struct {
 	EventBase
 	Conn   ConnID
 	NodeID uint32 // 0 if the connection never synced
-	Reason string // "closed", "timeout", "invalid sync", "already connected", "replaced"
+	Reason string // "closed", "timeout", "invalid sync", "already connected", "layout too large", "replaced"
 }
 
 // TimeAdjusted is reported after every TIME_REPLY this node computed an
@@ -182,6 +182,10 @@ type Stats struct {
 	TimeSyncs, TimeSyncAdopts uint64
 	// NodeSyncRetries counts repeated NODE_SYNC_REQUESTs (Timing.NodeSyncRetry).
 	NodeSyncRetries uint64
+	// NodeSyncsRefused counts node syncs refused by closing the connection:
+	// invalid (a loop or a changed id), a duplicate link, or a layout over
+	// the limits.
+	NodeSyncsRefused uint64
 }
 
 // Config is a node's identity and role.
@@ -196,7 +200,23 @@ type Config struct {
 	// Timing: zero fields take the stock values (StockTiming), except
 	// NodeSyncRetry, which takes DefaultNodeSyncRetry.
 	Timing Timing
+
+	// MaxLayoutNodes bounds the nodes of our whole layout (ourselves and
+	// every neighbour's subtree), MaxLayoutBytes one node-sync message. A
+	// sync that would pass either is refused and its connection closed.
+	// Zero takes DefaultMaxLayoutNodes and DefaultMaxLayoutBytes.
+	MaxLayoutNodes int
+	MaxLayoutBytes int
 }
+
+// Layout limits when Config leaves them zero. Stock meshes stay far below
+// them (an ESP32 accepts 10 connections, and JSON nesting caps a chain at
+// about 127 hops, PROTOCOL.md §1.3); the simulator runs 500 nodes. A node
+// costs about 22 bytes of node-sync JSON, so 4096 nodes need about 90 KB.
+const (
+	DefaultMaxLayoutNodes = 4096
+	DefaultMaxLayoutBytes = 256 << 10
+)
 
 // Timing holds the protocol timers; StockTiming gives the C++ values.
 type Timing struct {

@@ -16,10 +16,19 @@ type conn struct {
 	// time-sync task exists.
 	synced bool
 	nodeID uint32
-	// tree is the neighbour's layout as it last sent it (its own node at
-	// the top, without our branch); size is treeSize(tree).
-	tree protocol.NodeTree
-	size int
+	// claimed is the neighbour's layout as it last sent it (its own node
+	// at the top, without our branch), for change detection. tree is what
+	// we use of it: claimed without the branches of nodes that are our
+	// own direct neighbours (a node's own link wins over a claim about
+	// it). size is tree.Size().
+	claimed protocol.NodeTree
+	tree    protocol.NodeTree
+	size    int
+	// layoutPending: our layout changed while a request to this neighbour
+	// was unanswered; the next request goes out when the reply arrives,
+	// or layoutHold after the last request if none does.
+	layoutPending bool
+	requestAt     time.Time // when the last NODE_SYNC_REQUEST was queued
 
 	// Timers; the zero time means disarmed.
 	nodeSyncAt time.Time // nodeSyncTask: send NODE_SYNC_REQUEST

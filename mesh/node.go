@@ -45,6 +45,12 @@ type Node struct {
 // node's power-on time: its node time starts at cfg.ClockStart then.
 func New(cfg Config, now time.Time) *Node {
 	cfg.Timing = cfg.Timing.withDefaults()
+	if cfg.MaxLayoutNodes <= 0 {
+		cfg.MaxLayoutNodes = DefaultMaxLayoutNodes
+	}
+	if cfg.MaxLayoutBytes <= 0 {
+		cfg.MaxLayoutBytes = DefaultMaxLayoutBytes
+	}
 	return &Node{
 		cfg:      cfg,
 		start:    now,
@@ -278,7 +284,14 @@ func (n *Node) runDue(now time.Time) {
 			if due(c.nodeSyncAt, now) {
 				n.enqueue(c, n.syncMessage(c, protocol.TypeNodeSyncRequest), PriorityHigh)
 				c.nodeSyncAt = now.Add(t.NodeSyncInterval)
-				c.timeoutAt = now.Add(t.NodeTimeout)
+				c.layoutPending, c.requestAt = false, now
+				if c.timeoutAt.IsZero() {
+					// Not stock: the C++ nodeSyncTask restarts timeOutTask on
+					// every request, so a peer that never answers survives
+					// as long as other links keep changing the layout. Only
+					// a reply on this connection disarms it.
+					c.timeoutAt = now.Add(t.NodeTimeout)
+				}
 				c.retryAt = n.nextRetry(now, c)
 				fired = true
 			}
@@ -286,6 +299,7 @@ func (n *Node) runDue(now time.Time) {
 				// Timing.NodeSyncRetry: still no reply. The repeat leaves
 				// NODE_TIMEOUT where the first request set it.
 				n.enqueue(c, n.syncMessage(c, protocol.TypeNodeSyncRequest), PriorityHigh)
+				c.layoutPending, c.requestAt = false, now
 				n.stats.NodeSyncRetries++
 				c.retryAt = n.nextRetry(now, c)
 				fired = true
@@ -327,7 +341,9 @@ func (n *Node) drop(c *conn, reason string, close bool) {
 	})
 	if c.routable() {
 		// The lost branch changes our layout: tell every remaining
-		// neighbour at once (syncLayout).
+		// neighbour at once (syncLayout). Claims about the lost
+		// neighbour made by others count again.
+		n.pruneClaims()
 		n.gen++
 		n.stats.ConnectionChanges++
 		n.syncLayout(c.nodeID)
@@ -338,13 +354,32 @@ func (n *Node) drop(c *conn, reason string, close bool) {
 
 // syncLayout forces an immediate NODE_SYNC_REQUEST on every synced
 // neighbour other than changed (layout::syncLayout).
+//
+// Not stock: a neighbour that has not answered our last request yet gets
+// the next one when its reply arrives, or layoutHold after the last
+// request if the reply was lost. Stock sends one request per change to
+// every neighbour, so a burst of N changes (N peers joining or leaving at
+// once) queued N requests of the whole layout on each of N links, and a
+// peer that stopped reading collected all of them.
 func (n *Node) syncLayout(changed uint32) {
 	for _, c := range n.conns {
 		if c.synced && c.routable() && c.nodeID != changed {
-			c.nodeSyncAt = n.now
+			if c.timeoutAt.IsZero() {
+				c.nodeSyncAt = n.now
+			} else {
+				c.layoutPending = true
+				c.nodeSyncAt = earliest(c.nodeSyncAt, c.requestAt.Add(layoutHold))
+			}
 		}
 	}
 }
+
+// layoutHold is the longest a layout change waits for the reply to the
+// previous request on a link. Replies normally take milliseconds; when
+// one is lost, the next request still carries the change (and its reply
+// keeps the link, as stock's repeated requests do) without stacking one
+// request per change.
+const layoutHold = time.Second
 
 // enqueue queues data for connection c.
 func (n *Node) enqueue(c *conn, data []byte, p Priority) {

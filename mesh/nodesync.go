@@ -11,6 +11,12 @@ import (
 // connection c: router::handleNodeSync plus the two package callbacks
 // (PROTOCOL.md §4.2, §4.3).
 func (n *Node) handleNodeSync(now time.Time, c *conn, msg []byte) {
+	// Not stock: a layout over the limits is refused before it is decoded
+	// or stored (docs/protocol.md).
+	if len(msg) > n.cfg.MaxLayoutBytes {
+		n.refuseSync(c, "layout too large")
+		return
+	}
 	p, err := protocol.Decode(msg)
 	if err != nil {
 		n.stats.ParseErrors++
@@ -24,42 +30,61 @@ func (n *Node) handleNodeSync(now time.Time, c *conn, msg []byte) {
 	}
 	isReply := ns.Type == protocol.TypeNodeSyncReply
 	t := ns.NodeTree
+	if n.layoutSizeWith(c, t) > n.cfg.MaxLayoutNodes {
+		n.refuseSync(c, "layout too large")
+		return
+	}
 	if isReply && c.routable() {
 		// stock replies never carry the sender's top-level
 		// hasTimeAuthority, so the flag is read from requests only;
 		// otherwise it would flip on every exchange with an authority.
-		t.HasTimeAuthority = c.tree.HasTimeAuthority
+		t.HasTimeAuthority = c.claimed.HasTimeAuthority
 	}
 
 	// §4.3 step 1, Neighbour::validSubs: only checkable once the id is known.
 	if c.routable() {
 		if t.NodeID != c.nodeID {
-			n.drop(c, "invalid sync", true)
+			n.refuseSync(c, "invalid sync")
 			return
 		}
 		for i := range t.Subs {
 			if t.Subs[i].Contains(c.nodeID) {
-				n.drop(c, "invalid sync", true)
+				n.refuseSync(c, "invalid sync")
 				return
 			}
 		}
 	}
+	// Not stock: our own id in the sender's subtree is a loop through us.
+	// A stock receiver takes it and relays it, and the next node closes
+	// its link to us as invalid (Neighbour::validSubs, layout.hpp, called
+	// from router::handleNodeSync): one bad neighbour cuts the mesh. We
+	// apply validSubs' rule for our own id here, on the link it came from.
+	loop := slices.ContainsFunc(t.Subs, func(s protocol.NodeTree) bool { return s.Contains(n.cfg.ID) })
 
 	if !c.synced {
 		// Not stock: the C++ code accepts a neighbour that claims id 0 (which
 		// then re-announces a change on every sync) or our own id (a link to
 		// ourselves, which would circulate every broadcast forever).
 		if t.NodeID == 0 || t.NodeID == n.cfg.ID {
-			n.drop(c, "invalid sync", true)
+			n.refuseSync(c, "invalid sync")
 			return
 		}
 		// §4.3 step 2: the id is already reachable through another link
 		// (a second link into the same mesh, or a duplicate id): close the
-		// new connection.
-		if n.findRoute(t.NodeID) != nil {
-			n.drop(c, "already connected", true)
+		// new connection. Not stock: a mere claim about the id in
+		// another neighbour's subtree does not lock the node out. Its own
+		// link is taken and the claim dropped (pruneClaims), unless the
+		// new link closes a loop through us, which is a second link.
+		if n.findRoute(t.NodeID) != nil && (loop || n.direct(t.NodeID) != nil) {
+			n.refuseSync(c, "already connected")
 			return
 		}
+	}
+	if loop {
+		n.refuseSync(c, "invalid sync")
+		return
+	}
+	if !c.synced {
 		c.synced = true
 		if c.station {
 			c.timeSyncAt = now // STA side asks for the time at once
@@ -70,10 +95,15 @@ func (n *Node) handleNodeSync(now time.Time, c *conn, msg []byte) {
 	}
 
 	// §4.3 step 3, Neighbour::updateSubs.
-	if !c.routable() || !t.Equal(c.tree) {
+	if !c.routable() || !t.Equal(c.claimed) {
+		newNeighbour := !c.routable()
 		c.nodeID = t.NodeID
-		c.tree = t
-		c.size = t.Size()
+		c.claimed = t
+		if newNeighbour {
+			n.pruneClaims()
+		} else {
+			n.prune(c, n.directIDs())
+		}
 		n.gen++
 		n.stats.ConnectionChanges++
 		n.syncLayout(c.nodeID)
@@ -85,9 +115,102 @@ func (n *Node) handleNodeSync(now time.Time, c *conn, msg []byte) {
 	if isReply {
 		c.timeoutAt = time.Time{} // only a reply disarms NODE_TIMEOUT
 		c.retryAt = time.Time{}
+		if c.layoutPending {
+			c.nodeSyncAt = now // the change syncLayout held back
+		}
 		return
 	}
 	n.enqueue(c, n.syncMessage(c, protocol.TypeNodeSyncReply), PriorityHigh)
+}
+
+// layoutSizeWith is how many nodes our layout would hold with t as c's
+// subtree: the bound applies to the whole layout, so that several
+// connections cannot add up what one may not announce.
+func (n *Node) layoutSizeWith(c *conn, t protocol.NodeTree) int {
+	size := 1 + t.Size()
+	for _, o := range n.conns {
+		if o != c && o.routable() {
+			size += o.size
+		}
+	}
+	return size
+}
+
+// refuseSync closes c over the node sync it sent.
+func (n *Node) refuseSync(c *conn, reason string) {
+	n.stats.NodeSyncsRefused++
+	n.drop(c, reason, true)
+}
+
+// direct returns the synced connection to neighbour id, or nil.
+func (n *Node) direct(id uint32) *conn {
+	for _, c := range n.conns {
+		if c.routable() && c.nodeID == id {
+			return c
+		}
+	}
+	return nil
+}
+
+// directIDs are the ids of our routable neighbours.
+func (n *Node) directIDs() map[uint32]bool {
+	ids := make(map[uint32]bool, len(n.conns))
+	for _, c := range n.conns {
+		if c.routable() {
+			ids[c.nodeID] = true
+		}
+	}
+	return ids
+}
+
+// pruneClaims recomputes every neighbour's tree after our set of direct
+// neighbours changed.
+func (n *Node) pruneClaims() {
+	ids := n.directIDs()
+	for _, c := range n.conns {
+		if c.routable() {
+			n.prune(c, ids)
+		}
+	}
+}
+
+// prune sets c's tree to what it claimed without the branches of our other
+// direct neighbours: what a neighbour says about a node linked to us
+// directly is dropped, so that node's own link decides its route
+// (docs/protocol.md).
+func (n *Node) prune(c *conn, direct map[uint32]bool) {
+	c.tree = withoutBranches(c.claimed, func(id uint32) bool { return id != c.nodeID && direct[id] })
+	c.size = c.tree.Size()
+}
+
+// withoutBranches returns t without the subtrees (at any depth) whose top
+// id drop reports. Unchanged parts are shared with t.
+func withoutBranches(t protocol.NodeTree, drop func(uint32) bool) protocol.NodeTree {
+	for i := range t.Subs {
+		s := t.Subs[i]
+		pruned := drop(s.NodeID)
+		var kept protocol.NodeTree
+		if !pruned {
+			kept = withoutBranches(s, drop)
+			if len(kept.Subs) == len(s.Subs) && (len(s.Subs) == 0 || &kept.Subs[0] == &s.Subs[0]) {
+				continue // nothing dropped below s
+			}
+		}
+		// Copy on the first change.
+		out := t
+		out.Subs = make([]protocol.NodeTree, 0, len(t.Subs))
+		out.Subs = append(out.Subs, t.Subs[:i]...)
+		if !pruned {
+			out.Subs = append(out.Subs, kept)
+		}
+		for _, r := range t.Subs[i+1:] {
+			if !drop(r.NodeID) {
+				out.Subs = append(out.Subs, withoutBranches(r, drop))
+			}
+		}
+		return out
+	}
+	return t
 }
 
 // syncMessage is the NODE_SYNC_REQUEST or NODE_SYNC_REPLY for neighbour c:

@@ -34,7 +34,19 @@ type Reader struct {
 	end        int // end of buffered data
 	err        error
 	emptyReads int
+	failLarge  bool
 }
+
+// keepBuffer is the largest buffer a Reader or Writer keeps once the
+// message that needed more has passed, so that one large message does not
+// cost its size for the rest of a connection's life.
+const keepBuffer = 16 << 10
+
+// FailOnTooLarge makes Next return the ErrTooLarge error as soon as a
+// message passes the limit, without reading on to its end; the caller
+// closes the stream. By default the message is read to its NUL and
+// skipped, however long it is.
+func (r *Reader) FailOnTooLarge() { r.failLarge = true }
 
 // NewReader returns a Reader that reads messages of at most maxSize bytes
 // (DefaultMaxMessageSize if maxSize <= 0) from r.
@@ -67,6 +79,11 @@ func (r *Reader) Next() ([]byte, error) {
 		}
 		r.scan = r.end
 		if r.end-r.start > r.max {
+			if r.failLarge {
+				r.buf, r.start, r.scan, r.end = nil, 0, 0, 0
+				r.err = fmt.Errorf("protocol: message of more than %d bytes exceeds the limit: %w", r.max, ErrTooLarge)
+				return nil, r.err
+			}
 			return nil, r.skipLarge()
 		}
 		if r.err != nil {
@@ -78,7 +95,14 @@ func (r *Reader) Next() ([]byte, error) {
 
 // fill reads more data, compacting or growing the buffer as needed.
 func (r *Reader) fill() {
-	if r.start > 0 {
+	if pending := r.end - r.start; len(r.buf) > keepBuffer && pending <= keepBuffer/2 {
+		// A large message has passed: do not keep its buffer.
+		nb := make([]byte, max(readChunk, 2*pending))
+		copy(nb, r.buf[r.start:r.end])
+		r.buf = nb
+		r.scan -= r.start
+		r.start, r.end = 0, pending
+	} else if r.start > 0 {
 		n := copy(r.buf, r.buf[r.start:r.end])
 		r.scan -= r.start
 		r.start, r.end = 0, n
@@ -170,7 +194,7 @@ func (w *Writer) WriteMessage(msg []byte) error {
 	}
 	w.buf = AppendFrame(w.buf[:0], msg)
 	_, err := w.w.Write(w.buf)
-	if cap(w.buf) > 1<<16 {
+	if cap(w.buf) > keepBuffer {
 		w.buf = nil // do not keep a large buffer after one big message
 	}
 	if err != nil {

@@ -176,3 +176,49 @@ func TestWriter(t *testing.T) {
 type errWriter struct{}
 
 func (errWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+// With FailOnTooLarge the reader stops at the limit instead of reading an
+// oversize message to its end, and stays failed.
+func TestReaderFailOnTooLarge(t *testing.T) {
+	src := &countingReader{r: strings.NewReader(strings.Repeat("x", 1<<20) + "\x00{}\x00")}
+	r := NewReader(src, 1000)
+	r.FailOnTooLarge()
+	for range 2 {
+		if _, err := r.Next(); !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("err = %v, want ErrTooLarge", err)
+		}
+	}
+	if src.n > 16<<10 {
+		t.Errorf("read %d bytes of a message over a 1000-byte limit", src.n)
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// The buffer grown for one large message is not kept for the small ones
+// after it.
+func TestReaderReleasesLargeBuffer(t *testing.T) {
+	big := strings.Repeat("b", 200<<10)
+	r := NewReader(strings.NewReader(big+"\x00{}\x00{}\x00"), 1<<20)
+	for _, want := range []int{len(big), 2, 2} {
+		m, err := r.Next()
+		if err != nil || len(m) != want {
+			t.Fatalf("message of %d bytes, err %v; want %d bytes", len(m), err, want)
+		}
+	}
+	if _, err := r.Next(); err != io.EOF {
+		t.Fatalf("end: %v", err)
+	}
+	if cap(r.buf) > keepBuffer {
+		t.Errorf("reader keeps a %d-byte buffer after a %d-byte message", cap(r.buf), len(big))
+	}
+}

@@ -22,6 +22,7 @@ func newNodeCmd() *cobra.Command {
 		root          bool
 		timeAuthority bool
 		maxMsg        int
+		maxConns      int
 		logLevel      string
 		stdin         bool
 		ota           otaFlags
@@ -70,7 +71,7 @@ otherwise. Without a key the node warns at start that images are unverified.`,
 			}
 			d, device, err := buildNode(nodeConfig{
 				ID: id, Listen: listen, Connect: connect, Root: root, TimeAuthority: timeAuthority,
-				MaxMessageSize: maxMsg, Device: dev, Logger: logger,
+				MaxMessageSize: maxMsg, MaxConnections: maxConns, Device: dev, Logger: logger,
 			}, time.Now())
 			if err != nil {
 				return err
@@ -88,7 +89,8 @@ otherwise. Without a key the node warns at start that images are unverified.`,
 	f.StringArrayVar(&connect, "connect", nil, "keep a connection to this node (host:port); repeatable")
 	f.BoolVar(&root, "root", false, "advertise this node as the mesh root")
 	f.BoolVar(&timeAuthority, "time-authority", false, "advertise this node as a time authority")
-	f.IntVar(&maxMsg, "max-message-size", tcp.DefaultMaxMessageSize, "largest incoming message in bytes")
+	f.IntVar(&maxMsg, "max-message-size", tcp.DefaultMaxMessageSize, "largest incoming message in bytes; a longer one closes its connection")
+	f.IntVar(&maxConns, "max-connections", tcp.DefaultMaxConnections, "most accepted connections served at once; more are closed at once")
 	f.StringVar(&logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
 	f.BoolVar(&stdin, "stdin", true, "read commands from standard input; false: run until a signal (for services)")
 	ota.register(f)

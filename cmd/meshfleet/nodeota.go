@@ -28,6 +28,7 @@ type nodeConfig struct {
 	Root           bool
 	TimeAuthority  bool
 	MaxMessageSize int
+	MaxConnections int
 	Device         linuxnode.Config
 	Logger         *slog.Logger
 }
@@ -50,6 +51,7 @@ func buildNode(c nodeConfig, now time.Time) (*tcp.Driver, *linuxnode.Device, err
 		Listen:         c.Listen,
 		Connect:        c.Connect,
 		MaxMessageSize: c.MaxMessageSize,
+		MaxConnections: c.MaxConnections,
 		Logger:         c.Logger,
 	})
 	if err != nil {

@@ -13,12 +13,18 @@ import (
 // Defaults for the zero values of Config.
 const (
 	// DefaultMaxMessageSize bounds one NUL-framed message. Stock nodes have
-	// no protocol limit (PROTOCOL.md §1.3) but an ESP cannot hold much more
-	// than this; a peer that sends more is misbehaving or hostile.
-	DefaultMaxMessageSize = 1 << 20
+	// no protocol limit (PROTOCOL.md §1.3), but nothing larger is sent by
+	// either side: the largest packages are a node sync at the layout
+	// limit (mesh.DefaultMaxLayoutBytes) and an OTA data package of the
+	// largest chunk a receiver takes (64 KiB, about 80 KiB encoded). A
+	// peer that sends more is misbehaving or hostile.
+	DefaultMaxMessageSize = mesh.DefaultMaxLayoutBytes
 	// DefaultMaxQueuedBytes bounds what may wait in one connection's
-	// outgoing queues before further messages to it are dropped.
-	DefaultMaxQueuedBytes = 8 << 20
+	// outgoing queues; a peer that lets more pile up is dropped.
+	DefaultMaxQueuedBytes = 4 << 20
+	// DefaultMaxConnections bounds the connections a listener serves at
+	// once: an ESP32 accepts 10 (MAX_CONN, PROTOCOL.md §1.1), an ESP8266 4.
+	DefaultMaxConnections = 10
 	// DefaultEventBuffer is the capacity of the Events channel.
 	DefaultEventBuffer = 1024
 	// DefaultWriteTimeout is how long one write may block before the
@@ -42,11 +48,17 @@ type Config struct {
 	// station side). Dropped connections are retried with Backoff.
 	Connect []string
 
+	// MaxConnections bounds the accepted connections served at once;
+	// further ones are closed at once, logged and counted. Connections
+	// this node dials do not count. Zero means DefaultMaxConnections.
+	MaxConnections int
 	// MaxMessageSize is the largest accepted incoming message in bytes,
-	// without its NUL. Zero means DefaultMaxMessageSize.
+	// without its NUL; a longer one closes its connection. Zero means
+	// DefaultMaxMessageSize.
 	MaxMessageSize int
-	// MaxQueuedBytes bounds one connection's outgoing queues; messages
-	// beyond it are dropped and counted. Zero means DefaultMaxQueuedBytes.
+	// MaxQueuedBytes bounds one connection's outgoing queues; a peer whose
+	// queue would grow beyond it (it stopped reading) is dropped and
+	// counted. Zero means DefaultMaxQueuedBytes.
 	MaxQueuedBytes int
 	// EventBuffer is the capacity of the Events channel. When the consumer
 	// falls behind, the oldest undelivered event is dropped and counted.
@@ -90,7 +102,7 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("%w: empty connect address", ErrInvalidConfig)
 		}
 	}
-	if c.MaxMessageSize < 0 || c.MaxQueuedBytes < 0 || c.EventBuffer < 0 ||
+	if c.MaxMessageSize < 0 || c.MaxQueuedBytes < 0 || c.MaxConnections < 0 || c.EventBuffer < 0 ||
 		c.WriteTimeout < 0 || c.DialTimeout < 0 {
 		return c, fmt.Errorf("%w: negative size or timeout", ErrInvalidConfig)
 	}
@@ -99,6 +111,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxQueuedBytes == 0 {
 		c.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
 	}
 	if c.EventBuffer == 0 {
 		c.EventBuffer = DefaultEventBuffer

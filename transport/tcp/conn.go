@@ -3,7 +3,6 @@ package tcp
 import (
 	"bufio"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -54,20 +53,33 @@ func (q *outQueue) signal() {
 	}
 }
 
-// push queues data at priority p. It reports false if the queue is full or
-// closing, in which case the message is dropped.
-func (q *outQueue) push(p mesh.Priority, data []byte) bool {
+// pushResult says what became of a pushed message.
+type pushResult int
+
+const (
+	pushed      pushResult = iota
+	pushFull               // dropped: the queue would pass its limit
+	pushClosing            // dropped: the connection is closing
+)
+
+// push queues data at priority p. Unless it reports pushed, the message
+// was dropped.
+func (q *outQueue) push(p mesh.Priority, data []byte) pushResult {
 	p = min(max(p, mesh.PriorityCritical), mesh.PriorityLow)
 	q.mu.Lock()
-	if q.draining || q.stopped || q.bytes+len(data)+1 > q.max {
+	if q.draining || q.stopped {
 		q.mu.Unlock()
-		return false
+		return pushClosing
+	}
+	if q.bytes+len(data)+1 > q.max {
+		q.mu.Unlock()
+		return pushFull
 	}
 	q.prio[p] = append(q.prio[p], data)
 	q.bytes += len(data) + 1
 	q.mu.Unlock()
 	q.signal()
-	return true
+	return pushed
 }
 
 // drain asks the writer to finish what is queued and then close.
@@ -115,6 +127,10 @@ func (q *outQueue) take(batch [][]byte, limit int) (_ [][]byte, draining, stoppe
 // out after at most this much.
 const writeBatchLimit = 32 << 10
 
+// writeBufferSize is the writer's buffer, allocated at the first write:
+// it gathers small messages into one syscall; larger ones go through.
+const writeBufferSize = 4 << 10
+
 // runWriter writes the connection's queued messages until the queue is
 // stopped, drained, or a write fails; then it closes the socket, which ends
 // the reader and with it the connection. Each message is written whole
@@ -122,8 +138,8 @@ const writeBatchLimit = 32 << 10
 // message already partly written.
 func (d *Driver) runWriter(c *conn) {
 	defer c.nc.Close()
-	bw := bufio.NewWriterSize(c.nc, writeBatchLimit+1024)
-	pw := protocol.NewWriter(bw)
+	var bw *bufio.Writer
+	var pw *protocol.Writer
 	var batch [][]byte
 	for {
 		var draining, stopped bool
@@ -137,6 +153,10 @@ func (d *Driver) runWriter(c *conn) {
 			}
 			<-c.out.wake
 			continue
+		}
+		if bw == nil {
+			bw = bufio.NewWriterSize(c.nc, writeBufferSize)
+			pw = protocol.NewWriter(bw)
 		}
 		c.nc.SetWriteDeadline(time.Now().Add(d.cfg.WriteTimeout))
 		for i, m := range batch {
@@ -157,17 +177,19 @@ func (d *Driver) runWriter(c *conn) {
 // them to the loop; when the stream ends it reports the connection closed.
 func (d *Driver) runReader(c *conn) {
 	r := protocol.NewReader(c.nc, d.cfg.MaxMessageSize)
+	// Not stock (PROTOCOL.md §1.5): nothing either side sends is that
+	// long, and skipping it would read an endless stream without a NUL.
+	r.FailOnTooLarge()
 	var err error
 	for {
 		var msg []byte
 		msg, err = r.Next()
-		if errors.Is(err, protocol.ErrTooLarge) && !errors.Is(err, io.ErrUnexpectedEOF) {
-			// The reader skipped the message and is ready for the next
-			// one; a stock node would not close the connection over it
-			// either (PROTOCOL.md §1.5).
+		if errors.Is(err, protocol.ErrTooLarge) {
 			d.counters.oversize.Add(1)
-			d.log.Warn("dropped oversize message", "conn", c.id, "remote", c.remote, "err", err)
-			continue
+			d.log.Warn("oversize message, connection closed", "conn", c.id, "remote", c.remote, "err", err)
+			c.nc.Close()
+			err = nil
+			break
 		}
 		if err != nil {
 			break

@@ -54,6 +54,9 @@ type Driver struct {
 	running  atomic.Bool
 	nextConn atomic.Uint64
 	counters counters
+	// accepted counts the accepted connections from accept until the loop
+	// has removed them, for Config.MaxConnections.
+	accepted atomic.Int64
 
 	conns map[mesh.ConnID]*conn // owned by the loop
 }
@@ -65,12 +68,19 @@ type Stats struct {
 	DialFailures      uint64
 	EventsDropped     uint64 // oldest events discarded because Events was not read
 	MessagesDropped   uint64 // outgoing messages discarded: queue full or connection gone
-	OversizeMessages  uint64 // incoming messages over MaxMessageSize, skipped
+	OversizeMessages  uint64 // incoming messages over MaxMessageSize; each closed its connection
 	ReadErrors        uint64 // connections ended by a read error other than a clean close
+	// RefusedConnections were closed at once: the listener already served
+	// MaxConnections.
+	RefusedConnections uint64
+	// QueueOverflows are connections dropped because their outgoing queue
+	// passed MaxQueuedBytes (the peer stopped reading).
+	QueueOverflows uint64
 }
 
 type counters struct {
 	accepted, dialled, dialFailures, eventsDropped, messagesDropped, oversize, readErrors atomic.Uint64
+	refused, queueOverflows                                                               atomic.Uint64
 }
 
 type inputKind int
@@ -164,6 +174,9 @@ func (d *Driver) Stats() Stats {
 		MessagesDropped:  c.messagesDropped.Load(),
 		OversizeMessages: c.oversize.Load(),
 		ReadErrors:       c.readErrors.Load(),
+
+		RefusedConnections: c.refused.Load(),
+		QueueOverflows:     c.queueOverflows.Load(),
 	}
 }
 
@@ -304,6 +317,9 @@ func (d *Driver) handle(in input) {
 			d.log.Info("connection closed", "conn", c.id, "remote", c.remote)
 		}
 		delete(d.conns, c.id)
+		if !c.station {
+			d.accepted.Add(-1)
+		}
 		c.out.stop()
 		c.nc.Close()
 		if c.inNode {
@@ -322,8 +338,21 @@ func (d *Driver) step(timer *time.Timer) {
 	rd := d.node.Ready()
 	for _, m := range rd.Messages {
 		c := d.conns[m.Conn]
-		if c == nil || !c.inNode || !c.out.push(m.Priority, m.Data) {
+		if c == nil || !c.inNode {
 			d.counters.messagesDropped.Add(1)
+			continue
+		}
+		switch c.out.push(m.Priority, m.Data) {
+		case pushClosing:
+			d.counters.messagesDropped.Add(1)
+		case pushFull:
+			// The peer stopped reading (or reads slower than the mesh
+			// talks to it): drop it rather than hold more for it.
+			d.counters.messagesDropped.Add(1)
+			d.counters.queueOverflows.Add(1)
+			d.log.Warn("peer not reading, connection closed", "conn", c.id, "remote", c.remote, "queued_bytes_max", d.cfg.MaxQueuedBytes)
+			c.out.stop()
+			c.nc.Close() // the reader reports it and the node forgets it
 		}
 	}
 	for _, id := range rd.Close {
@@ -337,9 +366,14 @@ func (d *Driver) step(timer *time.Timer) {
 		}
 	}
 	for _, ev := range rd.Events {
-		if nc, ok := ev.(mesh.NewConnection); ok {
-			if c := d.conns[nc.Conn]; c != nil {
+		switch e := ev.(type) {
+		case mesh.NewConnection:
+			if c := d.conns[e.Conn]; c != nil {
 				c.synced = true
+			}
+		case mesh.DroppedConnection:
+			if e.Reason != "closed" {
+				d.log.Warn("connection dropped", "conn", e.Conn, "peer", e.NodeID, "reason", e.Reason)
 			}
 		}
 		d.emit(ev)
@@ -419,6 +453,7 @@ func (d *Driver) newConn(nc net.Conn, station bool) *conn {
 // acceptLoop accepts AP-side connections until the listener is closed.
 func (d *Driver) acceptLoop(ctx context.Context) {
 	var pause time.Duration
+	var refused refusedLog
 	for {
 		nc, err := d.ln.Accept()
 		if err != nil {
@@ -435,12 +470,38 @@ func (d *Driver) acceptLoop(ctx context.Context) {
 			continue
 		}
 		pause = 0
+		if d.accepted.Load() >= int64(d.cfg.MaxConnections) {
+			d.counters.refused.Add(1)
+			refused.note(d.log, d.cfg.MaxConnections, nc.RemoteAddr())
+			nc.Close()
+			continue
+		}
+		d.accepted.Add(1)
 		d.counters.accepted.Add(1)
 		if !d.submit(input{kind: inOpened, c: d.newConn(nc, false)}) {
 			nc.Close()
 			return
 		}
 	}
+}
+
+// refusedLog logs refused connections: the first at once, then at most one
+// summary per interval, so a flood of connections does not flood the log.
+type refusedLog struct {
+	last   time.Time
+	missed int
+}
+
+const refusedLogInterval = 10 * time.Second
+
+func (r *refusedLog) note(log *slog.Logger, limit int, remote net.Addr) {
+	now := time.Now()
+	if !r.last.IsZero() && now.Sub(r.last) < refusedLogInterval {
+		r.missed++
+		return
+	}
+	log.Warn("connection refused: listener at its limit", "remote", remote, "max_connections", limit, "refused_since_last_log", r.missed)
+	r.last, r.missed = now, 0
 }
 
 // dialLoop keeps one station-side connection to addr open, reconnecting

@@ -369,61 +369,6 @@ func TestNodeClosedConnectionIsRedialled(t *testing.T) {
 	}
 }
 
-// An oversize message is skipped; the connection and the driver go on.
-func TestOversizeMessageIsSkipped(t *testing.T) {
-	const limit = 1024
-	// The raw peer never answers node sync; keep it connected meanwhile.
-	a := start(t, 101, maxMessage(limit), timing(mesh.Timing{NodeTimeout: 10 * waitTimeout}))
-
-	raw, err := net.Dial("tcp", a.addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	big := `{"type":8,"from":555,"msg":"` + strings.Repeat("x", 4*limit) + `"}`
-	sync := `{"nodeId":555,"type":5,"dest":0,"from":555}`
-	if _, err := raw.Write([]byte(big + "\x00" + sync + "\x00")); err != nil {
-		t.Fatal(err)
-	}
-	raw.SetReadDeadline(time.Now().Add(waitTimeout))
-	r := protocol.NewReader(raw, 0)
-	for {
-		msg, err := r.Next()
-		if err != nil {
-			t.Fatalf("waiting for the node sync reply after an oversize message: %v", err)
-		}
-		if h, _ := protocol.ParseHeader(msg); h.Type == protocol.TypeNodeSyncReply && h.Dest == 555 {
-			break
-		}
-	}
-	if got := a.d.Stats().OversizeMessages; got != 1 {
-		t.Fatalf("OversizeMessages = %d, want 1", got)
-	}
-	a.waitNodes(555)
-	a.mu.Lock()
-	fromRaw := count(a.events, func(ev mesh.Event) bool {
-		m, ok := ev.(mesh.MessageReceived)
-		return ok && m.From == 555
-	})
-	a.mu.Unlock()
-	if fromRaw != 0 {
-		t.Fatalf("the oversize broadcast was delivered")
-	}
-
-	// Oversize with no terminator, then the peer goes away: only that
-	// connection ends.
-	raw2, err := net.Dial("tcp", a.addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw2.Write([]byte(strings.Repeat("y", 4*limit)))
-	raw2.Close()
-
-	b := start(t, 202, connectTo(a.addr()), noListen())
-	b.waitNodes(101, 555)
-	a.waitNodes(202, 555)
-}
-
 // A consumer that never reads Events does not stall the node.
 func TestUnreadEventsDoNotBlockTheNode(t *testing.T) {
 	a := startCollecting(t, 101, false, eventBuffer(2))

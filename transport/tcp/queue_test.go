@@ -15,7 +15,7 @@ func TestOutQueueTakesByPriorityThenFIFO(t *testing.T) {
 	// its place within that priority.
 	for i := range 2 {
 		for _, p := range []mesh.Priority{mesh.PriorityLow, mesh.PriorityNormal, mesh.PriorityHigh, mesh.PriorityCritical} {
-			if !q.push(p, fmt.Appendf(nil, "p%d-%d", p, i)) {
+			if q.push(p, fmt.Appendf(nil, "p%d-%d", p, i)) != pushed {
 				t.Fatalf("push p%d-%d refused", p, i)
 			}
 		}
@@ -54,19 +54,19 @@ func TestOutQueueBatchLimitKeepsWholeMessages(t *testing.T) {
 func TestOutQueueDropsWhenFullOrClosing(t *testing.T) {
 	q := newOutQueue(25) // 2 messages of 10 bytes plus NULs
 	m := make([]byte, 10)
-	if !q.push(mesh.PriorityNormal, m) || !q.push(mesh.PriorityNormal, m) {
+	if q.push(mesh.PriorityNormal, m) != pushed || q.push(mesh.PriorityNormal, m) != pushed {
 		t.Fatal("pushes within the limit refused")
 	}
-	if q.push(mesh.PriorityCritical, m) {
-		t.Fatal("push over the byte limit accepted")
+	if got := q.push(mesh.PriorityCritical, m); got != pushFull {
+		t.Fatalf("push over the byte limit: %v, want pushFull", got)
 	}
 	q.take(nil, 1<<20)
-	if !q.push(mesh.PriorityNormal, m) {
+	if q.push(mesh.PriorityNormal, m) != pushed {
 		t.Fatal("push refused after the queue was emptied")
 	}
 	q.drain()
-	if q.push(mesh.PriorityNormal, m) {
-		t.Fatal("push accepted while draining")
+	if got := q.push(mesh.PriorityNormal, m); got != pushClosing {
+		t.Fatalf("push while draining: %v, want pushClosing", got)
 	}
 	batch, draining, stopped := q.take(nil, 1<<20)
 	if len(batch) != 1 || !draining || stopped {
