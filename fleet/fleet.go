@@ -110,6 +110,13 @@ type Campaign struct {
 	Total     int                 `json:"total"`
 }
 
+// CampaignStates are the values of Campaign.State; a campaign that is not
+// running or paused has finished.
+var CampaignStates = []string{"running", "paused", "completed", "aborted", "failed"}
+
+// ProgressStates are the values of Progress.State.
+var ProgressStates = []string{"idle", "downloading", "verifying", "switching", "confirmed", "failed", "rolled_back"}
+
 // Progress is one node's OTA state.
 type Progress struct {
 	NodeID   uint32    `json:"node_id"`
