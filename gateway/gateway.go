@@ -324,7 +324,9 @@ func (g *Gateway) httpServer() (*http.Server, net.Listener, error) {
 	mux.Handle("/api/", api)
 	mux.Handle("/healthz", api)
 	if g.cfg.HTTP.Metrics {
-		mux.Handle("/metrics", prom.Handler(prom.NewRegistry(g)))
+		reg := prom.NewRegistry(g)
+		reg.MustRegister(newGatewayCollector(g))
+		mux.Handle("/metrics", prom.Handler(reg))
 	}
 	ln, err := net.Listen("tcp", g.cfg.HTTP.Listen)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 func (n *Node) handleNodeSync(now time.Time, c *conn, msg []byte) {
 	p, err := protocol.Decode(msg)
 	if err != nil {
-		n.stats.ParseErrors++
+		n.invalid(now, c, InvalidBody, err)
 		n.stats.MessagesDropped++
 		return
 	}

@@ -337,10 +337,20 @@ func (d *Driver) step(timer *time.Timer) {
 		}
 	}
 	for _, ev := range rd.Events {
-		if nc, ok := ev.(mesh.NewConnection); ok {
-			if c := d.conns[nc.Conn]; c != nil {
+		switch e := ev.(type) {
+		case mesh.NewConnection:
+			if c := d.conns[e.Conn]; c != nil {
 				c.synced = true
 			}
+		case mesh.InvalidPackage:
+			// The node reports these at most once per connection per
+			// mesh.InvalidReportInterval; Stats().ParseErrors has them all.
+			remote := ""
+			if c := d.conns[e.Conn]; c != nil {
+				remote = c.remote
+			}
+			d.log.Warn("dropped invalid package", "conn", e.Conn, "remote", remote, "node", e.NodeID,
+				"reason", e.Reason, "err", e.Err, "suppressed_since_last", e.Suppressed)
 		}
 		d.emit(ev)
 	}
