@@ -155,6 +155,10 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrInvalid  = errors.New("invalid request")
 	ErrConflict = errors.New("conflict")
+	// ErrTooLarge: the request exceeds a size limit (REST 413).
+	ErrTooLarge = errors.New("too large")
+	// ErrRateLimited: the request exceeds a rate budget; retry later (REST 429).
+	ErrRateLimited = errors.New("rate limited")
 )
 
 // Service is what the gateway offers its integrations. Every method is
@@ -177,6 +181,8 @@ type Service interface {
 	ResumeCampaign(id string) (Campaign, error)
 	AbortCampaign(id string) (Campaign, error)
 
+	// SendBroadcast and SendSingle refuse a message larger than the mesh
+	// takes (ErrTooLarge) or beyond the airtime budget (ErrRateLimited).
 	SendBroadcast(ctx context.Context, msg string) error
 	SendSingle(ctx context.Context, dest uint32, msg string) error
 

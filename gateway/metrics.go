@@ -17,6 +17,7 @@ import (
 type gatewayCollector struct {
 	g       *Gateway
 	invalid *prometheus.Desc
+	refused *prometheus.Desc
 }
 
 func newGatewayCollector(g *Gateway) *gatewayCollector {
@@ -24,16 +25,22 @@ func newGatewayCollector(g *Gateway) *gatewayCollector {
 		invalid: prometheus.NewDesc(prometheus.BuildFQName(prom.Namespace, "gateway", "invalid_packages_total"),
 			"Packages the gateway's mesh node received that could not be parsed and were dropped, by reason (header: not a package; body: its fields do not decode).",
 			[]string{"reason"}, nil),
+		refused: prometheus.NewDesc(prometheus.BuildFQName(prom.Namespace, "gateway", "sends_refused_total"),
+			"Application messages into the mesh (MQTT to/..., REST) refused, by reason (too_large: over send.max_size; rate_limited: over the airtime budget).",
+			[]string{"reason"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.invalid
+	ch <- c.refused
 }
 
 // Collect implements prometheus.Collector.
 func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(c.g.sends.tooLarge.Load()), "too_large")
+	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(c.g.sends.rateLimited.Load()), "rate_limited")
 	var s mesh.Stats
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

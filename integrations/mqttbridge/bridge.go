@@ -3,6 +3,7 @@ package mqttbridge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -46,6 +47,33 @@ type Bridge struct {
 
 	mu        sync.Mutex
 	announced map[uint32]bool // nodes with Home Assistant discovery published
+	refusals  refusalLog
+}
+
+// refusalLogGap is the least time between two warnings about refused
+// to/... messages: a client flooding the mesh gets one line per gap, with
+// the number of refusals since the previous one.
+const refusalLogGap = 10 * time.Second
+
+// refusalLog throttles the warnings about refused to/... messages.
+type refusalLog struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether a warning may be logged at now, and how many
+// were held back since the last one.
+func (r *refusalLog) allow(now time.Time) (bool, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.last.IsZero() && now.Sub(r.last) < refusalLogGap {
+		r.suppressed++
+		return false, 0
+	}
+	n := r.suppressed
+	r.last, r.suppressed = now, 0
+	return true, n
 }
 
 // Topic names under the prefix.
@@ -457,7 +485,32 @@ func (b *Bridge) handleTo(ctx context.Context, m Message) {
 	} else {
 		err = b.svc.SendSingle(ctx, uint32(v), string(m.Payload))
 	}
-	if err != nil {
-		b.log.Warn("mqtt message into the mesh", "topic", m.Topic, "err", err)
+	if err == nil {
+		return
 	}
+	if !errors.Is(err, fleet.ErrTooLarge) && !errors.Is(err, fleet.ErrRateLimited) {
+		b.log.Warn("mqtt message into the mesh", "topic", m.Topic, "err", err)
+		return
+	}
+	// Answer on the MQTT 5 response topic if the sender gave one, unless it
+	// is itself a to/ topic: the answer would be sent into the mesh.
+	if m.ResponseTopic != "" && !strings.HasPrefix(m.ResponseTopic, b.topic(TopicTo)) {
+		payload, merr := marshal(SendResponse{Topic: m.Topic, OK: false, Error: err.Error()})
+		if merr == nil {
+			if rerr := b.c.Reply(ctx, m, "", payload); rerr == nil {
+				return
+			}
+		}
+	}
+	if ok, held := b.refusals.allow(b.cfg.Now()); ok {
+		b.log.Warn("mqtt message into the mesh refused", "topic", m.Topic, "err", err, "refused_since_last", held)
+	}
+}
+
+// SendResponse answers a <prefix>/to/... message on its MQTT 5 response
+// topic when the mesh refused it.
+type SendResponse struct {
+	Topic string `json:"topic"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
 }

@@ -6,12 +6,16 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"hash/crc32"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/meshfleet/meshfleet/fleet"
 	"github.com/meshfleet/meshfleet/fleet/fleettest"
@@ -305,3 +309,71 @@ func TestMeshMessages(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// lockedBuffer collects log output written from the bridge's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A message the mesh refuses (too large, over the airtime budget) is
+// answered with an error when the request has an MQTT 5 response topic,
+// else logged, at most once per refusalLogGap.
+func TestRefusedMeshMessages(t *testing.T) {
+	br, err := StartBroker("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var logs lockedBuffer
+	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	r.svc.SendCheck = func(msg string) error {
+		if strings.HasPrefix(msg, "big") {
+			return fmt.Errorf("message is 2097152 bytes as a mesh package, more than send.max_size (8192): %w", fleet.ErrTooLarge)
+		}
+		return nil
+	}
+	r.obs.wait(t, ctx, "mf/status/nodes", nil)
+	for range 50 {
+		r.pub.Publish(ctx, "mf/to/broadcast", []byte("big"), false)
+	}
+	reply := &paho.Publish{Topic: "mf/to/17", Payload: []byte("big one"), QoS: 1,
+		Properties: &paho.PublishProperties{ResponseTopic: "client/replies", CorrelationData: []byte("c1")}}
+	if err := r.pub.publish(ctx, reply); err != nil {
+		t.Fatal(err)
+	}
+	// A response topic inside to/ is not answered: the answer would go into the mesh.
+	loop := &paho.Publish{Topic: "mf/to/17", Payload: []byte("big loop"), QoS: 1,
+		Properties: &paho.PublishProperties{ResponseTopic: "mf/to/broadcast"}}
+	if err := r.pub.publish(ctx, loop); err != nil {
+		t.Fatal(err)
+	}
+	r.pub.Publish(ctx, "mf/to/broadcast", []byte("last"), false)
+	if sent, err := r.svc.WaitSent(ctx, 1); err != nil || len(sent) != 1 || sent[0] != "broadcast last" {
+		t.Fatalf("sent %q (%v)", sent, err)
+	}
+	var resp SendResponse
+	if err := json.Unmarshal(r.obs.wait(t, ctx, "client/replies", nil), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.OK || resp.Topic != "mf/to/17" || !strings.Contains(resp.Error, "send.max_size") {
+		t.Fatalf("error reply %+v", resp)
+	}
+	if n := strings.Count(logs.String(), "mqtt message into the mesh refused"); n != 1 {
+		t.Fatalf("%d log lines for 51 refusals within the same time, want 1:\n%s", n, logs.String())
+	}
+}
