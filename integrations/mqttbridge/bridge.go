@@ -209,23 +209,13 @@ func (b *Bridge) env() envelope {
 		Timestamp: b.cfg.Now().UTC().Format(time.RFC3339), FirmwareVersion: b.cfg.Version}
 }
 
-// NodesPayload is <prefix>/status/nodes.
+// NodesPayload is <prefix>/status/nodes: the node documents of the REST
+// API (fleet.Node), and their count (fleet.CountNodes).
 type NodesPayload struct {
 	envelope
-	Nodes     []NodeEntry `json:"nodes"`
-	NodeCount int         `json:"node_count"`
-	MeshID    string      `json:"mesh_id"`
-}
-
-// NodeEntry keeps the seeds' keys (node_id as a decimal string, status,
-// last_seen) and adds what the gateway knows.
-type NodeEntry struct {
-	NodeID   string `json:"node_id"`
-	Status   string `json:"status"`
-	LastSeen string `json:"last_seen"`
-	Hops     int    `json:"hop_count"`
-	Firmware string `json:"firmware_version,omitempty"`
-	Health   int    `json:"health"`
+	Nodes     []fleet.Node `json:"nodes"`
+	NodeCount int          `json:"node_count"`
+	MeshID    string       `json:"mesh_id"`
 }
 
 // TopologyPayload is <prefix>/status/topology: the real tree, as
@@ -273,22 +263,23 @@ type AlertsPayload struct {
 func (b *Bridge) PublishAll(ctx context.Context) {
 	b.publish(ctx, b.topic(TopicState), []byte(availabilityOn), true)
 	nodes := b.svc.Nodes()
+	if nodes == nil {
+		nodes = []fleet.Node{}
+	}
+	// Counts come from the same list as the documents, so status/nodes and
+	// status/metrics agree with each other and with REST.
+	total, online := fleet.CountNodes(nodes)
 	sum := b.svc.Summary()
 	if b.cfg.Nodes {
-		p := NodesPayload{envelope: b.env(), Nodes: []NodeEntry{}, NodeCount: len(nodes), MeshID: b.cfg.DeviceID}
-		for _, n := range nodes {
-			p.Nodes = append(p.Nodes, NodeEntry{NodeID: id(n.ID), Status: n.Status, LastSeen: n.LastSeen.UTC().Format(time.RFC3339),
-				Hops: n.Hops, Firmware: n.Firmware, Health: n.Health})
-		}
-		b.publishJSON(ctx, b.topic(TopicNodes), p, true)
+		b.publishJSON(ctx, b.topic(TopicNodes), NodesPayload{envelope: b.env(), Nodes: nodes, NodeCount: total, MeshID: b.cfg.DeviceID}, true)
 	}
 	if b.cfg.Topology {
 		b.publishJSON(ctx, b.topic(TopicTopology), b.topology(), true)
 	}
 	if b.cfg.Metrics {
 		b.publishJSON(ctx, b.topic(TopicMetrics), MetricsPayload{envelope: b.env(), Metrics: MeshMetrics{
-			UptimeS: sum.GatewayUptimeS, MeshNodes: sum.NodeCount, OnlineNodes: sum.OnlineCount,
-			ConnectedDevices: max(sum.NodeCount-1, 0), HealthScore: sum.HealthScore, ActiveAlerts: sum.ActiveAlerts, MaxHops: sum.MaxHops,
+			UptimeS: sum.GatewayUptimeS, MeshNodes: total, OnlineNodes: online,
+			ConnectedDevices: max(total-1, 0), HealthScore: sum.HealthScore, ActiveAlerts: sum.ActiveAlerts, MaxHops: sum.MaxHops,
 		}}, true)
 	}
 	if b.cfg.Alerts {

@@ -84,8 +84,9 @@ func newRig(t *testing.T, ctx context.Context, url string, mutate func(*BridgeCo
 	svc := &fleettest.Memory{
 		NodeList: []fleet.Node{
 			{ID: 1, Status: "online", Gateway: true, LastSeen: time.Unix(1700000000, 0)},
-			{ID: 3907768579, Status: "online", Hops: 1, Firmware: "1.2.3", RSSI: -61, LastSeen: time.Unix(1700000000, 0)},
-			{ID: 17, Status: "offline", Hops: 2},
+			{ID: 3907768579, Status: "online", Hops: hops(1), Firmware: "1.2.3", RSSI: -61, LastSeen: time.Unix(1700000000, 0),
+				Role: "sensor", Hardware: "ESP32", FreeMemory: 41000},
+			{ID: 17, Status: "offline", Hops: hops(2)},
 		},
 		Tree: protocol.NodeTree{NodeID: 1, Root: true, Subs: []protocol.NodeTree{{NodeID: 3907768579, Subs: []protocol.NodeTree{{NodeID: 17}}}}},
 		Sum:  fleet.Summary{NodeCount: 3, OnlineCount: 2, HealthScore: 66, ActiveAlerts: 2, MaxHops: 2},
@@ -125,7 +126,7 @@ func TestStatusTopics(t *testing.T) {
 
 	var nodes NodesPayload
 	json.Unmarshal(r.obs.wait(t, ctx, "mf/status/nodes", nil), &nodes)
-	if nodes.NodeCount != 3 || len(nodes.Nodes) != 3 || nodes.Nodes[1].NodeID != "3907768579" || nodes.Nodes[2].Status != "offline" ||
+	if nodes.NodeCount != 3 || len(nodes.Nodes) != 3 || nodes.Nodes[1].ID != 3907768579 || nodes.Nodes[2].Status != "offline" ||
 		nodes.SchemaVersion != 1 || nodes.DeviceID != "1" || nodes.Timestamp != "2023-11-14T22:15:00Z" {
 		t.Fatalf("nodes payload: %+v", nodes)
 	}
@@ -376,4 +377,74 @@ func TestRefusedMeshMessages(t *testing.T) {
 	if n := strings.Count(logs.String(), "mqtt message into the mesh refused"); n != 1 {
 		t.Fatalf("%d log lines for 51 refusals within the same time, want 1:\n%s", n, logs.String())
 	}
+}
+
+func hops(n int) *int { return &n }
+
+// The node documents on status/nodes and status/node/<id> are the REST
+// documents (fleet.Node, as GET /api/v1/nodes encodes them), and the
+// counts on status/nodes and status/metrics come from the same list.
+func TestNodeDocumentsAreTheRESTDocuments(t *testing.T) {
+	br, err := StartBroker("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.PerNode = true })
+	r.svc.Sum.NodeCount, r.svc.Sum.OnlineCount = 10, 6 // another count the service may hold
+	want, err := json.Marshal(r.svc.Nodes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var payload struct {
+		Nodes     json.RawMessage `json:"nodes"`
+		NodeCount int             `json:"node_count"`
+	}
+	if err := json.Unmarshal(r.obs.wait(t, ctx, "mf/status/nodes", nil), &payload); err != nil {
+		t.Fatal(err)
+	}
+	if !sameJSON(t, payload.Nodes, want) {
+		t.Fatalf("status/nodes documents\n%s\nREST documents\n%s", payload.Nodes, want)
+	}
+	var metrics MetricsPayload
+	json.Unmarshal(r.obs.wait(t, ctx, "mf/status/metrics", nil), &metrics)
+	if payload.NodeCount != 3 || metrics.Metrics.MeshNodes != 3 || metrics.Metrics.OnlineNodes != 2 {
+		t.Fatalf("counts: status/nodes %d, status/metrics %d nodes %d online; want 3, 3, 2", payload.NodeCount, metrics.Metrics.MeshNodes, metrics.Metrics.OnlineNodes)
+	}
+	for _, n := range r.svc.Nodes() {
+		doc, _ := json.Marshal(n)
+		var fields map[string]any
+		json.Unmarshal(doc, &fields)
+		var got map[string]any
+		json.Unmarshal(r.obs.wait(t, ctx, "mf/status/node/"+itoa(int(n.ID)), nil), &got)
+		for k, v := range fields {
+			if k == "firmware_version" {
+				continue // the envelope's key, with the node's value
+			}
+			if fmt.Sprint(got[k]) != fmt.Sprint(v) {
+				t.Errorf("status/node/%d: %s = %v, REST has %v", n.ID, k, got[k], v)
+			}
+		}
+		if got["firmware_version"] != n.Firmware {
+			t.Errorf("status/node/%d: firmware_version %v, want %q", n.ID, got["firmware_version"], n.Firmware)
+		}
+	}
+	// Unknown values are left out, not sent as sentinels.
+	if strings.Contains(string(payload.Nodes), `"last_seen":"0001`) || strings.Count(string(payload.Nodes), `"free_memory_bytes"`) != 1 {
+		t.Errorf("unknown values in %s", payload.Nodes)
+	}
+}
+
+func sameJSON(t *testing.T, a, b []byte) bool {
+	t.Helper()
+	var x, y any
+	if err := json.Unmarshal(a, &x); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &y); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprint(x) == fmt.Sprint(y)
 }

@@ -101,7 +101,8 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 			g(d, v, append(labels, st)...)
 		}
 	}
-	for _, n := range e.svc.Nodes() {
+	nodes := e.svc.Nodes()
+	for _, n := range nodes {
 		id := strconv.FormatUint(uint64(n.ID), 10)
 		up := 0.0
 		if n.Status == "online" {
@@ -109,21 +110,32 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		}
 		g(e.up, up, id)
 		g(e.uptime, float64(n.UptimeS), id)
-		g(e.freeMem, float64(n.FreeMemory), id)
-		g(e.rssi, float64(n.RSSI), id)
-		g(e.latency, n.LatencyMS/1000, id)
+		// Unknown values (zero in the node document, which omits them)
+		// are no series rather than a misleading 0.
+		if n.FreeMemory != 0 {
+			g(e.freeMem, float64(n.FreeMemory), id)
+		}
+		if n.RSSI != 0 {
+			g(e.rssi, float64(n.RSSI), id)
+		}
+		if n.LatencyMS != 0 {
+			g(e.latency, n.LatencyMS/1000, id)
+		}
 		g(e.loss, n.LossPct/100, id)
 		g(e.conns, float64(n.Connections), id)
 		g(e.health, float64(n.Health), id)
-		g(e.hops, float64(n.Hops), id)
+		if n.Hops != nil {
+			g(e.hops, float64(*n.Hops), id)
+		}
 		counter(e.rx, float64(n.MessagesRx), id)
 		counter(e.tx, float64(n.MessagesTx), id)
 		counter(e.dropped, float64(n.Dropped), id)
 		g(e.info, 1, id, n.Firmware, n.FirmwareMD5, n.Role, n.Hardware)
 	}
 	s := e.svc.Summary()
-	g(e.meshNodes, float64(s.NodeCount))
-	g(e.meshOnline, float64(s.OnlineCount))
+	total, online := fleet.CountNodes(nodes)
+	g(e.meshNodes, float64(total))
+	g(e.meshOnline, float64(online))
 	g(e.meshHealth, float64(s.HealthScore))
 	g(e.meshAlerts, float64(s.ActiveAlerts))
 	g(e.meshMaxHops, float64(s.MaxHops))

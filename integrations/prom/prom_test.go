@@ -30,7 +30,6 @@ meshfleet_node_up{node_id="3907768579"} 0
 # HELP meshfleet_node_latency_seconds Latency to the gateway (TIME_DELAY round trip estimate).
 # TYPE meshfleet_node_latency_seconds gauge
 meshfleet_node_latency_seconds{node_id="1"} 0.012
-meshfleet_node_latency_seconds{node_id="3907768579"} 0
 # HELP meshfleet_node_packet_loss_ratio Packet loss as last reported, 0..1.
 # TYPE meshfleet_node_packet_loss_ratio gauge
 meshfleet_node_packet_loss_ratio{node_id="1"} 0
@@ -164,5 +163,26 @@ meshfleet_ota_campaign_nodes_completed{campaign="d"} 0
 		`state="paused"} 0`, `state="paused"} 1`, `state="running"} 1`, `state="running"} 0`).Replace(before)
 	if err := testutil.CollectAndCompare(NewExporter(m), strings.NewReader(after), names...); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Values a node never reported (or that the gateway cannot know) are no
+// series: a 0 or a sentinel would read as a real measurement.
+func TestExporterOmitsUnknownValues(t *testing.T) {
+	two := 2
+	m := &fleettest.Memory{NodeList: []fleet.Node{
+		{ID: 1, Status: "online", FreeMemory: 50000, RSSI: -60, LatencyMS: 3, Hops: &two},
+		{ID: 2, Status: "offline"},
+	}}
+	for name, want := range map[string]int{
+		"meshfleet_node_free_memory_bytes": 1,
+		"meshfleet_node_rssi_dbm":          1,
+		"meshfleet_node_latency_seconds":   1,
+		"meshfleet_node_hops":              1,
+		"meshfleet_node_up":                2,
+	} {
+		if n := testutil.CollectAndCount(NewExporter(m), name); n != want {
+			t.Errorf("%s: %d series, want %d", name, n, want)
+		}
 	}
 }
