@@ -104,7 +104,18 @@ func (m *Memory) Node(id uint32) (fleet.Node, error) {
 func (m *Memory) Topology() protocol.NodeTree { return m.Tree }
 
 // Summary implements fleet.Service.
-func (m *Memory) Summary() fleet.Summary { return m.Sum }
+func (m *Memory) Summary() fleet.Summary {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.Sum
+}
+
+// Update changes m's fields while integrations may be reading them.
+func (m *Memory) Update(fn func(m *Memory)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	fn(m)
+}
 
 // Alerts implements fleet.Service.
 func (m *Memory) Alerts(includeCleared bool) []fleet.Alert {

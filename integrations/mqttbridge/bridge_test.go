@@ -72,6 +72,29 @@ func (o *observer) wait(t *testing.T, ctx context.Context, topic string, pred fu
 	}
 }
 
+// nth waits for the n-th message on topic and returns it.
+func (o *observer) nth(t *testing.T, ctx context.Context, topic string, n int) []byte {
+	t.Helper()
+	for {
+		o.mu.Lock()
+		seen := 0
+		for _, m := range o.msgs {
+			if m.Topic == topic {
+				if seen++; seen == n {
+					o.mu.Unlock()
+					return m.Payload
+				}
+			}
+		}
+		o.mu.Unlock()
+		select {
+		case <-o.seen:
+		case <-ctx.Done():
+			t.Fatalf("no message %d on %s", n, topic)
+		}
+	}
+}
+
 type rig struct {
 	svc    *fleettest.Memory
 	obs    *observer
@@ -342,12 +365,14 @@ func TestRefusedMeshMessages(t *testing.T) {
 	defer cancel()
 	var logs lockedBuffer
 	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
-	r.svc.SendCheck = func(msg string) error {
-		if strings.HasPrefix(msg, "big") {
-			return fmt.Errorf("message is 2097152 bytes as a mesh package, more than send.max_size (8192): %w", fleet.ErrTooLarge)
+	r.svc.Update(func(m *fleettest.Memory) {
+		m.SendCheck = func(msg string) error {
+			if strings.HasPrefix(msg, "big") {
+				return fmt.Errorf("message is 2097152 bytes as a mesh package, more than send.max_size (8192): %w", fleet.ErrTooLarge)
+			}
+			return nil
 		}
-		return nil
-	}
+	})
 	r.obs.wait(t, ctx, "mf/status/nodes", nil)
 	for range 50 {
 		r.pub.Publish(ctx, "mf/to/broadcast", []byte("big"), false)
@@ -393,7 +418,7 @@ func TestNodeDocumentsAreTheRESTDocuments(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.PerNode = true })
-	r.svc.Sum.NodeCount, r.svc.Sum.OnlineCount = 10, 6 // another count the service may hold
+	r.svc.Update(func(m *fleettest.Memory) { m.Sum.NodeCount, m.Sum.OnlineCount = 10, 6 }) // another count the service may hold
 	want, err := json.Marshal(r.svc.Nodes())
 	if err != nil {
 		t.Fatal(err)
@@ -408,8 +433,11 @@ func TestNodeDocumentsAreTheRESTDocuments(t *testing.T) {
 	if !sameJSON(t, payload.Nodes, want) {
 		t.Fatalf("status/nodes documents\n%s\nREST documents\n%s", payload.Nodes, want)
 	}
+	// Published again after the service's summary changed: still the
+	// counts of the node list.
+	r.bridge.PublishAll(ctx)
 	var metrics MetricsPayload
-	json.Unmarshal(r.obs.wait(t, ctx, "mf/status/metrics", nil), &metrics)
+	json.Unmarshal(r.obs.nth(t, ctx, "mf/status/metrics", 2), &metrics)
 	if payload.NodeCount != 3 || metrics.Metrics.MeshNodes != 3 || metrics.Metrics.OnlineNodes != 2 {
 		t.Fatalf("counts: status/nodes %d, status/metrics %d nodes %d online; want 3, 3, 2", payload.NodeCount, metrics.Metrics.MeshNodes, metrics.Metrics.OnlineNodes)
 	}
