@@ -483,9 +483,10 @@ func (b *Bridge) handleTo(ctx context.Context, m Message) {
 		b.log.Warn("mqtt message into the mesh", "topic", m.Topic, "err", err)
 		return
 	}
-	// Answer on the MQTT 5 response topic if the sender gave one, unless it
-	// is itself a to/ topic: the answer would be sent into the mesh.
-	if m.ResponseTopic != "" && !strings.HasPrefix(m.ResponseTopic, b.topic(TopicTo)) {
+	// Answer on the MQTT 5 response topic if the sender gave one at or
+	// below ota/control/response, where replies go: anywhere else (a to/
+	// topic, say) the answer could be sent on into the mesh.
+	if replyTopicAllowed(m.ResponseTopic, b.topic(TopicOTAResponse)) {
 		payload, merr := marshal(SendResponse{Topic: m.Topic, OK: false, Error: err.Error()})
 		if merr == nil {
 			if rerr := b.c.Reply(ctx, m, "", payload); rerr == nil {
@@ -496,6 +497,11 @@ func (b *Bridge) handleTo(ctx context.Context, m Message) {
 	if ok, held := b.refusals.allow(b.cfg.Now()); ok {
 		b.log.Warn("mqtt message into the mesh refused", "topic", m.Topic, "err", err, "refused_since_last", held)
 	}
+}
+
+// replyTopicAllowed: rt is base or below it, without wildcards.
+func replyTopicAllowed(rt, base string) bool {
+	return (rt == base || strings.HasPrefix(rt, base+"/")) && !strings.ContainsAny(rt, "+#")
 }
 
 // SendResponse answers a <prefix>/to/... message on its MQTT 5 response

@@ -378,11 +378,12 @@ func TestRefusedMeshMessages(t *testing.T) {
 		r.pub.Publish(ctx, "mf/to/broadcast", []byte("big"), false)
 	}
 	reply := &paho.Publish{Topic: "mf/to/17", Payload: []byte("big one"), QoS: 1,
-		Properties: &paho.PublishProperties{ResponseTopic: "client/replies", CorrelationData: []byte("c1")}}
+		Properties: &paho.PublishProperties{ResponseTopic: "mf/ota/control/response/c1", CorrelationData: []byte("c1")}}
 	if err := r.pub.publish(ctx, reply); err != nil {
 		t.Fatal(err)
 	}
-	// A response topic inside to/ is not answered: the answer would go into the mesh.
+	// A response topic elsewhere (here inside to/, where the answer would go
+	// into the mesh) is not answered.
 	loop := &paho.Publish{Topic: "mf/to/17", Payload: []byte("big loop"), QoS: 1,
 		Properties: &paho.PublishProperties{ResponseTopic: "mf/to/broadcast"}}
 	if err := r.pub.publish(ctx, loop); err != nil {
@@ -393,7 +394,7 @@ func TestRefusedMeshMessages(t *testing.T) {
 		t.Fatalf("sent %q (%v)", sent, err)
 	}
 	var resp SendResponse
-	if err := json.Unmarshal(r.obs.wait(t, ctx, "client/replies", nil), &resp); err != nil {
+	if err := json.Unmarshal(r.obs.wait(t, ctx, "mf/ota/control/response/c1", nil), &resp); err != nil {
 		t.Fatal(err)
 	}
 	if resp.OK || resp.Topic != "mf/to/17" || !strings.Contains(resp.Error, "send.max_size") {
