@@ -34,6 +34,14 @@ func TestMetricsCountInvalidPackages(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MQTT.Enabled = false
 	g, _, done := startSimGateway(t, ctx, cfg, 2)
+	// Stop the gateway before t.TempDir is removed: it saves its state on the way out.
+	defer func() {
+		cancel()
+		select { // done is empty if waitReady already took Run's result
+		case <-done:
+		case <-time.After(30 * time.Second):
+		}
+	}()
 	waitReady(t, ctx, g, done)
 	var received bool
 	if err := g.do(ctx, func(now time.Time, n *mesh.Node, _ *status.Collector, _ *ota.Distributor) {

@@ -63,6 +63,14 @@ func TestSummaryCountsTheNodeList(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MQTT.Enabled = false
 	g, _, done := startSimGateway(t, ctx, cfg, 3)
+	// Stop the gateway before t.TempDir is removed: it saves its state on the way out.
+	defer func() {
+		cancel()
+		select { // done is empty if waitReady already took Run's result
+		case <-done:
+		case <-time.After(30 * time.Second):
+		}
+	}()
 	waitReady(t, ctx, g, done)
 	if err := g.do(ctx, func(now time.Time, _ *mesh.Node, c *status.Collector, _ *ota.Distributor) {
 		c.Model().Observe(now, 424242, status.SourceQuery, func(m *status.Metrics) { m.Uptime = 5 })

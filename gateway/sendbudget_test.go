@@ -21,6 +21,14 @@ func TestSendIsBoundedBySizeAndAirtime(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MQTT.Enabled = false
 	g, _, done := startSimGateway(t, ctx, cfg, 2)
+	// Stop the gateway before t.TempDir is removed: it saves its state on the way out.
+	defer func() {
+		cancel()
+		select { // done is empty if waitReady already took Run's result
+		case <-done:
+		case <-time.After(30 * time.Second):
+		}
+	}()
 	waitReady(t, ctx, g, done)
 	clock := time.Unix(1_000_000, 0)
 	g.sends.now = func() time.Time { return clock }
