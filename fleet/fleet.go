@@ -15,23 +15,26 @@ import (
 	"github.com/meshfleet/meshfleet/protocol"
 )
 
-// Node is one mesh node as the gateway knows it.
+// Node is one mesh node as the gateway knows it: the one node document of
+// REST (/api/v1/nodes), MQTT (status/nodes, status/node/<id>) and the
+// metrics exporter. Values the gateway does not know are left out of the
+// JSON (omitempty/omitzero), never sent as 0-dates or sentinels.
 type Node struct {
 	ID          uint32    `json:"node_id"`
 	Status      string    `json:"status"` // "online" | "offline"
 	Root        bool      `json:"root,omitempty"`
-	Gateway     bool      `json:"gateway,omitempty"` // this is the gateway's own node
-	LastSeen    time.Time `json:"last_seen"`
-	Hops        int       `json:"hops"` // from the gateway, 0 for itself
+	Gateway     bool      `json:"gateway,omitempty"`  // this is the gateway's own node
+	LastSeen    time.Time `json:"last_seen,omitzero"` // zero until the node was heard from
+	Hops        *int      `json:"hops,omitempty"`     // from the gateway, 0 for itself; nil when not in the layout
 	Role        string    `json:"role,omitempty"`
 	Hardware    string    `json:"hardware,omitempty"`
 	Firmware    string    `json:"firmware_version,omitempty"`
 	FirmwareMD5 string    `json:"firmware_md5,omitempty"`
 	UptimeS     uint64    `json:"uptime_s"`
-	FreeMemory  uint64    `json:"free_memory_bytes"`
-	RSSI        int       `json:"rssi_dbm"`
-	WiFi        int       `json:"wifi_pct"` // 0..100
-	LatencyMS   float64   `json:"latency_ms"`
+	FreeMemory  uint64    `json:"free_memory_bytes,omitzero"` // 0: unknown
+	RSSI        int       `json:"rssi_dbm,omitzero"`          // 0: unknown
+	WiFi        int       `json:"wifi_pct,omitzero"`          // 0..100; 0: unknown
+	LatencyMS   float64   `json:"latency_ms,omitzero"`        // 0: unknown
 	LossPct     float64   `json:"packet_loss_pct"`
 	Connections int       `json:"connections"`
 	MessagesRx  uint64    `json:"messages_rx"`
@@ -43,10 +46,22 @@ type Node struct {
 	OTA         *Progress `json:"ota,omitempty"`
 }
 
+// CountNodes is the one definition of the node counts everywhere (REST
+// summary, MQTT status/nodes and status/metrics, /metrics): every node
+// listed, and those of them online.
+func CountNodes(nodes []Node) (total, online int) {
+	for _, n := range nodes {
+		if n.Status == "online" {
+			online++
+		}
+	}
+	return len(nodes), online
+}
+
 // Summary is the mesh as a whole.
 type Summary struct {
-	NodeCount      int       `json:"node_count"`
-	OnlineCount    int       `json:"online_count"`
+	NodeCount      int       `json:"node_count"`   // CountNodes of Nodes()
+	OnlineCount    int       `json:"online_count"` // CountNodes of Nodes()
 	HealthScore    int       `json:"health_score"` // 0..100, formula in the README
 	ActiveAlerts   int       `json:"active_alerts"`
 	MaxHops        int       `json:"max_hops"`
@@ -110,6 +125,13 @@ type Campaign struct {
 	Total     int                 `json:"total"`
 }
 
+// CampaignStates are the values of Campaign.State; a campaign that is not
+// running or paused has finished.
+var CampaignStates = []string{"running", "paused", "completed", "aborted", "failed"}
+
+// ProgressStates are the values of Progress.State.
+var ProgressStates = []string{"idle", "downloading", "verifying", "switching", "confirmed", "failed", "rolled_back"}
+
 // Progress is one node's OTA state.
 type Progress struct {
 	NodeID   uint32    `json:"node_id"`
@@ -148,6 +170,10 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrInvalid  = errors.New("invalid request")
 	ErrConflict = errors.New("conflict")
+	// ErrTooLarge: the request exceeds a size limit (REST 413).
+	ErrTooLarge = errors.New("too large")
+	// ErrRateLimited: the request exceeds a rate budget; retry later (REST 429).
+	ErrRateLimited = errors.New("rate limited")
 )
 
 // Service is what the gateway offers its integrations. Every method is
@@ -170,6 +196,8 @@ type Service interface {
 	ResumeCampaign(id string) (Campaign, error)
 	AbortCampaign(id string) (Campaign, error)
 
+	// SendBroadcast and SendSingle refuse a message larger than the mesh
+	// takes (ErrTooLarge) or beyond the airtime budget (ErrRateLimited).
 	SendBroadcast(ctx context.Context, msg string) error
 	SendSingle(ctx context.Context, dest uint32, msg string) error
 

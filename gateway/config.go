@@ -28,6 +28,7 @@ type Config struct {
 	Firmware FirmwareConfig `yaml:"firmware"`
 	OTA      OTAConfig      `yaml:"ota"`
 	Status   StatusConfig   `yaml:"status"`
+	Send     SendConfig     `yaml:"send"`
 	StateDir string         `yaml:"state_dir"`
 	Log      LogConfig      `yaml:"log"`
 }
@@ -132,6 +133,15 @@ type StatusConfig struct {
 	RebootLoopWindow Duration `yaml:"reboot_loop_window"`
 }
 
+// SendConfig bounds application messages into the mesh (MQTT <prefix>/to/...,
+// REST POST /api/v1/messages): the size of one package and an airtime
+// budget, so a client cannot flood the radio links.
+type SendConfig struct {
+	MaxSize   int     `yaml:"max_size"`   // bytes of the encoded package
+	Rate      float64 `yaml:"rate"`       // messages per second
+	RateBytes float64 `yaml:"rate_bytes"` // bytes per second
+}
+
 // LogConfig selects slog's level and handler.
 type LogConfig struct {
 	Level  string `yaml:"level"`
@@ -206,6 +216,11 @@ func DefaultConfig() Config {
 			RebootLoopCount:  3,
 			RebootLoopWindow: Duration(10 * time.Minute),
 		},
+		// painlessMesh v6 nodes drop packages over MAX_MESSAGE_CAPACITY
+		// (8192 bytes, PROTOCOL.md §1.3); an ESP8266 link carries about 28
+		// packages of 4.4 KB a second, so the budget leaves most of it to
+		// the mesh's own traffic.
+		Send:     SendConfig{MaxSize: 8192, Rate: 10, RateBytes: 16384},
 		StateDir: "state",
 		Log:      LogConfig{Level: "info", Format: "text"},
 	}
@@ -457,6 +472,15 @@ func (c Config) Validate() error {
 	}
 	if c.Node.MaxConnections < 1 {
 		return bad("node.max_connections", "must be at least 1, got %d", c.Node.MaxConnections)
+	}
+	if c.Send.MaxSize < 64 || c.Send.MaxSize > c.Node.MaxMessageSize {
+		return bad("send.max_size", "must be 64..node.max_message_size (%d) bytes, got %d", c.Node.MaxMessageSize, c.Send.MaxSize)
+	}
+	if !(c.Send.Rate > 0) {
+		return bad("send.rate", "must be a positive number of messages per second, got %v", c.Send.Rate)
+	}
+	if !(c.Send.RateBytes > 0) {
+		return bad("send.rate_bytes", "must be a positive number of bytes per second, got %v", c.Send.RateBytes)
 	}
 	if c.MQTT.Enabled {
 		if c.MQTT.URL == "" {

@@ -67,6 +67,9 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"section scalar", "node: 5\n", nil, "node must be a mapping"},
 		{"chunk", "node:\n  id: 1\n  listen: ':5555'\nota:\n  chunk_size: 10\n", nil, "ota.chunk_size"},
 		{"prefix", "node:\n  id: 1\n  listen: ':5555'\nmqtt:\n  prefix: 'a/#'\n", nil, "mqtt.prefix"},
+		{"send size", "node:\n  id: 1\n  listen: ':5555'\n", []string{"send.max_size=2000000"}, "send.max_size"},
+		{"send rate", "node:\n  id: 1\n  listen: ':5555'\n", []string{"send.rate=0"}, "send.rate"},
+		{"send bytes", "node:\n  id: 1\n  listen: ':5555'\n", []string{"send.rate_bytes=-5"}, "send.rate_bytes"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -53,6 +53,7 @@ type Gateway struct {
 	store   *firmware.Store
 	fan     *fanout
 	started time.Time
+	sends   *sendBudget // application messages into the mesh
 
 	mu        sync.Mutex
 	driver    Driver
@@ -93,7 +94,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
-	g := &Gateway{cfg: cfg, log: log, store: store, fan: newFanout(), started: time.Now(), history: map[string]ota.CampaignSnapshot{}, ready: make(chan struct{})}
+	g := &Gateway{cfg: cfg, log: log, store: store, fan: newFanout(), started: time.Now(), sends: newSendBudget(cfg.Send, time.Now), history: map[string]ota.CampaignSnapshot{}, ready: make(chan struct{})}
 	if err := g.loadState(); err != nil {
 		return nil, err
 	}
@@ -326,7 +327,9 @@ func (g *Gateway) httpServer() (*http.Server, net.Listener, error) {
 	mux.Handle("/api/", api)
 	mux.Handle("/healthz", api)
 	if g.cfg.HTTP.Metrics {
-		var metrics http.Handler = prom.Handler(prom.NewRegistry(g))
+		reg := prom.NewRegistry(g)
+		reg.MustRegister(newGatewayCollector(g))
+		var metrics http.Handler = prom.Handler(reg)
 		if g.cfg.HTTP.MetricsNeedToken() {
 			metrics = rest.RequireToken(g.cfg.HTTP.Token, metrics)
 		}

@@ -241,8 +241,8 @@ func runEndToEnd(t *testing.T, useBroker func(*testing.T, *Config)) {
 		t.Fatalf("REST has %d nodes, MQTT %d", len(rnodes), len(nodes.Nodes))
 	}
 	for i, n := range rnodes {
-		if fmt.Sprint(n.ID) != nodes.Nodes[i].NodeID {
-			t.Fatalf("REST node %d is %d, MQTT says %s", i, n.ID, nodes.Nodes[i].NodeID)
+		if n.ID != nodes.Nodes[i].ID {
+			t.Fatalf("REST node %d is %d, MQTT says %d", i, n.ID, nodes.Nodes[i].ID)
 		}
 	}
 
@@ -334,6 +334,33 @@ func runEndToEnd(t *testing.T, useBroker func(*testing.T, *Config)) {
 			t.Fatalf("device %d runs %s, want the new image", id, md5hex)
 		}
 	}
+	// The devices report the version the image was uploaded as, and their
+	// role and hardware, on REST and MQTT alike.
+	updated := func(ns []fleet.Node) bool {
+		n := 0
+		for _, d := range ns {
+			if !d.Gateway && d.Firmware == "2.0.0" && d.FirmwareMD5 == hex.EncodeToString(sum[:]) && d.Role == "sensor" && d.Hardware == "ESP32" {
+				n++
+			}
+		}
+		return n == devices
+	}
+	for {
+		getJSON(t, "http://"+g.HTTPAddr+"/api/v1/nodes", &rnodes)
+		if updated(rnodes) {
+			break
+		}
+		select {
+		case <-rec.ch:
+		case <-ctx.Done():
+			t.Fatalf("devices do not report 2.0.0 with role and hardware: %+v", rnodes)
+		}
+	}
+	rec.waitFor(t, ctx, "mf/status/nodes", func(p []byte) bool {
+		var n mqttbridge.NodesPayload
+		json.Unmarshal(p, &n)
+		return updated(n.Nodes)
+	})
 
 	cancel()
 	if err := <-done; err != nil {

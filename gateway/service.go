@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -67,7 +68,7 @@ func (s snapshot) nodes() []fleet.Node {
 	for _, st := range s.states {
 		m := st.Metrics
 		n := fleet.Node{
-			ID: st.ID, Status: "offline", Gateway: st.ID == s.self, LastSeen: st.LastSeen.UTC(), Hops: st.Hops,
+			ID: st.ID, Status: "offline", Gateway: st.ID == s.self, Role: m.Role, Hardware: m.Hardware,
 			Firmware: m.FirmwareVersion, FirmwareMD5: m.FirmwareMD5, UptimeS: uint64(m.Uptime), FreeMemory: uint64(m.FreeMemory),
 			RSSI: int(m.RSSI), WiFi: int(m.WiFi), LatencyMS: float64(m.LatencyUs) / 1000, LossPct: float64(m.LossPermille) / 10,
 			Connections: int(m.Connections), MessagesRx: uint64(m.MessagesRx), MessagesTx: uint64(m.MessagesTx),
@@ -76,6 +77,18 @@ func (s snapshot) nodes() []fleet.Node {
 		}
 		if st.Online {
 			n.Status = "online"
+		}
+		if !st.LastSeen.IsZero() {
+			n.LastSeen = st.LastSeen.UTC()
+		}
+		if st.Hops >= 0 {
+			h := st.Hops
+			n.Hops = &h
+		}
+		if m.FreeMemory == math.MaxUint32 {
+			// Saturated (RuntimeFreeMemory on a host with 4 GiB or more
+			// free): the 32-bit field cannot say how much.
+			n.FreeMemory = 0
 		}
 		if st.ID == s.self {
 			n.Root = s.tree.Root
@@ -117,9 +130,15 @@ func (g *Gateway) Summary() fleet.Summary {
 	if err != nil {
 		return fleet.Summary{Timestamp: time.Now().UTC()}
 	}
-	return fleet.Summary{NodeCount: s.health.NodeCount, OnlineCount: s.health.Online, HealthScore: s.health.Score,
+	return s.summary(g.started)
+}
+
+// summary counts the nodes as s.nodes() lists them (fleet.CountNodes).
+func (s snapshot) summary(started time.Time) fleet.Summary {
+	total, online := fleet.CountNodes(s.nodes())
+	return fleet.Summary{NodeCount: total, OnlineCount: online, HealthScore: s.health.Score,
 		ActiveAlerts: len(s.alerts), MaxHops: s.health.MaxHops, GatewayID: s.self,
-		GatewayUptimeS: uint64(time.Since(g.started) / time.Second), Timestamp: s.now.UTC()}
+		GatewayUptimeS: uint64(time.Since(started) / time.Second), Timestamp: s.now.UTC()}
 }
 
 // Alerts implements fleet.Service.
@@ -373,8 +392,21 @@ func (g *Gateway) AbortCampaign(id string) (fleet.Campaign, error) {
 	return g.control(id, func(now time.Time, d *ota.Distributor) error { return d.Abort(now, id) })
 }
 
+// admitSend checks an application package against send.max_size and the
+// airtime budget. pkg encodes it; msg alone is checked first, so a huge
+// message is refused without another copy of it.
+func (g *Gateway) admitSend(msg string, pkg protocol.Package) error {
+	if len(msg) > g.sends.maxSize {
+		return g.sends.admit(len(msg))
+	}
+	return g.sends.admit(len(pkg.AppendJSON(nil)))
+}
+
 // SendBroadcast implements fleet.Service.
 func (g *Gateway) SendBroadcast(ctx context.Context, msg string) error {
+	if err := g.admitSend(msg, &protocol.Broadcast{From: g.cfg.Node.ID, Msg: msg}); err != nil {
+		return err
+	}
 	return g.do(ctx, func(now time.Time, n *mesh.Node, _ *status.Collector, _ *ota.Distributor) {
 		n.SendBroadcast(now, msg, false)
 	})
@@ -382,6 +414,9 @@ func (g *Gateway) SendBroadcast(ctx context.Context, msg string) error {
 
 // SendSingle implements fleet.Service.
 func (g *Gateway) SendSingle(ctx context.Context, dest uint32, msg string) error {
+	if err := g.admitSend(msg, &protocol.Single{From: g.cfg.Node.ID, Dest: dest, Msg: msg}); err != nil {
+		return err
+	}
 	var ok bool
 	if err := g.do(ctx, func(now time.Time, n *mesh.Node, _ *status.Collector, _ *ota.Distributor) {
 		ok = n.SendSingle(now, dest, msg)

@@ -47,6 +47,20 @@ func decodeTransfer(method string, r io.Reader) (io.Reader, error) {
 	return compress.NewDecompressor(m, r)
 }
 
+// simFirmware is a simulated device's firmware provider: the version its
+// running image was installed as, the factory version before any update.
+// An image installed without a version (a stock transfer) has none: an
+// empty version is reported rather than a wrong one.
+func simFirmware(store *ota.MemoryStore, factory string) func() (string, string) {
+	return func() (string, string) {
+		md5, _ := store.Active()
+		if md5 == "" {
+			return factory, ""
+		}
+		return store.ActiveVersion(), md5
+	}
+}
+
 // NewSimMesh builds the mesh with the gateway's node as root (id
 // cfg.Node.ID) and the devices in a random tree below it.
 func (g *Gateway) NewSimMesh(sc SimMeshConfig) (*SimMesh, error) {
@@ -98,12 +112,8 @@ func (g *Gateway) NewSimMesh(sc SimMeshConfig) (*SimMesh, error) {
 				rc, rcErr := ota.NewReceiver(ota.ReceiverConfig{Role: sc.Role, Hardware: sc.Hardware, Store: store, Seed: uint64(id),
 					SelfTest: func(string) bool { return true }}, now)
 				rep := status.NewReporter(status.ReporterConfig{Interval: sc.ReportInterval, Providers: status.Providers{
-					Firmware: func() (string, string) {
-						if md5, ok := store.Active(); ok && md5 != "" {
-							return sc.Firmware + "+" + md5[:8], md5
-						}
-						return sc.Firmware, ""
-					},
+					Firmware:   simFirmware(store, sc.Firmware),
+					Identity:   func() (string, string) { return sc.Role, sc.Hardware },
 					FreeMemory: mem.Free,
 					RSSI:       func(time.Time) int8 { return int8(-50 - int(id%30)) },
 				}}, now)

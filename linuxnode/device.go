@@ -153,6 +153,7 @@ func Open(cfg Config, now time.Time) (*Device, error) {
 			Interval: cfg.StatusInterval,
 			Providers: status.Providers{
 				Firmware:   d.firmware,
+				Identity:   func() (string, string) { return cfg.Role, cfg.Hardware },
 				FreeMemory: status.RuntimeFreeMemory,
 				OTA:        d.otaStatus,
 			},

@@ -116,6 +116,9 @@ func TestStartReportsTheRunningImage(t *testing.T) {
 	if m.FirmwareVersion != "factory-7" || m.FirmwareMD5 != "" || m.OTAState != status.OTAIdle {
 		t.Fatalf("reported %+v, want the configured version for the factory image", m)
 	}
+	if m.Role != "box" || m.Hardware != "hw" {
+		t.Fatalf("reported role %q hardware %q, want the configured box, hw", m.Role, m.Hardware)
+	}
 	if restartRequested(dev) || len(n.Ready().Events) != 0 {
 		t.Fatal("a normal start asked for a restart or emitted more")
 	}

@@ -117,6 +117,20 @@ type DelayMeasured struct {
 	Delay  int32 // one-way estimate, µs
 }
 
+// InvalidPackage reports packages received on Conn that could not be
+// parsed and were dropped (PROTOCOL.md §1.5). It comes at most once per
+// connection per InvalidReportInterval; Suppressed is how many more
+// arrived on the connection since the previous report. Stats.ParseErrors
+// counts them all.
+type InvalidPackage struct {
+	EventBase
+	Conn       ConnID
+	NodeID     uint32 // the neighbour; 0 before its first node sync
+	Reason     string // InvalidHeader or InvalidBody
+	Err        string // the parser's error for this package
+	Suppressed uint64
+}
+
 // ConnInfo describes one connection of a node (Node.Connections).
 type ConnInfo struct {
 	Conn    ConnID
@@ -174,9 +188,11 @@ type Stats struct {
 	MessagesRx, MessagesTx uint64 // every message received / queued for writing
 	MessagesDropped        uint64 // unroutable, unparsable, unhandled or to a closed connection
 	BytesRx, BytesTx       uint64
-	ParseErrors            uint64
-	Connections            int    // synced connections
-	ConnectionChanges      uint64 // layout changes: ChangedConnections events
+	ParseErrors            uint64 // InvalidPackages.Header + InvalidPackages.Body
+	// InvalidPackages are the parse errors by reason.
+	InvalidPackages   InvalidCounts
+	Connections       int    // synced connections
+	ConnectionChanges uint64 // layout changes: ChangedConnections events
 	// TimeSyncs counts TIME_REPLYs we computed an offset from;
 	// TimeSyncAdopts those whose offset was non-zero (the clock moved).
 	TimeSyncs, TimeSyncAdopts uint64

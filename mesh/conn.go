@@ -35,6 +35,10 @@ type conn struct {
 	timeoutAt  time.Time // timeOutTask: NODE_TIMEOUT after a request
 	retryAt    time.Time // repeat the unanswered request (Timing.NodeSyncRetry)
 	timeSyncAt time.Time // timeSyncTask: startTimeSync
+	// invalidReportedAt is when the last InvalidPackage event for this
+	// connection was emitted; invalidSuppressed counts those held back since.
+	invalidReportedAt time.Time
+	invalidSuppressed uint64
 	// replies are TIME_REPLYs waiting out our processing time.
 	replies []pendingReply
 

@@ -19,7 +19,7 @@ func (n *Node) handleNodeSync(now time.Time, c *conn, msg []byte) {
 	}
 	p, err := protocol.Decode(msg)
 	if err != nil {
-		n.stats.ParseErrors++
+		n.invalid(now, c, InvalidBody, err)
 		n.stats.MessagesDropped++
 		return
 	}

@@ -28,7 +28,7 @@ func (n *Node) route(now time.Time, c *conn, msg []byte) {
 	h, err := protocol.ParseHeader(msg)
 	if err != nil {
 		// §1.5: a parse error drops the message; the connection stays.
-		n.stats.ParseErrors++
+		n.invalid(now, c, InvalidHeader, err)
 		n.stats.MessagesDropped++
 		return
 	}
@@ -87,7 +87,7 @@ func (n *Node) handle(now time.Time, c *conn, h protocol.Header, msg, kept []byt
 			n.handleTimeDelay(now, c, msg)
 		}
 	case protocol.TypeSingle, protocol.TypeBroadcast:
-		n.handleMessage(h, msg)
+		n.handleMessage(now, c, h, msg)
 	default:
 		core = false
 	}
@@ -110,10 +110,10 @@ func (n *Node) handle(now time.Time, c *conn, h protocol.Header, msg, kept []byt
 }
 
 // handleMessage reports a SINGLE or BROADCAST to the application.
-func (n *Node) handleMessage(h protocol.Header, msg []byte) {
+func (n *Node) handleMessage(now time.Time, c *conn, h protocol.Header, msg []byte) {
 	p, err := protocol.Decode(msg)
 	if err != nil {
-		n.stats.ParseErrors++
+		n.invalid(now, c, InvalidBody, err)
 		return
 	}
 	switch m := p.(type) {

@@ -37,7 +37,7 @@ func (n *Node) adopts(c *conn) bool {
 // handleTimeSync handles a TIME_SYNC (4) on connection c (the TIME_SYNC
 // package callback, §6.3).
 func (n *Node) handleTimeSync(now time.Time, c *conn, msg []byte) {
-	ts, ok := n.decodeTime(msg)
+	ts, ok := n.decodeTime(now, c, msg)
 	if !ok {
 		return
 	}
@@ -84,7 +84,7 @@ func (n *Node) handleTimeSync(now time.Time, c *conn, msg []byte) {
 
 // handleTimeDelay handles a TIME_DELAY (3) addressed to us (§6.6).
 func (n *Node) handleTimeDelay(now time.Time, c *conn, msg []byte) {
-	ts, ok := n.decodeTime(msg)
+	ts, ok := n.decodeTime(now, c, msg)
 	if !ok {
 		return
 	}
@@ -127,10 +127,10 @@ func (n *Node) StartDelayMeasurement(now time.Time, id uint32) bool {
 	return true
 }
 
-func (n *Node) decodeTime(msg []byte) (*protocol.TimeSync, bool) {
+func (n *Node) decodeTime(now time.Time, c *conn, msg []byte) (*protocol.TimeSync, bool) {
 	p, err := protocol.Decode(msg)
 	if err != nil {
-		n.stats.ParseErrors++
+		n.invalid(now, c, InvalidBody, err)
 		n.stats.MessagesDropped++
 		return nil, false
 	}

@@ -45,6 +45,7 @@ type MemoryStore struct {
 type memSlot struct {
 	image     []byte
 	md5       string
+	version   string // from the transfer that installed it; "" if unknown
 	confirmed bool
 	counter   uint64
 }
@@ -152,7 +153,7 @@ func (s *MemoryStore) Finish(d Download, pub ed25519.PublicKey) error {
 		return fmt.Errorf("%w: bad signature", ErrVerify)
 	}
 	other := 1 - s.active
-	s.slots[other] = memSlot{image: img, md5: st.t.Image, counter: st.t.Counter}
+	s.slots[other] = memSlot{image: img, md5: st.t.Image, version: st.t.Version, counter: st.t.Counter}
 	s.staged = nil
 	s.verified = true
 	return nil
@@ -220,6 +221,11 @@ func (s *MemoryStore) Active() (string, bool) {
 	sl := s.slots[s.active]
 	return sl.md5, sl.confirmed
 }
+
+// ActiveVersion is the version of the running image as its transfer named
+// it: "" for the image the store started with, or when the transfer did
+// not say (stock announces carry no version).
+func (s *MemoryStore) ActiveVersion() string { return s.slots[s.active].version }
 
 // LastRollback implements Store; it reports a rollback once.
 func (s *MemoryStore) LastRollback() (string, bool) {

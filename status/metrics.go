@@ -55,6 +55,10 @@ type Metrics struct {
 	FirmwareHash    uint32     `json:"fwHash"` // FirmwareHash(version, md5)
 	LastError       string     `json:"lastErr"`
 	ReportInterval  uint16     `json:"interval"` // seconds until the next regular report
+	// Role and Hardware are the node's OTA role and hardware; like the
+	// firmware strings they are in full reports only (omitted when unknown).
+	Role     string `json:"role,omitempty"`
+	Hardware string `json:"hw,omitempty"`
 }
 
 // FirmwareHash is the 32-bit id of a firmware that telemetry frames carry
@@ -110,7 +114,7 @@ func (m *Metrics) Values() telemetry.Values {
 // is unchanged and cleared when it changes.
 func (m *Metrics) ApplyValues(v telemetry.Values) {
 	if v.FirmwareHash != m.FirmwareHash {
-		m.FirmwareVersion, m.FirmwareMD5 = "", ""
+		m.FirmwareVersion, m.FirmwareMD5, m.Role, m.Hardware = "", "", "", ""
 	}
 	m.Uptime = v.Uptime
 	m.FreeMemory = v.FreeMemory

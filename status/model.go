@@ -136,7 +136,14 @@ type Model struct {
 	nodes     map[uint32]*nodeEntry
 	tree      protocol.NodeTree
 	haveTree  bool
-	firmwares map[uint32][2]string // hash → version, md5
+	firmwares map[uint32]firmwareStrings // by FirmwareHash
+}
+
+// firmwareStrings is what a full report says about a firmware, so nodes
+// that stream only its hash are named too. Role and hardware go with the
+// firmware: a painlessMesh image is built for one role and one board.
+type firmwareStrings struct {
+	version, md5, role, hardware string
 }
 
 // NewModel returns an empty model.
@@ -144,7 +151,7 @@ func NewModel(cfg ModelConfig) *Model {
 	return &Model{
 		cfg:       cfg.withDefaults(),
 		nodes:     make(map[uint32]*nodeEntry),
-		firmwares: make(map[uint32][2]string),
+		firmwares: make(map[uint32]firmwareStrings),
 	}
 }
 
@@ -180,12 +187,21 @@ func (m *Model) Observe(now time.Time, id uint32, src Source, update func(*Metri
 	if src.full() {
 		mt.FirmwareHash = FirmwareHash(mt.FirmwareVersion, mt.FirmwareMD5)
 		if mt.FirmwareHash != 0 {
-			m.firmwares[mt.FirmwareHash] = [2]string{mt.FirmwareVersion, mt.FirmwareMD5}
+			fw := firmwareStrings{version: mt.FirmwareVersion, md5: mt.FirmwareMD5, role: mt.Role, hardware: mt.Hardware}
+			// A stock status package names the firmware but not the role:
+			// keep what a full report said.
+			if old := m.firmwares[mt.FirmwareHash]; fw.role == "" && fw.hardware == "" {
+				fw.role, fw.hardware = old.role, old.hardware
+			}
+			m.firmwares[mt.FirmwareHash] = fw
 		}
 		e.LastFull = now
 	} else if mt.FirmwareVersion == "" || mt.FirmwareHash != prevHash {
 		if fw, ok := m.firmwares[mt.FirmwareHash]; ok {
-			mt.FirmwareVersion, mt.FirmwareMD5 = fw[0], fw[1]
+			mt.FirmwareVersion, mt.FirmwareMD5 = fw.version, fw.md5
+			if mt.Role == "" && mt.Hardware == "" {
+				mt.Role, mt.Hardware = fw.role, fw.hardware
+			}
 		}
 	}
 

@@ -18,6 +18,9 @@ type Providers struct {
 	// Firmware is the running firmware's version and MD5 (the OTA slot
 	// store knows them).
 	Firmware func() (version, md5 string)
+	// Identity is the node's OTA role and hardware (what its OTA receiver
+	// accepts images for).
+	Identity func() (role, hardware string)
 	// FreeMemory is the free heap in bytes: RuntimeMemory on a Linux
 	// node, a model in the simulator.
 	FreeMemory func(now time.Time) uint32
@@ -253,6 +256,9 @@ func (r *Reporter) measure(now time.Time, st mesh.Stats) Metrics {
 	if p.Firmware != nil {
 		m.FirmwareVersion, m.FirmwareMD5 = p.Firmware()
 		m.FirmwareHash = FirmwareHash(m.FirmwareVersion, m.FirmwareMD5)
+	}
+	if p.Identity != nil {
+		m.Role, m.Hardware = p.Identity()
 	}
 	if p.FreeMemory != nil {
 		m.FreeMemory = p.FreeMemory(now)

@@ -27,6 +27,9 @@ type Memory struct {
 	Data      map[string][]byte
 	Camps     map[string]*fleet.Campaign
 	Sent      []string // "broadcast MSG" or "single ID MSG"
+	// SendCheck, if set, may refuse a message before it is sent (as the
+	// gateway refuses oversize messages and floods).
+	SendCheck func(msg string) error
 	subs      []chan fleet.Event
 	nextID    int
 	sentCh    chan struct{} // closed and replaced on every send
@@ -101,7 +104,18 @@ func (m *Memory) Node(id uint32) (fleet.Node, error) {
 func (m *Memory) Topology() protocol.NodeTree { return m.Tree }
 
 // Summary implements fleet.Service.
-func (m *Memory) Summary() fleet.Summary { return m.Sum }
+func (m *Memory) Summary() fleet.Summary {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.Sum
+}
+
+// Update changes m's fields while integrations may be reading them.
+func (m *Memory) Update(fn func(m *Memory)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	fn(m)
+}
 
 // Alerts implements fleet.Service.
 func (m *Memory) Alerts(includeCleared bool) []fleet.Alert {
@@ -226,6 +240,11 @@ func (m *Memory) AbortCampaign(id string) (fleet.Campaign, error) {
 func (m *Memory) SendBroadcast(_ context.Context, msg string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.SendCheck != nil {
+		if err := m.SendCheck(msg); err != nil {
+			return err
+		}
+	}
 	m.noteSent("broadcast " + msg)
 	return nil
 }
@@ -234,6 +253,11 @@ func (m *Memory) SendBroadcast(_ context.Context, msg string) error {
 func (m *Memory) SendSingle(_ context.Context, dest uint32, msg string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.SendCheck != nil {
+		if err := m.SendCheck(msg); err != nil {
+			return err
+		}
+	}
 	m.noteSent(fmt.Sprintf("single %d %s", dest, msg))
 	return nil
 }

@@ -3,6 +3,7 @@ package mqttbridge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -61,6 +62,33 @@ type Bridge struct {
 
 	mu        sync.Mutex
 	announced map[uint32]bool // nodes with Home Assistant discovery published
+	refusals  refusalLog
+}
+
+// refusalLogGap is the least time between two warnings about refused
+// to/... messages: a client flooding the mesh gets one line per gap, with
+// the number of refusals since the previous one.
+const refusalLogGap = 10 * time.Second
+
+// refusalLog throttles the warnings about refused to/... messages.
+type refusalLog struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether a warning may be logged at now, and how many
+// were held back since the last one.
+func (r *refusalLog) allow(now time.Time) (bool, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.last.IsZero() && now.Sub(r.last) < refusalLogGap {
+		r.suppressed++
+		return false, 0
+	}
+	n := r.suppressed
+	r.last, r.suppressed = now, 0
+	return true, n
 }
 
 // Topic names under the prefix.
@@ -200,23 +228,13 @@ func (b *Bridge) env() envelope {
 		Timestamp: b.cfg.Now().UTC().Format(time.RFC3339), FirmwareVersion: b.cfg.Version}
 }
 
-// NodesPayload is <prefix>/status/nodes.
+// NodesPayload is <prefix>/status/nodes: the node documents of the REST
+// API (fleet.Node), and their count (fleet.CountNodes).
 type NodesPayload struct {
 	envelope
-	Nodes     []NodeEntry `json:"nodes"`
-	NodeCount int         `json:"node_count"`
-	MeshID    string      `json:"mesh_id"`
-}
-
-// NodeEntry keeps the seeds' keys (node_id as a decimal string, status,
-// last_seen) and adds what the gateway knows.
-type NodeEntry struct {
-	NodeID   string `json:"node_id"`
-	Status   string `json:"status"`
-	LastSeen string `json:"last_seen"`
-	Hops     int    `json:"hop_count"`
-	Firmware string `json:"firmware_version,omitempty"`
-	Health   int    `json:"health"`
+	Nodes     []fleet.Node `json:"nodes"`
+	NodeCount int          `json:"node_count"`
+	MeshID    string       `json:"mesh_id"`
 }
 
 // TopologyPayload is <prefix>/status/topology: the real tree, as
@@ -264,22 +282,23 @@ type AlertsPayload struct {
 func (b *Bridge) PublishAll(ctx context.Context) {
 	b.publish(ctx, b.topic(TopicState), []byte(availabilityOn), true)
 	nodes := b.svc.Nodes()
+	if nodes == nil {
+		nodes = []fleet.Node{}
+	}
+	// Counts come from the same list as the documents, so status/nodes and
+	// status/metrics agree with each other and with REST.
+	total, online := fleet.CountNodes(nodes)
 	sum := b.svc.Summary()
 	if b.cfg.Nodes {
-		p := NodesPayload{envelope: b.env(), Nodes: []NodeEntry{}, NodeCount: len(nodes), MeshID: b.cfg.DeviceID}
-		for _, n := range nodes {
-			p.Nodes = append(p.Nodes, NodeEntry{NodeID: id(n.ID), Status: n.Status, LastSeen: n.LastSeen.UTC().Format(time.RFC3339),
-				Hops: n.Hops, Firmware: n.Firmware, Health: n.Health})
-		}
-		b.publishJSON(ctx, b.topic(TopicNodes), p, true)
+		b.publishJSON(ctx, b.topic(TopicNodes), NodesPayload{envelope: b.env(), Nodes: nodes, NodeCount: total, MeshID: b.cfg.DeviceID}, true)
 	}
 	if b.cfg.Topology {
 		b.publishJSON(ctx, b.topic(TopicTopology), b.topology(), true)
 	}
 	if b.cfg.Metrics {
 		b.publishJSON(ctx, b.topic(TopicMetrics), MetricsPayload{envelope: b.env(), Metrics: MeshMetrics{
-			UptimeS: sum.GatewayUptimeS, MeshNodes: sum.NodeCount, OnlineNodes: sum.OnlineCount,
-			ConnectedDevices: max(sum.NodeCount-1, 0), HealthScore: sum.HealthScore, ActiveAlerts: sum.ActiveAlerts, MaxHops: sum.MaxHops,
+			UptimeS: sum.GatewayUptimeS, MeshNodes: total, OnlineNodes: online,
+			ConnectedDevices: max(total-1, 0), HealthScore: sum.HealthScore, ActiveAlerts: sum.ActiveAlerts, MaxHops: sum.MaxHops,
 		}}, true)
 	}
 	if b.cfg.Alerts {
@@ -476,9 +495,35 @@ func (b *Bridge) handleTo(ctx context.Context, m Message) {
 	} else {
 		err = b.svc.SendSingle(ctx, uint32(v), string(m.Payload))
 	}
-	if err != nil {
-		b.log.Warn("mqtt message into the mesh", "topic", m.Topic, "err", err)
+	if err == nil {
+		return
 	}
+	if !errors.Is(err, fleet.ErrTooLarge) && !errors.Is(err, fleet.ErrRateLimited) {
+		b.log.Warn("mqtt message into the mesh", "topic", m.Topic, "err", err)
+		return
+	}
+	// Answer on the MQTT 5 response topic if the sender gave one at or
+	// below ota/control/response, where replies go: anywhere else (a to/
+	// topic, say) the answer could be sent on into the mesh.
 	from := b.sender(m)
+	if m.ResponseTopic != "" && b.checkResponseTopic(m, from) == nil {
+		payload, merr := marshal(SendResponse{Topic: m.Topic, OK: false, Error: err.Error()})
+		if merr == nil {
+			if rerr := b.c.Reply(ctx, m, "", payload); rerr == nil {
+				return
+			}
+		}
+	}
+	if ok, held := b.refusals.allow(b.cfg.Now()); ok {
+		b.log.Warn("mqtt message into the mesh refused", "topic", m.Topic, "err", err, "refused_since_last", held)
+	}
 	fleet.Audit(b.log, fleet.AuditAction{Via: "mqtt", Who: from.who(b.cfg.TrustSender), Client: from.ClientID, Action: "message.send", Target: dest, Err: err})
+}
+
+// SendResponse answers a <prefix>/to/... message on its MQTT 5 response
+// topic when the mesh refused it.
+type SendResponse struct {
+	Topic string `json:"topic"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
 }

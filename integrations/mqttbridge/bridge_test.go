@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"hash/crc32"
 	"log/slog"
 	"strconv"
@@ -71,6 +72,29 @@ func (o *observer) wait(t *testing.T, ctx context.Context, topic string, pred fu
 	}
 }
 
+// nth waits for the n-th message on topic and returns it.
+func (o *observer) nth(t *testing.T, ctx context.Context, topic string, n int) []byte {
+	t.Helper()
+	for {
+		o.mu.Lock()
+		seen := 0
+		for _, m := range o.msgs {
+			if m.Topic == topic {
+				if seen++; seen == n {
+					o.mu.Unlock()
+					return m.Payload
+				}
+			}
+		}
+		o.mu.Unlock()
+		select {
+		case <-o.seen:
+		case <-ctx.Done():
+			t.Fatalf("no message %d on %s", n, topic)
+		}
+	}
+}
+
 type rig struct {
 	svc    *fleettest.Memory
 	obs    *observer
@@ -83,8 +107,9 @@ func newRig(t *testing.T, ctx context.Context, url string, mutate func(*BridgeCo
 	svc := &fleettest.Memory{
 		NodeList: []fleet.Node{
 			{ID: 1, Status: "online", Gateway: true, LastSeen: time.Unix(1700000000, 0)},
-			{ID: 3907768579, Status: "online", Hops: 1, Firmware: "1.2.3", RSSI: -61, LastSeen: time.Unix(1700000000, 0)},
-			{ID: 17, Status: "offline", Hops: 2},
+			{ID: 3907768579, Status: "online", Hops: hops(1), Firmware: "1.2.3", RSSI: -61, LastSeen: time.Unix(1700000000, 0),
+				Role: "sensor", Hardware: "ESP32", FreeMemory: 41000},
+			{ID: 17, Status: "offline", Hops: hops(2)},
 		},
 		Tree: protocol.NodeTree{NodeID: 1, Root: true, Subs: []protocol.NodeTree{{NodeID: 3907768579, Subs: []protocol.NodeTree{{NodeID: 17}}}}},
 		Sum:  fleet.Summary{NodeCount: 3, OnlineCount: 2, HealthScore: 66, ActiveAlerts: 2, MaxHops: 2},
@@ -136,7 +161,7 @@ func TestStatusTopics(t *testing.T) {
 
 	var nodes NodesPayload
 	json.Unmarshal(r.obs.wait(t, ctx, "mf/status/nodes", nil), &nodes)
-	if nodes.NodeCount != 3 || len(nodes.Nodes) != 3 || nodes.Nodes[1].NodeID != "3907768579" || nodes.Nodes[2].Status != "offline" ||
+	if nodes.NodeCount != 3 || len(nodes.Nodes) != 3 || nodes.Nodes[1].ID != 3907768579 || nodes.Nodes[2].Status != "offline" ||
 		nodes.SchemaVersion != 1 || nodes.DeviceID != "1" || nodes.Timestamp != "2023-11-14T22:15:00Z" {
 		t.Fatalf("nodes payload: %+v", nodes)
 	}
@@ -555,4 +580,148 @@ func TestUploadIdleEvictedAndCappedPerClient(t *testing.T) {
 	if _, err := u.chunk(ControlRequest{UploadID: ids[2], Index: 0, Data: base64.StdEncoding.EncodeToString([]byte("abcd"))}, "b", t2); err != nil {
 		t.Fatalf("busy upload evicted: %v", err)
 	}
+}
+
+// lockedBuffer collects log output written from the bridge's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A message the mesh refuses (too large, over the airtime budget) is
+// answered with an error when the request has an MQTT 5 response topic,
+// else logged, at most once per refusalLogGap.
+func TestRefusedMeshMessages(t *testing.T) {
+	br, err := StartBroker("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var logs lockedBuffer
+	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	r.svc.Update(func(m *fleettest.Memory) {
+		m.SendCheck = func(msg string) error {
+			if strings.HasPrefix(msg, "big") {
+				return fmt.Errorf("message is 2097152 bytes as a mesh package, more than send.max_size (8192): %w", fleet.ErrTooLarge)
+			}
+			return nil
+		}
+	})
+	r.obs.wait(t, ctx, "mf/status/nodes", nil)
+	for range 50 {
+		r.pub.Publish(ctx, "mf/to/broadcast", []byte("big"), false)
+	}
+	reply := &paho.Publish{Topic: "mf/to/17", Payload: []byte("big one"), QoS: 1,
+		Properties: &paho.PublishProperties{ResponseTopic: "mf/ota/control/response/c1", CorrelationData: []byte("c1")}}
+	if err := r.pub.publish(ctx, reply); err != nil {
+		t.Fatal(err)
+	}
+	// A response topic elsewhere (here inside to/, where the answer would go
+	// into the mesh) is not answered.
+	loop := &paho.Publish{Topic: "mf/to/17", Payload: []byte("big loop"), QoS: 1,
+		Properties: &paho.PublishProperties{ResponseTopic: "mf/to/broadcast"}}
+	if err := r.pub.publish(ctx, loop); err != nil {
+		t.Fatal(err)
+	}
+	r.pub.Publish(ctx, "mf/to/broadcast", []byte("last"), false)
+	if sent, err := r.svc.WaitSent(ctx, 1); err != nil || len(sent) != 1 || sent[0] != "broadcast last" {
+		t.Fatalf("sent %q (%v)", sent, err)
+	}
+	var resp SendResponse
+	if err := json.Unmarshal(r.obs.wait(t, ctx, "mf/ota/control/response/c1", nil), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.OK || resp.Topic != "mf/to/17" || !strings.Contains(resp.Error, "send.max_size") {
+		t.Fatalf("error reply %+v", resp)
+	}
+	if n := strings.Count(logs.String(), "mqtt message into the mesh refused"); n != 1 {
+		t.Fatalf("%d log lines for 51 refusals within the same time, want 1:\n%s", n, logs.String())
+	}
+}
+
+func hops(n int) *int { return &n }
+
+// The node documents on status/nodes and status/node/<id> are the REST
+// documents (fleet.Node, as GET /api/v1/nodes encodes them), and the
+// counts on status/nodes and status/metrics come from the same list.
+func TestNodeDocumentsAreTheRESTDocuments(t *testing.T) {
+	br, err := StartBroker("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.PerNode = true })
+	r.svc.Update(func(m *fleettest.Memory) { m.Sum.NodeCount, m.Sum.OnlineCount = 10, 6 }) // another count the service may hold
+	want, err := json.Marshal(r.svc.Nodes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var payload struct {
+		Nodes     json.RawMessage `json:"nodes"`
+		NodeCount int             `json:"node_count"`
+	}
+	if err := json.Unmarshal(r.obs.wait(t, ctx, "mf/status/nodes", nil), &payload); err != nil {
+		t.Fatal(err)
+	}
+	if !sameJSON(t, payload.Nodes, want) {
+		t.Fatalf("status/nodes documents\n%s\nREST documents\n%s", payload.Nodes, want)
+	}
+	// Published again after the service's summary changed: still the
+	// counts of the node list.
+	r.bridge.PublishAll(ctx)
+	var metrics MetricsPayload
+	json.Unmarshal(r.obs.nth(t, ctx, "mf/status/metrics", 2), &metrics)
+	if payload.NodeCount != 3 || metrics.Metrics.MeshNodes != 3 || metrics.Metrics.OnlineNodes != 2 {
+		t.Fatalf("counts: status/nodes %d, status/metrics %d nodes %d online; want 3, 3, 2", payload.NodeCount, metrics.Metrics.MeshNodes, metrics.Metrics.OnlineNodes)
+	}
+	for _, n := range r.svc.Nodes() {
+		doc, _ := json.Marshal(n)
+		var fields map[string]any
+		json.Unmarshal(doc, &fields)
+		var got map[string]any
+		json.Unmarshal(r.obs.wait(t, ctx, "mf/status/node/"+itoa(int(n.ID)), nil), &got)
+		for k, v := range fields {
+			if k == "firmware_version" {
+				continue // the envelope's key, with the node's value
+			}
+			if fmt.Sprint(got[k]) != fmt.Sprint(v) {
+				t.Errorf("status/node/%d: %s = %v, REST has %v", n.ID, k, got[k], v)
+			}
+		}
+		if got["firmware_version"] != n.Firmware {
+			t.Errorf("status/node/%d: firmware_version %v, want %q", n.ID, got["firmware_version"], n.Firmware)
+		}
+	}
+	// Unknown values are left out, not sent as sentinels.
+	if strings.Contains(string(payload.Nodes), `"last_seen":"0001`) || strings.Count(string(payload.Nodes), `"free_memory_bytes"`) != 1 {
+		t.Errorf("unknown values in %s", payload.Nodes)
+	}
+}
+
+func sameJSON(t *testing.T, a, b []byte) bool {
+	t.Helper()
+	var x, y any
+	if err := json.Unmarshal(a, &x); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &y); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprint(x) == fmt.Sprint(y)
 }

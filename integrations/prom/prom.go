@@ -26,6 +26,7 @@ type Exporter struct {
 	rx, tx, dropped, info                                         *prometheus.Desc
 	meshNodes, meshOnline, meshHealth, meshAlerts, meshMaxHops    *prometheus.Desc
 	alert                                                         *prometheus.Desc
+	otaCampaigns, otaCampaignState                                *prometheus.Desc
 	otaState, otaChunks, otaTotal, otaCompleted, otaFailed        *prometheus.Desc
 }
 
@@ -36,31 +37,40 @@ func NewExporter(svc fleet.Service) *Exporter {
 		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil)
 	}
 	return &Exporter{
-		svc:          svc,
-		up:           d("node_up", "1 if the node reported within its offline timeout.", node...),
-		uptime:       d("node_uptime_seconds", "Node uptime as last reported.", node...),
-		freeMem:      d("node_free_memory_bytes", "Free heap as last reported.", node...),
-		rssi:         d("node_rssi_dbm", "WiFi signal strength as last reported.", node...),
-		latency:      d("node_latency_seconds", "Latency to the gateway (TIME_DELAY round trip estimate).", node...),
-		loss:         d("node_packet_loss_ratio", "Packet loss as last reported, 0..1.", node...),
-		conns:        d("node_connections", "Direct mesh connections of the node.", node...),
-		health:       d("node_health_score", "Node health 0..100.", node...),
-		hops:         d("node_hops", "Hops from the gateway.", node...),
-		rx:           d("node_messages_received", "Messages received, as the node counts them.", node...),
-		tx:           d("node_messages_sent", "Messages sent, as the node counts them.", node...),
-		dropped:      d("node_messages_dropped", "Messages dropped, as the node counts them.", node...),
-		info:         d("node_firmware_info", "Firmware of the node (value 1).", "node_id", "version", "md5", "role", "hardware"),
-		meshNodes:    d("mesh_nodes", "Nodes known in the mesh, the gateway included."),
-		meshOnline:   d("mesh_nodes_online", "Nodes currently online."),
-		meshHealth:   d("mesh_health_score", "Mesh health score 0..100."),
-		meshAlerts:   d("mesh_alerts_active", "Active (not cleared) alerts."),
-		meshMaxHops:  d("mesh_max_hops", "Depth of the mesh tree seen from the gateway."),
-		alert:        d("alert_active", "Active alerts (value 1), by node and type.", "node_id", "alert_type", "severity"),
-		otaState:     d("ota_node_state", "OTA state of a node in a campaign (value 1 for the current state).", "campaign", "node_id", "state"),
-		otaChunks:    d("ota_node_chunks_done", "Chunks a node holds in a campaign.", "campaign", "node_id"),
-		otaTotal:     d("ota_node_chunks", "Chunks of the campaign's transfer.", "campaign", "node_id"),
-		otaCompleted: d("ota_campaign_nodes_completed", "Nodes that completed a campaign.", "campaign", "state"),
-		otaFailed:    d("ota_campaign_nodes_failed", "Nodes that failed in a campaign.", "campaign", "state"),
+		svc:     svc,
+		up:      d("node_up", "1 if the node reported within its offline timeout.", node...),
+		uptime:  d("node_uptime_seconds", "Node uptime as last reported.", node...),
+		freeMem: d("node_free_memory_bytes", "Free heap as last reported.", node...),
+		rssi:    d("node_rssi_dbm", "WiFi signal strength as last reported.", node...),
+		latency: d("node_latency_seconds", "Latency to the gateway (TIME_DELAY round trip estimate).", node...),
+		loss:    d("node_packet_loss_ratio", "Packet loss as last reported, 0..1.", node...),
+		conns:   d("node_connections", "Direct mesh connections of the node.", node...),
+		health:  d("node_health_score", "Node health 0..100.", node...),
+		hops:    d("node_hops", "Hops from the gateway.", node...),
+		// The nodes count these themselves and start again from 0 when
+		// they restart: counters from another system that can reset are
+		// still counters (rate() handles the reset), named _total.
+		rx:          d("node_messages_received_total", "Messages received, as the node counts them (resets when the node restarts).", node...),
+		tx:          d("node_messages_sent_total", "Messages sent, as the node counts them (resets when the node restarts).", node...),
+		dropped:     d("node_messages_dropped_total", "Messages dropped, as the node counts them (resets when the node restarts).", node...),
+		info:        d("node_firmware_info", "Firmware of the node (value 1).", "node_id", "version", "md5", "role", "hardware"),
+		meshNodes:   d("mesh_nodes", "Nodes known in the mesh, the gateway included."),
+		meshOnline:  d("mesh_nodes_online", "Nodes currently online."),
+		meshHealth:  d("mesh_health_score", "Mesh health score 0..100."),
+		meshAlerts:  d("mesh_alerts_active", "Active (not cleared) alerts."),
+		meshMaxHops: d("mesh_max_hops", "Depth of the mesh tree seen from the gateway."),
+		alert:       d("alert_active", "Active alerts (value 1), by node and type.", "node_id", "alert_type", "severity"),
+		// Series per campaign exist while it runs or is paused; a finished
+		// campaign is only counted in ota_campaigns, so series do not pile
+		// up with every campaign. States are sets of 0/1 series, so a state
+		// change never changes a series' identity.
+		otaCampaigns:     d("ota_campaigns", "OTA campaigns the gateway knows, by state.", "state"),
+		otaCampaignState: d("ota_campaign_state", "State of a running or paused campaign: 1 for its current state, 0 for the others.", "campaign", "state"),
+		otaState:         d("ota_node_state", "OTA state of a node in a running or paused campaign: 1 for its current state, 0 for the others.", "campaign", "node_id", "state"),
+		otaChunks:        d("ota_node_chunks_done", "Chunks a node holds in a running or paused campaign.", "campaign", "node_id"),
+		otaTotal:         d("ota_node_chunks", "Chunks of the transfer of a running or paused campaign.", "campaign", "node_id"),
+		otaCompleted:     d("ota_campaign_nodes_completed", "Nodes that completed a running or paused campaign.", "campaign"),
+		otaFailed:        d("ota_campaign_nodes_failed", "Nodes that failed in a running or paused campaign.", "campaign"),
 	}
 }
 
@@ -68,7 +78,7 @@ func NewExporter(svc fleet.Service) *Exporter {
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{e.up, e.uptime, e.freeMem, e.rssi, e.latency, e.loss, e.conns, e.health, e.hops,
 		e.rx, e.tx, e.dropped, e.info, e.meshNodes, e.meshOnline, e.meshHealth, e.meshAlerts, e.meshMaxHops, e.alert,
-		e.otaState, e.otaChunks, e.otaTotal, e.otaCompleted, e.otaFailed} {
+		e.otaCampaigns, e.otaCampaignState, e.otaState, e.otaChunks, e.otaTotal, e.otaCompleted, e.otaFailed} {
 		ch <- d
 	}
 }
@@ -78,7 +88,21 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	g := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	for _, n := range e.svc.Nodes() {
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	// oneOf emits a 0/1 series for every state, 1 for current.
+	oneOf := func(d *prometheus.Desc, states []string, current string, labels ...string) {
+		for _, st := range states {
+			v := 0.0
+			if st == current {
+				v = 1
+			}
+			g(d, v, append(labels, st)...)
+		}
+	}
+	nodes := e.svc.Nodes()
+	for _, n := range nodes {
 		id := strconv.FormatUint(uint64(n.ID), 10)
 		up := 0.0
 		if n.Status == "online" {
@@ -86,21 +110,32 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		}
 		g(e.up, up, id)
 		g(e.uptime, float64(n.UptimeS), id)
-		g(e.freeMem, float64(n.FreeMemory), id)
-		g(e.rssi, float64(n.RSSI), id)
-		g(e.latency, n.LatencyMS/1000, id)
+		// Unknown values (zero in the node document, which omits them)
+		// are no series rather than a misleading 0.
+		if n.FreeMemory != 0 {
+			g(e.freeMem, float64(n.FreeMemory), id)
+		}
+		if n.RSSI != 0 {
+			g(e.rssi, float64(n.RSSI), id)
+		}
+		if n.LatencyMS != 0 {
+			g(e.latency, n.LatencyMS/1000, id)
+		}
 		g(e.loss, n.LossPct/100, id)
 		g(e.conns, float64(n.Connections), id)
 		g(e.health, float64(n.Health), id)
-		g(e.hops, float64(n.Hops), id)
-		g(e.rx, float64(n.MessagesRx), id)
-		g(e.tx, float64(n.MessagesTx), id)
-		g(e.dropped, float64(n.Dropped), id)
+		if n.Hops != nil {
+			g(e.hops, float64(*n.Hops), id)
+		}
+		counter(e.rx, float64(n.MessagesRx), id)
+		counter(e.tx, float64(n.MessagesTx), id)
+		counter(e.dropped, float64(n.Dropped), id)
 		g(e.info, 1, id, n.Firmware, n.FirmwareMD5, n.Role, n.Hardware)
 	}
 	s := e.svc.Summary()
-	g(e.meshNodes, float64(s.NodeCount))
-	g(e.meshOnline, float64(s.OnlineCount))
+	total, online := fleet.CountNodes(nodes)
+	g(e.meshNodes, float64(total))
+	g(e.meshOnline, float64(online))
 	g(e.meshHealth, float64(s.HealthScore))
 	g(e.meshAlerts, float64(s.ActiveAlerts))
 	g(e.meshMaxHops, float64(s.MaxHops))
@@ -114,14 +149,23 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 			g(e.alert, 1, id, a.Type, a.Severity)
 		}
 	}
+	byState := map[string]int{}
 	for _, c := range e.svc.Campaigns() {
-		g(e.otaCompleted, float64(c.Completed), c.ID, c.State)
-		g(e.otaFailed, float64(c.Failed), c.ID, c.State)
+		byState[c.State]++
+		if c.State != "running" && c.State != "paused" {
+			continue
+		}
+		oneOf(e.otaCampaignState, []string{"running", "paused"}, c.State, c.ID)
+		g(e.otaCompleted, float64(c.Completed), c.ID)
+		g(e.otaFailed, float64(c.Failed), c.ID)
 		for id, p := range c.Nodes {
-			g(e.otaState, 1, c.ID, id, p.State)
+			oneOf(e.otaState, fleet.ProgressStates, p.State, c.ID, id)
 			g(e.otaChunks, float64(p.Chunks), c.ID, id)
 			g(e.otaTotal, float64(p.Total), c.ID, id)
 		}
+	}
+	for _, st := range fleet.CampaignStates {
+		g(e.otaCampaigns, float64(byState[st]), st)
 	}
 }
 

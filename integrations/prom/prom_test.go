@@ -1,6 +1,7 @@
 package prom
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -29,7 +30,6 @@ meshfleet_node_up{node_id="3907768579"} 0
 # HELP meshfleet_node_latency_seconds Latency to the gateway (TIME_DELAY round trip estimate).
 # TYPE meshfleet_node_latency_seconds gauge
 meshfleet_node_latency_seconds{node_id="1"} 0.012
-meshfleet_node_latency_seconds{node_id="3907768579"} 0
 # HELP meshfleet_node_packet_loss_ratio Packet loss as last reported, 0..1.
 # TYPE meshfleet_node_packet_loss_ratio gauge
 meshfleet_node_packet_loss_ratio{node_id="1"} 0
@@ -40,7 +40,7 @@ meshfleet_mesh_nodes_online 1
 # HELP meshfleet_alert_active Active alerts (value 1), by node and type.
 # TYPE meshfleet_alert_active gauge
 meshfleet_alert_active{alert_type="node_offline",node_id="3907768579",severity="warning"} 1
-# HELP meshfleet_ota_node_chunks_done Chunks a node holds in a campaign.
+# HELP meshfleet_ota_node_chunks_done Chunks a node holds in a running or paused campaign.
 # TYPE meshfleet_ota_node_chunks_done gauge
 meshfleet_ota_node_chunks_done{campaign="c1",node_id="1"} 5
 `
@@ -58,6 +58,131 @@ meshfleet_ota_node_chunks_done{campaign="c1",node_id="1"} 5
 	for _, p := range problems {
 		if strings.HasPrefix(p.Metric, Namespace) {
 			t.Errorf("lint %s: %s", p.Metric, p.Text)
+		}
+	}
+}
+
+// Message counts reported by nodes are counters (they only grow until the
+// node restarts), so they carry _total and rate() works across resets.
+func TestExporterMessageCountsAreCounters(t *testing.T) {
+	m := &fleettest.Memory{NodeList: []fleet.Node{{ID: 7, Status: "online", MessagesRx: 10, MessagesTx: 20, Dropped: 3}}}
+	exp := `
+# HELP meshfleet_node_messages_received_total Messages received, as the node counts them (resets when the node restarts).
+# TYPE meshfleet_node_messages_received_total counter
+meshfleet_node_messages_received_total{node_id="7"} 10
+# HELP meshfleet_node_messages_sent_total Messages sent, as the node counts them (resets when the node restarts).
+# TYPE meshfleet_node_messages_sent_total counter
+meshfleet_node_messages_sent_total{node_id="7"} 20
+# HELP meshfleet_node_messages_dropped_total Messages dropped, as the node counts them (resets when the node restarts).
+# TYPE meshfleet_node_messages_dropped_total counter
+meshfleet_node_messages_dropped_total{node_id="7"} 3
+`
+	if err := testutil.CollectAndCompare(NewExporter(m), strings.NewReader(exp),
+		"meshfleet_node_messages_received_total", "meshfleet_node_messages_sent_total", "meshfleet_node_messages_dropped_total"); err != nil {
+		t.Fatal(err)
+	}
+	for _, old := range []string{"meshfleet_node_messages_received", "meshfleet_node_messages_sent", "meshfleet_node_messages_dropped"} {
+		if n := testutil.CollectAndCount(NewExporter(m), old); n != 0 {
+			t.Errorf("%s still exported as %d gauge series", old, n)
+		}
+	}
+}
+
+func campaignWith(id, state string, nodes int, nodeState string) *fleet.Campaign {
+	c := &fleet.Campaign{ID: id, State: state, Nodes: map[string]fleet.Progress{}, Total: nodes}
+	for i := range nodes {
+		c.Nodes[strconv.Itoa(1000+i)] = fleet.Progress{NodeID: uint32(1000 + i), State: nodeState, Chunks: 10, Total: 10}
+	}
+	return c
+}
+
+// Three finished campaigns on 30 nodes leave no per-node OTA series; only
+// the running campaign's nodes are exported.
+func TestExporterDropsFinishedCampaignSeries(t *testing.T) {
+	m := &fleettest.Memory{Camps: map[string]*fleet.Campaign{
+		"a": campaignWith("a", "completed", 30, "confirmed"),
+		"b": campaignWith("b", "aborted", 30, "downloading"),
+		"c": campaignWith("c", "failed", 30, "failed"),
+		"d": campaignWith("d", "running", 2, "downloading"),
+	}}
+	for name, want := range map[string]int{
+		"meshfleet_ota_node_chunks_done": 2,
+		"meshfleet_ota_node_chunks":      2,
+		"meshfleet_ota_node_state":       2 * len(fleet.ProgressStates),
+	} {
+		if n := testutil.CollectAndCount(NewExporter(m), name); n != want {
+			t.Errorf("%s: %d series, want %d (the running campaign's nodes only)", name, n, want)
+		}
+	}
+	// Finished campaigns are counted by their final state.
+	exp := `
+# HELP meshfleet_ota_campaigns OTA campaigns the gateway knows, by state.
+# TYPE meshfleet_ota_campaigns gauge
+meshfleet_ota_campaigns{state="aborted"} 1
+meshfleet_ota_campaigns{state="completed"} 1
+meshfleet_ota_campaigns{state="failed"} 1
+meshfleet_ota_campaigns{state="paused"} 0
+meshfleet_ota_campaigns{state="running"} 1
+`
+	if err := testutil.CollectAndCompare(NewExporter(m), strings.NewReader(exp), "meshfleet_ota_campaigns"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A state change keeps every series' identity: states are a set of 0/1
+// series, never a label on a value series.
+func TestExporterStateChangeKeepsSeries(t *testing.T) {
+	m := &fleettest.Memory{Camps: map[string]*fleet.Campaign{"d": campaignWith("d", "running", 1, "downloading")}}
+	before := `
+# HELP meshfleet_ota_node_state OTA state of a node in a running or paused campaign: 1 for its current state, 0 for the others.
+# TYPE meshfleet_ota_node_state gauge
+meshfleet_ota_node_state{campaign="d",node_id="1000",state="confirmed"} 0
+meshfleet_ota_node_state{campaign="d",node_id="1000",state="downloading"} 1
+meshfleet_ota_node_state{campaign="d",node_id="1000",state="failed"} 0
+meshfleet_ota_node_state{campaign="d",node_id="1000",state="idle"} 0
+meshfleet_ota_node_state{campaign="d",node_id="1000",state="rolled_back"} 0
+meshfleet_ota_node_state{campaign="d",node_id="1000",state="switching"} 0
+meshfleet_ota_node_state{campaign="d",node_id="1000",state="verifying"} 0
+# HELP meshfleet_ota_campaign_state State of a running or paused campaign: 1 for its current state, 0 for the others.
+# TYPE meshfleet_ota_campaign_state gauge
+meshfleet_ota_campaign_state{campaign="d",state="paused"} 0
+meshfleet_ota_campaign_state{campaign="d",state="running"} 1
+# HELP meshfleet_ota_campaign_nodes_completed Nodes that completed a running or paused campaign.
+# TYPE meshfleet_ota_campaign_nodes_completed gauge
+meshfleet_ota_campaign_nodes_completed{campaign="d"} 0
+`
+	names := []string{"meshfleet_ota_node_state", "meshfleet_ota_campaign_state", "meshfleet_ota_campaign_nodes_completed"}
+	if err := testutil.CollectAndCompare(NewExporter(m), strings.NewReader(before), names...); err != nil {
+		t.Fatal(err)
+	}
+	c := m.Camps["d"]
+	c.State = "paused"
+	c.Nodes["1000"] = fleet.Progress{NodeID: 1000, State: "verifying"}
+	after := strings.NewReplacer(
+		`state="downloading"} 1`, `state="downloading"} 0`, `state="verifying"} 0`, `state="verifying"} 1`,
+		`state="paused"} 0`, `state="paused"} 1`, `state="running"} 1`, `state="running"} 0`).Replace(before)
+	if err := testutil.CollectAndCompare(NewExporter(m), strings.NewReader(after), names...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Values a node never reported (or that the gateway cannot know) are no
+// series: a 0 or a sentinel would read as a real measurement.
+func TestExporterOmitsUnknownValues(t *testing.T) {
+	two := 2
+	m := &fleettest.Memory{NodeList: []fleet.Node{
+		{ID: 1, Status: "online", FreeMemory: 50000, RSSI: -60, LatencyMS: 3, Hops: &two},
+		{ID: 2, Status: "offline"},
+	}}
+	for name, want := range map[string]int{
+		"meshfleet_node_free_memory_bytes": 1,
+		"meshfleet_node_rssi_dbm":          1,
+		"meshfleet_node_latency_seconds":   1,
+		"meshfleet_node_hops":              1,
+		"meshfleet_node_up":                2,
+	} {
+		if n := testutil.CollectAndCount(NewExporter(m), name); n != want {
+			t.Errorf("%s: %d series, want %d", name, n, want)
 		}
 	}
 }

@@ -133,6 +133,10 @@ func StatusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, fleet.ErrConflict):
 		return http.StatusConflict
+	case errors.Is(err, fleet.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, fleet.ErrRateLimited):
+		return http.StatusTooManyRequests
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	}

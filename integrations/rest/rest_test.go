@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -208,5 +209,29 @@ func TestAuditLines(t *testing.T) {
 		if !regexp.MustCompile(w).MatchString(lines[i]) {
 			t.Errorf("line %d:\n%s\nwant %s", i, lines[i], w)
 		}
+	}
+}
+
+// Messages the mesh refuses get 413 (too large) and 429 (over the airtime
+// budget) with the reason.
+func TestMessagesRefused(t *testing.T) {
+	srv, m := newServer(t, "")
+	m.SendCheck = func(msg string) error {
+		switch msg {
+		case "big":
+			return fmt.Errorf("message is 9000 bytes as a mesh package, more than send.max_size (8192): %w", fleet.ErrTooLarge)
+		case "flood":
+			return fmt.Errorf("the mesh's airtime budget for messages is used up; retry later: %w", fleet.ErrRateLimited)
+		}
+		return nil
+	}
+	if code, body := do(t, "POST", srv.URL+"/api/v1/messages", "", strings.NewReader(`{"to":"broadcast","msg":"big"}`)); code != 413 || !strings.Contains(body, "send.max_size") {
+		t.Fatalf("too large: %d %s", code, body)
+	}
+	if code, body := do(t, "POST", srv.URL+"/api/v1/messages", "", strings.NewReader(`{"to":"7","msg":"flood"}`)); code != 429 || !strings.Contains(body, "retry later") {
+		t.Fatalf("rate limited: %d %s", code, body)
+	}
+	if got := m.SentMessages(); len(got) != 0 {
+		t.Fatalf("sent %q", got)
 	}
 }

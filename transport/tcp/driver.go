@@ -375,6 +375,15 @@ func (d *Driver) step(timer *time.Timer) {
 			if e.Reason != "closed" {
 				d.log.Warn("connection dropped", "conn", e.Conn, "peer", e.NodeID, "reason", e.Reason)
 			}
+		case mesh.InvalidPackage:
+			// The node reports these at most once per connection per
+			// mesh.InvalidReportInterval; Stats().ParseErrors has them all.
+			remote := ""
+			if c := d.conns[e.Conn]; c != nil {
+				remote = c.remote
+			}
+			d.log.Warn("dropped invalid package", "conn", e.Conn, "remote", remote, "node", e.NodeID,
+				"reason", e.Reason, "err", e.Err, "suppressed_since_last", e.Suppressed)
 		}
 		d.emit(ev)
 	}

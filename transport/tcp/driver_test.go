@@ -484,3 +484,79 @@ func TestPluginsReceiveRawPackages(t *testing.T) {
 		t.Fatal("SendRaw of garbage: no error")
 	}
 }
+
+// lockedBuffer collects log output written from the driver's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) lines(substr string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Count(b.buf.String(), substr)
+}
+
+// A malformed package is counted and logged; a flood of them is logged
+// once per connection per mesh.InvalidReportInterval.
+func TestInvalidPackageIsCountedAndLogged(t *testing.T) {
+	var logs lockedBuffer
+	logger := func(c *tcp.Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) }
+	a := start(t, 101, logger, timing(mesh.Timing{NodeTimeout: 10 * waitTimeout}))
+	raw, err := net.Dial("tcp", a.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetReadDeadline(time.Now().Add(waitTimeout))
+	r := protocol.NewReader(raw, 0)
+	// send writes msgs and a node sync request, then waits for the reply:
+	// everything before it has been processed.
+	send := func(msgs ...string) {
+		t.Helper()
+		sync := `{"nodeId":555,"type":5,"dest":0,"from":555}`
+		if _, err := raw.Write([]byte(strings.Join(append(msgs, sync), "\x00") + "\x00")); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			msg, err := r.Next()
+			if err != nil {
+				t.Fatalf("waiting for the node sync reply: %v", err)
+			}
+			if h, _ := protocol.ParseHeader(msg); h.Type == protocol.TypeNodeSyncReply && h.Dest == 555 {
+				return
+			}
+		}
+	}
+	invalid := func() uint64 {
+		var s mesh.Stats
+		if err := a.d.Do(context.Background(), func(_ time.Time, n *mesh.Node) { s = n.Stats() }); err != nil {
+			t.Fatal(err)
+		}
+		return s.InvalidPackages.Header
+	}
+	send(`{"type":8,"from":555,"msg":"unterminated`)
+	if got := invalid(); got != 1 {
+		t.Fatalf("invalid packages counted: %d, want 1", got)
+	}
+	if got := logs.lines("dropped invalid package"); got != 1 {
+		t.Fatalf("%d log lines for one invalid package, want 1:\n%s", got, logs.buf.String())
+	}
+	flood := make([]string, 1000)
+	for i := range flood {
+		flood[i] = "garbage"
+	}
+	send(flood...)
+	if got := invalid(); got != 1001 {
+		t.Fatalf("invalid packages counted: %d, want 1001", got)
+	}
+	if got := logs.lines("dropped invalid package"); got != 1 {
+		t.Fatalf("%d log lines after a flood of 1000 within a minute, want still 1", got)
+	}
+}

@@ -1,0 +1,71 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshfleet/meshfleet/mesh"
+	"github.com/meshfleet/meshfleet/ota"
+	"github.com/meshfleet/meshfleet/status"
+)
+
+func scrape(t *testing.T, g *Gateway) string {
+	t.Helper()
+	resp, err := http.Get("http://" + g.HTTPAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Packages the gateway's node cannot parse are counted in /metrics.
+func TestMetricsCountInvalidPackages(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := testConfig(t)
+	cfg.MQTT.Enabled = false
+	g, _, done := startSimGateway(t, ctx, cfg, 2)
+	// Stop the gateway before t.TempDir is removed: it saves its state on the way out.
+	defer func() {
+		cancel()
+		select { // done is empty if waitReady already took Run's result
+		case <-done:
+		case <-time.After(30 * time.Second):
+		}
+	}()
+	waitReady(t, ctx, g, done)
+	var received bool
+	if err := g.do(ctx, func(now time.Time, n *mesh.Node, _ *status.Collector, _ *ota.Distributor) {
+		if cs := n.Connections(); len(cs) > 0 {
+			n.Receive(now, cs[0].Conn, []byte("{not a package"))
+			n.Receive(now, cs[0].Conn, []byte("garbage"))
+			received = true
+		}
+	}); err != nil || !received {
+		t.Fatalf("no connection to receive on (err %v)", err)
+	}
+	body := scrape(t, g)
+	if !strings.Contains(body, `meshfleet_gateway_invalid_packages_total{reason="header"} 2`) ||
+		!strings.Contains(body, "# TYPE meshfleet_gateway_invalid_packages_total counter") {
+		t.Fatalf("/metrics lacks the invalid package counter:\n%s", grepLines(body, "invalid"))
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
