@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshfleet/meshfleet/compress"
 	"github.com/meshfleet/meshfleet/fleet"
+	"github.com/meshfleet/meshfleet/ota"
 )
 
 // uploadREST stores img through POST /api/v1/firmware.
@@ -56,8 +58,9 @@ func campaignsREST(t *testing.T, g *Gateway) map[string]fleet.Campaign {
 // TestGatewayRestartKeepsCampaignsAndAlerts stops a gateway with a
 // completed, a running and a paused campaign and an active alert, and
 // starts it again on the same state_dir: every campaign is listed, the
-// running one is served again, the paused one stays paused, and the alert
-// is still active with its original raised_at.
+// running one with the per-node progress it had and served again, the
+// paused one stays paused, and the alert is still active with its original
+// raised_at.
 func TestGatewayRestartKeepsCampaignsAndAlerts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -78,9 +81,10 @@ func TestGatewayRestartKeepsCampaignsAndAlerts(t *testing.T) {
 	// Completed: one target, confirmed.
 	done1 := startREST(t, g, fleet.CampaignRequest{Image: imgA.ID, Nodes: []uint32{first}, Mode: "broadcast"})
 	rec.waitFor(t, ctx, "mf/ota/status", campaignIs(done1.ID, "completed"))
-	// Running: no targets, so it keeps offering the image.
-	running := startREST(t, g, fleet.CampaignRequest{Image: imgB.ID, Mode: "broadcast"})
-	rec.waitFor(t, ctx, "mf/ota/status", progressOf(running.ID))
+	// Running: a target that is not in the mesh keeps it offering the
+	// image after the first device confirmed it.
+	running := startREST(t, g, fleet.CampaignRequest{Image: imgB.ID, Mode: "broadcast", Nodes: []uint32{first, 4242}})
+	rec.waitFor(t, ctx, "mf/ota/status", nodeIs(running.ID, first, "confirmed"))
 	// Paused.
 	paused := startREST(t, g, fleet.CampaignRequest{Image: imgC.ID})
 	if code, body := call(t, "POST", "http://"+g.HTTPAddr+"/api/v1/ota/"+paused.ID+"/pause", "", nil); code != http.StatusOK {
@@ -128,18 +132,19 @@ func TestGatewayRestartKeepsCampaignsAndAlerts(t *testing.T) {
 	if got[done1.ID].Completed != 1 {
 		t.Fatalf("completed campaign lost its result: %+v", got[done1.ID])
 	}
-	// The running campaign is served again: devices of the new mesh report
-	// progress on it. (Polled on every MQTT message: the first reports may
-	// predate the observer's subscription.)
+	// The running campaign keeps what its nodes reported before, until
+	// they report again.
+	key := fmt.Sprint(first)
+	if p, w := got[running.ID].Nodes[key], want[running.ID].Nodes[key]; p.State != "confirmed" || !p.Updated.Equal(w.Updated) || p.Bytes != w.Bytes || p.Bytes == 0 {
+		t.Fatalf("resumed campaign's progress of node %d: %+v, before the restart: %+v", first, p, w)
+	}
+	// It is served again: devices of the new mesh (which run the old
+	// image again) report progress on it. (Polled on every MQTT message:
+	// the first reports may predate the observer's subscription.)
 	for {
 		var c fleet.Campaign
 		getJSON(t, "http://"+g2.HTTPAddr+"/api/v1/ota/"+running.ID, &c)
-		if len(c.Nodes) > 0 {
-			for _, p := range c.Nodes {
-				if p.Updated.Before(sc.Epoch) {
-					t.Fatalf("resumed campaign has progress from before the restart: %+v", c)
-				}
-			}
+		if p := c.Nodes[key]; p.Updated.After(sc.Epoch) {
 			break
 		}
 		select {
@@ -161,5 +166,95 @@ func TestGatewayRestartKeepsCampaignsAndAlerts(t *testing.T) {
 	cancel()
 	if err := <-done2; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// nodeIs matches an ota/status progress document of node in campaign id
+// in state.
+func nodeIs(id string, node uint32, state string) func([]byte) bool {
+	return func(p []byte) bool {
+		var pr fleet.Progress
+		return json.Unmarshal(p, &pr) == nil && pr.Campaign == id && pr.NodeID == node && pr.State == state
+	}
+}
+
+// TestGatewayRestartWithImageGone restarts a gateway whose running
+// campaign's image was removed from the store meanwhile: the campaign is
+// listed as failed, with the reason, across further restarts too; its
+// status is served and pause, resume and abort answer 409 naming its state.
+func TestGatewayRestartWithImageGone(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := testConfig(t)
+	runCtx, stop := context.WithCancel(ctx)
+	g, _, done := startSimGateway(t, runCtx, cfg, 2)
+	waitReady(t, ctx, g, done)
+	img := uploadREST(t, g, "sensor", "ESP32", "2.0.0", compress.FirmwareLike(8<<10, 41))
+	c := startREST(t, g, fleet.CampaignRequest{Image: img.ID, Nodes: []uint32{4242}})
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if err := g.store.Remove(img.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	reason := "image " + img.MD5 + " no longer in the firmware store"
+	for run := range 2 {
+		runCtx, stop := context.WithCancel(ctx)
+		g, _, done := startSimGateway(t, runCtx, cfg, 2)
+		waitReady(t, ctx, g, done)
+		var got fleet.Campaign
+		getJSON(t, "http://"+g.HTTPAddr+"/api/v1/ota/"+c.ID, &got)
+		if got.State != "failed" || got.Reason != reason || got.Finished == nil {
+			t.Fatalf("run %d: campaign with its image gone: %+v, want failed: %s", run, got, reason)
+		}
+		if l := campaignsREST(t, g); l[c.ID].State != "failed" {
+			t.Fatalf("run %d: listed as %+v", run, l[c.ID])
+		}
+		for _, action := range []string{"pause", "resume", "abort"} {
+			code, body := call(t, "POST", "http://"+g.HTTPAddr+"/api/v1/ota/"+c.ID+"/"+action, "", nil)
+			if code != http.StatusConflict || !strings.Contains(body, "is failed") || !strings.Contains(body, reason) {
+				t.Fatalf("run %d: %s: %d %s, want 409 naming the state and reason", run, action, code, body)
+			}
+		}
+		stop()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	}
+}
+
+// The campaign history keeps every active campaign and the last
+// ota.keep_campaigns that ended, by when they ended.
+func TestCampaignHistoryIsBounded(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.OTA.KeepCampaigns = 2
+	g, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, st := range []ota.CampaignState{ota.CampaignCompleted, ota.CampaignRunning, ota.CampaignAborted, ota.CampaignFailed, ota.CampaignPaused, ota.CampaignSuperseded} {
+		s := ota.CampaignSnapshot{ID: fmt.Sprint("c", i), State: st, Started: at.Add(time.Duration(i) * time.Minute)}
+		if st != ota.CampaignRunning && st != ota.CampaignPaused {
+			// Ended in the reverse order of their starts.
+			s.Finished = at.Add(time.Hour - time.Duration(i)*time.Minute)
+		}
+		g.history[s.ID] = s
+	}
+	if err := g.saveState(); err != nil {
+		t.Fatal(err)
+	}
+	g2, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, s := range sortedSnapshots(g2.history) {
+		ids = append(ids, s.ID)
+	}
+	if want := "c0 c1 c2 c4"; strings.Join(ids, " ") != want {
+		t.Fatalf("history %v, want %s", ids, want)
 	}
 }
