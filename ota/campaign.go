@@ -212,8 +212,10 @@ func (c *Campaign) update(now time.Time, from uint32, r *Report, v *variant) (No
 	next.State, next.Done, next.Total, next.Active, next.Err, next.Updated = st, done, total, r.Active, r.Error, now
 	next.BytesTotal = v.size
 	next.Bytes = v.bytesOf(done)
-	if !ok {
-		next.joinedBytes = next.Bytes
+	if !ok || next.Bytes < p.Bytes {
+		// First report, or the node started over (it lost what it held,
+		// or this is a new run of the campaign): the rate counts from here.
+		next.Joined, next.joinedBytes, next.Rate = now, next.Bytes, 0
 	}
 	if next.Bytes != p.Bytes {
 		if el := now.Sub(next.Joined).Seconds(); el > 0 {

@@ -203,3 +203,22 @@ func TestStartRestoresProgress(t *testing.T) {
 		t.Fatalf("campaign %s, want running (node 101 has not reported)", c.State)
 	}
 }
+
+// A node that starts over (it lost what it held) gets a fresh rate.
+func TestNodeProgressRateRestartsWithTheNode(t *testing.T) {
+	v := newVariant(make([]byte, 10_000), 1000, "img", "none")
+	c := &Campaign{ID: "c", nodes: map[uint32]*NodeProgress{}}
+	t0 := sim.DefaultEpoch
+	rep := func(at time.Duration, have int) NodeProgress {
+		p, _ := c.update(t0.Add(at), 7, &Report{ID: "c", State: string(StateDownloading), Have: have, Total: 10}, v)
+		return p
+	}
+	rep(0, 2)
+	if p := rep(4*time.Second, 6); p.Rate != 1000 || p.Bytes != 6000 || p.ETA != 4*time.Second {
+		t.Fatalf("after 4 s and 4 chunks: %+v, want 1000 B/s, 6000 bytes, 4 s to go", p)
+	}
+	rep(time.Hour, 1) // started over an hour later
+	if p := rep(time.Hour+2*time.Second, 3); p.Rate != 1000 || !p.Joined.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("after starting over: %+v, want 1000 B/s since the new start", p)
+	}
+}
