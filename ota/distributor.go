@@ -295,8 +295,9 @@ func (d *Distributor) find(id string) *dcampaign {
 	return nil
 }
 
-// Start begins a campaign; a running campaign for the same role and
-// hardware is superseded (aborted) by it.
+// Start begins a campaign. An active campaign for the same role and
+// hardware ends: as its targets' outcomes say if they are all through,
+// else superseded by this one.
 func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error) {
 	img := spec.Image
 	if len(img.Data) == 0 {
