@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -257,4 +258,56 @@ func TestCampaignHistoryIsBounded(t *testing.T) {
 	if want := "c0 c1 c2 c4"; strings.Join(ids, " ") != want {
 		t.Fatalf("history %v, want %s", ids, want)
 	}
+}
+
+// Campaign starts do not pin their image: after 40 starts of an 8 MiB
+// image through the gateway, each superseded by the next or aborted, the
+// heap holds at most one image more than before.
+func TestGatewayCampaignStartsDoNotPinImages(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	cfg := testConfig(t)
+	g, _, done := startSimGateway(t, ctx, cfg, 2)
+	waitReady(t, ctx, g, done)
+	const size = 8 << 20
+	img := uploadREST(t, g, "sensor", "ESP32", "2.0.0", compress.FirmwareLike(size, 42))
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	var last fleet.Campaign
+	for i := range 40 {
+		c, err := g.StartCampaign(ctx, fleet.CampaignRequest{Image: img.ID, Nodes: []uint32{4242}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 9 {
+			if _, err := g.AbortCampaign(c.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		last = c
+	}
+	if c, err := g.Campaign(last.ID); err != nil || c.State != "aborted" {
+		t.Fatalf("last campaign %+v (%v), want aborted", c, err)
+	}
+	after := heap()
+	grown := int64(after) - int64(before)
+	t.Logf("gateway heap after 40 campaign starts of a %d MiB image: %.1f MiB (grew %.1f MiB)", size>>20, float64(after)/(1<<20), float64(grown)/(1<<20))
+	if limit := int64(size + 4<<20); grown > limit {
+		t.Fatalf("heap grew by %d bytes over 40 ended campaigns, want at most one image plus 4 MiB (%d)", grown, limit)
+	}
+	states := map[string]int{}
+	for _, c := range g.Campaigns() {
+		states[c.State]++
+	}
+	if states["superseded"] != 36 || states["aborted"] != 4 {
+		t.Fatalf("campaign states %v, want 36 superseded and 4 aborted", states)
+	}
+	cancel()
+	<-done
 }
