@@ -222,3 +222,24 @@ func TestNodeProgressRateRestartsWithTheNode(t *testing.T) {
 		t.Fatalf("after starting over: %+v, want 1000 B/s since the new start", p)
 	}
 }
+
+// Starts of one image in the same instant get distinct default ids.
+func TestDefaultCampaignIDsAreDistinct(t *testing.T) {
+	r := newRig(t, rigOpts{n: 1, model: sim.Ideal(), seed: 38})
+	img := Image{Role: "probe", Hardware: "ESP32", Data: testImage(1000, 1)}
+	var ids []string
+	if err := r.distND.Step(func(now time.Time, _ sim.Machine) {
+		for range 3 {
+			c, err := r.dist.Start(now, CampaignSpec{Image: img})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, c.ID)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ids[0] == ids[1] || ids[1] == ids[2] || ids[0] == ids[2] {
+		t.Fatalf("ids %v, want distinct", ids)
+	}
+}

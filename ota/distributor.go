@@ -329,7 +329,12 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	}
 	id := spec.ID
 	if id == "" {
-		id = fmt.Sprintf("%s-%x", img.MD5[:8], uint32(now.UnixNano()/1e6))
+		base := fmt.Sprintf("%s-%x", img.MD5[:8], uint32(now.UnixNano()/1e6))
+		id = base
+		// Two starts of one image in the same millisecond.
+		for n := 2; d.find(id) != nil; n++ {
+			id = fmt.Sprintf("%s.%d", base, n)
+		}
 	}
 	if !campaignIDRE.MatchString(id) {
 		return nil, fmt.Errorf("%w %q", ErrCampaignID, id)
