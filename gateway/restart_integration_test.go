@@ -75,6 +75,7 @@ func TestGatewayRestartKeepsCampaignsAndAlerts(t *testing.T) {
 	rec.waitFor(t, ctx, "mf/status/nodes", allOnline(devices+1))
 
 	first := cfg.Node.ID + 1000
+	victim := lastDevice(cfg, devices) // crashed before the restart, absent after it
 	imgA := uploadREST(t, g, "sensor", "ESP32", "2.0.0", compress.FirmwareLike(8<<10, 21))
 	imgB := uploadREST(t, g, "sensor", "ESP32", "2.1.0", compress.FirmwareLike(8<<10, 22))
 	imgC := uploadREST(t, g, "sensor", "ESP8266", "2.0.0", compress.FirmwareLike(8<<10, 23))
@@ -83,16 +84,15 @@ func TestGatewayRestartKeepsCampaignsAndAlerts(t *testing.T) {
 	done1 := startREST(t, g, fleet.CampaignRequest{Image: imgA.ID, Nodes: []uint32{first}, Mode: "broadcast"})
 	rec.waitFor(t, ctx, "mf/ota/status", campaignIs(done1.ID, "completed"))
 	// Running: a target that is not in the mesh keeps it offering the
-	// image after the first device confirmed it.
-	running := startREST(t, g, fleet.CampaignRequest{Image: imgB.ID, Mode: "broadcast", Nodes: []uint32{first, 4242}})
-	rec.waitFor(t, ctx, "mf/ota/status", nodeIs(running.ID, first, "confirmed"))
+	// image after the victim confirmed it.
+	running := startREST(t, g, fleet.CampaignRequest{Image: imgB.ID, Mode: "broadcast", Nodes: []uint32{first, victim, 4242}})
+	rec.waitFor(t, ctx, "mf/ota/status", nodeIs(running.ID, victim, "confirmed"))
 	// Paused.
 	paused := startREST(t, g, fleet.CampaignRequest{Image: imgC.ID})
 	if code, body := call(t, "POST", "http://"+g.HTTPAddr+"/api/v1/ota/"+paused.ID+"/pause", "", nil); code != http.StatusOK {
 		t.Fatalf("pause: %d %s", code, body)
 	}
 	// An active alert.
-	victim := lastDevice(cfg, devices)
 	crashDevice(t, ctx, sm, victim)
 	rec.waitFor(t, ctx, "mf/status/alerts", hasOfflineAlert(victim))
 	before, ok := restAlert(t, g, victim)
@@ -134,11 +134,11 @@ func TestGatewayRestartKeepsCampaignsAndAlerts(t *testing.T) {
 		t.Fatalf("completed campaign lost its result: %+v", got[done1.ID])
 	}
 	// The running campaign keeps what its nodes reported before, until
-	// they report again.
-	key := fmt.Sprint(first)
-	if p, w := got[running.ID].Nodes[key], want[running.ID].Nodes[key]; p.State != "confirmed" || !p.Updated.Equal(w.Updated) || p.Bytes != w.Bytes || p.Bytes == 0 {
-		t.Fatalf("resumed campaign's progress of node %d: %+v, before the restart: %+v", first, p, w)
+	// they report again: the victim, gone from the mesh, never does.
+	if p, w := got[running.ID].Nodes[fmt.Sprint(victim)], want[running.ID].Nodes[fmt.Sprint(victim)]; p.State != "confirmed" || !p.Updated.Equal(w.Updated) || p.Bytes != w.Bytes || p.Bytes == 0 {
+		t.Fatalf("resumed campaign's progress of node %d: %+v, before the restart: %+v", victim, p, w)
 	}
+	key := fmt.Sprint(first)
 	// It is served again: devices of the new mesh (which run the old
 	// image again) report progress on it. (Polled on every MQTT message:
 	// the first reports may predate the observer's subscription.)
