@@ -59,14 +59,17 @@ type NodeProgress struct {
 	Total      int           `json:"chunks_total"`
 	Bytes      int64         `json:"bytes"`       // transfer bytes the node holds
 	BytesTotal int64         `json:"bytes_total"` // transfer bytes in all
-	Rate       float64       `json:"rate_bps"`    // bytes per second since the node's first report
+	Rate       float64       `json:"rate_bps"`    // bytes per second since the campaign (or the node's transfer) started
 	ETA        time.Duration `json:"eta"`
 	Active     string        `json:"active,omitempty"`
 	Err        string        `json:"error,omitempty"`
 	Updated    time.Time     `json:"updated_at"`
 	Joined     time.Time     `json:"joined_at"`
 
-	joinedBytes int64 // Bytes at the first report: held before Joined, not part of the rate
+	// The rate counts the bytes above rateBase that came since rateFrom:
+	// the campaign's start, or when the node started the transfer over.
+	rateFrom time.Time
+	rateBase int64
 }
 
 // Terminal reports whether the node is done with this campaign.
@@ -181,6 +184,7 @@ func RestoreCampaign(s CampaignSnapshot) *Campaign {
 		nodes: map[uint32]*NodeProgress{},
 	}
 	for _, p := range s.Nodes {
+		p.rateFrom, p.rateBase = s.Started, 0
 		c.put(&p)
 	}
 	return c
@@ -212,14 +216,23 @@ func (c *Campaign) update(now time.Time, from uint32, r *Report, v *variant) (No
 	next.State, next.Done, next.Total, next.Active, next.Err, next.Updated = st, done, total, r.Active, r.Error, now
 	next.BytesTotal = v.size
 	next.Bytes = v.bytesOf(done)
-	if !ok || next.Bytes < p.Bytes {
-		// First report, or the node started over (it lost what it held,
-		// or this is a new run of the campaign): the rate counts from here.
-		next.Joined, next.joinedBytes, next.Rate = now, next.Bytes, 0
+	switch {
+	case !ok && next.Terminal():
+		// Nothing to time: a node that ran the image already reports
+		// confirmed as its first word, like one that just installed it.
+		next.rateFrom, next.rateBase = now, next.Bytes
+	case !ok:
+		// A pushed transfer arrives from the start; a node reports after
+		// its first chunks.
+		next.rateFrom, next.rateBase = c.Started, 0
+	case next.Bytes < p.Bytes:
+		// It started over (it lost what it held, or this is a new run of
+		// the campaign): the rate counts from here.
+		next.rateFrom, next.rateBase, next.Rate = now, next.Bytes, 0
 	}
-	if next.Bytes != p.Bytes {
-		if el := now.Sub(next.Joined).Seconds(); el > 0 {
-			next.Rate = float64(next.Bytes-next.joinedBytes) / el
+	if next.Bytes != p.Bytes || !ok {
+		if el := now.Sub(next.rateFrom).Seconds(); el > 0 {
+			next.Rate = float64(next.Bytes-next.rateBase) / el
 		}
 	}
 	next.ETA = 0

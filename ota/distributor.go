@@ -387,6 +387,8 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	}
 	for _, p := range spec.Progress {
 		if c.Targeted(p.Node) {
+			// Bytes held before this start came at a rate of their own.
+			p.rateFrom, p.rateBase = now, p.Bytes
 			c.put(&p)
 		}
 	}
