@@ -115,7 +115,8 @@ type Campaign struct {
 	Image     Image               `json:"image"`
 	Mode      string              `json:"mode"`
 	Compress  string              `json:"compress"`
-	State     string              `json:"state"` // running | paused | completed | aborted | failed
+	State     string              `json:"state"`            // running | paused | completed | failed | aborted | superseded
+	Reason    string              `json:"reason,omitempty"` // why it failed, was aborted or superseded
 	Started   time.Time           `json:"started_at"`
 	Finished  *time.Time          `json:"finished_at,omitempty"`
 	Targets   []uint32            `json:"targets,omitempty"`
@@ -139,8 +140,9 @@ type Progress struct {
 	State    string    `json:"state"` // idle | downloading | verifying | switching | confirmed | failed | rolled_back
 	Chunks   int       `json:"chunks_done"`
 	Total    int       `json:"chunks_total"`
-	Bytes    int64     `json:"bytes"`
-	RateBps  float64   `json:"rate_bps"`
+	Bytes    int64     `json:"bytes"`       // transfer bytes held
+	BytesAll int64     `json:"bytes_total"` // transfer bytes in all
+	RateBps  float64   `json:"rate_bps"`    // transfer bytes per second
 	ETAS     float64   `json:"eta_s"`
 	Error    string    `json:"error,omitempty"`
 	Updated  time.Time `json:"updated_at"`

@@ -119,6 +119,9 @@ type OTAConfig struct {
 	AnnounceInterval Duration `yaml:"announce_interval"`
 	Mode             string   `yaml:"mode"`
 	Compress         string   `yaml:"compress"`
+	// KeepCampaigns is how many ended campaigns are listed and persisted;
+	// the oldest are dropped. Running and paused ones are always kept.
+	KeepCampaigns int `yaml:"keep_campaigns"`
 }
 
 // StatusConfig tunes the status collector and alert thresholds.
@@ -202,6 +205,7 @@ func DefaultConfig() Config {
 		Firmware: FirmwareConfig{Dir: "firmware", MaxUploadSize: 16 << 20},
 		OTA: OTAConfig{
 			ChunkSize:        1024,
+			KeepCampaigns:    50,
 			AnnounceInterval: Duration(60 * time.Second),
 			Mode:             "broadcast",
 			Compress:         "deflate",
@@ -524,6 +528,9 @@ func (c Config) Validate() error {
 	}
 	if c.Firmware.MaxUploadSize <= 0 {
 		return bad("firmware.max_upload_size", "must be positive")
+	}
+	if c.OTA.KeepCampaigns < 1 || c.OTA.KeepCampaigns > 10000 {
+		return bad("ota.keep_campaigns", "must be between 1 and 10000, got %d", c.OTA.KeepCampaigns)
 	}
 	if c.OTA.ChunkSize < 64 || c.OTA.ChunkSize > 16384 {
 		return bad("ota.chunk_size", "must be between 64 and 16384 bytes (stock uses 1024), got %d", c.OTA.ChunkSize)

@@ -98,6 +98,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	if err := g.loadState(); err != nil {
 		return nil, err
 	}
+	g.failOrphans(time.Now())
 	if cfg.Firmware.PublicKeyFile != "" {
 		if g.publicKey, err = firmware.LoadPublicKey(cfg.Firmware.PublicKeyFile); err != nil {
 			return nil, fmt.Errorf("firmware.public_key: %w", err)
@@ -136,6 +137,7 @@ func (g *Gateway) Plugins(now time.Time) []mesh.Plugin {
 	d := ota.NewDistributor(ota.DistributorConfig{
 		AnnounceInterval: g.cfg.OTA.AnnounceInterval.D(),
 		StockChunkSize:   g.cfg.OTA.ChunkSize,
+		KeepFinished:     g.cfg.OTA.KeepCampaigns,
 		Compress: func(method string, img []byte) ([]byte, error) {
 			m, err := compress.ParseMethod(method)
 			if err != nil {
@@ -160,12 +162,12 @@ func (g *Gateway) Plugins(now time.Time) []mesh.Plugin {
 	start := func() {
 		for _, s := range resume {
 			spec, err := g.specFor(s)
+			if err == nil {
+				_, err = d.Start(now, spec)
+			}
 			if err != nil {
 				g.log.Warn("campaign not resumed", "campaign", s.ID, "err", err)
-				continue
-			}
-			if _, err := d.Start(now, spec); err != nil {
-				g.log.Warn("campaign not resumed", "campaign", s.ID, "err", err)
+				g.fail(s.ID, now, "not resumed after a restart: "+err.Error())
 				continue
 			}
 			if s.State == ota.CampaignPaused {
@@ -202,8 +204,43 @@ func (g *Gateway) resumableLocked() []ota.CampaignSnapshot {
 	return out
 }
 
-func (g *Gateway) specFor(s ota.CampaignSnapshot) (ota.CampaignSpec, error) {
+// failOrphans ends the saved campaigns that were running or paused but
+// whose image is gone from the firmware store: they cannot run again, and
+// listing them as running would be a lie.
+func (g *Gateway) failOrphans(now time.Time) {
+	g.mu.Lock()
+	resume := g.resumableLocked()
+	g.mu.Unlock()
+	for _, s := range resume {
+		if _, err := g.imageOf(s); errors.Is(err, fleet.ErrNotFound) {
+			g.log.Warn("campaign failed: its image is gone", "campaign", s.ID, "md5", s.Image.MD5)
+			g.fail(s.ID, now, fmt.Sprintf("image %s no longer in the firmware store", s.Image.MD5))
+		}
+	}
+}
+
+// fail gives the saved campaign id the final state failed.
+func (g *Gateway) fail(id string, now time.Time, reason string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.history[id]
+	s.State, s.Reason, s.Finished = ota.CampaignFailed, reason, now
+	g.history[id] = s
+	g.dirty = true
+}
+
+// imageOf finds a campaign's image: by its target role and hardware, else
+// by md5 alone (a campaign may target another role than the image's).
+func (g *Gateway) imageOf(s ota.CampaignSnapshot) (firmware.Image, error) {
 	img, err := g.store.Lookup(s.Image.MD5, s.Targets.Role, s.Targets.Hardware)
+	if errors.Is(err, firmware.ErrNotFound) {
+		return g.findImage(s.Image.MD5)
+	}
+	return img, err
+}
+
+func (g *Gateway) specFor(s ota.CampaignSnapshot) (ota.CampaignSpec, error) {
+	img, err := g.imageOf(s)
 	if err != nil {
 		return ota.CampaignSpec{}, err
 	}
@@ -211,7 +248,7 @@ func (g *Gateway) specFor(s ota.CampaignSnapshot) (ota.CampaignSpec, error) {
 	if err != nil {
 		return ota.CampaignSpec{}, err
 	}
-	return ota.CampaignSpec{ID: s.ID, Mode: s.Mode, Method: s.Method, Nodes: s.Targets.Nodes, Forced: s.Forced,
+	return ota.CampaignSpec{ID: s.ID, Mode: s.Mode, Method: s.Method, Nodes: s.Targets.Nodes, Forced: s.Forced, Progress: s.Nodes,
 		Image: ota.Image{MD5: img.MD5, Role: s.Targets.Role, Hardware: s.Targets.Hardware, Version: img.Version, Data: data, Signature: img.Signature,
 			Manifest: img.Manifest, ManifestSig: img.ManifestSig}}, nil
 }
@@ -545,6 +582,7 @@ func (g *Gateway) saveState() error {
 		for id, s := range snaps {
 			g.history[id] = keepStart(g.history[id], s)
 		}
+		g.pruneHistoryLocked()
 		if alerts != nil {
 			g.alertData = alerts
 		}

@@ -175,7 +175,7 @@ func alertView(a status.Alert) fleet.Alert {
 
 func progressView(campaign string, p ota.NodeProgress) fleet.Progress {
 	return fleet.Progress{NodeID: p.Node, Campaign: campaign, State: string(p.State), Chunks: p.Done, Total: p.Total,
-		Bytes: p.Bytes, RateBps: p.Rate, ETAS: p.ETA.Seconds(), Error: p.Err, Updated: p.Updated.UTC()}
+		Bytes: p.Bytes, BytesAll: p.BytesTotal, RateBps: p.Rate, ETAS: p.ETA.Seconds(), Error: p.Err, Updated: p.Updated.UTC()}
 }
 
 func imageView(img firmware.Image) fleet.Image {
@@ -333,7 +333,7 @@ func (g *Gateway) Campaign(id string) (fleet.Campaign, error) {
 }
 
 func (g *Gateway) campaignView(c ota.CampaignSnapshot) fleet.Campaign {
-	v := fleet.Campaign{ID: c.ID, Mode: string(c.Mode), Compress: c.Method, State: string(c.State), Started: c.Started.UTC(),
+	v := fleet.Campaign{ID: c.ID, Mode: string(c.Mode), Compress: c.Method, State: string(c.State), Reason: c.Reason, Started: c.Started.UTC(),
 		Targets: c.Targets.Nodes, Nodes: map[string]fleet.Progress{}, Total: len(c.Nodes)}
 	if img, err := g.store.Lookup(c.Image.MD5, c.Targets.Role, c.Targets.Hardware); err == nil {
 		v.Image = imageView(img)
@@ -358,14 +358,16 @@ func (g *Gateway) campaignView(c ota.CampaignSnapshot) fleet.Campaign {
 
 func (g *Gateway) control(id string, fn func(now time.Time, d *ota.Distributor) error) (fleet.Campaign, error) {
 	var cerr error
+	running := true
 	if err := g.do(context.Background(), func(now time.Time, _ *mesh.Node, _ *status.Collector, d *ota.Distributor) {
-		if _, ok := d.Campaign(id); !ok {
-			cerr = fmt.Errorf("campaign %q: %w", id, fleet.ErrNotFound)
-			return
+		if _, running = d.Campaign(id); running {
+			cerr = fn(now, d)
 		}
-		cerr = fn(now, d)
 	}); err != nil {
 		return fleet.Campaign{}, err
+	}
+	if !running {
+		cerr = g.endedCampaign(id)
 	}
 	if cerr != nil {
 		if !errors.Is(cerr, fleet.ErrNotFound) {
@@ -375,6 +377,23 @@ func (g *Gateway) control(id string, fn func(now time.Time, d *ota.Distributor) 
 	}
 	g.markDirty()
 	return g.Campaign(id)
+}
+
+// endedCampaign is the error for controlling a campaign the distributor
+// does not hold: one that ended in an earlier run (a conflict, with its
+// state and reason), or none at all.
+func (g *Gateway) endedCampaign(id string) error {
+	g.mu.Lock()
+	s, ok := g.history[id]
+	g.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("campaign %q: %w", id, fleet.ErrNotFound)
+	}
+	why := ""
+	if s.Reason != "" {
+		why = " (" + s.Reason + ")"
+	}
+	return fmt.Errorf("campaign %s is %s%s; only a running or paused campaign can be paused, resumed or aborted", id, s.State, why)
 }
 
 // PauseCampaign implements fleet.Service.
@@ -442,6 +461,30 @@ func keepStart(prev, cur ota.CampaignSnapshot) ota.CampaignSnapshot {
 	return cur
 }
 
+// pruneHistoryLocked keeps the last ota.keep_campaigns campaigns that
+// ended (by when they ended) and every running or paused one.
+func (g *Gateway) pruneHistoryLocked() {
+	var ended []ota.CampaignSnapshot
+	for _, s := range g.history {
+		if s.State != ota.CampaignRunning && s.State != ota.CampaignPaused {
+			ended = append(ended, s)
+		}
+	}
+	drop := len(ended) - g.cfg.OTA.KeepCampaigns
+	if drop <= 0 {
+		return
+	}
+	sort.Slice(ended, func(i, j int) bool {
+		if !ended[i].Finished.Equal(ended[j].Finished) {
+			return ended[i].Finished.Before(ended[j].Finished)
+		}
+		return ended[i].ID < ended[j].ID
+	})
+	for _, s := range ended[:drop] {
+		delete(g.history, s.ID)
+	}
+}
+
 func sortedSnapshots(m map[string]ota.CampaignSnapshot) []ota.CampaignSnapshot {
 	out := make([]ota.CampaignSnapshot, 0, len(m))
 	for _, s := range m {
@@ -473,6 +516,7 @@ func (g *Gateway) loadState() error {
 		for _, s := range snaps {
 			g.history[s.ID] = s
 		}
+		g.pruneHistoryLocked()
 	}
 	p = filepath.Join(g.cfg.StateDir, alertsFile)
 	data, err = os.ReadFile(p)

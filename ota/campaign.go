@@ -1,6 +1,7 @@
 package ota
 
 import (
+	"fmt"
 	"slices"
 	"time"
 )
@@ -8,13 +9,25 @@ import (
 // CampaignState is where a distribution stands.
 type CampaignState string
 
-// Campaign states.
+// Campaign states. Running and paused campaigns are active; the others
+// are final: a campaign that reached one never leaves it.
 const (
-	CampaignRunning   CampaignState = "running"
-	CampaignPaused    CampaignState = "paused"
+	// CampaignRunning announces and serves the image.
+	CampaignRunning CampaignState = "running"
+	// CampaignPaused neither announces nor serves; receivers keep what
+	// they hold.
+	CampaignPaused CampaignState = "paused"
+	// CampaignCompleted: every target confirmed the image.
 	CampaignCompleted CampaignState = "completed"
-	CampaignAborted   CampaignState = "aborted"
-	CampaignFailed    CampaignState = "failed"
+	// CampaignFailed: every target reached a final state and some rolled
+	// back, or the campaign could not run (Reason says which).
+	CampaignFailed CampaignState = "failed"
+	// CampaignAborted: stopped by an operator.
+	CampaignAborted CampaignState = "aborted"
+	// CampaignSuperseded: stopped before every target was through,
+	// because a campaign for the same role and hardware started (Reason
+	// names it).
+	CampaignSuperseded CampaignState = "superseded"
 )
 
 // Targets selects the receivers of a campaign: every node of Role and
@@ -36,19 +49,27 @@ type ImageInfo struct {
 }
 
 // NodeProgress is one receiver's progress as the distributor knows it
-// (from Report packages; stock receivers do not report).
+// (from Report packages; stock receivers do not report). Bytes count the
+// transfer (the compressed image when the campaign compresses), as they
+// cross the mesh; chunks are counted separately.
 type NodeProgress struct {
-	Node    uint32        `json:"node"`
-	State   State         `json:"state"`
-	Done    int           `json:"chunks_done"`
-	Total   int           `json:"chunks_total"`
-	Bytes   int64         `json:"bytes"`
-	Rate    float64       `json:"rate_bps"`
-	ETA     time.Duration `json:"eta"`
-	Active  string        `json:"active,omitempty"`
-	Err     string        `json:"error,omitempty"`
-	Updated time.Time     `json:"updated_at"`
-	Joined  time.Time     `json:"joined_at"`
+	Node       uint32        `json:"node"`
+	State      State         `json:"state"`
+	Done       int           `json:"chunks_done"`
+	Total      int           `json:"chunks_total"`
+	Bytes      int64         `json:"bytes"`       // transfer bytes the node holds
+	BytesTotal int64         `json:"bytes_total"` // transfer bytes in all
+	Rate       float64       `json:"rate_bps"`    // bytes per second since the campaign (or the node's transfer) started
+	ETA        time.Duration `json:"eta"`
+	Active     string        `json:"active,omitempty"`
+	Err        string        `json:"error,omitempty"`
+	Updated    time.Time     `json:"updated_at"`
+	Joined     time.Time     `json:"joined_at"`
+
+	// The rate counts the bytes above rateBase that came since rateFrom:
+	// the campaign's start, or when the node started the transfer over.
+	rateFrom time.Time
+	rateBase int64
 }
 
 // Terminal reports whether the node is done with this campaign.
@@ -67,11 +88,16 @@ type Campaign struct {
 	Targets  Targets
 	Forced   bool
 	State    CampaignState
-	Reason   string // why it was aborted or failed
+	Reason   string // why it failed, was aborted or superseded
 	Started  time.Time
 	Finished time.Time
 
 	nodes map[uint32]*NodeProgress
+	final int // nodes in a final state (NodeProgress.Terminal)
+	// A campaign for a role ends once every node that took part is final
+	// and none joined or changed for quiet; settleAt is then set.
+	quiet    time.Duration
+	settleAt time.Time
 }
 
 // Nodes returns the per-node progress, ordered by node id.
@@ -114,6 +140,17 @@ func (c *Campaign) Active() bool {
 	return c.State == CampaignRunning || c.State == CampaignPaused
 }
 
+// put sets a node's progress, keeping the count of final nodes.
+func (c *Campaign) put(p *NodeProgress) {
+	if old, ok := c.nodes[p.Node]; ok && old.Terminal() {
+		c.final--
+	}
+	if p.Terminal() {
+		c.final++
+	}
+	c.nodes[p.Node] = p
+}
+
 // CampaignSnapshot is the persistent form of a Campaign.
 type CampaignSnapshot struct {
 	ID       string         `json:"id"`
@@ -147,19 +184,18 @@ func RestoreCampaign(s CampaignSnapshot) *Campaign {
 		nodes: map[uint32]*NodeProgress{},
 	}
 	for _, p := range s.Nodes {
-		p := p
-		c.nodes[p.Node] = &p
+		p.rateFrom, p.rateBase = s.Started, 0
+		c.put(&p)
 	}
 	return c
 }
 
 // update applies a receiver report; it reports whether anything changed.
-// chunks is the number of chunks of the campaign's transfer.
-func (c *Campaign) update(now time.Time, from uint32, r *Report, chunks int) (NodeProgress, bool) {
+// v is the campaign's transfer.
+func (c *Campaign) update(now time.Time, from uint32, r *Report, v *variant) (NodeProgress, bool) {
 	p, ok := c.nodes[from]
 	if !ok {
 		p = &NodeProgress{Node: from, Joined: now}
-		c.nodes[from] = p
 	}
 	st := State(r.State)
 	if st == StateConfirmed && r.Active != c.Image.MD5 {
@@ -170,42 +206,103 @@ func (c *Campaign) update(now time.Time, from uint32, r *Report, chunks int) (No
 	case st == StateConfirmed:
 		// The outcome report of a trial carries no chunk counts: a
 		// confirmed node holds the whole transfer.
-		done, total = chunks, chunks
+		done, total = v.chunks, v.chunks
 	case st == StateRolledBack && r.Total == 0:
 		// Keep the counts of the transfer the node last reported.
 		done, total = p.Done, p.Total
 	}
 	changed := !ok || p.State != st || p.Done != done
-	p.State, p.Done, p.Total, p.Active, p.Err, p.Updated = st, done, total, r.Active, r.Error, now
-	if el := now.Sub(p.Joined).Seconds(); el > 0 && p.Total > 0 {
-		p.Rate = float64(p.Done) / el
-		if p.Rate > 0 {
-			p.ETA = time.Duration(float64(p.Total-p.Done) / p.Rate * float64(time.Second))
+	next := *p
+	next.State, next.Done, next.Total, next.Active, next.Err, next.Updated = st, done, total, r.Active, r.Error, now
+	next.BytesTotal = v.size
+	next.Bytes = v.bytesOf(done)
+	switch {
+	case !ok && next.Terminal():
+		// Nothing to time: a node that ran the image already reports
+		// confirmed as its first word, like one that just installed it.
+		next.rateFrom, next.rateBase = now, next.Bytes
+	case !ok:
+		// A pushed transfer arrives from the start; a node reports after
+		// its first chunks.
+		next.rateFrom, next.rateBase = c.Started, 0
+	case next.Bytes < p.Bytes:
+		// It started over (it lost what it held, or this is a new run of
+		// the campaign): the rate counts from here.
+		next.rateFrom, next.rateBase, next.Rate = now, next.Bytes, 0
+	}
+	if next.Bytes != p.Bytes || !ok {
+		if el := now.Sub(next.rateFrom).Seconds(); el > 0 {
+			next.Rate = float64(next.Bytes-next.rateBase) / el
 		}
 	}
-	return *p, changed
+	next.ETA = 0
+	if next.Rate > 0 && !next.Terminal() {
+		next.ETA = time.Duration(float64(next.BytesTotal-next.Bytes) / next.Rate * float64(time.Second))
+	}
+	c.put(&next)
+	if changed {
+		c.noteChange(now)
+	}
+	return next, changed
 }
 
-// settle finishes the campaign once every listed target is terminal.
-func (c *Campaign) settle(now time.Time) bool {
-	if c.State != CampaignRunning || len(c.Targets.Nodes) == 0 {
-		return false
+// noteChange schedules the end of a campaign for a role when every node
+// that took part is final, and cancels it when one is not.
+func (c *Campaign) noteChange(now time.Time) {
+	c.settleAt = time.Time{}
+	if len(c.Targets.Nodes) == 0 && len(c.nodes) > 0 && c.final == len(c.nodes) {
+		c.settleAt = now.Add(c.quiet)
 	}
-	failed := 0
+}
+
+// through reports whether every target reached a final state: every
+// listed node, or for a role every node that took part (at least one).
+func (c *Campaign) through() bool {
+	if len(c.Targets.Nodes) == 0 {
+		return len(c.nodes) > 0 && c.final == len(c.nodes)
+	}
 	for _, id := range c.Targets.Nodes {
 		p, ok := c.nodes[id]
 		if !ok || !p.Terminal() {
 			return false
 		}
+	}
+	return true
+}
+
+// settle finishes a running campaign once it is through: a node list at
+// once, a role after the quiet period.
+func (c *Campaign) settle(now time.Time) bool {
+	if c.State != CampaignRunning {
+		return false
+	}
+	if len(c.Targets.Nodes) == 0 && (c.settleAt.IsZero() || now.Before(c.settleAt)) {
+		return false
+	}
+	return c.conclude(now)
+}
+
+// conclude gives a campaign whose targets are all through its final state
+// from their outcomes; false if some target is not through.
+func (c *Campaign) conclude(now time.Time) bool {
+	if !c.through() {
+		return false
+	}
+	failed, all := 0, 0
+	for _, p := range c.nodes {
+		if !c.Targeted(p.Node) {
+			continue
+		}
+		all++
 		if p.State != StateConfirmed {
 			failed++
 		}
 	}
-	c.State = CampaignCompleted
+	c.State, c.Reason = CampaignCompleted, ""
 	if failed > 0 {
 		c.State = CampaignFailed
-		c.Reason = "some targets rolled back"
+		c.Reason = fmt.Sprintf("%d of %d nodes rolled back", failed, all)
 	}
-	c.Finished = now
+	c.Finished, c.settleAt = now, time.Time{}
 	return true
 }

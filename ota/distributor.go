@@ -52,7 +52,15 @@ type DistributorConfig struct {
 	// Compress builds the transfer bytes for a method; required for any
 	// method but "none".
 	Compress func(method string, image []byte) ([]byte, error)
-	Logger   *slog.Logger
+	// SettleAfter is how long a campaign for a role (no node list) waits,
+	// once every node that took part reached a final state, for another
+	// node to take part before it ends: 2 × AnnounceInterval, so at least
+	// one more announce reaches nodes that missed the earlier ones.
+	SettleAfter time.Duration
+	// KeepFinished is how many campaigns that ended the distributor keeps
+	// (their record, not their image); older ones are dropped. 50.
+	KeepFinished int
+	Logger       *slog.Logger
 }
 
 func (c *DistributorConfig) defaults() {
@@ -82,6 +90,12 @@ func (c *DistributorConfig) defaults() {
 	}
 	if c.PushDelay <= 0 {
 		c.PushDelay = 200 * time.Millisecond
+	}
+	if c.SettleAfter <= 0 {
+		c.SettleAfter = 2 * c.AnnounceInterval
+	}
+	if c.KeepFinished <= 0 {
+		c.KeepFinished = 50
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -114,6 +128,9 @@ type CampaignSpec struct {
 	// StockBroadcast announces to stock receivers with broadcasted:true
 	// (stock root-led broadcast, PROTOCOL.md §8.5) instead of unicast.
 	StockBroadcast bool
+	// Progress is what an earlier run of this campaign knew of its nodes
+	// (a gateway restart); it stands until the nodes report again.
+	Progress []NodeProgress
 }
 
 // DistributorStats count what the distributor did.
@@ -136,13 +153,30 @@ var (
 var campaignIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,32}$`)
 
 // variant is one set of chunks served: the stock image or the transfer
-// offered to Go receivers.
+// offered to Go receivers. Running campaigns of one image share their
+// variants; a campaign that ended keeps only their sizes.
 type variant struct {
 	data       []byte
+	size       int64 // len(data), also once data is released
 	chunkSize  int
 	chunks     int
 	compressed bool
 	md5        string // of data
+	image      string // md5 of the image data is made from
+	method     string // how data was made from the image
+}
+
+// released is v without its data, for the record of a campaign that ended.
+func (v *variant) released() *variant {
+	r := *v
+	r.data = nil
+	return &r
+}
+
+// bytesOf is how many bytes done chunks hold: the short last chunk is
+// counted whole until all are held (reports count chunks, not which).
+func (v *variant) bytesOf(done int) int64 {
+	return min(int64(done)*int64(v.chunkSize), v.size)
 }
 
 func (v *variant) chunk(i int) []byte {
@@ -150,9 +184,26 @@ func (v *variant) chunk(i int) []byte {
 	return v.data[lo:min(lo+v.chunkSize, len(v.data))]
 }
 
-func newVariant(data []byte, cs int, compressed bool) *variant {
+func newVariant(data []byte, cs int, image, method string) *variant {
 	sum := md5.Sum(data)
-	return &variant{data: data, chunkSize: cs, chunks: (len(data) + cs - 1) / cs, compressed: compressed, md5: hex.EncodeToString(sum[:])}
+	return &variant{data: data, size: int64(len(data)), chunkSize: cs, chunks: (len(data) + cs - 1) / cs,
+		compressed: method != "none", md5: hex.EncodeToString(sum[:]), image: image, method: method}
+}
+
+// sharedVariant returns the variant of an active campaign made from image
+// by method in chunks of cs, so one copy serves them all; nil if none.
+func (d *Distributor) sharedVariant(image, method string, cs int) *variant {
+	for _, c := range d.campaigns {
+		if !c.Active() {
+			continue
+		}
+		for _, v := range []*variant{c.stock, c.fast} {
+			if v.data != nil && v.image == image && v.method == method && v.chunkSize == cs {
+				return v
+			}
+		}
+	}
+	return nil
 }
 
 type dcampaign struct {
@@ -250,8 +301,9 @@ func (d *Distributor) find(id string) *dcampaign {
 	return nil
 }
 
-// Start begins a campaign; a running campaign for the same role and
-// hardware is superseded (aborted) by it.
+// Start begins a campaign. An active campaign for the same role and
+// hardware ends: as its targets' outcomes say if they are all through,
+// else superseded by this one.
 func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error) {
 	img := spec.Image
 	if len(img.Data) == 0 {
@@ -283,7 +335,12 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	}
 	id := spec.ID
 	if id == "" {
-		id = fmt.Sprintf("%s-%x", img.MD5[:8], uint32(now.UnixNano()/1e6))
+		base := fmt.Sprintf("%s-%x", img.MD5[:8], uint32(now.UnixNano()/1e6))
+		id = base
+		// Two starts of one image in the same millisecond.
+		for n := 2; d.find(id) != nil; n++ {
+			id = fmt.Sprintf("%s.%d", base, n)
+		}
 	}
 	if !campaignIDRE.MatchString(id) {
 		return nil, fmt.Errorf("%w %q", ErrCampaignID, id)
@@ -291,28 +348,8 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	if d.find(id) != nil {
 		return nil, fmt.Errorf("%w %q: already used", ErrCampaignID, id)
 	}
-	payload := img.Data
-	if method != "none" {
-		if d.cfg.Compress == nil {
-			return nil, fmt.Errorf("ota: no compressor configured for %q", method)
-		}
-		var err error
-		if payload, err = d.cfg.Compress(method, img.Data); err != nil {
-			return nil, fmt.Errorf("ota: compress image %s with %s: %w", img.MD5, method, err)
-		}
-	}
-	c := &dcampaign{
-		Campaign: &Campaign{
-			ID: id, Mode: mode, Method: method, Forced: spec.Forced, State: CampaignRunning, Started: now,
-			Image:   ImageInfo{MD5: img.MD5, Role: img.Role, Hardware: img.Hardware, Version: img.Version, Size: int64(len(img.Data)), Signature: img.Signature},
-			Targets: Targets{Role: img.Role, Hardware: img.Hardware, Nodes: slices.Clone(spec.Nodes)},
-			nodes:   map[uint32]*NodeProgress{},
-		},
-		stock:      newVariant(img.Data, d.cfg.StockChunkSize, false),
-		stockBcast: spec.StockBroadcast,
-		boost:      1,
-		missers:    map[int]map[uint32]bool{},
-		lastRep:    map[uint32]Report{},
+	if method != "none" && d.cfg.Compress == nil {
+		return nil, fmt.Errorf("ota: no compressor configured for %q", method)
 	}
 	cs, enc := d.cfg.ChunkSize, EncDense
 	if cs <= 0 {
@@ -321,11 +358,47 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	if mode == ModeStock {
 		cs, enc = d.cfg.StockChunkSize, EncBase64
 	}
-	if method == "none" && cs == d.cfg.StockChunkSize {
-		c.fast = c.stock
-	} else {
-		c.fast = newVariant(payload, cs, method != "none")
+	stock := d.sharedVariant(img.MD5, "none", d.cfg.StockChunkSize)
+	if stock == nil {
+		stock = newVariant(img.Data, d.cfg.StockChunkSize, img.MD5, "none")
 	}
+	fast := d.sharedVariant(img.MD5, method, cs)
+	switch {
+	case fast != nil:
+	case method == "none" && cs == d.cfg.StockChunkSize:
+		fast = stock
+	case method == "none":
+		fast = newVariant(stock.data, cs, img.MD5, method)
+	default:
+		payload, err := d.cfg.Compress(method, stock.data)
+		if err != nil {
+			return nil, fmt.Errorf("ota: compress image %s with %s: %w", img.MD5, method, err)
+		}
+		fast = newVariant(payload, cs, img.MD5, method)
+	}
+	c := &dcampaign{
+		Campaign: &Campaign{
+			ID: id, Mode: mode, Method: method, Forced: spec.Forced, State: CampaignRunning, Started: now,
+			Image:   ImageInfo{MD5: img.MD5, Role: img.Role, Hardware: img.Hardware, Version: img.Version, Size: int64(len(img.Data)), Signature: img.Signature},
+			Targets: Targets{Role: img.Role, Hardware: img.Hardware, Nodes: slices.Clone(spec.Nodes)},
+			nodes:   map[uint32]*NodeProgress{},
+			quiet:   d.cfg.SettleAfter,
+		},
+		stock:      stock,
+		fast:       fast,
+		stockBcast: spec.StockBroadcast,
+		boost:      1,
+		missers:    map[int]map[uint32]bool{},
+		lastRep:    map[uint32]Report{},
+	}
+	for _, p := range spec.Progress {
+		if c.Targeted(p.Node) {
+			// Bytes held before this start came at a rate of their own.
+			p.rateFrom, p.rateBase = now, p.Bytes
+			c.put(&p)
+		}
+	}
+	c.noteChange(now)
 	c.offer = Offer{
 		From: d.host.ID(), Routing: int(protocol.RouteBroadcast), ID: id, MD5: img.MD5, Role: img.Role,
 		Hardware: img.Hardware, Version: img.Version, Size: int64(len(img.Data)), Mode: string(mode),
@@ -353,7 +426,13 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	}
 	for _, old := range d.campaigns {
 		if old.Active() && old.Image.Role == img.Role && old.Image.Hardware == img.Hardware {
-			d.finish(now, old, CampaignAborted, "superseded by "+id)
+			// One whose targets are all through ends as they did; only
+			// one that is cut short is superseded.
+			if old.conclude(now) {
+				d.finish(now, old, old.State, old.Reason)
+			} else {
+				d.finish(now, old, CampaignSuperseded, "superseded by campaign "+id)
+			}
 		}
 	}
 	d.campaigns = append(d.campaigns, c)
@@ -363,15 +442,44 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 		c.nextPush = now.Add(d.cfg.PushDelay)
 	}
 	d.emit(c, 0, NodeProgress{})
+	if c.settle(now) {
+		d.finish(now, c, c.State, c.Reason)
+	}
 	d.Tick(now)
 	return c.Campaign, nil
 }
 
+// finish ends a campaign: it keeps its record, not its image.
 func (d *Distributor) finish(now time.Time, c *dcampaign, s CampaignState, why string) {
 	c.State, c.Reason, c.Finished = s, why, now
+	c.settleAt = time.Time{}
 	c.pushing = false
+	c.stock, c.fast = c.stock.released(), c.fast.released()
+	c.missers, c.lastRep = nil, nil
 	d.queue = slices.DeleteFunc(d.queue, func(r reply) bool { return r.c == c })
 	d.emit(c, 0, NodeProgress{})
+}
+
+// dropOldFinished keeps the records of the last KeepFinished campaigns
+// that ended. It changes d.campaigns: never call it inside a loop over it.
+func (d *Distributor) dropOldFinished() {
+	ended := 0
+	for _, c := range d.campaigns {
+		if !c.Active() {
+			ended++
+		}
+	}
+	drop := ended - d.cfg.KeepFinished
+	if drop <= 0 {
+		return
+	}
+	d.campaigns = slices.DeleteFunc(d.campaigns, func(c *dcampaign) bool {
+		if drop > 0 && !c.Active() {
+			drop--
+			return true
+		}
+		return false
+	})
 }
 
 // Pause stops announcing and serving a campaign; receivers keep what they
@@ -419,6 +527,7 @@ func (d *Distributor) Abort(now time.Time, id string) error {
 		return fmt.Errorf("ota: campaign %s is already %s", id, c.State)
 	}
 	d.finish(now, c, CampaignAborted, "aborted")
+	d.dropOldFinished()
 	return nil
 }
 
@@ -585,12 +694,13 @@ func (d *Distributor) onReport(now time.Time, raw []byte) {
 	if c.pushing && State(r.State) == StateDownloading {
 		d.observe(now, c, r)
 	}
-	p, changed := c.update(now, r.From, r, c.fast.chunks)
+	p, changed := c.update(now, r.From, r, c.fast)
 	if changed {
 		d.emit(c, r.From, p)
 	}
 	if c.settle(now) {
-		d.emit(c, 0, NodeProgress{})
+		d.finish(now, c, c.State, c.Reason)
+		d.dropOldFinished()
 	}
 }
 

@@ -14,11 +14,16 @@ func (d *Distributor) Tick(now time.Time) {
 		if c.State != CampaignRunning {
 			continue
 		}
+		if c.settle(now) {
+			d.finish(now, c, c.State, c.Reason)
+			continue
+		}
 		if !c.nextAnnounce.IsZero() && !now.Before(c.nextAnnounce) {
 			d.announce(now, c)
 		}
 		d.push(now, c)
 	}
+	d.dropOldFinished()
 	d.flush(now)
 }
 
@@ -168,6 +173,7 @@ func (d *Distributor) NextDeadline() time.Time {
 			continue
 		}
 		at(c.nextAnnounce)
+		at(c.settleAt)
 		if c.pushing {
 			t := c.nextPush
 			if r := d.pace.readyAt(); r.After(t) {

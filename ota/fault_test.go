@@ -193,7 +193,7 @@ func TestNewerImageSupersedes(t *testing.T) {
 	if !r.runUntilInstalled(b.Image.MD5, time.Hour) {
 		t.Fatalf("installed on %d of %d", r.installed(b.Image.MD5), len(r.nodes))
 	}
-	if a.State != CampaignAborted || a.Reason != "superseded by b" {
+	if a.State != CampaignSuperseded || a.Reason != "superseded by campaign b" {
 		t.Fatalf("campaign a %s (%s)", a.State, a.Reason)
 	}
 	if r.installed(a.Image.MD5) != 0 {

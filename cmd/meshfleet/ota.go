@@ -365,7 +365,7 @@ func (v *progressView) event(ev mesh.Event) {
 		}
 		if e.Node != 0 && !v.sim {
 			p := e.Progress
-			v.nodes[e.Node] = ota.Progress{Node: e.Node, State: p.State, Done: p.Done, Total: p.Total, Rate: p.Rate, ETA: p.ETA, Err: p.Err}
+			v.nodes[e.Node] = ota.Progress{Node: e.Node, State: p.State, Done: p.Done, Total: p.Total, Bytes: p.Bytes, Rate: p.Rate, ETA: p.ETA, Err: p.Err}
 		}
 		je = &jsonEvent{Time: now, Event: "campaign", Campaign: e.Campaign, State: string(e.State), Node: e.Node,
 			Done: e.Progress.Done, Total: e.Progress.Total, Error: e.Progress.Err}
