@@ -495,6 +495,12 @@ func (b *Bridge) handleTo(ctx context.Context, m Message) {
 	} else {
 		err = b.svc.SendSingle(ctx, uint32(v), string(m.Payload))
 	}
+	from := b.sender(m)
+	// A flood over the airtime budget is not audited line by line: the
+	// rate-limited warning below counts it.
+	if !errors.Is(err, fleet.ErrRateLimited) {
+		fleet.Audit(b.log, fleet.AuditAction{Via: "mqtt", Who: from.who(b.cfg.TrustSender), Client: from.ClientID, Action: "message.send", Target: dest, Err: err})
+	}
 	if err == nil {
 		return
 	}
@@ -505,7 +511,6 @@ func (b *Bridge) handleTo(ctx context.Context, m Message) {
 	// Answer on the MQTT 5 response topic if the sender gave one at or
 	// below ota/control/response, where replies go: anywhere else (a to/
 	// topic, say) the answer could be sent on into the mesh.
-	from := b.sender(m)
 	if m.ResponseTopic != "" && b.checkResponseTopic(m, from) == nil {
 		payload, merr := marshal(SendResponse{Topic: m.Topic, OK: false, Error: err.Error()})
 		if merr == nil {
@@ -517,7 +522,6 @@ func (b *Bridge) handleTo(ctx context.Context, m Message) {
 	if ok, held := b.refusals.allow(b.cfg.Now()); ok {
 		b.log.Warn("mqtt message into the mesh refused", "topic", m.Topic, "err", err, "refused_since_last", held)
 	}
-	fleet.Audit(b.log, fleet.AuditAction{Via: "mqtt", Who: from.who(b.cfg.TrustSender), Client: from.ClientID, Action: "message.send", Target: dest, Err: err})
 }
 
 // SendResponse answers a <prefix>/to/... message on its MQTT 5 response
