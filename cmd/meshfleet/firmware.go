@@ -72,8 +72,8 @@ it). Hardware is what receivers report, "ESP32" or "ESP8266" for stock nodes.
 With --sign, the image is signed with the ed25519 private key in KEYFILE (see
 'meshfleet firmware keygen'). With --compress, compressed transfer variants are
 computed once and stored next to the image (methods: deflate, heatshrink).
-Adding an image that is already stored for the same role and hardware fails and
-names the stored image.`,
+Adding an image that is already stored for the same role and hardware, or other
+bytes under a stored role/hardware/version, fails and names the stored image.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var compressions []compress.Method
