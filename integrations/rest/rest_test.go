@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/meshfleet/meshfleet/fleet"
@@ -146,4 +150,68 @@ func TestMessages(t *testing.T) {
 		t.Fatalf("sent %q", got)
 	}
 	_ = context.Background
+}
+
+// blockingStore holds uploads inside AddImage until release closes; it
+// refuses a third one while two are held.
+type blockingStore struct {
+	*fleettest.Memory
+	inFlight atomic.Int32
+	entered  chan struct{}
+	release  chan struct{}
+}
+
+func (b *blockingStore) AddImage(ctx context.Context, up fleet.ImageUpload, r io.Reader) (fleet.Image, bool, error) {
+	defer b.inFlight.Add(-1)
+	if b.inFlight.Add(1) > 2 {
+		return fleet.Image{}, false, errors.New("a third upload reached the store while two were in progress")
+	}
+	b.entered <- struct{}{}
+	<-b.release
+	return b.Memory.AddImage(ctx, up, r)
+}
+
+// TestUploadConcurrencyCap: beyond MaxConcurrentUploads an upload is
+// refused at once with 503 and Retry-After, without reading its body; a
+// slot frees when an upload ends.
+func TestUploadConcurrencyCap(t *testing.T) {
+	svc := &blockingStore{Memory: &fleettest.Memory{}, entered: make(chan struct{}, 8), release: make(chan struct{})}
+	srv := httptest.NewServer(Handler(svc, Config{MaxUploadSize: 1024, MaxConcurrentUploads: 2}))
+	t.Cleanup(srv.Close)
+	release := sync.OnceFunc(func() { close(svc.release) })
+	t.Cleanup(release) // before srv.Close, which waits for the handlers
+	url := func(v int) string {
+		return fmt.Sprintf("%s/api/v1/firmware?role=sensor&hardware=ESP32&version=%d", srv.URL, v)
+	}
+	img := func(v int) io.Reader { return bytes.NewReader([]byte{0xE9, byte(v)}) }
+
+	codes := make(chan int, 2)
+	for v := range 2 {
+		go func() {
+			code, body := do(t, "POST", url(v), "", img(v))
+			if code != http.StatusCreated {
+				t.Errorf("upload %d: %d %s", v, code, body)
+			}
+			codes <- code
+		}()
+		<-svc.entered
+	}
+	req, _ := http.NewRequest("POST", url(2), img(2))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "max_concurrent_uploads") {
+		t.Fatalf("third upload: %d Retry-After %q %s, want 503 with Retry-After naming firmware.max_concurrent_uploads",
+			resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+
+	release()
+	<-codes
+	<-codes
+	if code, body := do(t, "POST", url(3), "", img(3)); code != http.StatusCreated {
+		t.Fatalf("upload after the others ended: %d %s", code, body)
+	}
 }
