@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -190,6 +191,10 @@ func (a *api) upload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "role, hardware and version query parameters are required (body: the image bytes)")
 		return
 	}
+	if err := checkImageBody(r); err != nil {
+		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("%v: the body must be the raw image bytes, e.g. curl --data-binary @fw.bin -H 'Content-Type: application/octet-stream' 'http://%s/api/v1/firmware?role=R&hardware=H&version=V'", err, r.Host))
+		return
+	}
 	if r.ContentLength > a.cfg.MaxUploadSize {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("image of %d bytes is larger than the limit of %d bytes (firmware.max_upload_size)", r.ContentLength, a.cfg.MaxUploadSize))
 		return
@@ -222,6 +227,28 @@ func (a *api) upload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, img)
+}
+
+// checkImageBody refuses request bodies that are not raw image bytes:
+// forms, JSON, text and encoded bodies are what clients send by mistake
+// (curl -F, -d or --data-binary without a Content-Type), and storing them
+// would offer nodes garbage. No Content-Type at all is taken as raw bytes.
+func checkImageBody(r *http.Request) error {
+	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+		return fmt.Errorf("Content-Encoding %q is not supported", enc)
+	}
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return fmt.Errorf("Content-Type %q is not a media type", ct)
+	}
+	if mt != "application/octet-stream" {
+		return fmt.Errorf("Content-Type %s is not a firmware image", mt)
+	}
+	return nil
 }
 
 // uploadBody reads a request body, keeping the connection's read deadline

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -150,6 +151,75 @@ func TestMessages(t *testing.T) {
 		t.Fatalf("sent %q", got)
 	}
 	_ = context.Background
+}
+
+// TestUploadRefusesWhatIsNotAnImage: a form, a JSON document, text or a
+// compressed body is not a firmware image; it is refused with 415 and the
+// right way to upload, and nothing is stored.
+func TestUploadRefusesWhatIsNotAnImage(t *testing.T) {
+	srv, m := newServer(t, "")
+	url := srv.URL + "/api/v1/firmware?role=sensor&hardware=ESP32&version=1.0"
+	img := bytes.Repeat([]byte{0xE9, 1, 2, 3}, 64)
+
+	var form bytes.Buffer
+	mw := multipart.NewWriter(&form)
+	fw, _ := mw.CreateFormFile("file", "fw.bin")
+	fw.Write(img)
+	mw.Close()
+	for _, c := range []struct {
+		contentType, encoding string
+		body                  []byte
+	}{
+		{mw.FormDataContentType(), "", form.Bytes()},
+		{"application/json", "", []byte(`{"image":"6QECAw=="}`)},
+		{"application/problem+json; charset=utf-8", "", []byte(`{}`)},
+		{"application/x-www-form-urlencoded", "", img}, // curl --data-binary without -H
+		{"text/plain; charset=utf-8", "", img},
+		{"application/xml", "", []byte(`<image/>`)},
+		{"not a media type", "", img},
+		{"application/octet-stream", "gzip", img},
+	} {
+		req, _ := http.NewRequest("POST", url, bytes.NewReader(c.body))
+		req.Header.Set("Content-Type", c.contentType)
+		if c.encoding != "" {
+			req.Header.Set("Content-Encoding", c.encoding)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnsupportedMediaType {
+			t.Errorf("Content-Type %q, Content-Encoding %q: %d %s, want 415", c.contentType, c.encoding, resp.StatusCode, body)
+			continue
+		}
+		for _, want := range []string{"--data-binary @fw.bin", "Content-Type: application/octet-stream"} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("Content-Type %q: message lacks %q: %s", c.contentType, want, body)
+			}
+		}
+	}
+	if imgs, _ := m.Images(); len(imgs) != 0 {
+		t.Fatalf("refused uploads were stored: %+v", imgs)
+	}
+
+	// The raw bytes, labelled as such or not labelled at all, are an image.
+	for i, ct := range []string{"application/octet-stream", ""} {
+		req, _ := http.NewRequest("POST", fmt.Sprintf("%s.%d", url, i), bytes.NewReader(append(img, byte(i))))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Errorf("Content-Type %q: %d %s, want 201", ct, resp.StatusCode, body)
+		}
+	}
 }
 
 // blockingStore holds uploads inside AddImage until release closes; it
