@@ -142,12 +142,13 @@ func (m *Memory) AddImage(_ context.Context, up fleet.ImageUpload, r io.Reader) 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, img := range m.ImageList {
-		if img.Role == up.Role && img.Hardware == up.Hardware && img.Version == up.Version {
-			if img.MD5 == got {
-				return img, true, nil
-			}
-			return fleet.Image{}, false, fmt.Errorf("version %s is image %s (md5 %s): %w", img.Version, img.ID, img.MD5, fleet.ErrConflict)
+		if img.Role != up.Role || img.Hardware != up.Hardware || (img.Version != up.Version && img.MD5 != got) {
+			continue
 		}
+		if img.Version == up.Version && img.MD5 == got {
+			return img, true, nil
+		}
+		return fleet.Image{}, false, fmt.Errorf("version %s is image %s (md5 %s): %w", img.Version, img.ID, img.MD5, fleet.ErrConflict)
 	}
 	img := fleet.Image{ID: got[:12], Role: up.Role, Hardware: up.Hardware, Version: up.Version, MD5: got, Size: int64(len(data))}
 	m.ImageList = append(m.ImageList, img)

@@ -27,16 +27,17 @@ type Config struct {
 	Token                string // empty: no auth
 	MaxUploadSize        int64  // firmware upload limit in bytes
 	MaxConcurrentUploads int    // firmware uploads at once (default 2); more are refused with 503
-	Logger               *slog.Logger
+	// UploadIdleTimeout ends an upload that sends nothing for this long
+	// (default 30 s), so a stalled client cannot hold an upload slot.
+	UploadIdleTimeout time.Duration
+	Logger            *slog.Logger
 }
 
 // maxJSONBody bounds request documents other than firmware uploads.
 const maxJSONBody = 1 << 20
 
 const (
-	// uploadIdleTimeout ends an upload that sends nothing for this long,
-	// so a stalled client cannot hold an upload slot forever.
-	uploadIdleTimeout = 30 * time.Second
+	defaultUploadIdleTimeout = 30 * time.Second
 	// uploadRetryAfter is what a client refused for want of an upload
 	// slot is told to wait (Retry-After, seconds).
 	uploadRetryAfter = 5
@@ -49,6 +50,9 @@ func Handler(svc fleet.Service, cfg Config) http.Handler {
 	}
 	if cfg.MaxConcurrentUploads <= 0 {
 		cfg.MaxConcurrentUploads = 2
+	}
+	if cfg.UploadIdleTimeout <= 0 {
+		cfg.UploadIdleTimeout = defaultUploadIdleTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -207,7 +211,7 @@ func (a *api) upload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%d uploads are in progress, the limit (firmware.max_concurrent_uploads); retry in %d seconds", a.cfg.MaxConcurrentUploads, uploadRetryAfter))
 		return
 	}
-	body := &uploadBody{r: http.MaxBytesReader(w, r.Body, a.cfg.MaxUploadSize), rc: http.NewResponseController(w)}
+	body := &uploadBody{r: http.MaxBytesReader(w, r.Body, a.cfg.MaxUploadSize), rc: http.NewResponseController(w), idle: a.cfg.UploadIdleTimeout}
 	up := fleet.ImageUpload{Role: role, Hardware: hw, Version: ver, MD5: strings.ToLower(q.Get("md5")), Size: max(r.ContentLength, 0)}
 	img, existed, err := a.svc.AddImage(r.Context(), up, body)
 	if err != nil {
@@ -252,20 +256,26 @@ func checkImageBody(r *http.Request) error {
 }
 
 // uploadBody reads a request body, keeping the connection's read deadline
-// uploadIdleTimeout ahead and remembering a read error, so the handler can
-// tell a broken upload (400) from a failing store (500).
+// idle ahead and remembering a read error, so the handler can tell a
+// broken upload (400) from a failing store (500).
 type uploadBody struct {
-	r   io.Reader
-	rc  *http.ResponseController
-	err error
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+	err  error
 }
 
 func (b *uploadBody) Read(p []byte) (int, error) {
 	// Not every ResponseWriter supports deadlines (tests' recorders);
 	// then the server's own timeouts apply.
-	_ = b.rc.SetReadDeadline(time.Now().Add(uploadIdleTimeout))
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
 	n, err := b.r.Read(p)
-	if err != nil && err != io.EOF {
+	switch {
+	case err == io.EOF:
+		// All read: storing may take longer than idle, and the server
+		// watches the idle connection for the client going away.
+		_ = b.rc.SetReadDeadline(time.Time{})
+	case err != nil:
 		b.err = err
 	}
 	return n, err

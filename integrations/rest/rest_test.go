@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/meshfleet/meshfleet/fleet"
 	"github.com/meshfleet/meshfleet/fleet/fleettest"
@@ -283,5 +286,32 @@ func TestUploadConcurrencyCap(t *testing.T) {
 	<-codes
 	if code, body := do(t, "POST", url(3), "", img(3)); code != http.StatusCreated {
 		t.Fatalf("upload after the others ended: %d %s", code, body)
+	}
+}
+
+// TestUploadStalledIsDropped: an upload that stops sending is ended after
+// UploadIdleTimeout with 400 and frees its slot.
+func TestUploadStalledIsDropped(t *testing.T) {
+	m := &fleettest.Memory{}
+	srv := httptest.NewServer(Handler(m, Config{MaxUploadSize: 1024, MaxConcurrentUploads: 1, UploadIdleTimeout: 100 * time.Millisecond}))
+	t.Cleanup(srv.Close)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /api/v1/firmware?role=sensor&hardware=ESP32&version=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n0123456789")
+	// Bounded wait for the server's answer: far longer than the idle timeout.
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled upload: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "reading upload") {
+		t.Fatalf("stalled upload: %d %s, want 400", resp.StatusCode, body)
+	}
+	if code, body := do(t, "POST", srv.URL+"/api/v1/firmware?role=sensor&hardware=ESP32&version=2", "", strings.NewReader("image")); code != http.StatusCreated {
+		t.Fatalf("upload after the stalled one: %d %s", code, body)
 	}
 }
