@@ -208,7 +208,7 @@ func (a *api) upload(w http.ResponseWriter, r *http.Request) {
 		defer func() { <-a.uploadSlots }()
 	default:
 		w.Header().Set("Retry-After", strconv.Itoa(uploadRetryAfter))
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%d uploads are in progress, the limit (firmware.max_concurrent_uploads); retry in %d seconds", a.cfg.MaxConcurrentUploads, uploadRetryAfter))
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%d uploads are in progress, as many as firmware.max_concurrent_uploads allows; retry in %d seconds", a.cfg.MaxConcurrentUploads, uploadRetryAfter))
 		return
 	}
 	body := &uploadBody{r: http.MaxBytesReader(w, r.Body, a.cfg.MaxUploadSize), rc: http.NewResponseController(w), idle: a.cfg.UploadIdleTimeout}
@@ -239,7 +239,7 @@ func (a *api) upload(w http.ResponseWriter, r *http.Request) {
 // would offer nodes garbage. No Content-Type at all is taken as raw bytes.
 func checkImageBody(r *http.Request) error {
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
-		return fmt.Errorf("Content-Encoding %q is not supported", enc)
+		return fmt.Errorf("a body with Content-Encoding %q is not supported", enc)
 	}
 	ct := r.Header.Get("Content-Type")
 	if ct == "" {
@@ -247,10 +247,10 @@ func checkImageBody(r *http.Request) error {
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return fmt.Errorf("Content-Type %q is not a media type", ct)
+		return fmt.Errorf("the Content-Type %q is not a media type", ct)
 	}
 	if mt != "application/octet-stream" {
-		return fmt.Errorf("Content-Type %s is not a firmware image", mt)
+		return fmt.Errorf("a body of type %s is not a firmware image", mt)
 	}
 	return nil
 }
