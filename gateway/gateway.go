@@ -54,6 +54,10 @@ type Gateway struct {
 	fan     *fanout
 	started time.Time
 
+	// imageUse orders campaign starts and image removals, so an image is
+	// not removed between a campaign finding it and starting.
+	imageUse sync.Mutex
+
 	mu        sync.Mutex
 	driver    Driver
 	collector *status.Collector

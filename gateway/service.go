@@ -211,6 +211,8 @@ func (g *Gateway) AddImage(ctx context.Context, up fleet.ImageUpload, r io.Reade
 
 // RemoveImage implements fleet.Service.
 func (g *Gateway) RemoveImage(ctx context.Context, id string) error {
+	g.imageUse.Lock()
+	defer g.imageUse.Unlock()
 	img, err := g.store.Get(id)
 	switch {
 	case errors.Is(err, firmware.ErrNotFound):
@@ -257,6 +259,8 @@ func (g *Gateway) StartCampaign(ctx context.Context, req fleet.CampaignRequest) 
 	if req.Image == "" {
 		return fleet.Campaign{}, fmt.Errorf("campaign needs an image id: %w", fleet.ErrInvalid)
 	}
+	g.imageUse.Lock()
+	defer g.imageUse.Unlock()
 	img, err := g.findImage(req.Image)
 	if err != nil {
 		return fleet.Campaign{}, err
