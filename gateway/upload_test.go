@@ -135,12 +135,24 @@ func TestUploadSameVersionOtherBytesConflicts(t *testing.T) {
 	}
 }
 
+// stopGateway stops a gateway started for a test and waits (bounded) for
+// it, so it no longer writes its state when the test's directory goes.
+// If Run already returned and waitReady took its result, this waits out the bound.
+func stopGateway(cancel context.CancelFunc, done chan error) {
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+	}
+}
+
 // TestUploadConflictOverMQTT: upload_end goes through the same rule.
 func TestUploadConflictOverMQTT(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cfg := testConfig(t)
 	g, _, done := startSimGatewayWith(t, ctx, cfg, SimMeshConfig{Nodes: 1, Seed: 5, Speed: 25, Model: "esp32"}, nil)
+	defer stopGateway(cancel, done)
 	waitReady(t, ctx, g, done)
 	rec, c := observe(t, ctx, brokerURL(g), "observer")
 	rec.waitFor(t, ctx, "mf/status/nodes", allOnline(2)) // subscribed, and the mesh is up
@@ -334,6 +346,7 @@ func TestRemoveImageInUse(t *testing.T) {
 	defer cancel()
 	cfg := testConfig(t)
 	g, _, done := startSimGatewayWith(t, ctx, cfg, SimMeshConfig{Nodes: 1, Seed: 5, Speed: 25, Model: "esp32"}, nil)
+	defer stopGateway(cancel, done)
 	waitReady(t, ctx, g, done)
 	// No ESP8266 node in the mesh: the campaign keeps running.
 	img := uploadREST(t, g, "sensor", "ESP8266", "2.0.0", compress.FirmwareLike(8<<10, 4))
