@@ -29,6 +29,9 @@ import (
 var (
 	ErrNotFound      = errors.New("firmware: image not found")
 	ErrExists        = errors.New("firmware: image already stored")
+	ErrVersionExists = errors.New("firmware: version already names another image")
+	ErrMD5Mismatch   = errors.New("firmware: md5 mismatch")
+	ErrStoreFull     = errors.New("firmware: store full")
 	ErrEmpty         = errors.New("firmware: image is empty")
 	ErrTooLarge      = errors.New("firmware: image too large")
 	ErrInvalidID     = errors.New("firmware: invalid image id")

@@ -43,6 +43,10 @@ const (
 type Options struct {
 	// MaxSize limits images and variants in bytes (default DefaultMaxSize).
 	MaxSize int64
+	// MaxStoreSize limits the bytes of all images and variants together;
+	// Add refuses an image that would exceed it with ErrStoreFull. Zero
+	// means no limit.
+	MaxStoreSize int64
 	// Now stamps Image.Added (default time.Now).
 	Now func() time.Time
 }
@@ -59,16 +63,24 @@ type AddOptions struct {
 	// Downgrade marks the manifest as a signed downgrade: receivers with a
 	// higher counter install it too. Needs an explicit Counter.
 	Downgrade bool
+	// MD5, if set (hex), is what the sender says the image's MD5 is: an
+	// image with another MD5 is refused with ErrMD5Mismatch.
+	MD5 string
+	// Size, if positive, is the length the sender declared: limits are
+	// checked before anything is read, and an image of another length is
+	// refused.
+	Size int64
 }
 
 // Store is a firmware store directory. Its methods are safe for concurrent
 // use; every call reads the directory afresh, so images added by another
 // process (the CLI next to a running gateway) are seen at once.
 type Store struct {
-	dir     string
-	maxSize int64
-	now     func() time.Time
-	mu      sync.RWMutex
+	dir          string
+	maxSize      int64
+	maxStoreSize int64
+	now          func() time.Time
+	mu           sync.RWMutex
 }
 
 // Open opens the store in dir, creating the directory if needed, and
@@ -82,6 +94,10 @@ func Open(dir string, opts *Options) (*Store, error) {
 		if opts.MaxSize > 0 {
 			s.maxSize = opts.MaxSize
 		}
+		if opts.MaxStoreSize < 0 {
+			return nil, fmt.Errorf("firmware: open %s: negative MaxStoreSize %d", dir, opts.MaxStoreSize)
+		}
+		s.maxStoreSize = opts.MaxStoreSize
 		if opts.Now != nil {
 			s.now = opts.Now
 		}
@@ -155,13 +171,19 @@ func (s *Store) AddFile(ctx context.Context, path string, meta Meta, opts AddOpt
 	return img, nil
 }
 
-// Add reads an image from r and stores it with meta.
+// Add streams an image from r into a staging file in the store, hashing it
+// as it goes (the image is never held in memory, unless it is signed), and
+// stores it with meta. Whatever fails, a partial image leaves nothing
+// behind.
 //
 // If the same image (same MD5, role and hardware) is already stored, Add
 // returns the stored Image together with an error wrapping ErrExists, so
-// callers that only want the image to be present can ignore that error.
-// A different image under an existing role/hardware/version is rejected
-// with ErrExists too: a version names exactly one image.
+// callers that only want the image to be present can ignore that error;
+// the stored Image's version tells whether it is stored under meta.Version.
+// A different image under an existing role/hardware/version is refused with
+// ErrVersionExists and the stored Image: a version names exactly one image.
+// With a MaxStoreSize, an image that does not fit is refused with
+// ErrStoreFull.
 func (s *Store) Add(ctx context.Context, r io.Reader, meta Meta, opts AddOptions) (Image, error) {
 	if err := ValidateMeta(meta); err != nil {
 		return Image{}, err
@@ -174,6 +196,21 @@ func (s *Store) Add(ctx context.Context, r io.Reader, meta Meta, opts AddOptions
 	}
 	if opts.Downgrade && opts.Counter == 0 {
 		return Image{}, fmt.Errorf("%w: a downgrade needs an explicit security counter", ErrManifest)
+	}
+	opts.MD5 = strings.ToLower(opts.MD5)
+	if opts.MD5 != "" && !isMD5Hex(opts.MD5) {
+		return Image{}, fmt.Errorf("%w: md5 %q is not 32 hex digits", ErrInvalidMeta, opts.MD5)
+	}
+	if opts.Size > s.maxSize {
+		return Image{}, fmt.Errorf("%w: image is %d bytes, limit %d", ErrTooLarge, opts.Size, s.maxSize)
+	}
+	if opts.Size > 0 {
+		s.mu.RLock()
+		err := s.checkRoom(opts.Size)
+		s.mu.RUnlock()
+		if err != nil {
+			return Image{}, err
+		}
 	}
 	staging, err := os.MkdirTemp(s.dir, stagingPrefix)
 	if err != nil {
@@ -190,6 +227,12 @@ func (s *Store) Add(ctx context.Context, r io.Reader, meta Meta, opts AddOptions
 	if err != nil {
 		return Image{}, err
 	}
+	if opts.Size > 0 && size != opts.Size {
+		return Image{}, fmt.Errorf("firmware: read image: got %d bytes, the sender declared %d", size, opts.Size)
+	}
+	if opts.MD5 != "" && sum != opts.MD5 {
+		return Image{}, fmt.Errorf("%w: the image's md5 is %s, the sender said %s", ErrMD5Mismatch, sum, opts.MD5)
+	}
 	img := Image{
 		ID:       imageID(meta.Role, meta.Hardware, sum),
 		Role:     meta.Role,
@@ -200,6 +243,7 @@ func (s *Store) Add(ctx context.Context, r io.Reader, meta Meta, opts AddOptions
 		Added:    s.now().UTC(),
 	}
 	if opts.SigningKey != nil {
+		// ed25519 signs the message whole.
 		data, err := readLimited(filepath.Join(staging, imageFile), size)
 		if err != nil {
 			return Image{}, fmt.Errorf("firmware: add: %w", err)
@@ -232,8 +276,11 @@ func (s *Store) Add(ctx context.Context, r io.Reader, meta Meta, opts AddOptions
 	all, _ := s.list()
 	for _, other := range all {
 		if other.Role == img.Role && other.Hardware == img.Hardware && other.Version == img.Version {
-			return other, fmt.Errorf("%w: %s/%s version %q is image %s with md5 %s, not %s", ErrExists, img.Role, img.Hardware, img.Version, other.ID, other.MD5, img.MD5)
+			return other, fmt.Errorf("%w: %s/%s version %q is image %s with md5 %s, not %s", ErrVersionExists, img.Role, img.Hardware, img.Version, other.ID, other.MD5, img.MD5)
 		}
+	}
+	if err := s.checkRoom(size); err != nil {
+		return Image{}, err
 	}
 	final := filepath.Join(s.dir, img.ID)
 	if err := os.Rename(staging, final); err != nil {
@@ -249,6 +296,71 @@ func (s *Store) Add(ctx context.Context, r io.Reader, meta Meta, opts AddOptions
 		return Image{}, fmt.Errorf("firmware: add: %w", err)
 	}
 	return img, nil
+}
+
+func isMD5Hex(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil && len(s) == 2*md5.Size
+}
+
+// Usage is how much of the store is used.
+type Usage struct {
+	Images int   // images stored
+	Bytes  int64 // their bytes, variants included
+	Limit  int64 // MaxStoreSize; zero: no limit
+}
+
+// Usage returns what the stored images occupy. Corrupt entries are not
+// counted.
+func (s *Store) Usage() (Usage, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.usage()
+}
+
+func (s *Store) usage() (Usage, error) {
+	all, err := s.list()
+	u := Usage{Images: len(all), Limit: s.maxStoreSize}
+	for _, img := range all {
+		u.Bytes += img.Size
+		for _, v := range img.Variants {
+			u.Bytes += v.Size
+		}
+	}
+	return u, err
+}
+
+// checkRoom refuses size more bytes if they would exceed MaxStoreSize;
+// s.mu must be held.
+func (s *Store) checkRoom(size int64) error {
+	if s.maxStoreSize <= 0 {
+		return nil
+	}
+	u, _ := s.usage()
+	if u.Bytes+size <= s.maxStoreSize {
+		return nil
+	}
+	images := "images use"
+	if u.Images == 1 {
+		images = "image uses"
+	}
+	return fmt.Errorf("%w: the image needs %s; %d %s %s of the %s limit, %s free",
+		ErrStoreFull, formatBytes(size), u.Images, images, formatBytes(u.Bytes), formatBytes(s.maxStoreSize), formatBytes(max(0, s.maxStoreSize-u.Bytes)))
+}
+
+// formatBytes writes a size for people: "512 bytes", "1.5 MiB".
+func formatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	f, prefix := float64(n)/unit, "KMGTPE"
+	i := 0
+	for f >= unit && i < len(prefix)-1 {
+		f /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", f, prefix[i])
 }
 
 // copyImage streams r into path, enforcing the size limit, and returns the

@@ -125,8 +125,8 @@ func TestAddDuplicate(t *testing.T) {
 	}
 
 	other, err := s.Add(context.Background(), strings.NewReader("image-2"), sensor, AddOptions{})
-	if !errors.Is(err, ErrExists) || other.ID != first.ID {
-		t.Fatalf("same version, other bytes: %+v, %v", other, err)
+	if !errors.Is(err, ErrVersionExists) || errors.Is(err, ErrExists) || other.ID != first.ID {
+		t.Fatalf("same version, other bytes: %+v, %v; want ErrVersionExists and the stored image", other, err)
 	}
 	if !strings.Contains(err.Error(), `version "1.0.0" is image `+first.ID) {
 		t.Errorf("message: %s", err)
@@ -674,5 +674,74 @@ func TestMetaValidation(t *testing.T) {
 		if err := ValidateMeta(ok); err != nil {
 			t.Errorf("%+v: %v", ok, err)
 		}
+	}
+}
+
+// TestAddChecksWhatTheSenderSaid: a wrong md5 or length is refused after
+// the bytes are read, and leaves nothing behind.
+func TestAddChecksWhatTheSenderSaid(t *testing.T) {
+	s := openTest(t, nil)
+	ctx := context.Background()
+	_, err := s.Add(ctx, strings.NewReader("abc"), sensor, AddOptions{MD5: "00000000000000000000000000000000"})
+	if !errors.Is(err, ErrMD5Mismatch) || !strings.Contains(err.Error(), "900150983cd24fb0d6963f7d28e17f72") {
+		t.Errorf("wrong md5: %v", err)
+	}
+	if _, err := s.Add(ctx, strings.NewReader("abc"), sensor, AddOptions{MD5: "xyz"}); !errors.Is(err, ErrInvalidMeta) {
+		t.Errorf("md5 not hex: %v", err)
+	}
+	if _, err := s.Add(ctx, strings.NewReader("abc"), sensor, AddOptions{Size: 4}); err == nil || !strings.Contains(err.Error(), "got 3 bytes, the sender declared 4") {
+		t.Errorf("short image: %v", err)
+	}
+	if imgs, _ := s.List(); len(imgs) != 0 {
+		t.Errorf("refused images stored: %+v", imgs)
+	}
+	assertNoStaging(t, s)
+	img, err := s.Add(ctx, strings.NewReader("abc"), sensor, AddOptions{MD5: "900150983CD24FB0D6963F7D28E17F72", Size: 3})
+	if err != nil || img.Size != 3 {
+		t.Fatalf("right md5 and size: %+v, %v", img, err)
+	}
+}
+
+// TestStoreQuota: MaxStoreSize bounds all images and variants together; an
+// image that does not fit is refused, before reading when its size is
+// declared, and the error says how much is used. Removing frees the room.
+func TestStoreQuota(t *testing.T) {
+	s := openTest(t, &Options{MaxSize: 100, MaxStoreSize: 240})
+	ctx := context.Background()
+	a, err := s.Add(ctx, strings.NewReader(strings.Repeat("a", 100)), sensor, AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddVariant(a.ID, "deflate", bytes.Repeat([]byte{1}, 50)); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := s.Usage(); err != nil || u != (Usage{Images: 1, Bytes: 150, Limit: 240}) {
+		t.Fatalf("Usage = %+v, %v", u, err)
+	}
+	v2 := Meta{Role: "sensor", Hardware: "ESP32", Version: "2"}
+	_, err = s.Add(ctx, strings.NewReader(strings.Repeat("b", 101)), v2, AddOptions{})
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("over MaxSize: %v", err)
+	}
+	_, err = s.Add(ctx, strings.NewReader(strings.Repeat("b", 100)), v2, AddOptions{})
+	want := "firmware: store full: the image needs 100 bytes; 1 image uses 150 bytes of the 240 bytes limit, 90 bytes free"
+	if !errors.Is(err, ErrStoreFull) || err.Error() != want {
+		t.Fatalf("over the quota:\n got %v\nwant %s", err, want)
+	}
+	// Declared, it is refused before a byte is read.
+	_, err = s.Add(ctx, &failingReader{}, v2, AddOptions{Size: 101})
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("declared over MaxSize: %v", err)
+	}
+	_, err = s.Add(ctx, &failingReader{}, v2, AddOptions{Size: 100})
+	if !errors.Is(err, ErrStoreFull) {
+		t.Fatalf("declared over the quota: %v", err)
+	}
+	assertNoStaging(t, s)
+	if err := s.Remove(a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Add(ctx, strings.NewReader(strings.Repeat("b", 100)), v2, AddOptions{Size: 100}); err != nil {
+		t.Fatalf("after removing an image: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ package fleet
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/meshfleet/meshfleet/protocol"
@@ -98,6 +99,13 @@ type Image struct {
 	Added    time.Time `json:"added"`
 }
 
+// ImageUpload is what a sender says about an image it uploads.
+type ImageUpload struct {
+	Role, Hardware, Version string
+	MD5                     string // hex, optional: the image must have this MD5
+	Size                    int64  // declared length in bytes, 0 if unknown: limits are checked before reading
+}
+
 // CampaignRequest starts an OTA distribution of a stored image.
 type CampaignRequest struct {
 	Image    string   `json:"image"`              // image id (or md5)
@@ -176,6 +184,8 @@ var (
 	ErrTooLarge = errors.New("too large")
 	// ErrRateLimited: the request exceeds a rate budget; retry later (REST 429).
 	ErrRateLimited = errors.New("rate limited")
+	// ErrStoreFull: the firmware store has no room for an image (REST 507).
+	ErrStoreFull = errors.New("firmware store full")
 )
 
 // Service is what the gateway offers its integrations. Every method is
@@ -188,8 +198,14 @@ type Service interface {
 	Alerts(includeCleared bool) []Alert
 
 	Images() ([]Image, error)
-	// AddImage stores an image; md5 (hex, optional) is checked against data.
-	AddImage(ctx context.Context, role, hardware, version, md5 string, data []byte) (Image, error)
+	// AddImage streams an image from r into the firmware store. existed
+	// reports that this very image (same bytes, role, hardware and version)
+	// was stored already: nothing was written, and that is success. Other
+	// bytes under a stored version, or the same bytes under another
+	// version, are refused with ErrConflict.
+	AddImage(ctx context.Context, up ImageUpload, r io.Reader) (img Image, existed bool, err error)
+	// RemoveImage deletes an image no running or paused campaign uses.
+	RemoveImage(ctx context.Context, id string) error
 
 	StartCampaign(ctx context.Context, req CampaignRequest) (Campaign, error)
 	Campaigns() []Campaign

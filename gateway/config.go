@@ -111,6 +111,10 @@ type FirmwareConfig struct {
 	Dir           string `yaml:"dir"`
 	PublicKeyFile string `yaml:"public_key"`
 	MaxUploadSize int64  `yaml:"max_upload_size"`
+	// MaxConcurrentUploads bounds REST uploads in progress at once.
+	MaxConcurrentUploads int `yaml:"max_concurrent_uploads"`
+	// MaxStoreSize bounds the bytes of all stored images together.
+	MaxStoreSize int64 `yaml:"max_store_size"`
 }
 
 // OTAConfig holds distribution defaults.
@@ -202,7 +206,7 @@ func DefaultConfig() Config {
 			Uploads:         MQTTUploads{PerClient: 2, IdleTimeout: Duration(60 * time.Second)},
 		},
 		HTTP:     HTTPConfig{Listen: "127.0.0.1:8080", Metrics: true},
-		Firmware: FirmwareConfig{Dir: "firmware", MaxUploadSize: 16 << 20},
+		Firmware: FirmwareConfig{Dir: "firmware", MaxUploadSize: 16 << 20, MaxConcurrentUploads: 2, MaxStoreSize: 1 << 30},
 		OTA: OTAConfig{
 			ChunkSize:        1024,
 			KeepCampaigns:    50,
@@ -531,6 +535,12 @@ func (c Config) Validate() error {
 	}
 	if c.OTA.KeepCampaigns < 1 || c.OTA.KeepCampaigns > 10000 {
 		return bad("ota.keep_campaigns", "must be between 1 and 10000, got %d", c.OTA.KeepCampaigns)
+	}
+	if c.Firmware.MaxConcurrentUploads <= 0 {
+		return bad("firmware.max_concurrent_uploads", "must be at least 1, got %d", c.Firmware.MaxConcurrentUploads)
+	}
+	if c.Firmware.MaxStoreSize < c.Firmware.MaxUploadSize {
+		return bad("firmware.max_store_size", "must hold at least one image of firmware.max_upload_size (%d bytes), got %d", c.Firmware.MaxUploadSize, c.Firmware.MaxStoreSize)
 	}
 	if c.OTA.ChunkSize < 64 || c.OTA.ChunkSize > 16384 {
 		return bad("ota.chunk_size", "must be between 64 and 16384 bytes (stock uses 1024), got %d", c.OTA.ChunkSize)

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -145,7 +146,7 @@ func RunDemo(ctx context.Context, dc DemoConfig, out io.Writer) (DemoResult, err
 		res.Online, res.HealthScore = sum.OnlineCount, sum.HealthScore
 		if campaign == "" && sum.OnlineCount == res.Nodes {
 			img := compress.FirmwareLike(dc.ImageSize, dc.Seed+1)
-			im, err := g.AddImage(ctx, "sensor", "ESP32", "2.0.0", "", img)
+			im, _, err := g.AddImage(ctx, fleet.ImageUpload{Role: "sensor", Hardware: "ESP32", Version: "2.0.0"}, bytes.NewReader(img))
 			if err != nil {
 				return res, err
 			}

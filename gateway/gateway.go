@@ -55,6 +55,10 @@ type Gateway struct {
 	started time.Time
 	sends   *sendBudget // application messages into the mesh
 
+	// imageUse orders campaign starts and image removals, so an image is
+	// not removed between a campaign finding it and starting.
+	imageUse sync.Mutex
+
 	mu        sync.Mutex
 	driver    Driver
 	collector *status.Collector
@@ -87,7 +91,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	store, err := firmware.Open(cfg.Firmware.Dir, &firmware.Options{MaxSize: cfg.Firmware.MaxUploadSize})
+	store, err := firmware.Open(cfg.Firmware.Dir, &firmware.Options{MaxSize: cfg.Firmware.MaxUploadSize, MaxStoreSize: cfg.Firmware.MaxStoreSize})
 	if err != nil {
 		return nil, fmt.Errorf("firmware store: %w", err)
 	}
@@ -360,7 +364,8 @@ func (g *Gateway) Run(ctx context.Context, d Driver) error {
 
 func (g *Gateway) httpServer() (*http.Server, net.Listener, error) {
 	mux := http.NewServeMux()
-	api := rest.Handler(g, rest.Config{Token: g.cfg.HTTP.Token, MaxUploadSize: g.cfg.Firmware.MaxUploadSize, Logger: g.log})
+	api := rest.Handler(g, rest.Config{Token: g.cfg.HTTP.Token, MaxUploadSize: g.cfg.Firmware.MaxUploadSize,
+		MaxConcurrentUploads: g.cfg.Firmware.MaxConcurrentUploads, Logger: g.log})
 	mux.Handle("/api/", api)
 	mux.Handle("/healthz", api)
 	if g.cfg.HTTP.Metrics {

@@ -413,7 +413,11 @@ func TestGatewayBadInputs(t *testing.T) {
 		{"POST", api + "/messages", `{"to":"4242","msg":"x"}`, http.StatusNotFound},
 		{"POST", api + "/messages", `[]`, http.StatusBadRequest},
 	} {
-		code, body := call(t, c.method, c.url, "application/json", []byte(c.body))
+		contentType := "application/json"
+		if strings.HasPrefix(c.url, api+"/firmware") {
+			contentType = "application/octet-stream"
+		}
+		code, body := call(t, c.method, c.url, contentType, []byte(c.body))
 		if code != c.want || !strings.Contains(body, `"error"`) {
 			t.Fatalf("%s %s %.40q: %d %s, want %d with an error document", c.method, c.url, c.body, code, body, c.want)
 		}

@@ -1,13 +1,11 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -201,22 +199,62 @@ func (g *Gateway) Images() ([]fleet.Image, error) {
 	return out, nil
 }
 
-// AddImage implements fleet.Service.
-func (g *Gateway) AddImage(ctx context.Context, role, hardware, version, sum string, data []byte) (fleet.Image, error) {
-	if sum != "" {
-		h := md5.Sum(data)
-		if got := hex.EncodeToString(h[:]); got != sum {
-			return fleet.Image{}, fmt.Errorf("md5 mismatch: the image's md5 is %s, the request said %s: %w", got, sum, fleet.ErrInvalid)
+// AddImage implements fleet.Service. The image streams from r into the
+// store, which hashes it as it goes and checks the sender's md5 and size.
+func (g *Gateway) AddImage(ctx context.Context, up fleet.ImageUpload, r io.Reader) (fleet.Image, bool, error) {
+	img, err := g.store.Add(ctx, r, firmware.Meta{Role: up.Role, Hardware: up.Hardware, Version: up.Version},
+		firmware.AddOptions{MD5: up.MD5, Size: up.Size})
+	switch {
+	case err == nil:
+		return imageView(img), false, nil
+	case errors.Is(err, firmware.ErrExists) && img.Version == up.Version:
+		return imageView(img), true, nil // the same image again: nothing to do
+	case errors.Is(err, firmware.ErrExists):
+		return fleet.Image{}, false, fmt.Errorf("%w; an image has one version: start campaigns with image %s, or remove it first to store these bytes as version %s: %w",
+			err, img.ID, up.Version, fleet.ErrConflict)
+	case errors.Is(err, firmware.ErrVersionExists):
+		return fleet.Image{}, false, fmt.Errorf("%w; a version names one image: upload this one under a new version, or remove image %s first: %w",
+			err, img.ID, fleet.ErrConflict)
+	case errors.Is(err, firmware.ErrTooLarge):
+		return fleet.Image{}, false, fmt.Errorf("%w (firmware.max_upload_size): %w", err, fleet.ErrTooLarge)
+	case errors.Is(err, firmware.ErrStoreFull):
+		return fleet.Image{}, false, fmt.Errorf("%w (firmware.max_store_size); remove images no campaign needs (DELETE /api/v1/firmware/{id}, or meshfleet firmware remove ID) or raise the limit: %w",
+			err, fleet.ErrStoreFull)
+	case errors.Is(err, firmware.ErrMD5Mismatch), errors.Is(err, firmware.ErrEmpty), errors.Is(err, firmware.ErrInvalidMeta):
+		return fleet.Image{}, false, fmt.Errorf("%w: %w", err, fleet.ErrInvalid)
+	}
+	// Reading the upload failed (the sender went away, a transport limit
+	// was hit) or the disk did: the caller's transport knows which.
+	return fleet.Image{}, false, err
+}
+
+// RemoveImage implements fleet.Service.
+func (g *Gateway) RemoveImage(ctx context.Context, id string) error {
+	g.imageUse.Lock()
+	defer g.imageUse.Unlock()
+	img, err := g.store.Get(id)
+	switch {
+	case errors.Is(err, firmware.ErrNotFound):
+		return fmt.Errorf("image %q: %w", id, fleet.ErrNotFound)
+	case errors.Is(err, firmware.ErrInvalidID):
+		return fmt.Errorf("%w: %w", err, fleet.ErrInvalid)
+	case err != nil:
+		return err
+	}
+	for _, c := range g.Campaigns() {
+		// Matched by md5: a campaign may target another role or hardware
+		// than the image's own.
+		if (c.State == string(ota.CampaignRunning) || c.State == string(ota.CampaignPaused)) && c.Image.MD5 == img.MD5 {
+			return fmt.Errorf("image %s is in use by campaign %s (%s); abort it first: %w", id, c.ID, c.State, fleet.ErrConflict)
 		}
 	}
-	img, err := g.store.Add(ctx, bytes.NewReader(data), firmware.Meta{Role: role, Hardware: hardware, Version: version}, firmware.AddOptions{})
-	if errors.Is(err, firmware.ErrExists) {
-		return imageView(img), nil // the same image again: nothing to do
+	if err := g.store.Remove(id); err != nil {
+		if errors.Is(err, firmware.ErrNotFound) {
+			return fmt.Errorf("image %q: %w", id, fleet.ErrNotFound)
+		}
+		return err
 	}
-	if err != nil {
-		return fleet.Image{}, fmt.Errorf("%w: %w", err, fleet.ErrInvalid)
-	}
-	return imageView(img), nil
+	return nil
 }
 
 func (g *Gateway) findImage(ref string) (firmware.Image, error) {
@@ -240,6 +278,8 @@ func (g *Gateway) StartCampaign(ctx context.Context, req fleet.CampaignRequest) 
 	if req.Image == "" {
 		return fleet.Campaign{}, fmt.Errorf("campaign needs an image id: %w", fleet.ErrInvalid)
 	}
+	g.imageUse.Lock()
+	defer g.imageUse.Unlock()
 	img, err := g.findImage(req.Image)
 	if err != nil {
 		return fleet.Campaign{}, err

@@ -78,8 +78,8 @@ counter of the stored images of that role and hardware plus one. Receivers with
 the public key refuse images with a lower counter than they run, unless signed
 with --allow-downgrade (which needs --counter). With --compress, compressed transfer variants are
 computed once and stored next to the image (methods: deflate, heatshrink).
-Adding an image that is already stored for the same role and hardware fails and
-names the stored image.`,
+Adding an image that is already stored for the same role and hardware, or other
+bytes under a stored role/hardware/version, fails and names the stored image.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var compressions []compress.Method

@@ -298,7 +298,7 @@ func startGatewayWith(t *testing.T, change func(*gateway.Config), nodes ...*test
 // startCampaign uploads img and starts a campaign to the nodes.
 func startCampaign(t *testing.T, g *gateway.Gateway, img []byte, version, mode, method string, nodes ...*testNode) fleet.Campaign {
 	t.Helper()
-	fi, err := g.AddImage(context.Background(), otaRole, otaHardware, version, md5hex(img), img)
+	fi, _, err := g.AddImage(context.Background(), fleet.ImageUpload{Role: otaRole, Hardware: otaHardware, Version: version, MD5: md5hex(img)}, bytes.NewReader(img))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"sync"
@@ -137,25 +138,53 @@ func (m *Memory) Images() ([]fleet.Image, error) {
 	return append([]fleet.Image(nil), m.ImageList...), nil
 }
 
-// AddImage implements fleet.Service.
-func (m *Memory) AddImage(_ context.Context, role, hardware, version, sum string, data []byte) (fleet.Image, error) {
+// AddImage implements fleet.Service. Like the gateway, it refuses other
+// bytes under a stored version; unlike it, it keeps images in memory.
+func (m *Memory) AddImage(_ context.Context, up fleet.ImageUpload, r io.Reader) (fleet.Image, bool, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return fleet.Image{}, false, fmt.Errorf("reading image: %w", err)
+	}
 	if len(data) == 0 {
-		return fleet.Image{}, fmt.Errorf("empty image: %w", fleet.ErrInvalid)
+		return fleet.Image{}, false, fmt.Errorf("empty image: %w", fleet.ErrInvalid)
 	}
 	h := md5.Sum(data)
 	got := hex.EncodeToString(h[:])
-	if sum != "" && sum != got {
-		return fleet.Image{}, fmt.Errorf("md5 mismatch: got %s, want %s: %w", got, sum, fleet.ErrInvalid)
+	if up.MD5 != "" && up.MD5 != got {
+		return fleet.Image{}, false, fmt.Errorf("md5 mismatch: got %s, want %s: %w", got, up.MD5, fleet.ErrInvalid)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	img := fleet.Image{ID: got[:12], Role: role, Hardware: hardware, Version: version, MD5: got, Size: int64(len(data))}
+	for _, img := range m.ImageList {
+		if img.Role != up.Role || img.Hardware != up.Hardware || (img.Version != up.Version && img.MD5 != got) {
+			continue
+		}
+		if img.Version == up.Version && img.MD5 == got {
+			return img, true, nil
+		}
+		return fleet.Image{}, false, fmt.Errorf("version %s is image %s (md5 %s): %w", img.Version, img.ID, img.MD5, fleet.ErrConflict)
+	}
+	img := fleet.Image{ID: got[:12], Role: up.Role, Hardware: up.Hardware, Version: up.Version, MD5: got, Size: int64(len(data))}
 	m.ImageList = append(m.ImageList, img)
 	if m.Data == nil {
 		m.Data = map[string][]byte{}
 	}
 	m.Data[img.ID] = data
-	return img, nil
+	return img, false, nil
+}
+
+// RemoveImage implements fleet.Service.
+func (m *Memory) RemoveImage(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, img := range m.ImageList {
+		if img.ID == id {
+			m.ImageList = append(m.ImageList[:i], m.ImageList[i+1:]...)
+			delete(m.Data, id)
+			return nil
+		}
+	}
+	return fmt.Errorf("image %q: %w", id, fleet.ErrNotFound)
 }
 
 // StartCampaign implements fleet.Service.

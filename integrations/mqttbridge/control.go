@@ -217,7 +217,7 @@ func (b *Bridge) control(ctx context.Context, req ControlRequest, from Sender) (
 		if err != nil {
 			return nil, err
 		}
-		img, err := b.svc.AddImage(ctx, u.role, u.hardware, u.version, u.md5, u.data)
+		img, _, err := b.svc.AddImage(ctx, fleet.ImageUpload{Role: u.role, Hardware: u.hardware, Version: u.version, MD5: u.md5, Size: int64(len(u.data))}, bytes.NewReader(u.data))
 		if err != nil {
 			return nil, err
 		}

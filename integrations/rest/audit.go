@@ -57,6 +57,8 @@ func imageTarget(r *http.Request) string {
 
 func campaignTarget(r *http.Request) string { return "campaign " + r.PathValue("id") }
 
+func imageIDTarget(r *http.Request) string { return "image " + r.PathValue("id") }
+
 type auditKey struct{}
 
 type auditNote struct{ target string }

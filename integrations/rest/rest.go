@@ -13,32 +13,51 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/meshfleet/meshfleet/fleet"
 )
 
 // Config tunes the API.
 type Config struct {
-	Token         string // empty: no auth
-	MaxUploadSize int64  // firmware upload limit in bytes
-	Logger        *slog.Logger
+	Token                string // empty: no auth
+	MaxUploadSize        int64  // firmware upload limit in bytes
+	MaxConcurrentUploads int    // firmware uploads at once (default 2); more are refused with 503
+	// UploadIdleTimeout ends an upload that sends nothing for this long
+	// (default 30 s), so a stalled client cannot hold an upload slot.
+	UploadIdleTimeout time.Duration
+	Logger            *slog.Logger
 }
 
 // maxJSONBody bounds request documents other than firmware uploads.
 const maxJSONBody = 1 << 20
+
+const (
+	defaultUploadIdleTimeout = 30 * time.Second
+	// uploadRetryAfter is what a client refused for want of an upload
+	// slot is told to wait (Retry-After, seconds).
+	uploadRetryAfter = 5
+)
 
 // Handler returns the API mounted under /api/v1/ plus /healthz.
 func Handler(svc fleet.Service, cfg Config) http.Handler {
 	if cfg.MaxUploadSize <= 0 {
 		cfg.MaxUploadSize = 16 << 20
 	}
+	if cfg.MaxConcurrentUploads <= 0 {
+		cfg.MaxConcurrentUploads = 2
+	}
+	if cfg.UploadIdleTimeout <= 0 {
+		cfg.UploadIdleTimeout = defaultUploadIdleTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &api{svc: svc, cfg: cfg}
+	a := &api{svc: svc, cfg: cfg, uploadSlots: make(chan struct{}, cfg.MaxConcurrentUploads)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	mux.HandleFunc("GET /api/v1/summary", a.auth(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, svc.Summary()) }))
@@ -50,6 +69,7 @@ func Handler(svc fleet.Service, cfg Config) http.Handler {
 	}))
 	mux.HandleFunc("GET /api/v1/firmware", a.auth(a.images))
 	mux.HandleFunc("POST /api/v1/firmware", a.audit("image.add", imageTarget, a.auth(a.upload)))
+	mux.HandleFunc("DELETE /api/v1/firmware/{id}", a.audit("image.remove", imageIDTarget, a.auth(a.removeImage)))
 	mux.HandleFunc("GET /api/v1/ota", a.auth(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, orEmpty(svc.Campaigns())) }))
 	mux.HandleFunc("POST /api/v1/ota", a.audit("campaign.start", nil, a.auth(a.start)))
 	mux.HandleFunc("GET /api/v1/ota/{id}", a.auth(a.campaign))
@@ -63,8 +83,9 @@ func Handler(svc fleet.Service, cfg Config) http.Handler {
 }
 
 type api struct {
-	svc fleet.Service
-	cfg Config
+	svc         fleet.Service
+	cfg         Config
+	uploadSlots chan struct{} // one token per upload in progress
 }
 
 func orEmpty[T any](s []T) []T {
@@ -137,6 +158,8 @@ func StatusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, fleet.ErrRateLimited):
 		return http.StatusTooManyRequests
+	case errors.Is(err, fleet.ErrStoreFull):
+		return http.StatusInsufficientStorage
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	}
@@ -174,6 +197,7 @@ func (a *api) images(w http.ResponseWriter, r *http.Request) {
 
 // upload takes the image as the raw request body; metadata in the query:
 // POST /api/v1/firmware?role=sensor&hardware=ESP32&version=1.2.3[&md5=hex]
+// The body streams to the store: memory use does not grow with the image.
 func (a *api) upload(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	role, hw, ver := q.Get("role"), q.Get("hardware"), q.Get("version")
@@ -181,23 +205,99 @@ func (a *api) upload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "role, hardware and version query parameters are required (body: the image bytes)")
 		return
 	}
-	body := http.MaxBytesReader(w, r.Body, a.cfg.MaxUploadSize)
-	data, err := io.ReadAll(body)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("image larger than the limit of %d bytes (firmware.max_upload_size)", a.cfg.MaxUploadSize))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "reading upload: "+err.Error())
+	if err := checkImageBody(r); err != nil {
+		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("%v: the body must be the raw image bytes, e.g. curl --data-binary @fw.bin -H 'Content-Type: application/octet-stream' 'http://%s/api/v1/firmware?role=R&hardware=H&version=V'", err, r.Host))
 		return
 	}
-	img, err := a.svc.AddImage(r.Context(), role, hw, ver, strings.ToLower(q.Get("md5")), data)
+	if r.ContentLength > a.cfg.MaxUploadSize {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("image of %d bytes is larger than the limit of %d bytes (firmware.max_upload_size)", r.ContentLength, a.cfg.MaxUploadSize))
+		return
+	}
+	select {
+	case a.uploadSlots <- struct{}{}:
+		defer func() { <-a.uploadSlots }()
+	default:
+		w.Header().Set("Retry-After", strconv.Itoa(uploadRetryAfter))
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%d uploads are in progress, as many as firmware.max_concurrent_uploads allows; retry in %d seconds", a.cfg.MaxConcurrentUploads, uploadRetryAfter))
+		return
+	}
+	body := &uploadBody{r: http.MaxBytesReader(w, r.Body, a.cfg.MaxUploadSize), rc: http.NewResponseController(w), idle: a.cfg.UploadIdleTimeout}
+	up := fleet.ImageUpload{Role: role, Hardware: hw, Version: ver, MD5: strings.ToLower(q.Get("md5")), Size: max(r.ContentLength, 0)}
+	img, existed, err := a.svc.AddImage(r.Context(), up, body)
 	if err != nil {
-		a.reply(w, nil, err)
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("image larger than the limit of %d bytes (firmware.max_upload_size)", a.cfg.MaxUploadSize))
+		case body.err != nil:
+			writeError(w, http.StatusBadRequest, "reading upload: "+body.err.Error())
+		default:
+			a.reply(w, nil, err)
+		}
+		return
+	}
+	if existed {
+		writeJSON(w, http.StatusOK, img) // the same image again: already stored
 		return
 	}
 	writeJSON(w, http.StatusCreated, img)
+}
+
+// checkImageBody refuses request bodies that are not raw image bytes:
+// forms, JSON, text and encoded bodies are what clients send by mistake
+// (curl -F, -d or --data-binary without a Content-Type), and storing them
+// would offer nodes garbage. No Content-Type at all is taken as raw bytes.
+func checkImageBody(r *http.Request) error {
+	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+		return fmt.Errorf("a body with Content-Encoding %q is not supported", enc)
+	}
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return fmt.Errorf("the Content-Type %q is not a media type", ct)
+	}
+	if mt != "application/octet-stream" {
+		return fmt.Errorf("a body of type %s is not a firmware image", mt)
+	}
+	return nil
+}
+
+// uploadBody reads a request body, keeping the connection's read deadline
+// idle ahead and remembering a read error, so the handler can tell a
+// broken upload (400) from a failing store (500).
+type uploadBody struct {
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+	err  error
+}
+
+func (b *uploadBody) Read(p []byte) (int, error) {
+	// Not every ResponseWriter supports deadlines (tests' recorders);
+	// then the server's own timeouts apply.
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	n, err := b.r.Read(p)
+	switch {
+	case err == io.EOF:
+		// All read: storing may take longer than idle, and the server
+		// watches the idle connection for the client going away.
+		_ = b.rc.SetReadDeadline(time.Time{})
+	case err != nil:
+		b.err = err
+	}
+	return n, err
+}
+
+func (a *api) removeImage(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := a.svc.RemoveImage(r.Context(), id); err != nil {
+		a.reply(w, nil, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"removed": id})
 }
 
 // decodeStrict reads one JSON document, rejecting unknown fields and

@@ -1,18 +1,24 @@
 package rest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/meshfleet/meshfleet/fleet"
 	"github.com/meshfleet/meshfleet/fleet/fleettest"
@@ -233,5 +239,165 @@ func TestMessagesRefused(t *testing.T) {
 	}
 	if got := m.SentMessages(); len(got) != 0 {
 		t.Fatalf("sent %q", got)
+	}
+}
+
+// TestUploadRefusesWhatIsNotAnImage: a form, a JSON document, text or a
+// compressed body is not a firmware image; it is refused with 415 and the
+// right way to upload, and nothing is stored.
+func TestUploadRefusesWhatIsNotAnImage(t *testing.T) {
+	srv, m := newServer(t, "")
+	url := srv.URL + "/api/v1/firmware?role=sensor&hardware=ESP32&version=1.0"
+	img := bytes.Repeat([]byte{0xE9, 1, 2, 3}, 64)
+
+	var form bytes.Buffer
+	mw := multipart.NewWriter(&form)
+	fw, _ := mw.CreateFormFile("file", "fw.bin")
+	fw.Write(img)
+	mw.Close()
+	for _, c := range []struct {
+		contentType, encoding string
+		body                  []byte
+	}{
+		{mw.FormDataContentType(), "", form.Bytes()},
+		{"application/json", "", []byte(`{"image":"6QECAw=="}`)},
+		{"application/problem+json; charset=utf-8", "", []byte(`{}`)},
+		{"application/x-www-form-urlencoded", "", img}, // curl --data-binary without -H
+		{"text/plain; charset=utf-8", "", img},
+		{"application/xml", "", []byte(`<image/>`)},
+		{"not a media type", "", img},
+		{"application/octet-stream", "gzip", img},
+	} {
+		req, _ := http.NewRequest("POST", url, bytes.NewReader(c.body))
+		req.Header.Set("Content-Type", c.contentType)
+		if c.encoding != "" {
+			req.Header.Set("Content-Encoding", c.encoding)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnsupportedMediaType {
+			t.Errorf("Content-Type %q, Content-Encoding %q: %d %s, want 415", c.contentType, c.encoding, resp.StatusCode, body)
+			continue
+		}
+		for _, want := range []string{"--data-binary @fw.bin", "Content-Type: application/octet-stream"} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("Content-Type %q: message lacks %q: %s", c.contentType, want, body)
+			}
+		}
+	}
+	if imgs, _ := m.Images(); len(imgs) != 0 {
+		t.Fatalf("refused uploads were stored: %+v", imgs)
+	}
+
+	// The raw bytes, labelled as such or not labelled at all, are an image.
+	for i, ct := range []string{"application/octet-stream", ""} {
+		req, _ := http.NewRequest("POST", fmt.Sprintf("%s.%d", url, i), bytes.NewReader(append(img, byte(i))))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Errorf("Content-Type %q: %d %s, want 201", ct, resp.StatusCode, body)
+		}
+	}
+}
+
+// blockingStore holds uploads inside AddImage until release closes; it
+// refuses a third one while two are held.
+type blockingStore struct {
+	*fleettest.Memory
+	inFlight atomic.Int32
+	entered  chan struct{}
+	release  chan struct{}
+}
+
+func (b *blockingStore) AddImage(ctx context.Context, up fleet.ImageUpload, r io.Reader) (fleet.Image, bool, error) {
+	defer b.inFlight.Add(-1)
+	if b.inFlight.Add(1) > 2 {
+		return fleet.Image{}, false, errors.New("a third upload reached the store while two were in progress")
+	}
+	b.entered <- struct{}{}
+	<-b.release
+	return b.Memory.AddImage(ctx, up, r)
+}
+
+// TestUploadConcurrencyCap: beyond MaxConcurrentUploads an upload is
+// refused at once with 503 and Retry-After, without reading its body; a
+// slot frees when an upload ends.
+func TestUploadConcurrencyCap(t *testing.T) {
+	svc := &blockingStore{Memory: &fleettest.Memory{}, entered: make(chan struct{}, 8), release: make(chan struct{})}
+	srv := httptest.NewServer(Handler(svc, Config{MaxUploadSize: 1024, MaxConcurrentUploads: 2}))
+	t.Cleanup(srv.Close)
+	release := sync.OnceFunc(func() { close(svc.release) })
+	t.Cleanup(release) // before srv.Close, which waits for the handlers
+	url := func(v int) string {
+		return fmt.Sprintf("%s/api/v1/firmware?role=sensor&hardware=ESP32&version=%d", srv.URL, v)
+	}
+	img := func(v int) io.Reader { return bytes.NewReader([]byte{0xE9, byte(v)}) }
+
+	codes := make(chan int, 2)
+	for v := range 2 {
+		go func() {
+			code, body := do(t, "POST", url(v), "", img(v))
+			if code != http.StatusCreated {
+				t.Errorf("upload %d: %d %s", v, code, body)
+			}
+			codes <- code
+		}()
+		<-svc.entered
+	}
+	req, _ := http.NewRequest("POST", url(2), img(2))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "max_concurrent_uploads") {
+		t.Fatalf("third upload: %d Retry-After %q %s, want 503 with Retry-After naming firmware.max_concurrent_uploads",
+			resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+
+	release()
+	<-codes
+	<-codes
+	if code, body := do(t, "POST", url(3), "", img(3)); code != http.StatusCreated {
+		t.Fatalf("upload after the others ended: %d %s", code, body)
+	}
+}
+
+// TestUploadStalledIsDropped: an upload that stops sending is ended after
+// UploadIdleTimeout with 400 and frees its slot.
+func TestUploadStalledIsDropped(t *testing.T) {
+	m := &fleettest.Memory{}
+	srv := httptest.NewServer(Handler(m, Config{MaxUploadSize: 1024, MaxConcurrentUploads: 1, UploadIdleTimeout: 100 * time.Millisecond}))
+	t.Cleanup(srv.Close)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /api/v1/firmware?role=sensor&hardware=ESP32&version=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n0123456789")
+	// Bounded wait for the server's answer: far longer than the idle timeout.
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled upload: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "reading upload") {
+		t.Fatalf("stalled upload: %d %s, want 400", resp.StatusCode, body)
+	}
+	if code, body := do(t, "POST", srv.URL+"/api/v1/firmware?role=sensor&hardware=ESP32&version=2", "", strings.NewReader("image")); code != http.StatusCreated {
+		t.Fatalf("upload after the stalled one: %d %s", code, body)
 	}
 }
