@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/meshfleet/meshfleet/firmware"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/protocol"
 )
@@ -260,6 +261,9 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	}
 	if img.Role == "" || img.Hardware == "" {
 		return nil, errors.New("ota: image needs a role and a hardware")
+	}
+	if err := firmware.ValidateRole(img.Role); err != nil {
+		return nil, fmt.Errorf("ota: %w", err)
 	}
 	mode := spec.Mode
 	if mode == "" {

@@ -150,6 +150,9 @@ func loadPushImage(arg string, o *pushOptions) (ota.Image, error) {
 	if img.Role == "" || img.Hardware == "" {
 		return img, errors.New("--role and --hardware are required for an image file")
 	}
+	if err := firmware.ValidateRole(img.Role); err != nil {
+		return img, fmt.Errorf("--role: %w", err)
+	}
 	return img, nil
 }
 

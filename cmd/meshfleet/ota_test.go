@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,17 @@ func TestOTAPushSimulated(t *testing.T) {
 	}
 	if len(confirmed) != 5 {
 		t.Fatalf("%d nodes confirmed, want 5:\n%s", len(confirmed), out)
+	}
+}
+
+// One rule for roles: push refuses what firmware add refuses.
+func TestOTAPushRefusesInvalidRole(t *testing.T) {
+	p, _ := writeImage(t, 5_000)
+	for _, role := range []string{"my_sensor", "sensor.v2", "two words"} {
+		_, _, err := execute(t, context.Background(), nil, "ota", "push", p, "--role", role, "--hardware", "ESP32", "--sim-nodes", "2", "--timeout", "1m")
+		if err == nil || !strings.Contains(err.Error(), "--role: role "+strconv.Quote(role)) {
+			t.Errorf("push --role %q: error %v, want the role refused", role, err)
+		}
 	}
 }
 
