@@ -58,6 +58,35 @@ func TestOTAPushRefusesInvalidRole(t *testing.T) {
 	}
 }
 
+// A missing image file is reported as a missing file; an argument that
+// could be either a file or an image id is reported as neither.
+func TestOTAPushMissingImage(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	store := filepath.Join(dir, "store")
+	if err := os.Mkdir(store, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ arg, want string }{
+		{"fw.bin", "open fw.bin: no such file or directory"},
+		{"build/fw.bin", "open build/fw.bin: no such file or directory"},
+		{"sensor", "open sensor: no such file or directory"},
+		{"abcdef012345", "open abcdef012345: no such file or directory, and the firmware store " + store + " has no image abcdef012345"},
+	} {
+		_, _, err := execute(t, context.Background(), nil, "ota", "push", c.arg, "--role", "sensor", "--hardware", "ESP32", "--sim-nodes", "2", "--store", store)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("push %s: error %v, want %s", c.arg, err, c.want)
+		}
+	}
+	_, _, err := execute(t, context.Background(), nil, "ota", "push", "abcdef012345", "--role", "sensor", "--hardware", "ESP32", "--sim-nodes", "2", "--store", "nostore")
+	if want := "open abcdef012345: no such file or directory, and there is no firmware store nostore (--store) to find an image id in"; err == nil || err.Error() != want {
+		t.Errorf("push with a missing store: error %v, want %s", err, want)
+	}
+	if _, err := os.Stat("nostore"); err == nil {
+		t.Error("push created the missing store")
+	}
+}
+
 // TestOTAPushTCP pushes over real loopback TCP to a Go receiver node.
 func TestOTAPushTCP(t *testing.T) {
 	p, img := writeImage(t, 30_000)
