@@ -448,9 +448,34 @@ func decodeKeys(n *yaml.Node, v reflect.Value, prefix string, source func(*yaml.
 			}
 			continue // a null section keeps its defaults; checkKeys refused other kinds
 		}
-		if err := val.Decode(fv.Addr().Interface()); err != nil {
-			return fmt.Errorf("config: %s (%s): %s is not %s", key, source(val), describeValue(val), keyFormat(key, f.Type))
+		if err := decodeValue(val, fv, key, source); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// decodeValue decodes one key's value into v. A list of mappings is
+// decoded item by item, so that an error names the item's key
+// (mqtt.embedded.users[1].name).
+func decodeValue(val *yaml.Node, v reflect.Value, key string, source func(*yaml.Node) string) error {
+	t := v.Type()
+	if t.Kind() == reflect.Slice && isSection(t.Elem()) && val.Kind == yaml.SequenceNode {
+		items := reflect.MakeSlice(t, len(val.Content), len(val.Content))
+		for i, item := range val.Content {
+			itemKey := fmt.Sprintf("%s[%d]", key, i)
+			if item.Kind != yaml.MappingNode {
+				return fmt.Errorf("config: %s (%s): %s is not a mapping of keys", itemKey, source(item), describeValue(item))
+			}
+			if err := decodeKeys(item, items.Index(i), itemKey+".", source); err != nil {
+				return err
+			}
+		}
+		v.Set(items)
+		return nil
+	}
+	if err := val.Decode(v.Addr().Interface()); err != nil {
+		return fmt.Errorf("config: %s (%s): %s is not %s", key, source(val), describeValue(val), keyFormat(key, t))
 	}
 	return nil
 }
@@ -465,6 +490,9 @@ func keyFormat(key string, t reflect.Type) string {
 	if f, ok := keyFormats[key]; ok {
 		return f
 	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	switch {
 	case t == durationType:
 		return "a duration (e.g. 30s, 2m, or seconds)"
@@ -474,6 +502,8 @@ func keyFormat(key string, t reflect.Type) string {
 		return "a whole number"
 	case t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64:
 		return "a whole number (0 or more)"
+	case t.Kind() == reflect.Slice && isSection(t.Elem()):
+		return "a list of mappings of keys"
 	case t.Kind() == reflect.Slice:
 		return "a list (e.g. [a, b]; in an override a,b)"
 	case t.Kind() == reflect.String:

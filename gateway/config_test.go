@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 func writeConfig(t *testing.T, text string) string {
@@ -174,5 +177,51 @@ func TestLoadConfigTypeErrors(t *testing.T) {
 				t.Fatalf("error\n %s\nwant\n %s", got, c.want)
 			}
 		})
+	}
+}
+
+// Values inside lists of mappings and behind pointers are reported with
+// the item's key and the pointed-to type.
+func TestDecodeKeysNamesItemsOfLists(t *testing.T) {
+	type item struct {
+		Name string `yaml:"name"`
+		Max  int    `yaml:"max"`
+	}
+	type section struct {
+		Items []item `yaml:"items"`
+		On    *bool  `yaml:"on"`
+	}
+	type doc struct {
+		S section `yaml:"s"`
+	}
+	source := func(n *yaml.Node) string { return fmt.Sprintf("line %d", n.Line) }
+	for _, c := range []struct{ text, want string }{
+		{"s:\n  items:\n    - name: a\n      max: 3\n    - name: b\n      max: lots\n",
+			`config: s.items[1].max (line 6): "lots" is not a whole number`},
+		{"s:\n  items:\n    - name: [x]\n", `config: s.items[0].name (line 3): a list is not a string`},
+		{"s:\n  items:\n    - just-a-name\n", `config: s.items[0] (line 3): "just-a-name" is not a mapping of keys`},
+		{"s:\n  items: 5\n", `config: s.items (line 2): 5 is not a list of mappings of keys`},
+		{"s:\n  on: maybe\n", `config: s.on (line 2): "maybe" is not true or false`},
+	} {
+		var root yaml.Node
+		if err := yaml.Unmarshal([]byte(c.text), &root); err != nil {
+			t.Fatal(err)
+		}
+		var d doc
+		err := decodeKeys(root.Content[0], reflect.ValueOf(&d).Elem(), "", source)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%q: error %v, want %s", c.text, err, c.want)
+		}
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal([]byte("s:\n  items:\n    - name: a\n      max: 3\n  on: true\n"), &root); err != nil {
+		t.Fatal(err)
+	}
+	var d doc
+	if err := decodeKeys(root.Content[0], reflect.ValueOf(&d).Elem(), "", source); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.S.Items) != 1 || d.S.Items[0] != (item{"a", 3}) || d.S.On == nil || !*d.S.On {
+		t.Fatalf("decoded %+v", d)
 	}
 }
