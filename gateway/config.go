@@ -460,7 +460,8 @@ func decodeKeys(n *yaml.Node, v reflect.Value, prefix string, source func(*yaml.
 // (mqtt.embedded.users[1].name).
 func decodeValue(val *yaml.Node, v reflect.Value, key string, source func(*yaml.Node) string) error {
 	t := v.Type()
-	if t.Kind() == reflect.Slice && isSection(t.Elem()) && val.Kind == yaml.SequenceNode {
+	if t.Kind() == reflect.Slice && isSection(t.Elem()) && val.Kind == yaml.SequenceNode &&
+		!reflect.PointerTo(t.Elem()).Implements(reflect.TypeFor[yaml.Unmarshaler]()) {
 		items := reflect.MakeSlice(t, len(val.Content), len(val.Content))
 		for i, item := range val.Content {
 			itemKey := fmt.Sprintf("%s[%d]", key, i)
