@@ -207,7 +207,9 @@ type console struct {
 	mu  sync.Mutex // one line at a time on out
 	out *bufio.Writer
 
-	dropsReported uint64 // driver's EventsDropped in the last "dropped" line; printEvents only
+	// dropsReported is the driver's EventsDropped as of the last
+	// "dropped" line: printEvents's, then Run's once printEvents is done.
+	dropsReported uint64
 }
 
 // write writes one line and flushes it.
