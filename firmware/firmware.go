@@ -121,20 +121,15 @@ var (
 
 // ValidateMeta checks role, hardware and version.
 //
-// Role and hardware are identifiers: printable ASCII without spaces or path
-// separators. The role must also not contain '_' or '.', because the stock
-// sender derives file names "/firmware_<hardware>_<role>.bin" from it
-// (comment in painlessMesh ota.hpp). The version is free text without
+// Role (see ValidateRole) and hardware are identifiers: printable ASCII
+// without spaces or path separators. The version is free text without
 // control characters.
 func ValidateMeta(m Meta) error {
-	if err := validateIdent("role", m.Role, maxRoleLen); err != nil {
-		return err
-	}
-	if i := strings.IndexAny(m.Role, "_."); i >= 0 {
-		return fmt.Errorf("%w: role %q contains %q (stock painlessMesh forbids '_' and '.' in roles)", ErrInvalidMeta, m.Role, m.Role[i:i+1])
+	if err := ValidateRole(m.Role); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidMeta, err)
 	}
 	if err := validateIdent("hardware", m.Hardware, maxHardwareLen); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrInvalidMeta, err)
 	}
 	if m.Version == "" {
 		return fmt.Errorf("%w: version is empty", ErrInvalidMeta)
@@ -153,20 +148,38 @@ func ValidateMeta(m Meta) error {
 	return nil
 }
 
+// ValidateRole is the one rule for OTA roles, used wherever a role enters:
+// stored images, campaigns (ota push, the gateway's REST and MQTT
+// control, all through ota.Distributor.Start) and receivers (meshfleet
+// node --ota-role). A role is an identifier (printable ASCII without
+// spaces or path separators, at most 64 bytes) without '_' or '.',
+// because the stock sender derives file names
+// "/firmware_<hardware>_<role>.bin" from it (comment in painlessMesh
+// ota.hpp; PROTOCOL.md §8).
+func ValidateRole(role string) error {
+	if err := validateIdent("role", role, maxRoleLen); err != nil {
+		return err
+	}
+	if i := strings.IndexAny(role, "_."); i >= 0 {
+		return fmt.Errorf("role %q contains %q (stock painlessMesh forbids '_' and '.' in roles)", role, role[i:i+1])
+	}
+	return nil
+}
+
 func validateIdent(field, v string, maxLen int) error {
 	if v == "" {
-		return fmt.Errorf("%w: %s is empty", ErrInvalidMeta, field)
+		return fmt.Errorf("%s is empty", field)
 	}
 	if len(v) > maxLen {
-		return fmt.Errorf("%w: %s is %d bytes, at most %d allowed", ErrInvalidMeta, field, len(v), maxLen)
+		return fmt.Errorf("%s is %d bytes, at most %d allowed", field, len(v), maxLen)
 	}
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		switch {
 		case c <= ' ' || c >= 0x7f:
-			return fmt.Errorf("%w: %s %q contains a space, control or non-ASCII character", ErrInvalidMeta, field, v)
+			return fmt.Errorf("%s %q contains a space, control or non-ASCII character", field, v)
 		case c == '/' || c == '\\':
-			return fmt.Errorf("%w: %s %q contains a path separator", ErrInvalidMeta, field, v)
+			return fmt.Errorf("%s %q contains a path separator", field, v)
 		}
 	}
 	return nil

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -261,7 +260,8 @@ func LoadConfig(path string, env []string, sets []string) (Config, error) {
 	if err := checkKeys(doc, reflect.TypeFor[Config](), ""); err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
-	var overrides []string
+	type override struct{ key, val, source string }
+	var overrides []override
 	for _, kv := range env {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || !strings.HasPrefix(k, EnvPrefix) {
@@ -271,22 +271,35 @@ func LoadConfig(path string, env []string, sets []string) (Config, error) {
 		if !known {
 			continue // other MESHFLEET_ variables (e.g. the firmware dir of the CLI) are not ours
 		}
-		overrides = append(overrides, key+"="+v)
+		overrides = append(overrides, override{key, v, "from " + k})
 	}
-	sort.Strings(overrides) // environment order is not meaningful; make it deterministic
-	overrides = append(overrides, sets...)
-	for _, o := range overrides {
+	// Environment order is not meaningful; make it deterministic.
+	sort.Slice(overrides, func(i, j int) bool { return overrides[i].key < overrides[j].key })
+	for _, o := range sets {
 		key, val, ok := strings.Cut(o, "=")
 		if !ok {
 			return Config{}, fmt.Errorf("override %q: want key=value, e.g. mqtt.url=tcp://broker:1883", o)
 		}
-		if err := setKey(doc, reflect.TypeFor[Config](), strings.TrimSpace(key), val); err != nil {
+		overrides = append(overrides, override{strings.TrimSpace(key), val, "from --set"})
+	}
+	// Where each value came from, for errors: a file line or an override.
+	sources := map[*yaml.Node]string{}
+	for _, o := range overrides {
+		n, err := setKey(doc, reflect.TypeFor[Config](), o.key, o.val)
+		if err != nil {
 			return Config{}, err
 		}
+		sources[n] = o.source
+	}
+	source := func(n *yaml.Node) string {
+		if s, ok := sources[n]; ok {
+			return s
+		}
+		return fmt.Sprintf("%s line %d", path, n.Line)
 	}
 	cfg := DefaultConfig()
-	if err := doc.Decode(&cfg); err != nil {
-		return Config{}, fmt.Errorf("config: %w", friendlyYAMLError(err))
+	if err := decodeKeys(doc, reflect.ValueOf(&cfg).Elem(), "", source); err != nil {
+		return Config{}, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
@@ -391,22 +404,26 @@ func envKey(s string) (string, bool) {
 }
 
 // setKey writes one dotted key into the YAML tree, creating sections as
-// needed. Lists take comma-separated values.
-func setKey(doc *yaml.Node, t reflect.Type, key, val string) error {
+// needed, and returns the value's node. The value is taken literally for
+// strings (empty is the empty string, not YAML null, so that
+// http.listen= turns HTTP off); other types read it as YAML (true, 30s,
+// 1024), where empty is an error, not the default. Lists take
+// comma-separated values.
+func setKey(doc *yaml.Node, t reflect.Type, key, val string) (*yaml.Node, error) {
 	parts := strings.Split(key, ".")
 	n := doc
 	for i, p := range parts {
 		fs := fields(t)
 		f, ok := fs[p]
 		if !ok {
-			return fmt.Errorf("override %s: unknown key %q (known keys here: %s)", key, strings.Join(parts[:i+1], "."), strings.Join(sortedKeys(fs), ", "))
+			return nil, fmt.Errorf("override %s: unknown key %q (known keys here: %s)", key, strings.Join(parts[:i+1], "."), strings.Join(sortedKeys(fs), ", "))
 		}
 		last := i == len(parts)-1
 		if last == isSection(f.Type) {
 			if last {
-				return fmt.Errorf("override %s: %s is a section; set one of its keys: %s", key, key, strings.Join(sortedKeys(fields(f.Type)), ", "))
+				return nil, fmt.Errorf("override %s: %s is a section; set one of its keys: %s", key, key, strings.Join(sortedKeys(fields(f.Type)), ", "))
 			}
-			return fmt.Errorf("override %s: %s is not a section", key, strings.Join(parts[:i+1], "."))
+			return nil, fmt.Errorf("override %s: %s is not a section", key, strings.Join(parts[:i+1], "."))
 		}
 		var child *yaml.Node
 		for j := 0; j+1 < len(n.Content); j += 2 {
@@ -421,18 +438,18 @@ func setKey(doc *yaml.Node, t reflect.Type, key, val string) error {
 				nv = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
 				for _, item := range strings.Split(val, ",") {
 					if item = strings.TrimSpace(item); item != "" {
-						nv.Content = append(nv.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: item})
+						nv.Content = append(nv.Content, overrideScalar(f.Type.Elem(), item))
 					}
 				}
 			} else {
-				nv = &yaml.Node{Kind: yaml.ScalarNode, Value: val}
+				nv = overrideScalar(f.Type, val)
 			}
 			if child != nil {
 				*child = *nv
-			} else {
-				n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: p}, nv)
+				return child, nil
 			}
-			return nil
+			n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: p}, nv)
+			return nv, nil
 		}
 		if child == nil || child.Kind != yaml.MappingNode {
 			nm := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
@@ -446,15 +463,119 @@ func setKey(doc *yaml.Node, t reflect.Type, key, val string) error {
 		}
 		n, t = child, f.Type
 	}
+	return nil, nil
+}
+
+// overrideScalar is an override's value for a key of type t.
+func overrideScalar(t reflect.Type, val string) *yaml.Node {
+	n := &yaml.Node{Kind: yaml.ScalarNode, Value: val}
+	if t.Kind() == reflect.String || val == "" {
+		n.Tag = "!!str"
+	}
+	return n
+}
+
+// decodeKeys decodes the mapping n into the struct v key by key, so that
+// a value of the wrong type is reported with its key, its source (a file
+// line or an override), the value and what the key takes.
+func decodeKeys(n *yaml.Node, v reflect.Value, prefix string, source func(*yaml.Node) string) error {
+	fs := fields(v.Type())
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		f, ok := fs[k.Value]
+		if !ok {
+			continue // checkKeys and setKey have refused unknown keys
+		}
+		key := prefix + k.Value
+		fv := v.FieldByIndex(f.Index)
+		if isSection(f.Type) {
+			if val.Kind == yaml.MappingNode {
+				if err := decodeKeys(val, fv, key+".", source); err != nil {
+					return err
+				}
+			}
+			continue // a null section keeps its defaults; checkKeys refused other kinds
+		}
+		if err := decodeValue(val, fv, key, source); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-func friendlyYAMLError(err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		return fmt.Errorf("%s", strings.Join(te.Errors, "; "))
+// decodeValue decodes one key's value into v. A list of mappings is
+// decoded item by item, so that an error names the item's key
+// (mqtt.embedded.users[1].name).
+func decodeValue(val *yaml.Node, v reflect.Value, key string, source func(*yaml.Node) string) error {
+	t := v.Type()
+	if t.Kind() == reflect.Slice && isSection(t.Elem()) && val.Kind == yaml.SequenceNode &&
+		!reflect.PointerTo(t.Elem()).Implements(reflect.TypeFor[yaml.Unmarshaler]()) {
+		items := reflect.MakeSlice(t, len(val.Content), len(val.Content))
+		for i, item := range val.Content {
+			itemKey := fmt.Sprintf("%s[%d]", key, i)
+			if item.Kind != yaml.MappingNode {
+				return fmt.Errorf("config: %s (%s): %s is not a mapping of keys", itemKey, source(item), describeValue(item))
+			}
+			if err := decodeKeys(item, items.Index(i), itemKey+".", source); err != nil {
+				return err
+			}
+		}
+		v.Set(items)
+		return nil
 	}
-	return err
+	if err := val.Decode(v.Addr().Interface()); err != nil {
+		return fmt.Errorf("config: %s (%s): %s is not %s", key, source(val), describeValue(val), keyFormat(key, t))
+	}
+	return nil
+}
+
+// keyFormats describes keys whose values are narrower than their Go type.
+var keyFormats = map[string]string{
+	"node.id": "a node id (1..4294967295)",
+}
+
+// keyFormat says what a key of type t takes, for errors.
+func keyFormat(key string, t reflect.Type) string {
+	if f, ok := keyFormats[key]; ok {
+		return f
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t == durationType:
+		return "a duration (e.g. 30s, 2m, or seconds)"
+	case t.Kind() == reflect.Bool:
+		return "true or false"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
+		return "a whole number"
+	case t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64:
+		return "a whole number (0 or more)"
+	case t.Kind() == reflect.Slice && isSection(t.Elem()):
+		return "a list of mappings of keys"
+	case t.Kind() == reflect.Slice:
+		return "a list (e.g. [a, b]; in an override a,b)"
+	case t.Kind() == reflect.String:
+		return "a string"
+	}
+	return "a " + t.String()
+}
+
+// describeValue shows a YAML value in an error: strings quoted, other
+// scalars as written.
+func describeValue(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	if n.ShortTag() == "!!str" {
+		return strconv.Quote(n.Value)
+	}
+	return n.Value
 }
 
 // Validate checks every key and returns the first problem, naming the key.

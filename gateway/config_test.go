@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 func writeConfig(t *testing.T, text string) string {
@@ -105,5 +108,124 @@ func TestExampleConfigIsValid(t *testing.T) {
 	def.Node.Connect = []string{}
 	if fmt.Sprintf("%+v", cfg) != fmt.Sprintf("%+v", def) {
 		t.Fatalf("the example documents other values than the defaults:\n%+v\n%+v", cfg, def)
+	}
+}
+
+// An empty override means the empty string (for http.listen: HTTP off), not
+// YAML null, which would keep the default.
+func TestLoadConfigEmptyOverrideMeansEmpty(t *testing.T) {
+	p := writeConfig(t, "node:\n  id: 1\n  listen: ':5555'\n")
+	cfg, err := LoadConfig(p, nil, []string{"http.listen="})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Listen != "" {
+		t.Fatalf("--set http.listen= gave http.listen %q, want empty (HTTP off)", cfg.HTTP.Listen)
+	}
+	cfg, err = LoadConfig(p, []string{"MESHFLEET_HTTP_LISTEN=", "MESHFLEET_HTTP_TOKEN=null"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Listen != "" || cfg.HTTP.Token != "null" {
+		t.Fatalf("MESHFLEET_HTTP_LISTEN= and MESHFLEET_HTTP_TOKEN=null gave listen %q, token %q; want empty and the literal null", cfg.HTTP.Listen, cfg.HTTP.Token)
+	}
+	// Where empty is not a value of the key's type, it is an error, not
+	// the default.
+	if _, err := LoadConfig(p, nil, []string{"status.offline_after="}); err == nil ||
+		err.Error() != `config: status.offline_after (from --set): "" is not a duration (e.g. 30s, 2m, or seconds)` {
+		t.Fatalf("--set status.offline_after=: %v", err)
+	}
+}
+
+// Every value of the wrong type is reported with its key, where it came
+// from, the value and what was expected.
+func TestLoadConfigTypeErrors(t *testing.T) {
+	base := "node:\n  id: 1\n  listen: ':5555'\n"
+	cases := []struct {
+		name, yaml string
+		env, sets  []string
+		want       string
+	}{
+		{"duration in file", base + "status:\n  offline_after: soon\n", nil, nil,
+			`config: status.offline_after (gateway.yaml line 5): "soon" is not a duration (e.g. 30s, 2m, or seconds)`},
+		{"negative node id", "node:\n  id: -3\n  listen: ':5555'\n", nil, nil,
+			`config: node.id (gateway.yaml line 2): -3 is not a node id (1..4294967295)`},
+		{"node id too large", "node:\n  id: 4294967296\n", nil, nil,
+			`config: node.id (gateway.yaml line 2): 4294967296 is not a node id (1..4294967295)`},
+		{"node id from env", base, []string{"MESHFLEET_NODE_ID=abc"}, nil,
+			`config: node.id (from MESHFLEET_NODE_ID): "abc" is not a node id (1..4294967295)`},
+		{"int from set", base, nil, []string{"ota.chunk_size=big"},
+			`config: ota.chunk_size (from --set): "big" is not a whole number`},
+		{"bool in file", base + "mqtt:\n  enabled: maybe\n", nil, nil,
+			`config: mqtt.enabled (gateway.yaml line 5): "maybe" is not true or false`},
+		{"bool from env", base, []string{"MESHFLEET_HTTP_METRICS=2"}, nil,
+			`config: http.metrics (from MESHFLEET_HTTP_METRICS): 2 is not true or false`},
+		{"list as string", base + "mqtt:\n  url: [a, b]\n", nil, nil,
+			`config: mqtt.url (gateway.yaml line 5): a list is not a string`},
+		{"string as list", "node:\n  id: 1\n  connect: 10.0.0.1:5555\n", nil, nil,
+			`config: node.connect (gateway.yaml line 3): "10.0.0.1:5555" is not a list (e.g. [a, b]; in an override a,b)`},
+		{"size", base + "firmware:\n  max_upload_size: 16MiB\n", nil, nil,
+			`config: firmware.max_upload_size (gateway.yaml line 5): "16MiB" is not a whole number`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "gateway.yaml")
+			if err := os.WriteFile(p, []byte(c.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadConfig(p, c.env, c.sets)
+			if err == nil {
+				t.Fatalf("no error, want %s", c.want)
+			}
+			if got := strings.ReplaceAll(err.Error(), p, "gateway.yaml"); got != c.want {
+				t.Fatalf("error\n %s\nwant\n %s", got, c.want)
+			}
+		})
+	}
+}
+
+// Values inside lists of mappings and behind pointers are reported with
+// the item's key and the pointed-to type.
+func TestDecodeKeysNamesItemsOfLists(t *testing.T) {
+	type item struct {
+		Name string `yaml:"name"`
+		Max  int    `yaml:"max"`
+	}
+	type section struct {
+		Items []item `yaml:"items"`
+		On    *bool  `yaml:"on"`
+	}
+	type doc struct {
+		S section `yaml:"s"`
+	}
+	source := func(n *yaml.Node) string { return fmt.Sprintf("line %d", n.Line) }
+	for _, c := range []struct{ text, want string }{
+		{"s:\n  items:\n    - name: a\n      max: 3\n    - name: b\n      max: lots\n",
+			`config: s.items[1].max (line 6): "lots" is not a whole number`},
+		{"s:\n  items:\n    - name: [x]\n", `config: s.items[0].name (line 3): a list is not a string`},
+		{"s:\n  items:\n    - just-a-name\n", `config: s.items[0] (line 3): "just-a-name" is not a mapping of keys`},
+		{"s:\n  items: 5\n", `config: s.items (line 2): 5 is not a list of mappings of keys`},
+		{"s:\n  on: maybe\n", `config: s.on (line 2): "maybe" is not true or false`},
+	} {
+		var root yaml.Node
+		if err := yaml.Unmarshal([]byte(c.text), &root); err != nil {
+			t.Fatal(err)
+		}
+		var d doc
+		err := decodeKeys(root.Content[0], reflect.ValueOf(&d).Elem(), "", source)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%q: error %v, want %s", c.text, err, c.want)
+		}
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal([]byte("s:\n  items:\n    - name: a\n      max: 3\n  on: true\n"), &root); err != nil {
+		t.Fatal(err)
+	}
+	var d doc
+	if err := decodeKeys(root.Content[0], reflect.ValueOf(&d).Elem(), "", source); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.S.Items) != 1 || d.S.Items[0] != (item{"a", 3}) || d.S.On == nil || !*d.S.On {
+		t.Fatalf("decoded %+v", d)
 	}
 }

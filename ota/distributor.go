@@ -319,6 +319,9 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	if img.Role == "" || img.Hardware == "" {
 		return nil, errors.New("ota: image needs a role and a hardware")
 	}
+	if err := firmware.ValidateRole(img.Role); err != nil {
+		return nil, fmt.Errorf("ota: %w", err)
+	}
 	mode := spec.Mode
 	if mode == "" {
 		mode = ModeStock

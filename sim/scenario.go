@@ -145,8 +145,12 @@ func RunScenario(ctx context.Context, cfg ScenarioConfig) (Report, error) {
 		converged = n.RunUntil(n.Converged, min(time.Second, end.Sub(n.Now())))
 	}
 	if !converged {
-		return finish(), fmt.Errorf("%w within %v (%d nodes, %s, %s link)",
+		err := fmt.Errorf("%w within %v (%d nodes, %s, %s link)",
 			ErrNotConverged, cfg.Duration, cfg.Nodes, cfg.Topology, cfg.Link.Name)
+		if why := n.nestingReason(cfg.Topology); why != "" {
+			err = fmt.Errorf("%w: %s", err, why)
+		}
+		return finish(), err
 	}
 	at := n.Elapsed().Seconds()
 	rep.ConvergedAtS = &at

@@ -31,15 +31,20 @@ var versionCmd = &cobra.Command{
 	Short: "Print the meshfleet version",
 	Args:  cobra.NoArgs,
 	RunE: func(cmd *cobra.Command, args []string) error {
-		_, err := fmt.Fprintf(cmd.OutOrStdout(), "meshfleet %s\n", buildVersion())
+		_, err := fmt.Fprintf(cmd.OutOrStdout(), "meshfleet %s\n", versionWithRevision())
 		return err
 	},
 }
 
 func init() {
 	rootCmd.AddCommand(versionCmd)
+	// --version prints the same line as the version command.
+	rootCmd.Version = versionWithRevision()
+	rootCmd.SetVersionTemplate("meshfleet {{.Version}}\n")
 }
 
+// buildVersion is the -ldflags version, else the module version of the
+// build info.
 func buildVersion() string {
 	if version != "" {
 		return version
@@ -48,6 +53,37 @@ func buildVersion() string {
 		return bi.Main.Version
 	}
 	return "(devel)"
+}
+
+// versionWithRevision is buildVersion followed by the VCS revision the
+// binary was built from, if the build recorded one.
+func versionWithRevision() string {
+	settings := map[string]string{}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			settings[s.Key] = s.Value
+		}
+	}
+	return versionString(buildVersion(), settings)
+}
+
+// versionString renders a module version and the build settings
+// (vcs.revision, vcs.modified) as "v1.2.3 (revision 0123456789ab, modified)".
+func versionString(v string, settings map[string]string) string {
+	if v == "" {
+		v = "(devel)"
+	}
+	rev := settings["vcs.revision"]
+	if rev == "" {
+		return v
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if settings["vcs.modified"] == "true" {
+		return fmt.Sprintf("%s (revision %s, modified)", v, rev)
+	}
+	return fmt.Sprintf("%s (revision %s)", v, rev)
 }
 
 func main() {

@@ -69,6 +69,30 @@ func TestVersion(t *testing.T) {
 	if !strings.HasPrefix(out, "meshfleet ") || strings.Count(out, "\n") != 1 {
 		t.Fatalf("version output %q", out)
 	}
+	flagOut, _, err := execute(t, context.Background(), nil, "--version")
+	if err != nil {
+		t.Fatalf("meshfleet --version: %v", err)
+	}
+	if flagOut != out {
+		t.Fatalf("meshfleet --version printed %q, meshfleet version %q", flagOut, out)
+	}
+}
+
+func TestVersionString(t *testing.T) {
+	for _, c := range []struct {
+		version  string
+		settings map[string]string
+		want     string
+	}{
+		{"v1.2.0", nil, "v1.2.0"},
+		{"(devel)", map[string]string{"vcs.revision": "0123456789abcdef0123", "vcs.modified": "false"}, "(devel) (revision 0123456789ab)"},
+		{"v0.0.0-20261207-0123456789ab+dirty", map[string]string{"vcs.revision": "0123456789abcdef0123", "vcs.modified": "true"}, "v0.0.0-20261207-0123456789ab+dirty (revision 0123456789ab, modified)"},
+		{"", nil, "(devel)"},
+	} {
+		if got := versionString(c.version, c.settings); got != c.want {
+			t.Errorf("versionString(%q, %v) = %q, want %q", c.version, c.settings, got, c.want)
+		}
+	}
 }
 
 // countMessages counts the message lines of a JSONL capture with

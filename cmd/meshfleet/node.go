@@ -34,8 +34,11 @@ func newNodeCmd() *cobra.Command {
 access point) and keeps a connection to each --connect address (like a node's
 station uplink), reconnecting with backoff.
 
-Events are printed on stdout as JSON lines. Commands are read from stdin, one a
-line: ` + console.Usage + `.
+Events are printed on stdout as JSON lines, starting with "listening" and
+with "nodes" whenever the node list changes. The node never waits for stdout:
+events a slow reader cannot take are dropped and counted in "dropped" lines,
+and "stopped", the last line, gives the total. Commands are read from stdin,
+one a line: ` + console.Usage + `.
 Ctrl-C or end of input stops the node (with --stdin=false only a signal does).
 
 The node reports its status (firmware, free memory, traffic, latency, OTA

@@ -135,6 +135,9 @@ func (o *otaFlags) config(f *pflag.FlagSet) (linuxnode.Config, error) {
 	if o.role == "" || o.hardware == "" {
 		return c, fmt.Errorf("--slot-dir needs --ota-role and a non-empty --ota-hardware")
 	}
+	if err := firmware.ValidateRole(o.role); err != nil {
+		return c, fmt.Errorf("--ota-role: %w", err)
+	}
 	if o.confirmTimeout <= 0 || o.maxBoots <= 0 || o.hookTimeout <= 0 {
 		return c, fmt.Errorf("--confirm-timeout, --max-boots and --hook-timeout must be positive")
 	}

@@ -782,6 +782,7 @@ func TestNodeOTAFlagErrors(t *testing.T) {
 		{[]string{"--slot-dir", dir, "--ota-role", "box", "--confirm-timeout", "0s"}, "must be positive"},
 		{[]string{"--slot-dir", dir, "--ota-role", "box", "--ota-public-key", filepath.Join(dir, "missing.pub")}, "--ota-public-key"},
 		{[]string{"--status-interval", "-1s"}, "must not be negative"},
+		{[]string{"--slot-dir", dir, "--ota-role", "my_sensor"}, `--ota-role: role "my_sensor" contains "_"`},
 	} {
 		_, _, err := execute(t, context.Background(), strings.NewReader(""), append(base, c.args...)...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

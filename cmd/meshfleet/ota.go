@@ -115,21 +115,30 @@ time). Progress is shown per node; --json prints one event a line.`,
 }
 
 // loadPushImage reads IMAGE as a file, or else as an id in the store.
+// An argument that cannot be an image id was meant as a file, so a
+// missing one is reported as a missing file.
 func loadPushImage(arg string, o *pushOptions) (ota.Image, error) {
 	img := ota.Image{Role: o.role, Hardware: o.hardware, Version: o.version}
-	if data, err := os.ReadFile(arg); err == nil {
+	data, fileErr := os.ReadFile(arg)
+	switch {
+	case fileErr == nil:
 		img.Data = data
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return img, fmt.Errorf("read image: %w", err)
-	} else {
-		if err := firmware.ValidateID(arg); err != nil {
-			return img, fmt.Errorf("%s is neither a file nor an image id: %w", arg, err)
+	case !errors.Is(fileErr, os.ErrNotExist):
+		return img, fmt.Errorf("read image: %w", fileErr)
+	case firmware.ValidateID(arg) != nil:
+		return img, fileErr
+	default:
+		if _, err := os.Stat(o.store); errors.Is(err, os.ErrNotExist) {
+			return img, fmt.Errorf("%w, and there is no firmware store %s (--store) to find an image id in", fileErr, o.store)
 		}
 		st, err := firmware.Open(o.store, nil)
 		if err != nil {
 			return img, err
 		}
 		meta, err := st.Get(arg)
+		if errors.Is(err, firmware.ErrNotFound) {
+			return img, fmt.Errorf("%w, and the firmware store %s has no image %s", fileErr, o.store, arg)
+		}
 		if err != nil {
 			return img, err
 		}
@@ -149,6 +158,9 @@ func loadPushImage(arg string, o *pushOptions) (ota.Image, error) {
 	}
 	if img.Role == "" || img.Hardware == "" {
 		return img, errors.New("--role and --hardware are required for an image file")
+	}
+	if err := firmware.ValidateRole(img.Role); err != nil {
+		return img, fmt.Errorf("--role: %w", err)
 	}
 	return img, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,46 @@ func TestOTAPushSimulated(t *testing.T) {
 	}
 	if len(confirmed) != 5 {
 		t.Fatalf("%d nodes confirmed, want 5:\n%s", len(confirmed), out)
+	}
+}
+
+// One rule for roles: push refuses what firmware add refuses.
+func TestOTAPushRefusesInvalidRole(t *testing.T) {
+	p, _ := writeImage(t, 5_000)
+	for _, role := range []string{"my_sensor", "sensor.v2", "two words"} {
+		_, _, err := execute(t, context.Background(), nil, "ota", "push", p, "--role", role, "--hardware", "ESP32", "--sim-nodes", "2", "--timeout", "1m")
+		if err == nil || !strings.Contains(err.Error(), "--role: role "+strconv.Quote(role)) {
+			t.Errorf("push --role %q: error %v, want the role refused", role, err)
+		}
+	}
+}
+
+// A missing image file is reported as a missing file; an argument that
+// could be either a file or an image id is reported as neither.
+func TestOTAPushMissingImage(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	store := filepath.Join(dir, "store")
+	if err := os.Mkdir(store, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ arg, want string }{
+		{"fw.bin", "open fw.bin: no such file or directory"},
+		{"build/fw.bin", "open build/fw.bin: no such file or directory"},
+		{"sensor", "open sensor: no such file or directory"},
+		{"abcdef012345", "open abcdef012345: no such file or directory, and the firmware store " + store + " has no image abcdef012345"},
+	} {
+		_, _, err := execute(t, context.Background(), nil, "ota", "push", c.arg, "--role", "sensor", "--hardware", "ESP32", "--sim-nodes", "2", "--store", store)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("push %s: error %v, want %s", c.arg, err, c.want)
+		}
+	}
+	_, _, err := execute(t, context.Background(), nil, "ota", "push", "abcdef012345", "--role", "sensor", "--hardware", "ESP32", "--sim-nodes", "2", "--store", "nostore")
+	if want := "open abcdef012345: no such file or directory, and there is no firmware store nostore (--store) to find an image id in"; err == nil || err.Error() != want {
+		t.Errorf("push with a missing store: error %v, want %s", err, want)
+	}
+	if _, err := os.Stat("nostore"); err == nil {
+		t.Error("push created the missing store")
 	}
 }
 

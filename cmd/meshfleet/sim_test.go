@@ -51,6 +51,19 @@ func TestSimCommandNotConverged(t *testing.T) {
 	if !strings.Contains(out, `"converged_at_s":null`) {
 		t.Errorf("report not printed or converged: %s", out)
 	}
+	if strings.Contains(err.Error(), "nest") {
+		t.Errorf("a 30-node chain is blamed on JSON nesting: %v", err)
+	}
+}
+
+// A chain too long for painlessMesh's JSON parser says so.
+func TestSimCommandChainTooLong(t *testing.T) {
+	_, _, err := execute(t, context.Background(), nil, "sim", "--nodes", "200", "--topology", "chain", "--duration", "1ms", "--json")
+	want := "a 200-node chain nests node-sync JSON 397 levels deep; painlessMesh's parser stops at 255 " +
+		"(chains longer than 129 nodes cannot converge; use a tree or random topology)"
+	if err == nil || !strings.Contains(err.Error(), "did not converge") || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err %v, want a convergence error ending %q", err, want)
+	}
 }
 
 func TestSimCommandBadFlags(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,19 +30,30 @@ var ErrBadCommand = errors.New("bad command")
 // and the answers to commands read from in as JSON lines on out. It
 // returns the driver's error, if any, after the driver has shut down and
 // every event has been written.
+//
+// Besides the node's events Run writes its own: "listening" first (if d
+// listens), "nodes" whenever the node list changes, "dropped" when events
+// were lost because out did not keep up (the driver never waits for its
+// reader, so the mesh keeps running), and "stopped" last, with the total
+// of events dropped. Every event the node emitted is either printed or
+// counted in a "dropped" line.
 func Run(ctx context.Context, d *tcp.Driver, in io.Reader, out io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	runErr := make(chan error, 1)
 	go func() { runErr <- d.Run(ctx) }()
 
-	c := &console{d: d, out: out}
+	c := &console{d: d, out: bufio.NewWriterSize(out, 64<<10)}
+	if addr := d.Addr(); addr != nil {
+		o := newObject(time.Now(), "listening")
+		o.uint("node", uint64(d.ID()))
+		o.str("addr", addr.String())
+		c.write(o.bytes())
+	}
 	eventsDone := make(chan struct{})
 	go func() {
 		defer close(eventsDone)
-		for ev := range d.Events() {
-			c.write(EventLine(time.Now(), ev))
-		}
+		c.printEvents(ctx)
 	}()
 
 	// Reading in cannot be interrupted; the goroutine ends at EOF or with
@@ -67,7 +79,81 @@ loop:
 	cancel()
 	err := <-runErr
 	<-eventsDone
+	// Events is closed: the driver's count of dropped events is final.
+	c.reportDrops()
+	o := newObject(time.Now(), "stopped")
+	o.uint("events_dropped", c.dropsReported)
+	c.write(o.bytes())
 	return err
+}
+
+// printEvents writes the driver's events until Events is closed. Lines
+// are buffered while more events wait and flushed when the backlog is
+// empty, so a burst costs few writes.
+func (c *console) printEvents(ctx context.Context) {
+	var nodes []uint32
+	for ev := range c.d.Events() {
+		// Events are dropped oldest first, so the drops counted now were
+		// of events before ev (but for any in the instant since ev was
+		// received): report them before it.
+		listMayHaveChanged := c.reportDrops()
+		c.writeBuffered(EventLine(time.Now(), ev))
+		switch ev.(type) {
+		case mesh.NewConnection, mesh.ChangedConnections, mesh.DroppedConnection:
+			listMayHaveChanged = true
+		}
+		if listMayHaveChanged {
+			nodes = c.reportNodes(ctx, nodes)
+		}
+		if len(c.d.Events()) == 0 {
+			c.flush()
+		}
+	}
+}
+
+// reportDrops writes a "dropped" line if the driver dropped events since
+// the last one, and says whether it did.
+func (c *console) reportDrops() bool {
+	total := c.d.Stats().EventsDropped
+	if total == c.dropsReported {
+		return false
+	}
+	o := newObject(time.Now(), "dropped")
+	o.uint("count", total-c.dropsReported)
+	o.uint("total", total)
+	c.writeBuffered(o.bytes())
+	c.dropsReported = total
+	return true
+}
+
+// reportNodes writes a "nodes" line if the node list differs from last,
+// and returns the current list.
+func (c *console) reportNodes(ctx context.Context, last []uint32) []uint32 {
+	var now []uint32
+	if err := c.d.Do(ctx, func(_ time.Time, n *mesh.Node) { now = n.NodeList(false) }); err != nil {
+		return last // stopping
+	}
+	added, removed := []uint32{}, []uint32{}
+	for _, id := range now {
+		if _, found := slices.BinarySearch(last, id); !found {
+			added = append(added, id)
+		}
+	}
+	for _, id := range last {
+		if _, found := slices.BinarySearch(now, id); !found {
+			removed = append(removed, id)
+		}
+	}
+	if len(added) == 0 && len(removed) == 0 {
+		return last
+	}
+	o := newObject(time.Now(), "nodes")
+	o.uint("self", uint64(c.d.ID()))
+	o.value("nodes", append([]uint32{}, now...))
+	o.value("added", added)
+	o.value("removed", removed)
+	c.writeBuffered(o.bytes())
+	return now
 }
 
 // readLines sends each line of in (without its line ending) on lines until
@@ -119,13 +205,33 @@ func readLine(br *bufio.Reader) (line string, tooLong bool, err error) {
 type console struct {
 	d   *tcp.Driver
 	mu  sync.Mutex // one line at a time on out
-	out io.Writer
+	out *bufio.Writer
+
+	// dropsReported is the driver's EventsDropped as of the last
+	// "dropped" line: printEvents's, then Run's once printEvents is done.
+	dropsReported uint64
 }
 
+// write writes one line and flushes it.
 func (c *console) write(line []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.out.Write(line)
+	c.out.Flush()
+}
+
+// writeBuffered writes one line, leaving it buffered until flush (or a
+// full buffer).
+func (c *console) writeBuffered(line []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.out.Write(line)
+}
+
+func (c *console) flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.out.Flush()
 }
 
 // command carries out one input line.
