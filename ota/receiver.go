@@ -443,6 +443,21 @@ func (r *Receiver) onOffer(now time.Time, raw []byte) error {
 		return nil
 	}
 	r.offered[o.MD5] = o.ID
+	if !o.For(r.host.ID()) {
+		// The campaign lists other nodes. Knowing the offer keeps the
+		// stock announce of the image and its pushed chunks from
+		// starting a download here.
+		if t := r.cur; t != nil && !t.fromOf && t.offer.MD5 == o.MD5 {
+			// Started from the stock announce, whose requests will go
+			// unanswered.
+			if t.dl != nil {
+				_ = t.dl.Flush()
+			}
+			r.cur = nil
+			r.setState(now, StateIdle, "")
+		}
+		return nil
+	}
 	if p := r.pending; p != nil && (p.dist == 0 && p.md5 == o.MD5 || p.dist != 0 && p.rep.ID == o.ID) {
 		// The outcome belongs to this offer's transfer: an outcome of
 		// another image is never reported to another campaign.
