@@ -1180,9 +1180,10 @@ func (r *Receiver) checkManifest(o *Offer) (*firmware.Manifest, error) {
 	return &m, nil
 }
 
-// refuse reports why an offered image is not installed: to its
-// distributor with every offer (a lost report is sent again), as an
-// event once.
+// refuse reports why an offered image is not installed (StateRefused):
+// to its distributor with every offer (a lost report is sent again), as
+// an event once. The reasons do not change for the image, so a refusal is
+// final for it.
 func (r *Receiver) refuse(now time.Time, o *Offer, why error) {
 	r.stats.Refused++
 	if _, told := r.refused[o.ID]; !told {
@@ -1192,10 +1193,10 @@ func (r *Receiver) refuse(now time.Time, o *Offer, why error) {
 		r.refused[o.ID] = why.Error()
 		r.cfg.Logger.Warn("ota receiver: image refused", "transfer", o.ID, "md5", o.MD5, "distributor", o.From, "err", why)
 		if r.host != nil {
-			r.host.Emit(Progress{Node: r.host.ID(), Transfer: o.ID, MD5: o.MD5, State: StateFailed, Mode: Mode(o.Mode), Err: why.Error()})
+			r.host.Emit(Progress{Node: r.host.ID(), Transfer: o.ID, MD5: o.MD5, State: StateRefused, Mode: Mode(o.Mode), Err: why.Error()})
 		}
 	}
-	if err := r.sendReport(now, o.From, &Report{ID: o.ID, State: string(StateFailed), Total: o.Chunks, Error: why.Error()}); err != nil {
+	if err := r.sendReport(now, o.From, &Report{ID: o.ID, State: string(StateRefused), Total: o.Chunks, Error: why.Error()}); err != nil {
 		r.cfg.Logger.Debug("ota receiver: refusal not reported", "transfer", o.ID, "err", err)
 	}
 }
