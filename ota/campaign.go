@@ -197,6 +197,13 @@ func RestoreCampaign(s CampaignSnapshot) *Campaign {
 // v is the campaign's transfer.
 func (c *Campaign) update(now time.Time, from uint32, r *Report, v *variant) (NodeProgress, bool) {
 	p, ok := c.nodes[from]
+	if !c.Active() {
+		// Final states never change, nor the record they rest on.
+		if ok {
+			return *p, false
+		}
+		return NodeProgress{Node: from}, false
+	}
 	if !ok {
 		p = &NodeProgress{Node: from, Joined: now}
 	}

@@ -1,10 +1,12 @@
 package ota
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/sim"
 )
 
@@ -66,5 +68,34 @@ func TestTransientFailureIsNotFinal(t *testing.T) {
 		if !(NodeProgress{State: s}).Terminal() {
 			t.Errorf("state %s does not count as final", s)
 		}
+	}
+}
+
+// Final states never change: a report that arrives after the campaign
+// ended leaves the node's record as it was.
+func TestReportAfterEndKeepsRecord(t *testing.T) {
+	r := newRig(t, rigOpts{n: 2, model: sim.ESP8266(), seed: 47})
+	c := r.start(CampaignSpec{ID: "c", Image: sensorImage(47), Mode: ModePipelined, Method: "deflate", Nodes: []uint32{100, 101}})
+	if !r.net.RunUntil(func() bool { return !c.Active() }, time.Hour) || c.State != CampaignCompleted {
+		t.Fatalf("campaign %s (%q), want completed", c.State, c.Reason)
+	}
+	before := c.Nodes()
+	err := r.net.Node(101).Do(func(now time.Time, m *mesh.Node) {
+		for _, rep := range []*Report{
+			{From: 101, Dest: 1, Routing: 1, ID: "c", State: string(StateRolledBack), Error: "late"},
+			{From: 100, Dest: 1, Routing: 1, ID: "c", State: string(StateDownloading), Have: 1, Total: 9},
+		} {
+			if err := m.SendPackage(now, rep); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.net.RunFor(time.Minute)
+	after := c.Nodes()
+	if !slices.Equal(before, after) || c.State != CampaignCompleted {
+		t.Fatalf("ended campaign changed by late reports:\nbefore %+v\nafter  %+v (%s)", before, after, c.State)
 	}
 }
