@@ -23,21 +23,35 @@ func TestNodeListCampaignInstallsOnlyOnTargets(t *testing.T) {
 		mode   Mode
 		method string
 		model  sim.Model
+		split  bool // one offer per listed node, as for a list too long for one package
 	}{
-		{ModeStock, "none", sim.Ideal()},
-		{ModeStock, "deflate", sim.Ideal()},
-		{ModePipelined, "deflate", sim.ESP8266()},
-		{ModeBroadcast, "deflate", sim.ESP8266()},
-		{ModeBroadcast, "none", sim.ESP8266()},
+		{ModeStock, "none", sim.Ideal(), false},
+		{ModeStock, "deflate", sim.Ideal(), false},
+		{ModePipelined, "deflate", sim.ESP8266(), false},
+		{ModeBroadcast, "deflate", sim.ESP8266(), false},
+		{ModeBroadcast, "none", sim.ESP8266(), false},
+		{ModePipelined, "deflate", sim.ESP8266(), true},
+		{ModeBroadcast, "deflate", sim.ESP8266(), true},
 	} {
-		t.Run(string(tc.mode)+"/"+tc.method, func(t *testing.T) {
-			r := newRig(t, rigOpts{n: 4, model: tc.model, seed: 41, initial: old})
+		name := string(tc.mode) + "/" + tc.method
+		if tc.split {
+			name += "/split"
+		}
+		t.Run(name, func(t *testing.T) {
+			var dcfg DistributorConfig
+			if tc.split {
+				dcfg.MaxPackageSize = 1
+			}
+			r := newRig(t, rigOpts{n: 4, model: tc.model, seed: 41, initial: old, dcfg: dcfg})
 			c := r.start(CampaignSpec{ID: "c", Image: sensorImage(41), Mode: tc.mode, Method: tc.method, Nodes: targets})
 			if !r.net.RunUntil(func() bool { return !c.Active() }, time.Hour) {
 				t.Fatalf("campaign still %s: %+v", c.State, c.Nodes())
 			}
 			if c.State != CampaignCompleted {
 				t.Fatalf("campaign %s (%q), want completed", c.State, c.Reason)
+			}
+			if n := len(r.dist.find("c").offers); tc.split && n != len(targets) {
+				t.Fatalf("%d offers per announce, want one per listed node", n)
 			}
 			r.net.RunFor(5 * time.Minute) // nothing arrives late either
 			for _, nd := range r.nodes {
