@@ -136,16 +136,16 @@ type Campaign struct {
 
 // CampaignStates are the values of Campaign.State; a campaign that is not
 // running or paused has finished.
-var CampaignStates = []string{"running", "paused", "completed", "aborted", "failed"}
+var CampaignStates = []string{"running", "paused", "completed", "aborted", "failed", "superseded"}
 
 // ProgressStates are the values of Progress.State.
-var ProgressStates = []string{"idle", "downloading", "verifying", "switching", "confirmed", "failed", "rolled_back"}
+var ProgressStates = []string{"idle", "downloading", "verifying", "switching", "confirmed", "failed", "rolled_back", "refused"}
 
 // Progress is one node's OTA state.
 type Progress struct {
 	NodeID   uint32    `json:"node_id"`
 	Campaign string    `json:"campaign,omitempty"`
-	State    string    `json:"state"` // idle | downloading | verifying | switching | confirmed | failed | rolled_back
+	State    string    `json:"state"` // idle | downloading | verifying | switching | confirmed | failed | rolled_back | refused
 	Chunks   int       `json:"chunks_done"`
 	Total    int       `json:"chunks_total"`
 	Bytes    int64     `json:"bytes"`       // transfer bytes held

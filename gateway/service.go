@@ -389,7 +389,7 @@ func (g *Gateway) campaignView(c ota.CampaignSnapshot) fleet.Campaign {
 		switch p.State {
 		case ota.StateConfirmed:
 			v.Completed++
-		case ota.StateFailed, ota.StateRolledBack:
+		case ota.StateFailed, ota.StateRolledBack, ota.StateRefused:
 			v.Failed++
 		}
 	}

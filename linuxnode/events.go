@@ -8,7 +8,7 @@ import (
 
 // OTA lifecycle states of an OTAEvent besides the receiver's own
 // (ota.State: downloading, verifying, switching, confirmed, failed,
-// rolled_back).
+// rolled_back, refused).
 const (
 	// StateIdle: the node started normally; the event names the image it
 	// runs.
@@ -45,7 +45,7 @@ type OTAEvent struct {
 	Slot     string    `json:"slot,omitempty"`
 	SlotPath string    `json:"slot_path,omitempty"`
 	Deadline time.Time `json:"deadline,omitzero"` // trial: confirm by
-	Reason   string    `json:"reason,omitempty"`  // failed, rolled_back
+	Reason   string    `json:"reason,omitempty"`  // failed, rolled_back, refused
 }
 
 // EventName is the console's "event" value.

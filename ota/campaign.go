@@ -20,7 +20,8 @@ const (
 	// CampaignCompleted: every target confirmed the image.
 	CampaignCompleted CampaignState = "completed"
 	// CampaignFailed: every target reached a final state and some rolled
-	// back, or the campaign could not run (Reason says which).
+	// back or refused the image, or the campaign could not run (Reason
+	// says which).
 	CampaignFailed CampaignState = "failed"
 	// CampaignAborted: stopped by an operator.
 	CampaignAborted CampaignState = "aborted"
@@ -72,9 +73,11 @@ type NodeProgress struct {
 	rateBase int64
 }
 
-// Terminal reports whether the node is done with this campaign.
+// Terminal reports whether the node is done with this campaign: it
+// confirmed the image, rolled back, or refused it (a refusal is final for
+// the image; a failed verification is retried, so failed is not).
 func (p NodeProgress) Terminal() bool {
-	return p.State == StateConfirmed || p.State == StateRolledBack
+	return p.State == StateConfirmed || p.State == StateRolledBack || p.State == StateRefused
 }
 
 // Campaign is one distribution with its state and per-node progress.
@@ -194,6 +197,13 @@ func RestoreCampaign(s CampaignSnapshot) *Campaign {
 // v is the campaign's transfer.
 func (c *Campaign) update(now time.Time, from uint32, r *Report, v *variant) (NodeProgress, bool) {
 	p, ok := c.nodes[from]
+	if !c.Active() {
+		// Final states never change, nor the record they rest on.
+		if ok {
+			return *p, false
+		}
+		return NodeProgress{Node: from}, false
+	}
 	if !ok {
 		p = &NodeProgress{Node: from, Joined: now}
 	}
@@ -288,20 +298,27 @@ func (c *Campaign) conclude(now time.Time) bool {
 	if !c.through() {
 		return false
 	}
-	failed, all := 0, 0
+	refused, rolledBack, all := 0, 0, 0
 	for _, p := range c.nodes {
 		if !c.Targeted(p.Node) {
 			continue
 		}
 		all++
-		if p.State != StateConfirmed {
-			failed++
+		switch p.State {
+		case StateRefused:
+			refused++
+		case StateRolledBack:
+			rolledBack++
 		}
 	}
 	c.State, c.Reason = CampaignCompleted, ""
-	if failed > 0 {
-		c.State = CampaignFailed
-		c.Reason = fmt.Sprintf("%d of %d nodes rolled back", failed, all)
+	switch {
+	case refused > 0 && rolledBack > 0:
+		c.State, c.Reason = CampaignFailed, fmt.Sprintf("%d of %d nodes refused the image, %d rolled back", refused, all, rolledBack)
+	case refused > 0:
+		c.State, c.Reason = CampaignFailed, fmt.Sprintf("%d of %d nodes refused the image", refused, all)
+	case rolledBack > 0:
+		c.State, c.Reason = CampaignFailed, fmt.Sprintf("%d of %d nodes rolled back", rolledBack, all)
 	}
 	c.Finished, c.settleAt = now, time.Time{}
 	return true

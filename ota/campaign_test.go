@@ -201,7 +201,7 @@ func TestStartRestoresProgress(t *testing.T) {
 func TestNodeProgressRateRestartsWithTheNode(t *testing.T) {
 	v := newVariant(make([]byte, 10_000), 1000, "img", "none")
 	t0 := sim.DefaultEpoch
-	c := &Campaign{ID: "c", Started: t0, nodes: map[uint32]*NodeProgress{}}
+	c := &Campaign{ID: "c", State: CampaignRunning, Started: t0, nodes: map[uint32]*NodeProgress{}}
 	rep := func(at time.Duration, have int) NodeProgress {
 		p, _ := c.update(t0.Add(at), 7, &Report{ID: "c", State: string(StateDownloading), Have: have, Total: 10}, v)
 		return p

@@ -60,7 +60,11 @@ type DistributorConfig struct {
 	// KeepFinished is how many campaigns that ended the distributor keeps
 	// (their record, not their image); older ones are dropped. 50.
 	KeepFinished int
-	Logger       *slog.Logger
+	// MaxPackageSize bounds an offer: a node list too long for one is
+	// split over several offers. 8192 bytes, the limit of painlessMesh v6
+	// nodes (PROTOCOL.md §1.3).
+	MaxPackageSize int
+	Logger         *slog.Logger
 }
 
 func (c *DistributorConfig) defaults() {
@@ -96,6 +100,9 @@ func (c *DistributorConfig) defaults() {
 	}
 	if c.KeepFinished <= 0 {
 		c.KeepFinished = 50
+	}
+	if c.MaxPackageSize <= 0 {
+		c.MaxPackageSize = 8192
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -140,7 +147,7 @@ type DistributorStats struct {
 	ChunksServed    int // type 722 sent by unicast or to a child
 	ChunksPushed    int // type 722 broadcast
 	Rebroadcasts    int // chunks pushed again because many nodes missed them
-	IgnoredRequests int // stock requests for nothing we announce (Q-19 f)
+	IgnoredRequests int // stock requests for nothing we announce (Q-19 f), and requests of nodes outside a campaign's list
 	RateChanges     int
 }
 
@@ -210,7 +217,8 @@ type dcampaign struct {
 	*Campaign
 	stock      *variant // uncompressed, stock chunk size: for stock receivers
 	fast       *variant // what the Offer describes
-	offer      Offer
+	offer      Offer    // without a node list
+	offers     []Offer  // what each announce sends: offer, with the node list split to fit
 	stockBcast bool
 
 	announced    int
@@ -333,6 +341,10 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	if method == "" {
 		method = "none"
 	}
+	if spec.StockBroadcast && len(spec.Nodes) > 0 {
+		// The stock root-led broadcast floods every node of the role.
+		return nil, errors.New("ota: a stock broadcast transfer reaches every node of the role; it cannot have a node list")
+	}
 	if d.cfg.StockOnly && (mode != ModeStock || method != "none") {
 		return nil, fmt.Errorf("ota: a stock-only distributor runs stock campaigns without compression, not %s/%s", mode, method)
 	}
@@ -427,6 +439,9 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 		c.offer.Manifest = base64.StdEncoding.EncodeToString(img.Manifest)
 		c.offer.ManifestSig = base64.StdEncoding.EncodeToString(img.ManifestSig)
 	}
+	listed := slices.Clone(spec.Nodes)
+	slices.Sort(listed)
+	c.offers = splitOffer(c.offer, slices.Compact(listed), d.cfg.MaxPackageSize)
 	for _, old := range d.campaigns {
 		if old.Active() && old.Image.Role == img.Role && old.Image.Hardware == img.Hardware {
 			// One whose targets are all through ends as they did; only
@@ -569,6 +584,10 @@ func (d *Distributor) onStockRequest(now time.Time, raw []byte) {
 		if c.State != CampaignRunning || q.MD5 != c.Image.MD5 || q.Role != c.Image.Role || q.Hardware != c.Image.Hardware {
 			continue
 		}
+		if !c.Targeted(q.From) {
+			// A stock node cannot read the node list: it asks, in vain.
+			continue
+		}
 		v := c.stock
 		if q.Compressed {
 			if c.Mode != ModeStock || !c.fast.compressed {
@@ -608,6 +627,16 @@ func (d *Distributor) onNeed(now time.Time, h protocol.Header, raw []byte) {
 		return
 	}
 	c := d.find(n.ID)
+	if c != nil && c.State == CampaignRunning && !c.Targeted(n.From) {
+		if n.Parts == "" && c.Mode != ModeStock {
+			// It saw chunks of the transfer and lost every offer: the
+			// offer's node list tells it the transfer is not for it.
+			d.offerTo(now, c.offers[0], n.From)
+			return
+		}
+		d.stats.IgnoredRequests++
+		return
+	}
 	if c == nil || c.State != CampaignRunning || c.Mode == ModeStock {
 		if h.Routing == protocol.RouteNeighbour {
 			_ = d.host.SendPackage(now, &Refuse{From: d.host.ID(), Dest: n.From, Routing: int(protocol.RouteNeighbour), ID: n.ID})
@@ -617,8 +646,10 @@ func (d *Distributor) onNeed(now time.Time, h protocol.Header, raw []byte) {
 	if n.Parts == "" {
 		// A receiver saw chunks of this transfer but lost the offer.
 		o := c.offer
-		o.Routing = int(protocol.RouteSingle)
-		_ = d.host.SendPackage(now, &offerTo{Offer: o, dest: n.From})
+		if len(c.Targets.Nodes) > 0 {
+			o.Nodes = []uint32{n.From}
+		}
+		d.offerTo(now, o, n.From)
 		return
 	}
 	parts, err := ParseRanges(n.Parts, c.fast.chunks, c.fast.chunks)
@@ -635,6 +666,12 @@ func (d *Distributor) onNeed(now time.Time, h protocol.Header, raw []byte) {
 		}
 		d.enqueue(reply{c: c, to: n.From, idx: i, routing: routing, v: c.fast})
 	}
+}
+
+// offerTo sends offer o to one receiver (routing 1).
+func (d *Distributor) offerTo(now time.Time, o Offer, dest uint32) {
+	o.Routing = int(protocol.RouteSingle)
+	_ = d.host.SendPackage(now, &offerTo{Offer: o, dest: dest})
 }
 
 // rebroadcast records that node missed chunk i; once enough distinct

@@ -31,9 +31,10 @@ func (d *Distributor) announce(now time.Time, c *dcampaign) {
 	// The offer first: a Go receiver that knows the offer leaves the
 	// stock announce of the same image alone.
 	if !d.cfg.StockOnly {
-		o := c.offer
-		o.From = d.host.ID()
-		_ = d.host.SendPackage(now, &o)
+		for _, o := range c.offers {
+			o.From = d.host.ID()
+			_ = d.host.SendPackage(now, &o)
+		}
 	}
 	a := &stockMsg{Type: protocol.TypeOTAAnnounce, From: d.host.ID(), Routing: int(protocol.RouteBroadcast),
 		MD5: c.Image.MD5, Hardware: c.Image.Hardware, Role: c.Image.Role, Forced: c.Forced,

@@ -443,6 +443,21 @@ func (r *Receiver) onOffer(now time.Time, raw []byte) error {
 		return nil
 	}
 	r.offered[o.MD5] = o.ID
+	if !o.For(r.host.ID()) {
+		// The campaign lists other nodes. Knowing the offer keeps the
+		// stock announce of the image and its pushed chunks from
+		// starting a download here.
+		if t := r.cur; t != nil && !t.fromOf && t.offer.MD5 == o.MD5 {
+			// Started from the stock announce, whose requests will go
+			// unanswered.
+			if t.dl != nil {
+				_ = t.dl.Flush()
+			}
+			r.cur = nil
+			r.setState(now, StateIdle, "")
+		}
+		return nil
+	}
 	if p := r.pending; p != nil && (p.dist == 0 && p.md5 == o.MD5 || p.dist != 0 && p.rep.ID == o.ID) {
 		// The outcome belongs to this offer's transfer: an outcome of
 		// another image is never reported to another campaign.
@@ -1165,9 +1180,10 @@ func (r *Receiver) checkManifest(o *Offer) (*firmware.Manifest, error) {
 	return &m, nil
 }
 
-// refuse reports why an offered image is not installed: to its
-// distributor with every offer (a lost report is sent again), as an
-// event once.
+// refuse reports why an offered image is not installed (StateRefused):
+// to its distributor with every offer (a lost report is sent again), as
+// an event once. The reasons do not change for the image, so a refusal is
+// final for it.
 func (r *Receiver) refuse(now time.Time, o *Offer, why error) {
 	r.stats.Refused++
 	if _, told := r.refused[o.ID]; !told {
@@ -1177,10 +1193,10 @@ func (r *Receiver) refuse(now time.Time, o *Offer, why error) {
 		r.refused[o.ID] = why.Error()
 		r.cfg.Logger.Warn("ota receiver: image refused", "transfer", o.ID, "md5", o.MD5, "distributor", o.From, "err", why)
 		if r.host != nil {
-			r.host.Emit(Progress{Node: r.host.ID(), Transfer: o.ID, MD5: o.MD5, State: StateFailed, Mode: Mode(o.Mode), Err: why.Error()})
+			r.host.Emit(Progress{Node: r.host.ID(), Transfer: o.ID, MD5: o.MD5, State: StateRefused, Mode: Mode(o.Mode), Err: why.Error()})
 		}
 	}
-	if err := r.sendReport(now, o.From, &Report{ID: o.ID, State: string(StateFailed), Total: o.Chunks, Error: why.Error()}); err != nil {
+	if err := r.sendReport(now, o.From, &Report{ID: o.ID, State: string(StateRefused), Total: o.Chunks, Error: why.Error()}); err != nil {
 		r.cfg.Logger.Debug("ota receiver: refusal not reported", "transfer", o.ID, "err", err)
 	}
 }

@@ -129,8 +129,8 @@ func (r *rig) refusedBy(id, want string) {
 	c := r.dist.find(id).Campaign
 	for _, nd := range r.nodes {
 		p, ok := c.Node(nd.ID())
-		if !ok || p.State != StateFailed || !strings.Contains(p.Err, want) {
-			r.t.Fatalf("node %d at the distributor: %+v (known %v), want failed with %q", nd.ID(), p, ok, want)
+		if !ok || p.State != StateRefused || !strings.Contains(p.Err, want) {
+			r.t.Fatalf("node %d at the distributor: %+v (known %v), want refused with %q", nd.ID(), p, ok, want)
 		}
 		if w := r.stores[nd.ID()].Writes; w != 0 {
 			r.t.Fatalf("node %d fetched %d chunks of a refused image", nd.ID(), w)

@@ -44,6 +44,12 @@ const (
 	StateConfirmed   State = "confirmed"
 	StateFailed      State = "failed"
 	StateRolledBack  State = "rolled_back"
+	// StateRefused: the node will not install the offered image (its
+	// signed manifest names another role or hardware, a lower security
+	// counter, or is missing). Final for that image: the node refuses
+	// every later offer of it. A failed verification is StateFailed,
+	// which is retried.
+	StateRefused State = "refused"
 )
 
 // Progress is a receiver's progress event (emitted through mesh.Host.Emit

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/meshfleet/meshfleet/firmware"
@@ -59,6 +60,50 @@ type Offer struct {
 	ManifestSig string `json:"msig,omitempty"`
 	Forced      bool   `json:"forced,omitempty"`
 	Window      int    `json:"win,omitempty"` // pipelined: suggested outstanding chunks
+	// Nodes, when not empty, are the only receivers the offer is for
+	// (the campaign's node list, or a part of it: see splitOffer);
+	// others of the role and hardware ignore it. Absent for a campaign
+	// that targets the whole role.
+	Nodes []uint32 `json:"nodes,omitempty"`
+}
+
+// For reports whether the offer is for node id.
+func (o *Offer) For(id uint32) bool {
+	return len(o.Nodes) == 0 || slices.Contains(o.Nodes, id)
+}
+
+// MaxOfferNodes bounds the node list a receiver reads from one offer
+// (more than a package within the mesh's 8192-byte limit can carry).
+const MaxOfferNodes = 4096
+
+// splitOffer returns the offers that carry base to nodes: one without a
+// list for a whole role, else as few as fit the list into packages of at
+// most limit bytes (with the dest a unicast copy adds), each node in one.
+func splitOffer(base Offer, nodes []uint32, limit int) []Offer {
+	base.Type = TypeOffer
+	if len(nodes) == 0 {
+		base.Nodes = nil
+		return []Offer{base}
+	}
+	base.Nodes = nil
+	room := limit - len(appendJSON(nil, &base)) - len(`,"nodes":[]`) - len(`,"dest":4294967295`)
+	var out []Offer
+	var part []uint32
+	used := 0
+	for _, id := range nodes {
+		n := len(strconv.FormatUint(uint64(id), 10)) + 1 // the id and a comma
+		if len(part) > 0 && (used+n > room || len(part) == MaxOfferNodes) {
+			o := base
+			o.Nodes = part
+			out = append(out, o)
+			part, used = nil, 0
+		}
+		part = append(part, id)
+		used += n
+	}
+	o := base
+	o.Nodes = part
+	return append(out, o)
 }
 
 // offerTo is an Offer sent to one receiver (routing 1) that lost the
@@ -209,6 +254,8 @@ func DecodeOffer(raw []byte) (*Offer, error) {
 		return nil, fmt.Errorf("%w: offer encoding %q", ErrMalformed, o.Encoding)
 	case len(o.Manifest) > base64.StdEncoding.EncodedLen(firmware.MaxManifestSize) || len(o.ManifestSig) > 128 || len(o.Signature) > 128:
 		return nil, fmt.Errorf("%w: offer manifest %d, msig %d, sig %d characters", ErrMalformed, len(o.Manifest), len(o.ManifestSig), len(o.Signature))
+	case len(o.Nodes) > MaxOfferNodes:
+		return nil, fmt.Errorf("%w: offer lists %d nodes (at most %d)", ErrMalformed, len(o.Nodes), MaxOfferNodes)
 	}
 	if _, err := ParseMode(o.Mode); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)

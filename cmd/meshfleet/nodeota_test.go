@@ -704,9 +704,9 @@ func TestNodeOTAPublicKey(t *testing.T) {
 
 	unsigned := testImage(21, 16<<10)
 	startCampaign(t, g, unsigned, "6.0.0", "pipelined", "deflate", n)
-	f := n.log.wait(t, "failed", otaLine(string(ota.StateFailed), md5hex(unsigned)))
+	f := n.log.wait(t, "refused", otaLine(string(ota.StateRefused), md5hex(unsigned)))
 	if r, _ := f["reason"].(string); !strings.Contains(r, "not signed") {
-		t.Fatalf("failed line %v, want the missing signature as reason", f)
+		t.Fatalf("refused line %v, want the missing signature as reason", f)
 	}
 	if st := n.dev.Store().State(); st.Pending != "" || st.Active != slot.A {
 		t.Fatalf("slot state after an unsigned image %+v, want nothing switched", st)
@@ -729,8 +729,9 @@ func TestNodeOTAPublicKey(t *testing.T) {
 }
 
 // A node that runs an --on-switch command and has no public key refuses
-// unsigned images: the reason reaches the distributor and the command does
-// not run. With --ota-insecure the same image installs.
+// unsigned images: the reason reaches the distributor, the campaign ends
+// failed (a refusal is final for the image) and the command does not run.
+// With --ota-insecure the same image installs with the next campaign.
 func TestNodeOTAOnSwitchRefusesUnsignedWithoutKey(t *testing.T) {
 	t.Parallel()
 	hooks := filepath.Join(t.TempDir(), "hooks.jsonl")
@@ -738,16 +739,15 @@ func TestNodeOTAOnSwitchRefusesUnsignedWithoutKey(t *testing.T) {
 	g := startGateway(t, n)
 	img := testImage(31, 16<<10)
 	c := startCampaign(t, g, img, "7.0.0", "pipelined", "deflate", n)
-	f := n.log.wait(t, "failed", otaLine(string(ota.StateFailed), md5hex(img)))
+	f := n.log.wait(t, "refused", otaLine(string(ota.StateRefused), md5hex(img)))
 	if r, _ := f["reason"].(string); !strings.Contains(r, "no public key") {
-		t.Fatalf("failed line %v, want the missing key as reason", f)
+		t.Fatalf("refused line %v, want the missing key as reason", f)
 	}
-	var last fleet.Campaign
-	eventually(t, "the refusal at the gateway", func() bool {
-		last, _ = g.Campaign(c.ID)
-		p := last.Nodes["601"]
-		return p.State == string(ota.StateFailed) && strings.Contains(p.Error, "no public key")
-	}, func() string { return fmt.Sprintf("%+v", last.Nodes) })
+	last := waitCampaign(t, g, c.ID, "failed")
+	if p := last.Nodes["601"]; p.State != string(ota.StateRefused) || !strings.Contains(p.Error, "no public key") ||
+		last.Reason != "1 of 1 nodes refused the image" || last.Failed != 1 {
+		t.Fatalf("campaign after the refusal: %+v", last)
+	}
 	if st := n.dev.Store().State(); st.Pending != "" || st.B.Status != slot.Empty {
 		t.Fatalf("slot state after refusing %+v, want nothing staged or switched", st)
 	}
@@ -758,8 +758,11 @@ func TestNodeOTAOnSwitchRefusesUnsignedWithoutKey(t *testing.T) {
 		t.Fatalf("receiver stats %+v, want the offer refused", s)
 	}
 
-	// The campaign keeps announcing; with --ota-insecure the node takes it.
+	// With --ota-insecure the node takes the image when it is offered again.
 	n = n.restart(t, func(c *nodeConfig) { c.Device.Insecure = true })
+	if _, err := g.StartCampaign(context.Background(), fleet.CampaignRequest{Image: last.Image.ID, Mode: "pipelined", Compress: "deflate", Nodes: []uint32{601}}); err != nil {
+		t.Fatal(err)
+	}
 	checkSwitched(t, n, img)
 	n.log.wait(t, "on-switch hook", func(m map[string]any) bool { return m["event"] == "ota_hook" })
 	if calls := readHookCalls(t, hooks); len(calls) != 1 || calls[0].FileMD5 != md5hex(img) {

@@ -123,6 +123,7 @@ meshfleet_ota_campaigns{state="completed"} 1
 meshfleet_ota_campaigns{state="failed"} 1
 meshfleet_ota_campaigns{state="paused"} 0
 meshfleet_ota_campaigns{state="running"} 1
+meshfleet_ota_campaigns{state="superseded"} 0
 `
 	if err := testutil.CollectAndCompare(NewExporter(m), strings.NewReader(exp), "meshfleet_ota_campaigns"); err != nil {
 		t.Fatal(err)
@@ -140,6 +141,7 @@ meshfleet_ota_node_state{campaign="d",node_id="1000",state="confirmed"} 0
 meshfleet_ota_node_state{campaign="d",node_id="1000",state="downloading"} 1
 meshfleet_ota_node_state{campaign="d",node_id="1000",state="failed"} 0
 meshfleet_ota_node_state{campaign="d",node_id="1000",state="idle"} 0
+meshfleet_ota_node_state{campaign="d",node_id="1000",state="refused"} 0
 meshfleet_ota_node_state{campaign="d",node_id="1000",state="rolled_back"} 0
 meshfleet_ota_node_state{campaign="d",node_id="1000",state="switching"} 0
 meshfleet_ota_node_state{campaign="d",node_id="1000",state="verifying"} 0
@@ -162,6 +164,38 @@ meshfleet_ota_campaign_nodes_completed{campaign="d"} 0
 		`state="downloading"} 1`, `state="downloading"} 0`, `state="verifying"} 0`, `state="verifying"} 1`,
 		`state="paused"} 0`, `state="paused"} 1`, `state="running"} 1`, `state="running"} 0`).Replace(before)
 	if err := testutil.CollectAndCompare(NewExporter(m), strings.NewReader(after), names...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Every state a node or a campaign can be in has its series: a node that
+// refused the image, a campaign cut short by a newer one.
+func TestExporterCoversEveryState(t *testing.T) {
+	m := &fleettest.Memory{Camps: map[string]*fleet.Campaign{
+		"r": campaignWith("r", "running", 1, "refused"),
+		"s": campaignWith("s", "superseded", 1, "downloading"),
+	}}
+	exp := `
+# HELP meshfleet_ota_node_state OTA state of a node in a running or paused campaign: 1 for its current state, 0 for the others.
+# TYPE meshfleet_ota_node_state gauge
+meshfleet_ota_node_state{campaign="r",node_id="1000",state="confirmed"} 0
+meshfleet_ota_node_state{campaign="r",node_id="1000",state="downloading"} 0
+meshfleet_ota_node_state{campaign="r",node_id="1000",state="failed"} 0
+meshfleet_ota_node_state{campaign="r",node_id="1000",state="idle"} 0
+meshfleet_ota_node_state{campaign="r",node_id="1000",state="refused"} 1
+meshfleet_ota_node_state{campaign="r",node_id="1000",state="rolled_back"} 0
+meshfleet_ota_node_state{campaign="r",node_id="1000",state="switching"} 0
+meshfleet_ota_node_state{campaign="r",node_id="1000",state="verifying"} 0
+# HELP meshfleet_ota_campaigns OTA campaigns the gateway knows, by state.
+# TYPE meshfleet_ota_campaigns gauge
+meshfleet_ota_campaigns{state="aborted"} 0
+meshfleet_ota_campaigns{state="completed"} 0
+meshfleet_ota_campaigns{state="failed"} 0
+meshfleet_ota_campaigns{state="paused"} 0
+meshfleet_ota_campaigns{state="running"} 1
+meshfleet_ota_campaigns{state="superseded"} 1
+`
+	if err := testutil.CollectAndCompare(NewExporter(m), strings.NewReader(exp), "meshfleet_ota_node_state", "meshfleet_ota_campaigns"); err != nil {
 		t.Fatal(err)
 	}
 }
