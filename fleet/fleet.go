@@ -186,18 +186,23 @@ var (
 	ErrRateLimited = errors.New("rate limited")
 	// ErrStoreFull: the firmware store has no room for an image (REST 507).
 	ErrStoreFull = errors.New("firmware store full")
+	// ErrUnavailable: the gateway did not answer before the caller's
+	// context (or its own bound) ended; retry later (REST 503).
+	ErrUnavailable = errors.New("gateway node loop busy or stopped")
 )
 
 // Service is what the gateway offers its integrations. Every method is
-// safe for concurrent use.
+// safe for concurrent use. A method that waits for the gateway takes a
+// ctx that bounds the wait and returns an error rather than empty data
+// when it gets no answer (ErrUnavailable, wrapping the context's error).
 type Service interface {
-	Nodes() []Node
-	Node(id uint32) (Node, error)
-	Topology() protocol.NodeTree
-	Summary() Summary
-	Alerts(includeCleared bool) []Alert
+	Nodes(ctx context.Context) ([]Node, error)
+	Node(ctx context.Context, id uint32) (Node, error)
+	Topology(ctx context.Context) (protocol.NodeTree, error)
+	Summary(ctx context.Context) (Summary, error)
+	Alerts(ctx context.Context, includeCleared bool) ([]Alert, error)
 
-	Images() ([]Image, error)
+	Images(ctx context.Context) ([]Image, error)
 	// AddImage streams an image from r into the firmware store. existed
 	// reports that this very image (same bytes, role, hardware and version)
 	// was stored already: nothing was written, and that is success. Other
@@ -208,11 +213,11 @@ type Service interface {
 	RemoveImage(ctx context.Context, id string) error
 
 	StartCampaign(ctx context.Context, req CampaignRequest) (Campaign, error)
-	Campaigns() []Campaign
-	Campaign(id string) (Campaign, error)
-	PauseCampaign(id string) (Campaign, error)
-	ResumeCampaign(id string) (Campaign, error)
-	AbortCampaign(id string) (Campaign, error)
+	Campaigns(ctx context.Context) ([]Campaign, error)
+	Campaign(ctx context.Context, id string) (Campaign, error)
+	PauseCampaign(ctx context.Context, id string) (Campaign, error)
+	ResumeCampaign(ctx context.Context, id string) (Campaign, error)
+	AbortCampaign(ctx context.Context, id string) (Campaign, error)
 
 	// SendBroadcast and SendSingle refuse a message larger than the mesh
 	// takes (ErrTooLarge) or beyond the airtime budget (ErrRateLimited).

@@ -142,7 +142,14 @@ func RunDemo(ctx context.Context, dc DemoConfig, out io.Writer) (DemoResult, err
 			return res, err
 		case <-tick.C:
 		}
-		sum := g.Summary()
+		sum, err := g.Summary(ctx)
+		if err != nil {
+			// The next tick asks again: a line of zeros would misreport the mesh.
+			if ctx.Err() == nil {
+				dc.Logger.Warn("demo progress skipped", "err", err)
+			}
+			continue
+		}
 		res.Online, res.HealthScore = sum.OnlineCount, sum.HealthScore
 		if campaign == "" && sum.OnlineCount == res.Nodes {
 			img := compress.FirmwareLike(dc.ImageSize, dc.Seed+1)
@@ -162,7 +169,12 @@ func RunDemo(ctx context.Context, dc DemoConfig, out io.Writer) (DemoResult, err
 		}
 		var c fleet.Campaign
 		if campaign != "" {
-			c, _ = g.Campaign(campaign)
+			if c, err = g.Campaign(ctx, campaign); err != nil {
+				if ctx.Err() == nil {
+					dc.Logger.Warn("demo progress skipped", "campaign", campaign, "err", err)
+				}
+				continue
+			}
 			res.Completed, res.Failed = c.Completed, c.Failed
 			if res.OTASeconds == 0 && c.Completed == dc.Nodes {
 				res.OTASeconds = time.Since(start).Seconds()

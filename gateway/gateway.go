@@ -505,8 +505,10 @@ func (g *Gateway) consume(ctx context.Context, events <-chan mesh.Event) {
 			if e.Node != 0 {
 				p := progressView(e.Campaign, e.Progress)
 				g.fan.publish(fleet.Event{Progress: &p})
-			} else if c, err := g.Campaign(e.Campaign); err == nil {
+			} else if c, err := g.Campaign(ctx, e.Campaign); err == nil {
 				g.fan.publish(fleet.Event{Campaign: &c})
+			} else if ctx.Err() == nil {
+				g.log.Warn("campaign change not published", "campaign", e.Campaign, "err", err)
 			}
 		}
 	}
@@ -518,25 +520,40 @@ func (g *Gateway) markDirty() {
 	g.mu.Unlock()
 }
 
-// do runs fn in the node's loop with the gateway's plugins.
+// errNotRunning: Run has not started the node loop yet.
+var errNotRunning = fmt.Errorf("gateway is not running: %w", fleet.ErrConflict)
+
+// loopWaitCap bounds a wait for the node's loop when the caller's ctx
+// has no deadline of its own.
+const loopWaitCap = 10 * time.Second
+
+// do runs fn in the node's loop with the gateway's plugins. When the loop
+// does not take fn before ctx (or loopWaitCap) ends, or has stopped, the
+// error is fleet.ErrUnavailable wrapping why.
 func (g *Gateway) do(ctx context.Context, fn func(now time.Time, n *mesh.Node, c *status.Collector, d *ota.Distributor)) error {
 	g.mu.Lock()
 	drv := g.driver
 	g.mu.Unlock()
 	if drv == nil {
-		return fmt.Errorf("gateway is not running: %w", fleet.ErrConflict)
+		return errNotRunning
 	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return drv.Do(ctx, func(now time.Time, n *mesh.Node) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, loopWaitCap)
+		defer cancel()
+	}
+	if err := drv.Do(ctx, func(now time.Time, n *mesh.Node) {
 		g.mu.Lock()
 		c, d := g.collector, g.dist
 		g.mu.Unlock()
 		fn(now, n, c, d)
-	})
+	}); err != nil {
+		return fmt.Errorf("%w: %w", fleet.ErrUnavailable, err)
+	}
+	return nil
 }
 
 // stateFile names the files the gateway persists in state_dir.

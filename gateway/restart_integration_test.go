@@ -104,7 +104,11 @@ func TestGatewayRestartKeepsCampaignsAndAlerts(t *testing.T) {
 		t.Fatalf("campaigns before the restart: %+v", want)
 	}
 	// The clock moves on across the restart, as a real one does.
-	last := g.Summary().Timestamp
+	sum, err := g.Summary(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := sum.Timestamp
 
 	stop()
 	if err := <-done; err != nil {
@@ -290,13 +294,13 @@ func TestGatewayCampaignStartsDoNotPinImages(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i%10 == 9 {
-			if _, err := g.AbortCampaign(c.ID); err != nil {
+			if _, err := g.AbortCampaign(ctx, c.ID); err != nil {
 				t.Fatal(err)
 			}
 		}
 		last = c
 	}
-	if c, err := g.Campaign(last.ID); err != nil || c.State != "aborted" {
+	if c, err := g.Campaign(ctx, last.ID); err != nil || c.State != "aborted" {
 		t.Fatalf("last campaign %+v (%v), want aborted", c, err)
 	}
 	after := heap()
@@ -306,7 +310,11 @@ func TestGatewayCampaignStartsDoNotPinImages(t *testing.T) {
 		t.Fatalf("heap grew by %d bytes over 40 ended campaigns, want at most one image plus 4 MiB (%d)", grown, limit)
 	}
 	states := map[string]int{}
-	for _, c := range g.Campaigns() {
+	all, err := g.Campaigns(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range all {
 		states[c.State]++
 	}
 	if states["superseded"] != 36 || states["aborted"] != 4 {

@@ -385,7 +385,7 @@ func TestGatewayBadInputs(t *testing.T) {
 	if r := k.upload(img, md5Hex(other), "9"); r.OK || !strings.Contains(r.Error, "md5") {
 		t.Fatalf("upload with the wrong md5: %+v", r)
 	}
-	if imgs, _ := g.Images(); len(imgs) != 0 {
+	if imgs, _ := g.Images(ctx); len(imgs) != 0 {
 		t.Fatalf("rejected uploads left images in the store: %+v", imgs)
 	}
 
@@ -422,7 +422,7 @@ func TestGatewayBadInputs(t *testing.T) {
 			t.Fatalf("%s %s %.40q: %d %s, want %d with an error document", c.method, c.url, c.body, code, body, c.want)
 		}
 	}
-	if imgs, _ := g.Images(); len(imgs) != 0 {
+	if imgs, _ := g.Images(ctx); len(imgs) != 0 {
 		t.Fatalf("rejected REST uploads left images in the store: %+v", imgs)
 	}
 

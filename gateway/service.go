@@ -47,7 +47,10 @@ func (g *Gateway) snapshot(ctx context.Context) (snapshot, error) {
 			s.campaigns = append(s.campaigns, cp.Snapshot())
 		}
 	})
-	return s, err
+	if err != nil {
+		return snapshot{}, err // s is not ours: a driver may run fn after ctx ended
+	}
+	return s, nil
 }
 
 func (s snapshot) nodes() []fleet.Node {
@@ -97,17 +100,21 @@ func (s snapshot) nodes() []fleet.Node {
 }
 
 // Nodes implements fleet.Service.
-func (g *Gateway) Nodes() []fleet.Node {
-	s, err := g.snapshot(context.Background())
+func (g *Gateway) Nodes(ctx context.Context) ([]fleet.Node, error) {
+	s, err := g.snapshot(ctx)
 	if err != nil {
-		return nil
+		return nil, err
 	}
-	return s.nodes()
+	return s.nodes(), nil
 }
 
 // Node implements fleet.Service.
-func (g *Gateway) Node(id uint32) (fleet.Node, error) {
-	for _, n := range g.Nodes() {
+func (g *Gateway) Node(ctx context.Context, id uint32) (fleet.Node, error) {
+	nodes, err := g.Nodes(ctx)
+	if err != nil {
+		return fleet.Node{}, err
+	}
+	for _, n := range nodes {
 		if n.ID == id {
 			return n, nil
 		}
@@ -116,19 +123,21 @@ func (g *Gateway) Node(id uint32) (fleet.Node, error) {
 }
 
 // Topology implements fleet.Service: the gateway node's real layout.
-func (g *Gateway) Topology() protocol.NodeTree {
+func (g *Gateway) Topology(ctx context.Context) (protocol.NodeTree, error) {
 	var t protocol.NodeTree
-	g.do(context.Background(), func(_ time.Time, n *mesh.Node, _ *status.Collector, _ *ota.Distributor) { t = n.Tree() })
-	return t
+	if err := g.do(ctx, func(_ time.Time, n *mesh.Node, _ *status.Collector, _ *ota.Distributor) { t = n.Tree() }); err != nil {
+		return protocol.NodeTree{}, err // t is not ours: fn may still run
+	}
+	return t, nil
 }
 
 // Summary implements fleet.Service.
-func (g *Gateway) Summary() fleet.Summary {
-	s, err := g.snapshot(context.Background())
+func (g *Gateway) Summary(ctx context.Context) (fleet.Summary, error) {
+	s, err := g.snapshot(ctx)
 	if err != nil {
-		return fleet.Summary{Timestamp: time.Now().UTC()}
+		return fleet.Summary{}, err
 	}
-	return s.summary(g.started)
+	return s.summary(g.started), nil
 }
 
 // summary counts the nodes as s.nodes() lists them (fleet.CountNodes).
@@ -140,10 +149,10 @@ func (s snapshot) summary(started time.Time) fleet.Summary {
 }
 
 // Alerts implements fleet.Service.
-func (g *Gateway) Alerts(includeCleared bool) []fleet.Alert {
-	s, err := g.snapshot(context.Background())
+func (g *Gateway) Alerts(ctx context.Context, includeCleared bool) ([]fleet.Alert, error) {
+	s, err := g.snapshot(ctx)
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	out := []fleet.Alert{}
 	for _, a := range s.alerts {
@@ -154,7 +163,7 @@ func (g *Gateway) Alerts(includeCleared bool) []fleet.Alert {
 			out = append(out, alertView(a))
 		}
 	}
-	return out
+	return out, nil
 }
 
 func alertView(a status.Alert) fleet.Alert {
@@ -186,8 +195,8 @@ func imageView(img firmware.Image) fleet.Image {
 	return v
 }
 
-// Images implements fleet.Service.
-func (g *Gateway) Images() ([]fleet.Image, error) {
+// Images implements fleet.Service. The store is local: ctx is not needed.
+func (g *Gateway) Images(_ context.Context) ([]fleet.Image, error) {
 	imgs, err := g.store.List()
 	if err != nil {
 		return nil, err
@@ -241,7 +250,12 @@ func (g *Gateway) RemoveImage(ctx context.Context, id string) error {
 	case err != nil:
 		return err
 	}
-	for _, c := range g.Campaigns() {
+	campaigns, err := g.Campaigns(ctx)
+	if err != nil {
+		// Without the running campaigns the image may be in use.
+		return err
+	}
+	for _, c := range campaigns {
 		// Matched by md5: a campaign may target another role or hardware
 		// than the image's own.
 		if (c.State == string(ota.CampaignRunning) || c.State == string(ota.CampaignPaused)) && c.Image.MD5 == img.MD5 {
@@ -338,33 +352,41 @@ func (g *Gateway) StartCampaign(ctx context.Context, req fleet.CampaignRequest) 
 		return fleet.Campaign{}, fmt.Errorf("%w: %w", serr, fleet.ErrInvalid)
 	}
 	g.markDirty()
-	return g.Campaign(id)
+	// Done: its result is read even if ctx ends meanwhile (do bounds it).
+	return g.Campaign(context.WithoutCancel(ctx), id)
 }
 
 // Campaigns implements fleet.Service: running ones and those that ended.
-func (g *Gateway) Campaigns() []fleet.Campaign {
-	s, err := g.snapshot(context.Background())
+func (g *Gateway) Campaigns(ctx context.Context) ([]fleet.Campaign, error) {
+	s, err := g.snapshot(ctx)
+	if err != nil && !errors.Is(err, errNotRunning) {
+		// The history alone would hide the running campaigns (before Run
+		// there are none: the history is all there is).
+		return nil, err
+	}
 	g.mu.Lock()
 	all := map[string]ota.CampaignSnapshot{}
 	for id, h := range g.history {
 		all[id] = h
 	}
 	g.mu.Unlock()
-	if err == nil {
-		for _, c := range s.campaigns {
-			all[c.ID] = keepStart(all[c.ID], c)
-		}
+	for _, c := range s.campaigns {
+		all[c.ID] = keepStart(all[c.ID], c)
 	}
 	var out []fleet.Campaign
 	for _, c := range sortedSnapshots(all) {
 		out = append(out, g.campaignView(c))
 	}
-	return out
+	return out, nil
 }
 
 // Campaign implements fleet.Service.
-func (g *Gateway) Campaign(id string) (fleet.Campaign, error) {
-	for _, c := range g.Campaigns() {
+func (g *Gateway) Campaign(ctx context.Context, id string) (fleet.Campaign, error) {
+	campaigns, err := g.Campaigns(ctx)
+	if err != nil {
+		return fleet.Campaign{}, err
+	}
+	for _, c := range campaigns {
 		if c.ID == id {
 			return c, nil
 		}
@@ -396,10 +418,10 @@ func (g *Gateway) campaignView(c ota.CampaignSnapshot) fleet.Campaign {
 	return v
 }
 
-func (g *Gateway) control(id string, fn func(now time.Time, d *ota.Distributor) error) (fleet.Campaign, error) {
+func (g *Gateway) control(ctx context.Context, id string, fn func(now time.Time, d *ota.Distributor) error) (fleet.Campaign, error) {
 	var cerr error
 	running := true
-	if err := g.do(context.Background(), func(now time.Time, _ *mesh.Node, _ *status.Collector, d *ota.Distributor) {
+	if err := g.do(ctx, func(now time.Time, _ *mesh.Node, _ *status.Collector, d *ota.Distributor) {
 		if _, running = d.Campaign(id); running {
 			cerr = fn(now, d)
 		}
@@ -416,7 +438,8 @@ func (g *Gateway) control(id string, fn func(now time.Time, d *ota.Distributor) 
 		return fleet.Campaign{}, cerr
 	}
 	g.markDirty()
-	return g.Campaign(id)
+	// Done: its result is read even if ctx ends meanwhile (do bounds it).
+	return g.Campaign(context.WithoutCancel(ctx), id)
 }
 
 // endedCampaign is the error for controlling a campaign the distributor
@@ -437,18 +460,18 @@ func (g *Gateway) endedCampaign(id string) error {
 }
 
 // PauseCampaign implements fleet.Service.
-func (g *Gateway) PauseCampaign(id string) (fleet.Campaign, error) {
-	return g.control(id, func(now time.Time, d *ota.Distributor) error { return d.Pause(now, id) })
+func (g *Gateway) PauseCampaign(ctx context.Context, id string) (fleet.Campaign, error) {
+	return g.control(ctx, id, func(now time.Time, d *ota.Distributor) error { return d.Pause(now, id) })
 }
 
 // ResumeCampaign implements fleet.Service.
-func (g *Gateway) ResumeCampaign(id string) (fleet.Campaign, error) {
-	return g.control(id, func(now time.Time, d *ota.Distributor) error { return d.Resume(now, id) })
+func (g *Gateway) ResumeCampaign(ctx context.Context, id string) (fleet.Campaign, error) {
+	return g.control(ctx, id, func(now time.Time, d *ota.Distributor) error { return d.Resume(now, id) })
 }
 
 // AbortCampaign implements fleet.Service.
-func (g *Gateway) AbortCampaign(id string) (fleet.Campaign, error) {
-	return g.control(id, func(now time.Time, d *ota.Distributor) error { return d.Abort(now, id) })
+func (g *Gateway) AbortCampaign(ctx context.Context, id string) (fleet.Campaign, error) {
+	return g.control(ctx, id, func(now time.Time, d *ota.Distributor) error { return d.Abort(now, id) })
 }
 
 // admitSend checks an application package against send.max_size and the

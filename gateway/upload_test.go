@@ -129,7 +129,7 @@ func TestUploadSameVersionOtherBytesConflicts(t *testing.T) {
 		}
 	}
 
-	imgs, err := g.Images()
+	imgs, err := g.Images(t.Context())
 	if err != nil || len(imgs) != 2 {
 		t.Fatalf("store holds %d images (%v), want 1.0.0 and 2.0.0: %+v", len(imgs), err, imgs)
 	}
@@ -171,7 +171,7 @@ func TestUploadConflictOverMQTT(t *testing.T) {
 	if r.OK || !strings.Contains(r.Error, id) || !strings.Contains(r.Error, md5Hex(a)) || !strings.Contains(r.Error, "new version") {
 		t.Fatalf("other bytes under 1.0.0: %+v, want an error naming image %s", r, id)
 	}
-	if imgs, _ := g.Images(); len(imgs) != 1 || imgs[0].MD5 != md5Hex(a) {
+	if imgs, _ := g.Images(ctx); len(imgs) != 1 || imgs[0].MD5 != md5Hex(a) {
 		t.Fatalf("store after the conflict: %+v", imgs)
 	}
 }
@@ -248,7 +248,7 @@ func TestUploadMemoryBounded(t *testing.T) {
 	if allocated > 32<<20 {
 		t.Fatalf("uploads allocated %d MiB, want < 32 MiB: images are held in memory", allocated>>20)
 	}
-	if imgs, err := g.Images(); err != nil || len(imgs) != uploads {
+	if imgs, err := g.Images(t.Context()); err != nil || len(imgs) != uploads {
 		t.Fatalf("store holds %d images (%v), want %d", len(imgs), err, uploads)
 	}
 }
@@ -362,7 +362,7 @@ func TestRemoveImageInUse(t *testing.T) {
 	if code, body := call(t, "DELETE", api+"/firmware/"+img.ID, "", nil); code != http.StatusOK || !strings.Contains(body, img.ID) {
 		t.Fatalf("delete after the abort: %d %s", code, body)
 	}
-	if imgs, _ := g.Images(); len(imgs) != 0 {
+	if imgs, _ := g.Images(ctx); len(imgs) != 0 {
 		t.Fatalf("images after the delete: %+v", imgs)
 	}
 }

@@ -320,7 +320,7 @@ func waitCampaign(t *testing.T, g *gateway.Gateway, id, state string) fleet.Camp
 	defer cancel()
 	events := g.Subscribe(ctx)
 	for {
-		c, err := g.Campaign(id)
+		c, err := g.Campaign(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -403,7 +403,7 @@ func TestNodeOTACampaignsOverTCP(t *testing.T) {
 		var fn fleet.Node
 		eventually(t, fmt.Sprintf("gateway sees node %d's status", n.cfg.ID), func() bool {
 			var err error
-			fn, err = g.Node(n.cfg.ID)
+			fn, err = g.Node(t.Context(), n.cfg.ID)
 			return err == nil && fn.Status == "online" && fn.Firmware == "factory-1.0" && fn.FirmwareMD5 == "" && fn.Hardware != ""
 		}, func() string { return fmt.Sprintf("%+v", fn) })
 	}
@@ -428,7 +428,7 @@ func TestNodeOTACampaignsOverTCP(t *testing.T) {
 		}
 		// Both still run the old image until they restart; the campaign
 		// waits for them.
-		if c, _ := g.Campaign(c.ID); c.State != "running" {
+		if c, _ := g.Campaign(t.Context(), c.ID); c.State != "running" {
 			t.Fatalf("%s: campaign %s before the restarts, want running", m.mode, c.State)
 		}
 		a = a.restart(t, nil)
@@ -470,7 +470,7 @@ func TestNodeOTAResumesDownload(t *testing.T) {
 	n.log.wait(t, "progress with chunks", func(m map[string]any) bool {
 		return otaLine(string(ota.StateDownloading), md5hex(img))(m) && m["chunks"].(float64) > 0
 	})
-	if _, err := g.PauseCampaign(c.ID); err != nil {
+	if _, err := g.PauseCampaign(t.Context(), c.ID); err != nil {
 		t.Fatal(err)
 	}
 	n = n.restart(t, nil)
@@ -479,7 +479,7 @@ func TestNodeOTAResumesDownload(t *testing.T) {
 		t.Fatalf("staged download after the restart: %+v, want some chunks held", staged)
 	}
 	n.log.wait(t, "new_connection", func(m map[string]any) bool { return m["event"] == "new_connection" })
-	if _, err := g.ResumeCampaign(c.ID); err != nil {
+	if _, err := g.ResumeCampaign(t.Context(), c.ID); err != nil {
 		t.Fatal(err)
 	}
 	checkSwitched(t, n, img)

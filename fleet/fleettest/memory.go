@@ -34,6 +34,42 @@ type Memory struct {
 	subs      []chan fleet.Event
 	nextID    int
 	sentCh    chan struct{} // closed and replaced on every send
+	// fault, if set, runs first in every method but Subscribe: set it
+	// with SetFault to play a gateway that fails or does not answer.
+	fault func(ctx context.Context, method string) error
+}
+
+// SetFault makes every method but Subscribe call f first, with the
+// method's ctx and name, and return f's error if there is one (nil f:
+// no fault). See Fail and Hang.
+func (m *Memory) SetFault(f func(ctx context.Context, method string) error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.fault = f
+}
+
+// Fail is a fault that fails every method with err.
+func Fail(err error) func(context.Context, string) error {
+	return func(context.Context, string) error { return err }
+}
+
+// Hang is a fault that answers no method: each waits until its ctx ends
+// and then fails as the gateway does, with fleet.ErrUnavailable.
+func Hang(ctx context.Context, method string) error {
+	<-ctx.Done()
+	return fmt.Errorf("%s: %w: %w", method, fleet.ErrUnavailable, ctx.Err())
+}
+
+// check runs the fault, if any, outside m.mu so a hanging one blocks
+// only its caller.
+func (m *Memory) check(ctx context.Context, method string) error {
+	m.mu.Lock()
+	f := m.fault
+	m.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	return f(ctx, method)
 }
 
 // SetAlerts replaces the alert list (safe while integrations read it).
@@ -83,14 +119,20 @@ func (m *Memory) noteSent(s string) {
 var _ fleet.Service = (*Memory)(nil)
 
 // Nodes implements fleet.Service.
-func (m *Memory) Nodes() []fleet.Node {
+func (m *Memory) Nodes(ctx context.Context) ([]fleet.Node, error) {
+	if err := m.check(ctx, "Nodes"); err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]fleet.Node(nil), m.NodeList...)
+	return append([]fleet.Node(nil), m.NodeList...), nil
 }
 
 // Node implements fleet.Service.
-func (m *Memory) Node(id uint32) (fleet.Node, error) {
+func (m *Memory) Node(ctx context.Context, id uint32) (fleet.Node, error) {
+	if err := m.check(ctx, "Node"); err != nil {
+		return fleet.Node{}, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, n := range m.NodeList {
@@ -102,13 +144,21 @@ func (m *Memory) Node(id uint32) (fleet.Node, error) {
 }
 
 // Topology implements fleet.Service.
-func (m *Memory) Topology() protocol.NodeTree { return m.Tree }
+func (m *Memory) Topology(ctx context.Context) (protocol.NodeTree, error) {
+	if err := m.check(ctx, "Topology"); err != nil {
+		return protocol.NodeTree{}, err
+	}
+	return m.Tree, nil
+}
 
 // Summary implements fleet.Service.
-func (m *Memory) Summary() fleet.Summary {
+func (m *Memory) Summary(ctx context.Context) (fleet.Summary, error) {
+	if err := m.check(ctx, "Summary"); err != nil {
+		return fleet.Summary{}, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.Sum
+	return m.Sum, nil
 }
 
 // Update changes m's fields while integrations may be reading them.
@@ -119,7 +169,10 @@ func (m *Memory) Update(fn func(m *Memory)) {
 }
 
 // Alerts implements fleet.Service.
-func (m *Memory) Alerts(includeCleared bool) []fleet.Alert {
+func (m *Memory) Alerts(ctx context.Context, includeCleared bool) ([]fleet.Alert, error) {
+	if err := m.check(ctx, "Alerts"); err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []fleet.Alert
@@ -128,11 +181,14 @@ func (m *Memory) Alerts(includeCleared bool) []fleet.Alert {
 			out = append(out, a)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // Images implements fleet.Service.
-func (m *Memory) Images() ([]fleet.Image, error) {
+func (m *Memory) Images(ctx context.Context) ([]fleet.Image, error) {
+	if err := m.check(ctx, "Images"); err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]fleet.Image(nil), m.ImageList...), nil
@@ -140,7 +196,10 @@ func (m *Memory) Images() ([]fleet.Image, error) {
 
 // AddImage implements fleet.Service. Like the gateway, it refuses other
 // bytes under a stored version; unlike it, it keeps images in memory.
-func (m *Memory) AddImage(_ context.Context, up fleet.ImageUpload, r io.Reader) (fleet.Image, bool, error) {
+func (m *Memory) AddImage(ctx context.Context, up fleet.ImageUpload, r io.Reader) (fleet.Image, bool, error) {
+	if err := m.check(ctx, "AddImage"); err != nil {
+		return fleet.Image{}, false, err
+	}
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return fleet.Image{}, false, fmt.Errorf("reading image: %w", err)
@@ -174,7 +233,10 @@ func (m *Memory) AddImage(_ context.Context, up fleet.ImageUpload, r io.Reader) 
 }
 
 // RemoveImage implements fleet.Service.
-func (m *Memory) RemoveImage(_ context.Context, id string) error {
+func (m *Memory) RemoveImage(ctx context.Context, id string) error {
+	if err := m.check(ctx, "RemoveImage"); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i, img := range m.ImageList {
@@ -188,7 +250,10 @@ func (m *Memory) RemoveImage(_ context.Context, id string) error {
 }
 
 // StartCampaign implements fleet.Service.
-func (m *Memory) StartCampaign(_ context.Context, req fleet.CampaignRequest) (fleet.Campaign, error) {
+func (m *Memory) StartCampaign(ctx context.Context, req fleet.CampaignRequest) (fleet.Campaign, error) {
+	if err := m.check(ctx, "StartCampaign"); err != nil {
+		return fleet.Campaign{}, err
+	}
 	m.mu.Lock()
 	var img *fleet.Image
 	for i := range m.ImageList {
@@ -214,7 +279,10 @@ func (m *Memory) StartCampaign(_ context.Context, req fleet.CampaignRequest) (fl
 }
 
 // Campaigns implements fleet.Service.
-func (m *Memory) Campaigns() []fleet.Campaign {
+func (m *Memory) Campaigns(ctx context.Context) ([]fleet.Campaign, error) {
+	if err := m.check(ctx, "Campaigns"); err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []fleet.Campaign
@@ -222,11 +290,14 @@ func (m *Memory) Campaigns() []fleet.Campaign {
 		out = append(out, *c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
+	return out, nil
 }
 
 // Campaign implements fleet.Service.
-func (m *Memory) Campaign(id string) (fleet.Campaign, error) {
+func (m *Memory) Campaign(ctx context.Context, id string) (fleet.Campaign, error) {
+	if err := m.check(ctx, "Campaign"); err != nil {
+		return fleet.Campaign{}, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c, ok := m.Camps[id]
@@ -236,7 +307,10 @@ func (m *Memory) Campaign(id string) (fleet.Campaign, error) {
 	return *c, nil
 }
 
-func (m *Memory) setState(id, from, to string) (fleet.Campaign, error) {
+func (m *Memory) setState(ctx context.Context, method, id, from, to string) (fleet.Campaign, error) {
+	if err := m.check(ctx, method); err != nil {
+		return fleet.Campaign{}, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c, ok := m.Camps[id]
@@ -251,22 +325,25 @@ func (m *Memory) setState(id, from, to string) (fleet.Campaign, error) {
 }
 
 // PauseCampaign implements fleet.Service.
-func (m *Memory) PauseCampaign(id string) (fleet.Campaign, error) {
-	return m.setState(id, "running", "paused")
+func (m *Memory) PauseCampaign(ctx context.Context, id string) (fleet.Campaign, error) {
+	return m.setState(ctx, "PauseCampaign", id, "running", "paused")
 }
 
 // ResumeCampaign implements fleet.Service.
-func (m *Memory) ResumeCampaign(id string) (fleet.Campaign, error) {
-	return m.setState(id, "paused", "running")
+func (m *Memory) ResumeCampaign(ctx context.Context, id string) (fleet.Campaign, error) {
+	return m.setState(ctx, "ResumeCampaign", id, "paused", "running")
 }
 
 // AbortCampaign implements fleet.Service.
-func (m *Memory) AbortCampaign(id string) (fleet.Campaign, error) {
-	return m.setState(id, "", "aborted")
+func (m *Memory) AbortCampaign(ctx context.Context, id string) (fleet.Campaign, error) {
+	return m.setState(ctx, "AbortCampaign", id, "", "aborted")
 }
 
 // SendBroadcast implements fleet.Service.
-func (m *Memory) SendBroadcast(_ context.Context, msg string) error {
+func (m *Memory) SendBroadcast(ctx context.Context, msg string) error {
+	if err := m.check(ctx, "SendBroadcast"); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.SendCheck != nil {
@@ -279,7 +356,10 @@ func (m *Memory) SendBroadcast(_ context.Context, msg string) error {
 }
 
 // SendSingle implements fleet.Service.
-func (m *Memory) SendSingle(_ context.Context, dest uint32, msg string) error {
+func (m *Memory) SendSingle(ctx context.Context, dest uint32, msg string) error {
+	if err := m.check(ctx, "SendSingle"); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.SendCheck != nil {

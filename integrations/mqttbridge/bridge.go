@@ -63,6 +63,7 @@ type Bridge struct {
 	mu        sync.Mutex
 	announced map[uint32]bool // nodes with Home Assistant discovery published
 	refusals  refusalLog
+	skips     refusalLog // status publishes skipped because the service did not answer
 }
 
 // refusalLogGap is the least time between two warnings about refused
@@ -279,21 +280,37 @@ type AlertsPayload struct {
 }
 
 // PublishAll publishes availability and every enabled status topic now.
+// When the service fails to answer, the rest of the cycle is skipped:
+// empty documents would replace the retained state, which stays as last
+// published until a later cycle.
 func (b *Bridge) PublishAll(ctx context.Context) {
 	b.publish(ctx, b.topic(TopicState), []byte(availabilityOn), true)
-	nodes := b.svc.Nodes()
+	nodes, err := b.svc.Nodes(ctx)
+	if err != nil {
+		b.skipped(TopicNodes, err)
+		return
+	}
 	if nodes == nil {
 		nodes = []fleet.Node{}
 	}
 	// Counts come from the same list as the documents, so status/nodes and
 	// status/metrics agree with each other and with REST.
 	total, online := fleet.CountNodes(nodes)
-	sum := b.svc.Summary()
+	sum, err := b.svc.Summary(ctx)
+	if err != nil {
+		b.skipped(TopicMetrics, err)
+		return
+	}
 	if b.cfg.Nodes {
 		b.publishJSON(ctx, b.topic(TopicNodes), NodesPayload{envelope: b.env(), Nodes: nodes, NodeCount: total, MeshID: b.cfg.DeviceID}, true)
 	}
 	if b.cfg.Topology {
-		b.publishJSON(ctx, b.topic(TopicTopology), b.topology(), true)
+		t, err := b.topology(ctx)
+		if err != nil {
+			b.skipped(TopicTopology, err)
+			return
+		}
+		b.publishJSON(ctx, b.topic(TopicTopology), t, true)
 	}
 	if b.cfg.Metrics {
 		b.publishJSON(ctx, b.topic(TopicMetrics), MetricsPayload{envelope: b.env(), Metrics: MeshMetrics{
@@ -301,8 +318,8 @@ func (b *Bridge) PublishAll(ctx context.Context) {
 			ConnectedDevices: max(total-1, 0), HealthScore: sum.HealthScore, ActiveAlerts: sum.ActiveAlerts, MaxHops: sum.MaxHops,
 		}}, true)
 	}
-	if b.cfg.Alerts {
-		b.publishAlerts(ctx)
+	if b.cfg.Alerts && !b.publishAlerts(ctx) {
+		return
 	}
 	if b.cfg.PerNode {
 		for _, n := range nodes {
@@ -310,6 +327,14 @@ func (b *Bridge) PublishAll(ctx context.Context) {
 		}
 	}
 	b.publishAnnounce(ctx)
+}
+
+// skipped logs, at most once per refusalLogGap, that topic and what
+// follows it in the cycle were not published because the service failed.
+func (b *Bridge) skipped(topic string, err error) {
+	if ok, held := b.skips.allow(b.cfg.Now()); ok {
+		b.log.Warn("mqtt status not published, the retained state stays as it was", "topic", b.topic(topic), "err", err, "skipped_since_last", held)
+	}
 }
 
 func (b *Bridge) publish(ctx context.Context, topic string, payload []byte, retain bool) {
@@ -320,8 +345,11 @@ func (b *Bridge) publish(ctx context.Context, topic string, payload []byte, reta
 
 func id(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 
-func (b *Bridge) topology() TopologyPayload {
-	t := b.svc.Topology()
+func (b *Bridge) topology(ctx context.Context) (TopologyPayload, error) {
+	t, err := b.svc.Topology(ctx)
+	if err != nil {
+		return TopologyPayload{}, err
+	}
 	p := TopologyPayload{envelope: b.env(), Tree: json.RawMessage(t.AppendJSON(nil)), Connections: []Connection{}, RootNode: id(t.NodeID)}
 	if r := findRoot(t); r != 0 {
 		p.RootNode = id(r)
@@ -335,7 +363,7 @@ func (b *Bridge) topology() TopologyPayload {
 	}
 	walk(t, 0)
 	p.TotalConnections = len(p.Connections)
-	return p
+	return p, nil
 }
 
 // findRoot is the node flagged root in the tree, if any.
@@ -351,12 +379,19 @@ func findRoot(t protocol.NodeTree) uint32 {
 	return 0
 }
 
-func (b *Bridge) publishAlerts(ctx context.Context) {
-	as := b.svc.Alerts(false)
+// publishAlerts reports false when the service did not answer and
+// nothing was published.
+func (b *Bridge) publishAlerts(ctx context.Context) bool {
+	as, err := b.svc.Alerts(ctx, false)
+	if err != nil {
+		b.skipped(TopicAlerts, err)
+		return false
+	}
 	if as == nil {
 		as = []fleet.Alert{}
 	}
 	b.publishJSON(ctx, b.topic(TopicAlerts), AlertsPayload{envelope: b.env(), Alerts: as, AlertCount: len(as)}, true)
+	return true
 }
 
 // nodePayload is <prefix>/status/node/<id>: the envelope with that node's
@@ -455,14 +490,19 @@ type AnnouncePayload struct {
 }
 
 func (b *Bridge) publishAnnounce(ctx context.Context) {
-	imgs, err := b.svc.Images()
+	imgs, err := b.svc.Images(ctx)
 	if err != nil {
-		b.log.Warn("listing firmware for ota/announce", "err", err)
+		b.skipped(TopicOTAAnnounce, err)
+		return
 	}
 	if imgs == nil {
 		imgs = []fleet.Image{}
 	}
-	cs := b.svc.Campaigns()
+	cs, err := b.svc.Campaigns(ctx)
+	if err != nil {
+		b.skipped(TopicOTAAnnounce, err)
+		return
+	}
 	if cs == nil {
 		cs = []fleet.Campaign{}
 	}

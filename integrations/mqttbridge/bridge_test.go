@@ -194,7 +194,8 @@ func TestStatusTopics(t *testing.T) {
 		t.Fatalf("availability %q", got)
 	}
 	// Alerts are republished when they change, not only every interval.
-	kept := r.svc.Alerts(false)[:1]
+	all, _ := r.svc.Alerts(ctx, false)
+	kept := all[:1]
 	r.svc.SetAlerts(kept)
 	r.svc.Publish(fleet.Event{Alert: &kept[0]})
 	r.obs.wait(t, ctx, "mf/status/alerts", func(p []byte) bool { return strings.Contains(string(p), `"alert_count":1`) })
@@ -260,7 +261,7 @@ func TestOTAControlAndUpload(t *testing.T) {
 	if !end.OK {
 		t.Fatalf("end: %+v", end)
 	}
-	imgs, _ := r.svc.Images()
+	imgs, _ := r.svc.Images(ctx)
 	if len(imgs) != 1 || imgs[0].MD5 != hex.EncodeToString(sum[:]) || string(r.svc.Data[imgs[0].ID]) != string(img) {
 		t.Fatalf("store: %+v", imgs)
 	}
@@ -505,7 +506,7 @@ func TestUploadOwnedByItsClient(t *testing.T) {
 	if end := alice.ask(t, ctx, "alice-tool", `{"action":"upload_end","upload_id":"`+uid+`"}`); !end.OK {
 		t.Fatalf("end: %+v", end)
 	}
-	imgs, _ := s.svc.Images()
+	imgs, _ := s.svc.Images(ctx)
 	if len(imgs) != 1 {
 		t.Fatalf("images %+v", imgs)
 	}
@@ -668,7 +669,11 @@ func TestNodeDocumentsAreTheRESTDocuments(t *testing.T) {
 	defer cancel()
 	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.PerNode = true })
 	r.svc.Update(func(m *fleettest.Memory) { m.Sum.NodeCount, m.Sum.OnlineCount = 10, 6 }) // another count the service may hold
-	want, err := json.Marshal(r.svc.Nodes())
+	nodes, err := r.svc.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := json.Marshal(nodes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -690,7 +695,7 @@ func TestNodeDocumentsAreTheRESTDocuments(t *testing.T) {
 	if payload.NodeCount != 3 || metrics.Metrics.MeshNodes != 3 || metrics.Metrics.OnlineNodes != 2 {
 		t.Fatalf("counts: status/nodes %d, status/metrics %d nodes %d online; want 3, 3, 2", payload.NodeCount, metrics.Metrics.MeshNodes, metrics.Metrics.OnlineNodes)
 	}
-	for _, n := range r.svc.Nodes() {
+	for _, n := range nodes {
 		doc, _ := json.Marshal(n)
 		var fields map[string]any
 		json.Unmarshal(doc, &fields)
@@ -724,4 +729,96 @@ func sameJSON(t *testing.T, a, b []byte) bool {
 		t.Fatal(err)
 	}
 	return fmt.Sprint(x) == fmt.Sprint(y)
+}
+
+// retained subscribes a new client to topics and returns the retained
+// payload of each.
+func retained(t *testing.T, ctx context.Context, url string, topics []string) map[string]string {
+	t.Helper()
+	got := make(chan Message, 64)
+	c, err := Dial(ctx, ClientConfig{URL: url, ClientID: "late-" + strconv.Itoa(len(topics))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if err := c.AwaitConnection(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range topics {
+		if err := c.Subscribe(ctx, topic, func(m Message) { got <- m }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := map[string]string{}
+	for len(out) < len(topics) {
+		select {
+		case m := <-got:
+			out[m.Topic] = string(m.Payload)
+		case <-ctx.Done():
+			t.Fatalf("retained messages: got %d of %d topics: %v", len(out), len(topics), out)
+		}
+	}
+	return out
+}
+
+// A service that fails, or does not answer before the cycle's ctx ends,
+// makes the bridge skip publishing (logging it once per refusalLogGap),
+// so the retained status stays the last good one instead of becoming
+// empty documents; control requests get the error.
+func TestFailingServiceKeepsRetainedStatus(t *testing.T) {
+	br, err := StartBroker("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var logs lockedBuffer
+	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) {
+		c.PerNode = true
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	topics := []string{"mf/status/nodes", "mf/status/topology", "mf/status/metrics", "mf/status/alerts",
+		"mf/status/node/1", "mf/status/node/3907768579", "mf/status/node/17", "mf/ota/announce"}
+	for _, topic := range topics {
+		r.obs.wait(t, ctx, topic, nil)
+	}
+	good := retained(t, ctx, br.URL(), topics)
+	if !strings.Contains(good["mf/status/nodes"], `"node_count":3`) {
+		t.Fatalf("status/nodes before the failure: %s", good["mf/status/nodes"])
+	}
+
+	faults := []struct {
+		name  string
+		fault func(context.Context, string) error
+		wait  time.Duration // bound of the cycle's ctx
+	}{
+		{"fails", fleettest.Fail(fmt.Errorf("gateway is not running: %w", fleet.ErrUnavailable)), time.Minute},
+		{"hangs", fleettest.Hang, 50 * time.Millisecond},
+	}
+	for _, f := range faults {
+		r.svc.SetFault(f.fault)
+		cycle, stop := context.WithTimeout(ctx, f.wait)
+		r.bridge.PublishAll(cycle)
+		stop()
+		if got := retained(t, ctx, br.URL(), topics); fmt.Sprint(got) != fmt.Sprint(good) {
+			t.Fatalf("service %s: retained state changed\nbefore %v\nafter  %v", f.name, good, got)
+		}
+	}
+	// A request waits as long as the service does (the gateway bounds
+	// that), then answers with its error.
+	r.svc.SetFault(faults[0].fault)
+	resp := request(t, ctx, r, `{"correlation_id":"list-1","action":"list"}`)
+	if resp.OK || !strings.Contains(resp.Error, "gateway node loop busy or stopped") {
+		t.Fatalf("list answered %+v, want the service's error", resp)
+	}
+	if n := strings.Count(logs.String(), "mqtt status not published"); n != 1 {
+		t.Fatalf("%d log lines for 2 skipped cycles within the same time, want 1:\n%s", n, logs.String())
+	}
+
+	// Answering again, the service's state is published on the next cycle.
+	r.svc.SetFault(nil)
+	r.svc.Update(func(m *fleettest.Memory) { m.Sum.HealthScore = 50 })
+	r.bridge.PublishAll(ctx)
+	r.obs.wait(t, ctx, "mf/status/metrics", func(p []byte) bool { return strings.Contains(string(p), `"health_score":50`) })
 }

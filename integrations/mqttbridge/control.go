@@ -195,19 +195,23 @@ func (b *Bridge) control(ctx context.Context, req ControlRequest, from Sender) (
 		}
 		switch req.Action {
 		case "pause":
-			return b.svc.PauseCampaign(req.Campaign)
+			return b.svc.PauseCampaign(ctx, req.Campaign)
 		case "resume":
-			return b.svc.ResumeCampaign(req.Campaign)
+			return b.svc.ResumeCampaign(ctx, req.Campaign)
 		case "abort":
-			return b.svc.AbortCampaign(req.Campaign)
+			return b.svc.AbortCampaign(ctx, req.Campaign)
 		}
-		return b.svc.Campaign(req.Campaign)
+		return b.svc.Campaign(ctx, req.Campaign)
 	case "list":
-		imgs, err := b.svc.Images()
+		imgs, err := b.svc.Images(ctx)
 		if err != nil {
 			return nil, err
 		}
-		return map[string]any{"images": orEmpty(imgs), "campaigns": orEmpty(b.svc.Campaigns())}, nil
+		cs, err := b.svc.Campaigns(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"images": orEmpty(imgs), "campaigns": orEmpty(cs)}, nil
 	case "upload_begin":
 		return b.uploads.begin(req, owner, now)
 	case "upload_chunk":

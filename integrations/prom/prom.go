@@ -4,8 +4,10 @@
 package prom
 
 import (
+	"context"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -17,10 +19,17 @@ import (
 // Namespace prefixes every metric name.
 const Namespace = "meshfleet"
 
+// scrapeTimeout bounds the wait for the service in one scrape: Collect
+// gets no context, and Prometheus' default scrape timeout is 10 s.
+const scrapeTimeout = 5 * time.Second
+
 // Exporter collects from a fleet.Service at scrape time, so a scrape always
 // sees one consistent snapshot and nothing is cached between scrapes.
 type Exporter struct {
 	svc fleet.Service
+
+	timeout time.Duration
+	fleetUp *prometheus.Desc
 
 	up, uptime, freeMem, rssi, latency, loss, conns, health, hops *prometheus.Desc
 	rx, tx, dropped, info                                         *prometheus.Desc
@@ -38,6 +47,10 @@ func NewExporter(svc fleet.Service) *Exporter {
 	}
 	return &Exporter{
 		svc:     svc,
+		timeout: scrapeTimeout,
+		// The exporter pattern for a source that may not answer: an _up
+		// gauge, while the process and Go series are still served.
+		fleetUp: d("fleet_up", "1 if the gateway answered this scrape; 0 if it failed or did not answer in time, and the node, mesh, alert and OTA series are left out."),
 		up:      d("node_up", "1 if the node reported within its offline timeout.", node...),
 		uptime:  d("node_uptime_seconds", "Node uptime as last reported.", node...),
 		freeMem: d("node_free_memory_bytes", "Free heap as last reported.", node...),
@@ -76,7 +89,7 @@ func NewExporter(svc fleet.Service) *Exporter {
 
 // Describe implements prometheus.Collector.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{e.up, e.uptime, e.freeMem, e.rssi, e.latency, e.loss, e.conns, e.health, e.hops,
+	for _, d := range []*prometheus.Desc{e.fleetUp, e.up, e.uptime, e.freeMem, e.rssi, e.latency, e.loss, e.conns, e.health, e.hops,
 		e.rx, e.tx, e.dropped, e.info, e.meshNodes, e.meshOnline, e.meshHealth, e.meshAlerts, e.meshMaxHops, e.alert,
 		e.otaCampaigns, e.otaCampaignState, e.otaState, e.otaChunks, e.otaTotal, e.otaCompleted, e.otaFailed} {
 		ch <- d
@@ -101,7 +114,30 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 			g(d, v, append(labels, st)...)
 		}
 	}
-	nodes := e.svc.Nodes()
+	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+	defer cancel()
+	// All read before any series is sent: a scrape shows the fleet whole
+	// or not at all.
+	nodes, err := e.svc.Nodes(ctx)
+	var (
+		s         fleet.Summary
+		alerts    []fleet.Alert
+		campaigns []fleet.Campaign
+	)
+	if err == nil {
+		s, err = e.svc.Summary(ctx)
+	}
+	if err == nil {
+		alerts, err = e.svc.Alerts(ctx, false)
+	}
+	if err == nil {
+		campaigns, err = e.svc.Campaigns(ctx)
+	}
+	if err != nil {
+		g(e.fleetUp, 0)
+		return
+	}
+	g(e.fleetUp, 1)
 	for _, n := range nodes {
 		id := strconv.FormatUint(uint64(n.ID), 10)
 		up := 0.0
@@ -132,7 +168,6 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		counter(e.dropped, float64(n.Dropped), id)
 		g(e.info, 1, id, n.Firmware, n.FirmwareMD5, n.Role, n.Hardware)
 	}
-	s := e.svc.Summary()
 	total, online := fleet.CountNodes(nodes)
 	g(e.meshNodes, float64(total))
 	g(e.meshOnline, float64(online))
@@ -142,7 +177,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	// Several alerts of one kind on one node would collide as series; the
 	// engine de-duplicates by (node, kind), so this is one series each.
 	seen := map[string]bool{}
-	for _, a := range e.svc.Alerts(false) {
+	for _, a := range alerts {
 		id := strconv.FormatUint(uint64(a.NodeID), 10)
 		if k := id + "/" + a.Type; !seen[k] {
 			seen[k] = true
@@ -150,7 +185,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	byState := map[string]int{}
-	for _, c := range e.svc.Campaigns() {
+	for _, c := range campaigns {
 		byState[c.State]++
 		if c.State != "running" && c.State != "paused" {
 			continue

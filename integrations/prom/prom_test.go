@@ -1,9 +1,12 @@
 package prom
 
 import (
+	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -218,5 +221,58 @@ func TestExporterOmitsUnknownValues(t *testing.T) {
 		if n := testutil.CollectAndCount(NewExporter(m), name); n != want {
 			t.Errorf("%s: %d series, want %d", name, n, want)
 		}
+	}
+}
+
+// A scrape the service fails, or does not answer within the exporter's
+// bound, has meshfleet_fleet_up 0 and none of the fleet's series: no node
+// count of 0, no empty OTA state. The Go and process series are still
+// served.
+func TestExporterServiceDown(t *testing.T) {
+	m := &fleettest.Memory{
+		NodeList:  []fleet.Node{{ID: 1, Status: "online"}},
+		Sum:       fleet.Summary{NodeCount: 1, OnlineCount: 1, HealthScore: 90},
+		AlertList: []fleet.Alert{{NodeID: 1, Type: "weak_wifi", Severity: "warning"}},
+		Camps:     map[string]*fleet.Campaign{"d": campaignWith("d", "running", 1, "downloading")},
+	}
+	up := func(v int) string {
+		return fmt.Sprintf(`
+# HELP meshfleet_fleet_up 1 if the gateway answered this scrape; 0 if it failed or did not answer in time, and the node, mesh, alert and OTA series are left out.
+# TYPE meshfleet_fleet_up gauge
+meshfleet_fleet_up %d
+`, v)
+	}
+	e := NewExporter(m)
+	if err := testutil.CollectAndCompare(e, strings.NewReader(up(1)), "meshfleet_fleet_up"); err != nil {
+		t.Fatal(err)
+	}
+	fails := fleettest.Fail(fmt.Errorf("gateway is not running: %w", fleet.ErrUnavailable))
+	for _, f := range []struct {
+		name  string
+		fault func(context.Context, string) error
+	}{
+		{"fails", fails},
+		{"hangs", fleettest.Hang},
+	} {
+		m.SetFault(f.fault)
+		e.timeout = 20 * time.Millisecond
+		if err := testutil.CollectAndCompare(e, strings.NewReader(up(0)), "meshfleet_fleet_up"); err != nil {
+			t.Fatalf("service %s: %v", f.name, err)
+		}
+		if n := testutil.CollectAndCount(e); n != 1 {
+			t.Errorf("service %s: %d series, want only meshfleet_fleet_up", f.name, n)
+		}
+	}
+	m.SetFault(fails)
+	mfs, err := NewRegistry(m).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var goSeries bool
+	for _, mf := range mfs {
+		goSeries = goSeries || strings.HasPrefix(mf.GetName(), "go_")
+	}
+	if !goSeries {
+		t.Error("the Go runtime series are gone too")
 	}
 }

@@ -60,22 +60,32 @@ func Handler(svc fleet.Service, cfg Config) http.Handler {
 	a := &api{svc: svc, cfg: cfg, uploadSlots: make(chan struct{}, cfg.MaxConcurrentUploads)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
-	mux.HandleFunc("GET /api/v1/summary", a.auth(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, svc.Summary()) }))
-	mux.HandleFunc("GET /api/v1/nodes", a.auth(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, orEmpty(svc.Nodes())) }))
+	mux.HandleFunc("GET /api/v1/summary", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		s, err := svc.Summary(r.Context())
+		a.reply(w, s, err)
+	}))
+	mux.HandleFunc("GET /api/v1/nodes", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		nodes, err := svc.Nodes(r.Context())
+		a.reply(w, orEmpty(nodes), err)
+	}))
 	mux.HandleFunc("GET /api/v1/nodes/{id}", a.auth(a.node))
 	mux.HandleFunc("GET /api/v1/topology", a.auth(a.topology))
 	mux.HandleFunc("GET /api/v1/alerts", a.auth(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, orEmpty(svc.Alerts(r.URL.Query().Get("all") == "1" || r.URL.Query().Get("all") == "true")))
+		alerts, err := svc.Alerts(r.Context(), r.URL.Query().Get("all") == "1" || r.URL.Query().Get("all") == "true")
+		a.reply(w, orEmpty(alerts), err)
 	}))
 	mux.HandleFunc("GET /api/v1/firmware", a.auth(a.images))
 	mux.HandleFunc("POST /api/v1/firmware", a.audit("image.add", imageTarget, a.auth(a.upload)))
 	mux.HandleFunc("DELETE /api/v1/firmware/{id}", a.audit("image.remove", imageIDTarget, a.auth(a.removeImage)))
-	mux.HandleFunc("GET /api/v1/ota", a.auth(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, orEmpty(svc.Campaigns())) }))
+	mux.HandleFunc("GET /api/v1/ota", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		cs, err := svc.Campaigns(r.Context())
+		a.reply(w, orEmpty(cs), err)
+	}))
 	mux.HandleFunc("POST /api/v1/ota", a.audit("campaign.start", nil, a.auth(a.start)))
 	mux.HandleFunc("GET /api/v1/ota/{id}", a.auth(a.campaign))
 	mux.HandleFunc("POST /api/v1/ota/{id}/{action}", a.audit("campaign.{action}", campaignTarget, a.auth(a.control)))
 	mux.HandleFunc("DELETE /api/v1/ota/{id}", a.audit("campaign.abort", campaignTarget, a.auth(func(w http.ResponseWriter, r *http.Request) {
-		c, err := svc.AbortCampaign(r.PathValue("id"))
+		c, err := svc.AbortCampaign(r.Context(), r.PathValue("id"))
 		a.reply(w, c, err)
 	})))
 	mux.HandleFunc("POST /api/v1/messages", a.audit("message.send", nil, a.auth(a.send)))
@@ -160,7 +170,7 @@ func StatusOf(err error) int {
 		return http.StatusTooManyRequests
 	case errors.Is(err, fleet.ErrStoreFull):
 		return http.StatusInsufficientStorage
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, fleet.ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
@@ -180,18 +190,22 @@ func (a *api) node(w http.ResponseWriter, r *http.Request) {
 		a.reply(w, nil, err)
 		return
 	}
-	n, err := a.svc.Node(id)
+	n, err := a.svc.Node(r.Context(), id)
 	a.reply(w, n, err)
 }
 
 func (a *api) topology(w http.ResponseWriter, r *http.Request) {
-	t := a.svc.Topology()
+	t, err := a.svc.Topology(r.Context())
+	if err != nil {
+		a.reply(w, nil, err)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(append(t.AppendJSON(nil), '\n'))
 }
 
 func (a *api) images(w http.ResponseWriter, r *http.Request) {
-	imgs, err := a.svc.Images()
+	imgs, err := a.svc.Images(r.Context())
 	a.reply(w, orEmpty(imgs), err)
 }
 
@@ -330,7 +344,7 @@ func (a *api) start(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) campaign(w http.ResponseWriter, r *http.Request) {
-	c, err := a.svc.Campaign(r.PathValue("id"))
+	c, err := a.svc.Campaign(r.Context(), r.PathValue("id"))
 	a.reply(w, c, err)
 }
 
@@ -342,11 +356,11 @@ func (a *api) control(w http.ResponseWriter, r *http.Request) {
 	)
 	switch r.PathValue("action") {
 	case "pause":
-		c, err = a.svc.PauseCampaign(id)
+		c, err = a.svc.PauseCampaign(r.Context(), id)
 	case "resume":
-		c, err = a.svc.ResumeCampaign(id)
+		c, err = a.svc.ResumeCampaign(r.Context(), id)
 	case "abort":
-		c, err = a.svc.AbortCampaign(id)
+		c, err = a.svc.AbortCampaign(r.Context(), id)
 	default:
 		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown action %q: use pause, resume or abort", r.PathValue("action")))
 		return

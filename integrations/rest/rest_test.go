@@ -289,7 +289,7 @@ func TestUploadRefusesWhatIsNotAnImage(t *testing.T) {
 			}
 		}
 	}
-	if imgs, _ := m.Images(); len(imgs) != 0 {
+	if imgs, _ := m.Images(context.Background()); len(imgs) != 0 {
 		t.Fatalf("refused uploads were stored: %+v", imgs)
 	}
 
@@ -399,5 +399,52 @@ func TestUploadStalledIsDropped(t *testing.T) {
 	}
 	if code, body := do(t, "POST", srv.URL+"/api/v1/firmware?role=sensor&hardware=ESP32&version=2", "", strings.NewReader("image")); code != http.StatusCreated {
 		t.Fatalf("upload after the stalled one: %d %s", code, body)
+	}
+}
+
+// When the service fails or does not answer before the request's context
+// ends, every endpoint that asks it answers 503 with the service's error,
+// never 200 with empty data.
+func TestServiceUnavailableIs503(t *testing.T) {
+	m := &fleettest.Memory{NodeList: []fleet.Node{{ID: 1, Status: "online"}}, Sum: fleet.Summary{NodeCount: 1}}
+	h := Handler(m, Config{})
+	requests := []struct{ method, path, body string }{
+		{"GET", "/api/v1/summary", ""},
+		{"GET", "/api/v1/nodes", ""},
+		{"GET", "/api/v1/nodes/1", ""},
+		{"GET", "/api/v1/topology", ""},
+		{"GET", "/api/v1/alerts?all=1", ""},
+		{"GET", "/api/v1/firmware", ""},
+		{"DELETE", "/api/v1/firmware/abc", ""},
+		{"GET", "/api/v1/ota", ""},
+		{"GET", "/api/v1/ota/c1", ""},
+		{"POST", "/api/v1/ota", `{"image":"abc"}`},
+		{"POST", "/api/v1/ota/c1/pause", ""},
+		{"POST", "/api/v1/ota/c1/resume", ""},
+		{"POST", "/api/v1/ota/c1/abort", ""},
+		{"DELETE", "/api/v1/ota/c1", ""},
+		{"POST", "/api/v1/messages", `{"to":"broadcast","msg":"hi"}`},
+	}
+	faults := []struct {
+		name  string
+		fault func(context.Context, string) error
+	}{
+		{"fails", fleettest.Fail(fmt.Errorf("gateway is not running: %w", fleet.ErrUnavailable))},
+		{"hangs", fleettest.Hang}, // until the request's context ends
+	}
+	for _, f := range faults {
+		m.SetFault(f.fault)
+		for _, r := range requests {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			req := httptest.NewRequestWithContext(ctx, r.method, r.path, strings.NewReader(r.body))
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			cancel()
+			var e struct{ Error string }
+			if rec.Code != http.StatusServiceUnavailable || json.Unmarshal(rec.Body.Bytes(), &e) != nil ||
+				!strings.Contains(e.Error, "gateway node loop busy or stopped") {
+				t.Errorf("service %s: %s %s: %d %s, want 503 with the service's error", f.name, r.method, r.path, rec.Code, rec.Body)
+			}
+		}
 	}
 }
