@@ -80,7 +80,7 @@ func newFeatures(td *datadriven.TestData) (*nodeFeatures, error) {
 			}
 			f.memory = uint32(n)
 		default:
-			return nil, fmt.Errorf("unknown option %q (known: root, clock, ota, status, chunk, selftest, memory)", a.Key)
+			return nil, fmt.Errorf("unknown option %q (known: root, authority, clock, ota, status, chunk, selftest, memory)", a.Key)
 		}
 	}
 	if f.otaRole == "receiver" {

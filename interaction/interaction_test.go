@@ -2,6 +2,8 @@ package interaction
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,9 +25,10 @@ import (
 // Commands (datadriven syntax; a bare word is an argument, key=value or
 // key=(a,b) an option):
 //
-//	add-nodes ID... [root] [clock=N] [ota=distributor|receiver] [status=collector|reporter]
+//	add-nodes ID... [root] [authority] [clock=N] [ota=distributor|receiver] [status=collector|reporter]
 //	          [chunk=BYTES] [selftest=fail] [memory=BYTES]
-//	                      boot nodes; clock is the node's micros() at boot
+//	                      boot nodes; authority advertises time authority,
+//	                      clock is the node's micros() at boot
 //	                      (default ID×1000003); chunk the distributor's chunk
 //	                      size, selftest=fail a receiver whose new image
 //	                      fails its self test, memory the free heap a
@@ -77,12 +80,14 @@ type env struct {
 
 // node is one simulated device.
 type node struct {
-	id       uint32
-	clock    uint32
-	root     bool
-	sim      *sim.Node
-	machine  *recorder // the running incarnation; nil while down
-	features *nodeFeatures
+	id    uint32
+	clock uint32
+	root  bool
+	// authority advertises hasTimeAuthority: the others adopt its time.
+	authority bool
+	sim       *sim.Node
+	machine   *recorder // the running incarnation; nil while down
+	features  *nodeFeatures
 }
 
 // record is one thing a node did: a message written (msg), an event (ev)
@@ -131,9 +136,15 @@ func (r *recorder) Ready() mesh.Ready {
 }
 
 func newEnv(t *testing.T) *env {
+	// INTERACTION_TRACE=1 prints the simulator's trace of every machine
+	// input and output, for debugging a script.
+	var trace io.Writer
+	if os.Getenv("INTERACTION_TRACE") != "" {
+		trace = os.Stderr
+	}
 	return &env{
 		t:     t,
-		net:   sim.New(sim.Config{Seed: 1, Model: sim.Ideal()}),
+		net:   sim.New(sim.Config{Seed: 1, Model: sim.Ideal(), Trace: trace}),
 		nodes: map[uint32]*node{},
 		ends:  map[mesh.ConnID]*[2]uint32{},
 	}
@@ -235,12 +246,14 @@ func (e *env) handle(t *testing.T, td *datadriven.TestData) string {
 // addNodes boots the nodes named by the bare arguments.
 func (e *env) addNodes(td *datadriven.TestData) error {
 	var ids []uint32
-	root := false
+	root, authority := false, false
 	var clock *uint32
 	for _, a := range td.CmdArgs {
 		switch {
 		case len(a.Vals) == 0 && a.Key == "root":
 			root = true
+		case len(a.Vals) == 0 && a.Key == "authority":
+			authority = true
 		case len(a.Vals) == 0:
 			id, err := strconv.ParseUint(a.Key, 10, 32)
 			if err != nil || id == 0 {
@@ -267,7 +280,7 @@ func (e *env) addNodes(td *datadriven.TestData) error {
 		if err != nil {
 			return fmt.Errorf("add-nodes: %w", err)
 		}
-		n := &node{id: id, clock: id * 1000003, root: root, features: f}
+		n := &node{id: id, clock: id * 1000003, root: root, authority: authority, features: f}
 		if clock != nil {
 			n.clock = *clock
 		}
@@ -287,7 +300,7 @@ func (e *env) addNodes(td *datadriven.TestData) error {
 // boot builds a node's state machine: at creation, and again on restart
 // (micros() starts from 0 after a power cycle).
 func (e *env) boot(n *node, now time.Time, sn *sim.Node) sim.Machine {
-	cfg := mesh.Config{ID: n.id, Root: n.root, ContainsRoot: n.root, ClockStart: n.clock,
+	cfg := mesh.Config{ID: n.id, Root: n.root, ContainsRoot: n.root, TimeAuthority: n.authority, ClockStart: n.clock,
 		// The Ideal links are perfectly symmetric: clocks that agree give
 		// an offset of exactly 0, which stock timing retries every 200 ms.
 		Timing: mesh.Timing{AcceptZeroOffset: true}}
