@@ -555,7 +555,8 @@ func describeEvent(ev mesh.Event) (string, string) {
 
 // shorten returns msg with long string values replaced by their length:
 // chunk payloads always (a chunk is named by its index), any other string
-// over 40 characters (signatures, telemetry frames).
+// over 40 characters (signatures, telemetry frames). MD5s keep their
+// first 8 digits.
 func shorten(msg []byte, typ int) string {
 	payload := payloadKey(typ)
 	var b strings.Builder
@@ -590,10 +591,24 @@ func shorten(msg []byte, typ int) string {
 			b.Write(s)
 		case (payload != "" && key == payload) || n > 40:
 			fmt.Fprintf(&b, `"<%d chars>"`, n)
+		case isMD5(s[1 : len(s)-1]):
+			fmt.Fprintf(&b, `"%s…"`, s[1:9])
 		default:
 			b.Write(s)
 		}
 		i = j
 	}
 	return b.String()
+}
+
+func isMD5(s []byte) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
