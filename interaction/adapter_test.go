@@ -138,6 +138,8 @@ func (f *nodeFeatures) firmware() (version, md5 string) {
 //	                      deterministic image of size bytes
 //	campaign ID           the campaign's state and each node's progress
 //	firmware              each receiver's running image, and its download
+//	                      (read without side effects: not LastRollback,
+//	                      which reports a rollback once)
 //	set-memory ID BYTES   the free heap node ID's reporter reads from now on
 //	alerts                the collector's active alerts
 func (e *env) featureCommand(td *datadriven.TestData, out *strings.Builder) error {
@@ -156,12 +158,12 @@ func (e *env) featureCommand(td *datadriven.TestData, out *strings.Builder) erro
 				continue
 			}
 			md5, confirmed := f.store.Active()
-			fmt.Fprintf(out, "%d: runs %s (%s)", id, short(md5), f.store.ActiveVersion())
+			fmt.Fprintf(out, "%d: runs %s", id, short(md5))
+			if v := f.store.ActiveVersion(); v != "" {
+				fmt.Fprintf(out, " (%s)", v)
+			}
 			if !confirmed {
 				out.WriteString(" on trial")
-			}
-			if md5, ok := f.store.LastRollback(); ok {
-				fmt.Fprintf(out, ", rolled back %s", short(md5))
 			}
 			if f.recv != nil {
 				if tr, have, total, ok := f.recv.Downloading(); ok {
@@ -309,9 +311,28 @@ func (e *env) collector() *status.Collector {
 }
 
 // featureCondition is a run until= condition of the feature packages:
-// campaign-ended holds once every campaign started has ended.
-func (e *env) featureCondition(name string) (func() bool, error) {
+// campaign-ended holds once every campaign started has ended; holds once
+// the receiver of params["node"] holds params["chunks"] chunks of its
+// download.
+func (e *env) featureCondition(name string, params map[string]string) (func() bool, error) {
 	switch name {
+	case "holds":
+		n, err := e.node(params["node"])
+		if err != nil {
+			return nil, fmt.Errorf("holds: node=%w", err)
+		}
+		want, err := strconv.Atoi(params["chunks"])
+		if err != nil {
+			return nil, fmt.Errorf("holds: chunks=%q is not a count", params["chunks"])
+		}
+		return func() bool {
+			r := n.features.recv
+			if r == nil || !n.sim.Up() {
+				return false
+			}
+			_, have, _, ok := r.Downloading()
+			return ok && have >= want
+		}, nil
 	case "campaign-ended":
 		return func() bool {
 			any := false
@@ -328,7 +349,7 @@ func (e *env) featureCondition(name string) (func() bool, error) {
 			return any
 		}, nil
 	}
-	return nil, fmt.Errorf("unknown condition %q (known: converged, campaign-ended)", name)
+	return nil, fmt.Errorf("unknown condition %q (known: converged, campaign-ended, holds)", name)
 }
 
 // featureTypeName names the feature packages' package types.

@@ -42,11 +42,13 @@ import (
 //	run DURATION          advance the virtual clock, delivering and ticking
 //	run until=COND [max=DURATION]
 //	                      run until COND holds (converged, or the adapter's
-//	                      conditions: campaign-ended); max defaults to 10m
+//	                      conditions: campaign-ended, holds node=ID
+//	                      chunks=N); max defaults to 10m
 //	tick                  run the next instant at which anything happens
-//	show CATEGORY...      print only these categories from now on: all,
+//	show CATEGORY...      print only these categories from now on: all, none,
 //	                      sync (node sync, connections), time, delay, ota,
-//	                      status, app; run accepts show=(...) for one step
+//	                      status, app; any command takes show=(...) for
+//	                      its own output
 //	layout                each node: up or down, connections, known nodes
 //	clocks                each running node's mesh time minus the first's
 //
@@ -159,6 +161,14 @@ func (e *env) add(r record) {
 func (e *env) handle(t *testing.T, td *datadriven.TestData) string {
 	e.log = nil
 	show := e.show
+	// show=(...) on any command filters that command's output only.
+	for i, a := range td.CmdArgs {
+		if a.Key == "show" && len(a.Vals) > 0 {
+			show = categories(a.Vals)
+			td.CmdArgs = slices.Delete(slices.Clone(td.CmdArgs), i, i+1)
+			break
+		}
+	}
 	var out strings.Builder
 	err := func() error {
 		switch td.Cmd {
@@ -203,23 +213,17 @@ func (e *env) handle(t *testing.T, td *datadriven.TestData) string {
 			}
 			return nil
 		case "run":
-			var err error
-			show, err = e.run(td, &out)
-			return err
+			return e.run(td, &out)
 		case "tick":
 			first := true
 			e.net.RunUntil(func() bool { done := !first; first = false; return done }, time.Hour)
 			return nil
 		case "show":
-			e.show = nil
+			var names []string
 			for _, a := range td.CmdArgs {
-				if a.Key != "all" {
-					if e.show == nil {
-						e.show = map[string]bool{}
-					}
-					e.show[a.Key] = true
-				}
+				names = append(names, a.Key)
 			}
+			e.show = categories(names)
 			show = e.show
 			return nil
 		case "layout":
@@ -241,6 +245,19 @@ func (e *env) handle(t *testing.T, td *datadriven.TestData) string {
 		return "ok\n"
 	}
 	return b.String()
+}
+
+// categories is the filter for the named categories; nil (everything)
+// for "all". "none" names no category.
+func categories(names []string) map[string]bool {
+	show := map[string]bool{}
+	for _, n := range names {
+		if n == "all" {
+			return nil
+		}
+		show[n] = true
+	}
+	return show
 }
 
 // addNodes boots the nodes named by the bare arguments.
@@ -367,12 +384,12 @@ func (e *env) node(s string) (*node, error) {
 	return n, nil
 }
 
-// run advances the clock. It returns the categories to print for it.
-func (e *env) run(td *datadriven.TestData, out *strings.Builder) (map[string]bool, error) {
-	show := e.show
+// run advances the clock.
+func (e *env) run(td *datadriven.TestData, out *strings.Builder) error {
 	var d time.Duration
 	limit := 10 * time.Minute
 	var until string
+	params := map[string]string{} // the condition's own options
 	for _, a := range td.CmdArgs {
 		var err error
 		switch {
@@ -382,45 +399,39 @@ func (e *env) run(td *datadriven.TestData, out *strings.Builder) (map[string]boo
 			until = a.Vals[0]
 		case a.Key == "max":
 			limit, err = time.ParseDuration(a.Vals[0])
-		case a.Key == "show":
-			show = map[string]bool{}
-			for _, v := range a.Vals {
-				show[v] = true
-			}
-			if show["all"] {
-				show = nil
-			}
+		case a.Key == "node" || a.Key == "chunks":
+			params[a.Key] = a.Vals[0]
 		default:
-			err = fmt.Errorf("unknown option %q (known: until, max, show)", a.Key)
+			err = fmt.Errorf("unknown option %q (known: until, max, node, chunks)", a.Key)
 		}
 		if err != nil {
-			return show, fmt.Errorf("run: %w", err)
+			return fmt.Errorf("run: %w", err)
 		}
 	}
 	if until == "" {
 		if d <= 0 {
-			return show, fmt.Errorf("run: give a duration (run 5s) or a condition (run until=converged)")
+			return fmt.Errorf("run: give a duration (run 5s) or a condition (run until=converged)")
 		}
 		e.net.RunFor(d)
-		return show, nil
+		return nil
 	}
-	cond, err := e.condition(until)
+	cond, err := e.condition(until, params)
 	if err != nil {
-		return show, fmt.Errorf("run: %w", err)
+		return fmt.Errorf("run: %w", err)
 	}
 	if e.net.RunUntil(cond, limit) {
 		fmt.Fprintf(out, "%s: %s\n", seconds(e.net.Elapsed()), until)
 	} else {
 		fmt.Fprintf(out, "%s: still not %s after %v\n", seconds(e.net.Elapsed()), until, limit)
 	}
-	return show, nil
+	return nil
 }
 
-func (e *env) condition(name string) (func() bool, error) {
+func (e *env) condition(name string, params map[string]string) (func() bool, error) {
 	if name == "converged" {
 		return e.net.Converged, nil
 	}
-	return e.featureCondition(name)
+	return e.featureCondition(name, params)
 }
 
 // layout prints each node's view of the mesh.
