@@ -10,8 +10,6 @@ package interaction
 
 import (
 	"fmt"
-	"math/rand/v2"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/ota"
+	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/status"
 )
 
@@ -335,34 +334,35 @@ func (e *env) featureCondition(name string, params map[string]string) (func() bo
 		}, nil
 	case "campaign-ended":
 		return func() bool {
-			any := false
+			started := false
 			for _, id := range e.order {
 				if d := e.nodes[id].features.dist; d != nil {
 					for _, c := range d.Campaigns() {
 						if c.Active() {
 							return false
 						}
-						any = true
+						started = true
 					}
 				}
 			}
-			return any
+			return started
 		}, nil
 	}
 	return nil, fmt.Errorf("unknown condition %q (known: converged, campaign-ended, holds)", name)
 }
 
-// featureTypeName names the feature packages' package types.
+// featureTypes names the feature packages' package types.
+var featureTypes = map[int]string{
+	ota.TypeOffer: "OTA_OFFER", ota.TypeNeed: "OTA_NEED", ota.TypeChunk: "OTA_CHUNK",
+	ota.TypeReport: "OTA_REPORT", ota.TypeRefuse: "OTA_REFUSE", ota.TypeEnd: "OTA_END",
+	status.TypeTelemetry: "TELEMETRY", status.TypeStatusQuery: "STATUS_QUERY",
+	status.TypeStatusReport: "STATUS_REPORT", status.TypeTelemetryControl: "TELEMETRY_CONTROL",
+}
+
+// featureTypeName names a feature package's package type and gives its
+// category (ota or status).
 func featureTypeName(t int) (name, category string, ok bool) {
-	names := map[int]string{
-		10: "OTA_ANNOUNCE", 11: "OTA_DATA_REQUEST", 12: "OTA_DATA",
-		ota.TypeOffer: "OTA_OFFER", ota.TypeNeed: "OTA_NEED", ota.TypeChunk: "OTA_CHUNK",
-		ota.TypeReport: "OTA_REPORT", ota.TypeRefuse: "OTA_REFUSE", ota.TypeEnd: "OTA_END",
-		status.TypeTelemetry: "TELEMETRY", status.TypeStatusQuery: "STATUS_QUERY",
-		status.TypeStatusReport: "STATUS_REPORT", status.TypeTelemetryControl: "TELEMETRY_CONTROL",
-		604: "ENHANCED_STATUS",
-	}
-	name, ok = names[t]
+	name, ok = featureTypes[t]
 	switch {
 	case !ok:
 		return "", "", false
@@ -377,7 +377,7 @@ func payloadKey(t int) string {
 	switch t {
 	case ota.TypeChunk:
 		return "d"
-	case 12: // stock OTA data
+	case protocol.TypeOTAData:
 		return "data"
 	}
 	return ""
@@ -418,29 +418,4 @@ func describeFeatureEvent(ev mesh.Event) (text, category string, ok bool) {
 		return fmt.Sprintf("query %d done: answered %v, cached %v, missing %v", ev.ID, ev.Answered, ev.Cached, ev.Missing), "status", true
 	}
 	return "", "", false
-}
-
-// image is a deterministic firmware-like image: runs of repeated bytes
-// between random stretches, so it compresses as firmware does.
-func image(size int, seed uint64) []byte {
-	rng := rand.New(rand.NewPCG(seed, 1))
-	b := make([]byte, 0, size)
-	for len(b) < size {
-		n := min(rng.IntN(64), size-len(b))
-		if rng.IntN(2) == 0 {
-			b = append(b, slices.Repeat([]byte{byte(rng.IntN(256))}, n)...)
-		} else {
-			for range n {
-				b = append(b, byte(rng.IntN(256)))
-			}
-		}
-	}
-	return b
-}
-
-func short(md5 string) string {
-	if len(md5) > 8 {
-		return md5[:8]
-	}
-	return md5
 }

@@ -3,6 +3,7 @@ package interaction
 import (
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
@@ -531,6 +532,14 @@ func typeName(t int) (name, category string) {
 		return "BROADCAST", "app"
 	case protocol.TypeSingle:
 		return "SINGLE", "app"
+	case protocol.TypeOTAAnnounce:
+		return "OTA_ANNOUNCE", "ota"
+	case protocol.TypeOTADataRequest:
+		return "OTA_DATA_REQUEST", "ota"
+	case protocol.TypeOTAData:
+		return "OTA_DATA", "ota"
+	case protocol.TypeEnhancedStatus:
+		return "ENHANCED_STATUS", "status"
 	}
 	if name, cat, ok := featureTypeName(t); ok {
 		return name, cat
@@ -622,4 +631,29 @@ func isMD5(s []byte) bool {
 		}
 	}
 	return true
+}
+
+// image is a deterministic firmware-like image: runs of repeated bytes
+// between random stretches, so it compresses as firmware does.
+func image(size int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	b := make([]byte, 0, size)
+	for len(b) < size {
+		n := min(rng.IntN(64), size-len(b))
+		if rng.IntN(2) == 0 {
+			b = append(b, slices.Repeat([]byte{byte(rng.IntN(256))}, n)...)
+		} else {
+			for range n {
+				b = append(b, byte(rng.IntN(256)))
+			}
+		}
+	}
+	return b
+}
+
+func short(md5 string) string {
+	if len(md5) > 8 {
+		return md5[:8]
+	}
+	return md5
 }
