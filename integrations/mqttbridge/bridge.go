@@ -46,6 +46,12 @@ type BridgeConfig struct {
 	// UploadIdle drops an upload that got no chunk for that long (default 60 s).
 	UploadsPerClient int
 	UploadIdle       time.Duration
+	// UploadDir holds the staging files of uploads in progress (see
+	// PrepareUploadDir); "": a temporary directory of the bridge's own.
+	// UploadRoom checks a declared size against the firmware store's quota
+	// at upload_begin; nil: checked only when the image is stored.
+	UploadDir  string
+	UploadRoom func(size int64) error
 }
 
 // Bridge publishes the fleet's status to MQTT and takes OTA control
@@ -139,7 +145,7 @@ func NewBridge(svc fleet.Service, c *Client, cfg BridgeConfig) *Bridge {
 		cfg.MaxUploadSize = 16 << 20
 	}
 	return &Bridge{svc: svc, c: c, cfg: cfg, log: cfg.Logger, announced: map[uint32]bool{}, subscribed: make(chan struct{}),
-		uploads: newUploads(cfg.MaxUploadSize, cfg.UploadsPerClient, cfg.UploadIdle)}
+		uploads: newUploads(cfg.UploadDir, cfg.MaxUploadSize, cfg.UploadsPerClient, cfg.UploadIdle, cfg.UploadRoom)}
 }
 
 func (b *Bridge) topic(s string) string { return b.cfg.Prefix + "/" + s }
@@ -148,8 +154,10 @@ func (b *Bridge) topic(s string) string { return b.cfg.Prefix + "/" + s }
 func (b *Bridge) Subscribed() <-chan struct{} { return b.subscribed }
 
 // Run subscribes, publishes status every interval and on events, and
-// returns when ctx ends (publishing "offline" on the way out).
+// returns when ctx ends (publishing "offline" on the way out). Uploads
+// in progress end with it, their staging files removed.
 func (b *Bridge) Run(ctx context.Context) error {
+	defer b.uploads.closeAll()
 	if err := b.c.Subscribe(ctx, b.topic(TopicOTAControl), func(m Message) { b.handleControl(ctx, m) }); err != nil {
 		return err
 	}
