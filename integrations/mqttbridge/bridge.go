@@ -423,14 +423,30 @@ type haDevice struct {
 	ViaDevice    string   `json:"via_device,omitempty"`
 }
 
-// haSensors are the per-node sensors offered to Home Assistant.
-var haSensors = []struct{ key, name, unit, class string }{
-	{"rssi_dbm", "RSSI", "dBm", "signal_strength"},
-	{"free_memory_bytes", "Free memory", "B", "data_size"},
-	{"uptime_s", "Uptime", "s", "duration"},
-	{"latency_ms", "Latency", "ms", "duration"},
-	{"health", "Health", "%", ""},
-	{"connections", "Connections", "", ""},
+// haSensors are the per-node sensors offered to Home Assistant. An
+// optional key is left out of the node document while its value is
+// unknown (fleet.Node).
+var haSensors = []struct {
+	key, name, unit, class string
+	optional               bool
+}{
+	{"rssi_dbm", "RSSI", "dBm", "signal_strength", true},
+	{"free_memory_bytes", "Free memory", "B", "data_size", true},
+	{"uptime_s", "Uptime", "s", "duration", false},
+	{"latency_ms", "Latency", "ms", "duration", true},
+	{"health", "Health", "%", "", false},
+	{"connections", "Connections", "", "", false},
+}
+
+// haValueTemplate reads key from the node document. An absent key renders
+// "None", which Home Assistant takes as the state unknown for a sensor with
+// a unit or device class; without the default it logs a template error
+// for every document.
+func haValueTemplate(key string, optional bool) string {
+	if optional {
+		return "{{ value_json." + key + " | default(None) }}"
+	}
+	return "{{ value_json." + key + " }}"
 }
 
 func (b *Bridge) discover(ctx context.Context, n fleet.Node) {
@@ -449,7 +465,7 @@ func (b *Bridge) discover(ctx context.Context, n fleet.Node) {
 	for _, s := range haSensors {
 		uid := "meshfleet_" + id(n.ID) + "_" + s.key
 		cfg := haSensor{Name: s.name, UniqueID: uid, StateTopic: b.topic(TopicNode + id(n.ID)),
-			ValueTemplate: "{{ value_json." + s.key + " }}", UnitOfMeasurement: s.unit, DeviceClass: s.class,
+			ValueTemplate: haValueTemplate(s.key, s.optional), UnitOfMeasurement: s.unit, DeviceClass: s.class,
 			StateClass: "measurement", AvailabilityTopic: b.topic(TopicState), Device: dev}
 		b.publishJSON(ctx, b.cfg.HAPrefix+"/"+haComponentSensor+"/"+uid+"/config", cfg, true)
 	}
