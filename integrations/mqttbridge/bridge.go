@@ -511,6 +511,8 @@ func (b *Bridge) handleEvent(ctx context.Context, ev fleet.Event) {
 
 func (b *Bridge) handleTo(ctx context.Context, m Message) {
 	dest := strings.TrimPrefix(m.Topic, b.topic(TopicTo))
+	from := b.sender(m)
+	ctx = fleet.WithSender(ctx, from.sendShare())
 	var err error
 	if dest == "broadcast" {
 		err = b.svc.SendBroadcast(ctx, string(m.Payload))
@@ -519,7 +521,6 @@ func (b *Bridge) handleTo(ctx context.Context, m Message) {
 	} else {
 		err = b.svc.SendSingle(ctx, uint32(v), string(m.Payload))
 	}
-	from := b.sender(m)
 	// A flood over the airtime budget is not audited line by line: the
 	// rate-limited warning below counts it.
 	if !errors.Is(err, fleet.ErrRateLimited) {

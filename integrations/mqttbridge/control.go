@@ -123,6 +123,16 @@ func (s Sender) owner() string {
 	return ""
 }
 
+// sendShare names whose share of the airtime budget a message into the
+// mesh uses: its owner, or, when the broker does not say (an external
+// one), the share of all MQTT clients together.
+func (s Sender) sendShare() string {
+	if o := s.owner(); o != "" {
+		return "mqtt " + o
+	}
+	return "mqtt"
+}
+
 func (s Sender) who(trusted bool) string {
 	switch {
 	case !trusted:
