@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"testing"
@@ -28,13 +29,19 @@ func TestMQTTUploadStagedInStateDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	g, _, done := startSimGateway(t, ctx, cfg, 1)
-	defer func() {
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
 		cancel()
-		select {
+		select { // done is empty if waitReady already took Run's result
 		case <-done:
 		case <-time.After(30 * time.Second):
 		}
-	}()
+	}
+	defer stop()
 	waitReady(t, ctx, g, done)
 	if st, err := os.Stat(staging); err != nil || st.Mode().Perm() != 0o700 {
 		t.Fatalf("staging directory %s: %v; want mode 0700", staging, err)
@@ -56,5 +63,17 @@ func TestMQTTUploadStagedInStateDir(t *testing.T) {
 		"size": 40 << 10, "chunk_size": 4096, "md5": md5Hex(img)}, "max_store_size")
 	if left, _ := filepath.Glob(filepath.Join(staging, "*")); len(left) != 0 {
 		t.Fatalf("staging files after the uploads: %v", left)
+	}
+	// An upload in progress when the gateway stops leaves nothing behind.
+	begin := k.ok(map[string]any{"action": "upload_begin", "role": "sensor", "hardware": "ESP32", "version": "3",
+		"size": 8 << 10, "chunk_size": 4096, "md5": md5Hex(img)})
+	k.ok(map[string]any{"action": "upload_chunk", "upload_id": begin["upload_id"], "index": 1,
+		"data": base64.StdEncoding.EncodeToString(img[:4096])})
+	if left, _ := filepath.Glob(filepath.Join(staging, "*")); len(left) != 1 {
+		t.Fatalf("staging files of one upload in progress: %v", left)
+	}
+	stop()
+	if left, _ := filepath.Glob(filepath.Join(staging, "*")); len(left) != 0 {
+		t.Fatalf("staging files after the gateway stopped: %v", left)
 	}
 }
