@@ -98,7 +98,7 @@ func TestUploadStagedOutOfOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := b.svc.(*fleettest.Memory)
-	imgs, _ := svc.Images()
+	imgs := svc.ImageList // the bridge is done with it
 	if len(imgs) != 1 || string(svc.Data[imgs[0].ID]) != string(img) {
 		t.Fatalf("stored %+v", imgs)
 	}
