@@ -330,6 +330,15 @@ func (s *Store) usage() (Usage, error) {
 	return u, err
 }
 
+// CheckRoom refuses an image of size bytes with ErrStoreFull if it would
+// not fit in MaxStoreSize now: for uploads that stage the image elsewhere
+// first and want to refuse early.
+func (s *Store) CheckRoom(size int64) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.checkRoom(size)
+}
+
 // checkRoom refuses size more bytes if they would exceed MaxStoreSize;
 // s.mu must be held.
 func (s *Store) checkRoom(size int64) error {

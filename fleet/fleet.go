@@ -220,7 +220,8 @@ type Service interface {
 	AbortCampaign(ctx context.Context, id string) (Campaign, error)
 
 	// SendBroadcast and SendSingle refuse a message larger than the mesh
-	// takes (ErrTooLarge) or beyond the airtime budget (ErrRateLimited).
+	// takes (ErrTooLarge) or beyond the airtime budget or the sender's
+	// share of it (ErrRateLimited; the sender is SenderOf(ctx)).
 	SendBroadcast(ctx context.Context, msg string) error
 	SendSingle(ctx context.Context, dest uint32, msg string) error
 

@@ -146,6 +146,9 @@ type SendConfig struct {
 	MaxSize   int     `yaml:"max_size"`   // bytes of the encoded package
 	Rate      float64 `yaml:"rate"`       // messages per second
 	RateBytes float64 `yaml:"rate_bytes"` // bytes per second
+	// PerClientShare is the fraction of the budget one sender (MQTT user,
+	// anonymous client id, all of REST) may use.
+	PerClientShare float64 `yaml:"per_client_share"`
 }
 
 // LogConfig selects slog's level and handler.
@@ -227,7 +230,7 @@ func DefaultConfig() Config {
 		// (8192 bytes, PROTOCOL.md §1.3); an ESP8266 link carries about 28
 		// packages of 4.4 KB a second, so the budget leaves most of it to
 		// the mesh's own traffic.
-		Send:     SendConfig{MaxSize: 8192, Rate: 10, RateBytes: 16384},
+		Send:     SendConfig{MaxSize: 8192, Rate: 10, RateBytes: 16384, PerClientShare: 0.5},
 		StateDir: "state",
 		Log:      LogConfig{Level: "info", Format: "text"},
 	}
@@ -610,6 +613,9 @@ func (c Config) Validate() error {
 	}
 	if !(c.Send.RateBytes > 0) {
 		return bad("send.rate_bytes", "must be a positive number of bytes per second, got %v", c.Send.RateBytes)
+	}
+	if !(c.Send.PerClientShare > 0 && c.Send.PerClientShare <= 1) {
+		return bad("send.per_client_share", "must be a fraction of the budget above 0 and at most 1, got %v", c.Send.PerClientShare)
 	}
 	if c.MQTT.Enabled {
 		if c.MQTT.URL == "" {

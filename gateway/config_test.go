@@ -74,6 +74,7 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"send size", "node:\n  id: 1\n  listen: ':5555'\n", []string{"send.max_size=2000000"}, "send.max_size"},
 		{"send rate", "node:\n  id: 1\n  listen: ':5555'\n", []string{"send.rate=0"}, "send.rate"},
 		{"send bytes", "node:\n  id: 1\n  listen: ':5555'\n", []string{"send.rate_bytes=-5"}, "send.rate_bytes"},
+		{"send share", "node:\n  id: 1\n  listen: ':5555'\n", []string{"send.per_client_share=1.5"}, "send.per_client_share"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -410,6 +410,14 @@ func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
 			g.log.Warn("embedded mqtt broker takes passwords without TLS beyond loopback; set mqtt.embedded.tls", "addr", b.Addr())
 		}
 	}
+	// Uploads over MQTT are staged on disk, never in memory.
+	uploadDir := filepath.Join(g.cfg.StateDir, "uploads")
+	if err := mqttbridge.PrepareUploadDir(uploadDir); err != nil {
+		if broker != nil {
+			broker.Close()
+		}
+		return fmt.Errorf("state_dir: %w", err)
+	}
 	var bridge atomic.Pointer[mqttbridge.Bridge] // set after Dial; OnUp may run before
 	// The client outlives ctx: when ctx ends the bridge still publishes
 	// "offline", and only then does Close disconnect. Dialled with ctx, the
@@ -442,6 +450,7 @@ func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
 
 		// Security: the embedded broker vouches for who sent a request.
 		UploadsPerClient: m.Uploads.PerClient, UploadIdle: m.Uploads.IdleTimeout.D(), TrustSender: broker != nil, MayRead: mayRead(broker),
+		UploadDir: uploadDir, UploadRoom: g.uploadRoom,
 	})
 	bridge.Store(b)
 	wg.Add(1)
@@ -454,6 +463,16 @@ func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
 			broker.Close()
 		}
 	}()
+	return nil
+}
+
+// uploadRoom refuses an MQTT upload at upload_begin whose declared size
+// does not fit in the firmware store's quota.
+func (g *Gateway) uploadRoom(size int64) error {
+	if err := g.store.CheckRoom(size); err != nil {
+		return fmt.Errorf("%w (firmware.max_store_size); remove images no campaign needs (meshfleet firmware remove ID, or DELETE /api/v1/firmware/{id}) or raise the limit: %w",
+			err, fleet.ErrStoreFull)
+	}
 	return nil
 }
 

@@ -26,7 +26,7 @@ func newGatewayCollector(g *Gateway) *gatewayCollector {
 			"Packages the gateway's mesh node received that could not be parsed and were dropped, by reason (header: not a package; body: its fields do not decode).",
 			[]string{"reason"}, nil),
 		refused: prometheus.NewDesc(prometheus.BuildFQName(prom.Namespace, "gateway", "sends_refused_total"),
-			"Application messages into the mesh (MQTT to/..., REST) refused, by reason (too_large: over send.max_size; rate_limited: over the airtime budget).",
+			"Application messages into the mesh (MQTT to/..., REST) refused, by reason (too_large: over send.max_size; rate_limited: over the airtime budget; client_rate_limited: over the sender's share of it, send.per_client_share).",
 			[]string{"reason"}, nil),
 	}
 }
@@ -41,6 +41,7 @@ func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(c.g.sends.tooLarge.Load()), "too_large")
 	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(c.g.sends.rateLimited.Load()), "rate_limited")
+	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(c.g.sends.clientRateLimited.Load()), "client_rate_limited")
 	var s mesh.Stats
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

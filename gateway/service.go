@@ -474,19 +474,20 @@ func (g *Gateway) AbortCampaign(ctx context.Context, id string) (fleet.Campaign,
 	return g.control(ctx, id, func(now time.Time, d *ota.Distributor) error { return d.Abort(now, id) })
 }
 
-// admitSend checks an application package against send.max_size and the
-// airtime budget. pkg encodes it; msg alone is checked first, so a huge
-// message is refused without another copy of it.
-func (g *Gateway) admitSend(msg string, pkg protocol.Package) error {
+// admitSend checks an application package against send.max_size, the
+// airtime budget and the sender's share of it (fleet.SenderOf(ctx)). pkg
+// encodes it; msg alone is checked first, so a huge message is refused
+// without another copy of it.
+func (g *Gateway) admitSend(ctx context.Context, msg string, pkg protocol.Package) error {
 	if len(msg) > g.sends.maxSize {
-		return g.sends.admit(len(msg))
+		return g.sends.admit(fleet.SenderOf(ctx), len(msg))
 	}
-	return g.sends.admit(len(pkg.AppendJSON(nil)))
+	return g.sends.admit(fleet.SenderOf(ctx), len(pkg.AppendJSON(nil)))
 }
 
 // SendBroadcast implements fleet.Service.
 func (g *Gateway) SendBroadcast(ctx context.Context, msg string) error {
-	if err := g.admitSend(msg, &protocol.Broadcast{From: g.cfg.Node.ID, Msg: msg}); err != nil {
+	if err := g.admitSend(ctx, msg, &protocol.Broadcast{From: g.cfg.Node.ID, Msg: msg}); err != nil {
 		return err
 	}
 	return g.do(ctx, func(now time.Time, n *mesh.Node, _ *status.Collector, _ *ota.Distributor) {
@@ -496,7 +497,7 @@ func (g *Gateway) SendBroadcast(ctx context.Context, msg string) error {
 
 // SendSingle implements fleet.Service.
 func (g *Gateway) SendSingle(ctx context.Context, dest uint32, msg string) error {
-	if err := g.admitSend(msg, &protocol.Single{From: g.cfg.Node.ID, Dest: dest, Msg: msg}); err != nil {
+	if err := g.admitSend(ctx, msg, &protocol.Single{From: g.cfg.Node.ID, Dest: dest, Msg: msg}); err != nil {
 		return err
 	}
 	var ok bool

@@ -46,6 +46,12 @@ type BridgeConfig struct {
 	// UploadIdle drops an upload that got no chunk for that long (default 60 s).
 	UploadsPerClient int
 	UploadIdle       time.Duration
+	// UploadDir holds the staging files of uploads in progress (see
+	// PrepareUploadDir); "": a temporary directory of the bridge's own.
+	// UploadRoom checks a declared size against the firmware store's quota
+	// at upload_begin; nil: checked only when the image is stored.
+	UploadDir  string
+	UploadRoom func(size int64) error
 }
 
 // Bridge publishes the fleet's status to MQTT and takes OTA control
@@ -140,7 +146,7 @@ func NewBridge(svc fleet.Service, c *Client, cfg BridgeConfig) *Bridge {
 		cfg.MaxUploadSize = 16 << 20
 	}
 	return &Bridge{svc: svc, c: c, cfg: cfg, log: cfg.Logger, announced: map[uint32]bool{}, subscribed: make(chan struct{}),
-		uploads: newUploads(cfg.MaxUploadSize, cfg.UploadsPerClient, cfg.UploadIdle)}
+		uploads: newUploads(cfg.UploadDir, cfg.MaxUploadSize, cfg.UploadsPerClient, cfg.UploadIdle, cfg.UploadRoom)}
 }
 
 func (b *Bridge) topic(s string) string { return b.cfg.Prefix + "/" + s }
@@ -149,8 +155,10 @@ func (b *Bridge) topic(s string) string { return b.cfg.Prefix + "/" + s }
 func (b *Bridge) Subscribed() <-chan struct{} { return b.subscribed }
 
 // Run subscribes, publishes status every interval and on events, and
-// returns when ctx ends (publishing "offline" on the way out).
+// returns when ctx ends (publishing "offline" on the way out). Uploads
+// in progress end with it, their staging files removed.
 func (b *Bridge) Run(ctx context.Context) error {
+	defer b.uploads.closeAll()
 	if err := b.c.Subscribe(ctx, b.topic(TopicOTAControl), func(m Message) { b.handleControl(ctx, m) }); err != nil {
 		return err
 	}
@@ -450,14 +458,30 @@ type haDevice struct {
 	ViaDevice    string   `json:"via_device,omitempty"`
 }
 
-// haSensors are the per-node sensors offered to Home Assistant.
-var haSensors = []struct{ key, name, unit, class string }{
-	{"rssi_dbm", "RSSI", "dBm", "signal_strength"},
-	{"free_memory_bytes", "Free memory", "B", "data_size"},
-	{"uptime_s", "Uptime", "s", "duration"},
-	{"latency_ms", "Latency", "ms", "duration"},
-	{"health", "Health", "%", ""},
-	{"connections", "Connections", "", ""},
+// haSensors are the per-node sensors offered to Home Assistant. An
+// optional key is left out of the node document while its value is
+// unknown (fleet.Node).
+var haSensors = []struct {
+	key, name, unit, class string
+	optional               bool
+}{
+	{"rssi_dbm", "RSSI", "dBm", "signal_strength", true},
+	{"free_memory_bytes", "Free memory", "B", "data_size", true},
+	{"uptime_s", "Uptime", "s", "duration", false},
+	{"latency_ms", "Latency", "ms", "duration", true},
+	{"health", "Health", "%", "", false},
+	{"connections", "Connections", "", "", false},
+}
+
+// haValueTemplate reads key from the node document. An absent key renders
+// "None", which Home Assistant takes as the state unknown for a sensor with
+// a unit or device class; without the default it logs a template error
+// for every document.
+func haValueTemplate(key string, optional bool) string {
+	if optional {
+		return "{{ value_json." + key + " | default(None) }}"
+	}
+	return "{{ value_json." + key + " }}"
 }
 
 func (b *Bridge) discover(ctx context.Context, n fleet.Node) {
@@ -476,7 +500,7 @@ func (b *Bridge) discover(ctx context.Context, n fleet.Node) {
 	for _, s := range haSensors {
 		uid := "meshfleet_" + id(n.ID) + "_" + s.key
 		cfg := haSensor{Name: s.name, UniqueID: uid, StateTopic: b.topic(TopicNode + id(n.ID)),
-			ValueTemplate: "{{ value_json." + s.key + " }}", UnitOfMeasurement: s.unit, DeviceClass: s.class,
+			ValueTemplate: haValueTemplate(s.key, s.optional), UnitOfMeasurement: s.unit, DeviceClass: s.class,
 			StateClass: "measurement", AvailabilityTopic: b.topic(TopicState), Device: dev}
 		b.publishJSON(ctx, b.cfg.HAPrefix+"/"+haComponentSensor+"/"+uid+"/config", cfg, true)
 	}
@@ -527,6 +551,8 @@ func (b *Bridge) handleEvent(ctx context.Context, ev fleet.Event) {
 
 func (b *Bridge) handleTo(ctx context.Context, m Message) {
 	dest := strings.TrimPrefix(m.Topic, b.topic(TopicTo))
+	from := b.sender(m)
+	ctx = fleet.WithSender(ctx, from.sendShare())
 	var err error
 	if dest == "broadcast" {
 		err = b.svc.SendBroadcast(ctx, string(m.Payload))
@@ -535,7 +561,6 @@ func (b *Bridge) handleTo(ctx context.Context, m Message) {
 	} else {
 		err = b.svc.SendSingle(ctx, uint32(v), string(m.Payload))
 	}
-	from := b.sender(m)
 	// A flood over the airtime budget is not audited line by line: the
 	// rate-limited warning below counts it.
 	if !errors.Is(err, fleet.ErrRateLimited) {

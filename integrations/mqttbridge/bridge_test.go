@@ -301,7 +301,7 @@ func TestOTAControlAndUpload(t *testing.T) {
 }
 
 func TestUploadMD5Mismatch(t *testing.T) {
-	u := newUploads(1<<10, 0, 0)
+	u := newUploads(t.TempDir(), 1<<10, 0, 0, nil)
 	now := time.Unix(0, 0)
 	st, err := u.begin(ControlRequest{Role: "r", Hardware: "h", Version: "1", Size: 4, ChunkSize: 4, MD5: strings.Repeat("0", 32)}, "", now)
 	if err != nil {
@@ -310,9 +310,14 @@ func TestUploadMD5Mismatch(t *testing.T) {
 	if _, err := u.chunk(ControlRequest{UploadID: st.UploadID, Index: 0, Data: base64.StdEncoding.EncodeToString([]byte("abcd"))}, "", now); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := u.finish(st.UploadID, "", now); err == nil || !strings.Contains(err.Error(), "md5 of the assembled image") {
+	up, err := u.finish(st.UploadID, "", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := up.image(); err == nil || !strings.Contains(err.Error(), "md5 of the assembled image") {
 		t.Fatalf("mismatch not detected: %v", err)
 	}
+	u.release(st.UploadID)
 	if _, err := u.finish(st.UploadID, "", now); err == nil {
 		t.Fatal("a failed upload must be discarded")
 	}
@@ -543,7 +548,7 @@ func TestResponseTopicMustBeReadableByRequester(t *testing.T) {
 }
 
 func TestUploadIdleEvictedAndCappedPerClient(t *testing.T) {
-	u := newUploads(1<<20, 2, time.Minute)
+	u := newUploads(t.TempDir(), 1<<20, 2, time.Minute, nil)
 	t0 := time.Unix(0, 0)
 	req := ControlRequest{Role: "r", Hardware: "h", Version: "1", Size: 4, ChunkSize: 4, MD5: strings.Repeat("0", 32)}
 	var ids []string

@@ -11,6 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -120,6 +123,16 @@ func (s Sender) owner() string {
 	return ""
 }
 
+// sendShare names whose share of the airtime budget a message into the
+// mesh uses: its owner, or, when the broker does not say (an external
+// one), the share of all MQTT clients together.
+func (s Sender) sendShare() string {
+	if o := s.owner(); o != "" {
+		return "mqtt " + o
+	}
+	return "mqtt"
+}
+
 func (s Sender) who(trusted bool) string {
 	switch {
 	case !trusted:
@@ -221,7 +234,14 @@ func (b *Bridge) control(ctx context.Context, req ControlRequest, from Sender) (
 		if err != nil {
 			return nil, err
 		}
-		img, _, err := b.svc.AddImage(ctx, fleet.ImageUpload{Role: u.role, Hardware: u.hardware, Version: u.version, MD5: u.md5, Size: int64(len(u.data))}, bytes.NewReader(u.data))
+		// Whatever happens, the upload and its file go: a failed one is
+		// begun again, as before.
+		defer b.uploads.release(req.UploadID)
+		r, err := u.image()
+		if err != nil {
+			return nil, err
+		}
+		img, _, err := b.svc.AddImage(ctx, fleet.ImageUpload{Role: u.role, Hardware: u.hardware, Version: u.version, MD5: u.md5, Size: u.size}, r)
 		if err != nil {
 			return nil, err
 		}
@@ -245,27 +265,43 @@ func orEmpty[T any](s []T) []T {
 	return s
 }
 
-// uploads assembles firmware sent over MQTT in chunks. Memory is bounded:
-// at most maxUploads at once, perOwner of them per sender, each at most
-// maxSize; one idle for longer than idle is dropped. Upload ids are random
-// (128 bits), and only the sender that began an upload may add to, end or
-// abort it.
+// uploads stages firmware sent over MQTT in chunks, each upload in a
+// sparse file of its own in dir written at the chunks' offsets, so memory
+// does not grow with the declared size. Bounded: at most maxUploads at
+// once, perOwner of them per sender, each at most maxSize; one idle for
+// longer than idle is dropped with its file. Upload ids are random (128
+// bits), and only the sender that began an upload may add to, end or abort
+// it.
 type uploads struct {
 	mu       sync.Mutex
+	dir      string // "": a private temporary directory, made on first use
+	ownDir   bool   // dir was made here and is removed by closeAll
 	maxSize  int64
 	perOwner int
 	idle     time.Duration
+	room     func(size int64) error // the store's quota, checked at begin; nil: none
 	active   map[string]*upload
+	closed   bool
 }
 
 type upload struct {
 	owner                        string
 	role, hardware, version, md5 string
+	size                         int64
 	chunkSize                    int
-	data                         []byte
-	have                         []bool
-	count                        int
+	file                         *os.File
+	have                         []uint64 // bitmap of the chunks received
+	total, count                 int
 	touched                      time.Time
+	ending                       bool // upload_end is storing it: no more chunks, not evicted
+}
+
+func (up *upload) received(i int) bool { return up.have[i/64]&(1<<(i%64)) != 0 }
+
+// discard closes and removes the staging file.
+func (up *upload) discard() {
+	up.file.Close()
+	os.Remove(up.file.Name())
 }
 
 const (
@@ -273,17 +309,45 @@ const (
 	defaultPerOwner = 2
 	defaultIdle     = 60 * time.Second
 	maxChunkBytes   = 256 << 10
-	uploadIDBytes   = 16
+	// maxChunks bounds an upload's bitmap (8 KiB): a 16 MiB image needs
+	// chunks of at least 256 bytes.
+	maxChunks     = 1 << 16
+	uploadIDBytes = 16
+	// stagingPattern names the staging files; PrepareUploadDir removes
+	// those a previous run left behind.
+	stagingPattern = "upload-*"
 )
 
-func newUploads(maxSize int64, perOwner int, idle time.Duration) *uploads {
+func newUploads(dir string, maxSize int64, perOwner int, idle time.Duration, room func(int64) error) *uploads {
 	if perOwner <= 0 {
 		perOwner = defaultPerOwner
 	}
 	if idle <= 0 {
 		idle = defaultIdle
 	}
-	return &uploads{maxSize: maxSize, perOwner: perOwner, idle: idle, active: map[string]*upload{}}
+	return &uploads{dir: dir, maxSize: maxSize, perOwner: perOwner, idle: idle, room: room, active: map[string]*upload{}}
+}
+
+// PrepareUploadDir makes dir (mode 0700: the files are images not yet
+// checked) for the staging files of MQTT uploads, and removes the staging
+// files an earlier run left behind.
+func PrepareUploadDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("upload staging directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("upload staging directory: %w", err)
+	}
+	left, err := filepath.Glob(filepath.Join(dir, stagingPattern))
+	if err != nil {
+		return fmt.Errorf("upload staging directory: %w", err)
+	}
+	for _, f := range left {
+		if err := os.Remove(f); err != nil {
+			return fmt.Errorf("upload staging directory: removing a leftover upload: %w", err)
+		}
+	}
+	return nil
 }
 
 // UploadStatus is the data of upload responses.
@@ -293,10 +357,11 @@ type UploadStatus struct {
 	Total    int    `json:"chunks_total"`
 }
 
-// sweepLocked drops the uploads idle for too long.
+// sweepLocked drops the uploads idle for too long, with their files.
 func (u *uploads) sweepLocked(now time.Time) {
 	for k, v := range u.active {
-		if now.Sub(v.touched) > u.idle {
+		if !v.ending && now.Sub(v.touched) > u.idle {
+			v.discard()
 			delete(u.active, k)
 		}
 	}
@@ -312,7 +377,23 @@ func (u *uploads) getLocked(what, id, owner string, now time.Time) (*upload, err
 	if up.owner != owner {
 		return nil, fmt.Errorf("%s: upload %q was begun by another client", what, id)
 	}
+	if up.ending {
+		return nil, fmt.Errorf("%s: upload %q is being stored (upload_end)", what, id)
+	}
 	return up, nil
+}
+
+// stagingDirLocked is where staging files go, made on first use when the
+// gateway gave no directory.
+func (u *uploads) stagingDirLocked() (string, error) {
+	if u.dir == "" {
+		d, err := os.MkdirTemp("", "meshfleet-uploads-")
+		if err != nil {
+			return "", fmt.Errorf("upload_begin: no staging directory: %w", err)
+		}
+		u.dir, u.ownDir = d, true
+	}
+	return u.dir, nil
 }
 
 func (u *uploads) begin(req ControlRequest, owner string, now time.Time) (UploadStatus, error) {
@@ -324,11 +405,24 @@ func (u *uploads) begin(req ControlRequest, owner string, now time.Time) (Upload
 	case req.ChunkSize <= 0 || req.ChunkSize > maxChunkBytes:
 		return UploadStatus{}, fmt.Errorf("upload_begin: chunk_size %d must be 1..%d", req.ChunkSize, maxChunkBytes)
 	}
+	n := (req.Size + int64(req.ChunkSize) - 1) / int64(req.ChunkSize)
+	if n > maxChunks {
+		return UploadStatus{}, fmt.Errorf("upload_begin: size %d in chunks of %d bytes is %d chunks, at most %d: use chunk_size %d or more",
+			req.Size, req.ChunkSize, n, maxChunks, (req.Size+maxChunks-1)/maxChunks)
+	}
 	if _, err := hex.DecodeString(req.MD5); err != nil || len(req.MD5) != 32 {
 		return UploadStatus{}, fmt.Errorf("upload_begin: md5 %q must be 32 hex digits (MD5 of the whole image)", req.MD5)
 	}
+	if u.room != nil {
+		if err := u.room(req.Size); err != nil {
+			return UploadStatus{}, fmt.Errorf("upload_begin: %w", err)
+		}
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.closed {
+		return UploadStatus{}, errors.New("upload_begin: the gateway is stopping")
+	}
 	u.sweepLocked(now)
 	if len(u.active) >= maxUploads {
 		return UploadStatus{}, fmt.Errorf("upload_begin: %d uploads already in progress; finish or abort one, or wait %s for an idle one to expire", maxUploads, u.idle)
@@ -344,13 +438,26 @@ func (u *uploads) begin(req ControlRequest, owner string, now time.Time) (Upload
 			return UploadStatus{}, fmt.Errorf("upload_begin: you already have %d uploads in progress (mqtt.uploads.per_client); finish or abort one", mine)
 		}
 	}
+	dir, err := u.stagingDirLocked()
+	if err != nil {
+		return UploadStatus{}, err
+	}
+	f, err := os.CreateTemp(dir, stagingPattern)
+	if err != nil {
+		return UploadStatus{}, fmt.Errorf("upload_begin: staging file: %w", err)
+	}
+	// Sparse: the file takes disk space only for the chunks written.
+	if err := f.Truncate(req.Size); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return UploadStatus{}, fmt.Errorf("upload_begin: staging file: %w", err)
+	}
 	var raw [uploadIDBytes]byte
 	rand.Read(raw[:]) // never fails (crypto/rand)
 	id := hex.EncodeToString(raw[:])
-	n := int((req.Size + int64(req.ChunkSize) - 1) / int64(req.ChunkSize))
-	u.active[id] = &upload{owner: owner, role: req.Role, hardware: req.Hardware, version: req.Version, md5: req.MD5,
-		chunkSize: req.ChunkSize, data: make([]byte, req.Size), have: make([]bool, n), touched: now}
-	return UploadStatus{UploadID: id, Total: n}, nil
+	u.active[id] = &upload{owner: owner, role: req.Role, hardware: req.Hardware, version: req.Version, md5: strings.ToLower(req.MD5),
+		size: req.Size, chunkSize: req.ChunkSize, file: f, have: make([]uint64, (n+63)/64), total: int(n), touched: now}
+	return UploadStatus{UploadID: id, Total: int(n)}, nil
 }
 
 func (u *uploads) chunk(req ControlRequest, owner string, now time.Time) (UploadStatus, error) {
@@ -360,30 +467,34 @@ func (u *uploads) chunk(req ControlRequest, owner string, now time.Time) (Upload
 	if err != nil {
 		return UploadStatus{}, err
 	}
-	if req.Index < 0 || req.Index >= len(up.have) {
-		return UploadStatus{}, fmt.Errorf("upload_chunk: index %d out of range 0..%d", req.Index, len(up.have)-1)
+	if req.Index < 0 || req.Index >= up.total {
+		return UploadStatus{}, fmt.Errorf("upload_chunk: index %d out of range 0..%d", req.Index, up.total-1)
 	}
 	data, err := base64.StdEncoding.DecodeString(req.Data)
 	if err != nil {
 		return UploadStatus{}, fmt.Errorf("upload_chunk %d: data is not standard base64: %v", req.Index, err)
 	}
-	off := req.Index * up.chunkSize
-	want := min(up.chunkSize, len(up.data)-off)
-	if len(data) != want {
+	off := int64(req.Index) * int64(up.chunkSize)
+	want := min(int64(up.chunkSize), up.size-off)
+	if int64(len(data)) != want {
 		return UploadStatus{}, fmt.Errorf("upload_chunk %d: %d bytes, want %d", req.Index, len(data), want)
 	}
 	if req.CRC32 != nil && crc32.ChecksumIEEE(data) != *req.CRC32 {
 		return UploadStatus{}, fmt.Errorf("upload_chunk %d: crc32 mismatch (got %08x, sent %08x); resend the chunk", req.Index, crc32.ChecksumIEEE(data), *req.CRC32)
 	}
-	copy(up.data[off:], data)
-	if !up.have[req.Index] {
-		up.have[req.Index] = true
+	if _, err := up.file.WriteAt(data, off); err != nil {
+		return UploadStatus{}, fmt.Errorf("upload_chunk %d: staging file: %w", req.Index, err)
+	}
+	if !up.received(req.Index) {
+		up.have[req.Index/64] |= 1 << (req.Index % 64)
 		up.count++
 	}
 	up.touched = now
-	return UploadStatus{UploadID: req.UploadID, Received: up.count, Total: len(up.have)}, nil
+	return UploadStatus{UploadID: req.UploadID, Received: up.count, Total: up.total}, nil
 }
 
+// finish checks that upload id is complete and marks it ending; the
+// caller stores it (stagedImage) and then calls release.
 func (u *uploads) finish(id, owner string, now time.Time) (*upload, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -391,30 +502,77 @@ func (u *uploads) finish(id, owner string, now time.Time) (*upload, error) {
 	if err != nil {
 		return nil, err
 	}
-	if up.count != len(up.have) {
+	if up.count != up.total {
 		var missing []int
-		for i, h := range up.have {
-			if !h && len(missing) < 20 {
+		for i := 0; i < up.total && len(missing) < 20; i++ {
+			if !up.received(i) {
 				missing = append(missing, i)
 			}
 		}
-		return nil, fmt.Errorf("upload_end: %d of %d chunks missing (first: %v)", len(up.have)-up.count, len(up.have), missing)
+		return nil, fmt.Errorf("upload_end: %d of %d chunks missing (first: %v)", up.total-up.count, up.total, missing)
 	}
-	sum := md5.Sum(up.data)
-	if got := hex.EncodeToString(sum[:]); got != up.md5 {
-		delete(u.active, id)
+	up.ending = true
+	return up, nil
+}
+
+// image is the staged image, after checking its MD5 against upload_begin's.
+func (up *upload) image() (io.Reader, error) {
+	h := md5.New()
+	if _, err := io.Copy(h, io.NewSectionReader(up.file, 0, up.size)); err != nil {
+		return nil, fmt.Errorf("upload_end: reading the staging file: %w", err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != up.md5 {
 		return nil, fmt.Errorf("upload_end: md5 of the assembled image is %s, upload_begin said %s; upload discarded", got, up.md5)
 	}
-	delete(u.active, id)
-	return up, nil
+	return io.NewSectionReader(up.file, 0, up.size), nil
+}
+
+// release drops upload id (ended, stored or not) with its file.
+func (u *uploads) release(id string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if up, ok := u.active[id]; ok {
+		up.discard()
+		delete(u.active, id)
+	}
 }
 
 func (u *uploads) abort(id, owner string, now time.Time) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if _, err := u.getLocked("upload_abort", id, owner, now); err != nil {
+	up, err := u.getLocked("upload_abort", id, owner, now)
+	if err != nil {
 		return err
 	}
+	up.discard()
 	delete(u.active, id)
 	return nil
+}
+
+// closeAll drops every upload not being stored, with its file, and takes
+// no more (the gateway is stopping); an upload being stored is dropped by
+// its release.
+func (u *uploads) closeAll() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.closed = true
+	for k, v := range u.active {
+		if !v.ending {
+			v.discard()
+			delete(u.active, k)
+		}
+	}
+	if u.ownDir && len(u.active) == 0 {
+		os.RemoveAll(u.dir)
+	}
+}
+
+// open counts the uploads in progress and their staging files (tests).
+func (u *uploads) open() (uploads int, files []string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.dir != "" {
+		files, _ = filepath.Glob(filepath.Join(u.dir, stagingPattern))
+	}
+	return len(u.active), files
 }

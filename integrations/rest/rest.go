@@ -368,6 +368,10 @@ func (a *api) control(w http.ResponseWriter, r *http.Request) {
 	a.reply(w, c, err)
 }
 
+// RESTSender is the sender (fleet.WithSender) of every message into the
+// mesh sent over REST.
+const RESTSender = "rest"
+
 // messageRequest sends an application message into the mesh.
 type messageRequest struct {
 	To  string `json:"to"` // "broadcast" or a decimal node id
@@ -381,13 +385,16 @@ func (a *api) send(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setAuditTarget(r, req.To)
+	// REST callers share one share of the airtime budget: the token does
+	// not tell them apart.
+	ctx := fleet.WithSender(r.Context(), RESTSender)
 	var err error
 	if req.To == "broadcast" {
-		err = a.svc.SendBroadcast(r.Context(), req.Msg)
+		err = a.svc.SendBroadcast(ctx, req.Msg)
 	} else {
 		var id uint32
 		if id, err = parseNodeID(req.To); err == nil {
-			err = a.svc.SendSingle(r.Context(), id, req.Msg)
+			err = a.svc.SendSingle(ctx, id, req.Msg)
 		}
 	}
 	if err != nil {
