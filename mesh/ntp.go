@@ -91,19 +91,6 @@ func treeSize(t protocol.NodeTree) int {
 	return n
 }
 
-// treeContains is layout::contains: whether id appears anywhere in t.
-func treeContains(t protocol.NodeTree, id uint32) bool {
-	if t.NodeID == id {
-		return true
-	}
-	for _, s := range t.Subs {
-		if treeContains(s, id) {
-			return true
-		}
-	}
-	return false
-}
-
 // appendTreeIDs appends every node id in t, depth first.
 func appendTreeIDs(dst []uint32, t protocol.NodeTree) []uint32 {
 	dst = append(dst, t.NodeID)
