@@ -122,7 +122,7 @@ func (s *StockReceiver) onData(now time.Time, d *stockMsg) {
 	if d.PartNo == 0 {
 		s.buf.Reset()
 	}
-	s.buf.Write(decodeBase64Lenient(d.Data))
+	s.buf.Write(protocol.DecodeBase64Lenient(d.Data))
 	if d.PartNo == d.NoPart-1 {
 		s.task = nil
 		if md5hexOf(s.buf.Bytes()) == d.MD5 {
