@@ -263,8 +263,8 @@ type Timing struct {
 	AcceptZeroOffset bool
 }
 
-// StockTiming returns the timers of the C++ library ([A], PROTOCOL.md
-// §12), our TIME_REPLY processing time (2 ms, in the range of an ESP's)
+// StockTiming returns the timers of the C++ library ([A],
+// docs/protocol.md §12), our TIME_REPLY processing time (2 ms, in the range of an ESP's)
 // and no NODE_SYNC_REQUEST repeats, as the C++ code.
 func StockTiming() Timing {
 	return Timing{
