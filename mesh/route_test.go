@@ -1,6 +1,6 @@
 package mesh
 
-// Tests that walk PROTOCOL.md §5 (routing) and §7 (plugin packages).
+// Tests that walk docs/protocol.md §5 (routing) and §7 (plugin packages).
 
 import (
 	"errors"

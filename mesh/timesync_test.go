@@ -1,6 +1,6 @@
 package mesh
 
-// Tests that walk PROTOCOL.md §6 (time synchronisation), including the
+// Tests that walk docs/protocol.md §6 (time synchronisation), including the
 // conformance vectors computed by the C++ code.
 
 import (

@@ -126,7 +126,7 @@ type CampaignSpec struct {
 	Nodes  []uint32
 	Forced bool
 	// StockBroadcast announces to stock receivers with broadcasted:true
-	// (stock root-led broadcast, PROTOCOL.md §8.5) instead of unicast.
+	// (stock root-led broadcast, docs/protocol.md §8.5) instead of unicast.
 	StockBroadcast bool
 	// Progress is what an earlier run of this campaign knew of its nodes
 	// (a gateway restart); it stands until the nodes report again.

@@ -33,7 +33,7 @@ type ReceiverConfig struct {
 	// of installing unverified ones (a node that runs what it installs).
 	RequireSigned bool
 	// Root mirrors stock setRoot(true): only a root receiver leads a
-	// stock broadcast transfer (PROTOCOL.md §8.5).
+	// stock broadcast transfer (docs/protocol.md §8.5).
 	Root bool
 	// Radio paces the chunks this node serves to its children.
 	Radio Radio

@@ -115,7 +115,7 @@ func TestBackoffStockSchedule(t *testing.T) {
 	}
 	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second, 8 * time.Second}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("delays = %v, want %v (PROTOCOL.md §3.2)", got, want)
+		t.Fatalf("delays = %v, want %v (docs/protocol.md §3.2)", got, want)
 	}
 	bo.reset()
 	if d := bo.delay(); d != time.Second {
