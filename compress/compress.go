@@ -2,7 +2,7 @@
 // compresses the whole image once, then chunks the result (compressing each chunk alone
 // loses most of the gain, see DESIGN.md), and a receiver decompresses while it writes.
 //
-// The stock painlessMesh protocol only carries a "compressed" flag (PROTOCOL.md §8.6); the
+// The stock painlessMesh protocol only carries a "compressed" flag (docs/protocol.md §8.6); the
 // method is agreed out of band, so each method's parameters are fixed here:
 //
 //   - None: the image as is.

@@ -121,8 +121,8 @@ func (g *fwGen) insn() []byte {
 	case k < 4: // narrow: mov.n, add.n, l32i.n, s32i.n, addi.n
 		op0 := byte(8 + g.rng.IntN(6))
 		return []byte{t<<4 | op0, r<<4 | s}
-	case k < 6: // RRR ALU
-		return []byte{t<<4 | 0, r<<4 | s, byte(g.rng.IntN(16))<<4 | byte(g.rng.IntN(4))}
+	case k < 6: // RRR ALU (op0 0)
+		return []byte{t << 4, r<<4 | s, byte(g.rng.IntN(16))<<4 | byte(g.rng.IntN(4))}
 	case k < 8: // load/store with an 8-bit offset
 		off := byte(min(g.rng.ExpFloat64()*6, 255))
 		return []byte{t<<4 | 2, byte(g.rng.IntN(8))<<4 | s, off}

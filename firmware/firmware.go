@@ -155,7 +155,7 @@ func ValidateMeta(m Meta) error {
 // spaces or path separators, at most 64 bytes) without '_' or '.',
 // because the stock sender derives file names
 // "/firmware_<hardware>_<role>.bin" from it (comment in painlessMesh
-// ota.hpp; PROTOCOL.md §8).
+// ota.hpp; docs/protocol.md §8).
 func ValidateRole(role string) error {
 	if err := validateIdent("role", role, maxRoleLen); err != nil {
 		return err

@@ -227,7 +227,7 @@ func DefaultConfig() Config {
 			RebootLoopWindow: Duration(10 * time.Minute),
 		},
 		// painlessMesh v6 nodes drop packages over MAX_MESSAGE_CAPACITY
-		// (8192 bytes, PROTOCOL.md §1.3); an ESP8266 link carries about 28
+		// (8192 bytes, docs/protocol.md §1.3); an ESP8266 link carries about 28
 		// packages of 4.4 KB a second, so the budget leaves most of it to
 		// the mesh's own traffic.
 		Send:     SendConfig{MaxSize: 8192, Rate: 10, RateBytes: 16384, PerClientShare: 0.5},

@@ -304,14 +304,6 @@ func campaignIs(id, state string) func([]byte) bool {
 	}
 }
 
-// progressOf matches an ota/status progress document of campaign id.
-func progressOf(id string) func([]byte) bool {
-	return func(p []byte) bool {
-		var pr fleet.Progress
-		return json.Unmarshal(p, &pr) == nil && pr.Campaign == id && pr.NodeID != 0
-	}
-}
-
 func allOnline(n int) func([]byte) bool {
 	return func(p []byte) bool {
 		var np mqttbridge.NodesPayload

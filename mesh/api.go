@@ -26,7 +26,7 @@ import (
 // the node only compares them.
 type ConnID uint64
 
-// Priority is the outgoing queue priority of a message (PROTOCOL.md §1.2).
+// Priority is the outgoing queue priority of a message (docs/protocol.md §1.2).
 // Drivers should write higher priorities (lower values) first, never
 // interrupting a message already partly written.
 type Priority int
@@ -118,7 +118,7 @@ type DelayMeasured struct {
 }
 
 // InvalidPackage reports packages received on Conn that could not be
-// parsed and were dropped (PROTOCOL.md §1.5). It comes at most once per
+// parsed and were dropped (docs/protocol.md §1.5). It comes at most once per
 // connection per InvalidReportInterval; Suppressed is how many more
 // arrived on the connection since the previous report. Stats.ParseErrors
 // counts them all.
@@ -227,7 +227,7 @@ type Config struct {
 
 // Layout limits when Config leaves them zero. Stock meshes stay far below
 // them (an ESP32 accepts 10 connections, and JSON nesting caps a chain at
-// about 127 hops, PROTOCOL.md §1.3); the simulator runs 500 nodes. A node
+// about 127 hops, docs/protocol.md §1.3); the simulator runs 500 nodes. A node
 // costs about 22 bytes of node-sync JSON, so 4096 nodes need about 90 KB.
 const (
 	DefaultMaxLayoutNodes = 4096
@@ -263,8 +263,8 @@ type Timing struct {
 	AcceptZeroOffset bool
 }
 
-// StockTiming returns the timers of the C++ library ([A], PROTOCOL.md
-// §12), our TIME_REPLY processing time (2 ms, in the range of an ESP's)
+// StockTiming returns the timers of the C++ library ([A],
+// docs/protocol.md §12), our TIME_REPLY processing time (2 ms, in the range of an ESP's)
 // and no NODE_SYNC_REQUEST repeats, as the C++ code.
 func StockTiming() Timing {
 	return Timing{

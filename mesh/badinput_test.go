@@ -1,6 +1,6 @@
 package mesh
 
-// PROTOCOL.md §1.5: malformed input is dropped; only node-sync validation
+// docs/protocol.md §1.5: malformed input is dropped; only node-sync validation
 // closes a connection. Also the fuzz target and the relay benchmarks.
 
 import (

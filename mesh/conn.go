@@ -7,7 +7,7 @@ import (
 )
 
 // conn is one neighbour link: the C++ Connection with its Neighbour
-// layout state and its three tasks (PROTOCOL.md §4.2, §6.3).
+// layout state and its three tasks (docs/protocol.md §4.2, §6.3).
 type conn struct {
 	id      ConnID
 	station bool

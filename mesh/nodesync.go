@@ -9,7 +9,7 @@ import (
 
 // handleNodeSync handles a NODE_SYNC_REQUEST (5) or NODE_SYNC_REPLY (6) on
 // connection c: router::handleNodeSync plus the two package callbacks
-// (PROTOCOL.md §4.2, §4.3).
+// (docs/protocol.md §4.2, §4.3).
 func (n *Node) handleNodeSync(now time.Time, c *conn, msg []byte) {
 	// Not stock: a layout over the limits is refused before it is decoded
 	// or stored (docs/protocol.md).

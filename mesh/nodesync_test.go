@@ -1,6 +1,6 @@
 package mesh
 
-// Tests that walk PROTOCOL.md §3–§4 (node identity, tree, node sync) the
+// Tests that walk docs/protocol.md §3–§4 (node identity, tree, node sync) the
 // way etcd's raft_paper_test.go walks the Raft paper.
 
 import (

@@ -2,7 +2,7 @@ package mesh
 
 import "github.com/meshfleet/meshfleet/protocol"
 
-// Time-sync constants from ntp.hpp (PROTOCOL.md §6.4, §12).
+// Time-sync constants from ntp.hpp (docs/protocol.md §6.4, §12).
 const (
 	// TimeSyncAccuracy is TIME_SYNC_ACCURACY: an exchange whose offset is
 	// non-zero and smaller than this (µs, either sign) counts as done.
@@ -15,7 +15,7 @@ const (
 	MaxCPUTripRatio = 85
 )
 
-// ClockOffset is ntp::clockOffset (PROTOCOL.md §6.4, Q-7): the correction
+// ClockOffset is ntp::clockOffset (docs/protocol.md §6.4, Q-7): the correction
 // in µs the adopter adds to its clock after a TIME_REQUEST sent at t0 was
 // received at t1, answered at t2 and the answer received at t3. All times
 // are node times; arithmetic wraps at 2^32 like the C++ uint32 code, and
@@ -32,7 +32,7 @@ func ClockOffset(t0, t1, t2, t3 uint32) int32 {
 	return off
 }
 
-// TripDelay is ntp::tripDelay (PROTOCOL.md §6.4): the one-way delay
+// TripDelay is ntp::tripDelay (docs/protocol.md §6.4): the one-way delay
 // estimate in µs of a TIME_DELAY exchange, computed in uint32 and cast.
 func TripDelay(t0, t1, t2, t3 uint32) int32 {
 	return int32(((t3 - t0) - (t2 - t1)) / 2)
@@ -47,7 +47,7 @@ func abs32(v int32) int64 {
 	return int64(v)
 }
 
-// Adopt is ntp::adopt (PROTOCOL.md §6.5): whether a node whose whole layout
+// Adopt is ntp::adopt (docs/protocol.md §6.5): whether a node whose whole layout
 // is mine should take the time of the neighbour that sent theirs (its tree
 // as stored on the link, which excludes this node). A time authority wins
 // over a node without one; otherwise the larger partition wins, and a tie
@@ -89,19 +89,6 @@ func treeSize(t protocol.NodeTree) int {
 		n += treeSize(s)
 	}
 	return n
-}
-
-// treeContains is layout::contains: whether id appears anywhere in t.
-func treeContains(t protocol.NodeTree, id uint32) bool {
-	if t.NodeID == id {
-		return true
-	}
-	for _, s := range t.Subs {
-		if treeContains(s, id) {
-			return true
-		}
-	}
-	return false
 }
 
 // appendTreeIDs appends every node id in t, depth first.

@@ -22,7 +22,7 @@ var (
 // from itself (SendBroadcast with includeSelf). Drivers must not use it.
 const SelfConn ConnID = ^ConnID(0)
 
-// route is router::routePackage (PROTOCOL.md §5.2) for one message that
+// route is router::routePackage (docs/protocol.md §5.2) for one message that
 // arrived on c.
 func (n *Node) route(now time.Time, c *conn, msg []byte) {
 	h, err := protocol.ParseHeader(msg)

@@ -1,6 +1,6 @@
 package mesh
 
-// Tests that walk PROTOCOL.md §5 (routing) and §7 (plugin packages).
+// Tests that walk docs/protocol.md §5 (routing) and §7 (plugin packages).
 
 import (
 	"errors"
@@ -202,10 +202,7 @@ func TestRoutePluginPackages(t *testing.T) {
 		t.Errorf("node 3 MessageReceived %v", got)
 	}
 	for id := range ns {
-		var pk []PackageReceived
-		for _, p := range eventsOf[PackageReceived](tn, id) {
-			pk = append(pk, p)
-		}
+		pk := eventsOf[PackageReceived](tn, id)
 		want := 1
 		if id == 4 {
 			want = 0

@@ -6,7 +6,7 @@ import (
 	"github.com/meshfleet/meshfleet/protocol"
 )
 
-// startTimeSync is Mesh::startTimeSync (PROTOCOL.md §6.3): if we adopt the
+// startTimeSync is Mesh::startTimeSync (docs/protocol.md §6.3): if we adopt the
 // neighbour's time, ask for it (TIME_REQUEST with t0); otherwise ask the
 // neighbour to take ours (TIME_SYNC_REQUEST).
 func (n *Node) startTimeSync(now time.Time, c *conn) {

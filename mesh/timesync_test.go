@@ -1,6 +1,6 @@
 package mesh
 
-// Tests that walk PROTOCOL.md §6 (time synchronisation), including the
+// Tests that walk docs/protocol.md §6 (time synchronisation), including the
 // conformance vectors computed by the C++ code.
 
 import (
@@ -218,11 +218,11 @@ func TestTimeSyncOutcome(t *testing.T) {
 		t3 := p.n.NodeTime(p.now)
 		// Neighbour 2 is 2000 µs ahead: t0 = t3 - 1000, t1 = t0 + 500 + 2000.
 		t0 := t3 - 1000
-		rd := reply(p, 1, t0, t0+2500, t0+2500)
+		reply(p, 1, t0, t0+2500, t0+2500)
 		if got := p.n.NodeTime(p.now) - t3; got != 0 {
 			t.Fatalf("instant responder moved the clock by %d", got)
 		}
-		rd = reply(p, 1, t0, t0+2500, t0+2700)
+		rd := reply(p, 1, t0, t0+2500, t0+2700)
 		// offset = 2500/2 + (t0+2700-t3)/2 = 1250 + 850 = 2100.
 		if got := p.n.NodeTime(p.now) - t3; got != 2100 {
 			t.Errorf("clock moved by %d, want 2100", got)

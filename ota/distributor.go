@@ -62,7 +62,7 @@ type DistributorConfig struct {
 	KeepFinished int
 	// MaxPackageSize bounds an offer: a node list too long for one is
 	// split over several offers. 8192 bytes, the limit of painlessMesh v6
-	// nodes (PROTOCOL.md §1.3).
+	// nodes (docs/protocol.md §1.3).
 	MaxPackageSize int
 	Logger         *slog.Logger
 }
@@ -133,7 +133,7 @@ type CampaignSpec struct {
 	Nodes  []uint32
 	Forced bool
 	// StockBroadcast announces to stock receivers with broadcasted:true
-	// (stock root-led broadcast, PROTOCOL.md §8.5) instead of unicast.
+	// (stock root-led broadcast, docs/protocol.md §8.5) instead of unicast.
 	StockBroadcast bool
 	// Progress is what an earlier run of this campaign knew of its nodes
 	// (a gateway restart); it stands until the nodes report again.

@@ -10,7 +10,7 @@
 // next to this file.
 //
 // Modes, as seen by Go receivers (stock receivers always get the stock
-// protocol, PROTOCOL.md §8 of the shared reference):
+// protocol, docs/protocol.md §8):
 //
 //   - stock: Announce, one DataRequest outstanding, base64 Data (with the
 //     transfer compressed when the campaign compresses: the requests carry

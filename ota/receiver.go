@@ -33,7 +33,7 @@ type ReceiverConfig struct {
 	// of installing unverified ones (a node that runs what it installs).
 	RequireSigned bool
 	// Root mirrors stock setRoot(true): only a root receiver leads a
-	// stock broadcast transfer (PROTOCOL.md §8.5).
+	// stock broadcast transfer (docs/protocol.md §8.5).
 	Root bool
 	// Radio paces the chunks this node serves to its children.
 	Radio Radio
@@ -607,7 +607,7 @@ func (r *Receiver) onStockData(now time.Time, raw []byte) error {
 	if i >= t.offer.Chunks {
 		return fmt.Errorf("%w: partNo %d of %d", ErrMalformed, i, t.offer.Chunks)
 	}
-	data := decodeBase64Lenient(d.Data)
+	data := protocol.DecodeBase64Lenient(d.Data)
 	if t.offer.ChunkSize == 0 {
 		// Stock receivers never see the chunk size; any chunk but the last
 		// has exactly that length.
@@ -685,48 +685,6 @@ func (r *Receiver) write(t *rxTransfer, i int, data []byte) {
 	}
 }
 
-func decodeBase64Lenient(s string) []byte {
-	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
-		return b
-	}
-	return lenientBase64(s)
-}
-
-// lenientBase64 decodes like the C++ base64.hpp: padding optional, '-' and
-// ',' are 62, '_' and '.' are 63, any other byte decodes as 0.
-func lenientBase64(s string) []byte {
-	val := func(c byte) uint32 {
-		switch {
-		case c >= 'A' && c <= 'Z':
-			return uint32(c - 'A')
-		case c >= 'a' && c <= 'z':
-			return uint32(c-'a') + 26
-		case c >= '0' && c <= '9':
-			return uint32(c-'0') + 52
-		case c == '+' || c == '-' || c == ',':
-			return 62
-		case c == '/' || c == '_' || c == '.':
-			return 63
-		}
-		return 0
-	}
-	for len(s) > 0 && s[len(s)-1] == '=' {
-		s = s[:len(s)-1]
-	}
-	out := make([]byte, 0, len(s)*3/4)
-	var acc uint32
-	var n int
-	for i := 0; i < len(s); i++ {
-		acc = acc<<6 | val(s[i])
-		n += 6
-		if n >= 8 {
-			n -= 8
-			out = append(out, byte(acc>>uint(n)))
-		}
-	}
-	return out
-}
-
 func (r *Receiver) onChunk(now time.Time, h protocol.Header, raw []byte) error {
 	t := r.cur
 	if h.Routing == protocol.RouteBroadcast {
@@ -791,7 +749,7 @@ func decodePayload(enc, s string) ([]byte, error) {
 	if enc == EncDense {
 		return Dense.DecodeString(s)
 	}
-	return decodeBase64Lenient(s), nil
+	return protocol.DecodeBase64Lenient(s), nil
 }
 
 func encodePayload(enc string, b []byte) string {

@@ -6,7 +6,7 @@ import (
 	"github.com/meshfleet/meshfleet/protocol"
 )
 
-// stockMsg is a stock OTA package (types 10, 11, 12; PROTOCOL.md §8.1) in
+// stockMsg is a stock OTA package (types 10, 11, 12; docs/protocol.md §8.1) in
 // one flat shape: Announce keys, plus Dest/PartNo for DataRequest, plus
 // Data for Data. The wire codec is protocol's.
 type stockMsg struct {

@@ -9,7 +9,7 @@ import (
 )
 
 // StockReceiver is a faithful model of the C++ receiver (ota.hpp,
-// PROTOCOL.md §8.4), bugs included: stop-and-wait requests, 30 s × 10
+// docs/protocol.md §8.4), bugs included: stop-and-wait requests, 30 s × 10
 // retries, broadcast mode only led by a root receiver (Q-19 a), waiting
 // non-root receivers that never notice a lost tail (Q-19 b), and unicast
 // fallback requests sent in the root's name (Q-19 h). It exists to measure
@@ -122,7 +122,7 @@ func (s *StockReceiver) onData(now time.Time, d *stockMsg) {
 	if d.PartNo == 0 {
 		s.buf.Reset()
 	}
-	s.buf.Write(decodeBase64Lenient(d.Data))
+	s.buf.Write(protocol.DecodeBase64Lenient(d.Data))
 	if d.PartNo == d.NoPart-1 {
 		s.task = nil
 		if md5hexOf(s.buf.Bytes()) == d.MD5 {

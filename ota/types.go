@@ -12,7 +12,7 @@ type Mode string
 
 // Distribution modes.
 const (
-	// ModeStock is the stock protocol (PROTOCOL.md §8): Announce, one
+	// ModeStock is the stock protocol (docs/protocol.md §8): Announce, one
 	// DataRequest outstanding per receiver, base64 Data.
 	ModeStock Mode = "stock"
 	// ModePipelined is unicast with a window of outstanding chunk

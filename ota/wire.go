@@ -15,7 +15,7 @@ import (
 // Extension package types. The OTA range is 720–739 (the status
 // extensions use 700–719). Every extension package carries an explicit
 // integer "routing" so stock relays forward it by its routing and stock
-// nodes, which have no handler for these types, drop it (PROTOCOL.md §1.5,
+// nodes, which have no handler for these types, drop it (docs/protocol.md §1.5,
 // The formats are specified in PROTOCOL.md next to this file.
 const (
 	TypeOffer  = 720 // distributor → all (2): a transfer and how to fetch it

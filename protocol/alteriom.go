@@ -1,6 +1,6 @@
 package protocol
 
-// Alteriom packages (PROTOCOL.md §9). Field comments give the JSON key
+// Alteriom packages (docs/protocol.md §9). Field comments give the JSON key
 // where it differs from the field name. Every decoder mirrors the C++
 // constructor's reads (see fields.go), which the conformance vectors pin
 // down, including their quirks: `| default` reads wrap into the field

@@ -3,7 +3,7 @@ package protocol
 import "fmt"
 
 // ParseHeader reads what a router needs from one message: type, routing,
-// dest and from, following the C++ Variant (PROTOCOL.md §5.1, Q-8):
+// dest and from, following the C++ Variant (docs/protocol.md §5.1, Q-8):
 //
 //   - Type is "type" converted like ArduinoJson's as<int>() (0 if missing);
 //   - Routing is "routing" when it is an integer, else derived from Type
@@ -81,7 +81,7 @@ func DefaultRouting(typ int) Routing {
 
 // Decode parses one message (without its NUL terminator) into a typed
 // package: *NodeSync, *TimeSync, *Single, *Broadcast, the OTA, plugin and
-// Alteriom packages of PROTOCOL.md §2, or *Raw (holding a copy of msg) for
+// Alteriom packages of docs/protocol.md §2, or *Raw (holding a copy of msg) for
 // any other type. Fields are read as leniently as the C++ library reads
 // them (wrong types and out-of-range numbers become 0, missing strings
 // "null"); only invalid JSON, nesting deeper than MaxNesting and non-object

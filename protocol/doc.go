@@ -1,7 +1,7 @@
 // Package protocol holds the painlessMesh wire types and their codec: every
 // package type a stock node sends, the NUL framing, and the lenient readers
-// that make our decoding behave like the C++ library's (see PROTOCOL.md in
-// the repository's docs and the conformance vectors under testdata/).
+// that make our decoding behave like the C++ library's (see docs/protocol.md
+// and the conformance vectors under testdata/).
 //
 // The encoders write keys in the order the C++ addTo() methods write them,
 // omit optional keys exactly where the C++ omits them, and never escape HTML,

@@ -694,28 +694,6 @@ func (d *doc) asFloat(i int) float64 {
 	return 0
 }
 
-// asBool converts node i like ArduinoJson's as<bool>(): numbers are true
-// when non-zero, null/missing is false, strings and containers are true.
-func (d *doc) asBool(i int) bool {
-	if i < 0 {
-		return false
-	}
-	switch d.nodes[i].kind {
-	case kindNull, kindFalse:
-		return false
-	case kindTrue, kindString, kindArray, kindObject:
-		return true
-	}
-	v := d.numberOf(i)
-	switch v.kind {
-	case kindUint:
-		return v.u != 0
-	case kindInt:
-		return v.s != 0
-	}
-	return v.f != 0
-}
-
 // isU32 reports whether node i is an integer in uint32 range
 // (ArduinoJson's is<uint32_t>()).
 func (d *doc) isU32(i int) bool {

@@ -1,7 +1,7 @@
 package protocol
 
 // BroadcastBase holds the keys a C++ plugin::BroadcastPackage writes first:
-// from, routing, type (PROTOCOL.md §7). Routing is kept as read so a
+// from, routing, type (docs/protocol.md §7). Routing is kept as read so a
 // decoded package re-encodes unchanged; constructors set RouteBroadcast.
 type BroadcastBase struct {
 	From    uint32

@@ -1,6 +1,6 @@
 package protocol
 
-// Routing is the painlessMesh router type of a package (PROTOCOL.md §5.1).
+// Routing is the painlessMesh router type of a package (docs/protocol.md §5.1).
 type Routing int
 
 // Routing values as the C++ router::Type enum defines them.
@@ -25,7 +25,7 @@ func (r Routing) String() string {
 	return "unknown"
 }
 
-// Package type codes (PROTOCOL.md §2).
+// Package type codes (docs/protocol.md §2).
 const (
 	TypeTimeDelay        = 3
 	TypeTimeSync         = 4
@@ -80,7 +80,7 @@ type Header struct {
 }
 
 // NodeTree is one node of a mesh layout: the node itself and the subtrees
-// reachable through its other neighbours (PROTOCOL.md §3.3).
+// reachable through its other neighbours (docs/protocol.md §3.3).
 type NodeTree struct {
 	NodeID           uint32
 	Root             bool

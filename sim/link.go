@@ -58,7 +58,7 @@ var ErrForeignNode = errors.New("sim: node belongs to another network")
 // a node does after finding ap's soft-AP in a scan. The connection is kept
 // wanted: if it goes down, sta dials again after the Redial delay once both
 // nodes run and are not partitioned, skipping the dial while ap is already
-// in sta's node list (the stock scan filter, PROTOCOL.md §3.2). An explicit
+// in sta's node list (the stock scan filter, docs/protocol.md §3.2). An explicit
 // Connect bypasses that filter, so it can create loops and duplicate links,
 // which the nodes themselves must refuse.
 func (n *Network) Connect(sta, ap *Node) error {

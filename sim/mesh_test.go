@@ -302,7 +302,7 @@ func TestCrashOfRelaySplitsAndRejoins(t *testing.T) {
 }
 
 // A station connecting into a mesh it is already part of is refused at
-// the first node sync (PROTOCOL.md §4.3, "already connected"), so no loop
+// the first node sync (docs/protocol.md §4.3, "already connected"), so no loop
 // forms.
 func TestLoopsAndDuplicateLinksRefused(t *testing.T) {
 	for _, model := range []Model{Ideal(), ESP8266()} {
@@ -393,7 +393,7 @@ func TestSameSeedSameRun(t *testing.T) {
 }
 
 // A node tree deeper than the JSON nesting limit (255 levels, two per hop:
-// PROTOCOL.md §1.3) cannot be parsed, so a chain converges up to 129 nodes
+// docs/protocol.md §1.3) cannot be parsed, so a chain converges up to 129 nodes
 // (the longest node sync then carries 128 nodes, 255 levels) and never
 // beyond: the ends of a 130-chain cannot learn of each other.
 func TestChainDepthLimit(t *testing.T) {

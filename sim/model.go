@@ -81,11 +81,11 @@ const (
 //     message takes 2.1 ms + 0.38 ms ≈ 2.48 ms one way (measured 2.49 ms).
 //   - RxByteTime = ByteTime: the radio receives no faster than it sends.
 //   - QueueBytes 32 KiB: painlessMesh itself has no queue limit (its
-//     MAX_MESSAGE_QUEUE is a documented no-op, PROTOCOL.md Q-22); the
+//     MAX_MESSAGE_QUEUE is a documented no-op, docs/protocol.md Q-22); the
 //     bound stands for the ~40 KB of heap an ESP8266 has left with WiFi and
 //     the mesh running. Estimate, not measured.
 //   - Jitter 0.5 ms: not measured; small next to the fixed cost.
-//   - MaxConn 4: MAX_CONN on ESP8266 (configuration.hpp, PROTOCOL.md §12).
+//   - MaxConn 4: MAX_CONN on ESP8266 (configuration.hpp, docs/protocol.md §12).
 //
 // These are clean single-link numbers. Field reports of "tens of KB/s and
 // 10–30 ms per hop" include channel contention between nodes (all mesh

@@ -7,7 +7,7 @@ import (
 )
 
 // A node sync carries the sender's whole side of the mesh as nested JSON,
-// two levels ("subs" array and node object) per hop (PROTOCOL.md §1.3,
+// two levels ("subs" array and node object) per hop (docs/protocol.md §1.3,
 // §4.1). painlessMesh parses with a nesting limit of protocol.MaxNesting,
 // so a path of more nodes than maxPathNodes cannot converge: the node
 // syncs along it are refused as unparsable.

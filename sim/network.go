@@ -35,7 +35,7 @@ var DefaultEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 // DefaultRedial is how long a station waits before connecting again after
 // its connection went down. A stock station that loses its uplink rescans
 // (a scan of the mesh channel takes 1–2 s), gets an IP by DHCP and opens
-// the TCP connection 500 ms later (PROTOCOL.md §3.2); 3 s is an estimate
+// the TCP connection 500 ms later (docs/protocol.md §3.2); 3 s is an estimate
 // of that sequence.
 const DefaultRedial = 3 * time.Second
 

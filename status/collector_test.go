@@ -263,7 +263,7 @@ func TestCollectorEnhancedFormQuery(t *testing.T) {
 	}
 }
 
-// The example of PROTOCOL.md §9.5, as an ESP node sends it, native and
+// The example of docs/protocol.md §9.5, as an ESP node sends it, native and
 // wrapped in a broadcast (Q-13).
 const example604 = `{"from":12345,"routing":2,"type":604,"status":7,"uptime":86400,"mem":128,"wifi":75,"fw":"1.2.3-alteriom","fwMD5":"abc123def456","nodes":15,"conns":4,"msgRx":1234,"msgTx":5678,"msgDrop":12,"latency":45,"loss":2,"throughput":1024,"alerts":3,"lastErr":"Connection timeout"}`
 

@@ -7,7 +7,7 @@ import (
 
 // AlertFlags is the alert bit set a node reports (EnhancedStatusPackage
 // "alerts", telemetry frames). The bits are the table of the OTA/status
-// enhancement reference (PROTOCOL.md §9.5, second table): stock code gives
+// enhancement reference (docs/protocol.md §9.5, second table): stock code gives
 // them no meaning, so a mesh whose nodes use the other documented table
 // will read differently.
 type AlertFlags uint8

@@ -15,7 +15,7 @@ import (
 // Extension package types of the status system. The range 700–719 is
 // reserved for status and telemetry extensions (status/PROTOCOL.md). Every
 // package carries an integer "routing", so stock nodes relay the packages
-// and ignore them otherwise (PROTOCOL.md §1.5, §5.2).
+// and ignore them otherwise (docs/protocol.md §1.5, §5.2).
 const (
 	TypeTelemetry        = 700 // node → collector: one telemetry frame
 	TypeStatusQuery      = 701 // collector → node(s): send a status report

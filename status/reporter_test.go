@@ -257,11 +257,9 @@ func TestReporterAnswersQueries(t *testing.T) {
 func TestReporterSpreadsBroadcastAnswers(t *testing.T) {
 	m := newFakeMesh(t)
 	m.add(rootID, true)
-	var reporters []*Reporter
 	var hosts []*fakeHost
 	for i := uint32(0); i < 20; i++ {
 		r := NewReporter(ReporterConfig{Interval: -1}, m.now)
-		reporters = append(reporters, r)
 		hosts = append(hosts, m.add(3000+i, false, r))
 		m.link(rootID, 3000+i)
 	}

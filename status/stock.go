@@ -9,7 +9,7 @@ import (
 	"github.com/meshfleet/meshfleet/protocol"
 )
 
-// Stock status packages (PROTOCOL.md §9.4–9.7) carry some of the Metrics
+// Stock status packages (docs/protocol.md §9.4–9.7) carry some of the Metrics
 // fields, in their own units. The functions below turn each into an update
 // for Model.Observe: fields the package does not carry are left as they
 // are, so a node that sends several kinds builds up one picture.

@@ -315,7 +315,6 @@ type progressView struct {
 	now   time.Time
 	c     *ota.Campaign // immutable fields only: the loop owns the rest
 	state ota.CampaignState
-	why   string
 	nodes map[uint32]ota.Progress
 	lines int
 	tty   bool

@@ -137,16 +137,16 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		},
 	}
 	if cfg.Username != "" {
-		pc.SetUsernamePassword(cfg.Username, []byte(cfg.Password))
+		pc.ConnectUsername = cfg.Username
+		pc.ConnectPassword = []byte(cfg.Password)
 	}
 	if cfg.WillTopic != "" {
-		pc.SetWillMessage(cfg.WillTopic, cfg.WillPayload, 1, true)
-		// autopaho also sets a will delay of twice the keep-alive (40 s):
-		// the broker would then hold the will back, and drop it if the
-		// client reconnects in time, so availability would read "online"
-		// while the client is gone. Without the property the will is
-		// published as soon as the connection is lost.
-		pc.WillProperties = nil
+		pc.WillMessage = &paho.WillMessage{Topic: cfg.WillTopic, Payload: cfg.WillPayload, QoS: 1, Retain: true}
+		// No WillProperties, so no will delay: a delayed will is held
+		// back by the broker and dropped if the client reconnects in
+		// time, so availability would read "online" while the client is
+		// gone. Without it the will is published as soon as the
+		// connection is lost.
 	}
 	cm, err := autopaho.NewConnection(ctx, pc)
 	if err != nil {

@@ -191,6 +191,9 @@ func TestAuditLines(t *testing.T) {
 	var im fleet.Image
 	json.Unmarshal([]byte(body), &im)
 	code, body = do(t, "POST", srv.URL+"/api/v1/ota", "s3cret", strings.NewReader(`{"image":"`+im.ID+`"}`))
+	if code != 201 {
+		t.Fatalf("campaign start: %d %s", code, body)
+	}
 	var c fleet.Campaign
 	json.Unmarshal([]byte(body), &c)
 	do(t, "POST", srv.URL+"/api/v1/ota/"+c.ID+"/pause", "s3cret", nil)

@@ -7,7 +7,7 @@ import (
 )
 
 // splitter cuts a byte stream into NUL-terminated messages the way a stock
-// receiver does (PROTOCOL.md §1.2): empty frames are skipped, bytes after
+// receiver does (docs/protocol.md §1.2): empty frames are skipped, bytes after
 // the last NUL wait for more input. It works on the tap's copy of the
 // stream, so it never changes what is forwarded.
 //

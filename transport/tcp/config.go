@@ -13,7 +13,7 @@ import (
 // Defaults for the zero values of Config.
 const (
 	// DefaultMaxMessageSize bounds one NUL-framed message. Stock nodes have
-	// no protocol limit (PROTOCOL.md §1.3), but nothing larger is sent by
+	// no protocol limit (docs/protocol.md §1.3), but nothing larger is sent by
 	// either side: the largest packages are a node sync at the layout
 	// limit (mesh.DefaultMaxLayoutBytes) and an OTA data package of the
 	// largest chunk a receiver takes (64 KiB, about 80 KiB encoded). A
@@ -23,7 +23,7 @@ const (
 	// outgoing queues; a peer that lets more pile up is dropped.
 	DefaultMaxQueuedBytes = 4 << 20
 	// DefaultMaxConnections bounds the connections a listener serves at
-	// once: an ESP32 accepts 10 (MAX_CONN, PROTOCOL.md §1.1), an ESP8266 4.
+	// once: an ESP32 accepts 10 (MAX_CONN, docs/protocol.md §1.1), an ESP8266 4.
 	DefaultMaxConnections = 10
 	// DefaultEventBuffer is the capacity of the Events channel.
 	DefaultEventBuffer = 1024
@@ -77,7 +77,7 @@ type Config struct {
 }
 
 // Backoff is an exponential, jittered retry schedule. The zero value is the
-// stock schedule: 1, 2, 4, 8, 8, ... seconds (PROTOCOL.md §3.2), each
+// stock schedule: 1, 2, 4, 8, 8, ... seconds (docs/protocol.md §3.2), each
 // delay varied by ±10 % so that nodes restarted together spread out.
 type Backoff struct {
 	Initial time.Duration // first delay; zero means 1 s

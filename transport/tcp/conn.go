@@ -177,7 +177,7 @@ func (d *Driver) runWriter(c *conn) {
 // them to the loop; when the stream ends it reports the connection closed.
 func (d *Driver) runReader(c *conn) {
 	r := protocol.NewReader(c.nc, d.cfg.MaxMessageSize)
-	// Not stock (PROTOCOL.md §1.5): nothing either side sends is that
+	// Not stock (docs/protocol.md §1.5): nothing either side sends is that
 	// long, and skipping it would read an endless stream without a NUL.
 	r.FailOnTooLarge()
 	var err error

@@ -73,11 +73,16 @@ type pausableWriter struct {
 }
 
 func (w *pausableWriter) Write(p []byte) (int, error) {
-	w.gate.Lock()
-	w.gate.Unlock()
+	w.waitUnpaused()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.buf.Write(p)
+}
+
+// waitUnpaused returns once the writer is not paused (gate not held).
+func (w *pausableWriter) waitUnpaused() {
+	w.gate.Lock()
+	defer w.gate.Unlock()
 }
 
 func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
