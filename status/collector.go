@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/meshfleet/meshfleet/alert"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/status/telemetry"
@@ -15,7 +16,7 @@ import (
 // CollectorConfig configures a Collector. Zero fields take the defaults.
 type CollectorConfig struct {
 	Model  ModelConfig
-	Alerts AlertConfig
+	Alerts alert.Config
 	// DisableAlerts runs without an alert engine.
 	DisableAlerts bool
 	// QueryTimeout is how long one attempt of a query waits for a node
@@ -94,7 +95,7 @@ type NodeOnline struct {
 // AlertEvent is an alert raised, updated or cleared.
 type AlertEvent struct {
 	mesh.EventBase
-	AlertChange
+	alert.Change
 }
 
 // QueryDone ends a query started with Collector.Query.
@@ -151,12 +152,12 @@ type CollectorStats struct {
 // status): it decodes telemetry streams, runs status queries with
 // timeouts, retries and caching, takes stock status packages (native or
 // wrapped in a type 8/9 message, Q-13), and keeps the Model and the
-// AlertEngine current. Sans-IO: it is stepped by the node it runs in.
+// alert engine current. Sans-IO: it is stepped by the node it runs in.
 type Collector struct {
 	cfg    CollectorConfig
 	host   mesh.Host
 	model  *Model
-	alerts *AlertEngine
+	alerts *alert.Engine
 	dec    *telemetry.Decoder
 
 	now         time.Time // of the latest input
@@ -188,7 +189,7 @@ func NewCollector(cfg CollectorConfig, now time.Time) *Collector {
 		topoDirty:   true,
 	}
 	if !cfg.DisableAlerts {
-		c.alerts = NewAlertEngine(cfg.Alerts)
+		c.alerts = alert.NewEngine(cfg.Alerts)
 	}
 	if cfg.Local != nil && cfg.Local.cfg.Collector == 0 {
 		cfg.Local.collectorHere = true
@@ -200,7 +201,7 @@ func NewCollector(cfg CollectorConfig, now time.Time) *Collector {
 func (c *Collector) Model() *Model { return c.model }
 
 // Alerts is the alert engine, nil when disabled.
-func (c *Collector) Alerts() *AlertEngine { return c.alerts }
+func (c *Collector) Alerts() *alert.Engine { return c.alerts }
 
 // Stats are the collector's receive counters.
 func (c *Collector) Stats() CollectorStats { return c.stats }
@@ -431,9 +432,26 @@ func (c *Collector) observe(now time.Time, id uint32, src Source, update func(*M
 		}
 	}
 	if c.alerts != nil {
-		c.emitAlerts(c.alerts.Observe(now, id, st.Metrics))
+		c.emitAlerts(c.alerts.Observe(now, id, alertSample(&st.Metrics)))
 	}
 	c.emit(NodeUpdated{Node: id, Source: src, Metrics: st.Metrics})
+}
+
+// alertSample is what the alert rules read of a node's metrics.
+func alertSample(m *Metrics) alert.Sample {
+	return alert.Sample{
+		Uptime:          m.Uptime,
+		FreeMemory:      m.FreeMemory,
+		LatencyUs:       m.LatencyUs,
+		LossPermille:    m.LossPermille,
+		RSSI:            m.RSSI,
+		WiFi:            m.WiFi,
+		Flags:           uint8(m.Alerts),
+		OTAFailed:       m.OTAState == OTAFailed,
+		OTAState:        m.OTAState.String(),
+		FirmwareVersion: m.FirmwareVersion,
+		MessagesDropped: m.MessagesDropped,
+	}
 }
 
 func (c *Collector) emit(ev mesh.Event) {
@@ -442,9 +460,9 @@ func (c *Collector) emit(ev mesh.Event) {
 	}
 }
 
-func (c *Collector) emitAlerts(cs []AlertChange) {
+func (c *Collector) emitAlerts(cs []alert.Change) {
 	for _, ch := range cs {
-		c.emit(AlertEvent{AlertChange: ch})
+		c.emit(AlertEvent{Change: ch})
 	}
 }
 

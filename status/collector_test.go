@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshfleet/meshfleet/alert"
 	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/status/telemetry"
 )
@@ -158,7 +159,7 @@ func TestCollectorOfflineDetection(t *testing.T) {
 		t.Errorf("model %+v", st)
 	}
 	active := tm.col.Alerts().Active()
-	if len(active) != 1 || active[0].Kind != KindNodeOffline || active[0].Node != nodeA || active[0].Raised != offline.At {
+	if len(active) != 1 || active[0].Kind != alert.KindNodeOffline || active[0].Node != nodeA || active[0].Raised != offline.At {
 		t.Fatalf("alerts %+v", active)
 	}
 	if h := tm.col.Health(); h.Online != 2 {
@@ -290,7 +291,7 @@ func TestCollectorReadsStockEnhancedStatus(t *testing.T) {
 		}
 		// Its alert bits are alerts of the node.
 		active := col.Alerts().Active()
-		if len(active) != 2 || active[0].Kind != KindLowMemory || active[1].Kind != KindHighLatency {
+		if len(active) != 2 || active[0].Kind != alert.KindLowMemory || active[1].Kind != alert.KindHighLatency {
 			t.Errorf("%s: alerts %+v", name, active)
 		}
 		if ups := eventsOf[NodeUpdated](root); len(ups) != 1 || ups[0].Source != SourceEnhanced {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/meshfleet/meshfleet/alert"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/status/telemetry"
@@ -134,7 +135,7 @@ type Reporter struct {
 	loss       uint16
 	throughput uint32
 
-	latency   EWMA // µs
+	latency   alert.EWMA // µs
 	latencyAt time.Time
 	// probeSpoiled: the node's clock moved since the last TIME_DELAY
 	// request went out, so its round trip measures the jump, not the path.
