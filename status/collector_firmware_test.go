@@ -166,7 +166,7 @@ func TestCollectorAsksAnotherNodeWhenFirstFirmwareQueryUnanswered(t *testing.T) 
 		t.Fatalf("firmware queries %v, want %v", asked, want)
 	}
 	for _, id := range []uint32{nodeA, nodeB} {
-		if !tm.col.Model().KnowsFirmware(id) {
+		if !tm.col.Model().knowsFirmware(id) {
 			t.Errorf("firmware of %d unknown after B's answer", id)
 		}
 	}

@@ -82,8 +82,8 @@ func TestCollectorBuildsModelFromTelemetry(t *testing.T) {
 	if got := tm.col.Stats(); got.Frames != 6 || got.FramesRefused != 0 || got.Reports != 1 {
 		t.Errorf("collector stats %+v", got)
 	}
-	links := model.Links()
-	want := []Link{{rootID, nodeA, 1}, {nodeA, nodeB, 2}}
+	links := model.links()
+	want := []link{{rootID, nodeA, 1}, {nodeA, nodeB, 2}}
 	if !slices.Equal(links, want) || model.MaxHops() != 2 {
 		t.Errorf("links %v, want %v", links, want)
 	}
@@ -94,7 +94,7 @@ func TestCollectorBuildsModelFromTelemetry(t *testing.T) {
 	if h.NodeCount != 3 || h.Online != 3 || h.Reported != 3 || h.Score != 99 || h.Nodes[1].Score != 96 {
 		t.Errorf("health %+v", h)
 	}
-	if hist := model.History(nodeA); len(hist) != 4 { // 3 frames + 1 report
+	if hist := model.history(nodeA); len(hist) != 4 { // 3 frames + 1 report
 		t.Errorf("history of A has %d samples", len(hist))
 	}
 }

@@ -59,7 +59,7 @@ func FuzzCollector(f *testing.F) {
 		if h, err := protocol.ParseHeader(raw); err == nil {
 			m.nodes[rootID].receive(m.now, h, raw)
 		}
-		col.HandleMessage(m.now, 5, protocol.TypeBroadcast, string(raw))
+		col.handleMessage(m.now, 5, protocol.TypeBroadcast, string(raw))
 		m.runFor(time.Hour)
 		_ = col.Health()
 		if _, err := json.Marshal(col.Alerts()); err != nil {
