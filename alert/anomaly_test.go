@@ -17,22 +17,22 @@ func TestEWMA(t *testing.T) {
 	if e.Mean != 15 || e.Var != 25 || e.N != 2 {
 		t.Fatalf("%+v", e)
 	}
-	b := Band{K: 2, Floor: 1, Warmup: 2, Dir: Up}
-	if out, _ := b.Outside(&e, 24); out { // 9 ≤ 2·5
+	b := band{K: 2, Floor: 1, Warmup: 2, Dir: upward}
+	if out, _ := b.outside(&e, 24); out { // 9 ≤ 2·5
 		t.Fatal("24 outside")
 	}
-	if out, d := b.Outside(&e, 26); !out || d != 11 {
+	if out, d := b.outside(&e, 26); !out || d != 11 {
 		t.Fatal("26 inside")
 	}
-	if out, _ := b.Outside(&e, 0); out {
+	if out, _ := b.outside(&e, 0); out {
 		t.Fatal("upward band flagged a low value")
 	}
-	b.Dir = Both
-	if out, _ := b.Outside(&e, 0); !out {
+	b.Dir = eitherWay
+	if out, _ := b.outside(&e, 0); !out {
 		t.Fatal("two-sided band missed a low value")
 	}
 	b.Warmup = 3
-	if out, _ := b.Outside(&e, 100); out {
+	if out, _ := b.outside(&e, 100); out {
 		t.Fatal("judged before warm-up")
 	}
 }

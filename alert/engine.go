@@ -175,12 +175,12 @@ func (e *Engine) anomaly(out []Change, now time.Time, n *nodeState, r *rule, o *
 	}
 	a := &e.cfg.Anomaly
 	base := t.baseline(n)
-	band := Band{K: a.K, Floor: t.floor(a), Warmup: a.Warmup, Dir: t.dir}
-	outside, _ := band.Outside(base, x)
+	limits := band{K: a.K, Floor: t.floor(a), Warmup: a.Warmup, Dir: t.dir}
+	outside, _ := limits.outside(base, x)
 	mean := base.Mean // the message shows the baseline before x joins it
 	key := alertKey{n.Node, KindAnomaly, r.metric}
 	s := n.streak(anomalyTypes[r.metric])
-	judged := base.N >= band.Warmup
+	judged := base.N >= limits.Warmup
 	base.Update(x, a.Alpha)
 	if !judged {
 		return out
@@ -191,8 +191,8 @@ func (e *Engine) anomaly(out []Change, now time.Time, n *nodeState, r *rule, o *
 		s.Good = 0
 		switch {
 		case act == nil:
-			return append(out, e.raise(now, key, r.severity, x, band.Floor, fmt.Sprintf(t.format, x, mean)))
-		case e.significant(act, r.severity, x, band.Dir == Down):
+			return append(out, e.raise(now, key, r.severity, x, limits.Floor, fmt.Sprintf(t.format, x, mean)))
+		case e.significant(act, r.severity, x, limits.Dir == downward):
 			return append(out, e.update(now, act, r.severity, x, fmt.Sprintf(t.format, x, mean)))
 		}
 		return out

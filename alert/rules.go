@@ -121,7 +121,7 @@ var rules = []rule{
 				return float64(d) / o.elapsed, d < 1<<31 // a counter that went back is no rate
 			},
 			baseline: func(n *nodeState) *EWMA { return &n.Drop },
-			dir:      Up,
+			dir:      upward,
 			floor:    func(a *AnomalyConfig) float64 { return a.DropRateFloor },
 			format:   "message drop rate %.2f/s, baseline %.2f/s",
 		},
@@ -134,7 +134,7 @@ var rules = []rule{
 				return (float64(now) - float64(last)) / o.elapsed, now != 0 && last != 0
 			},
 			baseline: func(n *nodeState) *EWMA { return &n.Memory },
-			dir:      Down,
+			dir:      downward,
 			floor:    func(a *AnomalyConfig) float64 { return a.MemoryTrendFloor },
 			format:   "free memory changing %.0f bytes/s, baseline %.0f bytes/s",
 		},
@@ -185,11 +185,11 @@ type reading struct {
 }
 
 // trend is an anomaly rule's rate of change, judged against the node's
-// own EWMA baseline of it in a Band from Config.Anomaly.
+// own EWMA baseline of it in a band from Config.Anomaly.
 type trend struct {
 	rate     func(o *observation) (x float64, ok bool) // per second since the last sample
 	baseline func(n *nodeState) *EWMA
-	dir      Direction
+	dir      direction
 	floor    func(a *AnomalyConfig) float64
 	format   string // of the rate and the baseline mean
 }
@@ -199,7 +199,7 @@ type observation struct {
 	node     uint32
 	cfg      *Config
 	sample   Sample
-	state    *nodeState // as of the previous sample
+	state    *nodeState // its Last fields are still the previous sample's
 	restarts int        // within the reboot window, this sample's included
 	elapsed  float64    // seconds since the previous sample
 	online   bool       // presence rules: the node's new state

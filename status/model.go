@@ -155,9 +155,6 @@ func newModel(cfg ModelConfig) *Model {
 	}
 }
 
-// config is the effective configuration.
-func (m *Model) config() ModelConfig { return m.cfg }
-
 func (m *Model) entry(id uint32) *nodeEntry {
 	e := m.nodes[id]
 	if e == nil {
