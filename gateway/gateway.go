@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshfleet/meshfleet/alert"
 	"github.com/meshfleet/meshfleet/compress"
 	"github.com/meshfleet/meshfleet/firmware"
 	"github.com/meshfleet/meshfleet/fleet"
@@ -126,7 +127,7 @@ func (g *Gateway) Plugins(now time.Time) []mesh.Plugin {
 	}, now)
 	c := status.NewCollector(status.CollectorConfig{
 		Model: status.ModelConfig{DefaultInterval: st.ReportInterval.D(), Grace: st.OfflineAfter.D()},
-		Alerts: status.AlertConfig{
+		Alerts: alert.Config{
 			LowMemory:    uint32(st.LowMemoryKB) * 1000,
 			HighLatency:  time.Duration(st.HighLatencyMS) * time.Millisecond,
 			PacketLoss:   uint16(st.PacketLossPct * 10),

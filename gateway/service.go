@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/meshfleet/meshfleet/alert"
 	"github.com/meshfleet/meshfleet/firmware"
 	"github.com/meshfleet/meshfleet/fleet"
 	"github.com/meshfleet/meshfleet/mesh"
@@ -30,8 +31,8 @@ type snapshot struct {
 	tree      protocol.NodeTree
 	states    []status.NodeState
 	health    status.Health
-	alerts    []status.Alert
-	recent    []status.Alert
+	alerts    []alert.Alert
+	recent    []alert.Alert
 	campaigns []ota.CampaignSnapshot
 }
 
@@ -166,7 +167,7 @@ func (g *Gateway) Alerts(ctx context.Context, includeCleared bool) ([]fleet.Aler
 	return out, nil
 }
 
-func alertView(a status.Alert) fleet.Alert {
+func alertView(a alert.Alert) fleet.Alert {
 	v := fleet.Alert{ID: a.ID, NodeID: a.Node, Type: a.Type(), Severity: a.Severity.String(), Message: a.Message,
 		Value: a.Value, Threshold: a.Threshold, State: "raised", Raised: a.Raised.UTC(), Updated: a.Updated.UTC()}
 	if a.Updates > 0 {
@@ -589,7 +590,7 @@ func (g *Gateway) loadState() error {
 	case err != nil:
 		return fmt.Errorf("state: %w", err)
 	default:
-		if err := status.NewAlertEngine(status.AlertConfig{}).Restore(data); err != nil {
+		if err := alert.NewEngine(alert.Config{}).Restore(data); err != nil {
 			return fmt.Errorf("state file %s is corrupt (%v); move it away to start without alert history", p, err)
 		}
 		g.alertData = data

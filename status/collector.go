@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/meshfleet/meshfleet/alert"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/status/telemetry"
@@ -15,7 +16,7 @@ import (
 // CollectorConfig configures a Collector. Zero fields take the defaults.
 type CollectorConfig struct {
 	Model  ModelConfig
-	Alerts AlertConfig
+	Alerts alert.Config
 	// DisableAlerts runs without an alert engine.
 	DisableAlerts bool
 	// QueryTimeout is how long one attempt of a query waits for a node
@@ -64,7 +65,7 @@ func (c CollectorConfig) withDefaults() CollectorConfig {
 		c.FirmwareGap = time.Minute
 	}
 	if c.LocalInterval <= 0 {
-		c.LocalInterval = DefaultReportInterval
+		c.LocalInterval = defaultReportInterval
 		if c.Local != nil && c.Local.cfg.Interval > 0 {
 			c.LocalInterval = c.Local.cfg.Interval
 		}
@@ -94,7 +95,7 @@ type NodeOnline struct {
 // AlertEvent is an alert raised, updated or cleared.
 type AlertEvent struct {
 	mesh.EventBase
-	AlertChange
+	alert.Change
 }
 
 // QueryDone ends a query started with Collector.Query.
@@ -151,12 +152,12 @@ type CollectorStats struct {
 // status): it decodes telemetry streams, runs status queries with
 // timeouts, retries and caching, takes stock status packages (native or
 // wrapped in a type 8/9 message, Q-13), and keeps the Model and the
-// AlertEngine current. Sans-IO: it is stepped by the node it runs in.
+// alert engine current. Sans-IO: it is stepped by the node it runs in.
 type Collector struct {
 	cfg    CollectorConfig
 	host   mesh.Host
 	model  *Model
-	alerts *AlertEngine
+	alerts *alert.Engine
 	dec    *telemetry.Decoder
 
 	now         time.Time // of the latest input
@@ -179,7 +180,7 @@ func NewCollector(cfg CollectorConfig, now time.Time) *Collector {
 	c := &Collector{
 		cfg:         cfg,
 		now:         now,
-		model:       NewModel(cfg.Model),
+		model:       newModel(cfg.Model),
 		dec:         telemetry.NewDecoder(),
 		queries:     make(map[uint32]*query),
 		keyframeAt:  make(map[uint32]time.Time),
@@ -188,7 +189,7 @@ func NewCollector(cfg CollectorConfig, now time.Time) *Collector {
 		topoDirty:   true,
 	}
 	if !cfg.DisableAlerts {
-		c.alerts = NewAlertEngine(cfg.Alerts)
+		c.alerts = alert.NewEngine(cfg.Alerts)
 	}
 	if cfg.Local != nil && cfg.Local.cfg.Collector == 0 {
 		cfg.Local.collectorHere = true
@@ -200,7 +201,7 @@ func NewCollector(cfg CollectorConfig, now time.Time) *Collector {
 func (c *Collector) Model() *Model { return c.model }
 
 // Alerts is the alert engine, nil when disabled.
-func (c *Collector) Alerts() *AlertEngine { return c.alerts }
+func (c *Collector) Alerts() *alert.Engine { return c.alerts }
 
 // Stats are the collector's receive counters.
 func (c *Collector) Stats() CollectorStats { return c.stats }
@@ -211,9 +212,9 @@ func (c *Collector) Traffic() Traffic { return c.traffic }
 // Health is the mesh health from the model, counting active alerts.
 func (c *Collector) Health() Health {
 	if c.alerts == nil {
-		return c.model.Health(nil)
+		return c.model.health(nil)
 	}
-	return c.model.Health(c.alerts.ActiveCount)
+	return c.model.health(c.alerts.ActiveCount)
 }
 
 // Attach implements mesh.Plugin.
@@ -222,7 +223,7 @@ func (c *Collector) Attach(h mesh.Host) { c.host = h }
 // Forget drops everything the collector holds about a node (a node
 // removed from the fleet): its model state, alerts and telemetry state.
 func (c *Collector) Forget(id uint32) {
-	c.model.Forget(id)
+	c.model.forget(id)
 	if c.alerts != nil {
 		c.alerts.Forget(id)
 	}
@@ -268,9 +269,9 @@ func (c *Collector) handle(now time.Time, typ int, raw []byte) {
 	}
 }
 
-// HandleMessage takes an application message (type 8/9) whose text may be
+// handleMessage takes an application message (type 8/9) whose text may be
 // a wrapped status package. It reports whether it was one.
-func (c *Collector) HandleMessage(now time.Time, from uint32, typ int, msg string) bool {
+func (c *Collector) handleMessage(now time.Time, from uint32, typ int, msg string) bool {
 	outer := protocol.Package(&protocol.Broadcast{From: from, Msg: msg})
 	if typ == protocol.TypeSingle {
 		outer = &protocol.Single{From: from, Msg: msg}
@@ -293,13 +294,13 @@ func (c *Collector) handleStock(now time.Time, p protocol.Package) {
 	var update func(*Metrics)
 	switch p := p.(type) {
 	case *protocol.EnhancedStatus:
-		from, src, update = p.From, SourceEnhanced, func(m *Metrics) { m.ApplyEnhancedStatus(p) }
+		from, src, update = p.From, SourceEnhanced, func(m *Metrics) { m.applyEnhancedStatus(p) }
 	case *protocol.Status:
-		from, src, update = p.From, SourceStatus, func(m *Metrics) { m.ApplyStatus(p) }
+		from, src, update = p.From, SourceStatus, func(m *Metrics) { m.applyStatus(p) }
 	case *protocol.Metrics:
-		from, src, update = p.From, SourceMetrics, func(m *Metrics) { m.ApplyMetrics(p) }
+		from, src, update = p.From, SourceMetrics, func(m *Metrics) { m.applyMetrics(p) }
 	case *protocol.HealthCheck:
-		from, src, update = p.From, SourceHealth, func(m *Metrics) { m.ApplyHealthCheck(p) }
+		from, src, update = p.From, SourceHealth, func(m *Metrics) { m.applyHealthCheck(p) }
 	default:
 		return
 	}
@@ -335,8 +336,8 @@ func (c *Collector) handleFrame(now time.Time, p *TelemetryPackage) {
 	}
 	c.stats.Frames++
 	c.stats.FramesMissed += uint64(f.Missed)
-	c.observe(now, p.From, SourceTelemetry, func(m *Metrics) { m.ApplyValues(f.Values) })
-	if !c.model.KnowsFirmware(p.From) {
+	c.observe(now, p.From, SourceTelemetry, func(m *Metrics) { m.applyValues(f.Values) })
+	if !c.model.knowsFirmware(p.From) {
 		c.askFirmware(now, p.From, f.Values.FirmwareHash)
 	}
 }
@@ -431,9 +432,26 @@ func (c *Collector) observe(now time.Time, id uint32, src Source, update func(*M
 		}
 	}
 	if c.alerts != nil {
-		c.emitAlerts(c.alerts.Observe(now, id, st.Metrics))
+		c.emitAlerts(c.alerts.Observe(now, id, alertSample(&st.Metrics)))
 	}
 	c.emit(NodeUpdated{Node: id, Source: src, Metrics: st.Metrics})
+}
+
+// alertSample is what the alert rules read of a node's metrics.
+func alertSample(m *Metrics) alert.Sample {
+	return alert.Sample{
+		Uptime:          m.Uptime,
+		FreeMemory:      m.FreeMemory,
+		LatencyUs:       m.LatencyUs,
+		LossPermille:    m.LossPermille,
+		RSSI:            m.RSSI,
+		WiFi:            m.WiFi,
+		Flags:           uint8(m.Alerts),
+		OTAFailed:       m.OTAState == OTAFailed,
+		OTAState:        m.OTAState.String(),
+		FirmwareVersion: m.FirmwareVersion,
+		MessagesDropped: m.MessagesDropped,
+	}
 }
 
 func (c *Collector) emit(ev mesh.Event) {
@@ -442,9 +460,9 @@ func (c *Collector) emit(ev mesh.Event) {
 	}
 }
 
-func (c *Collector) emitAlerts(cs []AlertChange) {
+func (c *Collector) emitAlerts(cs []alert.Change) {
 	for _, ch := range cs {
-		c.emit(AlertEvent{AlertChange: ch})
+		c.emit(AlertEvent{Change: ch})
 	}
 }
 
@@ -470,7 +488,7 @@ func (c *Collector) OnEvent(now time.Time, ev mesh.Event) {
 			c.handle(now, e.Header.Type, e.JSON)
 		}
 	case mesh.MessageReceived:
-		c.HandleMessage(now, e.From, e.Type, e.Msg)
+		c.handleMessage(now, e.From, e.Type, e.Msg)
 	}
 }
 
@@ -495,13 +513,13 @@ func (c *Collector) Tick(now time.Time) {
 	}
 	if c.topoDirty {
 		c.topoDirty = false
-		c.transitions(now, c.model.SetTopology(now, c.host.Tree()))
+		c.transitions(now, c.model.setTopology(now, c.host.Tree()))
 	}
 	if c.cfg.Local != nil && due(c.nextLocal, now) {
 		c.nextLocal = nextAfter(c.nextLocal, c.cfg.LocalInterval, now)
 		c.observeLocal(now)
 	}
-	c.transitions(now, c.model.Tick(now))
+	c.transitions(now, c.model.tick(now))
 	if c.alerts != nil {
 		c.emitAlerts(c.alerts.Tick(now))
 	}
@@ -518,7 +536,7 @@ func (c *Collector) NextDeadline() time.Time {
 	if !c.started || c.topoDirty {
 		return c.now // at once: the layout is to be read
 	}
-	d := c.model.NextDeadline()
+	d := c.model.nextDeadline()
 	if c.cfg.Local != nil {
 		d = earliest(d, c.nextLocal)
 	}
@@ -580,7 +598,7 @@ func (c *Collector) Query(now time.Time, targets []uint32, opt QueryOptions) (ui
 		t := &queryTarget{}
 		q.targets[id] = t
 		if st, ok := c.model.Node(id); ok && opt.MaxAge > 0 && !st.LastSeen.IsZero() &&
-			now.Sub(st.LastSeen) <= opt.MaxAge && c.model.KnowsFirmware(id) {
+			now.Sub(st.LastSeen) <= opt.MaxAge && c.model.knowsFirmware(id) {
 			t.done = true
 			q.result.Cached = append(q.result.Cached, id)
 			continue

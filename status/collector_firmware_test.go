@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshfleet/meshfleet/alert"
 	"github.com/meshfleet/meshfleet/protocol"
 )
 
@@ -132,7 +133,7 @@ func TestCollectorLocalNodeAloneIsNotConnectionLost(t *testing.T) {
 				t.Fatalf("local sample: %d connections, alerts %v", st.Metrics.Connections, st.Metrics.Alerts)
 			}
 			for _, ev := range eventsOf[AlertEvent](h) {
-				if ev.Alert.Kind == KindConnectionLost {
+				if ev.Alert.Kind == alert.KindConnectionLost {
 					t.Fatalf("alert on the collector's own node: %+v", ev.Alert)
 				}
 			}
@@ -165,7 +166,7 @@ func TestCollectorAsksAnotherNodeWhenFirstFirmwareQueryUnanswered(t *testing.T) 
 		t.Fatalf("firmware queries %v, want %v", asked, want)
 	}
 	for _, id := range []uint32{nodeA, nodeB} {
-		if !tm.col.Model().KnowsFirmware(id) {
+		if !tm.col.Model().knowsFirmware(id) {
 			t.Errorf("firmware of %d unknown after B's answer", id)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshfleet/meshfleet/alert"
 	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/status/telemetry"
 )
@@ -81,8 +82,8 @@ func TestCollectorBuildsModelFromTelemetry(t *testing.T) {
 	if got := tm.col.Stats(); got.Frames != 6 || got.FramesRefused != 0 || got.Reports != 1 {
 		t.Errorf("collector stats %+v", got)
 	}
-	links := model.Links()
-	want := []Link{{rootID, nodeA, 1}, {nodeA, nodeB, 2}}
+	links := model.links()
+	want := []link{{rootID, nodeA, 1}, {nodeA, nodeB, 2}}
 	if !slices.Equal(links, want) || model.MaxHops() != 2 {
 		t.Errorf("links %v, want %v", links, want)
 	}
@@ -93,7 +94,7 @@ func TestCollectorBuildsModelFromTelemetry(t *testing.T) {
 	if h.NodeCount != 3 || h.Online != 3 || h.Reported != 3 || h.Score != 99 || h.Nodes[1].Score != 96 {
 		t.Errorf("health %+v", h)
 	}
-	if hist := model.History(nodeA); len(hist) != 4 { // 3 frames + 1 report
+	if hist := model.history(nodeA); len(hist) != 4 { // 3 frames + 1 report
 		t.Errorf("history of A has %d samples", len(hist))
 	}
 }
@@ -158,7 +159,7 @@ func TestCollectorOfflineDetection(t *testing.T) {
 		t.Errorf("model %+v", st)
 	}
 	active := tm.col.Alerts().Active()
-	if len(active) != 1 || active[0].Kind != KindNodeOffline || active[0].Node != nodeA || active[0].Raised != offline.At {
+	if len(active) != 1 || active[0].Kind != alert.KindNodeOffline || active[0].Node != nodeA || active[0].Raised != offline.At {
 		t.Fatalf("alerts %+v", active)
 	}
 	if h := tm.col.Health(); h.Online != 2 {
@@ -290,7 +291,7 @@ func TestCollectorReadsStockEnhancedStatus(t *testing.T) {
 		}
 		// Its alert bits are alerts of the node.
 		active := col.Alerts().Active()
-		if len(active) != 2 || active[0].Kind != KindLowMemory || active[1].Kind != KindHighLatency {
+		if len(active) != 2 || active[0].Kind != alert.KindLowMemory || active[1].Kind != alert.KindHighLatency {
 			t.Errorf("%s: alerts %+v", name, active)
 		}
 		if ups := eventsOf[NodeUpdated](root); len(ups) != 1 || ups[0].Source != SourceEnhanced {

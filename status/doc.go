@@ -15,11 +15,13 @@
 //     timeouts, retries and a model cache, and reads the stock status
 //     packages 202, 204, 604 and 605, native or wrapped in a type 8/9
 //     message. It keeps a Model (per-node state, history, online/offline
-//     with deadlines, the real layout, a health score) and an AlertEngine
-//     (threshold rules with hysteresis, reboot loops, node offline, EWMA
-//     anomalies on rates of change; persistent state), and emits
-//     NodeUpdated, NodeOnline, AlertEvent and QueryDone events through the
-//     node.
+//     with deadlines, the real layout, a health score), runs the alert
+//     engine of package alert on every sample and online/offline change,
+//     and emits NodeUpdated, NodeOnline, AlertEvent and QueryDone events
+//     through the node.
+//
+// The alert rules themselves (thresholds, hysteresis, reboot loops, node
+// offline, anomalies, persistent state) live in package alert.
 //
 // Nothing here reads the clock: every call takes now. The extension
 // packages are specified in PROTOCOL.md next to this file.

@@ -35,8 +35,8 @@ func (f AlertFlags) Has(g AlertFlags) bool { return f&g == g }
 // Count is the number of bits set.
 func (f AlertFlags) Count() int { return bits.OnesCount8(uint8(f)) }
 
-// Names lists the names of the bits set, lowest bit first.
-func (f AlertFlags) Names() []string {
+// names lists the names of the bits set, lowest bit first.
+func (f AlertFlags) names() []string {
 	var out []string
 	for i, n := range flagNames {
 		if f&(1<<i) != 0 {
@@ -51,5 +51,5 @@ func (f AlertFlags) String() string {
 	if f == 0 {
 		return "none"
 	}
-	return strings.Join(f.Names(), "|")
+	return strings.Join(f.names(), "|")
 }

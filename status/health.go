@@ -87,9 +87,9 @@ func ramp(x, bad, good float64) float64 {
 	return math.Min(1, math.Max(0, (bad-x)/(bad-good)))
 }
 
-// Score computes a node's health from its state; alerts is its number of
+// score computes a node's health from its state; alerts is its number of
 // active alerts.
-func (c HealthConfig) Score(s *NodeState, alerts int) NodeHealth {
+func (c HealthConfig) score(s *NodeState, alerts int) NodeHealth {
 	c = c.withDefaults()
 	h := NodeHealth{Node: s.ID, Memory: 1, Latency: 1}
 	mt := &s.Metrics
@@ -110,9 +110,9 @@ func (c HealthConfig) Score(s *NodeState, alerts int) NodeHealth {
 	return h
 }
 
-// Health scores every node that has reported and the mesh. alerts gives a
+// health scores every node that has reported and the mesh. alerts gives a
 // node's active alert count; nil counts the node's own alert flags.
-func (m *Model) Health(alerts func(node uint32) int) Health {
+func (m *Model) health(alerts func(node uint32) int) Health {
 	h := Health{NodeCount: m.tree.Size(), MaxHops: m.MaxHops()}
 	if !m.haveTree {
 		h.NodeCount = len(m.nodes)
@@ -132,7 +132,7 @@ func (m *Model) Health(alerts func(node uint32) int) Health {
 		if alerts != nil {
 			n = alerts(id)
 		}
-		nh := m.cfg.Health.Score(&e.NodeState, n)
+		nh := m.cfg.Health.score(&e.NodeState, n)
 		total += nh.Score
 		h.Nodes = append(h.Nodes, nh)
 	}

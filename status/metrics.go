@@ -109,10 +109,10 @@ func (m *Metrics) Values() telemetry.Values {
 	}
 }
 
-// ApplyValues sets the fields a telemetry frame carries. The firmware
+// applyValues sets the fields a telemetry frame carries. The firmware
 // strings and LastError are not in frames: they are kept while the hash
 // is unchanged and cleared when it changes.
-func (m *Metrics) ApplyValues(v telemetry.Values) {
+func (m *Metrics) applyValues(v telemetry.Values) {
 	if v.FirmwareHash != m.FirmwareHash {
 		m.FirmwareVersion, m.FirmwareMD5, m.Role, m.Hardware = "", "", "", ""
 	}
@@ -162,10 +162,10 @@ func (t Thresholds) withDefaults() Thresholds {
 	return t
 }
 
-// Flags is the alert bits m's values call for under t (unknown values set
+// flags is the alert bits m's values call for under t (unknown values set
 // nothing). CONNECTION_LOST, SENSOR_ERROR and REBOOT_LOOP need knowledge
 // the metrics do not hold and are left to the caller.
-func (t Thresholds) Flags(m *Metrics) AlertFlags {
+func (t Thresholds) flags(m *Metrics) AlertFlags {
 	t = t.withDefaults()
 	var f AlertFlags
 	if m.FreeMemory != 0 && m.FreeMemory < t.LowMemory {

@@ -54,14 +54,14 @@ type ModelConfig struct {
 
 // Model defaults.
 const (
-	DefaultReportInterval = 30 * time.Second
+	defaultReportInterval = 30 * time.Second
 	DefaultGrace          = 3 * time.Second
-	DefaultHistorySize    = 120
+	defaultHistorySize    = 120
 )
 
 func (c ModelConfig) withDefaults() ModelConfig {
 	if c.DefaultInterval <= 0 {
-		c.DefaultInterval = DefaultReportInterval
+		c.DefaultInterval = defaultReportInterval
 	}
 	if c.StreamMissed <= 0 {
 		c.StreamMissed = 1
@@ -73,14 +73,14 @@ func (c ModelConfig) withDefaults() ModelConfig {
 		c.ReportMissed = 3
 	}
 	if c.HistorySize <= 0 {
-		c.HistorySize = DefaultHistorySize
+		c.HistorySize = defaultHistorySize
 	}
 	c.Health = c.Health.withDefaults()
 	return c
 }
 
-// Sample is one observation of a node, as kept in its history.
-type Sample struct {
+// sample is one observation of a node, as kept in its history.
+type sample struct {
 	At      time.Time `json:"at"`
 	Source  Source    `json:"source"`
 	Metrics Metrics   `json:"metrics"`
@@ -122,7 +122,7 @@ type Transition struct {
 type nodeEntry struct {
 	NodeState
 	bootAt  time.Time // now − uptime at the last sample
-	history []Sample  // ring
+	history []sample  // ring
 	next    int       // ring write position once full
 }
 
@@ -146,17 +146,14 @@ type firmwareStrings struct {
 	version, md5, role, hardware string
 }
 
-// NewModel returns an empty model.
-func NewModel(cfg ModelConfig) *Model {
+// newModel returns an empty model.
+func newModel(cfg ModelConfig) *Model {
 	return &Model{
 		cfg:       cfg.withDefaults(),
 		nodes:     make(map[uint32]*nodeEntry),
 		firmwares: make(map[uint32]firmwareStrings),
 	}
 }
-
-// Config is the effective configuration.
-func (m *Model) Config() ModelConfig { return m.cfg }
 
 func (m *Model) entry(id uint32) *nodeEntry {
 	e := m.nodes[id]
@@ -235,11 +232,11 @@ func (m *Model) Observe(now time.Time, id uint32, src Source, update func(*Metri
 		missed = m.cfg.StreamMissed
 	}
 	e.Deadline = now.Add(time.Duration(missed)*interval + m.cfg.Grace)
-	m.record(e, Sample{At: now, Source: src, Metrics: *mt})
+	m.record(e, sample{At: now, Source: src, Metrics: *mt})
 	return e.NodeState, came
 }
 
-func (m *Model) record(e *nodeEntry, s Sample) {
+func (m *Model) record(e *nodeEntry, s sample) {
 	if len(e.history) < m.cfg.HistorySize {
 		e.history = append(e.history, s)
 		return
@@ -248,10 +245,10 @@ func (m *Model) record(e *nodeEntry, s Sample) {
 	e.next = (e.next + 1) % len(e.history)
 }
 
-// KnowsFirmware reports whether the firmware strings of node id's current
+// knowsFirmware reports whether the firmware strings of node id's current
 // firmware hash are known (a telemetry frame with a new hash leaves them
 // unknown until a full report arrives).
-func (m *Model) KnowsFirmware(id uint32) bool {
+func (m *Model) knowsFirmware(id uint32) bool {
 	e := m.nodes[id]
 	if e == nil {
 		return false
@@ -263,8 +260,8 @@ func (m *Model) KnowsFirmware(id uint32) bool {
 	return ok
 }
 
-// Tick marks the nodes whose deadline passed as offline.
-func (m *Model) Tick(now time.Time) []Transition {
+// tick marks the nodes whose deadline passed as offline.
+func (m *Model) tick(now time.Time) []Transition {
 	var out []Transition
 	for _, id := range m.ids() {
 		e := m.nodes[id]
@@ -282,9 +279,9 @@ func (m *Model) setOffline(e *nodeEntry, at time.Time, reason string) Transition
 	return Transition{Node: e.ID, Online: false, At: at, Reason: reason}
 }
 
-// NextDeadline is the earliest time an online node becomes overdue; zero
+// nextDeadline is the earliest time an online node becomes overdue; zero
 // if none is online.
-func (m *Model) NextDeadline() time.Time {
+func (m *Model) nextDeadline() time.Time {
 	var d time.Time
 	for _, e := range m.nodes {
 		if e.Online && (d.IsZero() || e.Deadline.Before(d)) {
@@ -294,10 +291,10 @@ func (m *Model) NextDeadline() time.Time {
 	return d
 }
 
-// SetTopology replaces the layout with tree (the collector node's
+// setTopology replaces the layout with tree (the collector node's
 // Tree(), rooted at itself). Nodes in it become known; reporting nodes
 // that left it go offline unless KeepOnlineOffTree.
-func (m *Model) SetTopology(now time.Time, tree protocol.NodeTree) []Transition {
+func (m *Model) setTopology(now time.Time, tree protocol.NodeTree) []Transition {
 	m.tree = tree.Clone()
 	m.haveTree = true
 	m.self = tree.NodeID
@@ -346,20 +343,20 @@ func hopsTo(t *protocol.NodeTree, id uint32, depth int) int {
 // Topology is the last layout given to SetTopology (a copy).
 func (m *Model) Topology() protocol.NodeTree { return m.tree.Clone() }
 
-// Link is one edge of the layout, parent (nearer the collector) to child.
-type Link struct {
+// link is one edge of the layout, parent (nearer the collector) to child.
+type link struct {
 	From uint32 `json:"from"`
 	To   uint32 `json:"to"`
 	Hops int    `json:"hops"` // of To from the collector
 }
 
-// Links lists the layout's edges, depth first in layout order.
-func (m *Model) Links() []Link {
-	var out []Link
+// links lists the layout's edges, depth first in layout order.
+func (m *Model) links() []link {
+	var out []link
 	var walk func(t *protocol.NodeTree, depth int)
 	walk = func(t *protocol.NodeTree, depth int) {
 		for i := range t.Subs {
-			out = append(out, Link{From: t.NodeID, To: t.Subs[i].NodeID, Hops: depth + 1})
+			out = append(out, link{From: t.NodeID, To: t.Subs[i].NodeID, Hops: depth + 1})
 			walk(&t.Subs[i], depth+1)
 		}
 	}
@@ -407,22 +404,22 @@ func (m *Model) Nodes() []NodeState {
 	return out
 }
 
-// History returns node id's samples, oldest first.
-func (m *Model) History(id uint32) []Sample {
+// history returns node id's samples, oldest first.
+func (m *Model) history(id uint32) []sample {
 	e := m.nodes[id]
 	if e == nil {
 		return nil
 	}
-	out := make([]Sample, 0, len(e.history))
+	out := make([]sample, 0, len(e.history))
 	out = append(out, e.history[e.next:]...)
 	return append(out, e.history[:e.next]...)
 }
 
-// Forget removes a node.
-func (m *Model) Forget(id uint32) { delete(m.nodes, id) }
+// forget removes a node.
+func (m *Model) forget(id uint32) { delete(m.nodes, id) }
 
-// Counts returns how many nodes the model knows and how many are online.
-func (m *Model) Counts() (known, online int) {
+// counts returns how many nodes the model knows and how many are online.
+func (m *Model) counts() (known, online int) {
 	for _, e := range m.nodes {
 		known++
 		if e.Online {

@@ -16,23 +16,23 @@ import (
 func set(m Metrics) func(*Metrics) { return func(dst *Metrics) { *dst = m } }
 
 func TestModelOfflineDeadlines(t *testing.T) {
-	md := NewModel(ModelConfig{})
+	md := newModel(ModelConfig{})
 	// A streaming node stating a 20 s interval: offline 20 s + 3 s grace
 	// after its last frame.
 	md.Observe(epoch, 1, SourceTelemetry, set(Metrics{Uptime: 10, ReportInterval: 20}))
 	// A stock node (no interval): 3 × 30 s + 3 s.
 	md.Observe(epoch, 2, SourceEnhanced, set(Metrics{Uptime: 10}))
-	if d := md.NextDeadline(); !d.Equal(epoch.Add(23 * time.Second)) {
+	if d := md.nextDeadline(); !d.Equal(epoch.Add(23 * time.Second)) {
 		t.Fatalf("next deadline %v", d.Sub(epoch))
 	}
-	if ts := md.Tick(epoch.Add(23*time.Second - 1)); len(ts) != 0 {
+	if ts := md.tick(epoch.Add(23*time.Second - 1)); len(ts) != 0 {
 		t.Fatalf("early transition %+v", ts)
 	}
-	ts := md.Tick(epoch.Add(23 * time.Second))
+	ts := md.tick(epoch.Add(23 * time.Second))
 	if len(ts) != 1 || ts[0].Node != 1 || ts[0].Online || ts[0].At != epoch.Add(23*time.Second) || ts[0].Reason != "overdue" {
 		t.Fatalf("transitions %+v", ts)
 	}
-	if d := md.NextDeadline(); !d.Equal(epoch.Add(93 * time.Second)) {
+	if d := md.nextDeadline(); !d.Equal(epoch.Add(93 * time.Second)) {
 		t.Fatalf("next deadline %v", d.Sub(epoch))
 	}
 	// Coming back is reported by Observe.
@@ -42,7 +42,7 @@ func TestModelOfflineDeadlines(t *testing.T) {
 	if _, came := md.Observe(epoch.Add(41*time.Second), 1, SourceTelemetry, set(Metrics{Uptime: 51, ReportInterval: 20})); came {
 		t.Fatal("online twice")
 	}
-	if known, online := md.Counts(); known != 2 || online != 2 {
+	if known, online := md.counts(); known != 2 || online != 2 {
 		t.Fatalf("counts %d %d", known, online)
 	}
 	// A node heard only through a query reply counts as a reporting node.
@@ -53,11 +53,11 @@ func TestModelOfflineDeadlines(t *testing.T) {
 }
 
 func TestModelHistoryRing(t *testing.T) {
-	md := NewModel(ModelConfig{HistorySize: 5})
+	md := newModel(ModelConfig{HistorySize: 5})
 	for i := 0; i < 12; i++ {
 		md.Observe(epoch.Add(time.Duration(i)*time.Second), 1, SourceTelemetry, func(m *Metrics) { m.Uptime = uint32(i) })
 	}
-	h := md.History(1)
+	h := md.history(1)
 	if len(h) != 5 {
 		t.Fatalf("%d samples", len(h))
 	}
@@ -66,32 +66,32 @@ func TestModelHistoryRing(t *testing.T) {
 			t.Fatalf("sample %d: %+v", i, s)
 		}
 	}
-	if md.History(99) != nil {
+	if md.history(99) != nil {
 		t.Fatal("history of an unknown node")
 	}
 }
 
 func TestModelMergesPartialSources(t *testing.T) {
-	md := NewModel(ModelConfig{})
+	md := newModel(ModelConfig{})
 	md.Observe(epoch, 1, SourceEnhanced, func(m *Metrics) {
 		m.FirmwareVersion, m.FirmwareMD5, m.FreeMemory, m.MessagesRx = "1.0", "aa", 30_000, 5
 	})
 	// A telemetry frame with the same firmware keeps the strings.
 	v := telemetry.Values{Uptime: 60, FreeMemory: 29_000, FirmwareHash: FirmwareHash("1.0", "aa")}
-	st, _ := md.Observe(epoch.Add(time.Second), 1, SourceTelemetry, func(m *Metrics) { m.ApplyValues(v) })
-	if st.Metrics.FirmwareVersion != "1.0" || st.Metrics.FreeMemory != 29_000 || !md.KnowsFirmware(1) {
+	st, _ := md.Observe(epoch.Add(time.Second), 1, SourceTelemetry, func(m *Metrics) { m.applyValues(v) })
+	if st.Metrics.FirmwareVersion != "1.0" || st.Metrics.FreeMemory != 29_000 || !md.knowsFirmware(1) {
 		t.Fatalf("after frame %+v", st.Metrics)
 	}
 	// A new firmware hash clears them until the model learns it.
 	v.FirmwareHash = FirmwareHash("1.1", "bb")
-	st, _ = md.Observe(epoch.Add(2*time.Second), 1, SourceTelemetry, func(m *Metrics) { m.ApplyValues(v) })
-	if st.Metrics.FirmwareVersion != "" || md.KnowsFirmware(1) {
+	st, _ = md.Observe(epoch.Add(2*time.Second), 1, SourceTelemetry, func(m *Metrics) { m.applyValues(v) })
+	if st.Metrics.FirmwareVersion != "" || md.knowsFirmware(1) {
 		t.Fatalf("after update %+v", st.Metrics)
 	}
 	// Another node reports 1.1 in full; node 1's next frame gets the names.
 	md.Observe(epoch.Add(3*time.Second), 2, SourceQuery, set(Metrics{FirmwareVersion: "1.1", FirmwareMD5: "bb"}))
-	st, _ = md.Observe(epoch.Add(4*time.Second), 1, SourceTelemetry, func(m *Metrics) { m.ApplyValues(v) })
-	if st.Metrics.FirmwareVersion != "1.1" || st.Metrics.FirmwareMD5 != "bb" || !md.KnowsFirmware(1) {
+	st, _ = md.Observe(epoch.Add(4*time.Second), 1, SourceTelemetry, func(m *Metrics) { m.applyValues(v) })
+	if st.Metrics.FirmwareVersion != "1.1" || st.Metrics.FirmwareMD5 != "bb" || !md.knowsFirmware(1) {
 		t.Fatalf("after learning %+v", st.Metrics)
 	}
 	if st.LastFull != epoch || st.Source != SourceTelemetry {
@@ -100,7 +100,7 @@ func TestModelMergesPartialSources(t *testing.T) {
 }
 
 func TestModelCountsReboots(t *testing.T) {
-	md := NewModel(ModelConfig{})
+	md := newModel(ModelConfig{})
 	md.Observe(epoch, 1, SourceTelemetry, set(Metrics{Uptime: 1000}))
 	md.Observe(epoch.Add(30*time.Second), 1, SourceTelemetry, set(Metrics{Uptime: 1031})) // jitter, no reboot
 	md.Observe(epoch.Add(60*time.Second), 1, SourceTelemetry, set(Metrics{Uptime: 20}))
@@ -111,19 +111,19 @@ func TestModelCountsReboots(t *testing.T) {
 }
 
 func TestModelTopology(t *testing.T) {
-	md := NewModel(ModelConfig{})
+	md := newModel(ModelConfig{})
 	md.Observe(epoch, 5, SourceTelemetry, set(Metrics{}))
 	md.Observe(epoch, 9, SourceTelemetry, set(Metrics{}))
 	tree := protocol.NodeTree{NodeID: 1, Root: true, Subs: []protocol.NodeTree{
 		{NodeID: 2, Subs: []protocol.NodeTree{{NodeID: 5}, {NodeID: 6, Subs: []protocol.NodeTree{{NodeID: 7}}}}},
 		{NodeID: 3},
 	}}
-	ts := md.SetTopology(epoch, tree)
+	ts := md.setTopology(epoch, tree)
 	if len(ts) != 1 || ts[0].Node != 9 || ts[0].Reason != "left mesh" {
 		t.Fatalf("transitions %+v", ts)
 	}
-	wantLinks := []Link{{1, 2, 1}, {2, 5, 2}, {2, 6, 2}, {6, 7, 3}, {1, 3, 1}}
-	if got := md.Links(); !slices.Equal(got, wantLinks) {
+	wantLinks := []link{{1, 2, 1}, {2, 5, 2}, {2, 6, 2}, {6, 7, 3}, {1, 3, 1}}
+	if got := md.links(); !slices.Equal(got, wantLinks) {
 		t.Fatalf("links %v", got)
 	}
 	if md.MaxHops() != 3 {
@@ -137,14 +137,14 @@ func TestModelTopology(t *testing.T) {
 	if !slices.Equal(hops, []int{0, 1, 1, 2, 2, 3, -1}) {
 		t.Fatalf("hops %v", hops)
 	}
-	h := md.Health(nil)
+	h := md.health(nil)
 	if h.NodeCount != 6 || h.Known != 7 || h.Reported != 2 || h.Online != 1 || h.MaxHops != 3 {
 		t.Fatalf("health %+v", h)
 	}
 	// The node that left comes back into the layout: it stays offline
 	// until it reports.
 	tree.Subs = append(tree.Subs, protocol.NodeTree{NodeID: 9})
-	if ts := md.SetTopology(epoch, tree); len(ts) != 0 {
+	if ts := md.setTopology(epoch, tree); len(ts) != 0 {
 		t.Fatalf("transitions %+v", ts)
 	}
 	if st, _ := md.Node(9); st.Online || !st.InTopology || st.Hops != 1 {
@@ -177,20 +177,20 @@ func TestHealthScore(t *testing.T) {
 		{"five alerts", NodeState{Online: true}, 5, 80},
 	}
 	for _, tc := range cases {
-		if got := c.Score(&tc.s, tc.alerts); got.Score != tc.want {
+		if got := c.score(&tc.s, tc.alerts); got.Score != tc.want {
 			t.Errorf("%s: %+v, want %d", tc.name, got, tc.want)
 		}
 	}
 	// Custom weights: only memory counts.
 	c = HealthConfig{MemoryWeight: 1}
 	s := NodeState{Online: true, Metrics: Metrics{FreeMemory: 10*1024 + (32*1024-10*1024)/4, LatencyUs: 5_000_000}}
-	if got := c.Score(&s, 3).Score; got != 25 {
+	if got := c.score(&s, 3).Score; got != 25 {
 		t.Errorf("memory-only score %d", got)
 	}
 	if r := ramp(5, 0, 10); math.Abs(r-0.5) > 1e-9 {
 		t.Errorf("ramp %v", r)
 	}
-	if md := NewModel(ModelConfig{}); md.Health(nil).Score != 100 {
+	if md := newModel(ModelConfig{}); md.health(nil).Score != 100 {
 		t.Error("empty model scores below 100")
 	}
 }
@@ -217,10 +217,10 @@ func TestThresholdFlags(t *testing.T) {
 	var th Thresholds
 	m := Metrics{FreeMemory: 9000, LatencyUs: 600_000, LossPermille: 120, RSSI: -85, OTAState: OTAFailed}
 	want := FlagLowMemory | FlagHighLatency | FlagPacketLoss | FlagWiFiWeak | FlagOTAFailed
-	if got := th.Flags(&m); got != want {
+	if got := th.flags(&m); got != want {
 		t.Fatalf("flags %v, want %v", got, want)
 	}
-	if got := th.Flags(&Metrics{}); got != 0 {
+	if got := th.flags(&Metrics{}); got != 0 {
 		t.Fatalf("unknown values set %v", got)
 	}
 }
@@ -285,7 +285,7 @@ func TestDecodeRejects(t *testing.T) {
 	if _, err := Decode([]byte(`{"from":1,"routing":2,"type":604}`)); !errors.Is(err, ErrNotStatus) {
 		t.Errorf("604: %v", err)
 	}
-	big := `{"from":1,"routing":2,"type":701,"qid":1,"targets":[` + strings.Repeat("1,", MaxQueryTargets) + `1]}`
+	big := `{"from":1,"routing":2,"type":701,"qid":1,"targets":[` + strings.Repeat("1,", maxQueryTargets) + `1]}`
 	if _, err := Decode([]byte(big)); !errors.Is(err, ErrBadPackage) {
 		t.Errorf("oversized target list: %v", err)
 	}
@@ -306,8 +306,8 @@ func TestTrafficAndLinkShare(t *testing.T) {
 	if sum.Packages != 4 || sum.Bytes != 100+100+500+50 {
 		t.Fatalf("sum %+v", sum)
 	}
-	want := []TypeTraffic{{TypeTelemetry, 3, 250}, {TypeStatusReport, 1, 500}}
-	if got := sum.ByType(); !slices.Equal(got, want) {
+	want := []typeTraffic{{TypeTelemetry, 3, 250}, {TypeStatusReport, 1, 500}}
+	if got := sum.perType(); !slices.Equal(got, want) {
 		t.Fatalf("by type %v", got)
 	}
 	// 750 bytes over 10 s on a 6 kbit/s link: 6000 bits / 60000 bits.
@@ -316,38 +316,6 @@ func TestTrafficAndLinkShare(t *testing.T) {
 	}
 	if LinkShare(1, 0, 1) != 0 || LinkShare(1, time.Second, 0) != 0 {
 		t.Fatal("degenerate shares")
-	}
-}
-
-func TestEWMA(t *testing.T) {
-	var e EWMA
-	e.Update(math.NaN(), 0.5)
-	if e.N != 0 {
-		t.Fatal("NaN counted")
-	}
-	e.Update(10, 0.5)
-	e.Update(20, 0.5)
-	// mean 10 + 0.5·10 = 15; var (1−0.5)(0 + 10·5) = 25.
-	if e.Mean != 15 || e.Var != 25 || e.N != 2 {
-		t.Fatalf("%+v", e)
-	}
-	b := Band{K: 2, Floor: 1, Warmup: 2, Dir: Up}
-	if out, _ := b.Outside(&e, 24); out { // 9 ≤ 2·5
-		t.Fatal("24 outside")
-	}
-	if out, d := b.Outside(&e, 26); !out || d != 11 {
-		t.Fatal("26 inside")
-	}
-	if out, _ := b.Outside(&e, 0); out {
-		t.Fatal("upward band flagged a low value")
-	}
-	b.Dir = Both
-	if out, _ := b.Outside(&e, 0); !out {
-		t.Fatal("two-sided band missed a low value")
-	}
-	b.Warmup = 3
-	if out, _ := b.Outside(&e, 100); out {
-		t.Fatal("judged before warm-up")
 	}
 }
 

@@ -25,13 +25,13 @@ const (
 
 // First and last type number reserved for status extensions.
 const (
-	FirstExtensionType = 700
-	LastExtensionType  = 719
+	firstExtensionType = 700
+	lastExtensionType  = 719
 )
 
-// MaxQueryTargets bounds the target list of a query (a hostile list is
+// maxQueryTargets bounds the target list of a query (a hostile list is
 // refused rather than allocated).
-const MaxQueryTargets = 4096
+const maxQueryTargets = 4096
 
 // Errors of Decode.
 var (
@@ -202,8 +202,8 @@ func Decode(raw []byte) (protocol.Package, error) {
 		if err := unmarshal(raw, &w); err != nil {
 			return nil, bad(err)
 		}
-		if len(w.Targets) > MaxQueryTargets {
-			return nil, bad(fmt.Errorf("%d targets, limit %d", len(w.Targets), MaxQueryTargets))
+		if len(w.Targets) > maxQueryTargets {
+			return nil, bad(fmt.Errorf("%d targets, limit %d", len(w.Targets), maxQueryTargets))
 		}
 		switch w.Form {
 		case "":
@@ -251,5 +251,5 @@ func IsStatusType(t int) bool {
 	case protocol.TypeStatus, protocol.TypeMetrics, protocol.TypeEnhancedStatus, protocol.TypeHealthCheck:
 		return true
 	}
-	return t >= FirstExtensionType && t <= LastExtensionType
+	return t >= firstExtensionType && t <= lastExtensionType
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/meshfleet/meshfleet/alert"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/status/telemetry"
@@ -67,23 +68,23 @@ type ReporterConfig struct {
 // Reporter defaults.
 const (
 	DefaultCheckInterval = time.Second
-	DefaultPriorityGap   = 2 * time.Second
+	defaultPriorityGap   = 2 * time.Second
 )
 
 func (c ReporterConfig) withDefaults() ReporterConfig {
 	if c.Interval == 0 {
-		c.Interval = DefaultReportInterval
+		c.Interval = defaultReportInterval
 	}
 	if c.CheckInterval <= 0 {
 		c.CheckInterval = DefaultCheckInterval
 	}
 	if c.PriorityGap <= 0 {
-		c.PriorityGap = DefaultPriorityGap
+		c.PriorityGap = defaultPriorityGap
 	}
 	if c.ProbeInterval <= 0 {
-		c.ProbeInterval = DefaultReportInterval
+		c.ProbeInterval = defaultReportInterval
 		if c.Interval > 0 {
-			c.ProbeInterval = max(c.Interval, DefaultReportInterval/6)
+			c.ProbeInterval = max(c.Interval, defaultReportInterval/6)
 		}
 	}
 	if c.Logger == nil {
@@ -134,7 +135,7 @@ type Reporter struct {
 	loss       uint16
 	throughput uint32
 
-	latency   EWMA // µs
+	latency   alert.EWMA // µs
 	latencyAt time.Time
 	// probeSpoiled: the node's clock moved since the last TIME_DELAY
 	// request went out, so its round trip measures the jump, not the path.
@@ -230,7 +231,7 @@ func (r *Reporter) Snapshot(now time.Time) Metrics {
 	m := r.measure(now, st)
 	m.LossPermille = r.loss
 	m.Throughput = r.throughput
-	m.Alerts |= r.cfg.Thresholds.Flags(&m)
+	m.Alerts |= r.cfg.Thresholds.flags(&m)
 	return m
 }
 
@@ -291,7 +292,7 @@ func (r *Reporter) measure(now time.Time, st mesh.Stats) Metrics {
 // flagsNow is the alert bits at now without moving the rate window.
 func (r *Reporter) flagsNow(now time.Time) AlertFlags {
 	m := r.measure(now, r.host.Stats())
-	return m.Alerts | r.cfg.Thresholds.Flags(&m)
+	return m.Alerts | r.cfg.Thresholds.flags(&m)
 }
 
 // PrioritySender is implemented by hosts that can queue a message ahead of
@@ -373,7 +374,7 @@ func (r *Reporter) Tick(now time.Time) {
 	if due(r.nextEnhanced, now) {
 		r.nextEnhanced = nextAfter(r.nextEnhanced, r.cfg.EnhancedInterval, now)
 		m := r.Snapshot(now)
-		p := m.EnhancedStatus(r.host.ID())
+		p := m.enhancedStatus(r.host.ID())
 		_ = r.send(now, protocol.TypeEnhancedStatus, p.AppendJSON(nil))
 	}
 	r.sendAnswers(now)
@@ -548,7 +549,7 @@ func (r *Reporter) sendAnswer(now time.Time, a answer) error {
 	m := r.Snapshot(now)
 	self := r.host.ID()
 	if a.form == FormEnhanced {
-		msg, err := addressTo(m.EnhancedStatus(self).AppendJSON(nil), a.querier)
+		msg, err := addressTo(m.enhancedStatus(self).AppendJSON(nil), a.querier)
 		if err != nil {
 			return err
 		}

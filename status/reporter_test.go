@@ -128,8 +128,8 @@ func TestReporterStreamsMeasuredValues(t *testing.T) {
 	for _, msg := range a.sent {
 		bytes += uint64(len(msg)) + 1
 	}
-	byType := tr.ByType()
-	if len(byType) != 2 || byType[1] != (TypeTraffic{TypeTelemetry, uint64(len(a.sent)), bytes}) {
+	byType := tr.perType()
+	if len(byType) != 2 || byType[1] != (typeTraffic{TypeTelemetry, uint64(len(a.sent)), bytes}) {
 		t.Errorf("telemetry traffic %+v, sent %d packages %d bytes", byType, len(a.sent), bytes)
 	}
 	probe := protocol.TimeSync{Type: protocol.TypeTimeDelay, Dest: rootID, From: nodeA, Msg: protocol.TimeMsg{Type: protocol.TimeRequest, T0: 1}}

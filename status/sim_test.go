@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshfleet/meshfleet/alert"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/sim"
@@ -182,7 +183,7 @@ func TestStatusSimOfflineWithinFiveSeconds(t *testing.T) {
 	active := sm.collector.Alerts().Active()
 	found := false
 	for _, a := range active {
-		found = found || (a.Kind == status.KindNodeOffline && a.Node == leaf.ID())
+		found = found || (a.Kind == alert.KindNodeOffline && a.Node == leaf.ID())
 	}
 	if !found {
 		t.Fatalf("no node_offline alert: %+v", active)

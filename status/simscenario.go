@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/meshfleet/meshfleet/alert"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/sim"
@@ -299,13 +300,13 @@ func (sm *scenarioMesh) run(ctx context.Context) (ScenarioReport, error) {
 	// Alerts in the window.
 	expected := map[alertKey]bool{}
 	if silent != nil {
-		expected[alertKey{silent.ID(), KindNodeOffline, ""}] = true
-		expected[alertKey{lowMem.ID(), KindLowMemory, ""}] = true
+		expected[alertKey{silent.ID(), alert.KindNodeOffline, ""}] = true
+		expected[alertKey{lowMem.ID(), alert.KindLowMemory, ""}] = true
 		// The heap falls at once: a memory trend anomaly is right too.
-		expected[alertKey{lowMem.ID(), KindAnomaly, MetricMemoryTrend}] = true
+		expected[alertKey{lowMem.ID(), alert.KindAnomaly, alert.MetricMemoryTrend}] = true
 	}
 	for _, a := range sm.alertLog {
-		if a.at.Before(start) || a.change.Transition != AlertRaised {
+		if a.at.Before(start) || a.change.Transition != alert.Raised {
 			continue
 		}
 		al := a.change.Alert
@@ -314,16 +315,16 @@ func (sm *scenarioMesh) run(ctx context.Context) (ScenarioReport, error) {
 		}
 	}
 	if silent != nil {
-		if at, ok := sm.firstAlert(silent.ID(), KindNodeOffline, AlertRaised, crashAt); ok {
+		if at, ok := sm.firstAlert(silent.ID(), alert.KindNodeOffline, alert.Raised, crashAt); ok {
 			rep.OfflineAfterCrashS = seconds(at.Sub(crashAt))
 			if last, ok := sm.lastFrameBefore(silent.ID(), at); ok {
 				rep.OfflineDetectionS = seconds(at.Sub(last.Add(cfg.Interval)))
 			}
 		}
-		if at, ok := sm.firstAlert(lowMem.ID(), KindLowMemory, AlertRaised, lowAt); ok {
+		if at, ok := sm.firstAlert(lowMem.ID(), alert.KindLowMemory, alert.Raised, lowAt); ok {
 			rep.LowMemoryDetectionS = seconds(at.Sub(lowAt))
 		}
-		if at, ok := sm.firstAlert(lowMem.ID(), KindLowMemory, AlertCleared, restoreAt); ok {
+		if at, ok := sm.firstAlert(lowMem.ID(), alert.KindLowMemory, alert.Cleared, restoreAt); ok {
 			rep.LowMemoryClearS = seconds(at.Sub(restoreAt))
 		}
 		if rep.OfflineDetectionS != nil && rep.LowMemoryDetectionS != nil {
@@ -411,9 +412,16 @@ func (s *sentFrames) find(seq uint16) (sentFrame, bool) {
 	return sentFrame{}, false
 }
 
+// alertKey identifies an alert as the engine de-duplicates it.
+type alertKey struct {
+	node   uint32
+	kind   alert.Kind
+	metric string
+}
+
 type alertRecord struct {
 	at     time.Time
-	change AlertChange
+	change alert.Change
 }
 
 // scenarioMesh is a simulated mesh with the status system on it and the
@@ -504,7 +512,7 @@ func newScenarioMesh(cfg ScenarioConfig, opt scenarioOptions) (*scenarioMesh, er
 	root := sm.nodes[0]
 	sm.net.OnEvent(func(nd *sim.Node, at time.Time, ev mesh.Event) {
 		if e, ok := ev.(AlertEvent); ok && nd == root {
-			sm.alertLog = append(sm.alertLog, alertRecord{at, e.AlertChange})
+			sm.alertLog = append(sm.alertLog, alertRecord{at, e.Change})
 		}
 	})
 	return sm, nil
@@ -812,7 +820,7 @@ func (sm *scenarioMesh) byDepth() []placed {
 
 // firstAlert is when the root first reported transition tr of node's
 // alert of kind at or after from.
-func (sm *scenarioMesh) firstAlert(node uint32, kind Kind, tr AlertTransition, from time.Time) (time.Time, bool) {
+func (sm *scenarioMesh) firstAlert(node uint32, kind alert.Kind, tr alert.Transition, from time.Time) (time.Time, bool) {
 	for _, a := range sm.alertLog {
 		if !a.at.Before(from) && a.change.Transition == tr && a.change.Alert.Node == node && a.change.Alert.Kind == kind {
 			return a.at, true

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshfleet/meshfleet/alert"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/sim"
@@ -235,7 +236,7 @@ func TestScenarioRulesFireAndClear(t *testing.T) {
 	}
 	net.Run(at(12 * time.Minute))
 
-	check := func(node *sim.Node, k Kind, tr AlertTransition, from time.Time, within time.Duration) time.Time {
+	check := func(node *sim.Node, k alert.Kind, tr alert.Transition, from time.Time, within time.Duration) time.Time {
 		t.Helper()
 		got, ok := sm.firstAlert(node.ID(), k, tr, from)
 		if !ok || got.Sub(from) > within {
@@ -247,35 +248,35 @@ func TestScenarioRulesFireAndClear(t *testing.T) {
 	}
 	// Memory and WiFi are read every second and sent at once; two good
 	// samples clear.
-	check(mem, KindLowMemory, AlertRaised, at(10*time.Second), 2*time.Second)
-	check(mem, KindLowMemory, AlertCleared, at(40*time.Second), 4*time.Second)
-	check(wifi, KindWeakWiFi, AlertRaised, at(10*time.Second), 2*time.Second)
-	check(wifi, KindWeakWiFi, AlertCleared, at(40*time.Second), 4*time.Second)
-	// Latency is measured every 5 s and smoothed (EWMA, α 0.3): from a
+	check(mem, alert.KindLowMemory, alert.Raised, at(10*time.Second), 2*time.Second)
+	check(mem, alert.KindLowMemory, alert.Cleared, at(40*time.Second), 4*time.Second)
+	check(wifi, alert.KindWeakWiFi, alert.Raised, at(10*time.Second), 2*time.Second)
+	check(wifi, alert.KindWeakWiFi, alert.Cleared, at(40*time.Second), 4*time.Second)
+	// Latency is measured every 5 s and smoothed (alert.EWMA, α 0.3): from a
 	// few ms, two 1 s samples pass 500 ms. After the fix, the probe still
 	// in flight measures the slow path once more, then three samples
 	// bring the mean under 400 ms. Each probe takes one round trip.
-	check(lat, KindHighLatency, AlertRaised, at(10*time.Second), 2*5*time.Second+3*time.Second)
-	check(lat, KindHighLatency, AlertCleared, at(60*time.Second), (1+3)*5*time.Second+3*time.Second)
+	check(lat, alert.KindHighLatency, alert.Raised, at(10*time.Second), 2*5*time.Second+3*time.Second)
+	check(lat, alert.KindHighLatency, alert.Cleared, at(60*time.Second), (1+3)*5*time.Second+3*time.Second)
 	// Three restarts within the 10 min window: raised with the third;
 	// cleared when the first ages out of the window.
-	check(boot, KindRebootLoop, AlertRaised, at(70*time.Second), 10*time.Second)
-	check(boot, KindRebootLoop, AlertCleared, at(10*time.Second+10*time.Minute), 10*time.Second)
+	check(boot, alert.KindRebootLoop, alert.Raised, at(70*time.Second), 10*time.Second)
+	check(boot, alert.KindRebootLoop, alert.Cleared, at(10*time.Second+10*time.Minute), 10*time.Second)
 	if st, _ := sm.collector.Model().Node(boot.ID()); st.Reboots != 3 || !st.Online {
 		t.Errorf("rebooted node: %+v", st)
 	}
 
 	allowed := map[alertKey]bool{
-		{mem.ID(), KindLowMemory, ""}:              true,
-		{mem.ID(), KindAnomaly, MetricMemoryTrend}: true, // the heap fell at once
-		{wifi.ID(), KindWeakWiFi, ""}:              true,
-		{lat.ID(), KindHighLatency, ""}:            true,
-		{boot.ID(), KindRebootLoop, ""}:            true,
-		{boot.ID(), KindNodeOffline, ""}:           true, // it leaves the mesh at each restart
+		{mem.ID(), alert.KindLowMemory, ""}:                    true,
+		{mem.ID(), alert.KindAnomaly, alert.MetricMemoryTrend}: true, // the heap fell at once
+		{wifi.ID(), alert.KindWeakWiFi, ""}:                    true,
+		{lat.ID(), alert.KindHighLatency, ""}:                  true,
+		{boot.ID(), alert.KindRebootLoop, ""}:                  true,
+		{boot.ID(), alert.KindNodeOffline, ""}:                 true, // it leaves the mesh at each restart
 	}
 	for _, a := range sm.alertLog {
 		al := a.change.Alert
-		if !a.at.Before(t0) && a.change.Transition == AlertRaised && !allowed[alertKey{al.Node, al.Kind, al.Metric}] {
+		if !a.at.Before(t0) && a.change.Transition == alert.Raised && !allowed[alertKey{al.Node, al.Kind, al.Metric}] {
 			t.Errorf("unexpected alert at %v: %s %s", a.at.Sub(t0), al.ID, al.Message)
 		}
 	}

@@ -19,8 +19,8 @@ func sat16(v uint32) uint16 { return uint16(min(v, math.MaxUint16)) }
 // kbToBytes turns a "mem" field (KB) into bytes; 0 stays unknown.
 func kbToBytes(kb uint16) uint32 { return uint32(kb) * 1024 }
 
-// ApplyEnhancedStatus sets the fields of an EnhancedStatusPackage (604).
-func (m *Metrics) ApplyEnhancedStatus(p *protocol.EnhancedStatus) {
+// applyEnhancedStatus sets the fields of an EnhancedStatusPackage (604).
+func (m *Metrics) applyEnhancedStatus(p *protocol.EnhancedStatus) {
 	m.DeviceStatus = p.DeviceStatus
 	m.Uptime = p.Uptime
 	m.FreeMemory = kbToBytes(p.FreeMemoryKB)
@@ -39,8 +39,8 @@ func (m *Metrics) ApplyEnhancedStatus(p *protocol.EnhancedStatus) {
 	m.LastError = p.LastErr
 }
 
-// ApplyStatus sets the fields of a StatusPackage (202).
-func (m *Metrics) ApplyStatus(p *protocol.Status) {
+// applyStatus sets the fields of a StatusPackage (202).
+func (m *Metrics) applyStatus(p *protocol.Status) {
 	m.DeviceStatus = p.DeviceStatus
 	m.Uptime = p.Uptime
 	m.FreeMemory = kbToBytes(p.FreeMemoryKB)
@@ -48,10 +48,10 @@ func (m *Metrics) ApplyStatus(p *protocol.Status) {
 	m.FirmwareVersion = p.Firmware
 }
 
-// ApplyMetrics sets the fields of a MetricsPackage (204). Its packet
+// applyMetrics sets the fields of a MetricsPackage (204). Its packet
 // counters are 16-bit; they replace the message counters (rate rules treat
 // the wrap as a counter reset).
-func (m *Metrics) ApplyMetrics(p *protocol.Metrics) {
+func (m *Metrics) applyMetrics(p *protocol.Metrics) {
 	m.FreeMemory = p.Heap
 	m.RSSI = p.RSSI
 	if p.RSSI != 0 {
@@ -73,9 +73,9 @@ const (
 	problemPacketLoss = 0x0008
 )
 
-// ApplyHealthCheck sets the fields of a HealthCheckPackage (605): uptime,
+// applyHealthCheck sets the fields of a HealthCheckPackage (605): uptime,
 // loss, and the LOW_MEMORY and PACKET_LOSS bits from its problem flags.
-func (m *Metrics) ApplyHealthCheck(p *protocol.HealthCheck) {
+func (m *Metrics) applyHealthCheck(p *protocol.HealthCheck) {
 	m.Uptime = p.Uptime
 	m.LossPermille = uint16(min(int(p.Loss)*10, 1000))
 	m.Alerts &^= FlagLowMemory | FlagPacketLoss
@@ -87,9 +87,9 @@ func (m *Metrics) ApplyHealthCheck(p *protocol.HealthCheck) {
 	}
 }
 
-// EnhancedStatus is m as a stock EnhancedStatusPackage (604) from node
+// enhancedStatus is m as a stock EnhancedStatusPackage (604) from node
 // from, broadcast; values too large for the stock fields saturate.
-func (m *Metrics) EnhancedStatus(from uint32) *protocol.EnhancedStatus {
+func (m *Metrics) enhancedStatus(from uint32) *protocol.EnhancedStatus {
 	p := protocol.NewEnhancedStatus(from)
 	p.DeviceStatus = m.DeviceStatus
 	p.Uptime = m.Uptime

@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// TypeTraffic is what one package type accounts for.
-type TypeTraffic struct {
+// typeTraffic is what one package type accounts for.
+type typeTraffic struct {
 	Type     int    `json:"type"`
 	Packages uint64 `json:"packages"`
 	Bytes    uint64 `json:"bytes"`
@@ -23,32 +23,32 @@ type Traffic struct {
 	Packages uint64 `json:"packages"`
 	Bytes    uint64 `json:"bytes"`
 	Failed   uint64 `json:"failed"` // sends the node refused (no route)
-	byType   []TypeTraffic
+	byType   []typeTraffic
 }
 
 func (t *Traffic) add(typ, msgLen int) {
 	n := uint64(msgLen) + 1
 	t.Packages++
 	t.Bytes += n
-	i, found := slices.BinarySearchFunc(t.byType, typ, func(e TypeTraffic, typ int) int { return e.Type - typ })
+	i, found := slices.BinarySearchFunc(t.byType, typ, func(e typeTraffic, typ int) int { return e.Type - typ })
 	if !found {
-		t.byType = slices.Insert(t.byType, i, TypeTraffic{Type: typ})
+		t.byType = slices.Insert(t.byType, i, typeTraffic{Type: typ})
 	}
 	t.byType[i].Packages++
 	t.byType[i].Bytes += n
 }
 
-// ByType lists the counts per package type, by type.
-func (t *Traffic) ByType() []TypeTraffic { return slices.Clone(t.byType) }
+// perType lists the counts per package type, by type.
+func (t *Traffic) perType() []typeTraffic { return slices.Clone(t.byType) }
 
 // Add sums two counts (e.g. every node's Reporter in a simulation).
 func (t Traffic) Add(o Traffic) Traffic {
 	out := Traffic{Packages: t.Packages + o.Packages, Bytes: t.Bytes + o.Bytes, Failed: t.Failed + o.Failed}
 	out.byType = slices.Clone(t.byType)
 	for _, e := range o.byType {
-		i, found := slices.BinarySearchFunc(out.byType, e.Type, func(x TypeTraffic, typ int) int { return x.Type - typ })
+		i, found := slices.BinarySearchFunc(out.byType, e.Type, func(x typeTraffic, typ int) int { return x.Type - typ })
 		if !found {
-			out.byType = slices.Insert(out.byType, i, TypeTraffic{Type: e.Type})
+			out.byType = slices.Insert(out.byType, i, typeTraffic{Type: e.Type})
 		}
 		out.byType[i].Packages += e.Packages
 		out.byType[i].Bytes += e.Bytes

@@ -1,4 +1,4 @@
-package status
+package alert
 
 import "math"
 
@@ -32,38 +32,38 @@ func (e *EWMA) Update(x, alpha float64) {
 // StdDev is the square root of the variance.
 func (e *EWMA) StdDev() float64 { return math.Sqrt(e.Var) }
 
-// Direction is which deviations from the baseline count as anomalous.
-type Direction int8
+// direction is which deviations from the baseline count as anomalous.
+type direction int8
 
 // Directions.
 const (
-	Both Direction = 0
-	Up   Direction = 1  // only values above the band
-	Down Direction = -1 // only values below the band
+	eitherWay direction = 0
+	upward    direction = 1  // only values above the band
+	downward  direction = -1 // only values below the band
 )
 
-// Band is a deviation band around an EWMA baseline: a value is outside it
+// band is a deviation band around an EWMA baseline: a value is outside it
 // when it differs from the mean by more than max(K·σ, Floor) in the
 // watched direction, once Warmup values have been seen.
-type Band struct {
+type band struct {
 	K      float64
 	Floor  float64
 	Warmup int
-	Dir    Direction
+	Dir    direction
 }
 
-// Outside reports whether x lies outside the band around e, and by how
+// outside reports whether x lies outside the band around e, and by how
 // much (x − mean).
-func (b Band) Outside(e *EWMA, x float64) (bool, float64) {
+func (b band) outside(e *EWMA, x float64) (bool, float64) {
 	d := x - e.Mean
 	if e.N < b.Warmup || math.IsNaN(x) || math.IsInf(x, 0) {
 		return false, d
 	}
 	lim := math.Max(b.K*e.StdDev(), b.Floor)
 	switch b.Dir {
-	case Up:
+	case upward:
 		return d > lim, d
-	case Down:
+	case downward:
 		return -d > lim, d
 	}
 	return math.Abs(d) > lim, d
