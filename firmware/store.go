@@ -275,6 +275,10 @@ func (s *Store) Add(ctx context.Context, r io.Reader, meta Meta, opts AddOptions
 	}
 	all, _ := s.list()
 	for _, other := range all {
+		if other.ID == img.ID {
+			// Another process published these very bytes after our get.
+			return other, fmt.Errorf("%w: %s/%s md5 %s is image %s (version %s)", ErrExists, img.Role, img.Hardware, img.MD5, other.ID, other.Version)
+		}
 		if other.Role == img.Role && other.Hardware == img.Hardware && other.Version == img.Version {
 			return other, fmt.Errorf("%w: %s/%s version %q is image %s with md5 %s, not %s", ErrVersionExists, img.Role, img.Hardware, img.Version, other.ID, other.MD5, img.MD5)
 		}
