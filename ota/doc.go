@@ -29,4 +29,17 @@
 //
 // A Campaign is a distribution with state (Pause, Resume, Abort,
 // Snapshot). Bench measures every mode on one simulated mesh.
+//
+// Structure. The Receiver keeps the lifecycle of a transfer (receiver.go:
+// offer or announce, download into the store, verify, switch, trial,
+// confirm or roll back, report); how its chunks are fetched is one small
+// type per strategy behind the fetcher interface (fetch.go), as raft's
+// stepLeader and stepFollower split behaviour by role: stockFetch, the
+// stock request loop (fetch_stock.go); windowFetch, pipelined requests
+// (fetch_window.go); pushFetch, the broadcast push with hop-by-hop repair
+// (fetch_push.go). Answering children's repair asks, paced on the node's
+// radio, is childRepairs (repairs.go). The Distributor announces and
+// serves campaigns (distributor.go, distributor_serve.go); a broadcast
+// campaign's push and its rate control are pushControl
+// (distributor_push.go).
 package ota
