@@ -42,4 +42,12 @@
 // serves campaigns (distributor.go, distributor_serve.go); a broadcast
 // campaign's push and its rate control are pushControl
 // (distributor_push.go).
+//
+// Persistence is out of the step, as raft treats writes (storework.go):
+// the slow store work (flush, Finish's decoding and checks, Switch) is
+// asked of the driver as a mesh.Work in the node's Ready, the driver runs
+// it (transport/tcp on a worker goroutine, the simulator between steps,
+// after sim.Config.WorkTime of virtual time) and answers with
+// mesh.Node.WorkDone; the receiver stays verifying until then and leaves
+// the store alone meanwhile.
 package ota

@@ -175,7 +175,7 @@ func (r *Receiver) onAnnounce(now time.Time, raw []byte) error {
 	if err != nil {
 		return err
 	}
-	if a.Role != r.cfg.Role || a.Hardware != r.cfg.Hardware {
+	if a.Role != r.cfg.Role || a.Hardware != r.cfg.Hardware || r.storeBusy {
 		return nil
 	}
 	if _, ok := r.offered[a.MD5]; ok {

@@ -49,6 +49,9 @@ type Receiver struct {
 	trialOrigin *Origin
 
 	offerAsked time.Time // no new offer request before
+	// storeBusy: the driver is doing store work for us (storeWork); the
+	// store is not touched until it answers.
+	storeBusy bool
 
 	lastProg time.Time
 	lastEv   Progress
@@ -215,6 +218,9 @@ func (r *Receiver) onOffer(now time.Time, raw []byte) error {
 	o, err := DecodeOffer(raw)
 	if err != nil {
 		return err
+	}
+	if r.storeBusy {
+		return nil // offers repeat; this one would need the store
 	}
 	if o.Role != r.cfg.Role || o.Hardware != r.cfg.Hardware {
 		return nil
@@ -384,58 +390,4 @@ func (r *Receiver) afterWrite(now time.Time, t *incoming) {
 		r.emitProgress(now, "")
 	}
 	r.tickTransfer(now)
-}
-
-func (r *Receiver) verify(now time.Time, t *incoming) {
-	r.setState(now, StateVerifying, "")
-	if err := t.staged.Flush(); err != nil {
-		r.fail(now, fmt.Errorf("ota: flush %s: %w", t.id, err))
-		return
-	}
-	pub := r.cfg.PublicKey
-	if t.manifest != nil {
-		pub = nil // the signed manifest's SHA-256 binds the image
-	}
-	if err := r.cfg.Store.Finish(t.staged, pub); err != nil {
-		again := r.verifyFailed(now, t.id)
-		r.fail(now, fmt.Errorf("ota: verify %s: %w", t.id, err))
-		if again {
-			// The staged chunks were discarded; fetch them again.
-			t.have = NewBitmap(t.offer.Chunks)
-			t.bytes = 0
-			t.staged = nil
-			t.fetch.discard()
-			r.cur = nil
-			r.start(now, t)
-		}
-		return
-	}
-	r.setState(now, StateSwitching, "")
-	if err := r.cfg.Store.Switch(); err != nil {
-		r.fail(now, fmt.Errorf("ota: switch to %s: %w", t.offer.MD5, err))
-		return
-	}
-	r.report(now, t)
-	r.cur = nil
-	r.repairs.done = t
-	r.pending = nil
-	r.trialOrigin = nil
-	var origin *Origin
-	if t.viaOffer {
-		origin = &Origin{Image: t.offer.MD5, Transfer: t.id, Distributor: t.dist}
-		if keep, ok := r.cfg.Store.(OriginStore); ok {
-			if err := keep.SetOrigin(*origin); err != nil {
-				r.cfg.Logger.Warn("ota receiver: record the origin of the new image", "transfer", t.id, "err", err)
-			}
-		}
-	}
-	if r.cfg.Restart != nil {
-		r.cfg.Restart(now)
-		return
-	}
-	if err := r.boot(now); err != nil {
-		r.fail(now, err)
-		return
-	}
-	r.trialOrigin = origin
 }

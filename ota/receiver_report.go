@@ -113,7 +113,7 @@ func (r *Receiver) final(now time.Time, rep *Report, md5 string) {
 // unreachable one is tried again every finalRetry.
 func (r *Receiver) deliver(now time.Time) {
 	p := r.pending
-	if p == nil || p.dist == 0 || r.host == nil || now.Before(p.retry) {
+	if p == nil || p.dist == 0 || r.host == nil || now.Before(p.retry) || r.storeBusy {
 		return
 	}
 	if err := r.sendReport(now, p.dist, p.rep); err != nil {
