@@ -44,10 +44,13 @@
 // (distributor_push.go).
 //
 // Persistence is out of the step, as raft treats writes (storework.go):
-// the slow store work (flush, Finish's decoding and checks, Switch) is
-// asked of the driver as a mesh.Work in the node's Ready, the driver runs
-// it (transport/tcp on a worker goroutine, the simulator between steps,
-// after sim.Config.WorkTime of virtual time) and answers with
-// mesh.Node.WorkDone; the receiver stays verifying until then and leaves
-// the store alone meanwhile.
+// the slow store work (Begin, which opens or resumes the staged download;
+// Flush, Finish's decoding and checks, and Switch) is asked of the driver
+// as a mesh.Work in the node's Ready, the driver runs it (transport/tcp on
+// a worker goroutine, the simulator between steps, after
+// sim.Config.WorkTime of virtual time) and answers with
+// mesh.Node.WorkDone; the receiver waits for the answer (it stays
+// verifying until Finish answered) and leaves the store alone meanwhile.
+// Chunk writes, the trial's Confirm and Rollback, and the small origin
+// record stay in the step.
 package ota

@@ -136,21 +136,27 @@ func (f *stockFetch) onData(now time.Time, raw []byte) error {
 				return fmt.Errorf("%w: empty chunk %d", ErrMalformed, i)
 			}
 			f.unsized[i] = data
-			if err := r.open(t); err != nil {
-				r.fail(now, err)
-				return nil
-			}
-			for i, data := range f.unsized {
-				r.write(t, i, data)
-			}
-			f.unsized = nil
-		} else {
-			f.unsized[i] = data
+			r.open(now, t, nil, func(now time.Time) {
+				for i, data := range f.unsized {
+					r.write(t, i, data)
+				}
+				f.unsized = nil
+				f.received(now)
+			})
 			return nil
 		}
-	} else {
-		r.write(t, i, data)
+		f.unsized[i] = data
+		return nil
 	}
+	r.write(t, i, data)
+	f.received(now)
+	return nil
+}
+
+// received goes on after a stock Data was stored (or kept until the
+// download opens): the next request, the broadcast wait, the progress.
+func (f *stockFetch) received(now time.Time) {
+	r, t := f.r, f.t
 	t.lastChunk = now
 	if f.broadcasted && !r.cfg.Root && f.nextRequest.IsZero() {
 		f.waitPushUntil = now.Add(r.cfg.BroadcastWait)
@@ -166,7 +172,6 @@ func (f *stockFetch) onData(now time.Time, raw []byte) error {
 		}
 	}
 	r.afterWrite(now, t)
-	return nil
 }
 
 // onAnnounce takes up a stock Announce (10) that no Offer of ours carries.
@@ -175,7 +180,7 @@ func (r *Receiver) onAnnounce(now time.Time, raw []byte) error {
 	if err != nil {
 		return err
 	}
-	if a.Role != r.cfg.Role || a.Hardware != r.cfg.Hardware || r.storeBusy {
+	if a.Role != r.cfg.Role || a.Hardware != r.cfg.Hardware {
 		return nil
 	}
 	if _, ok := r.offered[a.MD5]; ok {

@@ -173,6 +173,12 @@ func (r *Receiver) Confirm(now time.Time) error {
 
 // HandlePackage implements mesh.Plugin.
 func (r *Receiver) HandlePackage(now time.Time, conn mesh.ConnID, h protocol.Header, raw []byte) {
+	if r.storeBusy {
+		// Everything here may need the store, which is busy for us: offers
+		// and announces repeat, children ask again, a chunk missed now is
+		// fetched again (none is missing while the image is verified).
+		return
+	}
 	var err error
 	switch h.Type {
 	case protocol.TypeOTAAnnounce:
@@ -218,9 +224,6 @@ func (r *Receiver) onOffer(now time.Time, raw []byte) error {
 	o, err := DecodeOffer(raw)
 	if err != nil {
 		return err
-	}
-	if r.storeBusy {
-		return nil // offers repeat; this one would need the store
 	}
 	if o.Role != r.cfg.Role || o.Hardware != r.cfg.Hardware {
 		return nil
@@ -292,22 +295,28 @@ func (r *Receiver) onOffer(now time.Time, raw []byte) error {
 // start replaces any transfer in progress (a newer image supersedes) and
 // opens the download, resuming staged chunks of the same transfer.
 func (r *Receiver) start(now time.Time, t *incoming) {
+	var superseded Download
 	if old := r.cur; old != nil {
 		r.cfg.Logger.Info("ota receiver: superseded", "old", old.id, "new", t.id)
-		if old.staged != nil {
-			_ = old.staged.Flush()
-		}
+		superseded = old.staged
 	}
 	r.cur = t
 	r.repairs.reset()
 	t.lastChunk = now
 	t.nextReport = now.Add(time.Duration(r.rng.Int64N(int64(r.cfg.ReportInterval))))
 	if t.offer.ChunkSize > 0 {
-		if err := r.open(t); err != nil {
-			r.fail(now, err)
-			return
-		}
+		r.open(now, t, superseded, func(now time.Time) { r.downloading(now, t) })
+		return
 	}
+	if superseded != nil {
+		_ = superseded.Flush()
+	}
+	r.downloading(now, t)
+}
+
+// downloading starts fetching t, open or (stock, chunk size unknown) not
+// yet.
+func (r *Receiver) downloading(now time.Time, t *incoming) {
 	r.setState(now, StateDownloading, "")
 	t.fetch.begin(now)
 	if t.viaOffer {
@@ -316,29 +325,42 @@ func (r *Receiver) start(now time.Time, t *incoming) {
 	r.tickTransfer(now)
 }
 
-func (r *Receiver) open(t *incoming) error {
+// open has the store begin, or resume, t's download (after flushing a
+// superseded one, if any), then goes on with opened. The chunks the store
+// already holds count as held.
+func (r *Receiver) open(now time.Time, t *incoming, superseded Download, opened func(now time.Time)) {
 	o := &t.offer
-	size := o.TSize
 	tr := Transfer{
-		Image: o.MD5, ImageSize: o.Size, Method: o.Method, TransferSize: size, TransferMD5: o.TMD5,
+		Image: o.MD5, ImageSize: o.Size, Method: o.Method, TransferSize: o.TSize, TransferMD5: o.TMD5,
 		ChunkSize: o.ChunkSize, Chunks: o.Chunks, Signature: decodeSig(o.Signature),
 		Version: o.Version, Role: o.Role, Hardware: o.Hardware,
 	}
 	if m := t.manifest; m != nil {
 		tr.SHA256, tr.Counter, tr.Version = m.SHA256, m.Counter, m.Version
 	}
-	dl, err := r.cfg.Store.Begin(tr)
-	if err != nil {
-		return fmt.Errorf("ota: begin %s: %w", t.id, err)
-	}
-	t.staged = dl
-	for i := 0; i < o.Chunks; i++ {
-		if dl.Has(i) {
-			t.have.Set(i)
-			t.bytes += int64(o.ChunkSize)
+	store := r.cfg.Store
+	var dl Download
+	r.storeWork(now, func() error {
+		if superseded != nil {
+			_ = superseded.Flush()
 		}
-	}
-	return nil
+		var err error
+		dl, err = store.Begin(tr)
+		return err
+	}, func(now time.Time, err error) {
+		if err != nil {
+			r.fail(now, fmt.Errorf("ota: begin %s: %w", t.id, err))
+			return
+		}
+		t.staged = dl
+		for i := 0; i < o.Chunks; i++ {
+			if dl.Has(i) {
+				t.have.Set(i)
+				t.bytes += int64(o.ChunkSize)
+			}
+		}
+		opened(now)
+	})
 }
 
 func decodeSig(s string) []byte {

@@ -62,7 +62,7 @@ func (r *Receiver) NextDeadline() time.Time {
 		at(p.retry)
 	}
 	t := r.cur
-	if t == nil || r.state != StateDownloading {
+	if t == nil || r.state != StateDownloading || r.storeBusy {
 		return next
 	}
 	if t.viaOffer {
@@ -74,7 +74,7 @@ func (r *Receiver) NextDeadline() time.Time {
 
 func (r *Receiver) tickTransfer(now time.Time) {
 	t := r.cur
-	if t == nil || r.state != StateDownloading {
+	if t == nil || r.state != StateDownloading || r.storeBusy {
 		return
 	}
 	if t.viaOffer && !now.Before(t.nextReport) {

@@ -46,8 +46,8 @@ func (s *childRepairs) relayed(now time.Time, h protocol.Header, bytes int) {
 // onNeed serves a child's repair request from our own copy.
 func (s *childRepairs) onNeed(now time.Time, h protocol.Header, raw []byte) error {
 	r := s.r
-	if h.Dest != r.host.ID() || r.storeBusy {
-		return nil // while the store works, the child asks again
+	if h.Dest != r.host.ID() {
+		return nil
 	}
 	n, err := DecodeNeed(raw)
 	if err != nil {

@@ -8,13 +8,14 @@ import (
 )
 
 // Persistence out of the step, as raft treats writes: the slow store
-// operations (flushing the staged chunks, decompressing and checking the
-// whole image, switching slots: fsyncs, MD5, SHA-256, signatures) are
-// asked of the driver as mesh.Work, and their result comes back as an
-// input. The state waits for the answer (verifying stays verifying until
-// Finish answered); meanwhile the node keeps relaying and syncing, and the
-// receiver leaves the store alone: offers and announces (repeated anyway)
-// and children's repair asks (asked again) are not taken up.
+// operations (opening the staged download, flushing it, decompressing and
+// checking the whole image, switching slots: fsyncs, MD5, SHA-256,
+// signatures) are asked of the driver as mesh.Work, and their result
+// comes back as an input. The state waits for the answer (verifying stays
+// verifying until Finish answered); meanwhile the node keeps relaying and
+// syncing, and the receiver leaves the store alone: it takes up no OTA
+// package (offers and announces repeat, children ask again, a chunk
+// missed while a download opens is fetched again).
 
 // storeWork has the driver run do off the step, then calls done with its
 // result. A host that runs no work off the step (a test's fake) gets it
