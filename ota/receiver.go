@@ -177,6 +177,9 @@ func (r *Receiver) HandlePackage(now time.Time, conn mesh.ConnID, h protocol.Hea
 		// Everything here may need the store, which is busy for us: offers
 		// and announces repeat, children ask again, a chunk missed now is
 		// fetched again (none is missing while the image is verified).
+		if h.Type == TypeChunk && h.Routing == protocol.RouteBroadcast {
+			r.repairs.relayed(now, h, len(raw)) // the radio is busy all the same
+		}
 		return
 	}
 	var err error

@@ -64,8 +64,8 @@ type Config struct {
 	// Trace, if set, receives one text line per machine input and output,
 	// for replaying a failing seed by eye: virtual time, a kind letter (B
 	// boot, X crash, C connect as station, A accept, D disconnect, R
-	// receive, T tick, U application step, O output queued), node, conn
-	// and message.
+	// receive, T tick, U application step, W work done (mesh.Work), O
+	// output queued), node, conn and message.
 	Trace io.Writer
 }
 
@@ -303,14 +303,14 @@ type workDoer interface {
 // once, or Config.WorkTime after the node's previous work ended. A crash
 // loses the work, as it would lose a disk write in progress.
 func (n *Network) startWork(nd *Node, w mesh.Work) {
-	wd, ok := nd.m.(workDoer)
-	if !ok {
-		return
-	}
 	finish := func() {
 		n.traceInput(nd, 'W', 0, nil)
 		err := w.Do()
-		wd.WorkDone(n.Now(), w, err)
+		if wd, ok := nd.m.(workDoer); ok {
+			wd.WorkDone(n.Now(), w, err)
+		} else {
+			w.Done(n.Now(), err) // a wrapper of a mesh.Node that does not pass it on
+		}
 		n.flush(nd, false)
 	}
 	if n.workTime <= 0 {
