@@ -40,6 +40,9 @@
 // and the distributor is told from the next start, once. A rolled-back image is
 // not downloaded again.
 //
-// Everything the plugins do happens inside the driver's loop; the hook
-// commands run in Device.Run, beside it, and report back through the loop.
+// Everything the plugins do happens inside the driver's loop, except the
+// receiver's slow store work (flushing, decoding and verifying the image
+// into its slot, switching), which the driver runs on a worker goroutine
+// and answers through the loop; the hook commands run in Device.Run,
+// beside it, and report back through the loop.
 package linuxnode

@@ -199,6 +199,16 @@ type otaHost struct {
 	p *otaPlugin
 }
 
+// Defer implements mesh.WorkHost: the receiver's store work goes to the
+// driver, which runs it off the node's loop.
+func (h otaHost) Defer(w mesh.Work) {
+	if wh, ok := h.Host.(mesh.WorkHost); ok {
+		wh.Defer(w)
+		return
+	}
+	w.Done(time.Now(), w.Do())
+}
+
 func (h otaHost) Emit(ev mesh.Event) {
 	if pr, ok := ev.(ota.Progress); ok {
 		ev = h.p.progressEvent(pr)

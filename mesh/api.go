@@ -9,7 +9,8 @@
 //	n.Receive(now, conn, msg)       // one NUL-framed message arrived on conn
 //	n.Disconnect(now, conn)         // the connection went away
 //	n.Tick(now)                     // time passed; fire due timers
-//	rd := n.Ready()                 // bytes to write per connection, connections to close, events
+//	rd := n.Ready()                 // bytes to write per connection, connections to close, events, work
+//	n.WorkDone(now, w, err)         // the driver did a Work the node asked for
 //	next := n.NextDeadline()        // when to call Tick again
 //
 // Every input takes the current time; the node keeps no other notion of
@@ -52,6 +53,30 @@ type Ready struct {
 	Messages []Outgoing
 	Close    []ConnID // connections the node dropped (already forgotten by it)
 	Events   []Event
+	// Work is slow work the plugins asked for (see Work): the driver runs
+	// it off the step and answers each with Node.WorkDone.
+	Work []Work
+}
+
+// Work is slow work a plugin asks the driver to do outside the node's
+// steps (fsyncs, decompressing and hashing a whole image), as raft's Ready
+// hands the application the entries to persist: the state machine asks,
+// the driver does the disk work and answers with an input. The driver
+// calls Do outside any step (the TCP driver on a worker goroutine, so the
+// loop keeps serving the mesh; the simulator between steps, in virtual
+// time), one Work of a node at a time in the order asked, then hands the
+// result to Node.WorkDone, which calls Done inside a step. Do must not
+// touch the node; Done may, as any step does.
+type Work struct {
+	Do   func() error
+	Done func(now time.Time, err error)
+}
+
+// WorkHost is implemented by hosts whose driver runs Work off the step
+// (*Node does). A plugin whose host does not (a test's fake) runs the
+// work inline.
+type WorkHost interface {
+	Defer(w Work)
 }
 
 // Event is something the application may want to know. Concrete types are

@@ -141,6 +141,13 @@ func (n *Node) Tick(now time.Time) {
 	}
 }
 
+// WorkDone tells the node that the driver finished w, one of the Work of a
+// Ready, with err: w.Done runs as part of this step.
+func (n *Node) WorkDone(now time.Time, w Work, err error) {
+	n.now = now
+	w.Done(now, err)
+}
+
 // --- outputs ----------------------------------------------------------------
 
 // Ready returns what accumulated since the last call: messages to write,
@@ -162,6 +169,11 @@ func (n *Node) NextDeadline() time.Time {
 		m = earliest(m, p.NextDeadline())
 	}
 	return m
+}
+
+// Defer implements WorkHost: w goes to the driver with the next Ready.
+func (n *Node) Defer(w Work) {
+	n.ready.Work = append(n.ready.Work, w)
 }
 
 // Emit queues an event for the driver and shows it to the observing

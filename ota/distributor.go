@@ -159,60 +159,6 @@ var (
 
 var campaignIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,32}$`)
 
-// variant is one set of chunks served: the stock image or the transfer
-// offered to Go receivers. Running campaigns of one image share their
-// variants; a campaign that ended keeps only their sizes.
-type variant struct {
-	data       []byte
-	size       int64 // len(data), also once data is released
-	chunkSize  int
-	chunks     int
-	compressed bool
-	md5        string // of data
-	image      string // md5 of the image data is made from
-	method     string // how data was made from the image
-}
-
-// released is v without its data, for the record of a campaign that ended.
-func (v *variant) released() *variant {
-	r := *v
-	r.data = nil
-	return &r
-}
-
-// bytesOf is how many bytes done chunks hold: the short last chunk is
-// counted whole until all are held (reports count chunks, not which).
-func (v *variant) bytesOf(done int) int64 {
-	return min(int64(done)*int64(v.chunkSize), v.size)
-}
-
-func (v *variant) chunk(i int) []byte {
-	lo := i * v.chunkSize
-	return v.data[lo:min(lo+v.chunkSize, len(v.data))]
-}
-
-func newVariant(data []byte, cs int, image, method string) *variant {
-	sum := md5.Sum(data)
-	return &variant{data: data, size: int64(len(data)), chunkSize: cs, chunks: (len(data) + cs - 1) / cs,
-		compressed: method != "none", md5: hex.EncodeToString(sum[:]), image: image, method: method}
-}
-
-// sharedVariant returns the variant of an active campaign made from image
-// by method in chunks of cs, so one copy serves them all; nil if none.
-func (d *Distributor) sharedVariant(image, method string, cs int) *variant {
-	for _, c := range d.campaigns {
-		if !c.Active() {
-			continue
-		}
-		for _, v := range []*variant{c.stock, c.fast} {
-			if v.data != nil && v.image == image && v.method == method && v.chunkSize == cs {
-				return v
-			}
-		}
-	}
-	return nil
-}
-
 type dcampaign struct {
 	*Campaign
 	stock      *variant // uncompressed, stock chunk size: for stock receivers
@@ -224,34 +170,7 @@ type dcampaign struct {
 	announced    int
 	nextAnnounce time.Time
 
-	// broadcast push
-	pushing  bool
-	pushIdx  int
-	nextPush time.Time
-	pushDone bool
-	boost    float64 // AIMD multiplier on the estimated safe rate
-	interval time.Duration
-	missers  map[int]map[uint32]bool // chunk → nodes that asked the distributor
-	ctl      ctlWindow
-	lastRep  map[uint32]Report
-}
-
-type ctlWindow struct {
-	until     time.Time
-	lostHop   float64 // Σ per-hop loss × samples
-	samples   float64
-	congested int
-	reporters int
-}
-
-type reply struct {
-	c       *dcampaign
-	to      uint32
-	idx     int
-	routing protocol.Routing
-	stock   bool
-	req     *stockMsg // stock: the request to echo
-	v       *variant
+	push pushControl // broadcast mode
 }
 
 // Distributor is the OTA distributor plugin: it announces campaigns, serves
@@ -402,9 +321,7 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 		stock:      stock,
 		fast:       fast,
 		stockBcast: spec.StockBroadcast,
-		boost:      1,
-		missers:    map[int]map[uint32]bool{},
-		lastRep:    map[uint32]Report{},
+		push:       newPushControl(),
 	}
 	for _, p := range spec.Progress {
 		if c.Targeted(p.Node) {
@@ -456,8 +373,8 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	d.campaigns = append(d.campaigns, c)
 	c.nextAnnounce = now
 	if mode == ModeBroadcast {
-		c.pushing = true
-		c.nextPush = now.Add(d.cfg.PushDelay)
+		c.push.pushing = true
+		c.push.nextAt = now.Add(d.cfg.PushDelay)
 	}
 	d.emit(c, 0, NodeProgress{})
 	if c.settle(now) {
@@ -471,9 +388,8 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 func (d *Distributor) finish(now time.Time, c *dcampaign, s CampaignState, why string) {
 	c.State, c.Reason, c.Finished = s, why, now
 	c.settleAt = time.Time{}
-	c.pushing = false
 	c.stock, c.fast = c.stock.released(), c.fast.released()
-	c.missers, c.lastRep = nil, nil
+	c.push.release()
 	d.queue = slices.DeleteFunc(d.queue, func(r reply) bool { return r.c == c })
 	d.emit(c, 0, NodeProgress{})
 }
@@ -527,8 +443,8 @@ func (d *Distributor) Resume(now time.Time, id string) error {
 	}
 	c.State = CampaignRunning
 	c.nextAnnounce = now
-	if c.pushing && c.nextPush.Before(now) {
-		c.nextPush = now
+	if c.push.pushing && c.push.nextAt.Before(now) {
+		c.push.nextAt = now
 	}
 	d.emit(c, 0, NodeProgress{})
 	d.Tick(now)
@@ -553,224 +469,4 @@ func (d *Distributor) emit(c *dcampaign, node uint32, p NodeProgress) {
 	if d.host != nil {
 		d.host.Emit(CampaignEvent{Campaign: c.ID, State: c.State, Node: node, Progress: p})
 	}
-}
-
-// HandlePackage implements mesh.Plugin.
-func (d *Distributor) HandlePackage(now time.Time, conn mesh.ConnID, h protocol.Header, raw []byte) {
-	if h.Dest != d.host.ID() {
-		return
-	}
-	switch h.Type {
-	case protocol.TypeOTADataRequest:
-		d.onStockRequest(now, raw)
-	case TypeNeed:
-		d.onNeed(now, h, raw)
-	case TypeReport:
-		d.onReport(now, raw)
-	}
-	d.flush(now)
-}
-
-// onStockRequest answers a DataRequest (11) with Data (12) if it asks for
-// a chunk of something a running campaign announced (Q-19 f: stock serves
-// anything).
-func (d *Distributor) onStockRequest(now time.Time, raw []byte) {
-	q, err := decodeStock(raw)
-	if err != nil {
-		d.stats.IgnoredRequests++
-		return
-	}
-	for _, c := range d.campaigns {
-		if c.State != CampaignRunning || q.MD5 != c.Image.MD5 || q.Role != c.Image.Role || q.Hardware != c.Image.Hardware {
-			continue
-		}
-		if !c.Targeted(q.From) {
-			// A stock node cannot read the node list: it asks, in vain.
-			continue
-		}
-		v := c.stock
-		if q.Compressed {
-			if c.Mode != ModeStock || !c.fast.compressed {
-				continue
-			}
-			v = c.fast
-		}
-		if int(q.NoPart) != v.chunks || int(q.PartNo) >= v.chunks {
-			continue
-		}
-		r := reply{c: c, to: q.From, idx: int(q.PartNo), routing: protocol.RouteSingle, stock: true, req: q, v: v}
-		if q.Broadcasted {
-			r.routing = protocol.RouteBroadcast
-		}
-		if d.cfg.Unpaced {
-			d.sendReply(now, r)
-		} else {
-			d.enqueue(r)
-		}
-		return
-	}
-	d.stats.IgnoredRequests++
-}
-
-func (d *Distributor) enqueue(r reply) {
-	for _, q := range d.queue {
-		if q.c == r.c && q.to == r.to && q.idx == r.idx && q.stock == r.stock && q.routing == r.routing {
-			return
-		}
-	}
-	d.queue = append(d.queue, r)
-}
-
-func (d *Distributor) onNeed(now time.Time, h protocol.Header, raw []byte) {
-	n, err := DecodeNeed(raw)
-	if err != nil {
-		return
-	}
-	c := d.find(n.ID)
-	if c != nil && c.State == CampaignRunning && !c.Targeted(n.From) {
-		if n.Parts == "" && c.Mode != ModeStock {
-			// It saw chunks of the transfer and lost every offer: the
-			// offer's node list tells it the transfer is not for it.
-			d.offerTo(now, c.offers[0], n.From)
-			return
-		}
-		d.stats.IgnoredRequests++
-		return
-	}
-	if c == nil || c.State != CampaignRunning || c.Mode == ModeStock {
-		if h.Routing == protocol.RouteNeighbour {
-			_ = d.host.SendPackage(now, &Refuse{From: d.host.ID(), Dest: n.From, Routing: int(protocol.RouteNeighbour), ID: n.ID})
-		}
-		return
-	}
-	if n.Parts == "" {
-		// A receiver saw chunks of this transfer but lost the offer.
-		o := c.offer
-		if len(c.Targets.Nodes) > 0 {
-			o.Nodes = []uint32{n.From}
-		}
-		d.offerTo(now, o, n.From)
-		return
-	}
-	parts, err := ParseRanges(n.Parts, c.fast.chunks, c.fast.chunks)
-	if err != nil {
-		return
-	}
-	routing := protocol.RouteSingle
-	if h.Routing == protocol.RouteNeighbour {
-		routing = protocol.RouteNeighbour
-	}
-	for _, i := range parts {
-		if c.Mode == ModeBroadcast && c.pushDone && routing == protocol.RouteSingle && d.rebroadcast(c, n.From, i) {
-			continue
-		}
-		d.enqueue(reply{c: c, to: n.From, idx: i, routing: routing, v: c.fast})
-	}
-}
-
-// offerTo sends offer o to one receiver (routing 1).
-func (d *Distributor) offerTo(now time.Time, o Offer, dest uint32) {
-	o.Routing = int(protocol.RouteSingle)
-	_ = d.host.SendPackage(now, &offerTo{Offer: o, dest: dest})
-}
-
-// rebroadcast records that node missed chunk i; once enough distinct
-// nodes asked the distributor itself for it, pushing it once more over the
-// whole mesh is cheaper than unicasting it to each.
-func (d *Distributor) rebroadcast(c *dcampaign, node uint32, i int) bool {
-	m := c.missers[i]
-	if m == nil {
-		m = map[uint32]bool{}
-		c.missers[i] = m
-	}
-	m[node] = true
-	threshold := max(4, len(c.nodes)/8)
-	if len(m) < threshold {
-		return false
-	}
-	delete(c.missers, i)
-	d.queue = slices.DeleteFunc(d.queue, func(r reply) bool {
-		return r.c == c && r.idx == i && !r.stock && r.routing == protocol.RouteSingle
-	})
-	d.enqueue(reply{c: c, idx: i, routing: protocol.RouteBroadcast, v: c.fast})
-	d.stats.Rebroadcasts++
-	return true
-}
-
-func (d *Distributor) sendReply(now time.Time, r reply) int {
-	c := r.c
-	data := r.v.chunk(r.idx)
-	if r.stock {
-		q := r.req
-		m := &stockMsg{Type: protocol.TypeOTAData, From: d.host.ID(), Routing: int(r.routing), MD5: q.MD5,
-			Hardware: q.Hardware, Role: q.Role, Forced: q.Forced, NoPart: q.NoPart, Broadcasted: q.Broadcasted,
-			Compressed: q.Compressed, Dest: q.From, PartNo: q.PartNo, Data: base64.StdEncoding.EncodeToString(data)}
-		b := m.AppendJSON(nil)
-		_ = d.host.SendRaw(now, b)
-		d.stats.StockServed++
-		return len(b)
-	}
-	ch := &Chunk{From: d.host.ID(), Routing: int(r.routing), ID: c.ID, Index: r.idx, Data: encodePayload(c.offer.Encoding, data)}
-	if r.routing != protocol.RouteBroadcast {
-		ch.Dest = r.to
-		d.stats.ChunksServed++
-	} else {
-		d.stats.ChunksPushed++
-	}
-	b := ch.AppendJSON(nil)
-	_ = d.host.SendRaw(now, b)
-	return len(b)
-}
-
-func (d *Distributor) onReport(now time.Time, raw []byte) {
-	r, err := DecodeReport(raw)
-	if err != nil {
-		return
-	}
-	c := d.find(r.ID)
-	if c == nil || !c.Targeted(r.From) {
-		return
-	}
-	if c.pushing && State(r.State) == StateDownloading {
-		d.observe(now, c, r)
-	}
-	p, changed := c.update(now, r.From, r, c.fast)
-	if changed {
-		d.emit(c, r.From, p)
-	}
-	if c.settle(now) {
-		d.finish(now, c, c.State, c.Reason)
-		d.dropOldFinished()
-	}
-}
-
-func (d *Distributor) autoChunkSize() int {
-	_, busiest, _ := d.fanout()
-	busiest = max(busiest, 1)
-	cs := 8192
-	for cs > 512 && busiest*(Dense.EncodedLen(cs)+80) > d.cfg.QueueBudget {
-		cs /= 2
-	}
-	return cs
-}
-
-// fanout returns how many connections a broadcast from here leaves on, the
-// largest number of children of any node in the tree, and node depths.
-func (d *Distributor) fanout() (own, busiest int, depth map[uint32]int) {
-	tree := d.host.Tree()
-	depth = map[uint32]int{}
-	own = len(tree.Subs)
-	busiest = own
-	var walk func(t *protocol.NodeTree, dep int)
-	walk = func(t *protocol.NodeTree, dep int) {
-		depth[t.NodeID] = dep
-		busiest = max(busiest, len(t.Subs))
-		for i := range t.Subs {
-			walk(&t.Subs[i], dep+1)
-		}
-	}
-	for i := range tree.Subs {
-		walk(&tree.Subs[i], 1)
-	}
-	return own, busiest, depth
 }

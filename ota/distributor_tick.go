@@ -1,7 +1,6 @@
 package ota
 
 import (
-	"math"
 	"time"
 
 	"github.com/meshfleet/meshfleet/protocol"
@@ -57,97 +56,6 @@ func (d *Distributor) announce(now time.Time, c *dcampaign) {
 // earlyAnnounce are the gaps after the first announces.
 var earlyAnnounce = []time.Duration{2 * time.Second, 5 * time.Second}
 
-// pushInterval is the gap between pushed chunks that keeps the busiest
-// radio of the tree (the node with the most children sends every chunk
-// once per child) at Utilization × boost of its airtime.
-func (d *Distributor) pushInterval(c *dcampaign, busiest int) time.Duration {
-	msg := Dense.EncodedLen(c.fast.chunkSize) + 80
-	per := time.Duration(busiest) * d.cfg.Radio.airtime(msg)
-	return time.Duration(float64(per) / (d.cfg.Utilization * c.boost))
-}
-
-func (d *Distributor) push(now time.Time, c *dcampaign) {
-	if !c.pushing || now.Before(c.nextPush) || !d.pace.ready(now) {
-		return
-	}
-	own, busiest, _ := d.fanout()
-	if own == 0 {
-		c.nextPush = now.Add(time.Second) // nobody to push to yet
-		return
-	}
-	d.ctlTick(now, c)
-	if c.pushIdx >= c.fast.chunks {
-		e := &End{From: d.host.ID(), Routing: int(protocol.RouteBroadcast), ID: c.ID, Sent: c.fast.chunks}
-		_ = d.host.SendPackage(now, e)
-		d.pace.busy(now, 80, own)
-		c.pushing, c.pushDone = false, true
-		return
-	}
-	n := d.sendReply(now, reply{c: c, idx: c.pushIdx, routing: protocol.RouteBroadcast, v: c.fast})
-	d.pace.busy(now, n, own)
-	c.pushIdx++
-	c.interval = d.pushInterval(c, busiest)
-	// Spacing counts from the actual send: catching up after a delay
-	// would bunch chunks, and bunched chunks overflow relay queues.
-	c.nextPush = now.Add(c.interval)
-}
-
-// observe feeds a receiver's report into the rate control: the push
-// chunks it found missing since its last report, per hop of its depth.
-func (d *Distributor) observe(now time.Time, c *dcampaign, r *Report) {
-	prev := c.lastRep[r.From]
-	c.lastRep[r.From] = *r
-	dHi, dLost := r.High-prev.High, r.Lost-prev.Lost
-	if dHi <= 0 || dLost < 0 {
-		return
-	}
-	_, _, depth := d.fanout()
-	hops := max(depth[r.From], 1)
-	f := min(float64(dLost)/float64(dHi), 1)
-	p := 1 - math.Pow(1-f, 1/float64(hops))
-	c.ctl.lostHop += p * float64(dHi)
-	c.ctl.samples += float64(dHi)
-	c.ctl.reporters++
-	if p > 2*d.cfg.LossTarget && dLost >= minCongestedLost {
-		c.ctl.congested++
-	}
-}
-
-// minCongestedLost is the fewest lost chunks that let one report count as
-// congested: early reports cover a few pushed chunks, where one or two
-// random losses already look like 6 % per hop, and a tenth of the
-// reporters seeing that by chance would slow a healthy push.
-const minCongestedLost = 3
-
-// ctlTick closes a control window: AIMD on the per-hop loss the receivers
-// reported. Random loss below LossTarget is repaired hop by hop and does
-// not slow the push; loss above it means a radio queue overflows.
-func (d *Distributor) ctlTick(now time.Time, c *dcampaign) {
-	if c.ctl.until.IsZero() {
-		c.ctl.until = now.Add(3 * time.Second)
-		return
-	}
-	if now.Before(c.ctl.until) {
-		return
-	}
-	w := c.ctl
-	c.ctl = ctlWindow{until: now.Add(3 * time.Second)}
-	if w.samples == 0 {
-		return
-	}
-	loss := w.lostHop / w.samples
-	old := c.boost
-	if loss > d.cfg.LossTarget || w.congested*10 > w.reporters {
-		c.boost = max(c.boost*0.75, 0.25)
-	} else {
-		c.boost = min(c.boost+0.05, 1) // the estimate is the ceiling: above it queues overflow
-	}
-	if c.boost != old {
-		d.stats.RateChanges++
-	}
-	d.cfg.Logger.Debug("ota push rate", "campaign", c.ID, "loss_per_hop", loss, "boost", c.boost)
-}
-
 func (d *Distributor) flush(now time.Time) {
 	for len(d.queue) > 0 && d.pace.ready(now) {
 		r := d.queue[0]
@@ -175,8 +83,8 @@ func (d *Distributor) NextDeadline() time.Time {
 		}
 		at(c.nextAnnounce)
 		at(c.settleAt)
-		if c.pushing {
-			t := c.nextPush
+		if c.push.pushing {
+			t := c.push.nextAt
 			if r := d.pace.readyAt(); r.After(t) {
 				t = r
 			}

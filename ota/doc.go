@@ -29,4 +29,28 @@
 //
 // A Campaign is a distribution with state (Pause, Resume, Abort,
 // Snapshot). Bench measures every mode on one simulated mesh.
+//
+// Structure. The Receiver keeps the lifecycle of a transfer (receiver.go:
+// offer or announce, download into the store, verify, switch, trial,
+// confirm or roll back, report); how its chunks are fetched is one small
+// type per strategy behind the fetcher interface (fetch.go), as raft's
+// stepLeader and stepFollower split behaviour by role: stockFetch, the
+// stock request loop (fetch_stock.go); windowFetch, pipelined requests
+// (fetch_window.go); pushFetch, the broadcast push with hop-by-hop repair
+// (fetch_push.go). Answering children's repair asks, paced on the node's
+// radio, is childRepairs (repairs.go). The Distributor announces and
+// serves campaigns (distributor.go, distributor_serve.go); a broadcast
+// campaign's push and its rate control are pushControl
+// (distributor_push.go).
+//
+// Persistence is out of the step, as raft treats writes (storework.go):
+// the slow store work (Begin, which opens or resumes the staged download;
+// Flush, Finish's decoding and checks, and Switch) is asked of the driver
+// as a mesh.Work in the node's Ready, the driver runs it (transport/tcp on
+// a worker goroutine, the simulator between steps, after
+// sim.Config.WorkTime of virtual time) and answers with
+// mesh.Node.WorkDone; the receiver waits for the answer (it stays
+// verifying until Finish answered) and leaves the store alone meanwhile.
+// Chunk writes, the trial's Confirm and Rollback, and the small origin
+// record stay in the step.
 package ota

@@ -203,10 +203,10 @@ func TestCongestedNeedsSeveralLosses(t *testing.T) {
 	} {
 		d := NewDistributor(DistributorConfig{})
 		d.Attach(&fakeHost{id: 1, tree: tree})
-		c := &dcampaign{lastRep: map[uint32]Report{}}
-		d.observe(time.Time{}, c, &Report{From: 2, High: tc.hi, Lost: tc.lost})
-		if c.ctl.congested != tc.congested || c.ctl.reporters != 1 {
-			t.Errorf("hi %d lost %d: congested %d of %d reporters, want %d", tc.hi, tc.lost, c.ctl.congested, c.ctl.reporters, tc.congested)
+		c := &dcampaign{push: newPushControl()}
+		d.observe(c, &Report{From: 2, High: tc.hi, Lost: tc.lost})
+		if w := c.push.window; w.congested != tc.congested || w.reporters != 1 {
+			t.Errorf("hi %d lost %d: congested %d of %d reporters, want %d", tc.hi, tc.lost, w.congested, w.reporters, tc.congested)
 		}
 	}
 }

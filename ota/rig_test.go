@@ -74,12 +74,13 @@ type rigOpts struct {
 	initial  string // md5 installed on receivers
 	trace    io.Writer
 	logDrops bool
+	workTime time.Duration // sim.Config.WorkTime: how long store work takes
 }
 
 func newRig(t *testing.T, o rigOpts) *rig {
 	t.Helper()
 	r := &rig{t: t, stores: map[uint32]*MemoryStore{}, recv: map[uint32]*Receiver{}, rcfg: o.rcfg, logDrops: o.logDrops}
-	r.net = sim.New(sim.Config{Seed: o.seed, Model: o.model, Trace: o.trace, OnEvent: func(n *sim.Node, at time.Time, ev mesh.Event) {
+	r.net = sim.New(sim.Config{Seed: o.seed, Model: o.model, Trace: o.trace, WorkTime: o.workTime, OnEvent: func(n *sim.Node, at time.Time, ev mesh.Event) {
 		if p, ok := ev.(Progress); ok {
 			r.events = append(r.events, p)
 		}

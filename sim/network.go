@@ -53,13 +53,19 @@ type Config struct {
 	// down (flap, cut, crash of the peer, heal). Zero means DefaultRedial,
 	// negative means never reconnect automatically.
 	Redial time.Duration
+	// WorkTime is how long, in virtual time, the slow work a node's
+	// plugins hand to the driver (mesh.Work: a store's fsyncs and image
+	// checks) takes; a node runs its works one after the other and goes on
+	// stepping meanwhile. Zero does each at once, right after the step
+	// that asked for it.
+	WorkTime time.Duration
 	// OnEvent, if set, sees every event every node reports.
 	OnEvent func(n *Node, at time.Time, ev mesh.Event)
 	// Trace, if set, receives one text line per machine input and output,
 	// for replaying a failing seed by eye: virtual time, a kind letter (B
 	// boot, X crash, C connect as station, A accept, D disconnect, R
-	// receive, T tick, U application step, O output queued), node, conn
-	// and message.
+	// receive, T tick, U application step, W work done (mesh.Work), O
+	// output queued), node, conn and message.
 	Trace io.Writer
 }
 
@@ -70,6 +76,7 @@ type Network struct {
 	model     Model
 	epoch     time.Time
 	redial    time.Duration
+	workTime  time.Duration
 	now       int64 // virtual ns since epoch
 	rng       *rand.Rand
 	agenda    eventQueue
@@ -110,6 +117,7 @@ func New(cfg Config) *Network {
 		model:     cfg.Model,
 		epoch:     epoch,
 		redial:    redial,
+		workTime:  cfg.WorkTime,
 		rng:       rand.New(rand.NewPCG(cfg.Seed, 0x6d65736866666c74)), // "meshfflt"
 		byID:      map[uint32]*Node{},
 		trace:     cfg.Trace,
@@ -277,7 +285,46 @@ func (n *Network) flush(nd *Node, afterTick bool) {
 	if !nd.up || nd.incarnation != inc {
 		return
 	}
+	for _, w := range rd.Work {
+		n.startWork(nd, w)
+		if !nd.up || nd.incarnation != inc {
+			return
+		}
+	}
 	n.scheduleTick(nd, m.NextDeadline(), afterTick)
+}
+
+// workDoer is a Machine that takes the results of its mesh.Work.
+type workDoer interface {
+	WorkDone(now time.Time, w mesh.Work, err error)
+}
+
+// startWork runs w, a slow job the node asked for, outside its steps: at
+// once, or Config.WorkTime after the node's previous work ended. A crash
+// loses the work, as it would lose a disk write in progress.
+func (n *Network) startWork(nd *Node, w mesh.Work) {
+	finish := func() {
+		n.traceInput(nd, 'W', 0, nil)
+		err := w.Do()
+		if wd, ok := nd.m.(workDoer); ok {
+			wd.WorkDone(n.Now(), w, err)
+		} else {
+			w.Done(n.Now(), err) // a wrapper of a mesh.Node that does not pass it on
+		}
+		n.flush(nd, false)
+	}
+	if n.workTime <= 0 {
+		finish()
+		return
+	}
+	inc := nd.incarnation
+	at := max(nd.workFree, n.now) + int64(n.workTime)
+	nd.workFree = at
+	n.schedule(event{at: at, kind: evFunc, fn: func() {
+		if nd.up && nd.incarnation == inc {
+			finish()
+		}
+	}})
 }
 
 func (n *Network) scheduleTick(nd *Node, deadline time.Time, afterTick bool) {

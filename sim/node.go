@@ -55,6 +55,7 @@ type Node struct {
 	tickGen     uint64
 	tickPending bool
 	tickAt      int64
+	workFree    int64 // virtual time the node's last mesh.Work ends
 
 	// Convergence cache: dirty is set whenever the machine was stepped.
 	dirty    bool

@@ -6,8 +6,11 @@
 // side, reconnecting with backoff), and per connection a reader that splits
 // the stream at NUL bytes and a writer that drains four priority queues.
 // Node deadlines are served by a single timer reset to NextDeadline after
-// every step. Applications talk to the node through Do and the Send
-// methods, which run inside the loop, and read Events.
+// every step. Slow work the node's plugins ask for (mesh.Work: disk writes,
+// image checks) runs on a worker goroutine, so the loop keeps serving the
+// mesh meanwhile; its result comes back to the loop as an input.
+// Applications talk to the node through Do and the Send methods, which run
+// inside the loop, and read Events.
 package tcp
 
 import (
@@ -59,6 +62,10 @@ type Driver struct {
 	accepted atomic.Int64
 
 	conns map[mesh.ConnID]*conn // owned by the loop
+	// work is the node's mesh.Work not yet taken by the worker, in order
+	// (owned by the loop); jobs hands them over one at a time.
+	work []mesh.Work
+	jobs chan mesh.Work
 }
 
 // Stats are the driver's own counters (the node keeps its own, see
@@ -89,6 +96,7 @@ const (
 	inOpened inputKind = iota
 	inMessage
 	inClosed
+	inWorkDone
 )
 
 type input struct {
@@ -96,6 +104,7 @@ type input struct {
 	c    *conn
 	msg  []byte
 	err  error
+	work mesh.Work // inWorkDone
 }
 
 type call struct {
@@ -124,6 +133,7 @@ func New(cfg Config) (*Driver, error) {
 		events: make(chan mesh.Event, cfg.EventBuffer),
 		stop:   make(chan struct{}),
 		conns:  make(map[mesh.ConnID]*conn),
+		jobs:   make(chan mesh.Work),
 	}
 	if cfg.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.Listen)
@@ -273,11 +283,17 @@ func (d *Driver) Run(ctx context.Context) error {
 	for _, addr := range d.cfg.Connect {
 		d.wg.Go(func() { d.dialLoop(ctx, addr) })
 	}
+	d.wg.Go(d.runWorker)
 
 	timer := time.NewTimer(0)
 	timer.Stop()
 	d.step(timer)
 	for {
+		var jobs chan mesh.Work // nil, so never ready, while there is no work
+		var next mesh.Work
+		if len(d.work) > 0 {
+			jobs, next = d.jobs, d.work[0]
+		}
 		select {
 		case <-ctx.Done():
 			d.shutdown()
@@ -289,8 +305,29 @@ func (d *Driver) Run(ctx context.Context) error {
 			close(c.done)
 		case <-timer.C:
 			d.node.Tick(time.Now())
+		case jobs <- next:
+			d.work = d.work[1:]
+			continue
 		}
 		d.step(timer)
+	}
+}
+
+// runWorker does the node's slow work (mesh.Work: a store's fsyncs and
+// image checks) off the loop, one at a time in the order asked, and hands
+// each result back to the loop as an input. A work in progress when the
+// driver stops is finished, its result dropped; Run returns after it.
+func (d *Driver) runWorker() {
+	for {
+		select {
+		case w := <-d.jobs:
+			err := w.Do()
+			if !d.submit(input{kind: inWorkDone, work: w, err: err}) {
+				return
+			}
+		case <-d.stop:
+			return
+		}
 	}
 }
 
@@ -309,6 +346,8 @@ func (d *Driver) handle(in input) {
 		if c.inNode {
 			d.node.Receive(time.Now(), c.id, in.msg)
 		}
+	case inWorkDone:
+		d.node.WorkDone(time.Now(), in.work, in.err)
 	case inClosed:
 		if in.err != nil && !isClosedErr(in.err) {
 			d.counters.readErrors.Add(1)
@@ -336,6 +375,7 @@ func (d *Driver) handle(in input) {
 // deadline timer.
 func (d *Driver) step(timer *time.Timer) {
 	rd := d.node.Ready()
+	d.work = append(d.work, rd.Work...)
 	for _, m := range rd.Messages {
 		c := d.conns[m.Conn]
 		if c == nil || !c.inNode {

@@ -1,0 +1,216 @@
+package ota
+
+import (
+	"math"
+	"slices"
+	"time"
+
+	"github.com/meshfleet/meshfleet/protocol"
+)
+
+// pushControl is a broadcast campaign's push: which chunk goes next and
+// when, spaced for the busiest radio of the tree and adjusted by AIMD on
+// the loss the receivers report (PROTOCOL.md, 723 Report, rate control),
+// and which chunks so many nodes asked the distributor for after the push
+// that pushing them once more is cheaper.
+type pushControl struct {
+	pushing bool      // the push is on
+	next    int       // the next chunk to push
+	nextAt  time.Time // when it may go
+	over    bool      // every chunk was pushed and End sent
+	// rate multiplies the estimated capacity of the busiest radio: 1 is
+	// the estimate (the ceiling), lower after congestion.
+	rate float64
+	// askedBy maps a chunk to the nodes that asked the distributor for
+	// it once the push was over.
+	askedBy map[int]map[uint32]bool
+	window  lossWindow
+	// lastReport is each node's report the previous loss sample came from.
+	lastReport map[uint32]Report
+}
+
+// lossWindow sums the loss reported over one control interval.
+type lossWindow struct {
+	until     time.Time
+	lostHop   float64 // Σ per-hop loss × samples
+	samples   float64
+	congested int
+	reporters int
+}
+
+// controlInterval is how often the push rate is adjusted.
+const controlInterval = 3 * time.Second
+
+func newPushControl() pushControl {
+	return pushControl{rate: 1, askedBy: map[int]map[uint32]bool{}, lastReport: map[uint32]Report{}}
+}
+
+// release drops the push's records: the campaign ended.
+func (p *pushControl) release() {
+	p.pushing = false
+	p.askedBy, p.lastReport = nil, nil
+}
+
+// gap is the time between pushed chunks of encoded size msg that keeps
+// the busiest radio (the node with the most children sends every chunk
+// once per child) at utilization × rate of its airtime.
+func (p *pushControl) gap(radio Radio, utilization float64, msg, busiest int) time.Duration {
+	per := time.Duration(busiest) * radio.airtime(msg)
+	return time.Duration(float64(per) / (utilization * p.rate))
+}
+
+// observe feeds a receiver's report into the rate control: the pushed
+// chunks it found missing since its last report, per hop of its depth
+// (hops, asked only when the report has a sample).
+func (p *pushControl) observe(r *Report, hops func() int, lossTarget float64) {
+	prev := p.lastReport[r.From]
+	p.lastReport[r.From] = *r
+	dHi, dLost := r.High-prev.High, r.Lost-prev.Lost
+	if dHi <= 0 || dLost < 0 {
+		return
+	}
+	f := min(float64(dLost)/float64(dHi), 1)
+	perHop := 1 - math.Pow(1-f, 1/float64(max(hops(), 1)))
+	p.window.lostHop += perHop * float64(dHi)
+	p.window.samples += float64(dHi)
+	p.window.reporters++
+	if perHop > 2*lossTarget && dLost >= minCongestedLost {
+		p.window.congested++
+	}
+}
+
+// minCongestedLost is the fewest lost chunks that let one report count as
+// congested: early reports cover a few pushed chunks, where one or two
+// random losses already look like 6 % per hop, and a tenth of the
+// reporters seeing that by chance would slow a healthy push.
+const minCongestedLost = 3
+
+// adjust closes a control window when it is due: AIMD on the per-hop loss
+// the receivers reported. Random loss below lossTarget is repaired hop by
+// hop and does not slow the push; loss above it means a radio queue
+// overflows. It reports the window's loss and whether the rate changed.
+func (p *pushControl) adjust(now time.Time, lossTarget float64) (loss float64, changed, closed bool) {
+	if p.window.until.IsZero() {
+		p.window.until = now.Add(controlInterval)
+		return 0, false, false
+	}
+	if now.Before(p.window.until) {
+		return 0, false, false
+	}
+	w := p.window
+	p.window = lossWindow{until: now.Add(controlInterval)}
+	if w.samples == 0 {
+		return 0, false, false
+	}
+	loss = w.lostHop / w.samples
+	old := p.rate
+	if loss > lossTarget || w.congested*10 > w.reporters {
+		p.rate = max(p.rate*0.75, 0.25)
+	} else {
+		p.rate = min(p.rate+0.05, 1) // the estimate is the ceiling: above it queues overflow
+	}
+	return loss, p.rate != old, true
+}
+
+// askedAfterPush records that node asked the distributor for chunk i
+// after the push and reports whether enough distinct nodes did (an
+// eighth of those known, at least four) to push it once more.
+func (p *pushControl) askedAfterPush(node uint32, i, nodes int) bool {
+	m := p.askedBy[i]
+	if m == nil {
+		m = map[uint32]bool{}
+		p.askedBy[i] = m
+	}
+	m[node] = true
+	if len(m) < max(4, nodes/8) {
+		return false
+	}
+	delete(p.askedBy, i)
+	return true
+}
+
+// push sends the campaign's next chunk (or End) when its time came and
+// the radio has room.
+func (d *Distributor) push(now time.Time, c *dcampaign) {
+	p := &c.push
+	if !p.pushing || now.Before(p.nextAt) || !d.pace.ready(now) {
+		return
+	}
+	own, busiest, _ := d.fanout()
+	if own == 0 {
+		p.nextAt = now.Add(time.Second) // nobody to push to yet
+		return
+	}
+	if loss, changed, closed := p.adjust(now, d.cfg.LossTarget); closed {
+		if changed {
+			d.stats.RateChanges++
+		}
+		d.cfg.Logger.Debug("ota push rate", "campaign", c.ID, "loss_per_hop", loss, "rate", p.rate)
+	}
+	if p.next >= c.fast.chunks {
+		e := &End{From: d.host.ID(), Routing: int(protocol.RouteBroadcast), ID: c.ID, Sent: c.fast.chunks}
+		_ = d.host.SendPackage(now, e)
+		d.pace.busy(now, 80, own)
+		p.pushing, p.over = false, true
+		return
+	}
+	n := d.sendReply(now, reply{c: c, idx: p.next, routing: protocol.RouteBroadcast, v: c.fast})
+	d.pace.busy(now, n, own)
+	p.next++
+	// Spacing counts from the actual send: catching up after a delay
+	// would bunch chunks, and bunched chunks overflow relay queues.
+	p.nextAt = now.Add(p.gap(d.cfg.Radio, d.cfg.Utilization, Dense.EncodedLen(c.fast.chunkSize)+80, busiest))
+}
+
+// observe feeds receiver r's report into c's push rate control.
+func (d *Distributor) observe(c *dcampaign, r *Report) {
+	c.push.observe(r, func() int {
+		_, _, depth := d.fanout()
+		return depth[r.From]
+	}, d.cfg.LossTarget)
+}
+
+// rebroadcast records that node missed chunk i; once enough distinct
+// nodes asked the distributor itself for it, pushing it once more over the
+// whole mesh is cheaper than unicasting it to each.
+func (d *Distributor) rebroadcast(c *dcampaign, node uint32, i int) bool {
+	if !c.push.askedAfterPush(node, i, len(c.nodes)) {
+		return false
+	}
+	d.queue = slices.DeleteFunc(d.queue, func(r reply) bool {
+		return r.c == c && r.idx == i && !r.stock && r.routing == protocol.RouteSingle
+	})
+	d.enqueue(reply{c: c, idx: i, routing: protocol.RouteBroadcast, v: c.fast})
+	d.stats.Rebroadcasts++
+	return true
+}
+func (d *Distributor) autoChunkSize() int {
+	_, busiest, _ := d.fanout()
+	busiest = max(busiest, 1)
+	cs := 8192
+	for cs > 512 && busiest*(Dense.EncodedLen(cs)+80) > d.cfg.QueueBudget {
+		cs /= 2
+	}
+	return cs
+}
+
+// fanout returns how many connections a broadcast from here leaves on, the
+// largest number of children of any node in the tree, and node depths.
+func (d *Distributor) fanout() (own, busiest int, depth map[uint32]int) {
+	tree := d.host.Tree()
+	depth = map[uint32]int{}
+	own = len(tree.Subs)
+	busiest = own
+	var walk func(t *protocol.NodeTree, dep int)
+	walk = func(t *protocol.NodeTree, dep int) {
+		depth[t.NodeID] = dep
+		busiest = max(busiest, len(t.Subs))
+		for i := range t.Subs {
+			walk(&t.Subs[i], dep+1)
+		}
+	}
+	for i := range tree.Subs {
+		walk(&tree.Subs[i], 1)
+	}
+	return own, busiest, depth
+}

@@ -1,0 +1,121 @@
+package ota
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/meshfleet/meshfleet/mesh"
+)
+
+// Persistence out of the step, as raft treats writes: the slow store
+// operations (opening the staged download, flushing it, decompressing and
+// checking the whole image, switching slots: fsyncs, MD5, SHA-256,
+// signatures) are asked of the driver as mesh.Work, and their result
+// comes back as an input. The state waits for the answer (verifying stays
+// verifying until Finish answered); meanwhile the node keeps relaying and
+// syncing, and the receiver leaves the store alone: it takes up no OTA
+// package (offers and announces repeat, children ask again, a chunk
+// missed while a download opens is fetched again).
+
+// storeWork has the driver run do off the step, then calls done with its
+// result. A host that runs no work off the step (a test's fake) gets it
+// done inline.
+func (r *Receiver) storeWork(now time.Time, do func() error, done func(now time.Time, err error)) {
+	r.storeBusy = true
+	w := mesh.Work{Do: do, Done: func(now time.Time, err error) {
+		r.storeBusy = false
+		done(now, err)
+	}}
+	if wh, ok := r.host.(mesh.WorkHost); ok {
+		wh.Defer(w)
+		return
+	}
+	w.Done(now, w.Do())
+}
+
+// storeStepError says which step of a store job failed.
+type storeStepError struct {
+	step string // flush, verify or switch
+	err  error
+}
+
+func (e *storeStepError) Error() string { return e.step + ": " + e.err.Error() }
+func (e *storeStepError) Unwrap() error { return e.err }
+
+// verify asks the store to flush, decode and verify the complete transfer
+// t into the inactive slot and to switch to it; verified takes the answer.
+func (r *Receiver) verify(now time.Time, t *incoming) {
+	r.setState(now, StateVerifying, "")
+	pub := r.cfg.PublicKey
+	if t.manifest != nil {
+		pub = nil // the signed manifest's SHA-256 binds the image
+	}
+	store, staged := r.cfg.Store, t.staged
+	r.storeWork(now, func() error {
+		if err := staged.Flush(); err != nil {
+			return &storeStepError{"flush", err}
+		}
+		if err := store.Finish(staged, pub); err != nil {
+			return &storeStepError{"verify", err}
+		}
+		if err := store.Switch(); err != nil {
+			return &storeStepError{"switch", err}
+		}
+		return nil
+	}, func(now time.Time, err error) { r.verified(now, t, err) })
+}
+
+// verified goes on from the store's answer to verify: retry a transfer
+// that failed verification, or report the switch and boot the new image.
+func (r *Receiver) verified(now time.Time, t *incoming, err error) {
+	step := ""
+	if se, ok := err.(*storeStepError); ok {
+		step, err = se.step, se.err
+	}
+	switch step {
+	case "flush":
+		r.fail(now, fmt.Errorf("ota: flush %s: %w", t.id, err))
+		return
+	case "verify":
+		again := r.verifyFailed(now, t.id)
+		r.fail(now, fmt.Errorf("ota: verify %s: %w", t.id, err))
+		if again {
+			// The staged chunks were discarded; fetch them again.
+			t.have = NewBitmap(t.offer.Chunks)
+			t.bytes = 0
+			t.staged = nil
+			t.fetch.discard()
+			r.cur = nil
+			r.start(now, t)
+		}
+		return
+	}
+	r.setState(now, StateSwitching, "")
+	if step == "switch" {
+		r.fail(now, fmt.Errorf("ota: switch to %s: %w", t.offer.MD5, err))
+		return
+	}
+	r.report(now, t)
+	r.cur = nil
+	r.repairs.done = t
+	r.pending = nil
+	r.trialOrigin = nil
+	var origin *Origin
+	if t.viaOffer {
+		origin = &Origin{Image: t.offer.MD5, Transfer: t.id, Distributor: t.dist}
+		if keep, ok := r.cfg.Store.(OriginStore); ok {
+			if err := keep.SetOrigin(*origin); err != nil {
+				r.cfg.Logger.Warn("ota receiver: record the origin of the new image", "transfer", t.id, "err", err)
+			}
+		}
+	}
+	if r.cfg.Restart != nil {
+		r.cfg.Restart(now)
+		return
+	}
+	if err := r.boot(now); err != nil {
+		r.fail(now, err)
+		return
+	}
+	r.trialOrigin = origin
+}
