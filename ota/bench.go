@@ -7,6 +7,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/meshfleet/meshfleet/internal/stockota"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/sim"
@@ -110,7 +111,7 @@ func Bench(cfg BenchConfig) ([]BenchResult, error) {
 }
 
 type benchNode struct {
-	stock *StockReceiver
+	stock *stockota.Receiver
 	store *MemoryStore
 }
 
@@ -161,7 +162,7 @@ func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
 		bn := &benchNode{}
 		nodes[i] = bn
 		if stockRx {
-			bn.stock = &StockReceiver{Role: "bench", Hardware: "ESP32"}
+			bn.stock = &stockota.Receiver{Role: "bench", Hardware: "ESP32"}
 		} else {
 			bn.store = NewMemoryStore("")
 			bn.store.Decode = cfg.Decode
@@ -240,7 +241,7 @@ func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
 			case bn.stock != nil && bn.stock.Installed == md5:
 				total++
 			case bn.stock != nil:
-				total += float64(bn.stock.update.partNo) / float64((len(cfg.Image)+1023)/1024)
+				total += float64(bn.stock.PartsReceived()) / float64((len(cfg.Image)+1023)/1024)
 			case bn.store != nil:
 				if a, ok := bn.store.Active(); a == md5 && ok {
 					total++

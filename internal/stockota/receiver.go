@@ -1,0 +1,173 @@
+// Package stockota models the OTA receiver of stock painlessMesh (the C++
+// ota.hpp), for tests and benchmarks that measure what stock nodes do. It
+// is not a receiver for real nodes: that is ota.Receiver.
+package stockota
+
+import (
+	"bytes"
+	"crypto/md5"
+	"encoding/hex"
+	"time"
+
+	"github.com/meshfleet/meshfleet/mesh"
+	"github.com/meshfleet/meshfleet/protocol"
+)
+
+// Receiver is a faithful model of the C++ receiver (ota.hpp,
+// PROTOCOL.md §8.4), bugs included: stop-and-wait requests, 30 s × 10
+// retries, broadcast mode only led by a root receiver (Q-19 a), waiting
+// non-root receivers that never notice a lost tail (Q-19 b), and unicast
+// fallback requests sent in the root's name (Q-19 h).
+type Receiver struct {
+	Role     string
+	Hardware string
+	Root     bool
+	// Installed is the md5 of the running image (currentFW.md5).
+	Installed string
+	// Image is the last image written successfully.
+	Image []byte
+	// Done is when the last update completed (zero: never).
+	Done time.Time
+
+	host   mesh.Host
+	update struct {
+		md5         string
+		partNo      uint32
+		broadcasted bool
+		compressed  bool
+	}
+	buf   bytes.Buffer
+	task  *requestTask
+	Sends int // DataRequests sent
+}
+
+// requestTask is the C++ receiver's request task: one DataRequest, sent
+// again every 30 s until the chunk arrives or the retries run out.
+type requestTask struct {
+	req  protocol.DataRequest
+	left int
+	next time.Time
+}
+
+// PartsReceived is how many chunks of the current transfer have arrived.
+func (s *Receiver) PartsReceived() uint32 { return s.update.partNo }
+
+// Attach implements mesh.Plugin.
+func (s *Receiver) Attach(h mesh.Host) { s.host = h }
+
+// Types implements mesh.Plugin.
+func (s *Receiver) Types() []int {
+	return []int{protocol.TypeOTAAnnounce, protocol.TypeOTAData}
+}
+
+// HandlePackage implements mesh.Plugin. Anything that does not decode is
+// dropped, as the C++ receiver drops it.
+func (s *Receiver) HandlePackage(now time.Time, _ mesh.ConnID, _ protocol.Header, raw []byte) {
+	p, err := protocol.Decode(raw)
+	if err != nil {
+		return
+	}
+	switch m := p.(type) {
+	case *protocol.Announce:
+		s.onAnnounce(now, m)
+	case *protocol.Data:
+		s.onData(now, m)
+	}
+}
+
+func (s *Receiver) onAnnounce(now time.Time, a *protocol.Announce) {
+	if a.Role != s.Role || a.Hardware != s.Hardware {
+		return
+	}
+	if (a.MD5 == s.Installed && !a.Forced) || a.MD5 == s.update.md5 {
+		return
+	}
+	s.update.md5, s.update.broadcasted, s.update.compressed = a.MD5, a.Broadcasted, a.Compressed
+	if !a.Broadcasted || s.Root {
+		req := protocol.DataRequest{Announce: *a, Dest: a.From, PartNo: s.update.partNo}
+		req.Routing, req.From = protocol.RouteSingle, s.host.ID()
+		s.startTask(now, req)
+	}
+}
+
+func (s *Receiver) startTask(now time.Time, req protocol.DataRequest) {
+	s.task = &requestTask{req: req, left: 10, next: now}
+	s.runTask(now)
+}
+
+func (s *Receiver) runTask(now time.Time) {
+	t := s.task
+	if t == nil || now.Before(t.next) {
+		return
+	}
+	if t.left == 0 {
+		// "Did not receive the requested data": forget the md5 so the
+		// next announce restarts; partNo is kept (Q-19 d).
+		s.task = nil
+		s.update.md5 = ""
+		return
+	}
+	req := t.req
+	_ = s.host.SendPackage(now, &req)
+	s.Sends++
+	t.left--
+	t.next = now.Add(30 * time.Second)
+}
+
+// requestNext asks for the next chunk the way the C++ replyTo does: in the
+// Data's name, to its sender (Q-19 h).
+func requestNext(d *protocol.Data, partNo uint32) protocol.DataRequest {
+	req := protocol.DataRequest{Announce: d.Announce, Dest: d.From, PartNo: partNo}
+	req.Routing, req.From = protocol.RouteSingle, d.Dest
+	return req
+}
+
+func (s *Receiver) onData(now time.Time, d *protocol.Data) {
+	if d.MD5 != s.update.md5 || d.Role != s.Role || d.Hardware != s.Hardware || s.update.md5 == "" {
+		return
+	}
+	if d.PartNo != s.update.partNo {
+		if s.update.broadcasted && d.Broadcasted {
+			s.update.broadcasted = false
+			req := requestNext(d, s.update.partNo)
+			req.Broadcasted = false
+			s.startTask(now, req)
+		}
+		return
+	}
+	if d.PartNo == 0 {
+		s.buf.Reset()
+	}
+	s.buf.Write(d.Bytes())
+	if d.PartNo == d.NoPart-1 {
+		s.task = nil
+		if md5hex(s.buf.Bytes()) == d.MD5 {
+			s.Installed = d.MD5
+			s.Image = bytes.Clone(s.buf.Bytes())
+			s.Done = now
+		}
+		s.update.md5 = ""
+		s.update.partNo = 0
+		return
+	}
+	s.update.partNo++
+	if s.task != nil {
+		s.startTask(now, requestNext(d, s.update.partNo))
+	}
+}
+
+func md5hex(b []byte) string {
+	sum := md5.Sum(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Tick implements mesh.Plugin.
+func (s *Receiver) Tick(now time.Time) { s.runTask(now) }
+
+// NextDeadline implements mesh.Plugin.
+func (s *Receiver) NextDeadline() time.Time {
+	if s.task == nil {
+		return time.Time{}
+	}
+	return s.task.next
+}
