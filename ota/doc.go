@@ -28,5 +28,6 @@
 // from a transfer that keeps failing verification.
 //
 // A Campaign is a distribution with state (Pause, Resume, Abort,
-// Snapshot). Bench measures every mode on one simulated mesh.
+// Snapshot). The OTA benchmark (scenario.Bench) measures every mode on one
+// simulated mesh.
 package ota

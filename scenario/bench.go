@@ -151,7 +151,7 @@ func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
 		spec.OTA.Receiver = StockReceiver
 	}
 	dist := ota.NewDistributor(dcfg)
-	spec.Root = Root{ID: 1, Plugins: func(time.Time, *sim.Node) []mesh.Plugin { return []mesh.Plugin{dist} }}
+	spec.Root = Root{ID: 1, Plugins: func(time.Time, uint32) []mesh.Plugin { return []mesh.Plugin{dist} }}
 	fleet, err := Build(spec)
 	if err != nil {
 		return res, err

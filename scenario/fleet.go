@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/meshfleet/meshfleet/internal/stockota"
@@ -36,10 +37,10 @@ type Spec struct {
 	// unsynchronised ESP clocks do.
 	RandomClocks bool
 
-	// OTA is the receiver every device runs; Status, if set, the status
+	// OTA is the receiver every device runs; Reporter, if set, the status
 	// reporter every device runs.
-	OTA    OTA
-	Status *Status
+	OTA      OTA
+	Reporter *Reporter
 	// Plugins, if set, gives every device further plugins at each start,
 	// after its receiver and reporter.
 	Plugins func(d *Device, now time.Time) []mesh.Plugin
@@ -48,7 +49,7 @@ type Spec struct {
 	// id is known and before its clock is drawn: a scenario that draws its
 	// own per-node values from the seed does so here, so that the draws
 	// keep one order.
-	Prepare func(i int, id uint32)
+	Prepare func(i int, id uint32, rng *rand.Rand)
 	// Wrap, if set, wraps every node's mesh.Node at each start: instruments
 	// that watch what a node receives and sends.
 	Wrap func(nd *sim.Node, mn *mesh.Node) sim.Machine
@@ -75,7 +76,7 @@ type Root struct {
 	RandomClock   bool   // micros() starts at a random value
 	TimeAuthority bool
 	// Plugins gives the root its plugins at each start.
-	Plugins func(now time.Time, nd *sim.Node) []mesh.Plugin
+	Plugins func(now time.Time, id uint32) []mesh.Plugin
 }
 
 // ReceiverKind says which OTA receiver the devices run.
@@ -97,8 +98,8 @@ type OTA struct {
 	Decode func(method string, r io.Reader) (io.Reader, error)
 }
 
-// Status is the devices' status reporter.
-type Status struct {
+// Reporter is the devices' status reporter.
+type Reporter struct {
 	Interval time.Duration // telemetry interval (0: the reporter's default)
 	// Firmware is the version devices report before any update.
 	Firmware string
@@ -241,7 +242,7 @@ func (b *builder) addRoot() (*sim.Node, error) {
 	s := b.spec
 	id := b.id(s.Root.ID)
 	if s.Prepare != nil {
-		s.Prepare(0, id)
+		s.Prepare(0, id, b.net.Rand())
 	}
 	cfg := mesh.Config{ID: id, Root: true, ContainsRoot: true, TimeAuthority: s.Root.TimeAuthority,
 		ClockStart: b.clock(s.Root.RandomClock), Timing: s.Timing}
@@ -249,7 +250,7 @@ func (b *builder) addRoot() (*sim.Node, error) {
 		if s.Root.Plugins == nil {
 			return nil
 		}
-		return s.Root.Plugins(now, nd)
+		return s.Root.Plugins(now, nd.ID())
 	}
 	return b.net.AddNode(b.nodeSpec(cfg, plugins))
 }
@@ -264,7 +265,7 @@ func (b *builder) addDevice(i int) (*Device, error) {
 	}
 	d := &Device{Index: i, ID: b.id(given)}
 	if s.Prepare != nil {
-		s.Prepare(i+1, d.ID)
+		s.Prepare(i+1, d.ID, b.net.Rand())
 	}
 	switch s.OTA.Receiver {
 	case OurReceiver:
@@ -324,7 +325,7 @@ func (b *builder) devicePlugins(d *Device, now time.Time) []mesh.Plugin {
 			out = append(out, rc)
 		}
 	}
-	if st := s.Status; st != nil {
+	if st := s.Reporter; st != nil {
 		providers := DeviceProviders(d, now, s.OTA, st.Firmware)
 		if st.Providers != nil {
 			providers = st.Providers(d, now)
