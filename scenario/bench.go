@@ -128,7 +128,7 @@ func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
 	res.TransferBytes = len(payload)
 	stockRx := row.Mode == "stock-unicast" || row.Mode == "stock-broadcast"
 	if row.Mode == "stock-broadcast" && row.Compress != "none" {
-		res.Note = "stock receivers cannot decompress (PROTOCOL.md Q-19 g); not run"
+		res.Note = "stock receivers cannot decompress (docs/protocol.md Q-19 g); not run"
 		return res, nil
 	}
 	stockRx = stockRx && row.Compress == "none"
@@ -228,7 +228,7 @@ func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
 			res.ExtrapolatedS = math.Round(res.VirtualS / f)
 		}
 		if row.Mode == "stock-broadcast" && res.Completed == 0 {
-			res.Note = "no receiver is root, so nobody requests (PROTOCOL.md Q-19 a): the transfer never starts"
+			res.Note = "no receiver is root, so nobody requests (docs/protocol.md Q-19 a): the transfer never starts"
 		}
 	}
 	if !stockRx && row.Mode == "stock-unicast" {

@@ -14,7 +14,7 @@ import (
 )
 
 // Receiver is a faithful model of the C++ receiver (ota.hpp,
-// PROTOCOL.md §8.4), bugs included: stop-and-wait requests, 30 s × 10
+// docs/protocol.md §8.4), bugs included: stop-and-wait requests, 30 s × 10
 // retries, broadcast mode only led by a root receiver (Q-19 a), waiting
 // non-root receivers that never notice a lost tail (Q-19 b), and unicast
 // fallback requests sent in the root's name (Q-19 h).
