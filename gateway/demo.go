@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshfleet/meshfleet/compress"
 	"github.com/meshfleet/meshfleet/fleet"
+	"github.com/meshfleet/meshfleet/scenario"
 )
 
 // DemoConfig is `meshfleet demo`: a simulated mesh in real time, the
@@ -92,7 +93,7 @@ func RunDemo(ctx context.Context, dc DemoConfig, out io.Writer) (DemoResult, err
 	if err != nil {
 		return DemoResult{}, err
 	}
-	sm, err := g.NewSimMesh(SimMeshConfig{Nodes: dc.Nodes, Seed: dc.Seed, Speed: dc.Speed, Epoch: time.Now().UTC().Truncate(time.Second)})
+	sm, err := g.NewSimMesh(scenario.LiveConfig{Nodes: dc.Nodes, Seed: dc.Seed, Speed: dc.Speed, Epoch: time.Now().UTC().Truncate(time.Second)})
 	if err != nil {
 		return DemoResult{}, err
 	}

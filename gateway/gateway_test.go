@@ -19,6 +19,7 @@ import (
 	"github.com/meshfleet/meshfleet/compress"
 	"github.com/meshfleet/meshfleet/fleet"
 	"github.com/meshfleet/meshfleet/integrations/mqttbridge"
+	"github.com/meshfleet/meshfleet/scenario"
 )
 
 func testConfig(t *testing.T) Config {
@@ -103,14 +104,14 @@ func (r *recorder) waitSince(t *testing.T, ctx context.Context, from int, topic 
 	}
 }
 
-func startSimGateway(t *testing.T, ctx context.Context, cfg Config, nodes int) (*Gateway, *SimMesh, chan error) {
+func startSimGateway(t *testing.T, ctx context.Context, cfg Config, nodes int) (*Gateway, *scenario.Live, chan error) {
 	t.Helper()
-	return startSimGatewayWith(t, ctx, cfg, SimMeshConfig{Nodes: nodes, Seed: 7, Speed: 25, Model: "esp32"}, nil)
+	return startSimGatewayWith(t, ctx, cfg, scenario.LiveConfig{Nodes: nodes, Seed: 7, Speed: 25, Model: "esp32"}, nil)
 }
 
 // startSimGatewayWith runs a gateway (logging to log, nil: nowhere) on the
 // simulated mesh sc until ctx ends; done receives Run's result.
-func startSimGatewayWith(t *testing.T, ctx context.Context, cfg Config, sc SimMeshConfig, log *slog.Logger) (*Gateway, *SimMesh, chan error) {
+func startSimGatewayWith(t *testing.T, ctx context.Context, cfg Config, sc scenario.LiveConfig, log *slog.Logger) (*Gateway, *scenario.Live, chan error) {
 	t.Helper()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/meshfleet/meshfleet/fleet"
 	"github.com/meshfleet/meshfleet/integrations/mqttbridge"
+	"github.com/meshfleet/meshfleet/scenario"
 	"github.com/meshfleet/meshfleet/sim"
 )
 
@@ -237,7 +238,7 @@ func TestGatewayEndToEndMosquitto(t *testing.T) {
 // crashing it takes no other node offline.
 func lastDevice(cfg Config, devices int) uint32 { return cfg.Node.ID + 1000 + uint32(devices-1) }
 
-func crashDevice(t *testing.T, ctx context.Context, sm *SimMesh, id uint32) {
+func crashDevice(t *testing.T, ctx context.Context, sm *scenario.Live, id uint32) {
 	t.Helper()
 	err := sm.Realtime.Do(ctx, func(n *sim.Network) {
 		nd := n.Node(id)

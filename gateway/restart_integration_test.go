@@ -13,6 +13,7 @@ import (
 	"github.com/meshfleet/meshfleet/compress"
 	"github.com/meshfleet/meshfleet/fleet"
 	"github.com/meshfleet/meshfleet/ota"
+	"github.com/meshfleet/meshfleet/scenario"
 )
 
 // uploadREST stores img through POST /api/v1/firmware.
@@ -67,7 +68,7 @@ func TestGatewayRestartKeepsCampaignsAndAlerts(t *testing.T) {
 	defer cancel()
 	cfg := testConfig(t)
 	const devices = 4
-	sc := SimMeshConfig{Nodes: devices, Seed: 3, Speed: 25, Model: "esp32", Epoch: time.Now().UTC().Truncate(time.Second)}
+	sc := scenario.LiveConfig{Nodes: devices, Seed: 3, Speed: 25, Model: "esp32", Epoch: time.Now().UTC().Truncate(time.Second)}
 	runCtx, stop := context.WithCancel(ctx)
 	g, sm, done := startSimGatewayWith(t, runCtx, cfg, sc, nil)
 	waitReady(t, ctx, g, done)

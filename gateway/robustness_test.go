@@ -20,6 +20,7 @@ import (
 	"github.com/meshfleet/meshfleet/fleet"
 	"github.com/meshfleet/meshfleet/integrations/mqttbridge"
 	"github.com/meshfleet/meshfleet/mesh"
+	"github.com/meshfleet/meshfleet/scenario"
 	"github.com/meshfleet/meshfleet/sim"
 	"github.com/meshfleet/meshfleet/transport/tcp"
 )
@@ -330,7 +331,7 @@ func TestGatewayBadInputs(t *testing.T) {
 	cfg.Firmware.MaxUploadSize = maxUpload
 	const devices = 3
 	logs := newLogCapture()
-	g, sm, done := startSimGatewayWith(t, ctx, cfg, SimMeshConfig{Nodes: devices, Seed: 11, Speed: 25, Model: "esp32"}, slog.New(logs.handler()))
+	g, sm, done := startSimGatewayWith(t, ctx, cfg, scenario.LiveConfig{Nodes: devices, Seed: 11, Speed: 25, Model: "esp32"}, slog.New(logs.handler()))
 	waitReady(t, ctx, g, done)
 	rec, c := observe(t, ctx, brokerURL(g), "observer")
 	rec.waitFor(t, ctx, "mf/status/nodes", allOnline(devices+1))

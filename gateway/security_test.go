@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/meshfleet/meshfleet/integrations/mqttbridge"
+	"github.com/meshfleet/meshfleet/scenario"
 )
 
 func hashOf(t *testing.T, password string) string {
@@ -167,7 +168,7 @@ func TestGatewaySecured(t *testing.T) {
 		{Name: "dash", PasswordHash: hashOf(t, "dash-pw"), Role: "viewer"},
 	}
 	logs := newLogCapture()
-	g, _, done := startSimGatewayWith(t, ctx, cfg, SimMeshConfig{Nodes: 2, Seed: 3, Speed: 25, Model: "esp32"}, slog.New(logs.handler()))
+	g, _, done := startSimGatewayWith(t, ctx, cfg, scenario.LiveConfig{Nodes: 2, Seed: 3, Speed: 25, Model: "esp32"}, slog.New(logs.handler()))
 	waitReady(t, ctx, g, done)
 
 	if _, err := dialMQTT(t, ctx, g.MQTTAddr, "anon", "", ""); err == nil {
@@ -268,7 +269,7 @@ func TestGatewayBrokerTLS(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MQTT.Embedded.TLS = BrokerTLS{CertFile: certFile, KeyFile: keyFile}
 	cfg.MQTT.Embedded.Users = []BrokerUser{{Name: "dash", PasswordHash: hashOf(t, "dash-pw"), Role: "viewer"}}
-	g, _, done := startSimGatewayWith(t, ctx, cfg, SimMeshConfig{Nodes: 1, Seed: 3, Speed: 25, Model: "esp32"}, nil)
+	g, _, done := startSimGatewayWith(t, ctx, cfg, scenario.LiveConfig{Nodes: 1, Seed: 3, Speed: 25, Model: "esp32"}, nil)
 	waitReady(t, ctx, g, done)
 
 	if _, err := dialMQTT(t, ctx, g.MQTTAddr, "plain", "dash", "dash-pw"); err == nil {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshfleet/meshfleet/scenario"
 )
 
 // One MQTT client flooding <prefix>/to/... uses at most its share of the
@@ -18,7 +20,7 @@ func TestSendShareFloodingClientLeavesRoomForOthers(t *testing.T) {
 	defer cancel()
 	cfg := testConfig(t)
 	logs := newLogCapture()
-	g, _, done := startSimGatewayWith(t, ctx, cfg, SimMeshConfig{Nodes: 2, Seed: 3, Speed: 25, Model: "esp32"}, slog.New(logs.handler()))
+	g, _, done := startSimGatewayWith(t, ctx, cfg, scenario.LiveConfig{Nodes: 2, Seed: 3, Speed: 25, Model: "esp32"}, slog.New(logs.handler()))
 	defer func() {
 		cancel()
 		select {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshfleet/meshfleet/compress"
 	"github.com/meshfleet/meshfleet/fleet"
+	"github.com/meshfleet/meshfleet/scenario"
 )
 
 // restGateway serves the gateway's HTTP API alone (no mesh, no MQTT): the
@@ -151,7 +152,7 @@ func TestUploadConflictOverMQTT(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cfg := testConfig(t)
-	g, _, done := startSimGatewayWith(t, ctx, cfg, SimMeshConfig{Nodes: 1, Seed: 5, Speed: 25, Model: "esp32"}, nil)
+	g, _, done := startSimGatewayWith(t, ctx, cfg, scenario.LiveConfig{Nodes: 1, Seed: 5, Speed: 25, Model: "esp32"}, nil)
 	defer stopGateway(cancel, done)
 	waitReady(t, ctx, g, done)
 	rec, c := observe(t, ctx, brokerURL(g), "observer")
@@ -345,7 +346,7 @@ func TestRemoveImageInUse(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cfg := testConfig(t)
-	g, _, done := startSimGatewayWith(t, ctx, cfg, SimMeshConfig{Nodes: 1, Seed: 5, Speed: 25, Model: "esp32"}, nil)
+	g, _, done := startSimGatewayWith(t, ctx, cfg, scenario.LiveConfig{Nodes: 1, Seed: 5, Speed: 25, Model: "esp32"}, nil)
 	defer stopGateway(cancel, done)
 	waitReady(t, ctx, g, done)
 	// No ESP8266 node in the mesh: the campaign keeps running.

@@ -28,7 +28,8 @@
 // from a transfer that keeps failing verification.
 //
 // A Campaign is a distribution with state (Pause, Resume, Abort,
-// Snapshot). Bench measures every mode on one simulated mesh.
+// Snapshot). The OTA benchmark (scenario.Bench) measures every mode on one
+// simulated mesh.
 //
 // Structure. The Receiver keeps the lifecycle of a transfer (receiver.go:
 // offer or announce, download into the store, verify, switch, trial,

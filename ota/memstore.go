@@ -250,6 +250,15 @@ func (s *MemoryStore) Staged() (Transfer, bool) {
 	return s.staged.t, true
 }
 
+// StagedChunks is how many chunks of the staged download are written, of
+// how many (0, 0 when nothing is staged): a benchmark's progress figure.
+func (s *MemoryStore) StagedChunks() (written, total int) {
+	if s.staged == nil {
+		return 0, 0
+	}
+	return s.staged.Count(), s.staged.t.Chunks
+}
+
 // SetOrigin implements OriginStore.
 func (s *MemoryStore) SetOrigin(o Origin) error {
 	s.origin = &o

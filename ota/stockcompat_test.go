@@ -5,20 +5,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshfleet/meshfleet/internal/stockota"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/sim"
 )
 
 // stockRig is a mesh of faithful stock receivers under our distributor.
-func stockRig(t *testing.T, n int, root bool) (*sim.Network, *Distributor, *sim.Node, []*StockReceiver) {
+func stockRig(t *testing.T, n int, root bool) (*sim.Network, *Distributor, *sim.Node, []*stockota.Receiver) {
 	t.Helper()
 	net := sim.New(sim.Config{Seed: 4, Model: sim.ESP8266()})
 	d := NewDistributor(DistributorConfig{Compress: testCompress})
 	dn, _ := net.AddNode(sim.NodeSpec{Config: mesh.Config{ID: 1, Root: true}, Plugins: func(*sim.Node) []mesh.Plugin { return []mesh.Plugin{d} }})
 	all := []*sim.Node{dn}
-	var rx []*StockReceiver
+	var rx []*stockota.Receiver
 	for i := 0; i < n; i++ {
-		s := &StockReceiver{Role: "sensor", Hardware: "ESP32", Root: root && i == 0}
+		s := &stockota.Receiver{Role: "sensor", Hardware: "ESP32", Root: root && i == 0}
 		rx = append(rx, s)
 		nd, _ := net.AddNode(sim.NodeSpec{Config: mesh.Config{ID: uint32(100 + i)}, Plugins: func(*sim.Node) []mesh.Plugin { return []mesh.Plugin{s} }})
 		all = append(all, nd)

@@ -8,6 +8,7 @@ import (
 	"github.com/meshfleet/meshfleet/alert"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/protocol"
+	"github.com/meshfleet/meshfleet/scenario"
 	"github.com/meshfleet/meshfleet/sim"
 	"github.com/meshfleet/meshfleet/status"
 )
@@ -30,47 +31,41 @@ const interval = 30 * time.Second
 func newSimMesh(t *testing.T, seed uint64, count int) *simMesh {
 	t.Helper()
 	sm := &simMesh{
-		net:       sim.New(sim.Config{Seed: seed, Model: sim.ESP8266()}),
 		reporters: map[uint32]*status.Reporter{},
 		lastFrame: map[uint32]time.Time{},
 		offline:   map[uint32]time.Time{},
 	}
-	reporter := func(nd *sim.Node) *status.Reporter {
-		now := nd.Network().Now()
-		mem := status.MemoryModel{Boot: now, Start: 38_000, Floor: 12_000, LeakPerHour: uint32(nd.ID() % 3000),
+	providers := func(id uint32, now time.Time) status.Providers {
+		mem := status.MemoryModel{Boot: now, Start: 38_000, Floor: 12_000, LeakPerHour: id % 3000,
 			Ripple: 500, RipplePeriod: 7 * time.Minute}
-		r := status.NewReporter(status.ReporterConfig{Interval: interval, Providers: status.Providers{
+		return status.Providers{
 			Firmware:   func() (string, string) { return "3.0.1", "9e107d9d372bb6826bd81d3542a419d6" },
 			FreeMemory: mem.Free,
-		}}, now)
-		sm.reporters[nd.ID()] = r
-		return r
+		}
 	}
-	root, err := sm.net.AddNode(sim.NodeSpec{
-		Config: mesh.Config{ID: 1, Root: true, ContainsRoot: true},
-		Plugins: func(nd *sim.Node) []mesh.Plugin {
-			local := reporter(nd)
-			sm.collector = status.NewCollector(status.CollectorConfig{Local: local}, nd.Network().Now())
+	fleet, err := scenario.Build(scenario.Spec{
+		Devices: count - 1, Seed: seed, Model: sim.ESP8266(),
+		Layout: scenario.Layout{Topology: sim.TopologyRandom, FanOut: 4},
+		Root: scenario.Root{ID: 1, Plugins: func(now time.Time, id uint32) []mesh.Plugin {
+			local := status.NewReporter(status.ReporterConfig{Interval: interval, Providers: providers(id, now)}, now)
+			sm.reporters[id] = local
+			sm.collector = status.NewCollector(status.CollectorConfig{Local: local}, now)
 			return []mesh.Plugin{local, sm.collector}
+		}},
+		FirstID:      101,
+		RandomClocks: true,
+		Reporter: &scenario.Reporter{Interval: interval, Providers: func(d *scenario.Device, now time.Time) status.Providers {
+			return providers(d.ID, now)
+		}},
+		Plugins: func(d *scenario.Device, _ time.Time) []mesh.Plugin {
+			sm.reporters[d.ID] = d.Reporter
+			return nil
 		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sm.nodes = append(sm.nodes, root)
-	for i := 1; i < count; i++ {
-		nd, err := sm.net.AddNode(sim.NodeSpec{
-			Config:  mesh.Config{ID: uint32(100 + i), ClockStart: sm.net.Rand().Uint32()},
-			Plugins: func(nd *sim.Node) []mesh.Plugin { return []mesh.Plugin{reporter(nd)} },
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sm.nodes = append(sm.nodes, nd)
-	}
-	if err := sm.net.RandomTree(sm.nodes, 4); err != nil {
-		t.Fatal(err)
-	}
+	sm.net, sm.nodes = fleet.Net, fleet.Nodes()
 	sm.net.OnEvent(func(nd *sim.Node, at time.Time, ev mesh.Event) {
 		if nd.ID() != 1 {
 			return

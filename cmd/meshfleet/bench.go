@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshfleet/meshfleet/compress"
 	"github.com/meshfleet/meshfleet/ota"
+	"github.com/meshfleet/meshfleet/scenario"
 	"github.com/meshfleet/meshfleet/sim"
 )
 
@@ -44,7 +45,7 @@ compression. Every row reports the virtual time until the last node confirmed
 the new image, the nodes completed, the link transmissions and bytes of the
 run, and the floor.
 
-` + ota.FloorDefinition + `.`,
+` + scenario.FloorDefinition + `.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := sim.ParseModel(model)
@@ -58,13 +59,13 @@ run, and the floor.
 				return fmt.Errorf("--nodes and --size must be positive")
 			}
 			m.Link.Loss = loss
-			var rows []ota.BenchRow
+			var rows []scenario.BenchRow
 			for _, mode := range modes {
 				for _, meth := range methods {
 					if _, err := compress.ParseMethod(meth); err != nil {
 						return err
 					}
-					rows = append(rows, ota.BenchRow{Mode: mode, Compress: meth})
+					rows = append(rows, scenario.BenchRow{Mode: mode, Compress: meth})
 				}
 			}
 			out := cmd.OutOrStdout()
@@ -73,7 +74,7 @@ run, and the floor.
 				fmt.Fprintf(out, "%d nodes, %d-byte image, loss %g, seed %d, model %s\n", nodes, size, loss, seed, m.Name)
 				fmt.Fprintf(out, row, "mode", "compress", "virtual_s", "completed", "link_msgs", "link_MB", "B/(L×T)", "floor_s", "×floor", "wall_s")
 			}
-			report := func(r ota.BenchResult) {
+			report := func(r scenario.BenchResult) {
 				if asJSON {
 					b, _ := json.Marshal(r)
 					fmt.Fprintln(out, string(b))
@@ -103,7 +104,7 @@ run, and the floor.
 					fmt.Sprintf("%.1f", r.FloorS), xf, fmt.Sprintf("%.1f", r.WallS))
 			}
 			img := compress.FirmwareLike(size, seed)
-			res, err := ota.Bench(ota.BenchConfig{
+			res, err := scenario.Bench(scenario.BenchConfig{
 				Nodes: nodes, Loss: loss, Seed: seed, Model: m, MaxDepth: depth, Image: img,
 				Compress: ota.Compress, Decode: ota.Decode, Rows: rows, StockLimit: stockLimit, Report: report,
 			})
@@ -130,8 +131,8 @@ run, and the floor.
 	return cmd
 }
 
-func printBenchNotes(w io.Writer, res []ota.BenchResult) {
-	var stock, best *ota.BenchResult
+func printBenchNotes(w io.Writer, res []scenario.BenchResult) {
+	var stock, best *scenario.BenchResult
 	for i := range res {
 		r := &res[i]
 		if r.Note != "" {
@@ -154,5 +155,5 @@ func printBenchNotes(w io.Writer, res []ota.BenchResult) {
 		}
 		fmt.Fprintf(w, "best: %s/%s, %.1f× faster than stock unicast, %.2f× the floor\n", best.Mode, best.Compress, st/best.VirtualS, best.VirtualS/best.FloorS)
 	}
-	fmt.Fprintf(w, "B/(L×T) = link bytes / (links in the tree × transfer bytes).\n%s.\n", ota.FloorDefinition)
+	fmt.Fprintf(w, "B/(L×T) = link bytes / (links in the tree × transfer bytes).\n%s.\n", scenario.FloorDefinition)
 }

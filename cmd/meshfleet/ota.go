@@ -17,6 +17,7 @@ import (
 	"github.com/meshfleet/meshfleet/firmware"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/ota"
+	"github.com/meshfleet/meshfleet/scenario"
 	"github.com/meshfleet/meshfleet/sim"
 	"github.com/meshfleet/meshfleet/transport/tcp"
 )
@@ -239,45 +240,28 @@ func pushSimulated(ctx context.Context, o pushOptions, spec ota.CampaignSpec, vi
 	}
 	m.Link.Loss = o.simLoss
 	view.sim = true
-	net := sim.New(sim.Config{Seed: o.seed, Model: m, OnEvent: func(_ *sim.Node, at time.Time, ev mesh.Event) {
-		view.now = at
-		view.event(ev)
-	}})
 	dist := ota.NewDistributor(ota.DistributorConfig{Compress: ota.Compress,
 		Radio: ota.Radio{Overhead: m.Radio.TxOverhead + m.Link.Latency, ByteTime: m.Radio.ByteTime}})
-	root, err := net.AddNode(sim.NodeSpec{Config: mesh.Config{ID: o.nodeID, Root: true, ContainsRoot: true},
-		Plugins: func(*sim.Node) []mesh.Plugin { return []mesh.Plugin{dist} }})
+	fleet, err := scenario.Build(scenario.Spec{
+		Devices: o.simNodes, Seed: o.seed, Model: m,
+		OnEvent: func(_ *sim.Node, at time.Time, ev mesh.Event) {
+			view.now = at
+			view.event(ev)
+		},
+		Layout:  scenario.Layout{Topology: sim.TopologyTree, MaxDepth: 6},
+		Root:    scenario.Root{ID: o.nodeID, Plugins: func(time.Time, uint32) []mesh.Plugin { return []mesh.Plugin{dist} }},
+		FirstID: 1000,
+		OTA:     scenario.OTA{Receiver: scenario.OurReceiver, Role: spec.Image.Role, Hardware: spec.Image.Hardware},
+	})
 	if err != nil {
 		return err
 	}
-	all := []*sim.Node{root}
-	for i := 0; i < o.simNodes; i++ {
-		store := ota.NewMemoryStore("")
-		store.Decode = ota.Decode
-		id := uint32(1000 + i)
-		nd, err := net.AddNode(sim.NodeSpec{Config: mesh.Config{ID: id}, Plugins: func(nd *sim.Node) []mesh.Plugin {
-			rc, err := ota.NewReceiver(ota.ReceiverConfig{Role: spec.Image.Role, Hardware: spec.Image.Hardware, Store: store,
-				Seed: uint64(id), SelfTest: func(string) bool { return true }}, nd.Network().Now())
-			if err != nil {
-				panic(err) // a fresh MemoryStore boots
-			}
-			return []mesh.Plugin{rc}
-		}})
-		if err != nil {
-			return err
-		}
-		all = append(all, nd)
-	}
-	if err := net.Tree(all, 0, 6); err != nil {
-		return err
-	}
-	if !net.RunUntil(net.Converged, 10*time.Minute) {
-		return errors.New("simulated mesh did not converge")
+	net, root := fleet.Net, fleet.Root
+	if err := fleet.Converge(10 * time.Minute); err != nil {
+		return fmt.Errorf("simulated mesh: %w", err)
 	}
 	if len(spec.Nodes) == 0 {
-		for _, nd := range all[1:] {
-			spec.Nodes = append(spec.Nodes, nd.ID())
-		}
+		spec.Nodes = fleet.DeviceIDs()
 	}
 	var c *ota.Campaign
 	root.Step(func(now time.Time, _ sim.Machine) { c, err = dist.Start(now, spec) })

@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshfleet/meshfleet/scenario"
 	"github.com/meshfleet/meshfleet/sim"
-	"github.com/meshfleet/meshfleet/status"
 )
 
 func init() { rootCmd.AddCommand(newSimCmd()) }
@@ -72,7 +72,7 @@ Link models: ` + strings.Join(sim.Models(), ", ") + ` (see the README's link mod
 				if cmd.Flags().Changed("broadcasts") || cmd.Flags().Changed("singles") {
 					return fmt.Errorf("--broadcasts and --singles do not apply to --status")
 				}
-				return runStatusScenario(cmd, status.ScenarioConfig{
+				return runStatusScenario(cmd, scenario.StatusConfig{
 					Nodes: nodes, Topology: topo, Seed: seed, Duration: duration, Link: model, Interval: interval,
 				}, asJSON)
 			}
@@ -108,7 +108,7 @@ Link models: ` + strings.Join(sim.Models(), ", ") + ` (see the README's link mod
 	f.IntVar(&singles, "singles", 20, "single messages to send after convergence")
 	f.BoolVar(&asJSON, "json", false, "print the report as one JSON object")
 	f.BoolVar(&withStatus, "status", false, "run the status scenario (collector on the root, telemetry from every node)")
-	f.DurationVar(&interval, "status-interval", status.ScenarioInterval, "telemetry interval of the status scenario, whole seconds")
+	f.DurationVar(&interval, "status-interval", scenario.StatusInterval, "telemetry interval of the status scenario, whole seconds")
 	return cmd
 }
 

@@ -10,24 +10,24 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshfleet/meshfleet/scenario"
 	"github.com/meshfleet/meshfleet/sim"
-	"github.com/meshfleet/meshfleet/status"
 )
 
 // statusSimReport is the status scenario's report with the wall time it
 // took (the status package reads no clock).
 type statusSimReport struct {
-	status.ScenarioReport
+	scenario.StatusReport
 	WallS float64 `json:"wall_s"`
 }
 
-func runStatusScenario(cmd *cobra.Command, cfg status.ScenarioConfig, asJSON bool) error {
+func runStatusScenario(cmd *cobra.Command, cfg scenario.StatusConfig, asJSON bool) error {
 	wallStart := time.Now()
-	rep, runErr := status.RunScenario(cmd.Context(), cfg)
+	rep, runErr := scenario.RunStatus(cmd.Context(), cfg)
 	if runErr != nil && !errors.Is(runErr, sim.ErrNotConverged) {
 		return runErr
 	}
-	out := statusSimReport{ScenarioReport: rep, WallS: time.Since(wallStart).Seconds()}
+	out := statusSimReport{StatusReport: rep, WallS: time.Since(wallStart).Seconds()}
 	if asJSON {
 		if err := json.NewEncoder(cmd.OutOrStdout()).Encode(out); err != nil {
 			return err

@@ -1,6 +1,8 @@
-package ota
+package scenario
 
 import (
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -8,12 +10,13 @@ import (
 	"time"
 
 	"github.com/meshfleet/meshfleet/mesh"
+	"github.com/meshfleet/meshfleet/ota"
 	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/sim"
 )
 
-// BenchConfig configures Bench: one simulated mesh, one image, every
-// distribution mode in turn.
+// BenchConfig configures Bench, the OTA benchmark: one simulated mesh, one
+// image, every distribution mode in turn.
 type BenchConfig struct {
 	Nodes    int     // receivers (the distributor is one more node, the root)
 	Loss     float64 // per-message loss on every link
@@ -22,7 +25,7 @@ type BenchConfig struct {
 	MaxDepth int       // tree depth limit, 6
 	Image    []byte
 	Compress func(method string, img []byte) ([]byte, error)
-	Decode   func(method string, r io.Reader) (io.Reader, error)
+	Decode   func(method string, r io.Reader) (io.Reader, error) // nil: ota.Decode
 	// Rows to run; nil: DefaultBenchRows.
 	Rows []BenchRow
 	// StockLimit caps the virtual time of the stock rows (4 h); FastLimit
@@ -76,7 +79,7 @@ const FloorDefinition = "floor = max over transmitting nodes of (children × tra
 // Bench runs every row on the same simulated mesh shape and image.
 func Bench(cfg BenchConfig) ([]BenchResult, error) {
 	if cfg.Nodes < 1 || len(cfg.Image) == 0 {
-		return nil, errors.New("ota: bench needs nodes and an image")
+		return nil, errors.New("scenario: the OTA bench needs nodes and an image")
 	}
 	if cfg.MaxDepth <= 0 {
 		cfg.MaxDepth = 6
@@ -99,7 +102,7 @@ func Bench(cfg BenchConfig) ([]BenchResult, error) {
 	for _, row := range rows {
 		res, err := benchRow(cfg, row)
 		if err != nil {
-			return out, fmt.Errorf("ota: bench %s/%s: %w", row.Mode, row.Compress, err)
+			return out, fmt.Errorf("scenario: OTA bench %s/%s: %w", row.Mode, row.Compress, err)
 		}
 		if cfg.Report != nil {
 			cfg.Report(res)
@@ -107,11 +110,6 @@ func Bench(cfg BenchConfig) ([]BenchResult, error) {
 		out = append(out, res)
 	}
 	return out, nil
-}
-
-type benchNode struct {
-	stock *StockReceiver
-	store *MemoryStore
 }
 
 func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
@@ -134,98 +132,67 @@ func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
 		return res, nil
 	}
 	stockRx = stockRx && row.Compress == "none"
-	net := sim.New(sim.Config{Seed: cfg.Seed, Model: cfg.Model})
-	dcfg := DistributorConfig{
+	dcfg := ota.DistributorConfig{
 		Compress: cfg.Compress,
-		Radio:    Radio{Overhead: cfg.Model.Radio.TxOverhead + cfg.Model.Link.Latency, ByteTime: cfg.Model.Radio.ByteTime},
+		Radio:    ota.Radio{Overhead: cfg.Model.Radio.TxOverhead + cfg.Model.Link.Latency, ByteTime: cfg.Model.Radio.ByteTime},
+	}
+	spec := Spec{
+		Devices: cfg.Nodes, Seed: cfg.Seed, Model: cfg.Model,
+		Layout:  Layout{Topology: sim.TopologyTree, MaxDepth: cfg.MaxDepth},
+		FirstID: 1000,
+		OTA:     OTA{Receiver: OurReceiver, Role: "bench", Hardware: "ESP32", Radio: dcfg.Radio, Decode: cfg.Decode},
 	}
 	if stockRx {
 		dcfg.Unpaced = true   // the C++ distributor answers at once
 		dcfg.StockOnly = true // and sends no offers
+		// The stock rows model C++ nodes throughout, mesh timers included
+		// (no NODE_SYNC_REQUEST repeats, mesh.Timing.NodeSyncRetry).
+		spec.Timing = mesh.StockTiming()
+		spec.OTA.Receiver = StockReceiver
 	}
-	dist := NewDistributor(dcfg)
-	// The stock rows model C++ nodes throughout, mesh timers included
-	// (no NODE_SYNC_REQUEST repeats, mesh.Timing.NodeSyncRetry).
-	var timing mesh.Timing
-	if stockRx {
-		timing = mesh.StockTiming()
-	}
-	root, err := net.AddNode(sim.NodeSpec{Config: mesh.Config{ID: 1, Root: true, ContainsRoot: true, Timing: timing},
-		Plugins: func(*sim.Node) []mesh.Plugin { return []mesh.Plugin{dist} }})
+	dist := ota.NewDistributor(dcfg)
+	spec.Root = Root{ID: 1, Plugins: func(time.Time, uint32) []mesh.Plugin { return []mesh.Plugin{dist} }}
+	fleet, err := Build(spec)
 	if err != nil {
 		return res, err
 	}
-	all := []*sim.Node{root}
-	nodes := make([]*benchNode, cfg.Nodes)
-	for i := range nodes {
-		bn := &benchNode{}
-		nodes[i] = bn
-		if stockRx {
-			bn.stock = &StockReceiver{Role: "bench", Hardware: "ESP32"}
-		} else {
-			bn.store = NewMemoryStore("")
-			bn.store.Decode = cfg.Decode
-		}
-		id := uint32(1000 + i)
-		nd, err := net.AddNode(sim.NodeSpec{Config: mesh.Config{ID: id, Timing: timing}, Plugins: func(nd *sim.Node) []mesh.Plugin {
-			if bn.stock != nil {
-				return []mesh.Plugin{bn.stock}
-			}
-			rc, err := NewReceiver(ReceiverConfig{Role: "bench", Hardware: "ESP32", Store: bn.store, Seed: uint64(id),
-				Radio: dcfg.Radio, SelfTest: func(string) bool { return true }}, nd.Network().Now())
-			if err != nil {
-				panic(err) // a fresh MemoryStore cannot fail to boot
-			}
-			return []mesh.Plugin{rc}
-		}})
-		if err != nil {
-			return res, err
-		}
-		all = append(all, nd)
-	}
-	if err := net.Tree(all, 0, cfg.MaxDepth); err != nil {
+	net, root := fleet.Net, fleet.Root
+	if err := fleet.Converge(10 * time.Minute); err != nil {
 		return res, err
-	}
-	if !net.RunUntil(net.Converged, 10*time.Minute) {
-		return res, errors.New("mesh did not converge")
 	}
 	res.FloorS = floor(net, root, len(payload)).Seconds()
 
-	md5 := md5hexOf(cfg.Image)
+	md5 := md5hex(cfg.Image)
 	done := func() int {
 		n := 0
-		for _, bn := range nodes {
-			if bn.stock != nil && bn.stock.Installed == md5 {
+		for _, d := range fleet.Devices {
+			if d.Runs(md5) {
 				n++
-			} else if bn.store != nil {
-				if a, ok := bn.store.Active(); a == md5 && ok {
-					n++
-				}
 			}
 		}
 		return n
 	}
-	spec := CampaignSpec{ID: "bench", Image: Image{Role: "bench", Hardware: "ESP32", Data: cfg.Image}, Method: row.Compress}
+	campaign := ota.CampaignSpec{ID: "bench", Image: ota.Image{Role: "bench", Hardware: "ESP32", Data: cfg.Image}, Method: row.Compress}
 	limit := cfg.FastLimit
 	switch row.Mode {
 	case "stock-unicast":
-		spec.Mode = ModeStock
+		campaign.Mode = ota.ModeStock
 		limit = cfg.StockLimit
 	case "stock-broadcast":
-		spec.Mode, spec.StockBroadcast = ModeStock, true
+		campaign.Mode, campaign.StockBroadcast = ota.ModeStock, true
 		// Stock announces for an hour; a transfer nobody started by then
 		// never starts.
 		limit = min(cfg.StockLimit, time.Hour+5*time.Minute)
 	case "pipelined":
-		spec.Mode = ModePipelined
+		campaign.Mode = ota.ModePipelined
 	case "broadcast":
-		spec.Mode = ModeBroadcast
+		campaign.Mode = ota.ModeBroadcast
 	default:
 		return res, fmt.Errorf("unknown mode %q", row.Mode)
 	}
 	before := net.Stats()
 	start := net.Now()
-	if err := root.Step(func(now time.Time, _ sim.Machine) { _, err = dist.Start(now, spec) }); err != nil {
+	if err := root.Step(func(now time.Time, _ sim.Machine) { _, err = dist.Start(now, campaign) }); err != nil {
 		return res, err
 	}
 	if err != nil {
@@ -235,23 +202,21 @@ func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
 	// count partial chunks for the extrapolation of capped runs.
 	partial := func() float64 {
 		total := 0.0
-		for _, bn := range nodes {
+		for _, d := range fleet.Devices {
 			switch {
-			case bn.stock != nil && bn.stock.Installed == md5:
+			case d.Runs(md5):
 				total++
-			case bn.stock != nil:
-				total += float64(bn.stock.update.partNo) / float64((len(cfg.Image)+1023)/1024)
-			case bn.store != nil:
-				if a, ok := bn.store.Active(); a == md5 && ok {
-					total++
-				} else if bn.store.staged != nil && bn.store.staged.t.Chunks > 0 {
-					total += float64(bn.store.staged.Count()) / float64(bn.store.staged.t.Chunks)
+			case d.Stock != nil:
+				total += float64(d.Stock.PartsReceived()) / float64((len(cfg.Image)+1023)/1024)
+			case d.Store != nil:
+				if written, chunks := d.Store.StagedChunks(); chunks > 0 {
+					total += float64(written) / float64(chunks)
 				}
 			}
 		}
-		return total / float64(len(nodes))
+		return total / float64(len(fleet.Devices))
 	}
-	ok := net.RunUntil(func() bool { return done() == len(nodes) }, limit)
+	ok := net.RunUntil(func() bool { return done() == len(fleet.Devices) }, limit)
 	after := net.Stats()
 	res.VirtualS = net.Now().Sub(start).Seconds()
 	res.Completed = done()
@@ -271,6 +236,11 @@ func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
 	}
 	res.WallS = time.Since(wall).Seconds()
 	return res, nil
+}
+
+func md5hex(b []byte) string {
+	sum := md5.Sum(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // floor is FloorDefinition for the network's current tree.

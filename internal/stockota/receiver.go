@@ -1,20 +1,24 @@
-package ota
+// Package stockota models the OTA receiver of stock painlessMesh (the C++
+// ota.hpp), for tests and benchmarks that measure what stock nodes do. It
+// is not a receiver for real nodes: that is ota.Receiver.
+package stockota
 
 import (
 	"bytes"
+	"crypto/md5"
+	"encoding/hex"
 	"time"
 
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/protocol"
 )
 
-// StockReceiver is a faithful model of the C++ receiver (ota.hpp,
+// Receiver is a faithful model of the C++ receiver (ota.hpp,
 // docs/protocol.md §8.4), bugs included: stop-and-wait requests, 30 s × 10
 // retries, broadcast mode only led by a root receiver (Q-19 a), waiting
 // non-root receivers that never notice a lost tail (Q-19 b), and unicast
-// fallback requests sent in the root's name (Q-19 h). It exists to measure
-// and test against what stock nodes do; use Receiver for real nodes.
-type StockReceiver struct {
+// fallback requests sent in the root's name (Q-19 h).
+type Receiver struct {
 	Role     string
 	Hardware string
 	Root     bool
@@ -33,39 +37,45 @@ type StockReceiver struct {
 		compressed  bool
 	}
 	buf   bytes.Buffer
-	task  *stockTask
+	task  *requestTask
 	Sends int // DataRequests sent
 }
 
-type stockTask struct {
-	req  stockMsg
+// requestTask is the C++ receiver's request task: one DataRequest, sent
+// again every 30 s until the chunk arrives or the retries run out.
+type requestTask struct {
+	req  protocol.DataRequest
 	left int
 	next time.Time
 }
 
+// PartsReceived is how many chunks of the current transfer have arrived.
+func (s *Receiver) PartsReceived() uint32 { return s.update.partNo }
+
 // Attach implements mesh.Plugin.
-func (s *StockReceiver) Attach(h mesh.Host) { s.host = h }
+func (s *Receiver) Attach(h mesh.Host) { s.host = h }
 
 // Types implements mesh.Plugin.
-func (s *StockReceiver) Types() []int {
+func (s *Receiver) Types() []int {
 	return []int{protocol.TypeOTAAnnounce, protocol.TypeOTAData}
 }
 
-// HandlePackage implements mesh.Plugin.
-func (s *StockReceiver) HandlePackage(now time.Time, _ mesh.ConnID, h protocol.Header, raw []byte) {
-	m, err := decodeStock(raw)
+// HandlePackage implements mesh.Plugin. Anything that does not decode is
+// dropped, as the C++ receiver drops it.
+func (s *Receiver) HandlePackage(now time.Time, _ mesh.ConnID, _ protocol.Header, raw []byte) {
+	p, err := protocol.Decode(raw)
 	if err != nil {
 		return
 	}
-	switch h.Type {
-	case protocol.TypeOTAAnnounce:
+	switch m := p.(type) {
+	case *protocol.Announce:
 		s.onAnnounce(now, m)
-	case protocol.TypeOTAData:
+	case *protocol.Data:
 		s.onData(now, m)
 	}
 }
 
-func (s *StockReceiver) onAnnounce(now time.Time, a *stockMsg) {
+func (s *Receiver) onAnnounce(now time.Time, a *protocol.Announce) {
 	if a.Role != s.Role || a.Hardware != s.Hardware {
 		return
 	}
@@ -74,19 +84,18 @@ func (s *StockReceiver) onAnnounce(now time.Time, a *stockMsg) {
 	}
 	s.update.md5, s.update.broadcasted, s.update.compressed = a.MD5, a.Broadcasted, a.Compressed
 	if !a.Broadcasted || s.Root {
-		req := *a
-		req.Type, req.Routing = protocol.TypeOTADataRequest, int(protocol.RouteSingle)
-		req.From, req.Dest, req.PartNo = s.host.ID(), a.From, s.update.partNo
+		req := protocol.DataRequest{Announce: *a, Dest: a.From, PartNo: s.update.partNo}
+		req.Routing, req.From = protocol.RouteSingle, s.host.ID()
 		s.startTask(now, req)
 	}
 }
 
-func (s *StockReceiver) startTask(now time.Time, req stockMsg) {
-	s.task = &stockTask{req: req, left: 10, next: now}
+func (s *Receiver) startTask(now time.Time, req protocol.DataRequest) {
+	s.task = &requestTask{req: req, left: 10, next: now}
 	s.runTask(now)
 }
 
-func (s *StockReceiver) runTask(now time.Time) {
+func (s *Receiver) runTask(now time.Time) {
 	t := s.task
 	if t == nil || now.Before(t.next) {
 		return
@@ -105,16 +114,23 @@ func (s *StockReceiver) runTask(now time.Time) {
 	t.next = now.Add(30 * time.Second)
 }
 
-func (s *StockReceiver) onData(now time.Time, d *stockMsg) {
+// requestNext asks for the next chunk the way the C++ replyTo does: in the
+// Data's name, to its sender (Q-19 h).
+func requestNext(d *protocol.Data, partNo uint32) protocol.DataRequest {
+	req := protocol.DataRequest{Announce: d.Announce, Dest: d.From, PartNo: partNo}
+	req.Routing, req.From = protocol.RouteSingle, d.Dest
+	return req
+}
+
+func (s *Receiver) onData(now time.Time, d *protocol.Data) {
 	if d.MD5 != s.update.md5 || d.Role != s.Role || d.Hardware != s.Hardware || s.update.md5 == "" {
 		return
 	}
 	if d.PartNo != s.update.partNo {
 		if s.update.broadcasted && d.Broadcasted {
 			s.update.broadcasted = false
-			req := *d
-			req.Type, req.Routing, req.Data = protocol.TypeOTADataRequest, int(protocol.RouteSingle), ""
-			req.From, req.Dest, req.PartNo, req.Broadcasted = d.Dest, d.From, s.update.partNo, false // Q-19 h
+			req := requestNext(d, s.update.partNo)
+			req.Broadcasted = false
 			s.startTask(now, req)
 		}
 		return
@@ -122,34 +138,34 @@ func (s *StockReceiver) onData(now time.Time, d *stockMsg) {
 	if d.PartNo == 0 {
 		s.buf.Reset()
 	}
-	s.buf.Write(protocol.DecodeBase64Lenient(d.Data))
+	s.buf.Write(d.Bytes())
 	if d.PartNo == d.NoPart-1 {
 		s.task = nil
-		if md5hexOf(s.buf.Bytes()) == d.MD5 {
+		if md5hex(s.buf.Bytes()) == d.MD5 {
 			s.Installed = d.MD5
 			s.Image = bytes.Clone(s.buf.Bytes())
 			s.Done = now
-			s.update.md5 = ""
-		} else {
-			s.update.md5 = ""
 		}
+		s.update.md5 = ""
 		s.update.partNo = 0
 		return
 	}
 	s.update.partNo++
 	if s.task != nil {
-		req := *d
-		req.Type, req.Routing, req.Data = protocol.TypeOTADataRequest, int(protocol.RouteSingle), ""
-		req.From, req.Dest, req.PartNo = d.Dest, d.From, s.update.partNo // replyTo: in the Data's name (Q-19 h)
-		s.startTask(now, req)
+		s.startTask(now, requestNext(d, s.update.partNo))
 	}
 }
 
+func md5hex(b []byte) string {
+	sum := md5.Sum(b)
+	return hex.EncodeToString(sum[:])
+}
+
 // Tick implements mesh.Plugin.
-func (s *StockReceiver) Tick(now time.Time) { s.runTask(now) }
+func (s *Receiver) Tick(now time.Time) { s.runTask(now) }
 
 // NextDeadline implements mesh.Plugin.
-func (s *StockReceiver) NextDeadline() time.Time {
+func (s *Receiver) NextDeadline() time.Time {
 	if s.task == nil {
 		return time.Time{}
 	}

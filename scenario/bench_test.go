@@ -1,9 +1,12 @@
-package ota
+package scenario
 
 import (
 	"os"
 	"strconv"
 	"testing"
+
+	"github.com/meshfleet/meshfleet/compress"
+	"github.com/meshfleet/meshfleet/ota"
 )
 
 // TestBenchShape runs a small bench and checks the relations the design
@@ -22,7 +25,7 @@ func TestBenchShape(t *testing.T) {
 	if os.Getenv("OTA_BENCH_FAST") != "" {
 		rows = []BenchRow{{"pipelined", "deflate"}, {"broadcast", "deflate"}}
 	}
-	res, err := Bench(BenchConfig{Nodes: nodes, Loss: loss, Seed: 1, Image: testImage(size, 1), Compress: testCompress, Decode: testDecode, Rows: rows,
+	res, err := Bench(BenchConfig{Nodes: nodes, Loss: loss, Seed: 1, Image: compress.FirmwareLike(size, 1), Compress: ota.Compress, Decode: ota.Decode, Rows: rows,
 		Report: func(r BenchResult) { t.Logf("%+v", r) }})
 	if err != nil {
 		t.Fatal(err)

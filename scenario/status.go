@@ -1,10 +1,11 @@
-package status
+package scenario
 
 import (
 	"cmp"
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -12,15 +13,16 @@ import (
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/sim"
+	"github.com/meshfleet/meshfleet/status"
 	"github.com/meshfleet/meshfleet/status/telemetry"
 )
 
-// ScenarioInterval is the telemetry interval of the status scenario. The
+// StatusInterval is the telemetry interval of the status scenario. The
 // age of the root's data about a node runs from the path latency up to one
 // interval plus that latency, so its 99th percentile is about 0.99
 // interval: 1 s keeps it under 2 s, 2 s would not (frames state their
 // interval in whole seconds, so nothing lies between).
-const ScenarioInterval = time.Second
+const StatusInterval = time.Second
 
 // Scenario fault timing: the silent node stays down this long before it
 // restarts, and the low-memory node stays low this long.
@@ -38,10 +40,10 @@ const (
 	scenarioLowMemory = 8 * 1024
 )
 
-// ScenarioConfig describes one status scenario: the mesh of the meshfleet
+// StatusConfig describes one status scenario: the mesh of the meshfleet
 // sim command with a Collector on the root and a Reporter on every other
 // node, a node that goes silent and one that runs low on memory.
-type ScenarioConfig struct {
+type StatusConfig struct {
 	Nodes    int // the root included
 	Topology sim.Topology
 	Seed     uint64
@@ -53,11 +55,11 @@ type ScenarioConfig struct {
 	// Loss, if positive, replaces Link.Link.Loss.
 	Loss float64
 	// Interval is the nodes' telemetry interval, whole seconds (default
-	// ScenarioInterval).
+	// StatusInterval).
 	Interval time.Duration
 }
 
-func (c *ScenarioConfig) normalise() error {
+func (c *StatusConfig) normalise() error {
 	if c.Nodes < 2 || c.Nodes > sim.MaxScenarioNodes {
 		return fmt.Errorf("status: scenario needs 2..%d nodes, got %d", sim.MaxScenarioNodes, c.Nodes)
 	}
@@ -83,7 +85,7 @@ func (c *ScenarioConfig) normalise() error {
 		c.Link.Link.Loss = c.Loss
 	}
 	if c.Interval == 0 {
-		c.Interval = ScenarioInterval
+		c.Interval = StatusInterval
 	}
 	if c.Interval < time.Second || c.Interval%time.Second != 0 || c.Interval > math.MaxUint16*time.Second {
 		return fmt.Errorf("status: telemetry interval %v: want whole seconds, 1s..%ds", c.Interval, math.MaxUint16)
@@ -91,10 +93,10 @@ func (c *ScenarioConfig) normalise() error {
 	return c.Link.Validate()
 }
 
-// ScenarioReport is the outcome of RunScenario. Times are virtual. The
+// StatusReport is the outcome of RunStatus. Times are virtual. The
 // measurement window runs from the first instant every node is online at
 // the root (or one minute after convergence) to the end of the run.
-type ScenarioReport struct {
+type StatusReport struct {
 	// Visibility is the fraction of the nodes other than the root that the
 	// root's model has online at the end. VisibilityMin is the smallest
 	// such fraction over the window's samples (one per virtual second),
@@ -180,7 +182,7 @@ type ScenarioReport struct {
 	QueueDrops     uint64   `json:"queue_drops"`
 }
 
-// RunScenario builds the mesh of cfg (node 0 of the topology is the root,
+// RunStatus builds the mesh of cfg (node 0 of the topology is the root,
 // with a Collector and its own Reporter; every other node runs a Reporter
 // streaming telemetry every cfg.Interval), waits for the mesh to converge
 // and every node to be online at the root, and measures until
@@ -190,27 +192,27 @@ type ScenarioReport struct {
 // (for 30 s). It stops with ctx's error if ctx ends (checked every virtual
 // second). If the mesh never converges the report is filled in as far as
 // it goes and the error wraps sim.ErrNotConverged.
-func RunScenario(ctx context.Context, cfg ScenarioConfig) (ScenarioReport, error) {
+func RunStatus(ctx context.Context, cfg StatusConfig) (StatusReport, error) {
 	if err := cfg.normalise(); err != nil {
-		return ScenarioReport{}, err
+		return StatusReport{}, err
 	}
 	sm, err := newScenarioMesh(cfg, scenarioOptions{})
 	if err != nil {
-		return ScenarioReport{}, err
+		return StatusReport{}, err
 	}
 	return sm.run(ctx)
 }
 
-// run runs the scenario of RunScenario on a mesh built by newScenarioMesh.
-func (sm *scenarioMesh) run(ctx context.Context) (ScenarioReport, error) {
+// run runs the scenario of RunStatus on a mesh built by newScenarioMesh.
+func (sm *scenarioMesh) run(ctx context.Context) (StatusReport, error) {
 	cfg := sm.cfg
-	rep := ScenarioReport{
+	rep := StatusReport{
 		Nodes: cfg.Nodes, Topology: string(cfg.Topology), Link: cfg.Link.Name, Seed: cfg.Seed,
 		IntervalS: cfg.Interval.Seconds(),
 	}
 	net := sm.net
 	end := net.Now().Add(cfg.Duration)
-	finish := func() ScenarioReport {
+	finish := func() StatusReport {
 		sm.fillCounts(&rep)
 		rep.VirtualS = net.Elapsed().Seconds()
 		return rep
@@ -348,7 +350,7 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// scenarioOptions are the knobs tests turn beyond ScenarioConfig.
+// scenarioOptions are the knobs tests turn beyond StatusConfig.
 type scenarioOptions struct {
 	// stock says which nodes (by index; 0 is the root) run no Reporter,
 	// like stock ESP nodes.
@@ -359,8 +361,8 @@ type scenarioOptions struct {
 // it survives restarts, and scenarios change it while the mesh runs.
 type simDevice struct {
 	stock        bool
-	mem          MemoryModel // Boot is set at every start
-	freeOverride uint32      // when non-zero, the free heap
+	mem          status.MemoryModel // Boot is set at every start
+	freeOverride uint32             // when non-zero, the free heap
 	rssi         int8
 	firmware     [2]string
 }
@@ -372,8 +374,8 @@ func (d *simDevice) free(now time.Time) uint32 {
 	return d.mem.Free(now)
 }
 
-func (d *simDevice) providers() Providers {
-	return Providers{
+func (d *simDevice) providers() status.Providers {
+	return status.Providers{
 		Firmware:   func() (string, string) { return d.firmware[0], d.firmware[1] },
 		FreeMemory: d.free,
 		RSSI:       func(time.Time) int8 { return d.rssi },
@@ -428,11 +430,11 @@ type alertRecord struct {
 // instruments that measure it: every node's radio traffic, what every
 // reporter encoded, and what the root made of it.
 type scenarioMesh struct {
-	cfg       ScenarioConfig
+	cfg       StatusConfig
 	net       *sim.Network
 	nodes     []*sim.Node // nodes[0] is the root
 	dev       map[uint32]*simDevice
-	collector *Collector // of the root's current start
+	collector *status.Collector // of the root's current start
 
 	tally map[uint32]*radioTally
 	base  map[uint32]radioTally // at the start of the window
@@ -452,13 +454,12 @@ type scenarioMesh struct {
 	alertLog []alertRecord
 	// reporters is every Reporter started on a node other than the root,
 	// restarts included, in order.
-	reporters []*Reporter
+	reporters []*status.Reporter
 }
 
-func newScenarioMesh(cfg ScenarioConfig, opt scenarioOptions) (*scenarioMesh, error) {
+func newScenarioMesh(cfg StatusConfig, opt scenarioOptions) (*scenarioMesh, error) {
 	sm := &scenarioMesh{
 		cfg:      cfg,
-		net:      sim.New(sim.Config{Seed: cfg.Seed, Model: cfg.Link}),
 		dev:      map[uint32]*simDevice{},
 		tally:    map[uint32]*radioTally{},
 		sent:     map[uint32]*sentFrames{},
@@ -466,80 +467,66 @@ func newScenarioMesh(cfg ScenarioConfig, opt scenarioOptions) (*scenarioMesh, er
 		frameAt:  map[uint32][]time.Time{},
 		excluded: map[uint32]bool{},
 	}
-	rng := sm.net.Rand()
-	used := map[uint32]bool{}
-	for i := range cfg.Nodes {
-		id := rng.Uint32()
-		for id == 0 || used[id] {
-			id = rng.Uint32()
-		}
-		used[id] = true
-		d := &simDevice{
-			stock: i > 0 && opt.stock != nil && opt.stock(i),
-			// Heaps between 30 and 46 KB that ripple by 1 KB over a few
-			// minutes and leak up to 1 KB an hour: never near the 10 KB
-			// threshold, never a trend worth an anomaly.
-			mem: MemoryModel{Start: 30_000 + uint32(rng.IntN(16_000)), Floor: 20_000, LeakPerHour: uint32(rng.IntN(1000)),
-				Ripple: 500, RipplePeriod: time.Duration(3+rng.IntN(5)) * time.Minute},
-			// Signals from -45 to -74 dBm: above the weak-WiFi clearing level.
-			rssi:     int8(-45 - rng.IntN(30)),
-			firmware: [2]string{"3.0.1", "9e107d9d372bb6826bd81d3542a419d6"},
-		}
-		sm.dev[id] = d
-		sm.tally[id] = &radioTally{}
-		mcfg := mesh.Config{ID: id, ClockStart: rng.Uint32()}
-		if i == 0 {
-			mcfg.Root, mcfg.ContainsRoot = true, true
-		}
-		nd, err := sm.net.AddNode(sim.NodeSpec{
-			Config: mcfg,
-			Machine: func(now time.Time, nd *sim.Node) sim.Machine {
-				c := mcfg
-				if nd.Restarts() > 0 {
-					c.ClockStart = 0 // micros() starts again at power-on
-				}
-				return sm.boot(now, c)
-			},
-		})
-		if err != nil {
-			return nil, err
-		}
-		sm.nodes = append(sm.nodes, nd)
-	}
-	if err := sm.net.Build(cfg.Topology, sm.nodes, 0); err != nil {
+	fleet, err := Build(Spec{
+		Devices: cfg.Nodes - 1, Seed: cfg.Seed, Model: cfg.Link,
+		Layout:       Layout{Topology: cfg.Topology},
+		Root:         Root{RandomClock: true, Plugins: sm.rootPlugins},
+		RandomClocks: true,
+		Prepare: func(i int, id uint32, rng *rand.Rand) {
+			sm.dev[id] = &simDevice{
+				stock: i > 0 && opt.stock != nil && opt.stock(i),
+				// Heaps between 30 and 46 KB that ripple by 1 KB over a few
+				// minutes and leak up to 1 KB an hour: never near the 10 KB
+				// threshold, never a trend worth an anomaly.
+				mem: status.MemoryModel{Start: 30_000 + uint32(rng.IntN(16_000)), Floor: 20_000, LeakPerHour: uint32(rng.IntN(1000)),
+					Ripple: 500, RipplePeriod: time.Duration(3+rng.IntN(5)) * time.Minute},
+				// Signals from -45 to -74 dBm: above the weak-WiFi clearing level.
+				rssi:     int8(-45 - rng.IntN(30)),
+				firmware: [2]string{"3.0.1", "9e107d9d372bb6826bd81d3542a419d6"},
+			}
+			sm.tally[id] = &radioTally{}
+		},
+		Plugins: sm.devicePlugins,
+		Wrap: func(nd *sim.Node, mn *mesh.Node) sim.Machine {
+			return &meteredNode{Node: mn, tally: sm.tally[nd.ID()]}
+		},
+	})
+	if err != nil {
 		return nil, err
 	}
-	root := sm.nodes[0]
+	sm.net, sm.nodes = fleet.Net, fleet.Nodes()
+	root := fleet.Root
 	sm.net.OnEvent(func(nd *sim.Node, at time.Time, ev mesh.Event) {
-		if e, ok := ev.(AlertEvent); ok && nd == root {
+		if e, ok := ev.(status.AlertEvent); ok && nd == root {
 			sm.alertLog = append(sm.alertLog, alertRecord{at, e.Change})
 		}
 	})
 	return sm, nil
 }
 
-// boot builds a node's state machine for one start: a mesh.Node with the
-// status plugins, wrapped to count its radio traffic.
-func (sm *scenarioMesh) boot(now time.Time, cfg mesh.Config) sim.Machine {
-	d := sm.dev[cfg.ID]
+// rootPlugins are the root's status plugins for one start: its own
+// reporter, the collector and the check of what the collector accepts.
+func (sm *scenarioMesh) rootPlugins(now time.Time, id uint32) []mesh.Plugin {
+	d := sm.dev[id]
 	d.mem.Boot = now
-	mn := mesh.New(cfg, now)
-	rcfg := ReporterConfig{Interval: sm.cfg.Interval, Providers: d.providers()}
-	switch {
-	case cfg.Root:
-		local := NewReporter(rcfg, now)
-		sm.collector = NewCollector(CollectorConfig{Local: local}, now)
-		sm.rootFrames = 0
-		mn.Use(local)
-		mn.Use(sm.collector)
-		mn.Use(&frameCheck{sm: sm})
-	case !d.stock:
-		sm.sent[cfg.ID] = &sentFrames{}
-		r := NewReporter(rcfg, now)
-		sm.reporters = append(sm.reporters, r)
-		mn.Use(&tappedReporter{Reporter: r, sm: sm, dev: d, boot: now, dec: telemetry.NewDecoder()})
+	local := status.NewReporter(status.ReporterConfig{Interval: sm.cfg.Interval, Providers: d.providers()}, now)
+	sm.collector = status.NewCollector(status.CollectorConfig{Local: local}, now)
+	sm.rootFrames = 0
+	return []mesh.Plugin{local, sm.collector, &frameCheck{sm: sm}}
+}
+
+// devicePlugins are a device's status plugins for one start: a reporter
+// whose frames are recorded, or none on a stock node.
+func (sm *scenarioMesh) devicePlugins(dv *Device, now time.Time) []mesh.Plugin {
+	d := sm.dev[dv.ID]
+	d.mem.Boot = now
+	if d.stock {
+		return nil
 	}
-	return &meteredNode{Node: mn, tally: sm.tally[cfg.ID]}
+	sm.sent[dv.ID] = &sentFrames{}
+	r := status.NewReporter(status.ReporterConfig{Interval: sm.cfg.Interval, Providers: d.providers()}, now)
+	sm.reporters = append(sm.reporters, r)
+	return []mesh.Plugin{&tappedReporter{Reporter: r, sm: sm, dev: d, boot: now, dec: telemetry.NewDecoder()}}
 }
 
 // meteredNode is a mesh.Node that counts the status traffic it hands to
@@ -557,7 +544,7 @@ func statusTraffic(msg []byte) (bool, uint64) {
 	if err != nil {
 		return false, 0
 	}
-	return IsStatusType(h.Type) || h.Type == protocol.TypeTimeDelay, uint64(len(msg)) + 1
+	return status.IsStatusType(h.Type) || h.Type == protocol.TypeTimeDelay, uint64(len(msg)) + 1
 }
 
 // Receive implements sim.Machine.
@@ -584,7 +571,7 @@ func (m *meteredNode) Ready() mesh.Ready {
 // sends: the values the frame carries, decoded in order with nothing lost,
 // and whether they agree with what the node's providers and counters said.
 type tappedReporter struct {
-	*Reporter
+	*status.Reporter
 	sm   *scenarioMesh
 	dev  *simDevice
 	boot time.Time
@@ -603,7 +590,7 @@ type tapHost struct {
 // hide it from a host that has one.
 func (h *tapHost) SendRawPriority(now time.Time, msg []byte, p mesh.Priority) error {
 	return h.send(now, msg, func() error {
-		if ps, ok := h.Host.(PrioritySender); ok {
+		if ps, ok := h.Host.(status.PrioritySender); ok {
 			return ps.SendRawPriority(now, msg, p)
 		}
 		return h.Host.SendRaw(now, msg)
@@ -617,7 +604,7 @@ func (h *tapHost) SendRaw(now time.Time, msg []byte) error {
 
 func (h *tapHost) send(now time.Time, msg []byte, send func() error) error {
 	hd, err := protocol.ParseHeader(msg)
-	if err != nil || hd.Type != TypeTelemetry {
+	if err != nil || hd.Type != status.TypeTelemetry {
 		return send()
 	}
 	// What the reporter read to build this frame, read again before the
@@ -627,8 +614,8 @@ func (h *tapHost) send(now time.Time, msg []byte, send func() error) error {
 		return err
 	}
 	r, sm := h.r, h.r.sm
-	p, err := Decode(msg)
-	tp, ok := p.(*TelemetryPackage)
+	p, err := status.Decode(msg)
+	tp, ok := p.(*status.TelemetryPackage)
 	if err != nil || !ok {
 		sm.badEncodings++
 		return nil
@@ -651,7 +638,7 @@ func (h *tapHost) send(now time.Time, msg []byte, send func() error) error {
 func (h *tapHost) external(now time.Time) telemetry.Values {
 	st := h.Stats()
 	d := h.r.dev
-	fw := FirmwareHash(d.firmware[0], d.firmware[1])
+	fw := status.FirmwareHash(d.firmware[0], d.firmware[1])
 	return telemetry.Values{
 		Uptime:          uint32(now.Sub(h.r.boot) / time.Second),
 		FreeMemory:      d.free(now),
@@ -662,7 +649,7 @@ func (h *tapHost) external(now time.Time) telemetry.Values {
 		Interval:        uint16(h.r.sm.cfg.Interval / time.Second),
 		Connections:     uint8(st.Connections),
 		RSSI:            d.rssi,
-		WiFi:            WiFiPercent(d.rssi),
+		WiFi:            status.WiFiPercent(d.rssi),
 		FirmwareHash:    fw,
 	}
 }
@@ -681,7 +668,7 @@ func sameExternal(want, got telemetry.Values) bool {
 type frameCheck struct{ sm *scenarioMesh }
 
 func (c *frameCheck) Attach(mesh.Host)            {}
-func (c *frameCheck) Types() []int                { return []int{TypeTelemetry} }
+func (c *frameCheck) Types() []int                { return []int{status.TypeTelemetry} }
 func (c *frameCheck) Tick(time.Time)              {}
 func (c *frameCheck) NextDeadline() (t time.Time) { return t }
 
@@ -693,8 +680,8 @@ func (c *frameCheck) HandlePackage(now time.Time, _ mesh.ConnID, _ protocol.Head
 	if !accepted {
 		return
 	}
-	p, err := Decode(raw)
-	tp, ok := p.(*TelemetryPackage)
+	p, err := status.Decode(raw)
+	tp, ok := p.(*status.TelemetryPackage)
 	if err != nil || !ok {
 		return
 	}
@@ -839,7 +826,7 @@ func (sm *scenarioMesh) lastFrameBefore(node uint32, t time.Time) (time.Time, bo
 	return fs[i-1], true
 }
 
-func (sm *scenarioMesh) fillCounts(rep *ScenarioReport) {
+func (sm *scenarioMesh) fillCounts(rep *StatusReport) {
 	st := sm.collector.Stats()
 	rep.FramesSent = sm.framesOut
 	rep.FramesAccepted = st.Frames
@@ -854,7 +841,7 @@ func (sm *scenarioMesh) fillCounts(rep *ScenarioReport) {
 }
 
 // fillOverhead computes the status shares of the radios over the window.
-func (sm *scenarioMesh) fillOverhead(rep *ScenarioReport, window time.Duration) {
+func (sm *scenarioMesh) fillOverhead(rep *StatusReport, window time.Duration) {
 	if window <= 0 {
 		return
 	}

@@ -1,4 +1,4 @@
-package status
+package scenario
 
 import (
 	"bytes"
@@ -17,13 +17,14 @@ import (
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/sim"
+	"github.com/meshfleet/meshfleet/status"
 )
 
 // The must-show figures of the status system on a 100-node simulated mesh
 // with the default link model of the meshfleet sim command (ESP8266, random
-// tree), as RunScenario measures them.
+// tree), as RunStatus measures them.
 func TestScenarioMustShow(t *testing.T) {
-	cfg := ScenarioConfig{Nodes: 100, Seed: 1}
+	cfg := StatusConfig{Nodes: 100, Seed: 1}
 	if err := cfg.normalise(); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func TestScenarioMustShow(t *testing.T) {
 
 	// The silent node: offline and alerted within 5 s of the report it
 	// did not send; the model waits the grace after it, no less.
-	if rep.OfflineDetectionS == nil || *rep.OfflineDetectionS < DefaultGrace.Seconds() || *rep.OfflineDetectionS > 5 {
+	if rep.OfflineDetectionS == nil || *rep.OfflineDetectionS < status.DefaultGrace.Seconds() || *rep.OfflineDetectionS > 5 {
 		t.Errorf("offline detection %v s", fmtSec(rep.OfflineDetectionS))
 	}
 	if st, _ := sm.collector.Model().Node(rep.SilentNode); !st.Online || st.Reboots != 1 {
@@ -67,10 +68,10 @@ func TestScenarioMustShow(t *testing.T) {
 	}
 	// Low memory: the reporter checks every second and sends a priority
 	// frame; cleared after two good samples.
-	if d := rep.LowMemoryDetectionS; d == nil || *d > (DefaultCheckInterval+time.Second).Seconds() {
+	if d := rep.LowMemoryDetectionS; d == nil || *d > (status.DefaultCheckInterval+time.Second).Seconds() {
 		t.Errorf("low memory detection %v s", fmtSec(d))
 	}
-	if c := rep.LowMemoryClearS; c == nil || *c > 3*ScenarioInterval.Seconds()+1 {
+	if c := rep.LowMemoryClearS; c == nil || *c > 3*StatusInterval.Seconds()+1 {
 		t.Errorf("low memory cleared %v s after recovery", fmtSec(c))
 	}
 	if rep.AlertDetectionS == nil || *rep.AlertDetectionS != max(*rep.OfflineDetectionS, *rep.LowMemoryDetectionS) {
@@ -132,7 +133,7 @@ func fmtSec(v *float64) string {
 // fires 3 s after the missing report.
 func TestScenarioOverheadAtLongerInterval(t *testing.T) {
 	const interval = 20 * time.Second
-	rep, err := RunScenario(context.Background(), ScenarioConfig{Nodes: 100, Seed: 1, Interval: interval, Duration: 5 * time.Minute})
+	rep, err := RunStatus(context.Background(), StatusConfig{Nodes: 100, Seed: 1, Interval: interval, Duration: 5 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func TestScenarioOverheadAtLongerInterval(t *testing.T) {
 // exactly what the node sent, a lost keyframe is asked for again, and no
 // accepted frame ever differs from its node's.
 func TestScenarioReconstructsAcrossLostFrames(t *testing.T) {
-	rep, err := RunScenario(context.Background(), ScenarioConfig{Nodes: 100, Seed: 1, Loss: 0.001, Duration: 5 * time.Minute})
+	rep, err := RunStatus(context.Background(), StatusConfig{Nodes: 100, Seed: 1, Loss: 0.001, Duration: 5 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +192,7 @@ func (sm *scenarioMesh) settle(t *testing.T) {
 // and a reboot loop each fire on their node and clear once the cause is
 // gone; nothing else raises an alert.
 func TestScenarioRulesFireAndClear(t *testing.T) {
-	cfg := ScenarioConfig{Nodes: 100, Seed: 5}
+	cfg := StatusConfig{Nodes: 100, Seed: 5}
 	if err := cfg.normalise(); err != nil {
 		t.Fatal(err)
 	}
@@ -330,27 +331,27 @@ func sentAs(t *testing.T, pkg json.RawMessage, id uint32) string {
 // stockMetrics is what the model must hold for a node that sent pkg and
 // nothing else, from the key table of status/PROTOCOL.md §7, and the
 // source it must name.
-func stockMetrics(t *testing.T, pkg json.RawMessage) (Metrics, Source) {
+func stockMetrics(t *testing.T, pkg json.RawMessage) (status.Metrics, status.Source) {
 	t.Helper()
 	var v map[string]any
 	if err := json.Unmarshal(pkg, &v); err != nil {
 		t.Fatal(err)
 	}
 	u := func(k string) uint32 { return uint32(v[k].(float64)) }
-	m := Metrics{
+	m := status.Metrics{
 		DeviceStatus: uint8(u("status")), Uptime: u("uptime"), FreeMemory: u("mem") * 1024,
 		WiFi: uint8(u("wifi")), FirmwareVersion: v["fw"].(string),
 	}
-	src := SourceStatus
+	src := status.SourceStatus
 	if u("type") == protocol.TypeEnhancedStatus {
-		src = SourceEnhanced
+		src = status.SourceEnhanced
 		m.FirmwareMD5 = v["fwMD5"].(string)
 		m.Nodes, m.Connections = uint16(u("nodes")), uint8(u("conns"))
 		m.MessagesRx, m.MessagesTx, m.MessagesDropped = u("msgRx"), u("msgTx"), u("msgDrop")
 		m.LatencyUs, m.LossPermille = u("latency")*1000, uint16(min(u("loss")*10, 1000))
-		m.Throughput, m.Alerts, m.LastError = u("throughput"), AlertFlags(u("alerts")), v["lastErr"].(string)
+		m.Throughput, m.Alerts, m.LastError = u("throughput"), status.AlertFlags(u("alerts")), v["lastErr"].(string)
 	}
-	m.FirmwareHash = FirmwareHash(m.FirmwareVersion, m.FirmwareMD5)
+	m.FirmwareHash = status.FirmwareHash(m.FirmwareVersion, m.FirmwareMD5)
 	return m, src
 }
 
@@ -365,7 +366,7 @@ func TestScenarioStockPackages(t *testing.T) {
 	pkgs = append(pkgs, stockVectors(t, "StatusPackage")...)
 	// Every other node is a stock node, two per package: one sends it
 	// natively, one wrapped.
-	cfg := ScenarioConfig{Nodes: 100, Seed: 9}
+	cfg := StatusConfig{Nodes: 100, Seed: 9}
 	if err := cfg.normalise(); err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +416,7 @@ func TestScenarioStockPackages(t *testing.T) {
 				t.Errorf("package %d from node %d: %+v\nwant %+v from %s", i, nd.ID(), st, want, pkg)
 				continue
 			}
-			if hops := hopsTo(&tree, nd.ID(), 0); !st.InTopology || st.Hops != hops || hops < 1 {
+			if hops := depthIn(&tree, nd.ID()); !st.InTopology || st.Hops != hops || hops < 1 {
 				t.Errorf("node %d: hops %d, layout says %d", nd.ID(), st.Hops, hops)
 			}
 		}
@@ -425,15 +426,15 @@ func TestScenarioStockPackages(t *testing.T) {
 	}
 	// The reporting nodes kept streaming all along.
 	for _, nd := range sm.nodes[1:] {
-		if st, _ := model.Node(nd.ID()); !sm.dev[nd.ID()].stock && (!st.Online || st.Source != SourceTelemetry) {
+		if st, _ := model.Node(nd.ID()); !sm.dev[nd.ID()].stock && (!st.Online || st.Source != status.SourceTelemetry) {
 			t.Errorf("reporting node %d: %+v", nd.ID(), st)
 		}
 	}
 }
 
 func TestScenarioDeterministic(t *testing.T) {
-	run := func() (ScenarioReport, [32]byte) {
-		cfg := ScenarioConfig{Nodes: 30, Seed: 11, Duration: 3 * time.Minute}
+	run := func() (StatusReport, [32]byte) {
+		cfg := StatusConfig{Nodes: 30, Seed: 11, Duration: 3 * time.Minute}
 		if err := cfg.normalise(); err != nil {
 			t.Fatal(err)
 		}
@@ -458,7 +459,7 @@ func TestScenarioDeterministic(t *testing.T) {
 }
 
 func TestScenarioErrors(t *testing.T) {
-	for _, cfg := range []ScenarioConfig{
+	for _, cfg := range []StatusConfig{
 		{Nodes: 1},
 		{Nodes: sim.MaxScenarioNodes + 1},
 		{Nodes: 10, Topology: "ring"},
@@ -468,19 +469,19 @@ func TestScenarioErrors(t *testing.T) {
 		{Nodes: 10, Interval: -time.Second},
 		{Nodes: 10, Link: sim.Model{Name: "bad", Radio: sim.Radio{ByteTime: -1}}},
 	} {
-		if _, err := RunScenario(context.Background(), cfg); err == nil {
+		if _, err := RunStatus(context.Background(), cfg); err == nil {
 			t.Errorf("%+v accepted", cfg)
 		}
 	}
 
-	rep, err := RunScenario(context.Background(), ScenarioConfig{Nodes: 30, Topology: sim.TopologyChain, Duration: time.Millisecond})
+	rep, err := RunStatus(context.Background(), StatusConfig{Nodes: 30, Topology: sim.TopologyChain, Duration: time.Millisecond})
 	if !errors.Is(err, sim.ErrNotConverged) || rep.ConvergedAtS != nil || rep.Nodes != 30 {
 		t.Errorf("not converged: %v, %+v", err, rep)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := RunScenario(ctx, ScenarioConfig{Nodes: 10}); !errors.Is(err, context.Canceled) {
+	if _, err := RunStatus(ctx, StatusConfig{Nodes: 10}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled run: %v", err)
 	}
 }
@@ -490,7 +491,7 @@ func TestScenarioErrors(t *testing.T) {
 func TestMeteredNodeCountsStatusTraffic(t *testing.T) {
 	tally := &radioTally{}
 	m := &meteredNode{Node: mesh.New(mesh.Config{ID: 1}, epoch), tally: tally}
-	frame := TelemetryPackage{From: 2, Dest: 1, Frame: []byte{1, 0, 0, 0, 0, 0, 0, 0, 0}}
+	frame := status.TelemetryPackage{From: 2, Dest: 1, Frame: []byte{1, 0, 0, 0, 0, 0, 0, 0, 0}}
 	m.Receive(epoch, 1, frame.AppendJSON(nil))                                        // no connection: counted, then dropped
 	m.Receive(epoch, 1, []byte(`{"from":2,"dest":1,"routing":1,"type":9,"msg":"x"}`)) // not status
 	if want := uint64(len(frame.AppendJSON(nil)) + 1); tally.rxBytes != want || tally.txBytes != 0 {
@@ -500,4 +501,25 @@ func TestMeteredNodeCountsStatusTraffic(t *testing.T) {
 
 func readConformance() ([]byte, error) {
 	return os.ReadFile("../testdata/conformance/packages.jsonl")
+}
+
+var epoch = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+// depthIn is how many hops below the layout's top node id sits (-1: not in
+// it), breadth first.
+func depthIn(t *protocol.NodeTree, id uint32) int {
+	level := []*protocol.NodeTree{t}
+	for depth := 0; len(level) > 0; depth++ {
+		var next []*protocol.NodeTree
+		for _, n := range level {
+			if n.NodeID == id {
+				return depth
+			}
+			for i := range n.Subs {
+				next = append(next, &n.Subs[i])
+			}
+		}
+		level = next
+	}
+	return -1
 }
