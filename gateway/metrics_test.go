@@ -48,6 +48,9 @@ func TestMetricsCountInvalidPackages(t *testing.T) {
 		if cs := n.Connections(); len(cs) > 0 {
 			n.Receive(now, cs[0].Conn, []byte("{not a package"))
 			n.Receive(now, cs[0].Conn, []byte("garbage"))
+			// Well-formed, but wrong types: counted as a bad body.
+			n.Receive(now, cs[0].Conn, []byte(`{"type":"nine","dest":1,"from":952}`))
+			n.Receive(now, cs[0].Conn, []byte(`{"type":4,"dest":1,"from":952,"msg":{"type":"x"}}`))
 			received = true
 		}
 	}); err != nil || !received {
@@ -55,6 +58,7 @@ func TestMetricsCountInvalidPackages(t *testing.T) {
 	}
 	body := scrape(t, g)
 	if !strings.Contains(body, `meshfleet_gateway_invalid_packages_total{reason="header"} 2`) ||
+		!strings.Contains(body, `meshfleet_gateway_invalid_packages_total{reason="body"} 2`) ||
 		!strings.Contains(body, "# TYPE meshfleet_gateway_invalid_packages_total counter") {
 		t.Fatalf("/metrics lacks the invalid package counter:\n%s", grepLines(body, "invalid"))
 	}

@@ -12,11 +12,14 @@ const (
 	// InvalidHeader: not a JSON object, or its routing keys are unreadable.
 	InvalidHeader = "header"
 	// InvalidBody: the routing keys are fine, but the fields of its type
-	// (a node sync's tree, a time sync, a message) do not decode.
+	// (a node sync's tree, a time sync, a message) do not decode; or the
+	// package is well-formed JSON but a field had to be coerced
+	// (protocol.Defect), in which case it is still handled as stock does.
 	InvalidBody = "body"
 )
 
-// InvalidCounts counts dropped packages that could not be parsed, by reason.
+// InvalidCounts counts invalid packages by reason: those that could not be
+// parsed (dropped) and those that needed coercion (handled).
 type InvalidCounts struct {
 	Header uint64
 	Body   uint64

@@ -25,12 +25,18 @@ const SelfConn ConnID = ^ConnID(0)
 // route is router::routePackage (PROTOCOL.md §5.2) for one message that
 // arrived on c.
 func (n *Node) route(now time.Time, c *conn, msg []byte) {
-	h, err := protocol.ParseHeader(msg)
+	h, def, err := protocol.ParseHeaderChecked(msg)
 	if err != nil {
 		// §1.5: a parse error drops the message; the connection stays.
 		n.invalid(now, c, InvalidHeader, err)
 		n.stats.MessagesDropped++
 		return
+	}
+	// Not stock: a header that needed coercion is counted as an invalid
+	// body, and the package is still handled as stock handles it. Types
+	// the node decodes report their defects (header ones included) there.
+	if def.Kind != protocol.DefectNone && (!decodesBody(h.Type) || h.Routing == protocol.RouteSingle && h.Dest != n.cfg.ID) {
+		n.invalid(now, c, InvalidBody, def)
 	}
 	var kept []byte // msg copied once, shared by every forward and event
 	switch h.Routing {
@@ -62,6 +68,17 @@ func (n *Node) route(now time.Time, c *conn, msg []byte) {
 		}
 	}
 	n.handle(now, c, h, msg, kept)
+}
+
+// decodesBody reports whether handle decodes packages of type typ itself
+// (and so reports their defects).
+func decodesBody(typ int) bool {
+	switch typ {
+	case protocol.TypeNodeSyncRequest, protocol.TypeNodeSyncReply, protocol.TypeTimeSync,
+		protocol.TypeTimeDelay, protocol.TypeSingle, protocol.TypeBroadcast:
+		return true
+	}
+	return false
 }
 
 // handle runs the handlers for a package addressed to this node (or
@@ -111,10 +128,13 @@ func (n *Node) handle(now time.Time, c *conn, h protocol.Header, msg, kept []byt
 
 // handleMessage reports a SINGLE or BROADCAST to the application.
 func (n *Node) handleMessage(now time.Time, c *conn, h protocol.Header, msg []byte) {
-	p, err := protocol.Decode(msg)
+	p, def, err := protocol.DecodeChecked(msg)
 	if err != nil {
 		n.invalid(now, c, InvalidBody, err)
 		return
+	}
+	if def.Kind != protocol.DefectNone && c != nil {
+		n.invalid(now, c, InvalidBody, def)
 	}
 	switch m := p.(type) {
 	case *protocol.Single:
