@@ -86,6 +86,9 @@ type Alert struct {
 	Cleared   *time.Time `json:"cleared_at,omitempty"`
 }
 
+// AlertSeverities are the values of Alert.Severity, least severe first.
+var AlertSeverities = []string{"info", "warning", "critical"}
+
 // Image is one firmware image in the store.
 type Image struct {
 	ID       string    `json:"id"`
