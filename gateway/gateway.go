@@ -120,7 +120,7 @@ func (g *Gateway) Plugins(now time.Time) []mesh.Plugin {
 	local := status.NewReporter(status.ReporterConfig{
 		Interval: -1, // the collector samples it; a node cannot send itself reports
 		Providers: status.Providers{
-			Firmware:   func() (string, string) { return "meshfleet-" + Version, "" },
+			Firmware:   func() (string, string) { return fleet.MeshfleetFirmware(Version), "" },
 			FreeMemory: status.RuntimeFreeMemory,
 		},
 	}, now)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshfleet/meshfleet/fleet"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/ota"
 	"github.com/meshfleet/meshfleet/status"
@@ -72,4 +73,45 @@ func grepLines(s, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// The gateway's own node reports its firmware in the format every
+// meshfleet node uses.
+func TestGatewayNodeFirmwareVersion(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := testConfig(t)
+	cfg.MQTT.Enabled = false
+	g, _, done := startSimGateway(t, ctx, cfg, 1)
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+		}
+	}()
+	waitReady(t, ctx, g, done)
+	want := fleet.MeshfleetFirmware(Version)
+	if want != "meshfleet "+Version {
+		t.Fatalf("MeshfleetFirmware(%q) = %q", Version, want)
+	}
+	for {
+		nodes, err := g.Nodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			if n.Gateway && n.Firmware != "" {
+				if n.Firmware != want {
+					t.Fatalf("gateway node firmware %q, want %q", n.Firmware, want)
+				}
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("gateway node has no firmware: %+v", nodes)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
