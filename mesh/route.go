@@ -32,12 +32,13 @@ func (n *Node) route(now time.Time, c *conn, msg []byte) {
 		n.stats.MessagesDropped++
 		return
 	}
-	// Not stock: a header that needed coercion is counted as an invalid
-	// body, and the package is still handled as stock handles it. Types
-	// the node decodes report their defects (header ones included) there.
-	if def.Kind != protocol.DefectNone && (!decodesBody(h.Type) || h.Routing == protocol.RouteSingle && h.Dest != n.cfg.ID) {
+	// Not stock: a package that needed coercion (in its header here, or
+	// in the fields a handler decodes) is counted once as an invalid
+	// body, and still handled as stock handles it.
+	if def.Kind != protocol.DefectNone {
 		n.invalid(now, c, InvalidBody, def)
 	}
+	counted := def.Kind != protocol.DefectNone
 	var kept []byte // msg copied once, shared by every forward and event
 	switch h.Routing {
 	case protocol.RouteSingle:
@@ -67,24 +68,15 @@ func (n *Node) route(now time.Time, c *conn, msg []byte) {
 			}
 		}
 	}
-	n.handle(now, c, h, msg, kept)
-}
-
-// decodesBody reports whether handle decodes packages of type typ itself
-// (and so reports their defects).
-func decodesBody(typ int) bool {
-	switch typ {
-	case protocol.TypeNodeSyncRequest, protocol.TypeNodeSyncReply, protocol.TypeTimeSync,
-		protocol.TypeTimeDelay, protocol.TypeSingle, protocol.TypeBroadcast:
-		return true
-	}
-	return false
+	n.handle(now, c, h, msg, kept, counted)
 }
 
 // handle runs the handlers for a package addressed to this node (or
 // broadcast, neighbour, or of unknown routing). c is nil for packages the
-// node sends to itself. kept is msg already copied, or nil.
-func (n *Node) handle(now time.Time, c *conn, h protocol.Header, msg, kept []byte) {
+// node sends to itself. kept is msg already copied, or nil. counted: the
+// package was already counted as invalid (a handler does not count it
+// again for a defect of its own fields).
+func (n *Node) handle(now time.Time, c *conn, h protocol.Header, msg, kept []byte, counted bool) {
 	id := SelfConn
 	if c != nil {
 		id = c.id
@@ -93,18 +85,18 @@ func (n *Node) handle(now time.Time, c *conn, h protocol.Header, msg, kept []byt
 	switch h.Type {
 	case protocol.TypeNodeSyncRequest, protocol.TypeNodeSyncReply:
 		if c != nil {
-			n.handleNodeSync(now, c, msg)
+			n.handleNodeSync(now, c, msg, counted)
 		}
 	case protocol.TypeTimeSync:
 		if c != nil {
-			n.handleTimeSync(now, c, msg)
+			n.handleTimeSync(now, c, msg, counted)
 		}
 	case protocol.TypeTimeDelay:
 		if c != nil {
-			n.handleTimeDelay(now, c, msg)
+			n.handleTimeDelay(now, c, msg, counted)
 		}
 	case protocol.TypeSingle, protocol.TypeBroadcast:
-		n.handleMessage(now, c, h, msg)
+		n.handleMessage(now, c, h, msg, counted)
 	default:
 		core = false
 	}
@@ -127,13 +119,13 @@ func (n *Node) handle(now time.Time, c *conn, h protocol.Header, msg, kept []byt
 }
 
 // handleMessage reports a SINGLE or BROADCAST to the application.
-func (n *Node) handleMessage(now time.Time, c *conn, h protocol.Header, msg []byte) {
+func (n *Node) handleMessage(now time.Time, c *conn, h protocol.Header, msg []byte, counted bool) {
 	p, def, err := protocol.DecodeChecked(msg)
 	if err != nil {
 		n.invalid(now, c, InvalidBody, err)
 		return
 	}
-	if def.Kind != protocol.DefectNone && c != nil {
+	if def.Kind != protocol.DefectNone && c != nil && !counted {
 		n.invalid(now, c, InvalidBody, def)
 	}
 	switch m := p.(type) {
@@ -156,7 +148,7 @@ func (n *Node) SendBroadcast(now time.Time, msg string, includeSelf bool) {
 	n.broadcast(data)
 	if includeSelf {
 		h := protocol.Header{Type: protocol.TypeBroadcast, Routing: protocol.RouteBroadcast, From: n.cfg.ID}
-		n.handle(now, nil, h, data, data)
+		n.handle(now, nil, h, data, data, false)
 	}
 	n.runDue(now)
 }

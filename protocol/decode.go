@@ -116,11 +116,11 @@ func (d *doc) decode(msg []byte) (Package, error) {
 	if d.nodes[0].kind != kindObject {
 		return nil, fmt.Errorf("protocol: decode: %w", ErrNotObject)
 	}
-	h := d.header()
-	if p := d.decodeType(h.Type); p != nil {
+	typ := int(d.asI32(d.required(0, "type")))
+	if p := d.decodeType(typ); p != nil {
 		return p, nil
 	}
-	return &Raw{Header: h, JSON: append([]byte(nil), msg...)}, nil
+	return &Raw{Header: d.header(), JSON: append([]byte(nil), msg...)}, nil
 }
 
 // Encode returns the JSON text of p (without NUL terminator).

@@ -37,7 +37,9 @@ func (d Defect) Error() string {
 }
 
 // DecodeChecked is Decode that also returns the first field it had to
-// coerce. The package is the one Decode returns.
+// coerce among "type" and those its package type reads; the routing keys
+// of known types are ParseHeaderChecked's to check. The package is the one
+// Decode returns.
 func DecodeChecked(msg []byte) (Package, Defect, error) {
 	d := getDoc()
 	defer putDoc(d)
@@ -55,6 +57,10 @@ func ParseHeaderChecked(msg []byte) (Header, Defect, error) {
 }
 
 // wrongType records that node i, which is present, had to be coerced.
+// Not inlined: it is the rare path, and the readers that call it stay
+// small enough to be inlined themselves.
+//
+//go:noinline
 func (d *doc) wrongType(i int) {
 	if d.defect.Kind == DefectNone {
 		d.defect = Defect{Kind: DefectWrongType, Field: d.key(i)}
@@ -73,6 +79,8 @@ func (d *doc) required(obj int, name string) int {
 
 // optional records node i, an optional field its reader ignored, as
 // coerced unless it is absent or null (both read as absent).
+//
+//go:noinline
 func (d *doc) optional(i int) {
 	if i >= 0 && d.nodes[i].kind != kindNull {
 		d.wrongType(i)

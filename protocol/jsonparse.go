@@ -79,7 +79,6 @@ func putDoc(d *doc) {
 	}
 	d.src = nil
 	d.nodes = d.nodes[:0]
-	d.defect = Defect{}
 	docPool.Put(d)
 }
 
@@ -796,10 +795,12 @@ func (d *doc) isBool(i int) bool {
 
 // boolOr is `variant | def` for booleans.
 func (d *doc) boolOr(i int, def bool) bool {
-	if d.isBool(i) {
-		return d.nodes[i].kind == kindTrue
+	if i >= 0 {
+		if k := d.nodes[i].kind; k == kindTrue || k == kindFalse {
+			return k == kindTrue
+		}
+		d.optional(i)
 	}
-	d.optional(i)
 	return def
 }
 
