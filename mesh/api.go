@@ -118,7 +118,9 @@ type DelayMeasured struct {
 }
 
 // InvalidPackage reports packages received on Conn that could not be
-// parsed and were dropped (PROTOCOL.md §1.5). It comes at most once per
+// parsed and were dropped (PROTOCOL.md §1.5), or that needed a field
+// coerced (Reason InvalidBody; those are handled all the same, as stock
+// handles them). It comes at most once per
 // connection per InvalidReportInterval; Suppressed is how many more
 // arrived on the connection since the previous report. Stats.ParseErrors
 // counts them all.
@@ -189,7 +191,7 @@ type Stats struct {
 	MessagesDropped        uint64 // unroutable, unparsable, unhandled or to a closed connection
 	BytesRx, BytesTx       uint64
 	ParseErrors            uint64 // InvalidPackages.Header + InvalidPackages.Body
-	// InvalidPackages are the parse errors by reason.
+	// InvalidPackages are the invalid packages by reason.
 	InvalidPackages   InvalidCounts
 	Connections       int    // synced connections
 	ConnectionChanges uint64 // layout changes: ChangedConnections events
