@@ -118,12 +118,12 @@ type DelayMeasured struct {
 }
 
 // InvalidPackage reports packages received on Conn that could not be
-// parsed and were dropped (PROTOCOL.md §1.5), or that needed a field
-// coerced (Reason InvalidBody; those are handled all the same, as stock
-// handles them). It comes at most once per
+// parsed and were dropped (PROTOCOL.md §1.5). It comes at most once per
 // connection per InvalidReportInterval; Suppressed is how many more
 // arrived on the connection since the previous report. Stats.ParseErrors
-// counts them all.
+// counts them all. Reason InvalidBody also covers well-formed packages
+// that needed a field coerced (protocol.Defect), which are handled all the
+// same, as stock handles them.
 type InvalidPackage struct {
 	EventBase
 	Conn       ConnID

@@ -1,6 +1,10 @@
 package mesh
 
-import "time"
+import (
+	"time"
+
+	"github.com/meshfleet/meshfleet/protocol"
+)
 
 // InvalidReportInterval is the least time between two InvalidPackage
 // events for one connection: a peer sending garbage in a loop costs one
@@ -23,6 +27,14 @@ const (
 type InvalidCounts struct {
 	Header uint64
 	Body   uint64
+}
+
+// coerced counts a package received on c whose fields a handler had to
+// coerce, unless route already counted it for its header.
+func (n *Node) coerced(now time.Time, c *conn, def protocol.Defect) {
+	if def.Kind != protocol.DefectNone && c != nil && !n.counted {
+		n.invalid(now, c, InvalidBody, def)
+	}
 }
 
 // maxInvalidErr bounds the parser error an event carries: it may quote

@@ -18,6 +18,9 @@ type Node struct {
 	// now is the time of the input being processed, for plugin callbacks
 	// that have no time argument (Emit → EventObserver.OnEvent).
 	now time.Time
+	// counted: the package being routed was already counted as invalid
+	// (its header needed coercion); its handler does not count it again.
+	counted bool
 	// offset is the C++ timeOffset: node time = micros() + offset.
 	offset uint32
 

@@ -10,7 +10,7 @@ import (
 // handleNodeSync handles a NODE_SYNC_REQUEST (5) or NODE_SYNC_REPLY (6) on
 // connection c: router::handleNodeSync plus the two package callbacks
 // (PROTOCOL.md §4.2, §4.3).
-func (n *Node) handleNodeSync(now time.Time, c *conn, msg []byte, counted bool) {
+func (n *Node) handleNodeSync(now time.Time, c *conn, msg []byte) {
 	// Not stock: a layout over the limits is refused before it is decoded
 	// or stored (docs/protocol.md).
 	if len(msg) > n.cfg.MaxLayoutBytes {
@@ -23,9 +23,7 @@ func (n *Node) handleNodeSync(now time.Time, c *conn, msg []byte, counted bool) 
 		n.stats.MessagesDropped++
 		return
 	}
-	if def.Kind != protocol.DefectNone && !counted {
-		n.invalid(now, c, InvalidBody, def)
-	}
+	n.coerced(now, c, def)
 	ns, ok := p.(*protocol.NodeSync)
 	if !ok {
 		n.stats.MessagesDropped++

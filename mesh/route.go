@@ -35,10 +35,11 @@ func (n *Node) route(now time.Time, c *conn, msg []byte) {
 	// Not stock: a package that needed coercion (in its header here, or
 	// in the fields a handler decodes) is counted once as an invalid
 	// body, and still handled as stock handles it.
-	if def.Kind != protocol.DefectNone {
+	n.counted = def.Kind != protocol.DefectNone
+	if n.counted {
 		n.invalid(now, c, InvalidBody, def)
 	}
-	counted := def.Kind != protocol.DefectNone
+	defer func() { n.counted = false }()
 	var kept []byte // msg copied once, shared by every forward and event
 	switch h.Routing {
 	case protocol.RouteSingle:
@@ -68,15 +69,13 @@ func (n *Node) route(now time.Time, c *conn, msg []byte) {
 			}
 		}
 	}
-	n.handle(now, c, h, msg, kept, counted)
+	n.handle(now, c, h, msg, kept)
 }
 
 // handle runs the handlers for a package addressed to this node (or
 // broadcast, neighbour, or of unknown routing). c is nil for packages the
-// node sends to itself. kept is msg already copied, or nil. counted: the
-// package was already counted as invalid (a handler does not count it
-// again for a defect of its own fields).
-func (n *Node) handle(now time.Time, c *conn, h protocol.Header, msg, kept []byte, counted bool) {
+// node sends to itself. kept is msg already copied, or nil.
+func (n *Node) handle(now time.Time, c *conn, h protocol.Header, msg, kept []byte) {
 	id := SelfConn
 	if c != nil {
 		id = c.id
@@ -85,18 +84,18 @@ func (n *Node) handle(now time.Time, c *conn, h protocol.Header, msg, kept []byt
 	switch h.Type {
 	case protocol.TypeNodeSyncRequest, protocol.TypeNodeSyncReply:
 		if c != nil {
-			n.handleNodeSync(now, c, msg, counted)
+			n.handleNodeSync(now, c, msg)
 		}
 	case protocol.TypeTimeSync:
 		if c != nil {
-			n.handleTimeSync(now, c, msg, counted)
+			n.handleTimeSync(now, c, msg)
 		}
 	case protocol.TypeTimeDelay:
 		if c != nil {
-			n.handleTimeDelay(now, c, msg, counted)
+			n.handleTimeDelay(now, c, msg)
 		}
 	case protocol.TypeSingle, protocol.TypeBroadcast:
-		n.handleMessage(now, c, h, msg, counted)
+		n.handleMessage(now, c, h, msg)
 	default:
 		core = false
 	}
@@ -119,15 +118,13 @@ func (n *Node) handle(now time.Time, c *conn, h protocol.Header, msg, kept []byt
 }
 
 // handleMessage reports a SINGLE or BROADCAST to the application.
-func (n *Node) handleMessage(now time.Time, c *conn, h protocol.Header, msg []byte, counted bool) {
+func (n *Node) handleMessage(now time.Time, c *conn, h protocol.Header, msg []byte) {
 	p, def, err := protocol.DecodeChecked(msg)
 	if err != nil {
 		n.invalid(now, c, InvalidBody, err)
 		return
 	}
-	if def.Kind != protocol.DefectNone && c != nil && !counted {
-		n.invalid(now, c, InvalidBody, def)
-	}
+	n.coerced(now, c, def)
 	switch m := p.(type) {
 	case *protocol.Single:
 		n.Emit(MessageReceived{Type: protocol.TypeSingle, From: m.From, Msg: m.Msg})
@@ -148,7 +145,7 @@ func (n *Node) SendBroadcast(now time.Time, msg string, includeSelf bool) {
 	n.broadcast(data)
 	if includeSelf {
 		h := protocol.Header{Type: protocol.TypeBroadcast, Routing: protocol.RouteBroadcast, From: n.cfg.ID}
-		n.handle(now, nil, h, data, data, false)
+		n.handle(now, nil, h, data, data)
 	}
 	n.runDue(now)
 }

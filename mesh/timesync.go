@@ -36,8 +36,8 @@ func (n *Node) adopts(c *conn) bool {
 
 // handleTimeSync handles a TIME_SYNC (4) on connection c (the TIME_SYNC
 // package callback, §6.3).
-func (n *Node) handleTimeSync(now time.Time, c *conn, msg []byte, counted bool) {
-	ts, ok := n.decodeTime(now, c, msg, counted)
+func (n *Node) handleTimeSync(now time.Time, c *conn, msg []byte) {
+	ts, ok := n.decodeTime(now, c, msg)
 	if !ok {
 		return
 	}
@@ -83,8 +83,8 @@ func (n *Node) handleTimeSync(now time.Time, c *conn, msg []byte, counted bool) 
 }
 
 // handleTimeDelay handles a TIME_DELAY (3) addressed to us (§6.6).
-func (n *Node) handleTimeDelay(now time.Time, c *conn, msg []byte, counted bool) {
-	ts, ok := n.decodeTime(now, c, msg, counted)
+func (n *Node) handleTimeDelay(now time.Time, c *conn, msg []byte) {
+	ts, ok := n.decodeTime(now, c, msg)
 	if !ok {
 		return
 	}
@@ -127,16 +127,14 @@ func (n *Node) StartDelayMeasurement(now time.Time, id uint32) bool {
 	return true
 }
 
-func (n *Node) decodeTime(now time.Time, c *conn, msg []byte, counted bool) (*protocol.TimeSync, bool) {
+func (n *Node) decodeTime(now time.Time, c *conn, msg []byte) (*protocol.TimeSync, bool) {
 	p, def, err := protocol.DecodeChecked(msg)
 	if err != nil {
 		n.invalid(now, c, InvalidBody, err)
 		n.stats.MessagesDropped++
 		return nil, false
 	}
-	if def.Kind != protocol.DefectNone && !counted {
-		n.invalid(now, c, InvalidBody, def)
-	}
+	n.coerced(now, c, def)
 	ts, ok := p.(*protocol.TimeSync)
 	if !ok {
 		n.stats.MessagesDropped++

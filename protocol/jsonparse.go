@@ -712,9 +712,6 @@ func (d *doc) asBool(i int) bool {
 	if i < 0 {
 		return false
 	}
-	if !d.isBool(i) {
-		d.wrongType(i)
-	}
 	switch d.nodes[i].kind {
 	case kindNull, kindFalse:
 		return false
