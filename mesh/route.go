@@ -39,7 +39,6 @@ func (n *Node) route(now time.Time, c *conn, msg []byte) {
 	if n.counted {
 		n.invalid(now, c, InvalidBody, def)
 	}
-	defer func() { n.counted = false }()
 	var kept []byte // msg copied once, shared by every forward and event
 	switch h.Routing {
 	case protocol.RouteSingle:
