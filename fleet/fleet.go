@@ -86,6 +86,14 @@ type Alert struct {
 	Cleared   *time.Time `json:"cleared_at,omitempty"`
 }
 
+// MeshfleetFirmware is the firmware_version a node running meshfleet
+// itself reports (the gateway's own node, a Linux node without an
+// installed image): "meshfleet v1.2.0", "meshfleet (devel)".
+func MeshfleetFirmware(version string) string { return "meshfleet " + version }
+
+// AlertSeverities are the values of Alert.Severity, least severe first.
+var AlertSeverities = []string{"info", "warning", "critical"}
+
 // Image is one firmware image in the store.
 type Image struct {
 	ID       string    `json:"id"`

@@ -65,6 +65,7 @@ type Gateway struct {
 	collector *status.Collector
 	dist      *ota.Distributor
 	history   map[string]ota.CampaignSnapshot // every campaign seen, for listing after it ends and for restarts
+	imageMeta map[string]fleet.Image          // by campaign id, its image as stored: an ended campaign keeps it after the image is deleted
 	dirty     bool                            // campaign or alert state changed since the last save
 	alertData []byte                          // alert state to restore into the next collector
 	mqttUp    bool
@@ -99,7 +100,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
-	g := &Gateway{cfg: cfg, log: log, store: store, fan: newFanout(), started: time.Now(), sends: newSendBudget(cfg.Send, time.Now), history: map[string]ota.CampaignSnapshot{}, ready: make(chan struct{})}
+	g := &Gateway{cfg: cfg, log: log, store: store, fan: newFanout(), started: time.Now(), sends: newSendBudget(cfg.Send, time.Now), history: map[string]ota.CampaignSnapshot{}, imageMeta: map[string]fleet.Image{}, ready: make(chan struct{})}
 	if err := g.loadState(); err != nil {
 		return nil, err
 	}
@@ -121,7 +122,7 @@ func (g *Gateway) Plugins(now time.Time) []mesh.Plugin {
 	local := status.NewReporter(status.ReporterConfig{
 		Interval: -1, // the collector samples it; a node cannot send itself reports
 		Providers: status.Providers{
-			Firmware:   func() (string, string) { return "meshfleet-" + Version, "" },
+			Firmware:   func() (string, string) { return fleet.MeshfleetFirmware(Version), "" },
 			FreeMemory: status.RuntimeFreeMemory,
 		},
 	}, now)
@@ -629,7 +630,7 @@ func (g *Gateway) saveState() error {
 			g.alertData = alerts
 		}
 	}
-	hist := sortedSnapshots(g.history)
+	hist := g.savedCampaignsLocked()
 	alerts = g.alertData
 	g.mu.Unlock()
 	if err := writeJSONFile(filepath.Join(g.cfg.StateDir, campaignsFile), hist); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -215,6 +216,10 @@ func TestGatewayRestartWithImageGone(t *testing.T) {
 		if got.State != "failed" || got.Reason != reason || got.Finished == nil {
 			t.Fatalf("run %d: campaign with its image gone: %+v, want failed: %s", run, got, reason)
 		}
+		// An ended campaign keeps its image metadata, image or not.
+		if !reflect.DeepEqual(got.Image, img) {
+			t.Errorf("run %d: image of the failed campaign %+v, want %+v", run, got.Image, img)
+		}
 		if l := campaignsREST(t, g); l[c.ID].State != "failed" {
 			t.Fatalf("run %d: listed as %+v", run, l[c.ID])
 		}
@@ -323,4 +328,19 @@ func TestGatewayCampaignStartsDoNotPinImages(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// A campaign saved by a version that did not record its image, whose
+// image is gone, still shows what the campaign itself knows of it.
+func TestEndedCampaignViewWithoutImageRecord(t *testing.T) {
+	g, err := New(testConfig(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ota.CampaignSnapshot{ID: "old", State: ota.CampaignFailed, Targets: ota.Targets{Role: "sensor", Hardware: "ESP32"},
+		Image: ota.ImageInfo{MD5: "8d6771bc2d7d38c4746a83861c831ff6", Role: "sensor", Hardware: "ESP32", Version: "2.0.0", Size: 8192}}
+	v := g.campaignView(s)
+	if v.Image.Version != "2.0.0" || v.Image.Size != 8192 || v.Image.MD5 != s.Image.MD5 || v.Image.Role != "sensor" {
+		t.Errorf("image %+v", v.Image)
+	}
 }

@@ -352,6 +352,9 @@ func (g *Gateway) StartCampaign(ctx context.Context, req fleet.CampaignRequest) 
 	if serr != nil {
 		return fleet.Campaign{}, fmt.Errorf("%w: %w", serr, fleet.ErrInvalid)
 	}
+	g.mu.Lock()
+	g.imageMeta[id] = imageView(img)
+	g.mu.Unlock()
 	g.markDirty()
 	// Done: its result is read even if ctx ends meanwhile (do bounds it).
 	return g.Campaign(context.WithoutCancel(ctx), id)
@@ -398,10 +401,24 @@ func (g *Gateway) Campaign(ctx context.Context, id string) (fleet.Campaign, erro
 func (g *Gateway) campaignView(c ota.CampaignSnapshot) fleet.Campaign {
 	v := fleet.Campaign{ID: c.ID, Mode: string(c.Mode), Compress: c.Method, State: string(c.State), Reason: c.Reason, Started: c.Started.UTC(),
 		Targets: c.Targets.Nodes, Nodes: map[string]fleet.Progress{}, Total: len(c.Nodes)}
+	g.mu.Lock()
+	stored, known := g.imageMeta[c.ID]
+	g.mu.Unlock()
 	if img, err := g.store.Lookup(c.Image.MD5, c.Targets.Role, c.Targets.Hardware); err == nil {
 		v.Image = imageView(img)
+		if !known { // a campaign saved before images were recorded
+			g.mu.Lock()
+			g.imageMeta[c.ID] = v.Image
+			g.dirty = true
+			g.mu.Unlock()
+		}
+	} else if known {
+		v.Image = stored
 	} else {
-		v.Image = fleet.Image{MD5: c.Image.MD5, Role: c.Targets.Role, Hardware: c.Targets.Hardware}
+		// Saved by a version that did not keep the image's record: what
+		// the campaign itself knows.
+		v.Image = fleet.Image{MD5: c.Image.MD5, Role: c.Targets.Role, Hardware: c.Targets.Hardware,
+			Version: c.Image.Version, Size: c.Image.Size, Signed: len(c.Image.Signature) > 0}
 	}
 	if !c.Finished.IsZero() {
 		f := c.Finished.UTC()
@@ -547,7 +564,27 @@ func (g *Gateway) pruneHistoryLocked() {
 	})
 	for _, s := range ended[:drop] {
 		delete(g.history, s.ID)
+		delete(g.imageMeta, s.ID)
 	}
+}
+
+// savedCampaign is one entry of the campaigns state file: the campaign
+// and the record of its image (absent in files of earlier versions).
+type savedCampaign struct {
+	ota.CampaignSnapshot
+	StoredImage *fleet.Image `json:"stored_image,omitempty"`
+}
+
+func (g *Gateway) savedCampaignsLocked() []savedCampaign {
+	var out []savedCampaign
+	for _, s := range sortedSnapshots(g.history) {
+		sc := savedCampaign{CampaignSnapshot: s}
+		if img, ok := g.imageMeta[s.ID]; ok {
+			sc.StoredImage = &img
+		}
+		out = append(out, sc)
+	}
+	return out
 }
 
 func sortedSnapshots(m map[string]ota.CampaignSnapshot) []ota.CampaignSnapshot {
@@ -574,12 +611,15 @@ func (g *Gateway) loadState() error {
 	case err != nil:
 		return fmt.Errorf("state: %w", err)
 	default:
-		var snaps []ota.CampaignSnapshot
+		var snaps []savedCampaign
 		if err := json.Unmarshal(data, &snaps); err != nil {
 			return fmt.Errorf("state file %s is corrupt (%v); move it away to start without campaign history", p, err)
 		}
 		for _, s := range snaps {
-			g.history[s.ID] = s
+			g.history[s.ID] = s.CampaignSnapshot
+			if s.StoredImage != nil {
+				g.imageMeta[s.ID] = *s.StoredImage
+			}
 		}
 		g.pruneHistoryLocked()
 	}

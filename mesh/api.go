@@ -146,7 +146,9 @@ type DelayMeasured struct {
 // parsed and were dropped (docs/protocol.md §1.5). It comes at most once per
 // connection per InvalidReportInterval; Suppressed is how many more
 // arrived on the connection since the previous report. Stats.ParseErrors
-// counts them all.
+// counts them all. Reason InvalidBody also covers well-formed packages
+// that needed a field coerced (protocol.Defect), which are handled all the
+// same, as stock handles them.
 type InvalidPackage struct {
 	EventBase
 	Conn       ConnID
@@ -214,7 +216,7 @@ type Stats struct {
 	MessagesDropped        uint64 // unroutable, unparsable, unhandled or to a closed connection
 	BytesRx, BytesTx       uint64
 	ParseErrors            uint64 // InvalidPackages.Header + InvalidPackages.Body
-	// InvalidPackages are the parse errors by reason.
+	// InvalidPackages are the invalid packages by reason.
 	InvalidPackages   InvalidCounts
 	Connections       int    // synced connections
 	ConnectionChanges uint64 // layout changes: ChangedConnections events

@@ -1,6 +1,10 @@
 package mesh
 
-import "time"
+import (
+	"time"
+
+	"github.com/meshfleet/meshfleet/protocol"
+)
 
 // InvalidReportInterval is the least time between two InvalidPackage
 // events for one connection: a peer sending garbage in a loop costs one
@@ -12,14 +16,25 @@ const (
 	// InvalidHeader: not a JSON object, or its routing keys are unreadable.
 	InvalidHeader = "header"
 	// InvalidBody: the routing keys are fine, but the fields of its type
-	// (a node sync's tree, a time sync, a message) do not decode.
+	// (a node sync's tree, a time sync, a message) do not decode; or the
+	// package is well-formed JSON but a field had to be coerced
+	// (protocol.Defect), in which case it is still handled as stock does.
 	InvalidBody = "body"
 )
 
-// InvalidCounts counts dropped packages that could not be parsed, by reason.
+// InvalidCounts counts invalid packages by reason: those that could not be
+// parsed (dropped) and those that needed coercion (handled).
 type InvalidCounts struct {
 	Header uint64
 	Body   uint64
+}
+
+// coerced counts a package received on c whose fields a handler had to
+// coerce, unless route already counted it for its header.
+func (n *Node) coerced(now time.Time, c *conn, def protocol.Defect) {
+	if def.Kind != protocol.DefectNone && c != nil && !n.counted {
+		n.invalid(now, c, InvalidBody, def)
+	}
 }
 
 // maxInvalidErr bounds the parser error an event carries: it may quote

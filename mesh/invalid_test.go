@@ -1,8 +1,11 @@
 package mesh
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshfleet/meshfleet/protocol"
 )
 
 func invalidEvents(rd Ready) []InvalidPackage {
@@ -53,5 +56,50 @@ func TestInvalidPackageReportsAreRateLimited(t *testing.T) {
 	// Another connection has its own budget.
 	if evs := invalidEvents(p.recv(2, "{nope")); len(evs) != 1 || evs[0].Conn != 2 {
 		t.Errorf("other connection: %+v", evs)
+	}
+}
+
+// Well-formed JSON with wrong types or missing fields is counted and
+// reported as an invalid body, and still handled as a stock node would.
+func TestCoercedPackageCountedAsBody(t *testing.T) {
+	for _, msg := range []string{
+		`{"type":4,"dest":1,"from":2,"msg":"bad"}`,
+		`{"type":"nine","dest":1,"from":2}`,
+		`{"dest":1,"from":2}`,
+		`{"type":4,"dest":1,"from":2,"msg":{"type":"x"}}`,
+		`{"type":9,"dest":"1","from":2,"msg":"x"}`,
+		`{"nodeId":2,"subs":[{"nodeId":200,"root":"yes"}],"type":5,"dest":1,"from":2}`,
+		`{"type":200,"routing":2,"from":"2"}`,
+		`{"type":9,"dest":3,"from":2,"routing":"1","msg":"relayed"}`,
+	} {
+		p := relayProbe(t, 2)
+		rd := p.recv(1, msg)
+		s := p.n.Stats()
+		if s.InvalidPackages.Body != 1 || s.InvalidPackages.Header != 0 || s.ParseErrors != 1 {
+			t.Errorf("%s: stats %+v, parse errors %d", msg, s.InvalidPackages, s.ParseErrors)
+		}
+		evs := invalidEvents(rd)
+		if len(evs) != 1 || evs[0].Reason != InvalidBody || evs[0].NodeID != 2 || !strings.Contains(evs[0].Err, "field") {
+			t.Errorf("%s: events %+v", msg, rd.Events)
+		}
+	}
+	// Coercion keeps stock behaviour: a message type "8" is delivered and
+	// relayed, counted once.
+	p := relayProbe(t, 2)
+	rd := p.recv(1, `{"type":"8","dest":0,"from":2,"msg":"hi"}`)
+	var got []MessageReceived
+	for _, ev := range rd.Events {
+		if m, ok := ev.(MessageReceived); ok {
+			got = append(got, m)
+		}
+	}
+	if len(got) != 1 || got[0].Msg != "hi" || got[0].Type != protocol.TypeBroadcast {
+		t.Errorf("events %+v", rd.Events)
+	}
+	if len(rd.Messages) != 1 || rd.Messages[0].Conn != 2 {
+		t.Errorf("relayed %+v", rd.Messages)
+	}
+	if s := p.n.Stats(); s.InvalidPackages.Body != 1 {
+		t.Errorf("counted %+v", s.InvalidPackages)
 	}
 }

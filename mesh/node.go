@@ -18,6 +18,11 @@ type Node struct {
 	// now is the time of the input being processed, for plugin callbacks
 	// that have no time argument (Emit → EventObserver.OnEvent).
 	now time.Time
+	// counted: the package route is handling was already counted as
+	// invalid (its header needed coercion), so its handler does not count
+	// it again. Set by route for every package; only handlers it calls
+	// read it.
+	counted bool
 	// offset is the C++ timeOffset: node time = micros() + offset.
 	offset uint32
 

@@ -17,12 +17,13 @@ func (n *Node) handleNodeSync(now time.Time, c *conn, msg []byte) {
 		n.refuseSync(c, "layout too large")
 		return
 	}
-	p, err := protocol.Decode(msg)
+	p, def, err := protocol.DecodeChecked(msg)
 	if err != nil {
 		n.invalid(now, c, InvalidBody, err)
 		n.stats.MessagesDropped++
 		return
 	}
+	n.coerced(now, c, def)
 	ns, ok := p.(*protocol.NodeSync)
 	if !ok {
 		n.stats.MessagesDropped++

@@ -68,7 +68,14 @@ type timedEvent struct {
 }
 
 func newReplayer(t *testing.T, cfg Config) *replayer {
-	return &replayer{t: t, n: New(cfg, testEpoch), epoch: testEpoch, now: testEpoch, auto: map[ConnID]func(string) string{}}
+	r := &replayer{t: t, n: New(cfg, testEpoch), epoch: testEpoch, now: testEpoch, auto: map[ConnID]func(string) string{}}
+	// Real nodes send nothing that needs coercion or fails to parse.
+	t.Cleanup(func() {
+		if s := r.n.Stats(); s.InvalidPackages != (InvalidCounts{}) || s.ParseErrors != 0 {
+			t.Errorf("invalid packages in a real capture: %+v, parse errors %d", s.InvalidPackages, s.ParseErrors)
+		}
+	})
+	return r
 }
 
 func (r *replayer) at(sec float64) time.Time {

@@ -25,12 +25,19 @@ const SelfConn ConnID = ^ConnID(0)
 // route is router::routePackage (docs/protocol.md §5.2) for one message that
 // arrived on c.
 func (n *Node) route(now time.Time, c *conn, msg []byte) {
-	h, err := protocol.ParseHeader(msg)
+	h, def, err := protocol.ParseHeaderChecked(msg)
 	if err != nil {
 		// §1.5: a parse error drops the message; the connection stays.
 		n.invalid(now, c, InvalidHeader, err)
 		n.stats.MessagesDropped++
 		return
+	}
+	// Not stock: a package that needed coercion (in its header here, or
+	// in the fields a handler decodes) is counted once as an invalid
+	// body, and still handled as stock handles it.
+	n.counted = def.Kind != protocol.DefectNone
+	if n.counted {
+		n.invalid(now, c, InvalidBody, def)
 	}
 	var kept []byte // msg copied once, shared by every forward and event
 	switch h.Routing {
@@ -111,11 +118,12 @@ func (n *Node) handle(now time.Time, c *conn, h protocol.Header, msg, kept []byt
 
 // handleMessage reports a SINGLE or BROADCAST to the application.
 func (n *Node) handleMessage(now time.Time, c *conn, h protocol.Header, msg []byte) {
-	p, err := protocol.Decode(msg)
+	p, def, err := protocol.DecodeChecked(msg)
 	if err != nil {
 		n.invalid(now, c, InvalidBody, err)
 		return
 	}
+	n.coerced(now, c, def)
 	switch m := p.(type) {
 	case *protocol.Single:
 		n.Emit(MessageReceived{Type: protocol.TypeSingle, From: m.From, Msg: m.Msg})

@@ -128,12 +128,13 @@ func (n *Node) StartDelayMeasurement(now time.Time, id uint32) bool {
 }
 
 func (n *Node) decodeTime(now time.Time, c *conn, msg []byte) (*protocol.TimeSync, bool) {
-	p, err := protocol.Decode(msg)
+	p, def, err := protocol.DecodeChecked(msg)
 	if err != nil {
 		n.invalid(now, c, InvalidBody, err)
 		n.stats.MessagesDropped++
 		return nil, false
 	}
+	n.coerced(now, c, def)
 	ts, ok := p.(*protocol.TimeSync)
 	if !ok {
 		n.stats.MessagesDropped++

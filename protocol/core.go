@@ -135,6 +135,7 @@ func (t NodeTree) String() string { return string(t.AppendJSON(nil)) }
 func (d *doc) nodeTree(obj int) NodeTree {
 	var t NodeTree
 	if d.kindOf(obj) != kindObject {
+		d.optional(obj)
 		return t
 	}
 	t.Root = d.boolOr(d.member(obj, "root"), false)
@@ -142,6 +143,7 @@ func (d *doc) nodeTree(obj int) NodeTree {
 	if id := d.member(obj, "nodeId"); d.isU32(id) {
 		t.NodeID = d.asU32(id)
 	} else {
+		d.optional(id)
 		t.NodeID = d.asU32(d.member(obj, "from"))
 	}
 	if subs := d.member(obj, "subs"); d.kindOf(subs) == kindArray {
@@ -151,6 +153,8 @@ func (d *doc) nodeTree(obj int) NodeTree {
 			t.Subs = make([]NodeTree, 0, n)
 			d.children(subs, func(c int) { t.Subs = append(t.Subs, d.nodeTree(c)) })
 		}
+	} else {
+		d.optional(subs)
 	}
 	return t
 }
@@ -213,16 +217,25 @@ func (d *doc) timeSync(typ int) *TimeSync {
 	p := &TimeSync{Type: typ}
 	p.Dest = d.asU32(d.member(0, "dest"))
 	p.From = d.asU32(d.member(0, "from"))
-	m := d.member(0, "msg")
-	p.Msg.Type = int(d.asI32(d.member(m, "type")))
+	m := d.required(0, "msg")
+	if m >= 0 && d.nodes[m].kind != kindObject {
+		d.wrongType(m)
+	}
+	p.Msg.Type = int(d.asI32(d.required(m, "type")))
 	if t := d.member(m, "t0"); d.isU32(t) {
 		p.Msg.T0 = d.asU32(t)
+	} else {
+		d.optional(t)
 	}
 	if t := d.member(m, "t1"); d.isU32(t) {
 		p.Msg.T1 = d.asU32(t)
+	} else {
+		d.optional(t)
 	}
 	if t := d.member(m, "t2"); d.isU32(t) {
 		p.Msg.T2 = d.asU32(t)
+	} else {
+		d.optional(t)
 	}
 	return p
 }
@@ -274,7 +287,7 @@ func appendMessage(dst []byte, typ int, dest, from uint32, msg string) []byte {
 // message reads dest, from and msg; a msg that is not a string becomes its
 // JSON text and a missing one "null", as as<String>() does.
 func (d *doc) message() (dest, from uint32, msg string) {
-	return d.asU32(d.member(0, "dest")), d.asU32(d.member(0, "from")), d.asString(d.member(0, "msg"))
+	return d.asU32(d.member(0, "dest")), d.asU32(d.member(0, "from")), d.asString(d.required(0, "msg"))
 }
 
 // --- Raw ------------------------------------------------------------------

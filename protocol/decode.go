@@ -18,6 +18,10 @@ import "fmt"
 func ParseHeader(msg []byte) (Header, error) {
 	d := getDoc()
 	defer putDoc(d)
+	return d.parseHeader(msg)
+}
+
+func (d *doc) parseHeader(msg []byte) (Header, error) {
 	if err := d.parse(msg, true); err != nil {
 		return Header{}, fmt.Errorf("protocol: parse header: %w", err)
 	}
@@ -50,17 +54,29 @@ func (d *doc) header() Header {
 		}
 	}
 	var h Header
+	if typ < 0 {
+		d.required(0, "type")
+	}
 	h.Type = int(d.asI32(typ))
 	if d.isInt(routing, -1<<31, 1<<31-1) {
 		h.Routing = Routing(d.asI32(routing))
 	} else {
+		d.optional(routing)
 		h.Routing = DefaultRouting(h.Type)
 	}
 	if d.isU32(dest) {
 		h.Dest = d.asU32(dest)
+	} else if dest >= 0 {
+		d.wrongType(dest)
+	} else if h.Routing == RouteSingle {
+		d.required(0, "dest") // broadcasts go without
 	}
 	if d.isU32(from) {
 		h.From = d.asU32(from)
+	} else if from >= 0 {
+		d.wrongType(from)
+	} else {
+		d.required(0, "from")
 	}
 	return h
 }
@@ -85,17 +101,22 @@ func DefaultRouting(typ int) Routing {
 // any other type. Fields are read as leniently as the C++ library reads
 // them (wrong types and out-of-range numbers become 0, missing strings
 // "null"); only invalid JSON, nesting deeper than MaxNesting and non-object
-// messages are errors. Decode does not keep a reference to msg.
+// messages are errors (DecodeChecked also says which field it had to
+// coerce). Decode does not keep a reference to msg.
 func Decode(msg []byte) (Package, error) {
 	d := getDoc()
 	defer putDoc(d)
+	return d.decode(msg)
+}
+
+func (d *doc) decode(msg []byte) (Package, error) {
 	if err := d.parse(msg, false); err != nil {
 		return nil, fmt.Errorf("protocol: decode: %w", err)
 	}
 	if d.nodes[0].kind != kindObject {
 		return nil, fmt.Errorf("protocol: decode: %w", ErrNotObject)
 	}
-	typ := int(d.asI32(d.member(0, "type")))
+	typ := int(d.asI32(d.required(0, "type")))
 	if p := d.decodeType(typ); p != nil {
 		return p, nil
 	}

@@ -65,6 +65,8 @@ type node struct {
 type doc struct {
 	src   []byte
 	nodes []node
+	// defect is the first field a read had to coerce (DecodeChecked).
+	defect Defect
 }
 
 var docPool = sync.Pool{New: func() any { return &doc{nodes: make([]node, 0, 64)} }}
@@ -96,6 +98,7 @@ func syntaxErr(pos int, what string) error {
 // parse parses src as one JSON value followed only by whitespace.
 func (d *doc) parse(src []byte, shallow bool) error {
 	p := parser{src: src, nodes: d.nodes[:0], shallow: shallow}
+	d.defect = Defect{}
 	p.ws()
 	if p.pos >= len(src) {
 		d.src, d.nodes = src, p.nodes
@@ -640,6 +643,9 @@ func parseNumberString(b []byte) numeric {
 // asUint converts node i like ArduinoJson's as<uintN>(): the value if it
 // fits in [0, max] (floats truncated toward zero), else 0.
 func (d *doc) asUint(i int, max uint64) uint64 {
+	if i >= 0 && !(d.nodes[i].kind == kindUint && d.nodes[i].val <= max) {
+		d.wrongType(i)
+	}
 	v := d.numberOf(i)
 	switch v.kind {
 	case kindUint:
@@ -656,6 +662,9 @@ func (d *doc) asUint(i int, max uint64) uint64 {
 
 // asInt converts node i like ArduinoJson's as<intN>().
 func (d *doc) asInt(i int, min, max int64) int64 {
+	if i >= 0 && !d.isInt(i, min, max) {
+		d.wrongType(i)
+	}
 	v := d.numberOf(i)
 	switch v.kind {
 	case kindUint:
@@ -682,6 +691,9 @@ func (d *doc) asI32(i int) int32  { return int32(d.asInt(i, -1<<31, 1<<31-1)) }
 
 // asFloat converts node i like ArduinoJson's as<double>().
 func (d *doc) asFloat(i int) float64 {
+	if i >= 0 && !d.isNumber(i) {
+		d.wrongType(i)
+	}
 	v := d.numberOf(i)
 	switch v.kind {
 	case kindUint:
@@ -726,6 +738,7 @@ func (d *doc) intOr(i int, def int64) int64 {
 	if d.isInt(i, -1<<31, 1<<31-1) {
 		return d.asInt(i, -1<<31, 1<<31-1)
 	}
+	d.optional(i)
 	return def
 }
 
@@ -746,6 +759,7 @@ func (d *doc) floatOr(i int, def float64) float64 {
 	if d.isNumber(i) {
 		return d.asFloat(i)
 	}
+	d.optional(i)
 	return def
 }
 
@@ -756,8 +770,11 @@ func (d *doc) isBool(i int) bool {
 
 // boolOr is `variant | def` for booleans.
 func (d *doc) boolOr(i int, def bool) bool {
-	if d.isBool(i) {
-		return d.nodes[i].kind == kindTrue
+	if i >= 0 {
+		if k := d.nodes[i].kind; k == kindTrue || k == kindFalse {
+			return k == kindTrue
+		}
+		d.optional(i)
 	}
 	return def
 }
@@ -777,6 +794,7 @@ func (d *doc) asString(i int) string {
 		}
 		return string(unescape(make([]byte, 0, len(raw)), raw))
 	}
+	d.wrongType(i)
 	return string(d.appendValue(nil, i))
 }
 
@@ -785,6 +803,7 @@ func (d *doc) stringOr(i int, def string) string {
 	if i >= 0 && d.nodes[i].kind == kindString {
 		return d.asString(i)
 	}
+	d.optional(i)
 	return def
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshfleet/meshfleet/cmd/meshfleet/internal/console"
 	"github.com/meshfleet/meshfleet/firmware"
+	"github.com/meshfleet/meshfleet/fleet"
 	"github.com/meshfleet/meshfleet/linuxnode"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/slot"
@@ -120,7 +121,7 @@ func (o *otaFlags) register(f *pflag.FlagSet) {
 // config turns the flags into the device's configuration; f tells which
 // flags were given.
 func (o *otaFlags) config(f *pflag.FlagSet) (linuxnode.Config, error) {
-	c := linuxnode.Config{StatusInterval: o.statusInterval, Version: "meshfleet " + buildVersion()}
+	c := linuxnode.Config{StatusInterval: o.statusInterval, Version: fleet.MeshfleetFirmware(buildVersion())}
 	if o.statusInterval < 0 {
 		return c, fmt.Errorf("--status-interval %s: must not be negative (0 turns the reporter off)", o.statusInterval)
 	}

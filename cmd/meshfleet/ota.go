@@ -384,6 +384,31 @@ func (v *progressView) result() error {
 	return fmt.Errorf("campaign %s ended %s", v.c.ID, v.state)
 }
 
+// summaryStates is the order of the summary line: confirmed first (the
+// goal), then the others as a transfer goes through them.
+var summaryStates = []ota.State{ota.StateConfirmed, ota.StateIdle, ota.StateDownloading, ota.StateVerifying,
+	ota.StateSwitching, ota.StateFailed, ota.StateRolledBack, ota.StateRefused}
+
+// stateCounts is "1 confirmed, 2 switching, ... (7 nodes)": confirmed
+// always, every other state a node is in, so the counts add up to the
+// nodes.
+func stateCounts(nodes int, counts map[ota.State]int) string {
+	parts := []string{fmt.Sprintf("%d confirmed", counts[ota.StateConfirmed])}
+	for _, st := range summaryStates[1:] {
+		if counts[st] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[st], strings.ReplaceAll(string(st), "_", " ")))
+		}
+	}
+	var other []string // states newer than this list
+	for st, n := range counts {
+		if !slices.Contains(summaryStates, st) {
+			other = append(other, fmt.Sprintf("%d %s", n, st))
+		}
+	}
+	slices.Sort(other)
+	return fmt.Sprintf("%s (%d nodes)", strings.Join(append(parts, other...), ", "), nodes)
+}
+
 func (v *progressView) render() {
 	if v.json || v.c == nil {
 		return
@@ -414,8 +439,7 @@ func (v *progressView) render() {
 		fmt.Fprintf(&b, "%10d %-12s [%s%s] %3.0f%% %5d/%-5d %8.1f KB/s %s\n", id, p.State,
 			strings.Repeat("#", fill), strings.Repeat(".", width-fill), frac*100, p.Done, p.Total, p.Rate/1000, eta)
 	}
-	fmt.Fprintf(&b, "campaign %s %s: %d confirmed, %d downloading, %d failed, %d rolled back\n", v.c.ID, v.state,
-		counts[ota.StateConfirmed], counts[ota.StateDownloading], counts[ota.StateFailed], counts[ota.StateRolledBack])
+	fmt.Fprintf(&b, "campaign %s %s: %s\n", v.c.ID, v.state, stateCounts(len(ids), counts))
 	if v.tty && v.lines > 0 {
 		fmt.Fprintf(v.w, "\x1b[%dA\x1b[J", v.lines)
 	}

@@ -121,3 +121,20 @@ func TestOTAPushTCP(t *testing.T) {
 		t.Fatal("receiver installed a different image")
 	}
 }
+
+// The summary line counts every node, whatever its state.
+func TestOTAPushSummaryCountsEveryState(t *testing.T) {
+	var out strings.Builder
+	v := newProgressView(&out, false)
+	v.c, v.state = &ota.Campaign{ID: "c1"}, ota.CampaignRunning
+	for id, st := range map[uint32]ota.State{1: ota.StateSwitching, 2: ota.StateRefused, 3: ota.StateConfirmed,
+		4: ota.StateVerifying, 5: ota.StateIdle, 6: ota.StateDownloading, 7: ota.StateSwitching} {
+		v.nodes[id] = ota.Progress{Node: id, State: st}
+	}
+	v.render()
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := "campaign c1 running: 1 confirmed, 1 idle, 1 downloading, 1 verifying, 2 switching, 1 refused (7 nodes)"
+	if got := lines[len(lines)-1]; got != want {
+		t.Errorf("summary\n got: %s\nwant: %s", got, want)
+	}
+}

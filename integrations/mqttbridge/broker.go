@@ -143,6 +143,7 @@ func StartBrokerWith(cfg BrokerConfig, log *slog.Logger) (*Broker, error) {
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
 	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: log.With("component", "broker")})
+	h.srv = srv
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
@@ -241,6 +242,8 @@ type authHook struct {
 	// dummyHash is compared against for unknown users, at the cost of the
 	// users' own hashes, so a wrong username takes as long as a wrong password.
 	dummyHash []byte
+	// srv sends the CONNACK of a refused connection (OnConnect).
+	srv *mqtt.Server
 }
 
 // CheckUsers reports the first user that cannot be used: an empty or
@@ -298,28 +301,47 @@ func (h *authHook) ID() string { return "meshfleet-auth" }
 
 // Provides implements mqtt.Hook.
 func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish}, []byte{b})
 }
 
 func (h *authHook) isGateway(cl *mqtt.Client) bool {
 	return h.gateway != nil && cl.Net.Listener == internalListener && string(cl.Properties.Username) == h.gateway.Username
 }
 
-// OnConnectAuthenticate implements mqtt.Hook.
-func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+// OnConnect implements mqtt.Hook: it authenticates the client and checks
+// its last will. mochi's OnConnectAuthenticate can only answer "bad
+// username or password", so the checks run here, where the CONNACK can
+// say what is wrong: 0x86 for credentials, 0x90 (topic name invalid, the
+// MQTT 5 code for a will topic the server does not accept) for a will.
+func (h *authHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	name, pass := string(pk.Connect.Username), pk.Connect.Password
 	ok, why := h.authenticate(cl, name, pass)
+	code := packets.ErrBadUsernameOrPassword
 	if ok && pk.Connect.WillFlag && !h.mayWrite(cl, pk.Connect.WillTopic) {
 		// The broker publishes a will on the client's behalf without an
 		// ACL check of its own: a will on the gateway's availability
 		// topic would spoof it.
 		ok, why = false, "last will on "+pk.Connect.WillTopic+" not allowed"
+		code = packets.Code{Code: packets.ErrTopicNameInvalid.Code, Reason: why}
+		if cl.Properties.ProtocolVersion < 5 {
+			code = packets.Err3NotAuthorized // MQTT 3 has no such code
+		}
 	}
-	if !ok {
-		h.Log.Warn("mqtt client refused", "client", cl.ID, "username", name, "remote", cl.Net.Remote, "reason", why)
+	if ok {
+		return nil
 	}
-	return ok
+	h.Log.Warn("mqtt client refused", "client", cl.ID, "username", name, "remote", cl.Net.Remote, "reason", why)
+	// mochi closes the connection on an OnConnect error without a
+	// CONNACK; the client is owed one.
+	if err := h.srv.SendConnack(cl, code, false, nil); err != nil {
+		return fmt.Errorf("refuse %s: %w", cl.ID, err)
+	}
+	return code
 }
+
+// OnConnectAuthenticate implements mqtt.Hook. mochi calls it only after
+// OnConnect accepted the client, which is the whole check.
+func (h *authHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
 
 func (h *authHook) authenticate(cl *mqtt.Client, name string, pass []byte) (bool, string) {
 	if cl.Net.Listener == internalListener {

@@ -346,3 +346,43 @@ func TestFiltersOverlap(t *testing.T) {
 		}
 	}
 }
+
+// connack connects with o and returns the broker's CONNACK reason code.
+func connack(t *testing.T, ctx context.Context, addr, clientID string, o dialOpts) (byte, string) {
+	t.Helper()
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, ClientID: clientID})
+	cp := &paho.Connect{ClientID: clientID, KeepAlive: 30, CleanStart: true, WillMessage: o.will,
+		Username: o.user, UsernameFlag: o.user != "", Password: []byte(o.pass), PasswordFlag: o.pass != ""}
+	ca, err := c.Connect(ctx, cp)
+	if ca == nil {
+		t.Fatalf("%s: no CONNACK: %v", clientID, err)
+	}
+	if ca.ReasonCode == 0 {
+		c.Disconnect(&paho.Disconnect{})
+	}
+	return ca.ReasonCode, ca.Properties.ReasonString
+}
+
+// A forbidden last will is refused as such, not as bad credentials.
+func TestBrokerForbiddenWillReasonCode(t *testing.T) {
+	b, _ := securedBroker(t, BrokerTLS{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	will := &paho.WillMessage{Topic: "mf/bridge/state", Payload: []byte("online"), Retain: true, QoS: 1}
+	if code, why := connack(t, ctx, b.Addr(), "alice2", dialOpts{user: "alice", pass: "alice-pw", will: will}); code != 0x90 || !strings.Contains(why, "mf/bridge/state") {
+		t.Errorf("forbidden will: CONNACK %#x %q, want 0x90 (topic name invalid) naming the topic", code, why)
+	}
+	// Bad credentials stay "bad username or password", will or not.
+	if code, _ := connack(t, ctx, b.Addr(), "alice3", dialOpts{user: "alice", pass: "nope", will: will}); code != 0x86 {
+		t.Errorf("wrong password: CONNACK %#x, want 0x86", code)
+	}
+	// An allowed will connects.
+	ok := &paho.WillMessage{Topic: "mf/to/broadcast", Payload: []byte("bye"), QoS: 1}
+	if code, _ := connack(t, ctx, b.Addr(), "alice4", dialOpts{user: "alice", pass: "alice-pw", will: ok}); code != 0 {
+		t.Errorf("allowed will: CONNACK %#x", code)
+	}
+}

@@ -34,7 +34,7 @@ type Exporter struct {
 	up, uptime, freeMem, rssi, latency, loss, conns, health, hops *prometheus.Desc
 	rx, tx, dropped, info                                         *prometheus.Desc
 	meshNodes, meshOnline, meshHealth, meshAlerts, meshMaxHops    *prometheus.Desc
-	alert                                                         *prometheus.Desc
+	alert, alertSeverity                                          *prometheus.Desc
 	otaCampaigns, otaCampaignState                                *prometheus.Desc
 	otaState, otaChunks, otaTotal, otaCompleted, otaFailed        *prometheus.Desc
 }
@@ -66,13 +66,16 @@ func NewExporter(svc fleet.Service) *Exporter {
 		rx:          d("node_messages_received_total", "Messages received, as the node counts them (resets when the node restarts).", node...),
 		tx:          d("node_messages_sent_total", "Messages sent, as the node counts them (resets when the node restarts).", node...),
 		dropped:     d("node_messages_dropped_total", "Messages dropped, as the node counts them (resets when the node restarts).", node...),
-		info:        d("node_firmware_info", "Firmware of the node (value 1).", "node_id", "version", "md5", "role", "hardware"),
+		info:        d("node_firmware_info", "Firmware of the node (value 1), for nodes whose version or md5 is known.", "node_id", "version", "md5", "role", "hardware"),
 		meshNodes:   d("mesh_nodes", "Nodes known in the mesh, the gateway included."),
 		meshOnline:  d("mesh_nodes_online", "Nodes currently online."),
 		meshHealth:  d("mesh_health_score", "Mesh health score 0..100."),
 		meshAlerts:  d("mesh_alerts_active", "Active (not cleared) alerts."),
 		meshMaxHops: d("mesh_max_hops", "Depth of the mesh tree seen from the gateway."),
-		alert:       d("alert_active", "Active alerts (value 1), by node and type.", "node_id", "alert_type", "severity"),
+		// The severity is a set of 0/1 series, like OTA states, so an
+		// alert that escalates keeps its series.
+		alert:         d("alert_active", "Active alerts (value 1), by node and type; the severity is in meshfleet_alert_severity.", "node_id", "alert_type"),
+		alertSeverity: d("alert_severity", "Severity of an active alert: 1 for its current severity, 0 for the others.", "node_id", "alert_type", "severity"),
 		// Series per campaign exist while it runs or is paused; a finished
 		// campaign is only counted in ota_campaigns, so series do not pile
 		// up with every campaign. States are sets of 0/1 series, so a state
@@ -90,7 +93,7 @@ func NewExporter(svc fleet.Service) *Exporter {
 // Describe implements prometheus.Collector.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{e.fleetUp, e.up, e.uptime, e.freeMem, e.rssi, e.latency, e.loss, e.conns, e.health, e.hops,
-		e.rx, e.tx, e.dropped, e.info, e.meshNodes, e.meshOnline, e.meshHealth, e.meshAlerts, e.meshMaxHops, e.alert,
+		e.rx, e.tx, e.dropped, e.info, e.meshNodes, e.meshOnline, e.meshHealth, e.meshAlerts, e.meshMaxHops, e.alert, e.alertSeverity,
 		e.otaCampaigns, e.otaCampaignState, e.otaState, e.otaChunks, e.otaTotal, e.otaCompleted, e.otaFailed} {
 		ch <- d
 	}
@@ -166,7 +169,9 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		counter(e.rx, float64(n.MessagesRx), id)
 		counter(e.tx, float64(n.MessagesTx), id)
 		counter(e.dropped, float64(n.Dropped), id)
-		g(e.info, 1, id, n.Firmware, n.FirmwareMD5, n.Role, n.Hardware)
+		if n.Firmware != "" || n.FirmwareMD5 != "" {
+			g(e.info, 1, id, n.Firmware, n.FirmwareMD5, n.Role, n.Hardware)
+		}
 	}
 	total, online := fleet.CountNodes(nodes)
 	g(e.meshNodes, float64(total))
@@ -181,7 +186,8 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		id := strconv.FormatUint(uint64(a.NodeID), 10)
 		if k := id + "/" + a.Type; !seen[k] {
 			seen[k] = true
-			g(e.alert, 1, id, a.Type, a.Severity)
+			g(e.alert, 1, id, a.Type)
+			oneOf(e.alertSeverity, fleet.AlertSeverities, a.Severity, id, a.Type)
 		}
 	}
 	byState := map[string]int{}

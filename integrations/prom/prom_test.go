@@ -40,9 +40,9 @@ meshfleet_node_packet_loss_ratio{node_id="3907768579"} 0.05
 # HELP meshfleet_mesh_nodes_online Nodes currently online.
 # TYPE meshfleet_mesh_nodes_online gauge
 meshfleet_mesh_nodes_online 1
-# HELP meshfleet_alert_active Active alerts (value 1), by node and type.
+# HELP meshfleet_alert_active Active alerts (value 1), by node and type; the severity is in meshfleet_alert_severity.
 # TYPE meshfleet_alert_active gauge
-meshfleet_alert_active{alert_type="node_offline",node_id="3907768579",severity="warning"} 1
+meshfleet_alert_active{alert_type="node_offline",node_id="3907768579"} 1
 # HELP meshfleet_ota_node_chunks_done Chunks a node holds in a running or paused campaign.
 # TYPE meshfleet_ota_node_chunks_done gauge
 meshfleet_ota_node_chunks_done{campaign="c1",node_id="1"} 5
@@ -274,5 +274,50 @@ meshfleet_fleet_up %d
 	}
 	if !goSeries {
 		t.Error("the Go runtime series are gone too")
+	}
+}
+
+// An alert that escalates keeps its series: the severity is a set of 0/1
+// series beside it, never a label of the alert's own series.
+func TestExporterAlertEscalationKeepsSeries(t *testing.T) {
+	m := &fleettest.Memory{AlertList: []fleet.Alert{{NodeID: 7, Type: "low_memory", Severity: "warning"}}}
+	before := `
+# HELP meshfleet_alert_active Active alerts (value 1), by node and type; the severity is in meshfleet_alert_severity.
+# TYPE meshfleet_alert_active gauge
+meshfleet_alert_active{alert_type="low_memory",node_id="7"} 1
+# HELP meshfleet_alert_severity Severity of an active alert: 1 for its current severity, 0 for the others.
+# TYPE meshfleet_alert_severity gauge
+meshfleet_alert_severity{alert_type="low_memory",node_id="7",severity="critical"} 0
+meshfleet_alert_severity{alert_type="low_memory",node_id="7",severity="info"} 0
+meshfleet_alert_severity{alert_type="low_memory",node_id="7",severity="warning"} 1
+`
+	names := []string{"meshfleet_alert_active", "meshfleet_alert_severity"}
+	if err := testutil.CollectAndCompare(NewExporter(m), strings.NewReader(before), names...); err != nil {
+		t.Fatal(err)
+	}
+	m.AlertList[0].Severity = "critical"
+	after := strings.NewReplacer(`severity="critical"} 0`, `severity="critical"} 1`, `severity="warning"} 1`, `severity="warning"} 0`).Replace(before)
+	if err := testutil.CollectAndCompare(NewExporter(m), strings.NewReader(after), names...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// firmware_info exists only for nodes whose version or md5 is known: a
+// series with every label empty says nothing.
+func TestExporterFirmwareInfoOnlyWhenKnown(t *testing.T) {
+	m := &fleettest.Memory{NodeList: []fleet.Node{
+		{ID: 1, Status: "online", Firmware: "meshfleet v1.2.0", Role: "gw", Hardware: "linux"},
+		{ID: 2, Status: "online", FirmwareMD5: "0123456789abcdef0123456789abcdef"},
+		{ID: 3, Status: "offline"},
+		{ID: 4, Status: "online", Role: "sensor", Hardware: "ESP32"},
+	}}
+	exp := `
+# HELP meshfleet_node_firmware_info Firmware of the node (value 1), for nodes whose version or md5 is known.
+# TYPE meshfleet_node_firmware_info gauge
+meshfleet_node_firmware_info{hardware="linux",md5="",node_id="1",role="gw",version="meshfleet v1.2.0"} 1
+meshfleet_node_firmware_info{hardware="",md5="0123456789abcdef0123456789abcdef",node_id="2",role="",version=""} 1
+`
+	if err := testutil.CollectAndCompare(NewExporter(m), strings.NewReader(exp), "meshfleet_node_firmware_info"); err != nil {
+		t.Fatal(err)
 	}
 }

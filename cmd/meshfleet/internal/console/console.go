@@ -26,6 +26,10 @@ const MaxLineLength = 1 << 20
 // ErrBadCommand is wrapped by every error about an input line.
 var ErrBadCommand = errors.New("bad command")
 
+// ErrNoLinks: a broadcast was asked for while the node had no synced
+// connection, so it went nowhere.
+var ErrNoLinks = errors.New("no links: not sent")
+
 // Run runs d until ctx ends or in reaches EOF, writing the node's events
 // and the answers to commands read from in as JSON lines on out. It
 // returns the driver's error, if any, after the driver has shut down and
@@ -247,11 +251,21 @@ func (c *console) command(ctx context.Context, line string) error {
 		if rest == "" {
 			return fmt.Errorf("%w: usage: broadcast TEXT", ErrBadCommand)
 		}
-		if err := c.d.SendBroadcast(ctx, rest, false); err != nil {
+		// Counted in the same loop turn as the send, so the count is the
+		// links the broadcast went out on.
+		var links int
+		if err := c.d.Do(ctx, func(now time.Time, n *mesh.Node) {
+			links = n.Stats().Connections
+			n.SendBroadcast(now, rest, false)
+		}); err != nil {
 			return fmt.Errorf("broadcast: %w", err)
+		}
+		if links == 0 {
+			return fmt.Errorf("broadcast: %w", ErrNoLinks)
 		}
 		o := newObject(time.Now(), "sent")
 		o.str("type", "broadcast")
+		o.uint("links", uint64(links))
 		c.write(o.bytes())
 	case "single":
 		idText, text, _ := strings.Cut(rest, " ")

@@ -191,7 +191,9 @@ func TestRunCommandsAndEvents(t *testing.T) {
 	}
 
 	send("broadcast  hello  mesh ")
-	out.next("broadcast sent", event("sent"))
+	if m := out.next("broadcast sent", event("sent")); m["links"] != 1.0 {
+		t.Errorf("broadcast sent on %v links, want 1", m["links"])
+	}
 	waitPeer := func(typ int, msg string) {
 		t.Helper()
 		select {
@@ -285,5 +287,34 @@ func TestReadLineRejectsOverlongLines(t *testing.T) {
 	}
 	if len(bad) != 1 || !errors.Is(bad[0], ErrBadCommand) {
 		t.Fatalf("overlong line errors = %v, want one ErrBadCommand", bad)
+	}
+}
+
+// A broadcast made before the node has any link is not reported as sent.
+func TestBroadcastWithoutLinks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	d, err := tcp.New(tcp.Config{Node: mesh.Config{ID: 1}, Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	out := readJSONLines(t, outR)
+	runDone := make(chan error, 1)
+	go func() {
+		runDone <- Run(ctx, d, inR, outW)
+		outW.Close()
+	}()
+	if _, err := io.WriteString(inW, "broadcast anyone there?\n"); err != nil {
+		t.Fatal(err)
+	}
+	m := out.next("broadcast answer", func(m map[string]any) bool { return m["event"] == "sent" || m["event"] == "error" })
+	if msg, _ := m["error"].(string); m["event"] != "error" || !strings.Contains(msg, "no links: not sent") {
+		t.Errorf("broadcast without links: %v", m)
+	}
+	inW.Close()
+	if err := <-runDone; err != nil {
+		t.Error(err)
 	}
 }
