@@ -763,11 +763,6 @@ func (d *doc) floatOr(i int, def float64) float64 {
 	return def
 }
 
-// isBool reports whether node i is a JSON boolean.
-func (d *doc) isBool(i int) bool {
-	return i >= 0 && (d.nodes[i].kind == kindTrue || d.nodes[i].kind == kindFalse)
-}
-
 // boolOr is `variant | def` for booleans.
 func (d *doc) boolOr(i int, def bool) bool {
 	if i >= 0 {
