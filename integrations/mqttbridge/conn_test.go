@@ -171,3 +171,31 @@ func TestTopicMatches(t *testing.T) {
 }
 
 func writeFile(p, s string) error { return os.WriteFile(p, []byte(s), 0o600) }
+
+// Once AwaitConnection returns, the client publishes: a caller that
+// awaits the connection and then publishes its state must not find it
+// "not connected" (TestRefusedMeshMessages and TestMosquittoRoundTrip
+// flaked so).
+func TestAwaitConnectionMeansConnected(t *testing.T) {
+	b, err := StartBroker("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i := range 100 {
+		c, err := Dial(ctx, ClientConfig{URL: b.URL(), ClientID: fmt.Sprint("c", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.AwaitConnection(ctx); err != nil {
+			t.Fatal(err)
+		}
+		err = c.Publish(ctx, "test/up", []byte("1"), false)
+		c.Close(context.Background())
+		if err != nil {
+			t.Fatalf("connection %d: publish after AwaitConnection: %v", i, err)
+		}
+	}
+}
