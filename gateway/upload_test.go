@@ -21,8 +21,8 @@ import (
 
 // restGateway serves the gateway's HTTP API alone (no mesh, no MQTT): the
 // firmware endpoints need only the store. stop waits until every request
-// handler has returned.
-func restGateway(t *testing.T, cfg Config) (g *Gateway, api string, stop func()) {
+// handler has returned. wrap, if given, wraps the API's handler.
+func restGateway(t *testing.T, cfg Config, wrap ...func(http.Handler) http.Handler) (g *Gateway, api string, stop func()) {
 	t.Helper()
 	g, err := New(cfg, nil)
 	if err != nil {
@@ -31,6 +31,9 @@ func restGateway(t *testing.T, cfg Config) (g *Gateway, api string, stop func())
 	srv, ln, err := g.httpServer()
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, w := range wrap {
+		srv.Handler = w(srv.Handler)
 	}
 	go srv.Serve(ln)
 	stop = sync.OnceFunc(func() {
@@ -301,7 +304,16 @@ func TestUploadStoreQuota(t *testing.T) {
 // leaves no file in the store.
 func TestUploadBrokenOffLeavesNothing(t *testing.T) {
 	cfg := testConfig(t)
-	g, api, stop := restGateway(t, cfg)
+	// The store creates its staging directory before it reads the body, so
+	// the handler's first read of the body means the upload is being staged.
+	reading := make(chan struct{})
+	notify := sync.OnceFunc(func() { close(reading) })
+	g, api, stop := restGateway(t, cfg, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Body = readNotifier{r.Body, notify}
+			h.ServeHTTP(w, r)
+		})
+	})
 	host := strings.TrimSuffix(strings.TrimPrefix(api, "http://"), "/api/v1")
 	conn, err := net.Dial("tcp", host)
 	if err != nil {
@@ -311,13 +323,13 @@ func TestUploadBrokenOffLeavesNothing(t *testing.T) {
 	if _, err := conn.Write(compress.FirmwareLike(100<<10, 1)); err != nil {
 		t.Fatal(err)
 	}
-	// Wait (bounded) until the upload is being staged in the store.
-	deadline := time.Now().Add(30 * time.Second)
-	for !hasStaging(t, g.store.Dir()) {
-		if time.Now().After(deadline) {
-			t.Fatal("the upload never reached the store")
-		}
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-reading:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the upload never reached the store")
+	}
+	if !hasStaging(t, g.store.Dir()) {
+		t.Fatal("the upload is read but not staged in the store")
 	}
 	conn.Close()
 	stop() // waits for the handler
@@ -325,6 +337,17 @@ func TestUploadBrokenOffLeavesNothing(t *testing.T) {
 	if err != nil || len(entries) != 0 {
 		t.Fatalf("store after a broken-off upload: %v %v", entries, err)
 	}
+}
+
+// readNotifier calls notify on the first Read.
+type readNotifier struct {
+	io.ReadCloser
+	notify func()
+}
+
+func (r readNotifier) Read(p []byte) (int, error) {
+	r.notify()
+	return r.ReadCloser.Read(p)
 }
 
 func hasStaging(t *testing.T, dir string) bool {

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -147,7 +146,7 @@ func StartBrokerWith(cfg BrokerConfig, log *slog.Logger) (*Broker, error) {
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
-	pub := listeners.NewTCP(listeners.Config{ID: publicListener, Address: cfg.Listen, TLSConfig: tlsCfg})
+	pub := newTCPListener(publicListener, cfg.Listen, tlsCfg)
 	if err := srv.AddListener(pub); err != nil {
 		return nil, fmt.Errorf("embedded broker: listen on %s: %w", cfg.Listen, err)
 	}
@@ -155,9 +154,9 @@ func StartBrokerWith(cfg BrokerConfig, log *slog.Logger) (*Broker, error) {
 	if tlsCfg != nil {
 		b.scheme = "tls://"
 	}
-	var internal *listeners.TCP
+	var internal *tcpListener
 	if cfg.Gateway != nil {
-		internal = listeners.NewTCP(listeners.Config{ID: internalListener, Address: "127.0.0.1:0"})
+		internal = newTCPListener(internalListener, "127.0.0.1:0", nil)
 		if err := srv.AddListener(internal); err != nil {
 			srv.Close()
 			return nil, fmt.Errorf("embedded broker: internal listener: %w", err)

@@ -67,6 +67,10 @@ type Client struct {
 	mu   sync.Mutex
 	subs map[string]func(Message) // filter → handler
 	up   bool
+	// upCh is closed once up is set. autopaho's own AwaitConnection
+	// returns before OnConnectionUp runs, when Publish still finds the
+	// client not connected.
+	upCh chan struct{}
 }
 
 // Dial starts the client; it connects (and keeps reconnecting with
@@ -86,7 +90,7 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{log: log, subs: map[string]func(Message){}}
+	c := &Client{log: log, subs: map[string]func(Message){}, upCh: make(chan struct{})}
 	tlsCfg, err := tlsConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -100,6 +104,9 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(250*time.Millisecond, 30*time.Second, 500*time.Millisecond, 2),
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			c.mu.Lock()
+			if !c.up {
+				close(c.upCh)
+			}
 			c.up = true
 			filters := make([]string, 0, len(c.subs))
 			for f := range c.subs {
@@ -116,6 +123,9 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		},
 		OnConnectionDown: func() bool {
 			c.mu.Lock()
+			if c.up {
+				c.upCh = make(chan struct{})
+			}
 			c.up = false
 			c.mu.Unlock()
 			log.Warn("mqtt connection lost; reconnecting", "broker", cfg.URL)
@@ -183,7 +193,19 @@ func tlsConfig(cfg ClientConfig) (*tls.Config, error) {
 }
 
 // AwaitConnection waits until the client is connected or ctx ends.
-func (c *Client) AwaitConnection(ctx context.Context) error { return c.cm.AwaitConnection(ctx) }
+func (c *Client) AwaitConnection(ctx context.Context) error {
+	c.mu.Lock()
+	up := c.upCh
+	c.mu.Unlock()
+	select {
+	case <-up:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.cm.Done():
+		return errors.New("mqtt: client closed")
+	}
+}
 
 // Connected reports whether the client is connected right now.
 func (c *Client) Connected() bool {

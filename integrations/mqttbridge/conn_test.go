@@ -69,10 +69,16 @@ func roundTrip(t *testing.T, url string) {
 	}
 	defer sub.Close(context.Background())
 	got := make(chan Message, 4)
-	if err := sub.Subscribe(ctx, "test/+/x", func(m Message) { got <- m }); err != nil {
+	handler := func(m Message) { got <- m }
+	if err := sub.Subscribe(ctx, "test/+/x", handler); err != nil {
 		t.Fatal(err)
 	}
 	if err := sub.AwaitConnection(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Connected, Subscribe returns once the broker acknowledged the
+	// subscription (the one made on connection runs in the background).
+	if err := sub.Subscribe(ctx, "test/+/x", handler); err != nil {
 		t.Fatal(err)
 	}
 	pub, err := Dial(ctx, ClientConfig{URL: url, ClientID: "pub"})
@@ -83,24 +89,16 @@ func roundTrip(t *testing.T, url string) {
 	if err := pub.AwaitConnection(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// The subscription is made on connection in the background: publish
-	// until it arrives.
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if err := pub.Publish(ctx, "test/a/x", []byte("hello"), false); err != nil {
-			t.Fatal(err)
+	if err := pub.Publish(ctx, "test/a/x", []byte("hello"), false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m.Topic != "test/a/x" || string(m.Payload) != "hello" {
+			t.Fatalf("got %+v", m)
 		}
-		select {
-		case m := <-got:
-			if m.Topic != "test/a/x" || string(m.Payload) != "hello" {
-				t.Fatalf("got %+v", m)
-			}
-			return
-		case <-tick.C:
-		case <-ctx.Done():
-			t.Fatal("no message received")
-		}
+	case <-ctx.Done():
+		t.Fatal("no message received")
 	}
 }
 
@@ -171,3 +169,31 @@ func TestTopicMatches(t *testing.T) {
 }
 
 func writeFile(p, s string) error { return os.WriteFile(p, []byte(s), 0o600) }
+
+// Once AwaitConnection returns, the client publishes: a caller that
+// awaits the connection and then publishes its state must not find it
+// "not connected" (TestRefusedMeshMessages and TestMosquittoRoundTrip
+// flaked so).
+func TestAwaitConnectionMeansConnected(t *testing.T) {
+	b, err := StartBroker("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i := range 100 {
+		c, err := Dial(ctx, ClientConfig{URL: b.URL(), ClientID: fmt.Sprint("c", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.AwaitConnection(ctx); err != nil {
+			t.Fatal(err)
+		}
+		err = c.Publish(ctx, "test/up", []byte("1"), false)
+		c.Close(context.Background())
+		if err != nil {
+			t.Fatalf("connection %d: publish after AwaitConnection: %v", i, err)
+		}
+	}
+}
