@@ -588,24 +588,6 @@ func TestUploadIdleEvictedAndCappedPerClient(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects log output written from the bridge's goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // A message the mesh refuses (too large, over the airtime budget) is
 // answered with an error when the request has an MQTT 5 response topic,
 // else logged, at most once per refusalLogGap.
@@ -617,7 +599,7 @@ func TestRefusedMeshMessages(t *testing.T) {
 	defer br.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var logs lockedBuffer
+	var logs syncBuffer
 	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 	r.svc.Update(func(m *fleettest.Memory) {
 		m.SendCheck = func(msg string) error {
@@ -778,7 +760,7 @@ func TestFailingServiceKeepsRetainedStatus(t *testing.T) {
 	defer br.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var logs lockedBuffer
+	var logs syncBuffer
 	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) {
 		c.PerNode = true
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
