@@ -153,7 +153,7 @@ var ProgressStates = []string{"idle", "downloading", "verifying", "switching", "
 type Progress struct {
 	NodeID   uint32    `json:"node_id"`
 	Campaign string    `json:"campaign,omitempty"`
-	State    string    `json:"state"` // idle | downloading | verifying | switching | confirmed | failed | rolled_back | refused
+	State    string    `json:"state"` // idle | downloading | verifying | switching | confirmed | failed | rolled_back | refused; stock receivers: downloading | installed | lost
 	Chunks   int       `json:"chunks_done"`
 	Total    int       `json:"chunks_total"`
 	Bytes    int64     `json:"bytes"`       // transfer bytes held
@@ -162,6 +162,9 @@ type Progress struct {
 	ETAS     float64   `json:"eta_s"`
 	Error    string    `json:"error,omitempty"`
 	Updated  time.Time `json:"updated_at"`
+	// Estimated: inferred from a stock receiver's requests, which is all a
+	// stock node sends; not the node's own report.
+	Estimated bool `json:"estimated,omitempty"`
 }
 
 // Message is an application message from a mesh node (type 8/9 payloads,

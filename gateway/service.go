@@ -183,7 +183,8 @@ func alertView(a alert.Alert) fleet.Alert {
 
 func progressView(campaign string, p ota.NodeProgress) fleet.Progress {
 	return fleet.Progress{NodeID: p.Node, Campaign: campaign, State: string(p.State), Chunks: p.Done, Total: p.Total,
-		Bytes: p.Bytes, BytesAll: p.BytesTotal, RateBps: p.Rate, ETAS: p.ETA.Seconds(), Error: p.Err, Updated: p.Updated.UTC()}
+		Bytes: p.Bytes, BytesAll: p.BytesTotal, RateBps: p.Rate, ETAS: p.ETA.Seconds(), Error: p.Err, Updated: p.Updated.UTC(),
+		Estimated: p.Estimated}
 }
 
 func imageView(img firmware.Image) fleet.Image {
@@ -427,9 +428,9 @@ func (g *Gateway) campaignView(c ota.CampaignSnapshot) fleet.Campaign {
 	for _, p := range c.Nodes {
 		v.Nodes[strconv.FormatUint(uint64(p.Node), 10)] = progressView(c.ID, p)
 		switch p.State {
-		case ota.StateConfirmed:
+		case ota.StateConfirmed, ota.StateInstalled:
 			v.Completed++
-		case ota.StateFailed, ota.StateRolledBack, ota.StateRefused:
+		case ota.StateFailed, ota.StateRolledBack, ota.StateRefused, ota.StateLost:
 			v.Failed++
 		}
 	}

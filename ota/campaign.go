@@ -49,8 +49,9 @@ type ImageInfo struct {
 	Signature []byte `json:"signature,omitempty"`
 }
 
-// NodeProgress is one receiver's progress as the distributor knows it
-// (from Report packages; stock receivers do not report). Bytes count the
+// NodeProgress is one receiver's progress as the distributor knows it:
+// from Report packages, or for stock receivers, which never report, from
+// their DataRequests (Estimated). Bytes count the
 // transfer (the compressed image when the campaign compresses), as they
 // cross the mesh; chunks are counted separately.
 type NodeProgress struct {
@@ -66,18 +67,24 @@ type NodeProgress struct {
 	Err        string        `json:"error,omitempty"`
 	Updated    time.Time     `json:"updated_at"`
 	Joined     time.Time     `json:"joined_at"`
+	// Estimated: inferred from a stock receiver's requests (the chunk it
+	// asks for is the count it holds; installed once it was served the
+	// last chunk and went quiet or rebooted), not reported by the node.
+	Estimated bool `json:"estimated,omitempty"`
 
 	// The rate counts the bytes above rateBase that came since rateFrom:
 	// the campaign's start, or when the node started the transfer over.
 	rateFrom time.Time
 	rateBase int64
+	stock    stockSeen
 }
 
 // Terminal reports whether the node is done with this campaign: it
 // confirmed the image, rolled back, or refused it (a refusal is final for
 // the image; a failed verification is retried, so failed is not).
 func (p NodeProgress) Terminal() bool {
-	return p.State == StateConfirmed || p.State == StateRolledBack || p.State == StateRefused
+	return p.State == StateConfirmed || p.State == StateRolledBack || p.State == StateRefused ||
+		p.State == StateInstalled || p.State == StateLost
 }
 
 // Campaign is one distribution with its state and per-node progress.
@@ -101,6 +108,9 @@ type Campaign struct {
 	// and none joined or changed for quiet; settleAt is then set.
 	quiet    time.Duration
 	settleAt time.Time
+	// stockNext is when the stock receivers' progress is next checked
+	// (campaign_stock.go).
+	stockNext time.Time
 }
 
 // Nodes returns the per-node progress, ordered by node id.
@@ -224,6 +234,7 @@ func (c *Campaign) update(now time.Time, from uint32, r *Report, v *variant) (No
 	changed := !ok || p.State != st || p.Done != done
 	next := *p
 	next.State, next.Done, next.Total, next.Active, next.Err, next.Updated = st, done, total, r.Active, r.Error, now
+	next.Estimated, next.stock = false, stockSeen{} // the node's own word
 	next.BytesTotal = v.size
 	next.Bytes = v.bytesOf(done)
 	switch {
@@ -298,7 +309,7 @@ func (c *Campaign) conclude(now time.Time) bool {
 	if !c.through() {
 		return false
 	}
-	refused, rolledBack, all := 0, 0, 0
+	refused, rolledBack, lost, all := 0, 0, 0, 0
 	for _, p := range c.nodes {
 		if !c.Targeted(p.Node) {
 			continue
@@ -309,6 +320,8 @@ func (c *Campaign) conclude(now time.Time) bool {
 			refused++
 		case StateRolledBack:
 			rolledBack++
+		case StateLost:
+			lost++
 		}
 	}
 	c.State, c.Reason = CampaignCompleted, ""
@@ -319,6 +332,12 @@ func (c *Campaign) conclude(now time.Time) bool {
 		c.State, c.Reason = CampaignFailed, fmt.Sprintf("%d of %d nodes refused the image", refused, all)
 	case rolledBack > 0:
 		c.State, c.Reason = CampaignFailed, fmt.Sprintf("%d of %d nodes rolled back", rolledBack, all)
+	}
+	switch {
+	case lost > 0 && c.State == CampaignFailed:
+		c.Reason += fmt.Sprintf(", %d lost", lost)
+	case lost > 0:
+		c.State, c.Reason = CampaignFailed, fmt.Sprintf("%d of %d nodes lost during the transfer", lost, all)
 	}
 	c.Finished, c.settleAt = now, time.Time{}
 	return true

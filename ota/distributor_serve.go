@@ -62,6 +62,13 @@ func (d *Distributor) onStockRequest(now time.Time, raw []byte) {
 		if int(q.NoPart) != v.chunks || int(q.PartNo) >= v.chunks {
 			continue
 		}
+		if q.From != d.host.ID() {
+			// After a broadcast Data the request names the distributor,
+			// not the node (Q-19 h): no progress to learn from it.
+			if p, changed := c.stockAsked(now, q.From, int(q.PartNo), v); changed {
+				d.emit(c, q.From, p)
+			}
+		}
 		r := reply{c: c, to: q.From, idx: int(q.PartNo), routing: protocol.RouteSingle, stock: true, req: q, v: v}
 		if q.Broadcasted {
 			r.routing = protocol.RouteBroadcast
@@ -149,6 +156,7 @@ func (d *Distributor) sendReply(now time.Time, r reply) int {
 		b := m.AppendJSON(nil)
 		_ = d.host.SendRaw(now, b)
 		d.stats.StockServed++
+		c.stockServed(now, q.From, r.idx, r.v)
 		return len(b)
 	}
 	ch := &Chunk{From: d.host.ID(), Routing: int(r.routing), ID: c.ID, Index: r.idx, Data: encodePayload(c.offer.Encoding, data)}

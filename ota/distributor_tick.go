@@ -13,6 +13,9 @@ func (d *Distributor) Tick(now time.Time) {
 		if c.State != CampaignRunning {
 			continue
 		}
+		if !c.stockNext.IsZero() && !now.Before(c.stockNext) {
+			d.stockCheck(now, c)
+		}
 		if c.settle(now) {
 			d.finish(now, c, c.State, c.Reason)
 			continue
@@ -53,6 +56,15 @@ func (d *Distributor) announce(now time.Time, c *dcampaign) {
 	}
 }
 
+// stockCheck moves c's stock receivers on from their silence and their
+// presence in the mesh.
+func (d *Distributor) stockCheck(now time.Time, c *dcampaign) {
+	tree := d.host.Tree()
+	for _, p := range c.stockCheck(now, tree.Contains) {
+		d.emit(c, p.Node, p)
+	}
+}
+
 // earlyAnnounce are the gaps after the first announces.
 var earlyAnnounce = []time.Duration{2 * time.Second, 5 * time.Second}
 
@@ -83,6 +95,7 @@ func (d *Distributor) NextDeadline() time.Time {
 		}
 		at(c.nextAnnounce)
 		at(c.settleAt)
+		at(c.stockNext)
 		if c.push.pushing {
 			t := c.push.nextAt
 			if r := d.pace.readyAt(); r.After(t) {

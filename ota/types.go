@@ -50,6 +50,15 @@ const (
 	// every later offer of it. A failed verification is StateFailed,
 	// which is retried.
 	StateRefused State = "refused"
+	// StateInstalled: a stock receiver, which never reports, was served
+	// its last chunk and then stopped asking (or left the mesh and came
+	// back, its reboot): it installed the image as far as the distributor
+	// can tell. Only the distributor uses it, always with Estimated set.
+	StateInstalled State = "installed"
+	// StateLost: a stock receiver stopped asking in the middle of its
+	// download (it left the mesh, or ran out of retries); Err says which.
+	// It takes part again with its next request.
+	StateLost State = "lost"
 )
 
 // Progress is a receiver's progress event (emitted through mesh.Host.Emit
@@ -68,6 +77,9 @@ type Progress struct {
 	Rate     float64 // transfer bytes/s over the download so far
 	ETA      time.Duration
 	Err      string
+	// Estimated: the figures are the distributor's inference from a stock
+	// receiver's requests, not the node's own word.
+	Estimated bool
 }
 
 // CampaignEvent reports a campaign's state change or a node's progress as

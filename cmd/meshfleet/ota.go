@@ -44,6 +44,7 @@ type pushOptions struct {
 	forced                  bool
 	timeout                 time.Duration
 	asJSON                  bool
+	simReceiver             string
 }
 
 func newOTAPushCmd() *cobra.Command {
@@ -59,7 +60,9 @@ mode chosen with --mode, with the transfer compressed with --compress.
 With --connect (or --listen) the distributor joins a real mesh over TCP and
 runs until every node listed with --nodes confirmed the image, or --timeout.
 With --sim-nodes it runs a simulated mesh of N receivers instead (virtual
-time). Progress is shown per node; --json prints one event a line.`,
+time). Progress is shown per node; --json prints one event a line. Stock
+receivers never report: their progress is estimated from their requests, and
+they count as installed once served the last chunk and quiet or rebooted.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			img, err := loadPushImage(args[0], &o)
@@ -107,6 +110,7 @@ time). Progress is shown per node; --json prints one event a line.`,
 	f.StringVar(&o.simModel, "sim-model", "esp8266", "link model of the simulated mesh: "+strings.Join(sim.Models(), ", "))
 	f.Float64Var(&o.simLoss, "sim-loss", 0, "message loss of the simulated links")
 	f.Uint64Var(&o.seed, "seed", 1, "seed of the simulated mesh")
+	f.StringVar(&o.simReceiver, "sim-receiver", "meshfleet", "receivers of the simulated mesh: meshfleet, or stock (the model of the stock C++ receiver)")
 	f.StringVar(&o.store, "store", "firmware", "firmware store directory (for an image id)")
 	f.UintSliceVar(&o.nodes, "nodes", nil, "only these node ids (the push ends when all confirmed)")
 	f.BoolVar(&o.forced, "forced", false, "install even where the same image runs unconfirmed")
@@ -240,6 +244,14 @@ func pushSimulated(ctx context.Context, o pushOptions, spec ota.CampaignSpec, vi
 	}
 	m.Link.Loss = o.simLoss
 	view.sim = true
+	kind := scenario.OurReceiver
+	switch o.simReceiver {
+	case "meshfleet":
+	case "stock":
+		kind = scenario.StockReceiver
+	default:
+		return fmt.Errorf("--sim-receiver: %q is not one of meshfleet, stock", o.simReceiver)
+	}
 	dist := ota.NewDistributor(ota.DistributorConfig{Compress: ota.Compress,
 		Radio: ota.Radio{Overhead: m.Radio.TxOverhead + m.Link.Latency, ByteTime: m.Radio.ByteTime}})
 	fleet, err := scenario.Build(scenario.Spec{
@@ -251,7 +263,7 @@ func pushSimulated(ctx context.Context, o pushOptions, spec ota.CampaignSpec, vi
 		Layout:  scenario.Layout{Topology: sim.TopologyTree, MaxDepth: 6},
 		Root:    scenario.Root{ID: o.nodeID, Plugins: func(time.Time, uint32) []mesh.Plugin { return []mesh.Plugin{dist} }},
 		FirstID: 1000,
-		OTA:     scenario.OTA{Receiver: scenario.OurReceiver, Role: spec.Image.Role, Hardware: spec.Image.Hardware},
+		OTA:     scenario.OTA{Receiver: kind, Role: spec.Image.Role, Hardware: spec.Image.Hardware},
 	})
 	if err != nil {
 		return err
@@ -341,6 +353,9 @@ type jsonEvent struct {
 	Rate     float64   `json:"rate_bps,omitempty"`
 	ETA      float64   `json:"eta_s,omitempty"`
 	Error    string    `json:"error,omitempty"`
+	// NodeState is a node's state in a campaign event about one node.
+	NodeState string `json:"node_state,omitempty"`
+	Estimated bool   `json:"estimated,omitempty"`
 }
 
 func (v *progressView) event(ev mesh.Event) {
@@ -358,12 +373,14 @@ func (v *progressView) event(ev mesh.Event) {
 		if e.Node == 0 {
 			v.state = e.State
 		}
-		if e.Node != 0 && !v.sim {
+		// A simulated receiver's own events say more, but stock
+		// receivers have none: the distributor's estimate is all there is.
+		if e.Node != 0 && (!v.sim || e.Progress.Estimated) {
 			p := e.Progress
-			v.nodes[e.Node] = ota.Progress{Node: e.Node, State: p.State, Done: p.Done, Total: p.Total, Bytes: p.Bytes, Rate: p.Rate, ETA: p.ETA, Err: p.Err}
+			v.nodes[e.Node] = ota.Progress{Node: e.Node, State: p.State, Done: p.Done, Total: p.Total, Bytes: p.Bytes, Rate: p.Rate, ETA: p.ETA, Err: p.Err, Estimated: p.Estimated}
 		}
 		je = &jsonEvent{Time: now, Event: "campaign", Campaign: e.Campaign, State: string(e.State), Node: e.Node,
-			Done: e.Progress.Done, Total: e.Progress.Total, Error: e.Progress.Err}
+			Done: e.Progress.Done, Total: e.Progress.Total, Error: e.Progress.Err, NodeState: string(e.Progress.State), Estimated: e.Progress.Estimated}
 	}
 	if je != nil && v.json {
 		b, _ := json.Marshal(je)
@@ -386,8 +403,8 @@ func (v *progressView) result() error {
 
 // summaryStates is the order of the summary line: confirmed first (the
 // goal), then the others as a transfer goes through them.
-var summaryStates = []ota.State{ota.StateConfirmed, ota.StateIdle, ota.StateDownloading, ota.StateVerifying,
-	ota.StateSwitching, ota.StateFailed, ota.StateRolledBack, ota.StateRefused}
+var summaryStates = []ota.State{ota.StateConfirmed, ota.StateInstalled, ota.StateIdle, ota.StateDownloading, ota.StateVerifying,
+	ota.StateSwitching, ota.StateFailed, ota.StateRolledBack, ota.StateRefused, ota.StateLost}
 
 // stateCounts is "1 confirmed, 2 switching, ... (7 nodes)": confirmed
 // always, every other state a node is in, so the counts add up to the
@@ -420,6 +437,7 @@ func (v *progressView) render() {
 	slices.Sort(ids)
 	var b strings.Builder
 	counts := map[ota.State]int{}
+	estimated := false
 	for _, id := range ids {
 		p := v.nodes[id]
 		counts[p.State]++
@@ -427,8 +445,13 @@ func (v *progressView) render() {
 		if p.Total > 0 {
 			frac = float64(p.Done) / float64(p.Total)
 		}
-		if p.State == ota.StateConfirmed {
+		if p.State == ota.StateConfirmed || p.State == ota.StateInstalled {
 			frac = 1
+		}
+		state := string(p.State)
+		if p.Estimated {
+			state += "*"
+			estimated = true
 		}
 		const width = 24
 		fill := int(frac * width)
@@ -436,8 +459,11 @@ func (v *progressView) render() {
 		if p.State == ota.StateDownloading && p.ETA > 0 {
 			eta = "ETA " + p.ETA.Round(time.Second).String()
 		}
-		fmt.Fprintf(&b, "%10d %-12s [%s%s] %3.0f%% %5d/%-5d %8.1f KB/s %s\n", id, p.State,
+		fmt.Fprintf(&b, "%10d %-12s [%s%s] %3.0f%% %5d/%-5d %8.1f KB/s %s\n", id, state,
 			strings.Repeat("#", fill), strings.Repeat(".", width-fill), frac*100, p.Done, p.Total, p.Rate/1000, eta)
+	}
+	if estimated {
+		b.WriteString("* estimated from the requests of a stock receiver, which does not report\n")
 	}
 	fmt.Fprintf(&b, "campaign %s %s: %s\n", v.c.ID, v.state, stateCounts(len(ids), counts))
 	if v.tty && v.lines > 0 {

@@ -138,3 +138,52 @@ func TestOTAPushSummaryCountsEveryState(t *testing.T) {
 		t.Errorf("summary\n got: %s\nwant: %s", got, want)
 	}
 }
+
+// Stock receivers never report: the push still ends, exit 0, with every
+// node shown installed from what their requests told, marked estimated.
+func TestOTAPushSimulatedStockReceivers(t *testing.T) {
+	p, _ := writeImage(t, 30_000)
+	out, _, err := execute(t, context.Background(), nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266",
+		"--sim-nodes", "4", "--sim-receiver", "stock", "--mode", "stock", "--json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	installed, downloading := map[float64]bool{}, map[float64]int{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		if ev["event"] != "campaign" || ev["node"] == nil {
+			continue
+		}
+		if ev["estimated"] != true {
+			t.Errorf("stock node's figures not marked estimated: %s", line)
+		}
+		switch ev["node_state"] {
+		case "installed":
+			installed[ev["node"].(float64)] = true
+		case "downloading":
+			downloading[ev["node"].(float64)]++
+		}
+	}
+	if len(installed) != 4 || len(downloading) != 4 {
+		t.Fatalf("%d nodes installed, %d seen downloading, want 4 and 4:\n%s", len(installed), len(downloading), out)
+	}
+	out, _, err = execute(t, context.Background(), nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266",
+		"--sim-nodes", "3", "--sim-receiver", "stock", "--mode", "stock")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(out, "completed: 0 confirmed, 3 installed (3 nodes)") || !strings.Contains(out, "installed*") {
+		t.Errorf("summary does not show 3 nodes installed (estimated):\n%s", out)
+	}
+}
+
+func TestOTAPushSimReceiverUnknown(t *testing.T) {
+	p, _ := writeImage(t, 5_000)
+	_, _, err := execute(t, context.Background(), nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP32", "--sim-nodes", "2", "--sim-receiver", "cpp")
+	if err == nil || err.Error() != `--sim-receiver: "cpp" is not one of meshfleet, stock` {
+		t.Errorf("error %v", err)
+	}
+}
