@@ -60,9 +60,13 @@ type DistributorConfig struct {
 	// KeepFinished is how many campaigns that ended the distributor keeps
 	// (their record, not their image); older ones are dropped. 50.
 	KeepFinished int
-	// MaxPackageSize bounds an offer: a node list too long for one is
-	// split over several offers. 8192 bytes, the limit of painlessMesh v6
-	// nodes (docs/protocol.md §1.3).
+	// MaxPackageSize bounds every package the distributor sends: a node
+	// list too long for one offer is split over several offers, and the
+	// fast modes' chunk size is chosen (a configured one checked) so that
+	// an encoded chunk fits. 8192 bytes, MAX_MESSAGE_CAPACITY of
+	// painlessMesh v6 nodes (docs/protocol.md §1.3): a relay parses and
+	// re-serialises every package it forwards, and an ESP8266 one built
+	// with ArduinoJson v6 drops anything larger.
 	MaxPackageSize int
 	Logger         *slog.Logger
 }
@@ -292,6 +296,9 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	if mode == ModeStock {
 		cs, enc = d.cfg.StockChunkSize, EncBase64
 	}
+	if err := d.checkPackageSize(id, img, cs, enc); err != nil {
+		return nil, err
+	}
 	stock := d.sharedVariant(img.MD5, "none", d.cfg.StockChunkSize)
 	if stock == nil {
 		stock = newVariant(img.Data, d.cfg.StockChunkSize, img.MD5, "none")
@@ -372,10 +379,9 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	}
 	d.campaigns = append(d.campaigns, c)
 	c.nextAnnounce = now
-	if mode == ModeBroadcast {
-		c.push.pushing = true
-		c.push.nextAt = now.Add(d.cfg.PushDelay)
-	}
+	// A broadcast push waits for a receiver that accepted the offer: into
+	// a mesh of stock receivers it would only flood chunks nobody reads.
+	c.push.awaiting = mode == ModeBroadcast
 	d.emit(c, 0, NodeProgress{})
 	if c.settle(now) {
 		d.finish(now, c, c.State, c.Reason)

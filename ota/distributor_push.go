@@ -1,8 +1,11 @@
 package ota
 
 import (
+	"encoding/base64"
+	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/meshfleet/meshfleet/protocol"
@@ -14,10 +17,12 @@ import (
 // and which chunks so many nodes asked the distributor for after the push
 // that pushing them once more is cheaper.
 type pushControl struct {
-	pushing bool      // the push is on
-	next    int       // the next chunk to push
-	nextAt  time.Time // when it may go
-	over    bool      // every chunk was pushed and End sent
+	// awaiting: the push starts once a receiver accepted the offer.
+	awaiting bool
+	pushing  bool      // the push is on
+	next     int       // the next chunk to push
+	nextAt   time.Time // when it may go
+	over     bool      // every chunk was pushed and End sent
 	// rate multiplies the estimated capacity of the busiest radio: 1 is
 	// the estimate (the ceiling), lower after congestion.
 	rate float64
@@ -188,10 +193,23 @@ func (d *Distributor) autoChunkSize() int {
 	_, busiest, _ := d.fanout()
 	busiest = max(busiest, 1)
 	cs := 8192
-	for cs > 512 && busiest*(Dense.EncodedLen(cs)+80) > d.cfg.QueueBudget {
+	for cs > 512 && (busiest*(Dense.EncodedLen(cs)+80) > d.cfg.QueueBudget || maxChunkPackage(cs, EncDense) > d.cfg.MaxPackageSize) {
 		cs /= 2
 	}
 	return cs
+}
+
+// accepted starts c's push when it waits for a receiver: one accepted the
+// offer (it reports downloading, or asks for chunks).
+func (d *Distributor) accepted(now time.Time, c *dcampaign) {
+	if !c.push.awaiting || c.State != CampaignRunning {
+		return
+	}
+	c.push.awaiting, c.push.pushing = false, true
+	c.push.nextAt = now
+	if first := c.Started.Add(d.cfg.PushDelay); first.After(now) {
+		c.push.nextAt = first
+	}
 }
 
 // fanout returns how many connections a broadcast from here leaves on, the
@@ -213,4 +231,33 @@ func (d *Distributor) fanout() (own, busiest int, depth map[uint32]int) {
 		walk(&tree.Subs[i], 1)
 	}
 	return own, busiest, depth
+}
+
+// maxChunkPackage is the encoded size of the largest chunk package (722)
+// of chunk size cs in encoding enc: the longest campaign id, node ids and
+// index.
+func maxChunkPackage(cs int, enc string) int {
+	n := base64.StdEncoding.EncodedLen(cs)
+	if enc == EncDense {
+		n = Dense.EncodedLen(cs)
+	}
+	ch := Chunk{From: math.MaxUint32, Dest: math.MaxUint32, Routing: int(protocol.RouteSingle),
+		ID: strings.Repeat("x", 32), Index: math.MaxInt32, Data: strings.Repeat("A", n)}
+	return len(ch.AppendJSON(nil))
+}
+
+// checkPackageSize refuses a campaign whose chunks would not fit
+// MaxPackageSize: the fast modes' chunk (cs, enc) and the stock Data.
+func (d *Distributor) checkPackageSize(id string, img Image, cs int, enc string) error {
+	limit := d.cfg.MaxPackageSize
+	if n := maxChunkPackage(cs, enc); enc == EncDense && n > limit {
+		return fmt.Errorf("ota: campaign %s: chunk size %d makes chunk packages of up to %d bytes, above the package limit of %d", id, cs, n, limit)
+	}
+	data := &stockMsg{Type: protocol.TypeOTAData, From: math.MaxUint32, Routing: int(protocol.RouteBroadcast), MD5: img.MD5,
+		Hardware: img.Hardware, Role: img.Role, Forced: true, NoPart: math.MaxUint32, Broadcasted: true, Compressed: true,
+		Dest: math.MaxUint32, PartNo: math.MaxUint32, Data: strings.Repeat("A", base64.StdEncoding.EncodedLen(d.cfg.StockChunkSize))}
+	if n := len(data.AppendJSON(nil)); n > limit {
+		return fmt.Errorf("ota: campaign %s: stock chunk size %d makes Data packages of up to %d bytes, above the package limit of %d", id, d.cfg.StockChunkSize, n, limit)
+	}
+	return nil
 }

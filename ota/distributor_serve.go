@@ -127,6 +127,7 @@ func (d *Distributor) onNeed(now time.Time, h protocol.Header, raw []byte) {
 	if err != nil {
 		return
 	}
+	d.accepted(now, c)
 	routing := protocol.RouteSingle
 	if h.Routing == protocol.RouteNeighbour {
 		routing = protocol.RouteNeighbour
@@ -179,6 +180,9 @@ func (d *Distributor) onReport(now time.Time, raw []byte) {
 	c := d.find(r.ID)
 	if c == nil || !c.Targeted(r.From) {
 		return
+	}
+	if State(r.State) == StateDownloading {
+		d.accepted(now, c)
 	}
 	if c.push.pushing && State(r.State) == StateDownloading {
 		d.observe(c, r)

@@ -40,7 +40,9 @@ func TestNodeListCampaignInstallsOnlyOnTargets(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			var dcfg DistributorConfig
 			if tc.split {
-				dcfg.MaxPackageSize = 1
+				// Smaller than an offer, with chunks that fit: one
+				// listed node per offer.
+				dcfg.MaxPackageSize, dcfg.ChunkSize, dcfg.StockChunkSize = 250, 32, 8
 			}
 			r := newRig(t, rigOpts{n: 4, model: tc.model, seed: 41, initial: old, dcfg: dcfg})
 			c := r.start(CampaignSpec{ID: "c", Image: sensorImage(41), Mode: tc.mode, Method: tc.method, Nodes: targets})
