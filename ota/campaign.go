@@ -337,7 +337,7 @@ func (c *Campaign) conclude(now time.Time) bool {
 	case lost > 0 && c.State == CampaignFailed:
 		c.Reason += fmt.Sprintf(", %d lost", lost)
 	case lost > 0:
-		c.State, c.Reason = CampaignFailed, fmt.Sprintf("%d of %d nodes lost during the transfer", lost, all)
+		c.State, c.Reason = CampaignFailed, fmt.Sprintf("%d of %d nodes lost", lost, all)
 	}
 	c.Finished, c.settleAt = now, time.Time{}
 	return true

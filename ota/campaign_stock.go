@@ -14,7 +14,8 @@ import (
 //     installed. A failed MD5 check makes the node ask for part 0 again
 //     at the next announce, which puts it back to downloading;
 //   - no request while downloading for stockLostAfter, or for
-//     stockGoneAfter while it is not in the mesh: lost.
+//     stockGoneAfter while it is not in the mesh, or gone after its last
+//     part and not back within stockRejoin: lost.
 const (
 	// stockRetry is the C++ request task's interval.
 	stockRetry = 30 * time.Second
@@ -27,6 +28,9 @@ const (
 	// stockLostAfter: the C++ task's 10 retries ran out and the next
 	// announce (at most a minute later) brought no request either.
 	stockLostAfter = 10*stockRetry + 90*time.Second
+	// stockRejoin: a rebooted ESP is back in seconds (boot, a scan of the
+	// mesh channel, DHCP, node sync); one still away after this is lost.
+	stockRejoin = 2 * time.Minute
 	// stockPoll is how often the mesh is checked for the reboot of a node
 	// that was served its last chunk.
 	stockPoll = time.Second
@@ -96,12 +100,17 @@ func (c *Campaign) stockCheck(now time.Time, inMesh func(uint32) bool) []NodePro
 		switch {
 		case !p.stock.servedLast.IsZero():
 			back := inMesh(p.Node)
-			next.stock.left = p.stock.left || !back
-			if !(next.stock.left && back) && now.Sub(p.stock.servedLast) < stockInstallQuiet {
-				p.stock.left = next.stock.left
+			left := p.stock.left || !back
+			since := now.Sub(p.stock.servedLast)
+			switch {
+			case left && back, !left && since >= stockInstallQuiet:
+				next.State, next.Done, next.Bytes, next.ETA = StateInstalled, next.Total, next.BytesTotal, 0
+			case left && since >= stockRejoin:
+				next.State, next.Err = StateLost, fmt.Sprintf("left the mesh after its last chunk and was not back within %s", stockRejoin)
+			default:
+				p.stock.left = left
 				continue
 			}
-			next.State, next.Done, next.Bytes, next.ETA = StateInstalled, next.Total, next.BytesTotal, 0
 		case silent >= stockLostAfter:
 			next.State, next.Err = StateLost, fmt.Sprintf("no request for %s", silent.Round(time.Second))
 		case silent >= stockGoneAfter && !inMesh(p.Node):

@@ -150,12 +150,47 @@ func TestStockReceiverLostMidTransfer(t *testing.T) {
 	if p.State != ota.StateLost || !strings.Contains(p.Err, "left the mesh") {
 		t.Errorf("vanished node: %+v, want lost, having left the mesh", p)
 	}
-	if c.State != ota.CampaignFailed || c.Reason != "1 of 3 nodes lost during the transfer" {
+	if c.State != ota.CampaignFailed || c.Reason != "1 of 3 nodes lost" {
 		t.Errorf("campaign %s (%s), want failed with 1 of 3 lost", c.State, c.Reason)
 	}
 	for _, d := range r.f.Devices[:2] {
 		if p, _ := c.Node(d.ID); p.State != ota.StateInstalled {
 			t.Errorf("node %d: %s, want installed", d.ID, p.State)
 		}
+	}
+}
+
+// A node that went away after its last chunk and never came back is not
+// counted installed: it is lost, with the reason.
+func TestStockReceiverGoneAfterLastChunkIsLost(t *testing.T) {
+	r := newStockRig(t, 2)
+	c := r.start(t)
+	md5 := md5hex(r.img)
+	net := r.f.Net
+	handled := map[uint32]bool{}
+	done := func() bool {
+		for i, d := range r.f.Devices {
+			if d.Runs(md5) && !handled[d.ID] {
+				handled[d.ID] = true
+				nd := d.Node
+				if i == 0 {
+					net.After(2*time.Second, func() { net.Restart(nd) })
+				} else {
+					net.After(2*time.Second, func() { net.Crash(nd) })
+				}
+			}
+		}
+		return !c.Active()
+	}
+	if !net.RunUntil(done, 30*time.Minute) {
+		t.Fatalf("campaign still %s: %+v", c.State, c.Nodes())
+	}
+	back, _ := c.Node(r.f.Devices[0].ID)
+	gone, _ := c.Node(r.f.Devices[1].ID)
+	if back.State != ota.StateInstalled || gone.State != ota.StateLost || gone.Err != "left the mesh after its last chunk and was not back within 2m0s" {
+		t.Errorf("rebooted node %s, vanished node %s (%s): want installed and lost", back.State, gone.State, gone.Err)
+	}
+	if c.State != ota.CampaignFailed || c.Reason != "1 of 2 nodes lost" {
+		t.Errorf("campaign %s (%s), want failed with 1 of 2 lost", c.State, c.Reason)
 	}
 }
