@@ -1,8 +1,11 @@
 // Copy of painlessMesh's src/boost/asynctcp.hpp (v1.10.0, LGPL-3.0, see
 // ../shared/vendor/painlessMesh), with two changes for meshfleet's C++ test
 // peer: write() sends the whole buffer (upstream's async_send drops the rest
-// of a partial write, merging or cutting messages under load), and the
-// server binds a given address (loopback in tests) and reports its port.
+// of a partial write, merging or cutting messages under load); every
+// socket has TCP_NODELAY (upstream sets it on the listener only, so a
+// dialled connection waits for delayed ACKs, some 40 ms per stock OTA
+// request on Linux); and the server binds a given address (loopback in
+// tests) and reports its port.
 #ifndef _BOOST_ASYNCTCP_HPP_
 #define _BOOST_ASYNCTCP_HPP_
 
@@ -175,6 +178,8 @@ class AsyncClient {
 
   void handleConnect(const boost::system::error_code& ec) {
     if (!ec) {
+      boost::system::error_code ignored;
+      mSocket.set_option(tcp::no_delay(true), ignored);
       if (_connect_cb) _connect_cb(_connect_cb_arg, this);
 
       initRead();
@@ -281,6 +286,8 @@ class AsyncServer {
     mAcceptor.async_accept(
         client->socket(), [this, client](const boost::system::error_code& e) {
           if (!e && this->_connect_cb) {
+            boost::system::error_code ignored;
+            client->socket().set_option(tcp::no_delay(true), ignored);
             this->_connect_cb(this->_connect_cb_arg, client);
             this->initAccept();
             client->initRead();
