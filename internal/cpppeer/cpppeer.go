@@ -67,7 +67,7 @@ var build struct {
 // it when they are present but the build fails.
 func Build(t testing.TB) string {
 	t.Helper()
-	build.once.Do(func() { build.path, build.err = buildPeer() })
+	build.once.Do(func() { build.path, build.err = buildPeer(VendorDir()) })
 	if errors.Is(build.err, ErrMissing) {
 		t.Skip(build.err)
 	}
@@ -89,8 +89,7 @@ func VendorDir() string {
 	return filepath.Clean(filepath.Join(sourceDir(), "..", "..", "..", "shared", "vendor"))
 }
 
-func buildPeer() (string, error) {
-	vendor := VendorDir()
+func buildPeer(vendor string) (string, error) {
 	if _, err := os.Stat(filepath.Join(vendor, "painlessMesh", "src", "painlessmesh", "ota.hpp")); err != nil {
 		return "", fmt.Errorf("%w: no painlessMesh sources at %s (the repository expects them in ../shared/vendor)", ErrMissing, vendor)
 	}

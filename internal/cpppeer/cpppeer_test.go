@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -49,5 +51,15 @@ func TestStockOTAThroughRelay(t *testing.T) {
 	state, err := os.ReadFile(filepath.Join(rxDir, "ota_fw.json"))
 	if err != nil || !bytes.Contains(state, []byte(ev.MD5)) {
 		t.Fatalf("receiver's ota_fw.json %q (%v) does not hold the new md5 %s", state, err, ev.MD5)
+	}
+}
+
+// Without the vendored sources the peer is reported missing, naming where
+// they were looked for, so tests skip with that message.
+func TestBuildWithoutVendorSources(t *testing.T) {
+	dir := t.TempDir()
+	_, err := buildPeer(dir)
+	if !errors.Is(err, ErrMissing) || !strings.Contains(err.Error(), "no painlessMesh sources at "+dir) {
+		t.Fatalf("error %v, want ErrMissing naming %s", err, dir)
 	}
 }
