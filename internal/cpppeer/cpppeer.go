@@ -54,7 +54,7 @@ var (
 )
 
 // ErrMissing wraps every reason the peer cannot be built on this machine.
-var ErrMissing = errors.New("C++ test peer unavailable")
+var ErrMissing = errors.New("the C++ test peer cannot be built here")
 
 var build struct {
 	once sync.Once
@@ -415,7 +415,7 @@ func (p *Peer) Wait(ctx context.Context, match func(Event) bool) (Event, error) 
 			}
 			if ev.Event == "exit" {
 				p.mu.Unlock()
-				return ev, fmt.Errorf("C++ peer %d exited before the awaited event", p.Config.ID)
+				return ev, fmt.Errorf("peer %d exited before the awaited event", p.Config.ID)
 			}
 		}
 		changed := p.changed
@@ -423,7 +423,7 @@ func (p *Peer) Wait(ctx context.Context, match func(Event) bool) (Event, error) 
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return Event{}, fmt.Errorf("C++ peer %d: no awaited event: %w (last events: %s)", p.Config.ID, ctx.Err(), p.tail())
+			return Event{}, fmt.Errorf("peer %d: no awaited event: %w (last events: %s)", p.Config.ID, ctx.Err(), p.tail())
 		}
 	}
 }
