@@ -21,7 +21,6 @@ import (
 // announcing every second (a stock distributor announces every 60 s).
 func goStockDistributor(ctx context.Context, t *testing.T) (*Distributor, *tcp.Driver) {
 	t.Helper()
-	cpppeer.Build(t) // skip before anything starts
 	dist := NewDistributor(DistributorConfig{Compress: Compress, AnnounceInterval: time.Second})
 	d, err := tcp.New(tcp.Config{
 		Node:    mesh.Config{ID: 1, Root: true, ContainsRoot: true},
@@ -99,6 +98,7 @@ func waitMeshSize(ctx context.Context, t *testing.T, p *cpppeer.Peer, n int) {
 // Our stock mode serves stock C++ receivers in a tree, one of them behind
 // a C++ relay: each writes the right image.
 func TestStockToCppReceiversInATree(t *testing.T) {
+	cpppeer.Build(t) // first: a cold build takes its own time
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dist, d := goStockDistributor(ctx, t)
@@ -119,6 +119,7 @@ func TestStockToCppReceiversInATree(t *testing.T) {
 // A stock C++ receiver killed mid-transfer starts again and still gets the
 // image: the next announce restarts its transfer from the first part.
 func TestStockCppReceiverKilledMidTransfer(t *testing.T) {
+	cpppeer.Build(t) // first: a cold build takes its own time
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dist, d := goStockDistributor(ctx, t)

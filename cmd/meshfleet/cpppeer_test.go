@@ -46,6 +46,7 @@ func receiveTime(ctx context.Context, t *testing.T, rx *cpppeer.Peer, img []byte
 // distributor's on the same link (measured here, both from the receiver's
 // joining to its MD5 check).
 func TestOTAPushStockToCppReceiver(t *testing.T) {
+	cpppeer.Build(t) // first: a cold build takes its own time
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	p, img := writeImage(t, 200_000)

@@ -15,6 +15,7 @@ import (
 // A stock C++ distributor serves a file through a C++ relay to a stock
 // C++ receiver, which writes exactly that file and restarts.
 func TestStockOTAThroughRelay(t *testing.T) {
+	Build(t) // first: a cold build takes its own time
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dir := t.TempDir()
