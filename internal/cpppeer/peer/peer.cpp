@@ -241,8 +241,11 @@ int main(int argc, char** argv) {
       offerTask = mesh.offerOTA(o.role, o.hardware, firmwareMD5, noPart, false, o.broadcasted);
       peer::emit("offered", "\"md5\":\"" + firmwareMD5 + "\",\"parts\":" + std::to_string(noPart));
     }
-    mesh.update();
-    if (io.poll() == 0) io.run_one_for(std::chrono::milliseconds(1));
+    // mesh.update() without hiding whether a task ran: the loop waits for
+    // the network (up to 1 ms) only when neither the scheduler nor the
+    // sockets had anything to do, so a request is answered at once.
+    bool idle = scheduler.execute();
+    if (io.poll() == 0 && idle) io.run_one_for(std::chrono::milliseconds(1));
     if (io.stopped()) {
       io.restart();
       usleep(1000);
