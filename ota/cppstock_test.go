@@ -141,3 +141,22 @@ func TestStockCppReceiverKilledMidTransfer(t *testing.T) {
 	}
 	waitImage(ctx, t, rx, img)
 }
+
+// A stock C++ receiver that joins while a transfer runs gets the image
+// too, from the next announce.
+func TestStockCppReceiverJoinsLate(t *testing.T) {
+	cpppeer.Build(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dist, d := goStockDistributor(ctx, t)
+	img := randomImage(t, 200_000)
+	early := cpppeer.Start(ctx, t, cpppeer.Config{ID: 101, Connect: d.Addr().String(), Role: "sensor", Image: filepath.Join(t.TempDir(), "image.bin"), ProgressEvery: 10})
+	waitMeshSize(ctx, t, early, 2)
+	startStock(ctx, t, d, dist, img)
+	if _, err := early.Wait(ctx, func(e cpppeer.Event) bool { return e.Event == "part" && e.Part >= 49 }); err != nil {
+		t.Fatal(err)
+	}
+	late := cpppeer.Start(ctx, t, cpppeer.Config{ID: 102, Connect: d.Addr().String(), Role: "sensor", Image: filepath.Join(t.TempDir(), "image.bin"), ProgressEvery: 10})
+	waitImage(ctx, t, early, img)
+	waitImage(ctx, t, late, img)
+}
