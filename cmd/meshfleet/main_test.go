@@ -48,6 +48,11 @@ func executeTo(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, a
 }
 
 func resetFlags(c *cobra.Command) {
+	// Cobra hands the root's context to a subcommand only while the
+	// subcommand has none, so without this a second run in one test binary
+	// would get the first run's (possibly cancelled) context.
+	var unset context.Context
+	c.SetContext(unset)
 	c.Flags().VisitAll(func(f *pflag.Flag) {
 		if sv, ok := f.Value.(pflag.SliceValue); ok {
 			sv.Replace(nil)
