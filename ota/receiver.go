@@ -61,13 +61,14 @@ type Receiver struct {
 
 // ReceiverStats count what the receiver sent, for tests and benchmarks.
 type ReceiverStats struct {
-	StockRequests  int // type 11 sent
-	NeedsSent      int // type 721 sent
-	ChunksAsked    int // chunks named in those
-	ChunksServed   int // chunks sent to children
-	DuplicateChunk int // chunks received that were already held
-	Rejected       int // packages that did not match what we download
-	Refused        int // offers refused by the manifest checks
+	StockRequests   int // type 11 sent
+	NeedsSent       int // type 721 sent
+	ChunksAsked     int // chunks named in those
+	ChunksServed    int // chunks sent to children
+	DuplicateChunk  int // chunks received that were already held
+	WriteBufferFull int // chunks dropped: the write buffer was full
+	Rejected        int // packages that did not match what we download
+	Refused         int // offers refused by the manifest checks
 }
 
 // NewReceiver boots the store (a trial image after a switch must confirm
@@ -152,7 +153,7 @@ func (r *Receiver) Downloading() (id string, have, total int, ok bool) {
 	if r.cur == nil {
 		return "", 0, 0, false
 	}
-	return r.cur.id, r.cur.have.Count(), r.cur.have.Len(), true
+	return r.cur.id, r.cur.held.Count(), r.cur.held.Len(), true
 }
 
 // Confirm is how a running trial image reports itself healthy (the
@@ -239,8 +240,8 @@ func (r *Receiver) onOffer(now time.Time, raw []byte) error {
 		if t := r.cur; t != nil && !t.viaOffer && t.offer.MD5 == o.MD5 {
 			// Started from the stock announce, whose requests will go
 			// unanswered.
-			if t.staged != nil {
-				_ = t.staged.Flush()
+			if staged := t.staged; staged != nil {
+				r.deferStore(now, staged.Flush, nil)
 			}
 			r.cur = nil
 			r.setState(now, StateIdle, "")
@@ -288,6 +289,7 @@ func (r *Receiver) onOffer(now time.Time, raw []byte) error {
 		dist:     o.From,
 		start:    now,
 		have:     NewBitmap(o.Chunks),
+		held:     NewBitmap(o.Chunks),
 		manifest: m,
 	}
 	t.fetch = r.newFetcher(t, false)
@@ -312,7 +314,7 @@ func (r *Receiver) start(now time.Time, t *incoming) {
 		return
 	}
 	if superseded != nil {
-		_ = superseded.Flush()
+		r.deferStore(now, superseded.Flush, nil)
 	}
 	r.downloading(now, t)
 }
@@ -359,6 +361,7 @@ func (r *Receiver) open(now time.Time, t *incoming, superseded Download, opened 
 		for i := 0; i < o.Chunks; i++ {
 			if dl.Has(i) {
 				t.have.Set(i)
+				t.held.Set(i)
 				t.bytes += int64(o.ChunkSize)
 			}
 		}
@@ -377,7 +380,7 @@ func decodeSig(s string) []byte {
 	return b
 }
 
-func (r *Receiver) write(t *incoming, i int, data []byte) {
+func (r *Receiver) write(now time.Time, t *incoming, i int, data []byte) {
 	if t.have.Has(i) {
 		r.stats.DuplicateChunk++
 		return
@@ -396,18 +399,28 @@ func (r *Receiver) write(t *incoming, i int, data []byte) {
 	if t.staged == nil {
 		return
 	}
-	if err := t.staged.WriteChunk(i, data); err != nil {
-		r.cfg.Logger.Warn("ota receiver: write chunk", "transfer", t.id, "chunk", i, "err", err)
+	if !r.buffer(now, t, i, data) {
+		r.stats.WriteBufferFull++
 		return
 	}
 	t.have.Set(i)
-	t.bytes += int64(len(data))
 	t.fetch.stored(i)
 	r.repairs.stored(t, i, data)
 }
 
+// afterWrite goes on after a chunk came in: at once if it was not taken,
+// else when the store answered its write (afterStored).
 func (r *Receiver) afterWrite(now time.Time, t *incoming) {
-	if t.have.Full() && r.state == StateDownloading {
+	if t.writes.inFlight != nil {
+		return
+	}
+	r.afterStored(now, t)
+}
+
+// afterStored verifies t once every chunk is held, else reports progress
+// and sends the asks that are due.
+func (r *Receiver) afterStored(now time.Time, t *incoming) {
+	if t.held.Full() && r.state == StateDownloading {
 		r.verify(now, t)
 		return
 	}

@@ -68,9 +68,11 @@ func (s *childRepairs) onNeed(now time.Time, h protocol.Header, raw []byte) erro
 	}
 	for _, i := range parts {
 		if t.have.Has(i) {
-			data, err := t.staged.ReadChunk(i)
-			if err != nil {
-				continue
+			data, ok := t.writes.chunk(i)
+			if !ok {
+				if data, err = t.staged.ReadChunk(i); err != nil {
+					continue
+				}
 			}
 			s.serve(t, n.From, i, data)
 			continue

@@ -22,10 +22,20 @@ import (
 // done inline.
 func (r *Receiver) storeWork(now time.Time, do func() error, done func(now time.Time, err error)) {
 	r.storeBusy = true
-	w := mesh.Work{Do: do, Done: func(now time.Time, err error) {
+	r.deferStore(now, do, func(now time.Time, err error) {
 		r.storeBusy = false
 		done(now, err)
-	}}
+	})
+}
+
+// deferStore has the driver run do off the step, after the store work
+// asked before, and calls done with its result; the receiver goes on
+// meanwhile (chunk writes, flushes nothing waits for). done may be nil.
+func (r *Receiver) deferStore(now time.Time, do func() error, done func(now time.Time, err error)) {
+	if done == nil {
+		done = func(time.Time, error) {}
+	}
+	w := mesh.Work{Do: do, Done: done}
 	if wh, ok := r.host.(mesh.WorkHost); ok {
 		wh.Defer(w)
 		return
@@ -82,6 +92,7 @@ func (r *Receiver) verified(now time.Time, t *incoming, err error) {
 		if again {
 			// The staged chunks were discarded; fetch them again.
 			t.have = NewBitmap(t.offer.Chunks)
+			t.held = NewBitmap(t.offer.Chunks)
 			t.bytes = 0
 			t.staged = nil
 			t.fetch.discard()

@@ -22,7 +22,7 @@ func TestVerifyWaitsForTheStoreWhileTheNodeRuns(t *testing.T) {
 	relay := r.nodes[0] // every other receiver is behind it
 	last := r.nodes[len(r.nodes)-1]
 	rc := r.recv[relay.ID()]
-	if !r.net.RunUntil(func() bool { return rc.State() == StateVerifying }, time.Minute) {
+	if !r.net.RunUntil(func() bool { return rc.State() == StateVerifying }, 5*time.Minute) { // its chunk writes take workTime too
 		t.Fatalf("relay never verifying: %s", rc.State())
 	}
 	asked := r.net.Now()
