@@ -95,15 +95,44 @@ func NewReceiver(cfg ReceiverConfig, now time.Time) (*Receiver, error) {
 }
 
 func (r *Receiver) boot(now time.Time) error {
-	trial, deadline, err := r.cfg.Store.Boot(now)
+	b, err := bootStore(r.cfg.Store, now)
 	if err != nil {
-		return fmt.Errorf("ota: boot slot store: %w", err)
+		return err
 	}
-	origin, hasOrigin := Origin{}, false
-	if keep, ok := r.cfg.Store.(OriginStore); ok {
-		origin, hasOrigin = keep.Origin()
+	r.booted(now, b)
+	return nil
+}
+
+// bootState is what the store says at boot.
+type bootState struct {
+	trial, hasOrigin bool
+	deadline         time.Time
+	origin           Origin
+	rolledBack       string // "": none to report
+	active           string
+}
+
+// bootStore boots store and reads what booted: store work, which may
+// write (a trial's deadline, a rollback handed out).
+func bootStore(store Store, now time.Time) (bootState, error) {
+	var b bootState
+	var err error
+	b.trial, b.deadline, err = store.Boot(now)
+	if err != nil {
+		return b, fmt.Errorf("ota: boot slot store: %w", err)
 	}
-	if md5, ok := r.cfg.Store.LastRollback(); ok {
+	if keep, ok := store.(OriginStore); ok {
+		b.origin, b.hasOrigin = keep.Origin()
+	}
+	b.rolledBack, _ = store.LastRollback()
+	b.active, _ = store.Active()
+	return b, nil
+}
+
+// booted takes up the state the store booted into.
+func (r *Receiver) booted(now time.Time, b bootState) {
+	trial, deadline, origin, hasOrigin := b.trial, b.deadline, b.origin, b.hasOrigin
+	if md5 := b.rolledBack; md5 != "" {
 		r.rolledBack = md5
 		r.state = StateRolledBack
 		switch {
@@ -117,7 +146,7 @@ func (r *Receiver) boot(now time.Time) error {
 		}
 	}
 	if trial {
-		if active, _ := r.cfg.Store.Active(); hasOrigin && origin.Image == active && !origin.Reported {
+		if hasOrigin && origin.Image == b.active && !origin.Reported {
 			r.trialOrigin = &origin
 		}
 		r.trial = true
@@ -127,7 +156,6 @@ func (r *Receiver) boot(now time.Time) error {
 			r.selfTestAt = now.Add(r.cfg.SelfTestDelay)
 		}
 	}
-	return nil
 }
 
 // Attach implements mesh.Plugin.
@@ -157,18 +185,33 @@ func (r *Receiver) Downloading() (id string, have, total int, ok bool) {
 }
 
 // Confirm is how a running trial image reports itself healthy (the
-// restarted process calls it once it is up).
+// restarted process calls it once it is up). The store confirms off the
+// step: the receiver is confirmed when it answered; should the store fail,
+// the trial stays and rolls back at its deadline.
 func (r *Receiver) Confirm(now time.Time) error {
 	if !r.trial {
 		return nil
 	}
-	if err := r.cfg.Store.Confirm(now); err != nil {
-		return fmt.Errorf("ota: confirm: %w", err)
+	if r.storeBusy {
+		return errors.New("ota: confirm: the store is still busy with the trial (confirming or rolling back)")
 	}
-	r.trial = false
-	md5, _ := r.cfg.Store.Active()
-	r.setState(now, StateConfirmed, "")
-	r.final(now, &Report{State: string(StateConfirmed), Active: md5}, md5)
+	store := r.cfg.Store
+	var md5 string
+	r.storeWork(now, func() error {
+		if err := store.Confirm(now); err != nil {
+			return err
+		}
+		md5, _ = store.Active()
+		return nil
+	}, func(now time.Time, err error) {
+		if err != nil {
+			r.cfg.Logger.Warn("ota receiver: confirm", "err", err)
+			return
+		}
+		r.trial = false
+		r.setState(now, StateConfirmed, "")
+		r.final(now, &Report{State: string(StateConfirmed), Active: md5}, md5)
+	})
 	return nil
 }
 

@@ -123,11 +123,15 @@ func (r *Receiver) deliver(now time.Time) {
 	}
 	r.pending = nil
 	if keep, ok := r.cfg.Store.(OriginStore); ok {
-		if o, ok := keep.Origin(); ok && o.Image == p.md5 && !o.Reported {
-			o.Reported = true
-			if err := keep.SetOrigin(o); err != nil {
-				r.cfg.Logger.Warn("ota receiver: record the reported outcome", "transfer", p.rep.ID, "err", err)
+		log, id := r.cfg.Logger, p.rep.ID
+		r.deferStore(now, func() error {
+			if o, ok := keep.Origin(); ok && o.Image == p.md5 && !o.Reported {
+				o.Reported = true
+				if err := keep.SetOrigin(o); err != nil {
+					log.Warn("ota receiver: record the reported outcome", "transfer", id, "err", err)
+				}
 			}
-		}
+			return nil
+		}, nil)
 	}
 }

@@ -4,7 +4,7 @@ import "time"
 
 // Tick implements mesh.Plugin.
 func (r *Receiver) Tick(now time.Time) {
-	if r.trial {
+	if r.trial && !r.storeBusy { // busy: confirming or rolling back
 		switch {
 		case !r.selfTestAt.IsZero() && !now.Before(r.selfTestAt):
 			r.selfTestAt = time.Time{}
@@ -25,11 +25,21 @@ func (r *Receiver) Tick(now time.Time) {
 	r.repairs.flush(now)
 }
 
+// rollback has the store abandon the trial image off the step, then
+// reports the rollback and restarts (rolledBack).
 func (r *Receiver) rollback(now time.Time, why string) {
-	md5, _ := r.cfg.Store.Active()
-	if err := r.cfg.Store.Rollback(now); err != nil {
-		r.cfg.Logger.Error("ota receiver: rollback", "err", err)
-	}
+	store, log := r.cfg.Store, r.cfg.Logger
+	var md5 string
+	r.storeWork(now, func() error {
+		md5, _ = store.Active()
+		if err := store.Rollback(now); err != nil {
+			log.Error("ota receiver: rollback", "err", err)
+		}
+		return nil
+	}, func(now time.Time, _ error) { r.rolledBackTo(now, md5, why) })
+}
+
+func (r *Receiver) rolledBackTo(now time.Time, md5, why string) {
 	r.trial = false
 	r.rolledBack = md5
 	r.setState(now, StateRolledBack, why)
@@ -53,7 +63,7 @@ func (r *Receiver) NextDeadline() time.Time {
 			next = t
 		}
 	}
-	if r.trial {
+	if r.trial && !r.storeBusy {
 		at(r.selfTestAt)
 		at(r.trialDeadline)
 	}

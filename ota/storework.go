@@ -114,19 +114,33 @@ func (r *Receiver) verified(now time.Time, t *incoming, err error) {
 	var origin *Origin
 	if t.viaOffer {
 		origin = &Origin{Image: t.offer.MD5, Transfer: t.id, Distributor: t.dist}
-		if keep, ok := r.cfg.Store.(OriginStore); ok {
+	}
+	// Record the origin, then restart into the new image or boot it in
+	// place: store work, the restart only once the origin is durable.
+	store, log, restart := r.cfg.Store, r.cfg.Logger, r.cfg.Restart
+	var b bootState
+	r.storeWork(now, func() error {
+		if keep, ok := store.(OriginStore); ok && origin != nil {
 			if err := keep.SetOrigin(*origin); err != nil {
-				r.cfg.Logger.Warn("ota receiver: record the origin of the new image", "transfer", t.id, "err", err)
+				log.Warn("ota receiver: record the origin of the new image", "transfer", t.id, "err", err)
 			}
 		}
-	}
-	if r.cfg.Restart != nil {
-		r.cfg.Restart(now)
-		return
-	}
-	if err := r.boot(now); err != nil {
-		r.fail(now, err)
-		return
-	}
-	r.trialOrigin = origin
+		if restart != nil {
+			return nil
+		}
+		var err error
+		b, err = bootStore(store, now)
+		return err
+	}, func(now time.Time, err error) {
+		if restart != nil {
+			restart(now)
+			return
+		}
+		if err != nil {
+			r.fail(now, err)
+			return
+		}
+		r.booted(now, b)
+		r.trialOrigin = origin
+	})
 }
