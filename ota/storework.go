@@ -9,13 +9,16 @@ import (
 
 // Persistence out of the step, as raft treats writes: the slow store
 // operations (opening the staged download, flushing it, decompressing and
-// checking the whole image, switching slots: fsyncs, MD5, SHA-256,
-// signatures) are asked of the driver as mesh.Work, and their result
-// comes back as an input. The state waits for the answer (verifying stays
-// verifying until Finish answered); meanwhile the node keeps relaying and
-// syncing, and the receiver leaves the store alone: it takes up no OTA
-// package (offers and announces repeat, children ask again, a chunk
-// missed while a download opens is fetched again).
+// checking the whole image, switching slots, confirming or rolling back
+// the trial, booting the new slot: fsyncs, MD5, SHA-256, signatures) are
+// asked of the driver as mesh.Work, and their result comes back as an
+// input. The state waits for the answer (verifying stays verifying until
+// Finish answered, switching until Confirm did); meanwhile the node keeps
+// relaying and syncing, and the receiver leaves the store alone: it takes
+// up no OTA package (offers and announces repeat, children ask again, a
+// chunk missed while a download opens is fetched again). Chunk writes
+// (chunkwrites.go), repair reads (repairs.go) and flushes nothing waits
+// for go to the driver too, in order, without holding the receiver up.
 
 // storeWork has the driver run do off the step, then calls done with its
 // result. A host that runs no work off the step (a test's fake) gets it
