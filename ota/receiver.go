@@ -195,6 +195,12 @@ func (r *Receiver) Confirm(now time.Time) error {
 	if r.storeBusy {
 		return errors.New("ota: confirm: the store is still busy with the trial (confirming or rolling back)")
 	}
+	r.confirm(now, func(time.Time) {})
+	return nil
+}
+
+// confirm has the store confirm the trial image, then goes on with then.
+func (r *Receiver) confirm(now time.Time, then func(now time.Time)) {
 	store := r.cfg.Store
 	var md5 string
 	r.storeWork(now, func() error {
@@ -206,13 +212,13 @@ func (r *Receiver) Confirm(now time.Time) error {
 	}, func(now time.Time, err error) {
 		if err != nil {
 			r.cfg.Logger.Warn("ota receiver: confirm", "err", err)
-			return
+		} else {
+			r.trial = false
+			r.setState(now, StateConfirmed, "")
+			r.final(now, &Report{State: string(StateConfirmed), Active: md5}, md5)
 		}
-		r.trial = false
-		r.setState(now, StateConfirmed, "")
-		r.final(now, &Report{State: string(StateConfirmed), Active: md5}, md5)
+		then(now)
 	})
-	return nil
 }
 
 // HandlePackage implements mesh.Plugin.
