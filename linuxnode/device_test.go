@@ -79,6 +79,22 @@ func start(t *testing.T, cfg Config, now time.Time) (*Device, *mesh.Node, []mesh
 	return dev, n, n.Ready().Events
 }
 
+// ready is what the node wants done, with the store work it asks for
+// done as a driver does it: off the step, answered with WorkDone.
+func ready(n *mesh.Node, now time.Time) []mesh.Event {
+	var evs []mesh.Event
+	for {
+		rd := n.Ready()
+		evs = append(evs, rd.Events...)
+		if len(rd.Work) == 0 {
+			return evs
+		}
+		for _, w := range rd.Work {
+			n.WorkDone(now, w, w.Do())
+		}
+	}
+}
+
 func otaEvents(evs []mesh.Event) []OTAEvent {
 	var out []OTAEvent
 	for _, e := range evs {
@@ -169,11 +185,20 @@ func TestTrialConfirmsAtFirstSync(t *testing.T) {
 		t.Fatalf("trial reports %+v, want the new image, switching", m)
 	}
 	n.Tick(t0.Add(10 * time.Second))
-	if got := otaEvents(n.Ready().Events); len(got) != 0 {
+	if got := otaEvents(ready(n, t0.Add(10*time.Second))); len(got) != 0 {
 		t.Fatalf("events before joining: %+v", got)
 	}
 	n.Emit(mesh.NewConnection{Conn: 1, NodeID: 5})
-	got := otaEvents(n.Ready().Events)
+	// The store confirms off the step; the image is confirmed on its answer.
+	rd := n.Ready()
+	if got := otaEvents(rd.Events); len(got) != 0 || len(rd.Work) != 1 {
+		t.Fatalf("at the first sync: events %+v and %d store works, want none and the confirm", got, len(rd.Work))
+	}
+	if st := dev.Store().State(); st.Pending == "" {
+		t.Fatalf("slot state %+v: confirmed inside the node's step", st)
+	}
+	n.WorkDone(t0.Add(10*time.Second), rd.Work[0], rd.Work[0].Do())
+	got := otaEvents(ready(n, t0.Add(10*time.Second)))
 	if len(got) != 1 || got[0].State != string(ota.StateConfirmed) || got[0].MD5 != sum || got[0].Slot != "B" {
 		t.Fatalf("events after the first sync: %+v, want %s confirmed in slot B", got, sum)
 	}
@@ -182,7 +207,7 @@ func TestTrialConfirmsAtFirstSync(t *testing.T) {
 		t.Fatalf("slot state %+v, want B confirmed", st)
 	}
 	n.Emit(mesh.NewConnection{Conn: 2, NodeID: 6})
-	if got := otaEvents(n.Ready().Events); len(got) != 0 || restartRequested(dev) {
+	if got := otaEvents(ready(n, t0.Add(10*time.Second))); len(got) != 0 || restartRequested(dev) {
 		t.Fatalf("a second sync did more: %+v", got)
 	}
 	if m := dev.Reporter().Snapshot(t0); m.OTAState != status.OTAConfirmed || m.OTAProgress != 100 {
@@ -199,11 +224,11 @@ func TestTrialRollsBackAtDeadline(t *testing.T) {
 		t.Fatalf("next deadline %v, want the confirm deadline %v", dl, t0.Add(time.Minute))
 	}
 	n.Tick(t0.Add(time.Minute - time.Millisecond))
-	if got := otaEvents(n.Ready().Events); len(got) != 0 || restartRequested(dev) {
+	if got := otaEvents(ready(n, t0.Add(time.Minute-time.Millisecond))); len(got) != 0 || restartRequested(dev) {
 		t.Fatalf("before the deadline: %+v", got)
 	}
 	n.Tick(t0.Add(time.Minute))
-	got := otaEvents(n.Ready().Events)
+	got := otaEvents(ready(n, t0.Add(time.Minute)))
 	if len(got) != 1 || got[0].State != string(ota.StateRolledBack) || got[0].MD5 != sum || got[0].Slot != "A" ||
 		!strings.Contains(got[0].Reason, "confirm") {
 		t.Fatalf("events at the deadline: %+v, want %s rolled back to A", got, sum)

@@ -45,13 +45,20 @@
 // (distributor_push.go).
 //
 // Persistence is out of the step, as raft treats writes (storework.go):
-// the slow store work (Begin, which opens or resumes the staged download;
-// Flush, Finish's decoding and checks, and Switch) is asked of the driver
-// as a mesh.Work in the node's Ready, the driver runs it (transport/tcp on
-// a worker goroutine, the simulator between steps, after
-// sim.Config.WorkTime of virtual time) and answers with
-// mesh.Node.WorkDone; the receiver waits for the answer (it stays
-// verifying until Finish answered) and leaves the store alone meanwhile.
-// Chunk writes, the trial's Confirm and Rollback, and the small origin
-// record stay in the step.
+// the store work (Begin, which opens or resumes the staged download; chunk
+// writes; Flush, Finish's decoding and checks, and Switch; the trial's
+// Confirm and Rollback; SetOrigin; Boot of the new slot; the chunk reads
+// that serve children's repairs) is asked of the driver as a mesh.Work in
+// the node's Ready, the driver runs it in order (transport/tcp on a worker
+// goroutine, the simulator between steps, after sim.Config.WorkTime of
+// virtual time) and answers with mesh.Node.WorkDone. The state advances
+// on the answer: verifying until Finish answered, switching until Confirm
+// did; meanwhile the receiver leaves the store alone. Chunk writes are
+// batched (chunkwrites.go): received chunks wait in a buffer bounded by
+// ReceiverConfig.WriteBuffer while the batch before them is written and
+// flushed, count as held only once their batch answered (a crash never
+// claims a chunk that is not on disk), and a chunk that does not fit is
+// dropped and fetched again. Only the store's in-memory reads (Active,
+// SecurityCounter, Staged) stay in the step; NewReceiver boots the store
+// before the node runs.
 package ota

@@ -52,9 +52,14 @@ type incoming struct {
 	mode     Mode
 	dist     uint32
 	staged   Download // nil until the store opened it
-	have     *Bitmap
-	bytes    int64
-	start    time.Time
+	// have is every chunk received (held, or waiting in writes to be
+	// written): what the fetcher no longer asks for. held is what the
+	// store answered it wrote: what is reported, verified and resumed.
+	have   *Bitmap
+	held   *Bitmap
+	writes chunkWrites
+	bytes  int64 // of the chunks held
+	start  time.Time
 	// lastChunk is when the last chunk arrived (or fetching restarted).
 	lastChunk  time.Time
 	nextReport time.Time
@@ -114,7 +119,7 @@ func (r *Receiver) onChunk(now time.Time, h protocol.Header, raw []byte) error {
 	}
 	t.fetch.arrived(now, c.Index, h.Routing == protocol.RouteBroadcast)
 	t.lastChunk = now
-	r.write(t, c.Index, data)
+	r.write(now, t, c.Index, data)
 	r.afterWrite(now, t)
 	return nil
 }

@@ -137,8 +137,8 @@ func (f *stockFetch) onData(now time.Time, raw []byte) error {
 			}
 			f.unsized[i] = data
 			r.open(now, t, nil, func(now time.Time) {
-				for i, data := range f.unsized {
-					r.write(t, i, data)
+				for _, i := range sortedKeys(f.unsized) {
+					r.write(now, t, i, f.unsized[i])
 				}
 				f.unsized = nil
 				f.received(now)
@@ -148,7 +148,7 @@ func (f *stockFetch) onData(now time.Time, raw []byte) error {
 		f.unsized[i] = data
 		return nil
 	}
-	r.write(t, i, data)
+	r.write(now, t, i, data)
 	f.received(now)
 	return nil
 }
@@ -214,6 +214,7 @@ func (r *Receiver) onAnnounce(now time.Time, raw []byte) error {
 		offer: Offer{ID: id, MD5: a.MD5, TMD5: a.MD5, Role: a.Role, Hardware: a.Hardware,
 			Chunks: int(a.NoPart), Method: "none", Forced: a.Forced, Encoding: EncBase64, Mode: string(ModeStock)},
 		have: NewBitmap(int(a.NoPart)),
+		held: NewBitmap(int(a.NoPart)),
 	}
 	t.fetch = r.newFetcher(t, a.Broadcasted)
 	// "compressed" is only a flag in stock (Q-19 g): a stock distributor

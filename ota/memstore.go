@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 )
 
@@ -60,14 +61,28 @@ func NewMemoryStore(activeMD5 string) *MemoryStore {
 
 type memDownload struct {
 	t      Transfer
+	mu     sync.Mutex // the driver writes off the step while the step reads
 	chunks map[int][]byte
 }
 
-func (d *memDownload) Has(i int) bool { _, ok := d.chunks[i]; return ok }
-func (d *memDownload) Count() int     { return len(d.chunks) }
-func (d *memDownload) Done() bool     { return len(d.chunks) == d.t.Chunks }
-func (d *memDownload) Flush() error   { return nil }
+func (d *memDownload) Has(i int) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.chunks[i]
+	return ok
+}
+
+func (d *memDownload) Count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.chunks)
+}
+
+func (d *memDownload) Done() bool   { return d.Count() == d.t.Chunks }
+func (d *memDownload) Flush() error { return nil }
 func (d *memDownload) ReadChunk(i int) ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	b, ok := d.chunks[i]
 	if !ok {
 		return nil, fmt.Errorf("ota: chunk %d not staged", i)
@@ -78,6 +93,8 @@ func (d *memDownload) WriteChunk(i int, data []byte) error {
 	if i < 0 || i >= d.t.Chunks {
 		return fmt.Errorf("ota: chunk %d out of range (%d chunks)", i, d.t.Chunks)
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.chunks[i] = bytes.Clone(data)
 	return nil
 }

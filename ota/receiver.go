@@ -61,13 +61,14 @@ type Receiver struct {
 
 // ReceiverStats count what the receiver sent, for tests and benchmarks.
 type ReceiverStats struct {
-	StockRequests  int // type 11 sent
-	NeedsSent      int // type 721 sent
-	ChunksAsked    int // chunks named in those
-	ChunksServed   int // chunks sent to children
-	DuplicateChunk int // chunks received that were already held
-	Rejected       int // packages that did not match what we download
-	Refused        int // offers refused by the manifest checks
+	StockRequests   int // type 11 sent
+	NeedsSent       int // type 721 sent
+	ChunksAsked     int // chunks named in those
+	ChunksServed    int // chunks sent to children
+	DuplicateChunk  int // chunks received that were already held
+	WriteBufferFull int // chunks dropped: the write buffer was full
+	Rejected        int // packages that did not match what we download
+	Refused         int // offers refused by the manifest checks
 }
 
 // NewReceiver boots the store (a trial image after a switch must confirm
@@ -94,15 +95,44 @@ func NewReceiver(cfg ReceiverConfig, now time.Time) (*Receiver, error) {
 }
 
 func (r *Receiver) boot(now time.Time) error {
-	trial, deadline, err := r.cfg.Store.Boot(now)
+	b, err := bootStore(r.cfg.Store, now)
 	if err != nil {
-		return fmt.Errorf("ota: boot slot store: %w", err)
+		return err
 	}
-	origin, hasOrigin := Origin{}, false
-	if keep, ok := r.cfg.Store.(OriginStore); ok {
-		origin, hasOrigin = keep.Origin()
+	r.booted(now, b)
+	return nil
+}
+
+// bootState is what the store says at boot.
+type bootState struct {
+	trial, hasOrigin bool
+	deadline         time.Time
+	origin           Origin
+	rolledBack       string // "": none to report
+	active           string
+}
+
+// bootStore boots store and reads what booted: store work, which may
+// write (a trial's deadline, a rollback handed out).
+func bootStore(store Store, now time.Time) (bootState, error) {
+	var b bootState
+	var err error
+	b.trial, b.deadline, err = store.Boot(now)
+	if err != nil {
+		return b, fmt.Errorf("ota: boot slot store: %w", err)
 	}
-	if md5, ok := r.cfg.Store.LastRollback(); ok {
+	if keep, ok := store.(OriginStore); ok {
+		b.origin, b.hasOrigin = keep.Origin()
+	}
+	b.rolledBack, _ = store.LastRollback()
+	b.active, _ = store.Active()
+	return b, nil
+}
+
+// booted takes up the state the store booted into.
+func (r *Receiver) booted(now time.Time, b bootState) {
+	trial, deadline, origin, hasOrigin := b.trial, b.deadline, b.origin, b.hasOrigin
+	if md5 := b.rolledBack; md5 != "" {
 		r.rolledBack = md5
 		r.state = StateRolledBack
 		switch {
@@ -116,7 +146,7 @@ func (r *Receiver) boot(now time.Time) error {
 		}
 	}
 	if trial {
-		if active, _ := r.cfg.Store.Active(); hasOrigin && origin.Image == active && !origin.Reported {
+		if hasOrigin && origin.Image == b.active && !origin.Reported {
 			r.trialOrigin = &origin
 		}
 		r.trial = true
@@ -126,7 +156,6 @@ func (r *Receiver) boot(now time.Time) error {
 			r.selfTestAt = now.Add(r.cfg.SelfTestDelay)
 		}
 	}
-	return nil
 }
 
 // Attach implements mesh.Plugin.
@@ -152,23 +181,44 @@ func (r *Receiver) Downloading() (id string, have, total int, ok bool) {
 	if r.cur == nil {
 		return "", 0, 0, false
 	}
-	return r.cur.id, r.cur.have.Count(), r.cur.have.Len(), true
+	return r.cur.id, r.cur.held.Count(), r.cur.held.Len(), true
 }
 
 // Confirm is how a running trial image reports itself healthy (the
-// restarted process calls it once it is up).
+// restarted process calls it once it is up). The store confirms off the
+// step: the receiver is confirmed when it answered; should the store fail,
+// the trial stays and rolls back at its deadline.
 func (r *Receiver) Confirm(now time.Time) error {
 	if !r.trial {
 		return nil
 	}
-	if err := r.cfg.Store.Confirm(now); err != nil {
-		return fmt.Errorf("ota: confirm: %w", err)
+	if r.storeBusy {
+		return errors.New("ota: confirm: the store is still busy with the trial (confirming or rolling back)")
 	}
-	r.trial = false
-	md5, _ := r.cfg.Store.Active()
-	r.setState(now, StateConfirmed, "")
-	r.final(now, &Report{State: string(StateConfirmed), Active: md5}, md5)
+	r.confirm(now, func(time.Time) {})
 	return nil
+}
+
+// confirm has the store confirm the trial image, then goes on with then.
+func (r *Receiver) confirm(now time.Time, then func(now time.Time)) {
+	store := r.cfg.Store
+	var md5 string
+	r.storeWork(now, func() error {
+		if err := store.Confirm(now); err != nil {
+			return err
+		}
+		md5, _ = store.Active()
+		return nil
+	}, func(now time.Time, err error) {
+		if err != nil {
+			r.cfg.Logger.Warn("ota receiver: confirm", "err", err)
+		} else {
+			r.trial = false
+			r.setState(now, StateConfirmed, "")
+			r.final(now, &Report{State: string(StateConfirmed), Active: md5}, md5)
+		}
+		then(now)
+	})
 }
 
 // HandlePackage implements mesh.Plugin.
@@ -239,8 +289,8 @@ func (r *Receiver) onOffer(now time.Time, raw []byte) error {
 		if t := r.cur; t != nil && !t.viaOffer && t.offer.MD5 == o.MD5 {
 			// Started from the stock announce, whose requests will go
 			// unanswered.
-			if t.staged != nil {
-				_ = t.staged.Flush()
+			if staged := t.staged; staged != nil {
+				r.deferStore(now, staged.Flush, nil)
 			}
 			r.cur = nil
 			r.setState(now, StateIdle, "")
@@ -288,6 +338,7 @@ func (r *Receiver) onOffer(now time.Time, raw []byte) error {
 		dist:     o.From,
 		start:    now,
 		have:     NewBitmap(o.Chunks),
+		held:     NewBitmap(o.Chunks),
 		manifest: m,
 	}
 	t.fetch = r.newFetcher(t, false)
@@ -312,7 +363,7 @@ func (r *Receiver) start(now time.Time, t *incoming) {
 		return
 	}
 	if superseded != nil {
-		_ = superseded.Flush()
+		r.deferStore(now, superseded.Flush, nil)
 	}
 	r.downloading(now, t)
 }
@@ -359,6 +410,7 @@ func (r *Receiver) open(now time.Time, t *incoming, superseded Download, opened 
 		for i := 0; i < o.Chunks; i++ {
 			if dl.Has(i) {
 				t.have.Set(i)
+				t.held.Set(i)
 				t.bytes += int64(o.ChunkSize)
 			}
 		}
@@ -377,7 +429,7 @@ func decodeSig(s string) []byte {
 	return b
 }
 
-func (r *Receiver) write(t *incoming, i int, data []byte) {
+func (r *Receiver) write(now time.Time, t *incoming, i int, data []byte) {
 	if t.have.Has(i) {
 		r.stats.DuplicateChunk++
 		return
@@ -396,18 +448,28 @@ func (r *Receiver) write(t *incoming, i int, data []byte) {
 	if t.staged == nil {
 		return
 	}
-	if err := t.staged.WriteChunk(i, data); err != nil {
-		r.cfg.Logger.Warn("ota receiver: write chunk", "transfer", t.id, "chunk", i, "err", err)
+	if !r.buffer(now, t, i, data) {
+		r.stats.WriteBufferFull++
 		return
 	}
 	t.have.Set(i)
-	t.bytes += int64(len(data))
 	t.fetch.stored(i)
 	r.repairs.stored(t, i, data)
 }
 
+// afterWrite goes on after a chunk came in: at once if it was not taken,
+// else when the store answered its write (afterStored).
 func (r *Receiver) afterWrite(now time.Time, t *incoming) {
-	if t.have.Full() && r.state == StateDownloading {
+	if t.writes.inFlight != nil {
+		return
+	}
+	r.afterStored(now, t)
+}
+
+// afterStored verifies t once every chunk is held, else reports progress
+// and sends the asks that are due.
+func (r *Receiver) afterStored(now time.Time, t *incoming) {
+	if t.held.Full() && r.state == StateDownloading {
 		r.verify(now, t)
 		return
 	}

@@ -50,6 +50,10 @@ type ReceiverConfig struct {
 	// such round, up to MaxFailureBackoff (1 h).
 	FailureBackoff    time.Duration
 	MaxFailureBackoff time.Duration
+	// WriteBuffer bounds the bytes of received chunks held in memory
+	// until the driver has written them (chunkwrites.go), 64 KiB; a
+	// chunk that does not fit is dropped and fetched again, as if lost.
+	WriteBuffer int
 
 	// SelfTest decides whether a freshly switched image is healthy; it is
 	// asked SelfTestDelay after boot. Nil: the application must call
@@ -89,6 +93,9 @@ func (c *ReceiverConfig) defaults() {
 	}
 	if c.MaxFailures <= 0 {
 		c.MaxFailures = 3
+	}
+	if c.WriteBuffer <= 0 {
+		c.WriteBuffer = 64 << 10
 	}
 	if c.Radio == (Radio{}) {
 		c.Radio = DefaultRadio

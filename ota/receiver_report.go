@@ -48,7 +48,7 @@ func (r *Receiver) emitProgress(now time.Time, errText string) {
 	p := Progress{Node: r.host.ID(), State: r.state, Err: errText}
 	if t := r.cur; t != nil {
 		p.Transfer, p.MD5, p.Mode = t.id, t.offer.MD5, t.mode
-		p.Done, p.Total, p.Bytes = t.have.Count(), t.have.Len(), t.bytes
+		p.Done, p.Total, p.Bytes = t.held.Count(), t.held.Len(), t.bytes
 		if el := now.Sub(t.start).Seconds(); el > 0 && t.bytes > 0 {
 			p.Rate = float64(t.bytes) / el
 			if p.Done > 0 {
@@ -69,7 +69,7 @@ func (r *Receiver) emitProgress(now time.Time, errText string) {
 
 func (r *Receiver) progressReport() *Report {
 	t := r.cur
-	rep := &Report{ID: t.id, State: string(r.state), Have: t.have.Count(), Total: t.have.Len()}
+	rep := &Report{ID: t.id, State: string(r.state), Have: t.held.Count(), Total: t.held.Len()}
 	if f, ok := t.fetch.(*pushFetch); ok {
 		rep.High, rep.Lost = f.pushedUpTo, f.lost
 	}
@@ -123,11 +123,15 @@ func (r *Receiver) deliver(now time.Time) {
 	}
 	r.pending = nil
 	if keep, ok := r.cfg.Store.(OriginStore); ok {
-		if o, ok := keep.Origin(); ok && o.Image == p.md5 && !o.Reported {
-			o.Reported = true
-			if err := keep.SetOrigin(o); err != nil {
-				r.cfg.Logger.Warn("ota receiver: record the reported outcome", "transfer", p.rep.ID, "err", err)
+		log, id := r.cfg.Logger, p.rep.ID
+		r.deferStore(now, func() error {
+			if o, ok := keep.Origin(); ok && o.Image == p.md5 && !o.Reported {
+				o.Reported = true
+				if err := keep.SetOrigin(o); err != nil {
+					log.Warn("ota receiver: record the reported outcome", "transfer", id, "err", err)
+				}
 			}
-		}
+			return nil
+		}, nil)
 	}
 }

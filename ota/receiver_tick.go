@@ -4,32 +4,52 @@ import "time"
 
 // Tick implements mesh.Plugin.
 func (r *Receiver) Tick(now time.Time) {
-	if r.trial {
+	if r.trial && !r.storeBusy { // busy: confirming or rolling back
+		// The trial ends on the store's answer, and the tick goes on
+		// from there, so its outcome goes out before what the tick sends.
 		switch {
 		case !r.selfTestAt.IsZero() && !now.Before(r.selfTestAt):
 			r.selfTestAt = time.Time{}
 			md5, _ := r.cfg.Store.Active()
 			if r.cfg.SelfTest(md5) {
-				if err := r.Confirm(now); err != nil {
-					r.cfg.Logger.Warn("ota receiver: confirm", "err", err)
-				}
+				r.confirm(now, r.tickOn)
 			} else {
-				r.rollback(now, "self test failed")
+				r.rollback(now, "self test failed", r.tickOn)
 			}
+			return
 		case !r.trialDeadline.IsZero() && !now.Before(r.trialDeadline):
-			r.rollback(now, "new image did not confirm in time")
+			r.rollback(now, "new image did not confirm in time", r.tickOn)
+			return
 		}
 	}
+	r.tickOn(now)
+}
+
+// tickOn does the tick's sends.
+func (r *Receiver) tickOn(now time.Time) {
 	r.deliver(now)
 	r.tickTransfer(now)
 	r.repairs.flush(now)
 }
 
-func (r *Receiver) rollback(now time.Time, why string) {
-	md5, _ := r.cfg.Store.Active()
-	if err := r.cfg.Store.Rollback(now); err != nil {
-		r.cfg.Logger.Error("ota receiver: rollback", "err", err)
-	}
+// rollback has the store abandon the trial image off the step, then
+// reports the rollback and restarts (rolledBackTo), then goes on with then.
+func (r *Receiver) rollback(now time.Time, why string, then func(now time.Time)) {
+	store, log := r.cfg.Store, r.cfg.Logger
+	var md5 string
+	r.storeWork(now, func() error {
+		md5, _ = store.Active()
+		if err := store.Rollback(now); err != nil {
+			log.Error("ota receiver: rollback", "err", err)
+		}
+		return nil
+	}, func(now time.Time, _ error) {
+		r.rolledBackTo(now, md5, why)
+		then(now)
+	})
+}
+
+func (r *Receiver) rolledBackTo(now time.Time, md5, why string) {
 	r.trial = false
 	r.rolledBack = md5
 	r.setState(now, StateRolledBack, why)
@@ -53,7 +73,7 @@ func (r *Receiver) NextDeadline() time.Time {
 			next = t
 		}
 	}
-	if r.trial {
+	if r.trial && !r.storeBusy {
 		at(r.selfTestAt)
 		at(r.trialDeadline)
 	}

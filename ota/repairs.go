@@ -8,7 +8,8 @@ import (
 )
 
 // childRepairs serves the repair asks of this node's children (Need with
-// routing 0, broadcast mode) from its own copy: at once for chunks held,
+// routing 0, broadcast mode) from its own copy: for chunks held, once the
+// driver read them from the store (or at once from the write buffer),
 // on arrival for chunks still being fetched, and from the transfer that
 // last completed here while the store can read it, so a relay that
 // finishes first does not send its children to the distributor. A node
@@ -55,24 +56,23 @@ func (s *childRepairs) onNeed(now time.Time, h protocol.Header, raw []byte) erro
 	}
 	t := r.cur
 	if t == nil || t.isStock() || t.id != n.ID || t.staged == nil {
-		if s.serveDone(n) {
-			s.flush(now)
-			return nil
+		if !s.serveDone(now, n) {
+			s.refuse(now, n)
 		}
-		s.send(&Refuse{From: r.host.ID(), Dest: n.From, Routing: int(protocol.RouteNeighbour), ID: n.ID}, 80)
 		return nil
 	}
 	parts, err := ParseRanges(n.Parts, t.offer.Chunks, t.offer.Chunks)
 	if err != nil {
 		return err
 	}
+	var onDisk []int
 	for _, i := range parts {
 		if t.have.Has(i) {
-			data, err := t.staged.ReadChunk(i)
-			if err != nil {
-				continue
+			if data, ok := t.writes.chunk(i); ok {
+				s.serve(t, n.From, i, data)
+			} else {
+				onDisk = append(onDisk, i)
 			}
-			s.serve(t, n.From, i, data)
 			continue
 		}
 		if !slices.Contains(s.waiting[i], n.From) {
@@ -80,8 +80,40 @@ func (s *childRepairs) onNeed(now time.Time, h protocol.Header, raw []byte) erro
 		}
 		t.fetch.childWaits(i)
 	}
+	if len(onDisk) > 0 {
+		s.read(now, t, onDisk, func(now time.Time, chunks [][]byte, _ error) {
+			for k, i := range onDisk {
+				if chunks[k] != nil {
+					s.serve(t, n.From, i, chunks[k])
+				}
+			}
+			s.flush(now)
+		})
+	}
 	s.flush(now)
 	return nil
+}
+
+func (s *childRepairs) refuse(now time.Time, n *Need) {
+	s.send(&Refuse{From: s.r.host.ID(), Dest: n.From, Routing: int(protocol.RouteNeighbour), ID: n.ID}, 80)
+}
+
+// read has the driver read chunks parts of t's download off the step (a
+// disk read on a Linux node); done gets them, nil where a read failed,
+// and the first error.
+func (s *childRepairs) read(now time.Time, t *incoming, parts []int, done func(now time.Time, chunks [][]byte, err error)) {
+	staged := t.staged
+	chunks := make([][]byte, len(parts))
+	s.r.deferStore(now, func() error {
+		var first error
+		for k, i := range parts {
+			var err error
+			if chunks[k], err = staged.ReadChunk(i); err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}, func(now time.Time, err error) { done(now, chunks, err) })
 }
 
 // stored serves chunk i of t, just stored, to the children waiting for it.
@@ -95,8 +127,9 @@ func (s *childRepairs) stored(t *incoming, i int, data []byte) {
 }
 
 // serveDone answers a repair ask from the completed transfer, if the ask
-// is for it and the store still holds every chunk asked for.
-func (s *childRepairs) serveDone(n *Need) bool {
+// is for it: with the chunks asked for once the store read them all, with
+// Refuse if it no longer holds one. False: the ask is not for it.
+func (s *childRepairs) serveDone(now time.Time, n *Need) bool {
 	d := s.done
 	if d == nil || d.id != n.ID || d.staged == nil || n.Parts == "" {
 		return false
@@ -105,15 +138,16 @@ func (s *childRepairs) serveDone(n *Need) bool {
 	if err != nil || len(parts) == 0 {
 		return false
 	}
-	chunks := make([][]byte, len(parts))
-	for k, i := range parts {
-		if chunks[k], err = d.staged.ReadChunk(i); err != nil {
-			return false
+	s.read(now, d, parts, func(now time.Time, chunks [][]byte, err error) {
+		if err != nil {
+			s.refuse(now, n) // sent with the next flush, as any refusal
+			return
 		}
-	}
-	for k, i := range parts {
-		s.serve(d, n.From, i, chunks[k])
-	}
+		for k, i := range parts {
+			s.serve(d, n.From, i, chunks[k])
+		}
+		s.flush(now)
+	})
 	return true
 }
 

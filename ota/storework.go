@@ -9,23 +9,36 @@ import (
 
 // Persistence out of the step, as raft treats writes: the slow store
 // operations (opening the staged download, flushing it, decompressing and
-// checking the whole image, switching slots: fsyncs, MD5, SHA-256,
-// signatures) are asked of the driver as mesh.Work, and their result
-// comes back as an input. The state waits for the answer (verifying stays
-// verifying until Finish answered); meanwhile the node keeps relaying and
-// syncing, and the receiver leaves the store alone: it takes up no OTA
-// package (offers and announces repeat, children ask again, a chunk
-// missed while a download opens is fetched again).
+// checking the whole image, switching slots, confirming or rolling back
+// the trial, booting the new slot: fsyncs, MD5, SHA-256, signatures) are
+// asked of the driver as mesh.Work, and their result comes back as an
+// input. The state waits for the answer (verifying stays verifying until
+// Finish answered, switching until Confirm did); meanwhile the node keeps
+// relaying and syncing, and the receiver leaves the store alone: it takes
+// up no OTA package (offers and announces repeat, children ask again, a
+// chunk missed while a download opens is fetched again). Chunk writes
+// (chunkwrites.go), repair reads (repairs.go) and flushes nothing waits
+// for go to the driver too, in order, without holding the receiver up.
 
 // storeWork has the driver run do off the step, then calls done with its
 // result. A host that runs no work off the step (a test's fake) gets it
 // done inline.
 func (r *Receiver) storeWork(now time.Time, do func() error, done func(now time.Time, err error)) {
 	r.storeBusy = true
-	w := mesh.Work{Do: do, Done: func(now time.Time, err error) {
+	r.deferStore(now, do, func(now time.Time, err error) {
 		r.storeBusy = false
 		done(now, err)
-	}}
+	})
+}
+
+// deferStore has the driver run do off the step, after the store work
+// asked before, and calls done with its result; the receiver goes on
+// meanwhile (chunk writes, flushes nothing waits for). done may be nil.
+func (r *Receiver) deferStore(now time.Time, do func() error, done func(now time.Time, err error)) {
+	if done == nil {
+		done = func(time.Time, error) {}
+	}
+	w := mesh.Work{Do: do, Done: done}
 	if wh, ok := r.host.(mesh.WorkHost); ok {
 		wh.Defer(w)
 		return
@@ -82,6 +95,7 @@ func (r *Receiver) verified(now time.Time, t *incoming, err error) {
 		if again {
 			// The staged chunks were discarded; fetch them again.
 			t.have = NewBitmap(t.offer.Chunks)
+			t.held = NewBitmap(t.offer.Chunks)
 			t.bytes = 0
 			t.staged = nil
 			t.fetch.discard()
@@ -103,19 +117,33 @@ func (r *Receiver) verified(now time.Time, t *incoming, err error) {
 	var origin *Origin
 	if t.viaOffer {
 		origin = &Origin{Image: t.offer.MD5, Transfer: t.id, Distributor: t.dist}
-		if keep, ok := r.cfg.Store.(OriginStore); ok {
+	}
+	// Record the origin, then restart into the new image or boot it in
+	// place: store work, the restart only once the origin is durable.
+	store, log, restart := r.cfg.Store, r.cfg.Logger, r.cfg.Restart
+	var b bootState
+	r.storeWork(now, func() error {
+		if keep, ok := store.(OriginStore); ok && origin != nil {
 			if err := keep.SetOrigin(*origin); err != nil {
-				r.cfg.Logger.Warn("ota receiver: record the origin of the new image", "transfer", t.id, "err", err)
+				log.Warn("ota receiver: record the origin of the new image", "transfer", t.id, "err", err)
 			}
 		}
-	}
-	if r.cfg.Restart != nil {
-		r.cfg.Restart(now)
-		return
-	}
-	if err := r.boot(now); err != nil {
-		r.fail(now, err)
-		return
-	}
-	r.trialOrigin = origin
+		if restart != nil {
+			return nil
+		}
+		var err error
+		b, err = bootStore(store, now)
+		return err
+	}, func(now time.Time, err error) {
+		if restart != nil {
+			restart(now)
+			return
+		}
+		if err != nil {
+			r.fail(now, err)
+			return
+		}
+		r.booted(now, b)
+		r.trialOrigin = origin
+	})
 }

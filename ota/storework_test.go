@@ -22,7 +22,23 @@ func TestVerifyWaitsForTheStoreWhileTheNodeRuns(t *testing.T) {
 	relay := r.nodes[0] // every other receiver is behind it
 	last := r.nodes[len(r.nodes)-1]
 	rc := r.recv[relay.ID()]
-	if !r.net.RunUntil(func() bool { return rc.State() == StateVerifying }, time.Minute) {
+	// Its chunk writes take workTime too: a chunk received counts as held
+	// only once the store wrote it.
+	if !r.net.RunUntil(func() bool { t := rc.cur; return t != nil && t.have.Count() > t.held.Count() }, time.Minute) {
+		t.Fatal("relay never had a chunk waiting for its write")
+	}
+	var switchedAt, confirmedAt time.Time
+	r.net.OnEvent(func(n *sim.Node, at time.Time, ev mesh.Event) {
+		if p, ok := ev.(Progress); ok && p.Node == relay.ID() {
+			switch {
+			case p.State == StateSwitching && switchedAt.IsZero():
+				switchedAt = at
+			case p.State == StateConfirmed:
+				confirmedAt = at
+			}
+		}
+	})
+	if !r.net.RunUntil(func() bool { return rc.State() == StateVerifying }, 5*time.Minute) { // its chunk writes take workTime too
 		t.Fatalf("relay never verifying: %s", rc.State())
 	}
 	asked := r.net.Now()
@@ -66,5 +82,9 @@ func TestVerifyWaitsForTheStoreWhileTheNodeRuns(t *testing.T) {
 	}
 	if took := r.net.Now().Sub(asked); took < workTime {
 		t.Fatalf("installed %v after the store was asked, before its work (%v) was done", took, workTime)
+	}
+	// The trial's confirm is store work as well: switching until it answered.
+	if took := confirmedAt.Sub(switchedAt); switchedAt.IsZero() || took < workTime {
+		t.Fatalf("relay switched at %v and confirmed %v later, before its store's confirm (%v) was done", switchedAt, took, workTime)
 	}
 }

@@ -19,48 +19,77 @@ func plugins(p ...mesh.Plugin) option {
 	return func(c *tcp.Config) { c.Plugins = append(c.Plugins, p...) }
 }
 
-// slowStore is a receiver's store whose Finish (decode and verify the
-// image) does not return until released, as a big image on a slow disk.
+// slowStore is a receiver's store whose chunk writes, Finish (decode and
+// verify the image) and Confirm do not return until released, as a big
+// image on a slow disk.
 type slowStore struct {
-	mu      sync.Mutex
-	inner   *ota.MemoryStore
-	entered chan struct{} // closed when Finish starts
-	release chan struct{}
-	once    sync.Once
+	mu                  sync.Mutex
+	inner               *ota.MemoryStore
+	write, finish, conf gate
 }
+
+// gate holds up a store call until released.
+type gate struct {
+	entered chan struct{} // closed when the call starts
+	release chan struct{}
+	in, out sync.Once
+}
+
+func newGate() gate { return gate{entered: make(chan struct{}), release: make(chan struct{})} }
+
+func (g *gate) wait() {
+	g.in.Do(func() { close(g.entered) })
+	<-g.release
+}
+func (g *gate) open() { g.out.Do(func() { close(g.release) }) }
 
 func (s *slowStore) lock() func() { s.mu.Lock(); return s.mu.Unlock }
 
 func (s *slowStore) Begin(t ota.Transfer) (ota.Download, error) {
 	defer s.lock()()
-	return s.inner.Begin(t)
+	d, err := s.inner.Begin(t)
+	return slowDownload{d, s}, err
 }
 func (s *slowStore) Finish(d ota.Download, pub ed25519.PublicKey) error {
-	close(s.entered)
-	<-s.release
+	s.finish.wait()
 	defer s.lock()()
-	return s.inner.Finish(d, pub)
+	return s.inner.Finish(d.(slowDownload).Download, pub)
 }
 func (s *slowStore) Switch() error { defer s.lock()(); return s.inner.Switch() }
 func (s *slowStore) Boot(now time.Time) (bool, time.Time, error) {
 	defer s.lock()()
 	return s.inner.Boot(now)
 }
-func (s *slowStore) Confirm(now time.Time) error  { defer s.lock()(); return s.inner.Confirm(now) }
+func (s *slowStore) Confirm(now time.Time) error {
+	s.conf.wait()
+	defer s.lock()()
+	return s.inner.Confirm(now)
+}
 func (s *slowStore) Rollback(now time.Time) error { defer s.lock()(); return s.inner.Rollback(now) }
 func (s *slowStore) Active() (string, bool)       { defer s.lock()(); return s.inner.Active() }
 func (s *slowStore) LastRollback() (string, bool) { defer s.lock()(); return s.inner.LastRollback() }
 func (s *slowStore) SecurityCounter() uint64      { defer s.lock()(); return s.inner.SecurityCounter() }
-func (s *slowStore) unblock()                     { s.once.Do(func() { close(s.release) }) }
+func (s *slowStore) unblock()                     { s.write.open(); s.finish.open(); s.conf.open() }
+
+type slowDownload struct {
+	ota.Download
+	s *slowStore
+}
+
+func (d slowDownload) WriteChunk(i int, data []byte) error {
+	d.s.write.wait()
+	defer d.s.lock()()
+	return d.Download.WriteChunk(i, data)
+}
 
 // The receiver's store work runs off the node's loop: while the store
-// takes its time over an image, the node keeps relaying, answering time
-// sync and serving the application, and the update completes once the
-// store answers.
+// takes its time over chunk writes, an image or the confirm, the node
+// keeps relaying, answering time sync and serving the application; a
+// chunk counts as held, and the update completes, once the store answers.
 func TestSlowStoreDoesNotBlockTheLoop(t *testing.T) {
 	dist := ota.NewDistributor(ota.DistributorConfig{})
 	d := start(t, 1, plugins(dist))
-	store := &slowStore{inner: ota.NewMemoryStore(""), entered: make(chan struct{}), release: make(chan struct{})}
+	store := &slowStore{inner: ota.NewMemoryStore(""), write: newGate(), finish: newGate(), conf: newGate()}
 	rc, err := ota.NewReceiver(ota.ReceiverConfig{Role: "sensor", Hardware: "linux/amd64", Store: store,
 		SelfTest: func(string) bool { return true }}, time.Now())
 	if err != nil {
@@ -85,16 +114,35 @@ func TestSlowStoreDoesNotBlockTheLoop(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start campaign: %v", err)
 	}
-	select {
-	case <-store.entered:
-	case <-time.After(waitTimeout):
-		t.Fatalf("the store was never asked to finish; events: %s", r.describe())
-	}
-
-	// The loop answers at once although Finish has not returned.
 	quick, cancel := context.WithTimeout(ctx, waitTimeout)
 	defer cancel()
+	entered := func(g *gate, what string) {
+		t.Helper()
+		select {
+		case <-g.entered:
+		case <-time.After(waitTimeout):
+			t.Fatalf("the store was never asked to %s; events: %s", what, r.describe())
+		}
+	}
+
+	// The loop answers although a chunk write has not returned, and the
+	// chunk does not count as held yet.
+	entered(&store.write, "write a chunk")
 	var state ota.State
+	held := -1
+	if err := r.d.Do(quick, func(now time.Time, n *mesh.Node) {
+		state = rc.State()
+		_, held, _, _ = rc.Downloading()
+	}); err != nil {
+		t.Fatalf("the node's loop is blocked while the store writes: %v", err)
+	}
+	if state != ota.StateDownloading || held != 0 {
+		t.Fatalf("receiver %s holding %d chunks while the store writes the first, want downloading, 0", state, held)
+	}
+	store.write.open()
+
+	// The loop answers at once although Finish has not returned.
+	entered(&store.finish, "finish")
 	if err := r.d.Do(quick, func(now time.Time, n *mesh.Node) {
 		state = rc.State()
 		n.StartDelayMeasurement(now, 1)
@@ -112,7 +160,17 @@ func TestSlowStoreDoesNotBlockTheLoop(t *testing.T) {
 		return count(evs, func(ev mesh.Event) bool { m, ok := ev.(mesh.DelayMeasured); return ok && m.NodeID == 1 }) > 0
 	})
 
-	store.unblock()
+	store.finish.open()
+
+	// And while the store confirms the new image.
+	entered(&store.conf, "confirm")
+	if err := r.d.Do(quick, func(now time.Time, n *mesh.Node) { state = rc.State() }); err != nil {
+		t.Fatalf("the node's loop is blocked while the store confirms: %v", err)
+	}
+	if state != ota.StateSwitching {
+		t.Fatalf("receiver %s while the store confirms, want switching", state)
+	}
+	store.conf.open()
 	r.waitFor("the new image confirmed", func(evs []mesh.Event) bool {
 		return count(evs, func(ev mesh.Event) bool { p, ok := ev.(ota.Progress); return ok && p.State == ota.StateConfirmed }) > 0
 	})
