@@ -30,6 +30,9 @@ type sendBudget struct {
 	msgs    tokenBucket
 	bytes   tokenBucket
 	senders map[string]*senderBudget
+	// decided, when set (by tests), hears every decision on a sender's
+	// message, under mu: messages arrive from MQTT asynchronously.
+	decided func(sender string, err error)
 
 	tooLarge, rateLimited, clientRateLimited atomic.Uint64 // refusals, for /metrics
 }
@@ -69,6 +72,14 @@ func (b *sendBudget) admit(sender string, size int) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	err := b.admitLocked(sender, size)
+	if b.decided != nil {
+		b.decided(sender, err)
+	}
+	return err
+}
+
+func (b *sendBudget) admitLocked(sender string, size int) error {
 	now := b.now()
 	b.msgs.fill(now)
 	b.bytes.fill(now)

@@ -31,8 +31,15 @@ func TestSendShareFloodingClientLeavesRoomForOthers(t *testing.T) {
 	waitReady(t, ctx, g, done)
 	// The budget does not refill during the test: 10 messages in all.
 	clock := time.Unix(1_000_000, 0)
+	decisions := make(chan string, 64) // senders, one per message decided
 	g.sends.mu.Lock()
 	g.sends.now = func() time.Time { return clock }
+	g.sends.decided = func(sender string, _ error) {
+		select {
+		case decisions <- sender:
+		default:
+		}
+	}
 	g.sends.mu.Unlock()
 	rec, _ := observe(t, ctx, brokerURL(g), "observer")
 	rec.waitFor(t, ctx, "mf/status/nodes", nil) // the bridge is up and subscribed once it published
@@ -65,6 +72,19 @@ func TestSendShareFloodingClientLeavesRoomForOthers(t *testing.T) {
 		case <-logs.ch:
 		case <-ctx.Done():
 			t.Fatalf("the quiet client sent %d of its 3 messages; the flooder sent %d", sent("quiet"), sent("flooder"))
+		}
+	}
+	// Every flood message is decided before the counts are read: MQTT
+	// gives no order between the two clients' messages.
+	flood := 0
+	for flood < 30 {
+		select {
+		case sender := <-decisions:
+			if strings.Contains(sender, "flooder") {
+				flood++
+			}
+		case <-ctx.Done():
+			t.Fatalf("%d of the flooder's 30 messages decided", flood)
 		}
 	}
 	if n := sent("flooder"); n != 5 {
