@@ -170,7 +170,8 @@ type dcampaign struct {
 	announced    int
 	nextAnnounce time.Time
 
-	push pushControl // broadcast mode
+	push  pushControl  // broadcast mode
+	turbo turboControl // stock-turbo mode
 }
 
 // Distributor is the OTA distributor plugin: it announces campaigns, serves
@@ -260,11 +261,18 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	if method == "" {
 		method = "none"
 	}
+	if mode == ModeStockTurbo && len(spec.Nodes) > 0 {
+		// Every stock node of the role writes what it sees flooded.
+		return nil, errors.New("ota: a stock-turbo transfer reaches every node of the role; it cannot have a node list")
+	}
 	if spec.StockBroadcast && len(spec.Nodes) > 0 {
 		// The stock root-led broadcast floods every node of the role.
 		return nil, errors.New("ota: a stock broadcast transfer reaches every node of the role; it cannot have a node list")
 	}
-	if d.cfg.StockOnly && (mode != ModeStock || method != "none") {
+	if mode == ModeStockTurbo && method != "none" {
+		return nil, fmt.Errorf("ota: stock receivers cannot decompress; stock-turbo sends the image as it is, not %s", method)
+	}
+	if d.cfg.StockOnly && (mode != ModeStock && mode != ModeStockTurbo || method != "none") {
 		return nil, fmt.Errorf("ota: a stock-only distributor runs stock campaigns without compression, not %s/%s", mode, method)
 	}
 	id := spec.ID
@@ -289,7 +297,7 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	if cs <= 0 {
 		cs = d.autoChunkSize()
 	}
-	if mode == ModeStock {
+	if mode == ModeStock || mode == ModeStockTurbo {
 		cs, enc = d.cfg.StockChunkSize, EncBase64
 	}
 	stock := d.sharedVariant(img.MD5, "none", d.cfg.StockChunkSize)
@@ -320,7 +328,7 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 		},
 		stock:      stock,
 		fast:       fast,
-		stockBcast: spec.StockBroadcast,
+		stockBcast: spec.StockBroadcast || mode == ModeStockTurbo,
 		push:       newPushControl(),
 	}
 	for _, p := range spec.Progress {
@@ -376,6 +384,9 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 		c.push.pushing = true
 		c.push.nextAt = now.Add(d.cfg.PushDelay)
 	}
+	if mode == ModeStockTurbo {
+		c.turbo = newTurboControl(c.stock.chunks, now, d.cfg.PushDelay)
+	}
 	d.emit(c, 0, NodeProgress{})
 	if c.settle(now) {
 		d.finish(now, c, c.State, c.Reason)
@@ -390,6 +401,7 @@ func (d *Distributor) finish(now time.Time, c *dcampaign, s CampaignState, why s
 	c.settleAt = time.Time{}
 	c.stock, c.fast = c.stock.released(), c.fast.released()
 	c.push.release()
+	c.turbo.release()
 	d.queue = slices.DeleteFunc(d.queue, func(r reply) bool { return r.c == c })
 	d.emit(c, 0, NodeProgress{})
 }
