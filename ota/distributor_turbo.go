@@ -54,9 +54,9 @@ type turboControl struct {
 	// to a request for k+1 after it) as TCP does (RFC 6298); the deficit
 	// check waits srtt + 4 rttvar.
 	srtt, rttvar time.Duration
-	lastHeard time.Time // the last request
-	lastSent  time.Time // the last push
-	probeGap  time.Duration
+	lastHeard    time.Time // the last request
+	lastSent     time.Time // the last push
+	probeGap     time.Duration
 }
 
 type turboCheck struct {

@@ -77,7 +77,7 @@ type BenchResult struct {
 	// its stock-unicast time (a node that did not complete in this row
 	// counts with the row's time).
 	WorstNodeRatio float64 `json:"worst_node_ratio,omitempty"`
-	Note          string  `json:"note,omitempty"`
+	Note           string  `json:"note,omitempty"`
 }
 
 // FloorDefinition states how FloorS is computed.
