@@ -47,9 +47,14 @@ type turboControl struct {
 	// requests for the chunk after it since it was last pushed (proof
 	// that a requester received it).
 	asked, got []int
-	checks     []turboCheck // pushed chunks whose deficit is due, in time order
-	catchUp    []bool       // chunks waiting to be pushed again
-	pending    int          // how many catchUp entries are set
+	// asks counts every request for a chunk, from the start: a requester
+	// adds one to each chunk it asks for on its way, so more asks for k
+	// than for k+1 point at requesters stuck at k (or at lost requests
+	// and retries: a push too many, not a node left behind).
+	asks    []int
+	checks  []turboCheck // pushed chunks whose deficit is due, in time order
+	catchUp []bool       // chunks waiting to be pushed again
+	pending int          // how many catchUp entries are set
 	// srtt and rttvar estimate the request round trip (a push of chunk k
 	// to a request for k+1 after it) as TCP does (RFC 6298); the deficit
 	// check waits srtt + 4 rttvar.
@@ -75,6 +80,9 @@ const (
 	// request came back is turboMaxWait/2).
 	turboMinWait = 200 * time.Millisecond
 	turboMaxWait = 10 * time.Second
+	// turboInitialRTT is the round trip assumed before one was measured:
+	// a few hops of an ESP8266 mesh at 1 KB chunks.
+	turboInitialRTT = time.Second
 	// turboMaxProbeGap bounds the backoff of probes nobody answers.
 	turboMaxProbeGap = time.Minute
 )
@@ -82,8 +90,8 @@ const (
 func newTurboControl(chunks int, now time.Time, delay time.Duration) turboControl {
 	return turboControl{
 		on: true, nextAt: now.Add(delay),
-		lastPush: make([]time.Time, chunks), asked: make([]int, chunks), got: make([]int, chunks),
-		catchUp: make([]bool, chunks), srtt: turboMaxWait / 4, rttvar: turboMaxWait / 8,
+		lastPush: make([]time.Time, chunks), asked: make([]int, chunks), got: make([]int, chunks), asks: make([]int, chunks),
+		catchUp: make([]bool, chunks), srtt: turboInitialRTT, rttvar: turboInitialRTT / 2,
 	}
 }
 
@@ -133,6 +141,7 @@ func (t *turboControl) request(now time.Time, k int) {
 		}
 	}
 	t.asked[k]++
+	t.asks[k]++
 	if !t.over && k >= t.next {
 		return // the main stream brings it
 	}
@@ -159,6 +168,17 @@ func (t *turboControl) due(now time.Time) {
 		}
 		t.asked[k] = 0
 	}
+}
+
+// stuck returns the lowest chunk more requesters asked for than for the
+// chunk after it, or -1.
+func (t *turboControl) stuck() int {
+	for k := 0; k+1 < len(t.asks); k++ {
+		if t.asks[k] > t.asks[k+1] {
+			return k
+		}
+	}
+	return -1
 }
 
 // pick returns the chunk to push now and whether it is a catch-up.
@@ -200,6 +220,16 @@ func (d *Distributor) turbo(now time.Time, c *dcampaign) {
 		if now.Before(t.lastSent.Add(t.probeGap)) {
 			return
 		}
+		if k := t.stuck(); k >= 0 {
+			// The mesh went quiet with a requester stuck at k: a
+			// request-mode stock receiver ignores the probe and would
+			// wait 30 s to ask again.
+			t.asks[k] = t.asks[k+1]
+			t.want(now, k)
+			part, catchUp, ok = t.pick()
+		}
+	}
+	if !ok {
 		if t.lastHeard.Before(t.lastSent) {
 			t.probeGap = min(2*t.probeGap, turboMaxProbeGap) // nobody answered the last push
 		} else {
