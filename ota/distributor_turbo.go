@@ -51,10 +51,11 @@ type turboControl struct {
 	// adds one to each chunk it asks for on its way, so more asks for k
 	// than for k+1 point at requesters stuck at k (or at lost requests
 	// and retries: a push too many, not a node left behind).
-	asks    []int
-	checks  []turboCheck // pushed chunks whose deficit is due, in time order
-	catchUp []bool       // chunks waiting to be pushed again
-	pending int          // how many catchUp entries are set
+	asks     []int
+	checks   []turboCheck // pushed chunks whose deficit is due, in time order
+	checkDue []time.Time  // each chunk's latest check (earlier ones in checks are void)
+	catchUp  []bool       // chunks waiting to be pushed again
+	pending  int          // how many catchUp entries are set
 	// srtt and rttvar estimate the request round trip (a push of chunk k
 	// to a request for k+1 after it) as TCP does (RFC 6298); the deficit
 	// check waits srtt + 4 rttvar.
@@ -62,6 +63,17 @@ type turboControl struct {
 	lastHeard    time.Time // the last request
 	lastSent     time.Time // the last push
 	probeGap     time.Duration
+	// rate scales the push rate the airtime model allows (1): AIMD on
+	// the share of pushes that had to be repeated, so the model is only
+	// the starting point and the mesh's loss sets the pace.
+	rate float64
+	// Per control window: pushes, requests heard (requests load the
+	// relays' radios upstream), and of the requesters a check covered,
+	// how many lost the chunk.
+	window           time.Time
+	pushes, requests int
+	checked, lost    int
+	requestsPerPush  float64
 }
 
 type turboCheck struct {
@@ -90,8 +102,9 @@ const (
 func newTurboControl(chunks int, now time.Time, delay time.Duration) turboControl {
 	return turboControl{
 		on: true, nextAt: now.Add(delay),
-		lastPush: make([]time.Time, chunks), asked: make([]int, chunks), got: make([]int, chunks), asks: make([]int, chunks),
+		lastPush: make([]time.Time, chunks), asked: make([]int, chunks), got: make([]int, chunks), asks: make([]int, chunks), checkDue: make([]time.Time, chunks),
 		catchUp: make([]bool, chunks), srtt: turboInitialRTT, rttvar: turboInitialRTT / 2,
+		rate: 1,
 	}
 }
 
@@ -118,6 +131,7 @@ func (t *turboControl) want(now time.Time, k int) {
 		}
 		t.catchUp[i] = true
 		t.pending++
+
 	}
 }
 
@@ -142,6 +156,7 @@ func (t *turboControl) request(now time.Time, k int) {
 	}
 	t.asked[k]++
 	t.asks[k]++
+	t.requests++
 	if !t.over && k >= t.next {
 		return // the main stream brings it
 	}
@@ -160,13 +175,21 @@ func (t *turboControl) request(now time.Time, k int) {
 // than for k+1 since k went out means requesters lost k.
 func (t *turboControl) due(now time.Time) {
 	for len(t.checks) > 0 && !now.Before(t.checks[0].at) {
-		k := t.checks[0].part
+		k, at := t.checks[0].part, t.checks[0].at
 		t.checks = t.checks[1:]
+		if !at.Equal(t.checkDue[k]) {
+			continue // pushed again since: its check comes later
+		}
+		t.checkDue[k] = time.Time{}
 		// Nobody asks for anything after the last chunk: probes cover it.
+		if k < len(t.asked)-1 {
+			t.checked += t.asked[k]
+			t.lost += max(t.asked[k]-t.got[k], 0)
+		}
 		if t.asked[k] > t.got[k] && k < len(t.asked)-1 {
 			t.want(now, k)
 		}
-		t.asked[k] = 0
+		t.asked[k], t.got[k] = 0, 0
 	}
 }
 
@@ -247,9 +270,18 @@ func (d *Distributor) turbo(now time.Time, c *dcampaign) {
 		t.over = t.next >= len(t.lastPush)
 	}
 	t.lastPush[part], t.lastSent = now, now
-	t.got[part] = 0
-	t.checks = append(t.checks, turboCheck{part: part, at: now.Add(t.wait())})
-	t.nextAt = now.Add(time.Duration(float64(time.Duration(busiest)*d.cfg.Radio.airtime(n)) / d.cfg.Utilization))
+	if t.checkDue[part].IsZero() {
+		t.got[part] = 0 // counts from this push; else from the push the pending check follows
+	}
+	t.checkDue[part] = now.Add(t.wait())
+	t.checks = append(t.checks, turboCheck{part: part, at: t.checkDue[part]})
+	t.pushes++
+	t.control(now)
+	// The busiest radio sends the chunk once per child, and the relays
+	// carry the requests it causes up to us (charged as if all crossed one
+	// radio: conservative).
+	per := time.Duration(busiest)*d.cfg.Radio.airtime(n) + time.Duration(t.requestsPerPush*float64(d.cfg.Radio.airtime(turboRequestLen)))
+	t.nextAt = now.Add(time.Duration(float64(per) / (d.cfg.Utilization * t.rate)))
 }
 
 // turboSend floods chunk i of c's stock variant as stock Data addressed
@@ -264,6 +296,35 @@ func (d *Distributor) turboSend(now time.Time, c *dcampaign, i int, broadcasted 
 	_ = d.host.SendRaw(now, b)
 	d.stats.StockServed++
 	return len(b)
+}
+
+// turboRequestLen is about the encoded size of a stock DataRequest.
+const turboRequestLen = 200
+
+// turboLossTarget is the share of requesters losing a chunk above which
+// the push slows down (multiplicative decrease); below it the rate creeps
+// back up to the model's. Random loss of a few per cent per hop over a
+// few hops stays below it; an overflowing radio queue does not.
+const turboLossTarget = 0.15
+
+// control closes a control window when it is due: AIMD on the share of
+// requesters that lost a chunk, and the requests each push causes.
+func (t *turboControl) control(now time.Time) {
+	if t.window.IsZero() {
+		t.window = now.Add(controlInterval)
+		return
+	}
+	if now.Before(t.window) || t.pushes == 0 {
+		return
+	}
+	t.requestsPerPush = float64(t.requests) / float64(t.pushes)
+	if t.checked > 0 && float64(t.lost) > turboLossTarget*float64(t.checked) {
+		t.rate = max(t.rate*0.75, 0.1)
+	} else {
+		t.rate = min(t.rate+0.05, 1)
+	}
+	t.pushes, t.requests, t.checked, t.lost = 0, 0, 0, 0
+	t.window = now.Add(controlInterval)
 }
 
 // deadline is when the next push may go (zero: off).
