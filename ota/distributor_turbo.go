@@ -63,6 +63,7 @@ type turboControl struct {
 	lastHeard    time.Time // the last request
 	lastSent     time.Time // the last push
 	probeGap     time.Duration
+	turn         bool // whose turn the next push is when both streams have one: catch-up's
 	// rate scales the push rate the airtime model allows (1): AIMD on
 	// the share of pushes that had to be repeated, so the model is only
 	// the starting point and the mesh's loss sets the pace.
@@ -205,8 +206,13 @@ func (t *turboControl) stuck() int {
 }
 
 // pick returns the chunk to push now and whether it is a catch-up.
+// Catch-up and the main stream take turns: laggards catch up at half the
+// rate while the nodes in step keep moving (letting catch-up pre-empt the
+// main stream made the nodes near the root, which stock unicast serves
+// first, finish later).
 func (t *turboControl) pick() (part int, catchUp, ok bool) {
-	if t.pending > 0 {
+	t.turn = !t.turn
+	if t.pending > 0 && (t.over || t.turn) {
 		for i, w := range t.catchUp {
 			if w {
 				return i, true, true
