@@ -311,6 +311,9 @@ func (g *Gateway) StartCampaign(ctx context.Context, req fleet.CampaignRequest) 
 	method := req.Compress
 	if method == "" {
 		method = g.cfg.OTA.Compress
+		if m == ota.ModeStockTurbo {
+			method = firmware.MethodNone // stock receivers cannot decompress
+		}
 	}
 	// "none" sends the image itself; it is not a stored variant, so
 	// ValidateMethod (which names variants) rejects it.

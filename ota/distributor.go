@@ -174,7 +174,8 @@ type dcampaign struct {
 	announced    int
 	nextAnnounce time.Time
 
-	push pushControl // broadcast mode
+	push  pushControl  // broadcast mode
+	turbo turboControl // stock-turbo mode
 }
 
 // Distributor is the OTA distributor plugin: it announces campaigns, serves
@@ -264,11 +265,18 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	if method == "" {
 		method = "none"
 	}
+	if mode == ModeStockTurbo && len(spec.Nodes) > 0 {
+		// Every stock node of the role writes what it sees flooded.
+		return nil, errors.New("ota: a stock-turbo transfer reaches every node of the role; it cannot have a node list")
+	}
 	if spec.StockBroadcast && len(spec.Nodes) > 0 {
 		// The stock root-led broadcast floods every node of the role.
 		return nil, errors.New("ota: a stock broadcast transfer reaches every node of the role; it cannot have a node list")
 	}
-	if d.cfg.StockOnly && (mode != ModeStock || method != "none") {
+	if mode == ModeStockTurbo && method != "none" {
+		return nil, fmt.Errorf("ota: stock receivers cannot decompress; stock-turbo sends the image as it is, not %s", method)
+	}
+	if d.cfg.StockOnly && (mode != ModeStock && mode != ModeStockTurbo || method != "none") {
 		return nil, fmt.Errorf("ota: a stock-only distributor runs stock campaigns without compression, not %s/%s", mode, method)
 	}
 	id := spec.ID
@@ -293,7 +301,7 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	if cs <= 0 {
 		cs = d.autoChunkSize()
 	}
-	if mode == ModeStock {
+	if mode == ModeStock || mode == ModeStockTurbo {
 		cs, enc = d.cfg.StockChunkSize, EncBase64
 	}
 	if err := d.checkPackageSize(id, img, cs, enc); err != nil {
@@ -327,7 +335,7 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 		},
 		stock:      stock,
 		fast:       fast,
-		stockBcast: spec.StockBroadcast,
+		stockBcast: spec.StockBroadcast || mode == ModeStockTurbo,
 		push:       newPushControl(),
 	}
 	for _, p := range spec.Progress {
@@ -382,6 +390,9 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	// A broadcast push waits for a receiver that accepted the offer: into
 	// a mesh of stock receivers it would only flood chunks nobody reads.
 	c.push.awaiting = mode == ModeBroadcast
+	if mode == ModeStockTurbo {
+		c.turbo = newTurboControl(c.stock.chunks, now, d.cfg.PushDelay)
+	}
 	d.emit(c, 0, NodeProgress{})
 	if c.settle(now) {
 		d.finish(now, c, c.State, c.Reason)
@@ -396,6 +407,7 @@ func (d *Distributor) finish(now time.Time, c *dcampaign, s CampaignState, why s
 	c.settleAt = time.Time{}
 	c.stock, c.fast = c.stock.released(), c.fast.released()
 	c.push.release()
+	c.turbo.release()
 	d.queue = slices.DeleteFunc(d.queue, func(r reply) bool { return r.c == c })
 	d.emit(c, 0, NodeProgress{})
 }

@@ -48,6 +48,15 @@ func (d *Distributor) onStockRequest(now time.Time, raw []byte) {
 		if c.State != CampaignRunning || q.MD5 != c.Image.MD5 || q.Role != c.Image.Role || q.Hardware != c.Image.Hardware {
 			continue
 		}
+		if c.Mode == ModeStockTurbo {
+			// The request names the Data's dest, not the requester.
+			if q.Compressed || int(q.NoPart) != c.stock.chunks || int(q.PartNo) >= c.stock.chunks {
+				continue
+			}
+			c.turbo.request(now, int(q.PartNo))
+			d.turbo(now, c)
+			return
+		}
 		if !c.Targeted(q.From) {
 			// A stock node cannot read the node list: it asks, in vain.
 			continue

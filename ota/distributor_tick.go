@@ -24,6 +24,7 @@ func (d *Distributor) Tick(now time.Time) {
 			d.announce(now, c)
 		}
 		d.push(now, c)
+		d.turbo(now, c)
 	}
 	d.dropOldFinished()
 	d.flush(now)
@@ -32,7 +33,7 @@ func (d *Distributor) Tick(now time.Time) {
 func (d *Distributor) announce(now time.Time, c *dcampaign) {
 	// The offer first: a Go receiver that knows the offer leaves the
 	// stock announce of the same image alone.
-	if !d.cfg.StockOnly {
+	if !d.cfg.StockOnly && c.Mode != ModeStockTurbo {
 		for _, o := range c.offers {
 			o.From = d.host.ID()
 			_ = d.host.SendPackage(now, &o)
@@ -98,6 +99,13 @@ func (d *Distributor) NextDeadline() time.Time {
 		at(c.stockNext)
 		if c.push.pushing {
 			t := c.push.nextAt
+			if r := d.pace.readyAt(); r.After(t) {
+				t = r
+			}
+			at(t)
+		}
+		if t := c.turbo.deadline(); !t.IsZero() {
+			at(c.turbo.checkAt())
 			if r := d.pace.readyAt(); r.After(t) {
 				t = r
 			}

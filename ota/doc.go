@@ -42,7 +42,9 @@
 // radio, is childRepairs (repairs.go). The Distributor announces and
 // serves campaigns (distributor.go, distributor_serve.go); a broadcast
 // campaign's push and its rate control are pushControl
-// (distributor_push.go).
+// (distributor_push.go); a stock-turbo campaign's (stock receivers, one
+// flood per chunk, catch-up from request counts) is turboControl
+// (distributor_turbo.go).
 //
 // Persistence is out of the step, as raft treats writes (storework.go):
 // the store work (Begin, which opens or resumes the staged download; chunk

@@ -21,15 +21,19 @@ const (
 	// ModeBroadcast pushes every chunk once over the whole mesh and
 	// repairs gaps hop by hop (Go receivers).
 	ModeBroadcast Mode = "broadcast"
+	// ModeStockTurbo serves stock receivers with one flood per chunk
+	// instead of one stream per receiver, with stock packages only
+	// (distributor_turbo.go).
+	ModeStockTurbo Mode = "stock-turbo"
 )
 
 // ParseMode checks a mode name.
 func ParseMode(s string) (Mode, error) {
 	switch Mode(s) {
-	case ModeStock, ModePipelined, ModeBroadcast:
+	case ModeStock, ModePipelined, ModeBroadcast, ModeStockTurbo:
 		return Mode(s), nil
 	}
-	return "", fmt.Errorf("ota: unknown mode %q (want stock, pipelined or broadcast)", s)
+	return "", fmt.Errorf("ota: unknown mode %q (want stock, stock-turbo, pipelined or broadcast)", s)
 }
 
 // State is a receiver's OTA state.

@@ -37,7 +37,7 @@ type BenchConfig struct {
 
 // BenchRow is one measured configuration.
 type BenchRow struct {
-	Mode     string // stock-unicast | stock-broadcast | pipelined | broadcast
+	Mode     string // stock-unicast | stock-broadcast | stock-turbo | pipelined | broadcast
 	Compress string // none | deflate | heatshrink
 }
 
@@ -47,6 +47,7 @@ var DefaultBenchRows = []BenchRow{
 	{"stock-broadcast", "none"}, {"stock-broadcast", "deflate"},
 	{"pipelined", "none"}, {"pipelined", "deflate"},
 	{"broadcast", "none"}, {"broadcast", "deflate"},
+	{"stock-turbo", "none"},
 }
 
 // BenchResult is one row of the benchmark.
@@ -68,7 +69,15 @@ type BenchResult struct {
 	Capped        bool    `json:"capped,omitempty"`
 	ExtrapolatedS float64 `json:"extrapolated_s,omitempty"`
 	WallS         float64 `json:"wall_s"`
-	Note          string  `json:"note,omitempty"`
+	// NodeS is each node's completion time (seconds from the start), by
+	// node id.
+	NodeS map[uint32]float64 `json:"-"`
+	// WorstNodeRatio is, for a stock-turbo row run after the
+	// stock-unicast row, the largest ratio of a node's completion time to
+	// its stock-unicast time (a node that did not complete in this row
+	// counts with the row's time).
+	WorstNodeRatio float64 `json:"worst_node_ratio,omitempty"`
+	Note           string  `json:"note,omitempty"`
 }
 
 // FloorDefinition states how FloorS is computed.
@@ -101,6 +110,9 @@ func Bench(cfg BenchConfig) ([]BenchResult, error) {
 	var out []BenchResult
 	for _, row := range rows {
 		res, err := benchRow(cfg, row)
+		if err == nil && row.Mode == "stock-turbo" {
+			res.WorstNodeRatio = worstNodeRatio(out, res)
+		}
 		if err != nil {
 			return out, fmt.Errorf("scenario: OTA bench %s/%s: %w", row.Mode, row.Compress, err)
 		}
@@ -126,8 +138,8 @@ func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
 		}
 	}
 	res.TransferBytes = len(payload)
-	stockRx := row.Mode == "stock-unicast" || row.Mode == "stock-broadcast"
-	if row.Mode == "stock-broadcast" && row.Compress != "none" {
+	stockRx := row.Mode == "stock-unicast" || row.Mode == "stock-broadcast" || row.Mode == "stock-turbo"
+	if (row.Mode == "stock-broadcast" || row.Mode == "stock-turbo") && row.Compress != "none" {
 		res.Note = "stock receivers cannot decompress (docs/protocol.md Q-19 g); not run"
 		return res, nil
 	}
@@ -183,6 +195,9 @@ func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
 		// Stock announces for an hour; a transfer nobody started by then
 		// never starts.
 		limit = min(cfg.StockLimit, time.Hour+5*time.Minute)
+	case "stock-turbo":
+		campaign.Mode = ota.ModeStockTurbo
+		limit = cfg.StockLimit
 	case "pipelined":
 		campaign.Mode = ota.ModePipelined
 	case "broadcast":
@@ -220,6 +235,12 @@ func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
 	after := net.Stats()
 	res.VirtualS = net.Now().Sub(start).Seconds()
 	res.Completed = done()
+	res.NodeS = map[uint32]float64{}
+	for _, d := range fleet.Devices {
+		if d.Stock != nil && d.Runs(md5) {
+			res.NodeS[d.ID] = d.Stock.Done.Sub(start).Seconds()
+		}
+	}
 	res.LinkMsgs = after.Messages - before.Messages
 	res.LinkBytes = after.Bytes - before.Bytes
 	if !ok {
@@ -236,6 +257,27 @@ func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
 	}
 	res.WallS = time.Since(wall).Seconds()
 	return res, nil
+}
+
+// worstNodeRatio compares r's per-node completion times with those of the
+// stock-unicast row among earlier (same mesh, same seed): the largest
+// ratio of a node's time here to its time there. Zero: no such row.
+func worstNodeRatio(earlier []BenchResult, r BenchResult) float64 {
+	for _, base := range earlier {
+		if base.Mode != "stock-unicast" || base.Compress != "none" || len(base.NodeS) == 0 {
+			continue
+		}
+		worst := 0.0
+		for id, b := range base.NodeS {
+			t, ok := r.NodeS[id]
+			if !ok {
+				t = r.VirtualS
+			}
+			worst = max(worst, t/b)
+		}
+		return worst
+	}
+	return 0
 }
 
 func md5hex(b []byte) string {

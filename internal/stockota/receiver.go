@@ -52,8 +52,15 @@ type requestTask struct {
 // PartsReceived is how many chunks of the current transfer have arrived.
 func (s *Receiver) PartsReceived() uint32 { return s.update.partNo }
 
-// Attach implements mesh.Plugin.
-func (s *Receiver) Attach(h mesh.Host) { s.host = h }
+// Attach implements mesh.Plugin. The mesh attaches the plugin at every
+// boot, and a transfer lives in RAM (ota.hpp's updateFW): a restarted node
+// starts from chunk 0 on the next Announce, with its installed image.
+func (s *Receiver) Attach(h mesh.Host) {
+	s.host = h
+	s.update.md5, s.update.partNo, s.update.broadcasted, s.update.compressed = "", 0, false, false
+	s.buf.Reset()
+	s.task = nil
+}
 
 // Types implements mesh.Plugin.
 func (s *Receiver) Types() []int {

@@ -93,3 +93,77 @@ func TestReceiverDecodesChunksAsTheLibrary(t *testing.T) {
 		t.Errorf("read %d vectors, want 100", n)
 	}
 }
+
+// The facts stock-turbo relies on (ota.hpp, addReceivePackageCallback;
+// docs/protocol.md §8.4–8.5): after an Announce with broadcasted:true a
+// non-root receiver sends nothing and writes in-sequence Data whoever it
+// is addressed to; the first out-of-sequence broadcasted Data makes it ask
+// for the missing chunk at once, in the Data's dest's name, then every
+// 30 s, ten times; then it forgets the md5 until the next Announce and
+// resumes from the chunk it had.
+func TestReceiverBroadcastFacts(t *testing.T) {
+	h := &recordingHost{id: 7}
+	r := &Receiver{Role: "r", Hardware: "ESP8266"}
+	r.Attach(h)
+	a := protocol.Announce{From: 1, Routing: protocol.RouteBroadcast, MD5: "m", Role: "r", Hardware: "ESP8266", NoPart: 4, Broadcasted: true}
+	deliver(t, r, &a)
+	if len(h.sent) != 0 {
+		t.Fatalf("a non-root receiver asked after a broadcasted announce: %v", h.sent)
+	}
+	data := func(part uint32, bcast bool) *protocol.Data {
+		d := &protocol.Data{DataRequest: protocol.DataRequest{Announce: a, Dest: 1, PartNo: part}, Base64: "AAAA"}
+		d.Routing, d.From, d.Broadcasted = protocol.RouteBroadcast, 1, bcast
+		return d
+	}
+	deliver(t, r, data(0, true))
+	deliver(t, r, data(2, false)) // out of sequence, not broadcasted: ignored
+	if r.PartsReceived() != 1 || len(h.sent) != 0 {
+		t.Fatalf("parts %d, sent %v", r.PartsReceived(), h.sent)
+	}
+	deliver(t, r, data(2, true))
+	if len(h.sent) != 1 {
+		t.Fatalf("out-of-sequence broadcasted data: %d requests, want 1 at once", len(h.sent))
+	}
+	q := h.sent[0].(*protocol.DataRequest)
+	if q.PartNo != 1 || q.From != 1 || q.Dest != 1 || q.Broadcasted {
+		t.Fatalf("request %+v: want part 1 from the Data's dest, not broadcasted", q)
+	}
+	now := epoch
+	for range 12 {
+		now = now.Add(30 * time.Second)
+		r.Tick(now)
+	}
+	if len(h.sent) != 10 || r.update.md5 != "" {
+		t.Fatalf("%d requests, md5 %q: want 10 then forgotten", len(h.sent), r.update.md5)
+	}
+	a.Broadcasted = false
+	deliver(t, r, &a)
+	if q := h.sent[len(h.sent)-1].(*protocol.DataRequest); len(h.sent) != 11 || q.PartNo != 1 || q.From != 7 {
+		t.Fatalf("after the next announce: %d requests, last %+v; want part 1 in its own name", len(h.sent), q)
+	}
+}
+
+// A node that restarts (the mesh boots its plugins again) has lost the
+// transfer it held in RAM, as the C++ node after ESP.restart: it starts
+// from chunk 0 on the next Announce and keeps its installed image.
+func TestReceiverRestartForgetsTransfer(t *testing.T) {
+	h := &recordingHost{id: 7}
+	r := &Receiver{Role: "r", Hardware: "ESP8266", Installed: "old"}
+	r.Attach(h)
+	a := protocol.Announce{From: 1, Routing: protocol.RouteBroadcast, MD5: "m", Role: "r", Hardware: "ESP8266", NoPart: 4}
+	deliver(t, r, &a)
+	d := &protocol.Data{DataRequest: protocol.DataRequest{Announce: a, Dest: 7}, Base64: "AAAA"}
+	d.From = 1
+	deliver(t, r, d)
+	if r.PartsReceived() != 1 {
+		t.Fatalf("parts %d", r.PartsReceived())
+	}
+	r.Attach(h) // the restart
+	if r.PartsReceived() != 0 || r.NextDeadline() != (time.Time{}) || r.Installed != "old" {
+		t.Fatalf("after restart: parts %d, deadline %v, installed %q", r.PartsReceived(), r.NextDeadline(), r.Installed)
+	}
+	deliver(t, r, &a)
+	if q := h.sent[len(h.sent)-1].(*protocol.DataRequest); q.PartNo != 0 {
+		t.Fatalf("after restart and announce, asks for part %d, want 0", q.PartNo)
+	}
+}
