@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshfleet/meshfleet/internal/cpppeer"
+	"github.com/meshfleet/meshfleet/ota"
 )
 
 // receiveTime is how long a stock C++ receiver took, from joining the mesh
@@ -73,4 +77,72 @@ func TestOTAPushStockToCppReceiver(t *testing.T) {
 	t.Logf("%d-byte image to one C++ receiver on loopback, from joining (transfer alone): C++ distributor %.2f s (%.2f s), meshfleet ota push --mode stock %.2f s (%.2f s): %.1f× (%.1f×)",
 		len(img), cppTime.Seconds(), cppTransfer.Seconds(), goTime.Seconds(), goTransfer.Seconds(),
 		goTime.Seconds()/cppTime.Seconds(), goTransfer.Seconds()/cppTransfer.Seconds())
+}
+
+// `meshfleet ota push --mode stock --nodes` to two stock C++ receivers, one
+// behind a C++ relay, ends by itself with exit 0 and every node shown
+// installed (estimated): each receiver rebooted after its good image and
+// came back to the mesh, which is what tells the distributor it installed.
+func TestOTAPushStockToCppReceiversEnds(t *testing.T) {
+	cpppeer.Build(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p, img := writeImage(t, 50_000)
+	addr := freeLoopbackAddr(t)
+
+	pushed := make(chan error, 1)
+	var out string
+	go func() {
+		var err error
+		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266", "--mode", "stock",
+			"--listen", addr, "--nodes", "211", "--nodes", "212", "--json", "--timeout", "40s")
+		pushed <- err
+	}()
+	direct := cpppeer.Start(ctx, t, cpppeer.Config{ID: 211, Connect: addr, Role: "sensor", Image: filepath.Join(t.TempDir(), "image.bin"), Restart: "reboot", ProgressEvery: 50})
+	relay := cpppeer.Start(ctx, t, cpppeer.Config{ID: 210, Connect: addr, Listen: true})
+	behind := cpppeer.Start(ctx, t, cpppeer.Config{ID: 212, Connect: relay.Addr(), Role: "sensor", Image: filepath.Join(t.TempDir(), "image.bin"), Restart: "reboot", ProgressEvery: 50})
+	start := time.Now()
+	var err error
+	select {
+	case err = <-pushed:
+	case <-ctx.Done():
+		t.Fatal("push did not end")
+	}
+	if err != nil {
+		for _, rx := range []*cpppeer.Peer{direct, behind} {
+			t.Logf("C++ receiver %d: %s", rx.Config.ID, rx.Tail())
+		}
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	for _, rx := range []*cpppeer.Peer{direct, behind} {
+		got, err := os.ReadFile(rx.Config.Image)
+		if err != nil || !bytes.Equal(got, img) {
+			t.Fatalf("C++ receiver %d: image not written (%v)", rx.Config.ID, err)
+		}
+	}
+	installed := map[uint32]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev jsonEvent
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("not a JSON event: %q: %v", line, err)
+		}
+		if ev.Node != 0 && ev.NodeState == string(ota.StateInstalled) && ev.Estimated {
+			installed[ev.Node] = true
+		}
+	}
+	if !installed[211] || !installed[212] || len(installed) != 2 {
+		t.Fatalf("nodes shown installed (estimated): %v, want 211 and 212\n%s", installed, out)
+	}
+	t.Logf("push to two C++ receivers ended after %.1f s", time.Since(start).Seconds())
+}
+
+// freeLoopbackAddr is a loopback address nothing listens on right now.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

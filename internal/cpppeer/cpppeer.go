@@ -233,8 +233,9 @@ type Config struct {
 	Image string
 	FS    string
 	// Restart is what the receiver does after a good image, where an ESP
-	// reboots: "reboot" (the default: the peer starts again, knowing its
-	// new md5) or "exit".
+	// reboots: "reboot" (the default: the peer closes its connections,
+	// is away for 1.5 s as a booting ESP is, and starts again with the
+	// same id and arguments, knowing its new md5) or "exit".
 	Restart string
 
 	// Serve makes the peer a stock OTA distributor of this file, with
@@ -423,7 +424,7 @@ func (p *Peer) Wait(ctx context.Context, match func(Event) bool) (Event, error) 
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return Event{}, fmt.Errorf("peer %d: no awaited event: %w (last events: %s)", p.Config.ID, ctx.Err(), p.tail())
+			return Event{}, fmt.Errorf("peer %d: no awaited event: %w (last events: %s)", p.Config.ID, ctx.Err(), p.Tail())
 		}
 	}
 }
@@ -433,10 +434,10 @@ func (p *Peer) WaitEvent(ctx context.Context, name string) (Event, error) {
 	return p.Wait(ctx, func(e Event) bool { return e.Event == name })
 }
 
-func (p *Peer) tail() string {
+func (p *Peer) Tail() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	evs := p.events[max(0, len(p.events)-5):]
+	evs := p.events[max(0, len(p.events)-12):]
 	b, _ := json.Marshal(evs)
 	return string(b)
 }

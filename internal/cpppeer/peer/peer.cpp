@@ -258,6 +258,10 @@ int main(int argc, char** argv) {
   if (restartRequested && o.restart == "reboot") {
     // A reboot: the same program again, with only the files in --fs kept.
     for (int fd = 3; fd < 1024; ++fd) close(fd);
+    // An ESP is away for a moment after ESP.restart() (boot, a scan of
+    // the mesh channel, DHCP): its neighbours see it gone before it is
+    // back, as the mesh sees a real reboot.
+    usleep(1500 * 1000);
     execv("/proc/self/exe", savedArgv);
     std::perror("peer: reboot");
     return 1;
