@@ -74,6 +74,10 @@ func (d *Distributor) flush(now time.Time) {
 		r := d.queue[0]
 		d.queue = d.queue[1:]
 		n := d.sendReply(now, r)
+		if r.stock && r.routing == protocol.RouteSingle {
+			d.pace.charge(now, d.stockLink.cost(d.pace.radio.airtime(n)))
+			continue
+		}
 		count := 1
 		if r.routing == protocol.RouteBroadcast {
 			count, _, _ = d.fanout()
