@@ -70,11 +70,19 @@ func (d *Distributor) stockCheck(now time.Time, c *dcampaign) {
 var earlyAnnounce = []time.Duration{2 * time.Second, 5 * time.Second}
 
 func (d *Distributor) flush(now time.Time) {
-	for len(d.queue) > 0 && d.pace.ready(now) {
+	for len(d.queue) > 0 {
 		r := d.queue[0]
+		stockReply := r.stock && r.routing == protocol.RouteSingle
+		var allowance time.Duration
+		if stockReply {
+			allowance = d.stockLink.cost(d.pace.radio.airtime(r.v.chunkSize))
+		}
+		if !d.pace.readyWithin(now, allowance) {
+			return
+		}
 		d.queue = d.queue[1:]
 		n := d.sendReply(now, r)
-		if r.stock && r.routing == protocol.RouteSingle {
+		if stockReply {
 			d.pace.charge(now, d.stockLink.cost(d.pace.radio.airtime(n)))
 			continue
 		}

@@ -161,5 +161,10 @@ func (p *pacer) ready(now time.Time) bool {
 	return !p.free.After(now.Add(p.slack))
 }
 
+// readyWithin is ready with extra backlog allowed on top of the slack.
+func (p *pacer) readyWithin(now time.Time, extra time.Duration) bool {
+	return !p.free.After(now.Add(p.slack + extra))
+}
+
 // readyAt is when ready turns true.
 func (p *pacer) readyAt() time.Time { return p.free.Add(-p.slack) }
