@@ -22,36 +22,43 @@ type stockLink struct {
 }
 
 type stockReplySent struct {
-	part int
-	at   time.Time
+	part    int
+	at      time.Time
+	charged time.Duration // what the pacer was charged for it
 }
 
 // maxStockLinkNodes bounds the requesters remembered at once (a request
 // names its sender, so the map grows with the network's input).
 const maxStockLinkNodes = 4096
 
-// replied records that part went to requester to at now.
-func (l *stockLink) replied(now time.Time, to uint32, part int) {
+// replied records that part went to requester to at now, charged to the
+// pacer at charged.
+func (l *stockLink) replied(now time.Time, to uint32, part int, charged time.Duration) {
 	if l.sent == nil {
 		l.sent = make(map[uint32]stockReplySent)
 	}
 	if _, ok := l.sent[to]; !ok && len(l.sent) >= maxStockLinkNodes {
 		return
 	}
-	l.sent[to] = stockReplySent{part: part, at: now}
+	l.sent[to] = stockReplySent{part: part, at: now, charged: charged}
 }
 
 // asked records a request from from for part: the round trip of its
-// previous reply when that was the part before.
-func (l *stockLink) asked(now time.Time, from uint32, part int) {
+// previous reply when that was the part before. It returns the radio
+// time charged for that reply beyond the round trip that carried it (the
+// model's first guesses on a fast link), for the pacer to take back.
+func (l *stockLink) asked(now time.Time, from uint32, part int) time.Duration {
 	s, ok := l.sent[from]
 	if !ok {
-		return
+		return 0
 	}
 	delete(l.sent, from)
-	if s.part+1 == part && now.After(s.at) {
-		l.rtt.sample(now.Sub(s.at))
+	if s.part+1 != part || !now.After(s.at) {
+		return 0
 	}
+	rtt := now.Sub(s.at)
+	l.rtt.sample(rtt)
+	return max(s.charged-rtt, 0)
 }
 
 // cost is the radio time to charge for a reply the model prices at

@@ -74,7 +74,7 @@ func (d *Distributor) onStockRequest(now time.Time, raw []byte) {
 		if q.From != d.host.ID() {
 			// After a broadcast Data the request names the distributor,
 			// not the node (Q-19 h): no progress to learn from it.
-			d.stockLink.asked(now, q.From, int(q.PartNo))
+			d.pace.refund(now, d.stockLink.asked(now, q.From, int(q.PartNo)))
 			if p, changed := c.stockAsked(now, q.From, int(q.PartNo), v); changed {
 				d.emit(c, q.From, p)
 			}
@@ -168,9 +168,6 @@ func (d *Distributor) sendReply(now time.Time, r reply) int {
 		_ = d.host.SendRaw(now, b)
 		d.stats.StockServed++
 		c.stockServed(now, q.From, r.idx, r.v)
-		if r.routing == protocol.RouteSingle && q.From != d.host.ID() {
-			d.stockLink.replied(now, q.From, r.idx)
-		}
 		return len(b)
 	}
 	ch := &Chunk{From: d.host.ID(), Routing: int(r.routing), ID: c.ID, Index: r.idx, Data: encodePayload(c.offer.Encoding, data)}

@@ -83,7 +83,9 @@ func (d *Distributor) flush(now time.Time) {
 		d.queue = d.queue[1:]
 		n := d.sendReply(now, r)
 		if stockReply {
-			d.pace.charge(now, d.stockLink.cost(d.pace.radio.airtime(n)))
+			cost := d.stockLink.cost(d.pace.radio.airtime(n))
+			d.pace.charge(now, cost)
+			d.stockLink.replied(now, r.to, r.idx, cost)
 			continue
 		}
 		count := 1

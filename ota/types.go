@@ -135,6 +135,11 @@ func (p *pacer) charge(now time.Time, d time.Duration) {
 	p.free = p.free.Add(d)
 }
 
+// refund takes back d of radio time charged earlier (never below now).
+func (p *pacer) refund(now time.Time, d time.Duration) {
+	p.free = later(p.free.Add(-d), now)
+}
+
 // rttEstimate smooths round trips as TCP does (RFC 6298 §2); srtt zero:
 // no sample yet.
 type rttEstimate struct {
