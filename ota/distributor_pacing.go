@@ -12,10 +12,11 @@ import "time"
 // loopback test) one receiver is served as fast as it asks, while many
 // requests queued behind a shared radio are still spaced by the model
 // (their round trips grow with the queue, so the model wins). Before any
-// round trip is measured the model is the starting point. A reply may
-// also go while the radio still holds one reply's worth: a stop-and-wait
-// requester whose round trip came in a little under the average is not
-// held back for the difference.
+// round trip is measured the model is the starting point. On a link
+// shown faster than the model a reply may also go while the radio still
+// holds one reply's worth: a stop-and-wait requester whose round trip
+// came in a little under the average is not held back for the
+// difference.
 type stockLink struct {
 	rtt  rttEstimate
 	sent map[uint32]stockReplySent // by requester: its last reply

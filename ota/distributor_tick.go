@@ -74,8 +74,10 @@ func (d *Distributor) flush(now time.Time) {
 		r := d.queue[0]
 		stockReply := r.stock && r.routing == protocol.RouteSingle
 		var allowance time.Duration
-		if stockReply {
-			allowance = d.stockLink.cost(d.pace.radio.airtime(r.v.chunkSize))
+		if model := d.pace.radio.airtime(r.v.chunkSize); stockReply && d.stockLink.cost(model) < model {
+			// Only on a link shown faster than the model: on a shared
+			// radio a second reply in its queue costs other nodes time.
+			allowance = d.stockLink.cost(model)
 		}
 		if !d.pace.readyWithin(now, allowance) {
 			return
