@@ -79,6 +79,9 @@ func TestOTAPushStockToCppReceiver(t *testing.T) {
 	// The transfer is paced by the link (within 2×, measured 0.6–1.1×);
 	// from joining adds the push's own start (announce after the mesh
 	// sync), measured 1.0–1.8×, so that bound is looser.
+	if raceBuild {
+		return
+	}
 	const jitter = 25 * time.Millisecond
 	if goTransfer > 2*cppTransfer+jitter {
 		t.Errorf("transfer took %v from meshfleet ota push, %v from the C++ distributor: more than 2×", goTransfer, cppTransfer)
