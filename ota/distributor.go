@@ -187,6 +187,7 @@ type Distributor struct {
 	campaigns []*dcampaign // in start order
 	queue     []reply
 	pace      pacer
+	stockLink stockLink
 	stats     DistributorStats
 }
 

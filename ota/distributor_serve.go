@@ -74,6 +74,7 @@ func (d *Distributor) onStockRequest(now time.Time, raw []byte) {
 		if q.From != d.host.ID() {
 			// After a broadcast Data the request names the distributor,
 			// not the node (Q-19 h): no progress to learn from it.
+			d.pace.refund(now, d.stockLink.asked(now, q.From, int(q.PartNo)))
 			if p, changed := c.stockAsked(now, q.From, int(q.PartNo), v); changed {
 				d.emit(c, q.From, p)
 			}

@@ -70,10 +70,26 @@ func (d *Distributor) stockCheck(now time.Time, c *dcampaign) {
 var earlyAnnounce = []time.Duration{2 * time.Second, 5 * time.Second}
 
 func (d *Distributor) flush(now time.Time) {
-	for len(d.queue) > 0 && d.pace.ready(now) {
+	for len(d.queue) > 0 {
 		r := d.queue[0]
+		stockReply := r.stock && r.routing == protocol.RouteSingle
+		var allowance time.Duration
+		if model := d.pace.radio.airtime(r.v.chunkSize); stockReply && d.stockLink.cost(model) < model {
+			// Only on a link shown faster than the model: on a shared
+			// radio a second reply in its queue costs other nodes time.
+			allowance = d.stockLink.cost(model)
+		}
+		if !d.pace.readyWithin(now, allowance) {
+			return
+		}
 		d.queue = d.queue[1:]
 		n := d.sendReply(now, r)
+		if stockReply {
+			cost := d.stockLink.cost(d.pace.radio.airtime(n))
+			d.pace.charge(now, cost)
+			d.stockLink.replied(now, r.to, r.idx, cost)
+			continue
+		}
 		count := 1
 		if r.routing == protocol.RouteBroadcast {
 			count, _, _ = d.fanout()

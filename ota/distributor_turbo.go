@@ -56,14 +56,13 @@ type turboControl struct {
 	checkDue []time.Time  // each chunk's latest check (earlier ones in checks are void)
 	catchUp  []bool       // chunks waiting to be pushed again
 	pending  int          // how many catchUp entries are set
-	// srtt and rttvar estimate the request round trip (a push of chunk k
-	// to a request for k+1 after it) as TCP does (RFC 6298); the deficit
-	// check waits srtt + 4 rttvar.
-	srtt, rttvar time.Duration
-	lastHeard    time.Time // the last request
-	lastSent     time.Time // the last push
-	probeGap     time.Duration
-	turn         bool // whose turn the next push is when both streams have one: catch-up's
+	// rtt estimates the request round trip (a push of chunk k to a
+	// request for k+1 after it); the deficit check waits srtt + 4 rttvar.
+	rtt       rttEstimate
+	lastHeard time.Time // the last request
+	lastSent  time.Time // the last push
+	probeGap  time.Duration
+	turn      bool // whose turn the next push is when both streams have one: catch-up's
 	// rate scales the push rate the airtime model allows (1): AIMD on
 	// the share of pushes that had to be repeated, so the model is only
 	// the starting point and the mesh's loss sets the pace.
@@ -104,7 +103,7 @@ func newTurboControl(chunks int, now time.Time, delay time.Duration) turboContro
 	return turboControl{
 		on: true, nextAt: now.Add(delay),
 		lastPush: make([]time.Time, chunks), asked: make([]int, chunks), got: make([]int, chunks), asks: make([]int, chunks), checkDue: make([]time.Time, chunks),
-		catchUp: make([]bool, chunks), srtt: turboInitialRTT, rttvar: turboInitialRTT / 2,
+		catchUp: make([]bool, chunks), rtt: rttEstimate{srtt: turboInitialRTT, rttvar: turboInitialRTT / 2},
 		rate: 1,
 	}
 }
@@ -115,7 +114,7 @@ func (t *turboControl) release() {
 
 // wait is how long after a push the requests it causes have arrived.
 func (t *turboControl) wait() time.Duration {
-	return min(max(t.srtt+4*t.rttvar, turboMinWait), turboMaxWait)
+	return min(max(t.rtt.srtt+4*t.rtt.rttvar, turboMinWait), turboMaxWait)
 }
 
 // want queues chunk k (someone lacks it) and the window after it for a
@@ -136,23 +135,13 @@ func (t *turboControl) want(now time.Time, k int) {
 	}
 }
 
-// sample feeds one round trip into the estimate (RFC 6298 §2).
-func (t *turboControl) sample(rtt time.Duration) {
-	d := t.srtt - rtt
-	if d < 0 {
-		d = -d
-	}
-	t.rttvar = (3*t.rttvar + d) / 4
-	t.srtt = (7*t.srtt + rtt) / 8
-}
-
 // request counts a stock DataRequest for chunk k.
 func (t *turboControl) request(now time.Time, k int) {
 	t.lastHeard = now
 	if k > 0 && !t.lastPush[k-1].IsZero() {
 		t.got[k-1]++
 		if rtt := now.Sub(t.lastPush[k-1]); rtt < turboMaxWait {
-			t.sample(rtt)
+			t.rtt.sample(rtt)
 		}
 	}
 	t.asked[k]++

@@ -24,7 +24,12 @@ type stockFetch struct {
 	nextRequest time.Time // zero: waiting for broadcast Data
 	// stalled: RequestTries requests went unanswered; the next announce
 	// starts asking again (and, slowly, so does the loop without one).
-	stalled       bool
+	stalled bool
+	// askAfterWrite: the write buffer is full (or dropped the part asked
+	// for); ask once the store took the writes in flight, rather than
+	// into a full buffer or a RequestRetry later (a distributor on a fast
+	// link answers faster than a disk writes).
+	askAfterWrite bool
 	waitPushUntil time.Time // broadcasted: request ourselves after
 	// unsized holds chunks that came before the chunk size is known (a
 	// stock announce does not say it; the first full chunk does).
@@ -53,6 +58,9 @@ func (f *stockFetch) childWaits(int)               {}
 func (f *stockFetch) discard()                     { f.unsized = map[int][]byte{} }
 
 func (f *stockFetch) nextDeadline() time.Time {
+	if f.askAfterWrite && f.t.writes.inFlight == nil && !f.nextRequest.IsZero() {
+		return f.t.lastChunk // due now: the writes are through
+	}
 	if !f.nextRequest.IsZero() {
 		return f.nextRequest
 	}
@@ -61,6 +69,12 @@ func (f *stockFetch) nextDeadline() time.Time {
 
 func (f *stockFetch) tick(now time.Time) {
 	r, t := f.r, f.t
+	if f.askAfterWrite && t.writes.inFlight == nil {
+		f.askAfterWrite = false
+		if !f.nextRequest.IsZero() {
+			f.nextRequest, f.tries = now, 0
+		}
+	}
 	if f.nextRequest.IsZero() {
 		if f.waitPushUntil.IsZero() || now.Before(f.waitPushUntil) {
 			return
@@ -161,15 +175,23 @@ func (f *stockFetch) received(now time.Time) {
 	if f.broadcasted && !r.cfg.Root && f.nextRequest.IsZero() {
 		f.waitPushUntil = now.Add(r.cfg.BroadcastWait)
 	}
+	full := t.writes.inFlight != nil && t.writes.bytes+t.offer.ChunkSize > r.cfg.WriteBuffer
 	if t.have.Has(f.part) {
 		// The part we asked for arrived: ask for the next one at once, as
-		// stock does, from our own state (never in another node's name).
+		// stock does, from our own state (never in another node's name),
+		// unless the write buffer could not take it.
 		f.part = t.have.NextMissing(0)
 		f.tries = 0
 		f.stalled = false
 		if !f.nextRequest.IsZero() {
-			f.nextRequest = now
+			if full {
+				f.askAfterWrite = true
+			} else {
+				f.nextRequest = now
+			}
 		}
+	} else if t.writes.inFlight != nil {
+		f.askAfterWrite = true
 	}
 	r.afterWrite(now, t)
 }

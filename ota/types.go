@@ -123,16 +123,52 @@ type pacer struct {
 // busy accounts for bytes sent count times (a forwarded broadcast leaves
 // once per child) that the plugin did not send itself.
 func (p *pacer) busy(now time.Time, bytes, count int) {
+	p.charge(now, time.Duration(count)*p.radio.airtime(bytes))
+}
+
+// charge accounts for d of radio time from now (or from when the radio
+// is free).
+func (p *pacer) charge(now time.Time, d time.Duration) {
 	if p.free.Before(now) {
 		p.free = now
 	}
-	p.free = p.free.Add(time.Duration(count) * p.radio.airtime(bytes))
+	p.free = p.free.Add(d)
+}
+
+// refund takes back d of radio time charged earlier (never below now).
+func (p *pacer) refund(now time.Time, d time.Duration) {
+	p.free = later(p.free.Add(-d), now)
+}
+
+// rttEstimate smooths round trips as TCP does (RFC 6298 §2); srtt zero:
+// no sample yet.
+type rttEstimate struct {
+	srtt, rttvar time.Duration
+}
+
+// sample feeds one round trip into the estimate.
+func (e *rttEstimate) sample(rtt time.Duration) {
+	if e.srtt == 0 {
+		e.srtt, e.rttvar = rtt, rtt/2
+		return
+	}
+	d := e.srtt - rtt
+	if d < 0 {
+		d = -d
+	}
+	e.rttvar = (3*e.rttvar + d) / 4
+	e.srtt = (7*e.srtt + rtt) / 8
 }
 
 // ready reports whether a message may go now: the radio's backlog is
 // below the slack.
 func (p *pacer) ready(now time.Time) bool {
 	return !p.free.After(now.Add(p.slack))
+}
+
+// readyWithin is ready with extra backlog allowed on top of the slack.
+func (p *pacer) readyWithin(now time.Time, extra time.Duration) bool {
+	return !p.free.After(now.Add(p.slack + extra))
 }
 
 // readyAt is when ready turns true.

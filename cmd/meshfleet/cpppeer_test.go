@@ -47,8 +47,9 @@ func receiveTime(ctx context.Context, t *testing.T, rx *cpppeer.Peer, img []byte
 
 // `meshfleet ota push --mode stock` delivers an image to a real stock C++
 // receiver over loopback, and takes a time comparable with the stock C++
-// distributor's on the same link (measured here, both from the receiver's
-// joining to its MD5 check).
+// distributor's on the same link, measured here, both from the receiver's
+// joining to its MD5 check: the link, not the ESP8266 airtime model,
+// paces stock replies.
 func TestOTAPushStockToCppReceiver(t *testing.T) {
 	cpppeer.Build(t) // first: a cold build takes its own time
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -77,6 +78,10 @@ func TestOTAPushStockToCppReceiver(t *testing.T) {
 	t.Logf("%d-byte image to one C++ receiver on loopback, from joining (transfer alone): C++ distributor %.2f s (%.2f s), meshfleet ota push --mode stock %.2f s (%.2f s): %.1f× (%.1f×)",
 		len(img), cppTime.Seconds(), cppTransfer.Seconds(), goTime.Seconds(), goTransfer.Seconds(),
 		goTime.Seconds()/cppTime.Seconds(), goTransfer.Seconds()/cppTransfer.Seconds())
+	// A figure, not an assertion: both take tens of milliseconds, so
+	// a scheduling stall on a loaded machine would decide a bound here.
+	// Measured on loopback: the transfer 0.6–1.4× the C++ distributor's,
+	// from joining 1.0–2.1×.
 }
 
 // `meshfleet ota push --mode stock --nodes` to two stock C++ receivers, one

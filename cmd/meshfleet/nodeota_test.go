@@ -465,7 +465,10 @@ func TestNodeOTAResumesDownload(t *testing.T) {
 	t.Parallel()
 	n := newOTANode(t, 201, linuxnode.Config{})
 	g := startGateway(t, n)
-	img := randomImage(7, 256<<10) // about 256 stock chunks: the first progress line comes mid-way
+	// Stock replies follow the loopback link, so the transfer takes about
+	// as long as the node's writes: 15 MiB is some seconds, and the first
+	// progress line (after 1 s) comes mid-way.
+	img := randomImage(7, 15<<20)
 	c := startCampaign(t, g, img, "3.0.0", "stock", "deflate", n)
 	n.log.wait(t, "progress with chunks", func(m map[string]any) bool {
 		return otaLine(string(ota.StateDownloading), md5hex(img))(m) && m["chunks"].(float64) > 0
