@@ -160,6 +160,27 @@ func TestGatewayEndToEnd(t *testing.T) {
 }
 
 // waitReady waits until g serves, failing if Run returns first.
+// startReadyGateway runs a gateway without MQTT on a simulated mesh of
+// nodes devices until it is ready. The gateway is stopped at the end of
+// the test, before t.TempDir is removed (it saves its state on the way
+// out); ctx ends with it.
+func startReadyGateway(t *testing.T, nodes int) (context.Context, *Gateway) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	cfg := testConfig(t)
+	cfg.MQTT.Enabled = false
+	g, _, done := startSimGateway(t, ctx, cfg, nodes)
+	t.Cleanup(func() {
+		cancel()
+		select { // done is empty if waitReady already took Run's result
+		case <-done:
+		case <-time.After(30 * time.Second): // a bounded wait on the real run loop
+		}
+	})
+	waitReady(t, ctx, g, done)
+	return ctx, g
+}
+
 func waitReady(t *testing.T, ctx context.Context, g *Gateway, done chan error) {
 	t.Helper()
 	select {

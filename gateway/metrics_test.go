@@ -30,20 +30,7 @@ func scrape(t *testing.T, g *Gateway) string {
 
 // Packages the gateway's node cannot parse are counted in /metrics.
 func TestMetricsCountInvalidPackages(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cfg := testConfig(t)
-	cfg.MQTT.Enabled = false
-	g, _, done := startSimGateway(t, ctx, cfg, 2)
-	// Stop the gateway before t.TempDir is removed: it saves its state on the way out.
-	defer func() {
-		cancel()
-		select { // done is empty if waitReady already took Run's result
-		case <-done:
-		case <-time.After(30 * time.Second):
-		}
-	}()
-	waitReady(t, ctx, g, done)
+	ctx, g := startReadyGateway(t, 2)
 	var received bool
 	if err := g.do(ctx, func(now time.Time, n *mesh.Node, _ *status.Collector, _ *ota.Distributor) {
 		if cs := n.Connections(); len(cs) > 0 {

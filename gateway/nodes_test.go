@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"math"
 	"strings"
@@ -58,20 +57,7 @@ func TestNodeDocumentsOmitUnknownValues(t *testing.T) {
 // The summary counts what the node list lists, also when the model knows
 // a node outside the current layout.
 func TestSummaryCountsTheNodeList(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cfg := testConfig(t)
-	cfg.MQTT.Enabled = false
-	g, _, done := startSimGateway(t, ctx, cfg, 3)
-	// Stop the gateway before t.TempDir is removed: it saves its state on the way out.
-	defer func() {
-		cancel()
-		select { // done is empty if waitReady already took Run's result
-		case <-done:
-		case <-time.After(30 * time.Second):
-		}
-	}()
-	waitReady(t, ctx, g, done)
+	ctx, g := startReadyGateway(t, 3)
 	if err := g.do(ctx, func(now time.Time, _ *mesh.Node, c *status.Collector, _ *ota.Distributor) {
 		c.Model().Observe(now, 424242, status.SourceQuery, func(m *status.Metrics) { m.Uptime = 5 })
 	}); err != nil {

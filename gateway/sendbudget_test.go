@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,20 +16,7 @@ import (
 // A message larger than the mesh takes is refused before it is sent, and
 // a flood is held to the airtime budget; both are counted in /metrics.
 func TestSendIsBoundedBySizeAndAirtime(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cfg := testConfig(t)
-	cfg.MQTT.Enabled = false
-	g, _, done := startSimGateway(t, ctx, cfg, 2)
-	// Stop the gateway before t.TempDir is removed: it saves its state on the way out.
-	defer func() {
-		cancel()
-		select { // done is empty if waitReady already took Run's result
-		case <-done:
-		case <-time.After(30 * time.Second):
-		}
-	}()
-	waitReady(t, ctx, g, done)
+	ctx, g := startReadyGateway(t, 2)
 	clock := time.Unix(1_000_000, 0)
 	g.sends.now = func() time.Time { return clock }
 	sent := func() uint64 {
@@ -44,7 +30,7 @@ func TestSendIsBoundedBySizeAndAirtime(t *testing.T) {
 	if !errors.Is(err, fleet.ErrTooLarge) || !strings.Contains(err.Error(), "send.max_size") {
 		t.Fatalf("2 MB broadcast: %v, want ErrTooLarge naming send.max_size", err)
 	}
-	if err := g.SendSingle(ctx, cfg.Node.ID+1000, strings.Repeat("y", cfg.Send.MaxSize)); !errors.Is(err, fleet.ErrTooLarge) {
+	if err := g.SendSingle(ctx, g.cfg.Node.ID+1000, strings.Repeat("y", g.cfg.Send.MaxSize)); !errors.Is(err, fleet.ErrTooLarge) {
 		t.Fatalf("single of max_size bytes of text (more as a package): %v, want ErrTooLarge", err)
 	}
 	// The node's own traffic goes on meanwhile, but nothing near 2 MB.
