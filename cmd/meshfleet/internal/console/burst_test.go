@@ -207,14 +207,7 @@ func TestRunReportsListeningAndNodeListChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	out := readJSONLines(t, outR)
-	runDone := make(chan error, 1)
-	go func() {
-		runDone <- Run(ctx, d, inR, outW)
-		outW.Close()
-	}()
+	inW, out, runDone := runConsole(t, ctx, d)
 
 	select {
 	case m := <-out.ch:

@@ -91,6 +91,21 @@ type lines struct {
 	ch chan map[string]any
 }
 
+// runConsole runs Run on d with a pipe for its commands (inW; closing it
+// stops Run) and its output read as JSON lines; runDone has Run's result.
+func runConsole(t *testing.T, ctx context.Context, d *tcp.Driver) (inW *io.PipeWriter, out *lines, runDone chan error) {
+	t.Helper()
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	out = readJSONLines(t, outR)
+	runDone = make(chan error, 1)
+	go func() {
+		runDone <- Run(ctx, d, inR, outW)
+		outW.Close()
+	}()
+	return inW, out, runDone
+}
+
 func readJSONLines(t *testing.T, r io.Reader) *lines {
 	l := &lines{t: t, ch: make(chan map[string]any, 1024)}
 	go func() {
@@ -162,14 +177,7 @@ func TestRunCommandsAndEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	out := readJSONLines(t, outR)
-	runDone := make(chan error, 1)
-	go func() {
-		runDone <- Run(ctx, d, inR, outW)
-		outW.Close()
-	}()
+	inW, out, runDone := runConsole(t, ctx, d)
 	send := func(line string) {
 		t.Helper()
 		if _, err := io.WriteString(inW, line+"\n"); err != nil {
@@ -298,14 +306,7 @@ func TestBroadcastWithoutLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	out := readJSONLines(t, outR)
-	runDone := make(chan error, 1)
-	go func() {
-		runDone <- Run(ctx, d, inR, outW)
-		outW.Close()
-	}()
+	inW, out, runDone := runConsole(t, ctx, d)
 	if _, err := io.WriteString(inW, "broadcast anyone there?\n"); err != nil {
 		t.Fatal(err)
 	}
