@@ -84,6 +84,8 @@ type Alert struct {
 	Raised    time.Time  `json:"raised_at"`
 	Updated   time.Time  `json:"updated_at"`
 	Cleared   *time.Time `json:"cleared_at,omitempty"`
+	AckedBy   string     `json:"acked_by,omitempty"` // who acknowledged it (AlertAcker)
+	AckedAt   *time.Time `json:"acked_at,omitempty"`
 }
 
 // MeshfleetFirmware is the firmware_version a node running meshfleet
@@ -239,4 +241,6 @@ type Service interface {
 	// Subscribe delivers events until ctx ends. A slow subscriber loses
 	// the oldest events rather than stalling the gateway.
 	Subscribe(ctx context.Context) <-chan Event
+
+	AlertAcker
 }

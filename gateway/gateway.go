@@ -70,6 +70,7 @@ type Gateway struct {
 	alertData []byte                          // alert state to restore into the next collector
 	mqttUp    bool
 	publicKey ed25519.PublicKey // firmware.public_key: campaigns only for images it verifies
+	acks      *ackBook          // alert acknowledgements
 	// tcpBackoff is RunTCP's reconnection schedule; the zero value is the
 	// stock one (1 s doubling to 8 s). Tests shorten it.
 	tcpBackoff tcp.Backoff
@@ -102,6 +103,9 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, log: log, store: store, fan: newFanout(), started: time.Now(), sends: newSendBudget(cfg.Send, time.Now), history: map[string]ota.CampaignSnapshot{}, imageMeta: map[string]fleet.Image{}, ready: make(chan struct{})}
 	if err := g.loadState(); err != nil {
+		return nil, err
+	}
+	if g.acks, err = loadAcks(cfg.StateDir); err != nil {
 		return nil, err
 	}
 	g.failOrphans(time.Now())
@@ -518,7 +522,7 @@ func (g *Gateway) consume(ctx context.Context, events <-chan mesh.Event) {
 		case mesh.PackageReceived:
 			g.fan.publish(fleet.Event{Message: &fleet.Message{From: e.Header.From, Broadcast: e.Header.Routing == 2, Type: e.Header.Type, Payload: string(e.JSON), Received: time.Now().UTC()}})
 		case status.AlertEvent:
-			a := alertView(e.Alert)
+			a := g.acks.apply(alertView(e.Alert))
 			g.markDirty()
 			g.fan.publish(fleet.Event{Alert: &a})
 		case ota.CampaignEvent:

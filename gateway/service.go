@@ -164,6 +164,7 @@ func (g *Gateway) Alerts(ctx context.Context, includeCleared bool) ([]fleet.Aler
 			out = append(out, alertView(a))
 		}
 	}
+	g.acks.applyAll(out)
 	return out, nil
 }
 

@@ -31,6 +31,7 @@ type Config struct {
 	// (default 30 s), so a stalled client cannot hold an upload slot.
 	UploadIdleTimeout time.Duration
 	Logger            *slog.Logger
+	Stream            StreamConfig // GET /api/v1/stream
 }
 
 // maxJSONBody bounds request documents other than firmware uploads.
@@ -57,7 +58,8 @@ func Handler(svc fleet.Service, cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &api{svc: svc, cfg: cfg, uploadSlots: make(chan struct{}, cfg.MaxConcurrentUploads)}
+	cfg.Stream = cfg.Stream.withDefaults()
+	a := &api{svc: svc, cfg: cfg, uploadSlots: make(chan struct{}, cfg.MaxConcurrentUploads), streams: make(chan struct{}, cfg.Stream.MaxClients)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	mux.HandleFunc("GET /api/v1/summary", a.auth(func(w http.ResponseWriter, r *http.Request) {
@@ -89,6 +91,7 @@ func Handler(svc fleet.Service, cfg Config) http.Handler {
 		a.reply(w, c, err)
 	})))
 	mux.HandleFunc("POST /api/v1/messages", a.audit("message.send", nil, a.auth(a.send)))
+	a.consoleRoutes(mux)
 	return mux
 }
 
@@ -96,6 +99,7 @@ type api struct {
 	svc         fleet.Service
 	cfg         Config
 	uploadSlots chan struct{} // one token per upload in progress
+	streams     chan struct{} // one token per event stream open
 }
 
 func orEmpty[T any](s []T) []T {
