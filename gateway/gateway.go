@@ -29,6 +29,7 @@ import (
 	"github.com/meshfleet/meshfleet/integrations/mqttbridge"
 	"github.com/meshfleet/meshfleet/integrations/prom"
 	"github.com/meshfleet/meshfleet/integrations/rest"
+	"github.com/meshfleet/meshfleet/integrations/web"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/ota"
 	"github.com/meshfleet/meshfleet/status"
@@ -327,7 +328,7 @@ func (g *Gateway) Run(ctx context.Context, d Driver) error {
 			return err
 		}
 		g.HTTPAddr = ln.Addr().String()
-		g.log.Info("http listening", "addr", g.HTTPAddr, "api", "http://"+g.HTTPAddr+"/api/v1/nodes", "metrics", g.cfg.HTTP.Metrics)
+		g.log.Info("http listening", "addr", g.HTTPAddr, "dashboard", "http://"+g.HTTPAddr+"/", "api", "http://"+g.HTTPAddr+"/api/v1/nodes", "metrics", g.cfg.HTTP.Metrics)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -374,6 +375,7 @@ func (g *Gateway) httpServer() (*http.Server, net.Listener, error) {
 		MaxConcurrentUploads: g.cfg.Firmware.MaxConcurrentUploads, Logger: g.log})
 	mux.Handle("/api/", api)
 	mux.Handle("/healthz", api)
+	mux.Handle("/", web.Handler()) // the dashboard; its data comes from /api/ with the token
 	if g.cfg.HTTP.Metrics {
 		reg := prom.NewRegistry(g)
 		reg.MustRegister(newGatewayCollector(g))
