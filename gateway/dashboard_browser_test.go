@@ -233,4 +233,3 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	screenshot(t, browser, "node")
 }
-
