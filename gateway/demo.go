@@ -29,7 +29,7 @@ type DemoConfig struct {
 	Mode       string  // OTA mode (default broadcast)
 	Compress   string  // OTA compression (default deflate)
 	MQTTListen string  // embedded broker (default 127.0.0.1:1883)
-	HTTPListen string  // REST and /metrics (default 127.0.0.1:8080)
+	HTTPListen string  // dashboard, REST and /metrics (default 127.0.0.1:8080)
 	JSON       bool    // progress as JSON lines
 	// StopWhenDone ends the demo once the OTA is confirmed everywhere.
 	StopWhenDone bool
@@ -47,6 +47,7 @@ type DemoResult struct {
 	OTASeconds  float64 `json:"ota_seconds"` // wall seconds from start to the last confirmation; 0 if not finished
 	MQTT        string  `json:"mqtt"`
 	HTTP        string  `json:"http"`
+	Dashboard   string  `json:"dashboard"`
 }
 
 // RunDemo runs the demo and writes where to look and a progress view to out.
@@ -118,13 +119,14 @@ func RunDemo(ctx context.Context, dc DemoConfig, out io.Writer) (DemoResult, err
 		return DemoResult{}, fmt.Errorf("gateway did not start: %w (choose other ports with --mqtt-listen / --http-listen)", err)
 	}
 
-	res := DemoResult{Nodes: dc.Nodes + 1, MQTT: "mqtt://" + g.MQTTAddr, HTTP: "http://" + g.HTTPAddr}
+	res := DemoResult{Nodes: dc.Nodes + 1, MQTT: "mqtt://" + g.MQTTAddr, HTTP: "http://" + g.HTTPAddr, Dashboard: "http://" + g.HTTPAddr + "/"}
 	p := cfg.MQTT.Prefix
 	if dc.JSON {
-		line(out, map[string]any{"event": "started", "mqtt": res.MQTT, "http": res.HTTP, "nodes": res.Nodes,
+		line(out, map[string]any{"event": "started", "dashboard": res.Dashboard, "mqtt": res.MQTT, "http": res.HTTP, "nodes": res.Nodes,
 			"topics": []string{p + "/status/#", p + "/ota/status", p + "/ota/announce", p + "/from/+"}})
 	} else {
-		fmt.Fprintf(out, "meshfleet demo: %d simulated nodes (ESP32 link model) and a gateway, in real time.\n\n", dc.Nodes)
+		fmt.Fprintf(out, "meshfleet demo: the dashboard is at %s (open it in a browser)\n", res.Dashboard)
+		fmt.Fprintf(out, "%d simulated nodes (ESP32 link model) and a gateway, in real time.\n\n", dc.Nodes)
 		fmt.Fprintf(out, "  MQTT broker   %s   (e.g. mosquitto_sub -h %s -p %s -t '%s/#' -v)\n", res.MQTT, hostOf(g.MQTTAddr), portOf(g.MQTTAddr), p)
 		fmt.Fprintf(out, "  topics        %s/status/{nodes,topology,metrics,alerts,node/<id>}, %s/ota/{announce,status,control}, %s/from/<id>\n", p, p, p)
 		fmt.Fprintf(out, "  REST          %s/api/v1/nodes   /topology   /alerts   /firmware   /ota\n", res.HTTP)

@@ -21,12 +21,28 @@ func TestRunDemo(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	var first map[string]any
-	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first["event"] != "started" || !strings.HasPrefix(first["mqtt"].(string), "mqtt://127.0.0.1:") {
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first["event"] != "started" || !strings.HasPrefix(first["mqtt"].(string), "mqtt://127.0.0.1:") ||
+		!strings.HasPrefix(lines[0], `{"dashboard":"http://127.0.0.1:`) {
 		t.Fatalf("first line %q", lines[0])
 	}
 	for _, l := range lines {
 		if !json.Valid([]byte(l)) {
 			t.Fatalf("not JSON: %q", l)
 		}
+	}
+}
+
+// TestRunDemoTextShowsDashboardFirst: the demo's first line is where to
+// open the dashboard, and it serves there.
+func TestRunDemoTextShowsDashboardFirst(t *testing.T) {
+	var out bytes.Buffer
+	res, err := RunDemo(context.Background(), DemoConfig{Nodes: 2, Speed: 20, Duration: 2 * time.Second,
+		MQTTListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0"}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(out.String(), "\n")
+	if want := "meshfleet demo: the dashboard is at " + res.Dashboard + " "; !strings.HasPrefix(first, want) || !strings.HasPrefix(res.Dashboard, "http://127.0.0.1:") {
+		t.Fatalf("first line %q, want it to start with %q", first, want)
 	}
 }

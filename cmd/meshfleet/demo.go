@@ -55,7 +55,7 @@ func newDemoCmd() *cobra.Command {
 	f.StringVar(&dc.Mode, "mode", "broadcast", "OTA mode: stock, pipelined, broadcast")
 	f.StringVar(&dc.Compress, "compress", "deflate", "OTA compression: none, deflate, heatshrink")
 	f.StringVar(&dc.MQTTListen, "mqtt-listen", "127.0.0.1:1883", "embedded MQTT broker address")
-	f.StringVar(&dc.HTTPListen, "http-listen", "127.0.0.1:8080", "REST and /metrics address")
+	f.StringVar(&dc.HTTPListen, "http-listen", "127.0.0.1:8080", "dashboard, REST and /metrics address")
 	f.BoolVar(&dc.JSON, "json", false, "progress as JSON lines")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log to stderr")
 	return cmd
