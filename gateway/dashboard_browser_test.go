@@ -20,8 +20,12 @@ import (
 )
 
 // docsScreenshots, when set, is a directory (docs/ of the repository)
-// that receives the screenshots the README shows.
+// that receives the screenshots the README shows:
+// go test ./gateway -run TestDashboardInBrowser -args -docs-screenshots=$PWD/docs
 var docsScreenshots = flag.String("docs-screenshots", "", "also write the dashboard screenshots the README shows to this directory")
+
+// readmeScreenshots are the pages the README shows.
+var readmeScreenshots = map[string]bool{"map": true, "ota": true}
 
 // chromium finds a Chromium or Chrome to drive; "" if there is none.
 func chromium() string {
@@ -100,7 +104,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
 	dirs := []string{t.ArtifactDir()}
-	if *docsScreenshots != "" {
+	if *docsScreenshots != "" && readmeScreenshots[name] {
 		dirs = append(dirs, *docsScreenshots)
 	}
 	for _, d := range dirs {
