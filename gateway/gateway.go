@@ -371,8 +371,9 @@ func (g *Gateway) Run(ctx context.Context, d Driver) error {
 
 func (g *Gateway) httpServer() (*http.Server, net.Listener, error) {
 	mux := http.NewServeMux()
+	stopStreams := make(chan struct{})
 	api := rest.Handler(g, rest.Config{Token: g.cfg.HTTP.Token, MaxUploadSize: g.cfg.Firmware.MaxUploadSize,
-		MaxConcurrentUploads: g.cfg.Firmware.MaxConcurrentUploads, Logger: g.log})
+		MaxConcurrentUploads: g.cfg.Firmware.MaxConcurrentUploads, Logger: g.log, Stream: rest.StreamConfig{Stop: stopStreams}})
 	mux.Handle("/api/", api)
 	mux.Handle("/healthz", api)
 	mux.Handle("/", web.Handler()) // the dashboard; its data comes from /api/ with the token
@@ -389,7 +390,9 @@ func (g *Gateway) httpServer() (*http.Server, net.Listener, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("http.listen %s: %w", g.cfg.HTTP.Listen, err)
 	}
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln, nil
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(func() { close(stopStreams) })
+	return srv, ln, nil
 }
 
 func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {

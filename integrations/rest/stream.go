@@ -24,6 +24,10 @@ type StreamConfig struct {
 	// WriteTimeout drops a client that does not take one event in this
 	// long (default 10 s), so a stalled reader holds nothing for long.
 	WriteTimeout time.Duration
+	// Stop, when closed, ends every stream: http.Server.Shutdown waits
+	// for handlers and does not end their requests, so the server's owner
+	// closes it (RegisterOnShutdown).
+	Stop <-chan struct{}
 }
 
 func (c StreamConfig) withDefaults() StreamConfig {
@@ -103,6 +107,8 @@ func (a *api) stream(w http.ResponseWriter, r *http.Request) {
 		}
 		select {
 		case <-ctx.Done():
+			return
+		case <-a.cfg.Stream.Stop:
 			return
 		case <-tick.C:
 			out.due = true
