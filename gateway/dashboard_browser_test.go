@@ -4,6 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -236,4 +240,15 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	}
 	screenshot(t, browser, "node")
+
+	// Behind a reverse proxy under a path prefix (another origin: the
+	// token is asked for again).
+	target, _ := url.Parse(base)
+	proxy := httptest.NewServer(http.StripPrefix("/mesh", httputil.NewSingleHostReverseProxy(target)))
+	defer func() { proxy.CloseClientConnections(); proxy.Close() }()
+	browse(t, browser, "open the dashboard behind a proxy", chromedp.Navigate(proxy.URL+"/mesh/#/map"))
+	waitJS(t, browser, "login behind the proxy", `document.querySelector("#login-token") !== null`, 10*time.Second)
+	browse(t, browser, "log in behind the proxy", chromedp.SendKeys(chromedp.CSS("#login-token"), cfg.HTTP.Token),
+		chromedp.Click(chromedp.CSS(`#login-form button[type=submit]`)))
+	waitJS(t, browser, "map behind the proxy", fmt.Sprintf(`document.querySelectorAll("#map-nodes .node").length === %d && document.querySelector("#live").textContent === "live"`, devices+1), 15*time.Second)
 }
