@@ -447,7 +447,7 @@ func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
 		Prefix: m.Prefix, PublishInterval: m.PublishInterval.D(),
 		Nodes: m.Topics.Nodes, Topology: m.Topics.Topology, Metrics: m.Topics.Metrics, Alerts: m.Topics.Alerts,
 		PerNode: m.Topics.PerNode, Messages: m.Topics.Messages, HomeAssistant: m.HomeAssistant.Enabled, HAPrefix: m.HomeAssistant.Prefix,
-		DeviceID: fmt.Sprint(g.cfg.Node.ID), Version: Version, MaxUploadSize: g.cfg.Firmware.MaxUploadSize,
+		DeviceID: fmt.Sprint(g.cfg.Node.ID), Version: fleet.MeshfleetFirmware(Version), MaxUploadSize: g.cfg.Firmware.MaxUploadSize,
 		Logger: g.log.With("component", "mqtt"),
 
 		// Security: the embedded broker vouches for who sent a request.

@@ -29,7 +29,7 @@ type BridgeConfig struct {
 	HomeAssistant   bool          // discovery configs under HAPrefix (implies per-node topics)
 	HAPrefix        string        // "homeassistant"
 	DeviceID        string        // envelope device_id: the gateway's node id
-	Version         string        // envelope firmware_version: meshfleet's version
+	Version         string        // envelope firmware_version: the gateway node's (fleet.MeshfleetFirmware)
 	MaxUploadSize   int64         // firmware upload over MQTT
 	Logger          *slog.Logger
 	// Now is the clock for timestamps (tests and the simulator pass their own).
