@@ -77,7 +77,7 @@ func TestGatewayHistory(t *testing.T) {
 		t.Fatalf("node event %+v", evs.Events[0])
 	}
 
-	resp, err := http.Post(base+"/messages", "application/json", strings.NewReader(`{"message":"hello"}`))
+	resp, err := http.Post(base+"/messages", "application/json", strings.NewReader(`{"to":"broadcast","msg":"hello"}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -121,6 +121,9 @@ type Store struct {
 	batches, writeErrors                           atomic.Uint64
 
 	w *writer // the writer goroutine's own state
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open opens or creates the database at path (":memory:" for one in
@@ -158,6 +161,9 @@ func dsn(path string, busy time.Duration) string {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
 	q.Add("_pragma", "synchronous(normal)")
+	// 64 MiB of page cache: the newest leaf page of every node (the
+	// (node, t) key puts each node's samples together) stays in memory.
+	q.Add("_pragma", "cache_size(-65536)")
 	q.Set("_txlock", "immediate")
 	if path == ":memory:" {
 		return ":memory:?" + q.Encode()
@@ -319,16 +325,40 @@ func (s *Store) Stats() Stats {
 // Close writes what is queued, the open minute rollups included, and
 // closes the database.
 func (s *Store) Close() error {
-	select {
-	case <-s.stop:
-	default:
+	s.closeOnce.Do(func() {
 		close(s.stop)
+		<-s.done
+		if s.path != ":memory:" {
+			s.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
+		}
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
+}
+
+// Rows are the row counts of a history database.
+type Rows struct {
+	Samples, Rollups, Events int64
+}
+
+// CountRows counts the rows of the history database at path (a full
+// scan: for benchmarks and tools, not for a running gateway).
+func CountRows(path string) (Rows, error) {
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		return Rows{}, err
 	}
-	<-s.done
-	if s.path != ":memory:" {
-		s.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
+	defer db.Close()
+	var r Rows
+	for _, c := range []struct {
+		dst   *int64
+		table string
+	}{{&r.Samples, "samples"}, {&r.Rollups, "rollups"}, {&r.Events, "events"}} {
+		if err := db.QueryRow(`SELECT count(*) FROM ` + c.table).Scan(c.dst); err != nil {
+			return r, fmt.Errorf("%s: %w", path, err)
+		}
 	}
-	return s.db.Close()
+	return r, nil
 }
 
 // run is the writer goroutine: it writes a batch every FlushInterval, or

@@ -48,6 +48,9 @@ func (m *minute) add(v [numMetrics]int64, known [numMetrics]bool) {
 	}
 }
 
+// rowsPerInsert is how many samples one INSERT statement writes.
+const rowsPerInsert = 64
+
 // pruneEvery is how much data time passes between retention runs.
 const pruneEvery = 10 * time.Minute
 
@@ -56,6 +59,7 @@ const pruneEvery = 10 * time.Minute
 type writer struct {
 	s        *Store
 	insert   *sql.Stmt
+	insertN  *sql.Stmt // rowsPerInsert rows at once: far less overhead per row
 	rollup   *sql.Stmt
 	node     *sql.Stmt
 	event    *sql.Stmt
@@ -67,6 +71,8 @@ type writer struct {
 	seen     map[uint32]int64 // newest sample per node since the latest retention run
 	newest   int64            // newest time written, unix seconds: retention counts from it
 	pruned   int64            // newest at the latest retention run
+
+	args []any // of the sample inserts, kept between batches
 
 	droppedLogged uint64 // samples dropped when the latest warning said so
 	droppedLogAt  time.Time
@@ -86,11 +92,13 @@ func newWriter(s *Store) (*writer, error) {
 			"%[1]s_min = CASE WHEN %[1]s_n = 0 THEN excluded.%[1]s_min WHEN excluded.%[1]s_n = 0 THEN %[1]s_min ELSE min(%[1]s_min, excluded.%[1]s_min) END, "+
 			"%[1]s_max = CASE WHEN %[1]s_n = 0 THEN excluded.%[1]s_max WHEN excluded.%[1]s_n = 0 THEN %[1]s_max ELSE max(%[1]s_max, excluded.%[1]s_max) END", c))
 	}
+	row := `(?, ?` + strings.Repeat(", ?", numMetrics) + `)`
 	prep := []struct {
 		dst *(*sql.Stmt)
 		q   string
 	}{
-		{&w.insert, `INSERT OR REPLACE INTO samples (node, t, ` + strings.Join(cols, ", ") + `) VALUES (?, ?` + strings.Repeat(", ?", numMetrics) + `)`},
+		{&w.insert, `INSERT OR REPLACE INTO samples (node, t, ` + strings.Join(cols, ", ") + `) VALUES ` + row},
+		{&w.insertN, `INSERT OR REPLACE INTO samples (node, t, ` + strings.Join(cols, ", ") + `) VALUES ` + row + strings.Repeat(", "+row, rowsPerInsert-1)},
 		{&w.rollup, `INSERT INTO rollups (node, t, ` + strings.Join(rcols, ", ") + `) VALUES (?, ?` + strings.Repeat(", ?", 4*numMetrics) + `)` +
 			` ON CONFLICT (node, t) DO UPDATE SET ` + strings.Join(sets, ", ")},
 		{&w.node, `INSERT INTO nodes (node, first, last) VALUES (?, ?, ?) ON CONFLICT (node) DO UPDATE SET last = max(last, excluded.last)`},
@@ -129,7 +137,7 @@ func newWriter(s *Store) (*writer, error) {
 }
 
 func (w *writer) close() {
-	for _, st := range []*sql.Stmt{w.insert, w.rollup, w.node, w.event, w.alert, w.campaign} {
+	for _, st := range []*sql.Stmt{w.insert, w.insertN, w.rollup, w.node, w.event, w.alert, w.campaign} {
 		if st != nil {
 			st.Close()
 		}
@@ -144,24 +152,28 @@ func (w *writer) write(batch []Sample, recs []record, final bool) error {
 		return err
 	}
 	defer tx.Rollback()
-	insert, rollup := tx.Stmt(w.insert), tx.Stmt(w.rollup)
-	args := make([]any, 2+numMetrics)
+	insert, insertN, rollup := tx.Stmt(w.insert), tx.Stmt(w.insertN), tx.Stmt(w.rollup)
+	const width = 2 + numMetrics
+	args := w.args[:0]
 	newNodes := map[uint32]int64{}
 	var rollups uint64
 	for i := range batch {
 		x := &batch[i]
 		t := x.T.Unix()
 		v, known := x.values()
-		args[0], args[1] = int64(x.Node), t
+		args = append(args, int64(x.Node), t)
 		for j := range v {
 			if known[j] {
-				args[2+j] = v[j]
+				args = append(args, v[j])
 			} else {
-				args[2+j] = nil
+				args = append(args, nil)
 			}
 		}
-		if _, err := insert.Exec(args...); err != nil {
-			return err
+		if len(args) == rowsPerInsert*width {
+			if _, err := insertN.Exec(args...); err != nil {
+				return err
+			}
+			args = args[:0]
 		}
 		start := t - t%60
 		m := w.open[x.Node]
@@ -183,6 +195,12 @@ func (w *writer) write(batch []Sample, recs []record, final bool) error {
 		w.seen[x.Node] = max(w.seen[x.Node], t)
 		w.newest = max(w.newest, t)
 	}
+	for i := 0; i < len(args); i += width {
+		if _, err := insert.Exec(args[i : i+width]...); err != nil {
+			return err
+		}
+	}
+	w.args = args[:0]
 	// Minutes no sample will join any more (the node went quiet), or all
 	// of them when the store closes.
 	for id, m := range w.open {
