@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -8,12 +9,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshfleet/meshfleet/fleet"
+	"github.com/meshfleet/meshfleet/sim"
 )
 
 // get returns the status and body of GET url.
@@ -180,5 +183,86 @@ func TestHistoryConfigErrorsNameTheKey(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", set, err, want)
 		}
+	}
+}
+
+// A campaign run to completion is in the campaign history with its
+// per-node outcomes, and its start, each node's outcome and its end are
+// "ota" events; the start is an operator action.
+func TestGatewayHistoryCampaign(t *testing.T) {
+	ctx, g := startReadyGateway(t, 2)
+	device := lastDevice(g.cfg, 2)
+	img := bytes.Repeat([]byte("history campaign image "), 400)
+	im := uploadREST(t, g, "sensor", "ESP32", "2.0.0", img)
+	c := startREST(t, g, fleet.CampaignRequest{Image: im.ID, Nodes: []uint32{device}, Mode: "broadcast"})
+	base := "http://" + g.HTTPAddr + "/api/v1"
+	var hist struct{ Campaigns []fleet.Campaign }
+	waitHistory(t, ctx, g, "completed campaign", func() bool {
+		getJSON(t, base+"/ota/history", &hist)
+		return len(hist.Campaigns) == 1 && hist.Campaigns[0].State == "completed"
+	})
+	got := hist.Campaigns[0]
+	if got.ID != c.ID || got.Image.Version != "2.0.0" || got.Completed != 1 || got.Nodes[itoa(device)].State != "confirmed" {
+		t.Fatalf("campaign record %+v", got)
+	}
+	var evs struct{ Events []fleet.HistoryEvent }
+	getJSON(t, base+"/events?kind=ota", &evs)
+	var sums []string
+	for _, e := range evs.Events {
+		sums = append(sums, e.Summary)
+	}
+	all := strings.Join(sums, "\n")
+	for _, want := range []string{"campaign " + c.ID + " completed", "node " + itoa(device) + " confirmed in campaign " + c.ID, "campaign " + c.ID + " running (sensor 2.0.0)"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no %q in the ota events:\n%s", want, all)
+		}
+	}
+	getJSON(t, base+"/events?kind=action", &evs)
+	if len(evs.Events) == 0 || !strings.Contains(evs.Events[0].Summary, "campaign.start") {
+		t.Fatalf("action events %+v", evs.Events)
+	}
+}
+
+// A device that restarts shows as a reboot in its history; the layout
+// the devices joined is a topology event.
+func TestGatewayHistoryRebootsAndLayout(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := testConfig(t)
+	cfg.MQTT.Enabled = false
+	g, sm, done := startSimGateway(t, ctx, cfg, 2)
+	defer func() { cancel(); <-done }()
+	waitReady(t, ctx, g, done)
+	device := lastDevice(cfg, 2)
+	base := "http://" + g.HTTPAddr + "/api/v1"
+	since := func() string { return "&from=" + itoa(g.hist.clock().Add(-time.Hour).Unix()) }
+	var up fleet.Series
+	waitHistory(t, ctx, g, "samples with some uptime", func() bool {
+		getJSON(t, base+"/nodes/"+itoa(device)+"/history?metric=uptime_s&step=1s"+since(), &up)
+		return len(up.Points) > 0 && up.Points[len(up.Points)-1].Max >= 5
+	})
+	if err := sm.Realtime.Do(ctx, func(n *sim.Network) { n.Restart(n.Node(device)) }); err != nil {
+		t.Fatal(err)
+	}
+	var reb fleet.Series
+	waitHistory(t, ctx, g, "reboot", func() bool {
+		getJSON(t, base+"/nodes/"+itoa(device)+"/history?metric=reboots&step=1h"+since(), &reb)
+		n := 0.0
+		for _, p := range reb.Points {
+			n += p.V
+		}
+		return n == 1
+	})
+	var evs struct{ Events []fleet.HistoryEvent }
+	getJSON(t, base+"/events?kind=topology&limit=1000"+since(), &evs)
+	joined := false
+	for _, e := range evs.Events {
+		var d struct{ Joined []uint32 }
+		if json.Unmarshal(e.Data, &d) == nil && slices.Contains(d.Joined, device) && strings.HasPrefix(e.Summary, "layout changed: ") {
+			joined = true
+		}
+	}
+	if !joined {
+		t.Fatalf("no layout change with node %d joining: %+v", device, evs.Events)
 	}
 }
