@@ -239,4 +239,6 @@ type Service interface {
 	// Subscribe delivers events until ctx ends. A slow subscriber loses
 	// the oldest events rather than stalling the gateway.
 	Subscribe(ctx context.Context) <-chan Event
+
+	History
 }

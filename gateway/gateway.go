@@ -69,6 +69,7 @@ type Gateway struct {
 	dirty     bool                            // campaign or alert state changed since the last save
 	alertData []byte                          // alert state to restore into the next collector
 	mqttUp    bool
+	hist      historyState
 	publicKey ed25519.PublicKey // firmware.public_key: campaigns only for images it verifies
 	// tcpBackoff is RunTCP's reconnection schedule; the zero value is the
 	// stock one (1 s doubling to 8 s). Tests shorten it.
@@ -101,6 +102,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
 	g := &Gateway{cfg: cfg, log: log, store: store, fan: newFanout(), started: time.Now(), sends: newSendBudget(cfg.Send, time.Now), history: map[string]ota.CampaignSnapshot{}, imageMeta: map[string]fleet.Image{}, ready: make(chan struct{})}
+	g.log = slog.New(auditTap{Handler: log.Handler(), g: g})
 	if err := g.loadState(); err != nil {
 		return nil, err
 	}
@@ -181,7 +183,7 @@ func (g *Gateway) Plugins(now time.Time) []mesh.Plugin {
 			}
 		}
 	}
-	return []mesh.Plugin{local, c, &resumingDistributor{Distributor: d, resume: start}}
+	return []mesh.Plugin{local, c, &resumingDistributor{Distributor: d, resume: start}, g.newHistoryRecorder(c, d)}
 }
 
 // resumingDistributor is the distributor as a node plugin: once attached
@@ -286,6 +288,8 @@ func (g *Gateway) Run(ctx context.Context, d Driver) error {
 	g.mu.Lock()
 	g.driver = d
 	g.mu.Unlock()
+	g.openHistory()
+	defer g.closeHistory()
 	// Components run on their own context so that, when the caller's ends,
 	// the final state can still be read from the running node first.
 	outer := ctx
@@ -372,7 +376,7 @@ func (g *Gateway) httpServer() (*http.Server, net.Listener, error) {
 	mux.Handle("/healthz", api)
 	if g.cfg.HTTP.Metrics {
 		reg := prom.NewRegistry(g)
-		reg.MustRegister(newGatewayCollector(g))
+		reg.MustRegister(newGatewayCollector(g), newHistoryCollector(g))
 		var metrics http.Handler = prom.Handler(reg)
 		if g.cfg.HTTP.MetricsNeedToken() {
 			metrics = rest.RequireToken(g.cfg.HTTP.Token, metrics)
