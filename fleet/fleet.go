@@ -243,4 +243,5 @@ type Service interface {
 	Subscribe(ctx context.Context) <-chan Event
 
 	AlertAcker
+	History
 }

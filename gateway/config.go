@@ -28,6 +28,7 @@ type Config struct {
 	OTA      OTAConfig      `yaml:"ota"`
 	Status   StatusConfig   `yaml:"status"`
 	Send     SendConfig     `yaml:"send"`
+	History  HistoryConfig  `yaml:"history"`
 	StateDir string         `yaml:"state_dir"`
 	Log      LogConfig      `yaml:"log"`
 }
@@ -231,6 +232,7 @@ func DefaultConfig() Config {
 		// packages of 4.4 KB a second, so the budget leaves most of it to
 		// the mesh's own traffic.
 		Send:     SendConfig{MaxSize: 8192, Rate: 10, RateBytes: 16384, PerClientShare: 0.5},
+		History:  defaultHistoryConfig(),
 		StateDir: "state",
 		Log:      LogConfig{Level: "info", Format: "text"},
 	}
@@ -687,6 +689,9 @@ func (c Config) Validate() error {
 	}
 	if c.Status.ReportInterval.D() <= 0 || c.Status.OfflineAfter.D() <= 0 {
 		return bad("status.report_interval", "report_interval and offline_after must be positive")
+	}
+	if err := c.validateHistory(); err != nil {
+		return err
 	}
 	if c.StateDir == "" {
 		return bad("state_dir", "must name a directory for campaign and alert state")

@@ -70,6 +70,7 @@ type Gateway struct {
 	dirty     bool                            // campaign or alert state changed since the last save
 	alertData []byte                          // alert state to restore into the next collector
 	mqttUp    bool
+	hist      historyState
 	publicKey ed25519.PublicKey // firmware.public_key: campaigns only for images it verifies
 	acks      *ackBook          // alert acknowledgements
 	// tcpBackoff is RunTCP's reconnection schedule; the zero value is the
@@ -103,6 +104,7 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
 	g := &Gateway{cfg: cfg, log: log, store: store, fan: newFanout(), started: time.Now(), sends: newSendBudget(cfg.Send, time.Now), history: map[string]ota.CampaignSnapshot{}, imageMeta: map[string]fleet.Image{}, ready: make(chan struct{})}
+	g.log = slog.New(auditTap{Handler: log.Handler(), g: g})
 	if err := g.loadState(); err != nil {
 		return nil, err
 	}
@@ -186,7 +188,7 @@ func (g *Gateway) Plugins(now time.Time) []mesh.Plugin {
 			}
 		}
 	}
-	return []mesh.Plugin{local, c, &resumingDistributor{Distributor: d, resume: start}}
+	return []mesh.Plugin{local, c, &resumingDistributor{Distributor: d, resume: start}, g.newHistoryRecorder(c, d)}
 }
 
 // resumingDistributor is the distributor as a node plugin: once attached
@@ -291,6 +293,8 @@ func (g *Gateway) Run(ctx context.Context, d Driver) error {
 	g.mu.Lock()
 	g.driver = d
 	g.mu.Unlock()
+	g.openHistory()
+	defer g.closeHistory()
 	// Components run on their own context so that, when the caller's ends,
 	// the final state can still be read from the running node first.
 	outer := ctx
@@ -379,7 +383,7 @@ func (g *Gateway) httpServer() (*http.Server, net.Listener, error) {
 	mux.Handle("/", web.Handler()) // the dashboard; its data comes from /api/ with the token
 	if g.cfg.HTTP.Metrics {
 		reg := prom.NewRegistry(g)
-		reg.MustRegister(newGatewayCollector(g))
+		reg.MustRegister(newGatewayCollector(g), newHistoryCollector(g))
 		var metrics http.Handler = prom.Handler(reg)
 		if g.cfg.HTTP.MetricsNeedToken() {
 			metrics = rest.RequireToken(g.cfg.HTTP.Token, metrics)
@@ -456,7 +460,7 @@ func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
 		Prefix: m.Prefix, PublishInterval: m.PublishInterval.D(),
 		Nodes: m.Topics.Nodes, Topology: m.Topics.Topology, Metrics: m.Topics.Metrics, Alerts: m.Topics.Alerts,
 		PerNode: m.Topics.PerNode, Messages: m.Topics.Messages, HomeAssistant: m.HomeAssistant.Enabled, HAPrefix: m.HomeAssistant.Prefix,
-		DeviceID: fmt.Sprint(g.cfg.Node.ID), Version: Version, MaxUploadSize: g.cfg.Firmware.MaxUploadSize,
+		DeviceID: fmt.Sprint(g.cfg.Node.ID), Version: fleet.MeshfleetFirmware(Version), MaxUploadSize: g.cfg.Firmware.MaxUploadSize,
 		Logger: g.log.With("component", "mqtt"),
 
 		// Security: the embedded broker vouches for who sent a request.

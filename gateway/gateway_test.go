@@ -255,6 +255,10 @@ func runEndToEnd(t *testing.T, useBroker func(*testing.T, *Config)) {
 		t.Fatalf("topology is not the real tree: %s", topo)
 	}
 	rec.waitFor(t, ctx, fmt.Sprintf("mf/status/node/%d", 1000+1), nil)
+	// The envelope names the gateway's firmware as its node document does.
+	if want := fleet.MeshfleetFirmware(Version); nodes.FirmwareVersion != want {
+		t.Errorf("status/nodes envelope firmware_version %q, want %q as in the gateway's node document", nodes.FirmwareVersion, want)
+	}
 
 	// REST returns the same nodes as MQTT.
 	var rnodes []fleet.Node

@@ -16,8 +16,8 @@ import (
 )
 
 func init() {
-	bench := &cobra.Command{Use: "bench", Short: "Benchmarks: OTA modes on a simulated mesh, the wire codec"}
-	bench.AddCommand(newBenchOTACmd(), newBenchCodecCmd())
+	bench := &cobra.Command{Use: "bench", Short: "Benchmarks: OTA modes on a simulated mesh, the wire codec, the history database"}
+	bench.AddCommand(newBenchOTACmd(), newBenchCodecCmd(), newBenchHistoryCmd())
 	rootCmd.AddCommand(bench)
 }
 

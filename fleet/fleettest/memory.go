@@ -31,6 +31,7 @@ type Memory struct {
 	// SendCheck, if set, may refuse a message before it is sent (as the
 	// gateway refuses oversize messages and floods).
 	SendCheck func(msg string) error
+	History   fleet.History // answers the history methods; nil: fleet.ErrHistoryUnavailable
 	subs      []chan fleet.Event
 	nextID    int
 	sentCh    chan struct{} // closed and replaced on every send

@@ -29,7 +29,7 @@ type BridgeConfig struct {
 	HomeAssistant   bool          // discovery configs under HAPrefix (implies per-node topics)
 	HAPrefix        string        // "homeassistant"
 	DeviceID        string        // envelope device_id: the gateway's node id
-	Version         string        // envelope firmware_version: meshfleet's version
+	Version         string        // envelope firmware_version: the gateway node's (fleet.MeshfleetFirmware)
 	MaxUploadSize   int64         // firmware upload over MQTT
 	Logger          *slog.Logger
 	// Now is the clock for timestamps (tests and the simulator pass their own).
@@ -68,8 +68,11 @@ type Bridge struct {
 
 	mu        sync.Mutex
 	announced map[uint32]bool // nodes with Home Assistant discovery published
-	refusals  refusalLog
-	skips     refusalLog // status publishes skipped because the service did not answer
+	// haProgress is the update entity state last published per node
+	// (progressKey), so per-chunk progress events publish only changes.
+	haProgress map[uint32]string
+	refusals   refusalLog
+	skips      refusalLog // status publishes skipped because the service did not answer
 }
 
 // refusalLogGap is the least time between two warnings about refused
@@ -145,7 +148,7 @@ func NewBridge(svc fleet.Service, c *Client, cfg BridgeConfig) *Bridge {
 	if cfg.MaxUploadSize <= 0 {
 		cfg.MaxUploadSize = 16 << 20
 	}
-	return &Bridge{svc: svc, c: c, cfg: cfg, log: cfg.Logger, announced: map[uint32]bool{}, subscribed: make(chan struct{}),
+	return &Bridge{svc: svc, c: c, cfg: cfg, log: cfg.Logger, announced: map[uint32]bool{}, haProgress: map[uint32]string{}, subscribed: make(chan struct{}),
 		uploads: newUploads(cfg.UploadDir, cfg.MaxUploadSize, cfg.UploadsPerClient, cfg.UploadIdle, cfg.UploadRoom)}
 }
 
@@ -164,6 +167,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	if b.cfg.Messages {
 		if err := b.c.Subscribe(ctx, b.topic(TopicTo+"+"), func(m Message) { b.handleTo(ctx, m) }); err != nil {
+			return err
+		}
+	}
+	if b.cfg.HomeAssistant {
+		if err := b.c.Subscribe(ctx, b.topic(TopicOTAInstall+"+"), func(m Message) { b.handleInstall(ctx, m) }); err != nil {
 			return err
 		}
 	}
@@ -330,8 +338,17 @@ func (b *Bridge) PublishAll(ctx context.Context) {
 		return
 	}
 	if b.cfg.PerNode {
+		var imgs []fleet.Image // nil: update entity states not published this cycle
+		if b.cfg.HomeAssistant {
+			if imgs, err = b.svc.Images(ctx); err != nil {
+				b.skipped(TopicNode+"<id>"+TopicNodeUpdate, err)
+				imgs = nil
+			} else if imgs == nil {
+				imgs = []fleet.Image{}
+			}
+		}
 		for _, n := range nodes {
-			b.publishNode(ctx, n)
+			b.publishNode(ctx, n, imgs)
 		}
 	}
 	b.publishAnnounce(ctx)
@@ -419,7 +436,7 @@ func nodePayload(e envelope, n fleet.Node) ([]byte, error) {
 	return append(append(head[:len(head)-1:len(head)-1], ','), body[1:]...), nil
 }
 
-func (b *Bridge) publishNode(ctx context.Context, n fleet.Node) {
+func (b *Bridge) publishNode(ctx context.Context, n fleet.Node, imgs []fleet.Image) {
 	e := b.env()
 	e.DeviceID, e.DeviceType = id(n.ID), "sensor"
 	if n.Gateway {
@@ -433,20 +450,22 @@ func (b *Bridge) publishNode(ctx context.Context, n fleet.Node) {
 	b.publish(ctx, b.topic(TopicNode+id(n.ID)), payload, true)
 	if b.cfg.HomeAssistant {
 		b.discover(ctx, n)
+		b.publishHAState(ctx, n, imgs)
 	}
 }
 
 // haSensor is one Home Assistant MQTT discovery config.
 type haSensor struct {
-	Name              string   `json:"name"`
-	UniqueID          string   `json:"unique_id"`
-	StateTopic        string   `json:"state_topic"`
-	ValueTemplate     string   `json:"value_template"`
-	UnitOfMeasurement string   `json:"unit_of_measurement,omitempty"`
-	DeviceClass       string   `json:"device_class,omitempty"`
-	StateClass        string   `json:"state_class,omitempty"`
-	AvailabilityTopic string   `json:"availability_topic"`
-	Device            haDevice `json:"device"`
+	Name              string           `json:"name"`
+	UniqueID          string           `json:"unique_id"`
+	StateTopic        string           `json:"state_topic"`
+	ValueTemplate     string           `json:"value_template"`
+	UnitOfMeasurement string           `json:"unit_of_measurement,omitempty"`
+	DeviceClass       string           `json:"device_class,omitempty"`
+	StateClass        string           `json:"state_class,omitempty"`
+	Availability      []haAvailability `json:"availability"`
+	AvailabilityMode  string           `json:"availability_mode"`
+	Device            haDevice         `json:"device"`
 }
 
 type haDevice struct {
@@ -501,9 +520,10 @@ func (b *Bridge) discover(ctx context.Context, n fleet.Node) {
 		uid := "meshfleet_" + id(n.ID) + "_" + s.key
 		cfg := haSensor{Name: s.name, UniqueID: uid, StateTopic: b.topic(TopicNode + id(n.ID)),
 			ValueTemplate: haValueTemplate(s.key, s.optional), UnitOfMeasurement: s.unit, DeviceClass: s.class,
-			StateClass: "measurement", AvailabilityTopic: b.topic(TopicState), Device: dev}
+			StateClass: "measurement", Availability: b.haAvailabilityOf(n.ID), AvailabilityMode: "all", Device: dev}
 		b.publishJSON(ctx, b.cfg.HAPrefix+"/"+haComponentSensor+"/"+uid+"/config", cfg, true)
 	}
+	b.discoverUpdate(ctx, n, dev)
 }
 
 // AnnouncePayload is <prefix>/ota/announce: what is offered.
@@ -540,6 +560,9 @@ func (b *Bridge) handleEvent(ctx context.Context, ev fleet.Event) {
 		b.publish(ctx, b.topic(TopicFrom+id(ev.Message.From)), []byte(ev.Message.Payload), false)
 	case ev.Progress != nil:
 		b.publishJSON(ctx, b.topic(TopicOTAStatus), ev.Progress, false)
+		if b.cfg.HomeAssistant {
+			b.publishHAProgress(ctx, *ev.Progress)
+		}
 	case ev.Campaign != nil:
 		b.publishJSON(ctx, b.topic(TopicOTAStatus), map[string]any{"campaign": ev.Campaign}, false)
 		b.publishAnnounce(ctx)
