@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,9 +28,8 @@ type alertAck struct {
 	At     time.Time `json:"at"`
 }
 
-// ackBook holds the acknowledgements of the alerts the gateway still
-// lists; older ones are dropped when the next is written, so it stays as
-// small as the alert engine's own memory.
+// ackBook holds the latest acknowledgements (maxAcks), one per alert id:
+// the live alerts and the alert history show them.
 type ackBook struct {
 	path string
 	mu   sync.Mutex
@@ -74,10 +74,13 @@ func (b *ackBook) applyAll(as []fleet.Alert) {
 	}
 }
 
-// add records the acknowledgement of a by by at now, keeping only those
-// of the alerts listed in known, and saves the book. An alert already
-// acknowledged keeps its first acknowledgement.
-func (b *ackBook) add(a fleet.Alert, by string, now time.Time, known []fleet.Alert) (fleet.Alert, error) {
+// maxAcks bounds the book: the newest acknowledgements are kept, enough
+// for every alert the engine remembers and the recent alert history.
+const maxAcks = 1000
+
+// add records the acknowledgement of a by by at now and saves the book.
+// An alert already acknowledged keeps its first acknowledgement.
+func (b *ackBook) add(a fleet.Alert, by string, now time.Time) (fleet.Alert, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if k, ok := b.acks[a.ID]; ok && k.Raised.Equal(a.Raised) {
@@ -85,19 +88,21 @@ func (b *ackBook) add(a fleet.Alert, by string, now time.Time, known []fleet.Ale
 		a.AckedBy, a.AckedAt = k.By, &at
 		return a, nil
 	}
-	next := map[string]alertAck{}
-	for _, k := range known {
-		if old, ok := b.acks[k.ID]; ok && old.Raised.Equal(k.Raised) {
-			next[k.ID] = old
+	list := make([]alertAck, 0, len(b.acks)+1)
+	for id, k := range b.acks {
+		if id != a.ID {
+			list = append(list, k)
 		}
 	}
-	next[a.ID] = alertAck{ID: a.ID, Raised: a.Raised, By: by, At: now.UTC()}
-	list := make([]alertAck, 0, len(next))
-	for _, k := range next {
-		list = append(list, k)
-	}
+	list = append(list, alertAck{ID: a.ID, Raised: a.Raised, By: by, At: now.UTC()})
+	slices.SortFunc(list, func(x, y alertAck) int { return y.At.Compare(x.At) })
+	list = list[:min(len(list), maxAcks)]
 	if err := writeJSONFile(b.path, list); err != nil {
 		return fleet.Alert{}, fmt.Errorf("saving the acknowledgement: %w", err)
+	}
+	next := make(map[string]alertAck, len(list))
+	for _, k := range list {
+		next[k.ID] = k
 	}
 	b.acks = next
 	at := now.UTC()
@@ -128,7 +133,7 @@ func (g *Gateway) AckAlert(ctx context.Context, id, by string) (fleet.Alert, err
 	if by == "" {
 		return fleet.Alert{}, fmt.Errorf("acknowledging alert %q: who acknowledges it is not said: %w", id, fleet.ErrInvalid)
 	}
-	a, err := g.acks.add(*found, by, time.Now(), all)
+	a, err := g.acks.add(*found, by, time.Now())
 	if err != nil {
 		return fleet.Alert{}, err
 	}

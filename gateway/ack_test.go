@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -59,6 +60,19 @@ func TestAlertAckPersists(t *testing.T) {
 	}
 	if a, ok := restAlert(t, g, victim); !ok || a.AckedBy != "alice (rest anonymous)" || a.AckedAt == nil {
 		t.Fatalf("alert after ack %+v", a)
+	}
+	// The alert history shows it too.
+	if st := g.hist.store.Load(); st != nil {
+		if err := st.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var h struct{ Alerts []fleet.Alert }
+		getJSON(t, fmt.Sprintf("http://%s/api/v1/alerts/history?node=%d", g.HTTPAddr, victim), &h)
+		if len(h.Alerts) == 0 || h.Alerts[0].AckedBy != "alice (rest anonymous)" {
+			t.Fatalf("alert history %+v", h.Alerts)
+		}
+	} else {
+		t.Fatal("no history store")
 	}
 	if code, body := call(t, "POST", "http://"+g.HTTPAddr+"/api/v1/alerts/4242%2Fnode_offline/ack", "", nil); code != http.StatusNotFound {
 		t.Fatalf("unknown alert: %d %s", code, body)

@@ -159,7 +159,9 @@ func (g *Gateway) AlertHistory(ctx context.Context, q fleet.EventQuery) ([]fleet
 	if err != nil {
 		return nil, err
 	}
-	return s.Alerts(ctx, q, g.hist.clock())
+	out, err := s.Alerts(ctx, q, g.hist.clock())
+	g.acks.applyAll(out)
+	return out, err
 }
 
 // CampaignHistory implements fleet.History.
