@@ -887,7 +887,9 @@ function fillRegistry(n) {
 
 async function loadHistory(id) {
   const span = Number($("#node-range").value);
-  const to = Math.floor(Date.now() / 1000), from = to - span;
+  // The gateway's clock, not this browser's: the history is in its time.
+  const now = state.summary && state.summary.timestamp ? Date.parse(state.summary.timestamp) : Date.now();
+  const to = Math.floor(now / 1000) + 60, from = to - 60 - span;
   const msg = $("#hist-msg");
   msg.textContent = "";
   await Promise.all(chartMetrics.map(async ([m]) => {
@@ -901,15 +903,15 @@ async function loadHistory(id) {
     if (!svg) return;
     if (h == null) {
       msg.textContent = "History is not available on this gateway.";
-      chart(svg, [], from, to);
+      chart(svg, []);
       return;
     }
-    chart(svg, h.points || [], from, to);
+    chart(svg, h.points || []);
   }));
 }
 
 // chart draws points ({t, v, min, max}) as a line over the min-max band.
-function chart(svg, points, from, to) {
+function chart(svg, points) {
   const W = 400, H = 160, L = 46, R = 8, T = 8, B = 20;
   svg.setAttribute("viewBox", "0 0 " + W + " " + H);
   svg.dataset.points = points.length;
@@ -920,7 +922,9 @@ function chart(svg, points, from, to) {
   let lo = Infinity, hi = -Infinity;
   for (const p of points) { lo = Math.min(lo, p.min != null ? p.min : p.v); hi = Math.max(hi, p.max != null ? p.max : p.v); }
   if (lo === hi) { lo -= 1; hi += 1; }
-  const t0 = Math.min(from, points[0].t), t1 = Math.max(to, points[points.length - 1].t);
+  // The time axis spans the data (a new node has minutes, not the day asked for).
+  let t0 = points[0].t, t1 = points[points.length - 1].t;
+  if (t1 - t0 < 60) { t0 -= 30; t1 += 30; }
   const x = t => L + (t - t0) / Math.max(1, t1 - t0) * (W - L - R);
   const y = v => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
   let band = "", line = "";
@@ -930,7 +934,8 @@ function chart(svg, points, from, to) {
       points.slice().reverse().map(p => x(p.t).toFixed(1) + "," + y(p.min != null ? p.min : p.v).toFixed(1)).join(" ");
   }
   const fmt = v => Math.abs(v) >= 10000 ? (v / 1000).toFixed(0) + "k" : (Math.round(v * 10) / 10).toString();
-  const tl = ts => new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const tl = ts => t1 - t0 > 86400 ? new Date(ts * 1000).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" })
+    : new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   svg.innerHTML =
     '<line class="axis" x1="' + L + '" y1="' + (H - B) + '" x2="' + (W - R) + '" y2="' + (H - B) + '"></line>' +
     '<line class="axis" x1="' + L + '" y1="' + T + '" x2="' + L + '" y2="' + (H - B) + '"></line>' +
