@@ -487,6 +487,7 @@ function radialLayout(root, ring) {
 
 function mapPage() {
   let layout = null, view = null, selected = null;
+  let topoLoaded = 0, topoText = "", fitted = false;
   const svgNS = "http://www.w3.org/2000/svg";
   return {
     name: "map", nav: "map",
@@ -550,6 +551,8 @@ function mapPage() {
           loadTopology();
           return;
         }
+        // Links change under a steady node list: look again now and then.
+        if (Date.now() - topoLoaded > 10000) loadTopology();
       }
       paint();
       if (selected != null) info(selected);
@@ -559,14 +562,21 @@ function mapPage() {
   async function loadTopology() {
     if (loadTopology.busy) return;
     loadTopology.busy = true;
+    topoLoaded = Date.now();
+    let t;
     try {
-      state.topology = await api("api/v1/topology");
+      t = await api("api/v1/topology");
     } catch (e) {
       toast("topology: " + e.message, true);
       return;
     } finally {
       loadTopology.busy = false;
     }
+    const text = JSON.stringify(t);
+    const listed = Array.from(state.nodes.keys());
+    if (layout && text === topoText && listed.length === layout.ids.length && listed.every(id => layout.pos.has(id))) return;
+    topoText = text;
+    state.topology = t;
     draw();
   }
 
@@ -602,7 +612,8 @@ function mapPage() {
         (labels || gw ? '<text x="8" y="3">' + esc(n && n.name ? n.name : id) + "</text>" : "") + "<title>" + esc(nodeLabel(n || { node_id: id })) + "</title></g>";
     }
     nodesG.innerHTML = nh;
-    fit();
+    // The first drawing fits the view; later ones keep the user's zoom and pan.
+    if (!fitted) { fit(); fitted = true; }
     paint();
     if (selected != null) select(selected);
   }
