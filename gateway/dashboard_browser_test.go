@@ -20,6 +20,10 @@ import (
 
 	"github.com/meshfleet/meshfleet/compress"
 	"github.com/meshfleet/meshfleet/fleet"
+	"github.com/meshfleet/meshfleet/fleet/fleettest"
+	"github.com/meshfleet/meshfleet/integrations/rest"
+	"github.com/meshfleet/meshfleet/integrations/web"
+	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/scenario"
 )
 
@@ -253,4 +257,56 @@ func TestDashboardInBrowser(t *testing.T) {
 	browse(t, browser, "log in behind the proxy", chromedp.SendKeys(chromedp.CSS("#login-token"), cfg.HTTP.Token),
 		chromedp.Click(chromedp.CSS(`#login-form button[type=submit]`)))
 	waitJS(t, browser, "map behind the proxy", fmt.Sprintf(`document.querySelectorAll("#map-nodes .node").length === %d && document.querySelector("#live").textContent === "live"`, devices+1), 15*time.Second)
+}
+
+// TestDashboardMapLarge draws a 500-device layout (fan-out 4, five hops
+// deep) from an in-memory fleet: every node is drawn, a search selects a
+// deep node and highlights its whole route, and the wheel zooms. The time
+// to draw is logged (-v), not asserted.
+func TestDashboardMapLarge(t *testing.T) {
+	browser := newBrowser(t)
+	const devices = 500
+	m := &fleettest.Memory{Sum: fleet.Summary{NodeCount: devices + 1, OnlineCount: devices + 1, HealthScore: 90}}
+	trees := map[uint32]*protocol.NodeTree{1: {NodeID: 1, Root: true}}
+	parent := map[uint32]uint32{}
+	m.NodeList = append(m.NodeList, fleet.Node{ID: 1, Status: "online", Gateway: true, Health: 100, Firmware: "1.0.0"})
+	for id := uint32(2); id <= devices+1; id++ {
+		parent[id] = (id-2)/4 + 1
+		trees[id] = &protocol.NodeTree{NodeID: id}
+		m.NodeList = append(m.NodeList, fleet.Node{ID: id, Status: "online", Health: int(50 + id%50), Firmware: fmt.Sprintf("1.%d.0", id%3), Role: "sensor", Hardware: "ESP32"})
+	}
+	// Children are attached deepest first, so each subtree is complete when copied.
+	for id := uint32(devices + 1); id >= 2; id-- {
+		p := trees[parent[id]]
+		p.Subs = append([]protocol.NodeTree{*trees[id]}, p.Subs...)
+	}
+	m.Tree = *trees[1]
+	mux := http.NewServeMux()
+	mux.Handle("/api/", rest.Handler(m, rest.Config{}))
+	mux.Handle("/", web.Handler())
+	srv := httptest.NewServer(mux)
+	defer func() { srv.CloseClientConnections(); srv.Close() }()
+
+	start := time.Now()
+	browse(t, browser, "open the map", chromedp.Navigate(srv.URL+"/#/map"))
+	waitJS(t, browser, "every node drawn", fmt.Sprintf(`document.querySelectorAll("#map-nodes .node").length === %d`, devices+1), 20*time.Second)
+	t.Logf("map of %d nodes drawn %v after navigating", devices+1, time.Since(start).Round(time.Millisecond))
+	deep := uint32(devices + 1)
+	hops := 0
+	for at := deep; at != 1; at = parent[at] {
+		hops++
+	}
+	browse(t, browser, "find a deep node", chromedp.SetValue(chromedp.CSS("#map-search"), fmt.Sprint(deep)),
+		chromedp.SendKeys(chromedp.CSS("#map-search"), "\r"))
+	waitJS(t, browser, "its whole route highlighted", fmt.Sprintf(`document.querySelectorAll("#map-edges .edge.route").length === %d`, hops), 5*time.Second)
+	before := evalJS[string](t, browser, `document.querySelector("#map-view").getAttribute("transform")`)
+	evalJS[chromedp.Void](t, browser, `document.querySelector("#map-svg").dispatchEvent(new WheelEvent("wheel", {deltaY: -300, clientX: 300, clientY: 300, bubbles: true, cancelable: true}))`)
+	if after := evalJS[string](t, browser, `document.querySelector("#map-view").getAttribute("transform")`); after == before {
+		t.Fatalf("the wheel did not zoom: transform %q", after)
+	}
+	browse(t, browser, "colour by firmware", chromedp.SetValue(chromedp.CSS("#map-color"), "firmware"))
+	evalJS[chromedp.Void](t, browser, `document.querySelector("#map-color").dispatchEvent(new Event("change"))`)
+	if n := evalJS[int](t, browser, `new Set(Array.from(document.querySelectorAll("#map-nodes circle")).map(c => c.getAttribute("fill"))).size`); n != 3 {
+		t.Fatalf("coloured by firmware the map has %d colours, want 3 (three versions)", n)
+	}
 }
