@@ -1019,7 +1019,10 @@ function alertsPage() {
     },
     update(kinds) {
       $("#alerts-active").innerHTML = alertsTable(activeAlerts(), true);
-      if (kinds.has("alert") && !this.history) this.renderHistory();
+      if (!kinds.has("alert")) return;
+      if (!this.history) { this.renderHistory(); return; }
+      // The history is the gateway's record: ask again, at most every 2 s.
+      if (!this.reload) this.reload = setTimeout(() => { this.reload = null; if ($("#alerts-history")) this.loadHistory(); }, 2000);
     },
     async loadHistory() {
       const h = await optional("api/v1/alerts/history?limit=500").catch(() => null);
