@@ -197,7 +197,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	screenshot(t, browser, "alerts")
 
 	// OTA from the page: upload, start, follow it live to the end.
-	img := compress.FirmwareLike(48<<10, 3)
+	img := compress.FirmwareLike(256<<10, 3)
 	imgPath := filepath.Join(t.TempDir(), "sensor-2.0.0.bin")
 	if err := os.WriteFile(imgPath, img, 0o644); err != nil {
 		t.Fatal(err)
@@ -220,9 +220,18 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#st-start")))
 	waitJS(t, browser, "the campaign running in the page", `document.querySelector("#campaigns tr[data-campaign]") !== null`, 10*time.Second)
 	campaign := evalJS[string](t, browser, `document.querySelector("#campaigns tr[data-campaign]").dataset.campaign`)
+	row := fmt.Sprintf(`#campaigns tr[data-campaign=%q]`, campaign)
+	otaStart := time.Now()
+	waitJS(t, browser, "nodes downloading in the page", `seenStates.has("downloading")`, 60*time.Second)
+	// Pause and resume from the page.
+	browse(t, browser, "pause", chromedp.Click(chromedp.CSS(row+` button[data-act=pause]`)))
+	waitJS(t, browser, "paused in the page", fmt.Sprintf(`document.querySelector(%q).dataset.state === "paused"`, row), 10*time.Second)
+	browse(t, browser, "resume", chromedp.Click(chromedp.CSS(row+` button[data-act=resume]`)))
+	waitJS(t, browser, "running again in the page", fmt.Sprintf(`document.querySelector(%q).dataset.state !== "paused"`, row), 10*time.Second)
 	alive := devices - 1 // the victim is down
-	waitJS(t, browser, "the campaign completed in the page", fmt.Sprintf(`(() => { const r = document.querySelector('#campaigns tr[data-campaign=%q]');
-		return r && r.dataset.state === "completed" && Number(r.dataset.completed) >= %d; })()`, campaign, alive), 90*time.Second)
+	waitJS(t, browser, "the campaign completed in the page", fmt.Sprintf(`(() => { const r = document.querySelector(%q);
+		return r && r.dataset.state === "completed" && Number(r.dataset.completed) >= %d; })()`, row, alive), 120*time.Second)
+	t.Logf("OTA of a %d KiB image to %d nodes from the page: %v", len(img)>>10, alive, time.Since(otaStart).Round(time.Second/10))
 	seen := evalJS[[]string](t, browser, `Array.from(seenStates)`)
 	if !slices.Contains(seen, "downloading") || !slices.Contains(seen, "confirmed") {
 		t.Fatalf("the page showed the node states %v during the campaign, want downloading and then confirmed", seen)
