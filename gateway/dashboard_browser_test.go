@@ -179,6 +179,18 @@ func TestDashboardInBrowser(t *testing.T) {
 	browse(t, browser, "open the nodes table", chromedp.Navigate(base+"#/nodes"))
 	waitJS(t, browser, "nodes table", fmt.Sprintf(`document.querySelectorAll("#nodes-table tbody tr").length === %d`, devices+1), 10*time.Second)
 	screenshot(t, browser, "nodes")
+	// Sorted by free memory, descending on the second click; filtered by text.
+	browse(t, browser, "sort by free memory", chromedp.Click(chromedp.CSS(`#nodes-table th[data-key=free_memory_bytes]`)),
+		chromedp.Click(chromedp.CSS(`#nodes-table th[data-key=free_memory_bytes]`)))
+	if ok := evalJS[bool](t, browser, `(() => {
+		const ids = Array.from(document.querySelectorAll("#nodes-table tbody tr")).map(r => Number(r.dataset.id));
+		const mem = ids.map(id => state.nodes.get(id).free_memory_bytes || 0);
+		return mem.every((m, i) => i === 0 || mem[i-1] >= m) && mem[0] > mem[mem.length-1];
+	})()`); !ok {
+		t.Fatal("the nodes table is not sorted by free memory, largest first")
+	}
+	browse(t, browser, "filter", chromedp.SendKeys(chromedp.CSS("#nodes-filter"), fmt.Sprint(lastDevice(cfg, devices))))
+	waitJS(t, browser, "one node left", `document.querySelectorAll("#nodes-table tbody tr").length === 1`, 5*time.Second)
 
 	// An alert raised in the mesh shows within 2 s of the gateway raising it.
 	browse(t, browser, "open the alerts", chromedp.Navigate(base+"#/alerts"))
