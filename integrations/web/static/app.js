@@ -90,9 +90,17 @@ function fmtBytes(n) {
   return n + " B";
 }
 
+// gatewayNow is the gateway's clock as of now (its summary's timestamp
+// moved on by the time since): times in its documents are in its clock,
+// which this browser's may not match.
+function gatewayNow() {
+  if (!state.summary || !state.summaryAt) return Date.now();
+  return Date.parse(state.summary.timestamp) + (Date.now() - state.summaryAt);
+}
+
 function fmtAgo(ts) {
   if (!ts) return "never";
-  const s = Math.max(0, (Date.now() - Date.parse(ts)) / 1000);
+  const s = Math.max(0, (gatewayNow() - Date.parse(ts)) / 1000);
   if (s < 60) return Math.round(s) + " s ago";
   if (s < 3600) return Math.round(s / 60) + " min ago";
   if (s < 86400) return (s / 3600).toFixed(1) + " h ago";
@@ -208,6 +216,7 @@ function onEvent(name, d) {
   switch (name) {
     case "summary":
       state.summary = d;
+      state.summaryAt = Date.now();
       break;
     case "nodes":
       if (d.full) state.nodes.clear();
@@ -276,6 +285,7 @@ async function refreshAll() {
     api("api/v1/summary"), api("api/v1/nodes"), api("api/v1/alerts?all=1"), api("api/v1/ota"),
   ]);
   state.summary = summary;
+  state.summaryAt = Date.now();
   state.nodes.clear();
   for (const n of nodes) state.nodes.set(n.node_id, n);
   state.alerts.clear();
@@ -899,8 +909,7 @@ function fillRegistry(n) {
 async function loadHistory(id) {
   const span = Number($("#node-range").value);
   // The gateway's clock, not this browser's: the history is in its time.
-  const now = state.summary && state.summary.timestamp ? Date.parse(state.summary.timestamp) : Date.now();
-  const to = Math.floor(now / 1000) + 60, from = to - 60 - span;
+  const to = Math.floor(gatewayNow() / 1000) + 60, from = to - 60 - span;
   const msg = $("#hist-msg");
   msg.textContent = "";
   await Promise.all(chartMetrics.map(async ([m]) => {
