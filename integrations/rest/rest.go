@@ -89,6 +89,7 @@ func Handler(svc fleet.Service, cfg Config) http.Handler {
 		a.reply(w, c, err)
 	})))
 	mux.HandleFunc("POST /api/v1/messages", a.audit("message.send", nil, a.auth(a.send)))
+	a.registryRoutes(mux)
 	return mux
 }
 
