@@ -49,15 +49,27 @@ func (g *Gateway) campaignNodes(ctx context.Context, req fleet.CampaignRequest, 
 	if err != nil {
 		return nil, err
 	}
+	outdated := func(n fleet.Node) bool {
+		return !n.Gateway && n.Role == role && n.Hardware == hw && !strings.EqualFold(n.FirmwareMD5, md5)
+	}
 	var out []uint32
-	for _, n := range nodes {
-		if n.Gateway || n.Role != role || n.Hardware != hw || strings.EqualFold(n.FirmwareMD5, md5) {
-			continue
+	if len(listed) == 0 {
+		for _, n := range nodes {
+			if outdated(n) {
+				out = append(out, n.ID)
+			}
 		}
-		if len(listed) > 0 && !slices.Contains(listed, n.ID) {
-			continue
+	} else {
+		// In the order given: the queue runs in it.
+		byID := make(map[uint32]fleet.Node, len(nodes))
+		for _, n := range nodes {
+			byID[n.ID] = n
 		}
-		out = append(out, n.ID)
+		for _, id := range listed {
+			if n, ok := byID[id]; ok && outdated(n) {
+				out = append(out, id)
+			}
+		}
 	}
 	if len(out) == 0 {
 		among := fmt.Sprintf("every node of role %s and hardware %s", role, hw)

@@ -186,9 +186,15 @@ type CampaignSnapshot struct {
 // Snapshot returns the campaign's persistent form.
 func (c *Campaign) Snapshot() CampaignSnapshot {
 	return CampaignSnapshot{
-		ID: c.ID, Image: c.Image, Mode: c.Mode, Method: c.Method, Targets: c.Targets, Forced: c.Forced,
+		ID: c.ID, Image: c.Image, Mode: c.Mode, Method: c.Method, Targets: c.Targets.clone(), Forced: c.Forced,
 		State: c.State, Reason: c.Reason, Started: c.Started, Finished: c.Finished, Nodes: c.Nodes(),
 	}
+}
+
+// clone copies t's lists, which a queued campaign changes as it goes.
+func (t Targets) clone() Targets {
+	t.Nodes, t.Queue = slices.Clone(t.Nodes), slices.Clone(t.Queue)
+	return t
 }
 
 // RestoreCampaign rebuilds a campaign object from a snapshot, for listing

@@ -92,7 +92,7 @@ func (d *Distributor) admit(now time.Time, c *dcampaign) {
 	changed := false
 	for inflight < c.Targets.MaxConcurrent && len(c.Targets.Queue) > 0 {
 		id := c.Targets.Queue[0]
-		c.Targets.Queue = slices.Delete(c.Targets.Queue, 0, 1)
+		c.Targets.Queue = c.Targets.Queue[1:] // never written in place: snapshots share it
 		c.Targets.Nodes = append(c.Targets.Nodes, id)
 		changed = true
 		if d.cfg.Running != nil {
