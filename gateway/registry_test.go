@@ -57,9 +57,23 @@ func TestRegistryOnASimulatedMesh(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	g, sm, done := startSimGatewayWith(t, runCtx, cfg, sc, nil)
 	waitReady(t, ctx, g, done)
-	rec, _ := observe(t, ctx, brokerURL(g), "observer")
+	rec, mc := observe(t, ctx, brokerURL(g), "observer")
 	rec.waitFor(t, ctx, "mf/status/nodes", allOnline(devices+1))
 	first, victim := cfg.Node.ID+1000, lastDevice(cfg, devices)
+	// ask sends a registry request over MQTT and returns its answer.
+	ask := func(req string) mqttbridge.ControlResponse {
+		t.Helper()
+		from := rec.mark()
+		if err := mc.Publish(ctx, "mf/registry/control", []byte(req), false); err != nil {
+			t.Fatal(err)
+		}
+		var resp mqttbridge.ControlResponse
+		json.Unmarshal(func() []byte {
+			p, _ := rec.waitSince(t, ctx, from, "mf/registry/control/response", nil)
+			return p
+		}(), &resp)
+		return resp
+	}
 	base := "http://" + g.HTTPAddr + "/api/v1/nodes/"
 
 	code, body := call(t, "PATCH", base+fmt.Sprint(first), "application/json", []byte(`{"name":"Pump house","tags":["east","well"],"notes":"behind the barn"}`))
@@ -97,8 +111,14 @@ func TestRegistryOnASimulatedMesh(t *testing.T) {
 	// Dead: forgotten.
 	crashDevice(t, ctx, sm, victim)
 	rec.waitFor(t, ctx, "mf/status/nodes", nodesWhere(victim, func(n fleet.Node) bool { return n.Status == "offline" }))
-	if code, body := call(t, "DELETE", base+fmt.Sprint(victim), "", nil); code != http.StatusOK || strings.TrimSpace(body) != fmt.Sprintf(`{"forgotten":%d}`, victim) {
-		t.Fatalf("forget a dead node: %d %s", code, body)
+	if resp := ask(fmt.Sprintf(`{"action":"set","node_id":%d,"notes":"battery died"}`, victim)); !resp.OK {
+		t.Fatalf("MQTT set: %+v", resp)
+	}
+	if n := nodeREST(t, g, victim); n.Notes != "battery died" || n.Status != "offline" {
+		t.Fatalf("after the MQTT set: %+v", n)
+	}
+	if resp := ask(fmt.Sprintf(`{"action":"forget","node_id":%d}`, victim)); !resp.OK {
+		t.Fatalf("MQTT forget of a dead node: %+v", resp)
 	}
 	if code, _ := call(t, "GET", base+fmt.Sprint(victim), "", nil); code != http.StatusNotFound {
 		t.Fatalf("forgotten node still listed: %d", code)

@@ -88,8 +88,8 @@ var Roles = []string{"admin", "operator", "viewer"}
 
 // RoleFilters are the filters of role under prefix: admin reads and writes
 // everything (except the gateway's own topics, as everyone), operator
-// reads everything under the prefix and writes OTA control requests and
-// messages into the mesh, viewer reads the status, availability and OTA
+// reads everything under the prefix and writes OTA control and registry
+// requests and messages into the mesh, viewer reads the status, availability and OTA
 // state.
 func RoleFilters(role, prefix string) (read, write []string, err error) {
 	p := prefix + "/"
@@ -97,7 +97,7 @@ func RoleFilters(role, prefix string) (read, write []string, err error) {
 	case "admin":
 		return []string{"#"}, []string{"#"}, nil
 	case "operator":
-		return []string{p + "#"}, []string{p + TopicOTAControl, p + TopicTo + "+"}, nil
+		return []string{p + "#"}, []string{p + TopicOTAControl, p + TopicRegistryControl, p + TopicTo + "+"}, nil
 	case "viewer":
 		return []string{p + "status/#", p + "bridge/#", p + TopicOTAAnnounce, p + TopicOTAStatus}, nil, nil
 	}
@@ -109,7 +109,8 @@ func RoleFilters(role, prefix string) (read, write []string, err error) {
 // it forwards out of the mesh.
 func GatewayOnlyTopics(prefix string) []string {
 	p := prefix + "/"
-	return []string{p + "status/#", p + "bridge/#", p + TopicOTAAnnounce, p + TopicOTAStatus, p + TopicOTAResponse, p + TopicOTAResponse + "/#", p + "from/#"}
+	return []string{p + "status/#", p + "bridge/#", p + TopicOTAAnnounce, p + TopicOTAStatus, p + TopicOTAResponse, p + TopicOTAResponse + "/#",
+		p + TopicRegistryResponse, p + TopicRegistryResponse + "/#", p + "from/#"}
 }
 
 // Broker is an MQTT broker running inside the process.
