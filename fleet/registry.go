@@ -18,7 +18,7 @@ type NodePatch struct {
 // saw it report that version and md5 until it last did.
 type FirmwareRecord struct {
 	Version   string    `json:"version"`
-	MD5       string    `json:"md5,omitempty"`
+	MD5       string    `json:"md5"` // "" when the node does not say
 	FirstSeen time.Time `json:"first_seen"`
 	LastSeen  time.Time `json:"last_seen"`
 }
