@@ -327,3 +327,60 @@ func leafDevice(t *testing.T, ctx context.Context, g *Gateway) uint32 {
 	}
 	return leaf
 }
+
+// A queued campaign survives a restart of the gateway: its node list,
+// queue and max_concurrent are kept, and it goes on to complete.
+func TestQueuedCampaignSurvivesARestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cfg := testConfig(t)
+	const devices = 3
+	sc := scenario.LiveConfig{Nodes: devices, Seed: 9, Speed: 25, Model: "esp32", Epoch: time.Now().UTC().Truncate(time.Second)}
+	runCtx, stop := context.WithCancel(ctx)
+	g, sm, done := startSimGatewayWith(t, runCtx, cfg, sc, nil)
+	waitReady(t, ctx, g, done)
+	rec, _ := observe(t, ctx, brokerURL(g), "observer")
+	rec.waitFor(t, ctx, "mf/status/nodes", allOnline(devices+1))
+	img := uploadREST(t, g, "sensor", "ESP32", "2.0.0", compress.FirmwareLike(16<<10, 91))
+	// A dead node first holds the one place until the restart.
+	dead := leafDevice(t, ctx, g)
+	order := []uint32{dead}
+	for id := cfg.Node.ID + 1000; id < cfg.Node.ID+1000+devices; id++ {
+		if id != dead {
+			order = append(order, id)
+		}
+	}
+	crashDevice(t, ctx, sm, dead)
+	c := startREST(t, g, fleet.CampaignRequest{Image: img.ID, Mode: "broadcast", Nodes: order, MaxConcurrent: 1})
+	if c.Queued != devices-1 {
+		t.Fatalf("queued %d, want %d behind the dead node", c.Queued, devices-1)
+	}
+	sum, err := g.Summary(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	// Again, with every node alive.
+	sc.Epoch = sum.Timestamp.Add(time.Second)
+	g2, _, done2 := startSimGatewayWith(t, ctx, cfg, sc, nil)
+	waitReady(t, ctx, g2, done2)
+	rec2, _ := observe(t, ctx, brokerURL(g2), "observer2")
+	var again fleet.Campaign
+	getJSON(t, "http://"+g2.HTTPAddr+"/api/v1/ota/"+c.ID, &again)
+	if fmt.Sprint(again.Targets) != fmt.Sprint(order) || again.MaxConcurrent != 1 || again.State != "running" {
+		t.Fatalf("after the restart: targets %v (want %v), max_concurrent %d, %s", again.Targets, order, again.MaxConcurrent, again.State)
+	}
+	rec2.waitFor(t, ctx, "mf/ota/status", campaignIs(c.ID, "completed"))
+	getJSON(t, "http://"+g2.HTTPAddr+"/api/v1/ota/"+c.ID, &again)
+	if again.Completed != devices || again.Queued != 0 {
+		t.Fatalf("completed %d of %d, queued %d", again.Completed, devices, again.Queued)
+	}
+	cancel()
+	if err := <-done2; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
