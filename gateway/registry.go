@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/meshfleet/meshfleet/fleet"
@@ -31,7 +32,11 @@ const (
 
 // registryState is the gateway's hold on the registry file.
 type registryState struct {
-	reg      *registry.Registry
+	reg *registry.Registry
+
+	// Its own lock: observe runs in the node's loop, which must never wait
+	// for g.mu.
+	mu       sync.Mutex
 	lastSave time.Time
 	fullLog  time.Time
 }
@@ -59,12 +64,12 @@ func (g *Gateway) loadRegistry() error {
 func (g *Gateway) saveRegistry(final bool) error {
 	rs := g.registry
 	changed, touched := rs.reg.Changes()
-	g.mu.Lock()
+	rs.mu.Lock()
 	due := changed || touched && (final || time.Since(rs.lastSave) >= registryTouchedEvery)
 	if due {
 		rs.lastSave = time.Now()
 	}
-	g.mu.Unlock()
+	rs.mu.Unlock()
 	if !due {
 		return nil
 	}
@@ -98,12 +103,12 @@ func (g *Gateway) observe(now time.Time, states []status.NodeState) {
 	if refused == 0 {
 		return
 	}
-	g.mu.Lock()
+	rs.mu.Lock()
 	logNow := time.Since(rs.fullLog) >= registryFullLogEvery
 	if logNow {
 		rs.fullLog = time.Now()
 	}
-	g.mu.Unlock()
+	rs.mu.Unlock()
 	if logNow {
 		g.log.Warn("device registry full: new nodes are listed without a registry entry; forget dead nodes (DELETE /api/v1/nodes/{id})",
 			"max_nodes", rs.reg.Limits().MaxNodes, "refused", refused)
