@@ -71,6 +71,7 @@ type Gateway struct {
 	mqttUp    bool
 	hist      historyState
 	publicKey ed25519.PublicKey // firmware.public_key: campaigns only for images it verifies
+	registry  *registryState    // the device registry (registry.go)
 	// tcpBackoff is RunTCP's reconnection schedule; the zero value is the
 	// stock one (1 s doubling to 8 s). Tests shorten it.
 	tcpBackoff tcp.Backoff
@@ -104,6 +105,9 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: log, store: store, fan: newFanout(), started: time.Now(), sends: newSendBudget(cfg.Send, time.Now), history: map[string]ota.CampaignSnapshot{}, imageMeta: map[string]fleet.Image{}, ready: make(chan struct{})}
 	g.log = slog.New(auditTap{Handler: log.Handler(), g: g})
 	if err := g.loadState(); err != nil {
+		return nil, err
+	}
+	if err := g.loadRegistry(); err != nil {
 		return nil, err
 	}
 	g.failOrphans(time.Now())
@@ -146,6 +150,11 @@ func (g *Gateway) Plugins(now time.Time) []mesh.Plugin {
 		AnnounceInterval: g.cfg.OTA.AnnounceInterval.D(),
 		StockChunkSize:   g.cfg.OTA.ChunkSize,
 		KeepFinished:     g.cfg.OTA.KeepCampaigns,
+		// A queued node that runs the image already is not updated again.
+		Running: func(node uint32) (string, bool) {
+			st, ok := c.Model().Node(node)
+			return st.Metrics.FirmwareMD5, ok && st.Metrics.FirmwareMD5 != ""
+		},
 		Compress: func(method string, img []byte) ([]byte, error) {
 			m, err := compress.ParseMethod(method)
 			if err != nil {
@@ -256,7 +265,8 @@ func (g *Gateway) specFor(s ota.CampaignSnapshot) (ota.CampaignSpec, error) {
 	if err != nil {
 		return ota.CampaignSpec{}, err
 	}
-	return ota.CampaignSpec{ID: s.ID, Mode: s.Mode, Method: s.Method, Nodes: s.Targets.Nodes, Forced: s.Forced, Progress: s.Nodes,
+	return ota.CampaignSpec{ID: s.ID, Mode: s.Mode, Method: s.Method, Nodes: listedAndQueued(s.Targets), MaxConcurrent: s.Targets.MaxConcurrent,
+		Forced: s.Forced, Progress: s.Nodes,
 		Image: ota.Image{MD5: img.MD5, Role: s.Targets.Role, Hardware: s.Targets.Hardware, Version: img.Version, Data: data, Signature: img.Signature,
 			Manifest: img.Manifest, ManifestSig: img.ManifestSig}}, nil
 }
@@ -596,6 +606,12 @@ func (g *Gateway) persistLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if err := g.observeNow(ctx); err != nil && ctx.Err() == nil {
+				g.log.Debug("device registry not updated", "err", err)
+			}
+			if err := g.saveRegistry(false); err != nil {
+				g.log.Error("saving state", "err", err)
+			}
 			g.mu.Lock()
 			dirty := g.dirty
 			g.dirty = false
@@ -645,5 +661,5 @@ func (g *Gateway) saveState() error {
 			return err
 		}
 	}
-	return nil
+	return g.saveRegistry(true)
 }
