@@ -45,6 +45,11 @@ type Node struct {
 	Health      int       `json:"health"`           // 0..100
 	Source      string    `json:"source,omitempty"` // what the latest data came from: telemetry, query, status-202, status-604, ...
 	OTA         *Progress `json:"ota,omitempty"`
+	// The device registry's entry (fleet.Registry).
+	Name      string    `json:"name,omitempty"`
+	Tags      []string  `json:"tags,omitempty"`
+	Notes     string    `json:"notes,omitempty"`
+	FirstSeen time.Time `json:"first_seen,omitzero"`
 }
 
 // CountNodes is the one definition of the node counts everywhere (REST
@@ -125,6 +130,17 @@ type CampaignRequest struct {
 	Hardware string   `json:"hardware,omitempty"` // default: the image's hardware
 	Nodes    []uint32 `json:"nodes,omitempty"`    // restrict to these nodes (empty: all matching)
 	Forced   bool     `json:"forced,omitempty"`
+	// Targets from the device registry, added to Nodes: the nodes having
+	// any of Tags, and those named Names.
+	Tags  []string `json:"tags,omitempty"`
+	Names []string `json:"names,omitempty"`
+	// Outdated selects, among the targets (all nodes of the role and
+	// hardware when none are listed), the nodes whose firmware md5 is not
+	// the image's.
+	Outdated bool `json:"outdated,omitempty"`
+	// MaxConcurrent updates at most this many listed nodes at a time; the
+	// others wait in the campaign's queue (0: all at once).
+	MaxConcurrent int `json:"max_concurrent,omitempty"`
 }
 
 // Campaign is an OTA distribution and its progress.
@@ -142,6 +158,11 @@ type Campaign struct {
 	Completed int                 `json:"completed"`
 	Failed    int                 `json:"failed"`
 	Total     int                 `json:"total"`
+	// A campaign with max_concurrent: the nodes still waiting for their
+	// turn, and how many.
+	MaxConcurrent int      `json:"max_concurrent,omitempty"`
+	Queued        int      `json:"queued"`
+	Queue         []uint32 `json:"queue,omitempty"`
 }
 
 // CampaignStates are the values of Campaign.State; a campaign that is not
@@ -244,4 +265,5 @@ type Service interface {
 
 	AlertAcker
 	History
+	Registry
 }

@@ -73,6 +73,7 @@ type Gateway struct {
 	hist      historyState
 	publicKey ed25519.PublicKey // firmware.public_key: campaigns only for images it verifies
 	acks      *ackBook          // alert acknowledgements
+	registry  *registryState    // the device registry (registry.go)
 	// tcpBackoff is RunTCP's reconnection schedule; the zero value is the
 	// stock one (1 s doubling to 8 s). Tests shorten it.
 	tcpBackoff tcp.Backoff
@@ -109,6 +110,9 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	if g.acks, err = loadAcks(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	if err := g.loadRegistry(); err != nil {
 		return nil, err
 	}
 	g.failOrphans(time.Now())
@@ -151,6 +155,11 @@ func (g *Gateway) Plugins(now time.Time) []mesh.Plugin {
 		AnnounceInterval: g.cfg.OTA.AnnounceInterval.D(),
 		StockChunkSize:   g.cfg.OTA.ChunkSize,
 		KeepFinished:     g.cfg.OTA.KeepCampaigns,
+		// A queued node that runs the image already is not updated again.
+		Running: func(node uint32) (string, bool) {
+			st, ok := c.Model().Node(node)
+			return st.Metrics.FirmwareMD5, ok && st.Metrics.FirmwareMD5 != ""
+		},
 		Compress: func(method string, img []byte) ([]byte, error) {
 			m, err := compress.ParseMethod(method)
 			if err != nil {
@@ -261,7 +270,8 @@ func (g *Gateway) specFor(s ota.CampaignSnapshot) (ota.CampaignSpec, error) {
 	if err != nil {
 		return ota.CampaignSpec{}, err
 	}
-	return ota.CampaignSpec{ID: s.ID, Mode: s.Mode, Method: s.Method, Nodes: s.Targets.Nodes, Forced: s.Forced, Progress: s.Nodes,
+	return ota.CampaignSpec{ID: s.ID, Mode: s.Mode, Method: s.Method, Nodes: listedAndQueued(s.Targets), MaxConcurrent: s.Targets.MaxConcurrent,
+		Forced: s.Forced, Progress: s.Nodes,
 		Image: ota.Image{MD5: img.MD5, Role: s.Targets.Role, Hardware: s.Targets.Hardware, Version: img.Version, Data: data, Signature: img.Signature,
 			Manifest: img.Manifest, ManifestSig: img.ManifestSig}}, nil
 }
@@ -605,6 +615,12 @@ func (g *Gateway) persistLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if err := g.observeNow(ctx); err != nil && ctx.Err() == nil {
+				g.log.Debug("device registry not updated", "err", err)
+			}
+			if err := g.saveRegistry(false); err != nil {
+				g.log.Error("saving state", "err", err)
+			}
 			g.mu.Lock()
 			dirty := g.dirty
 			g.dirty = false
@@ -654,5 +670,5 @@ func (g *Gateway) saveState() error {
 			return err
 		}
 	}
-	return nil
+	return g.saveRegistry(true)
 }

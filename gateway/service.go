@@ -19,6 +19,7 @@ import (
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/ota"
 	"github.com/meshfleet/meshfleet/protocol"
+	"github.com/meshfleet/meshfleet/registry"
 	"github.com/meshfleet/meshfleet/status"
 )
 
@@ -34,6 +35,7 @@ type snapshot struct {
 	alerts    []alert.Alert
 	recent    []alert.Alert
 	campaigns []ota.CampaignSnapshot
+	registry  []registry.Entry
 }
 
 func (g *Gateway) snapshot(ctx context.Context) (snapshot, error) {
@@ -42,6 +44,7 @@ func (g *Gateway) snapshot(ctx context.Context) (snapshot, error) {
 		s.now, s.self, s.tree = now, n.ID(), n.Tree()
 		s.states = c.Model().Nodes()
 		s.health = c.Health()
+		g.observe(now, s.states)
 		s.alerts = c.Alerts().Active()
 		s.recent = c.Alerts().Recent()
 		for _, cp := range d.Campaigns() {
@@ -51,6 +54,7 @@ func (g *Gateway) snapshot(ctx context.Context) (snapshot, error) {
 	if err != nil {
 		return snapshot{}, err // s is not ours: a driver may run fn after ctx ended
 	}
+	s.registry = g.registry.reg.All()
 	return s, nil
 }
 
@@ -97,7 +101,7 @@ func (s snapshot) nodes() []fleet.Node {
 		}
 		out = append(out, n)
 	}
-	return out
+	return registered(out, s.registry)
 }
 
 // Nodes implements fleet.Service.
@@ -339,7 +343,11 @@ func (g *Gateway) StartCampaign(ctx context.Context, req fleet.CampaignRequest) 
 	if req.Hardware != "" {
 		hw = req.Hardware
 	}
-	spec := ota.CampaignSpec{Mode: m, Method: method, Nodes: req.Nodes, Forced: req.Forced,
+	nodes, err := g.campaignNodes(ctx, req, img.MD5, role, hw, m)
+	if err != nil {
+		return fleet.Campaign{}, err
+	}
+	spec := ota.CampaignSpec{Mode: m, Method: method, Nodes: nodes, MaxConcurrent: req.MaxConcurrent, Forced: req.Forced,
 		Image: ota.Image{MD5: img.MD5, Role: role, Hardware: hw, Version: img.Version, Data: data, Signature: img.Signature,
 			Manifest: img.Manifest, ManifestSig: img.ManifestSig}}
 	var id string
@@ -405,7 +413,8 @@ func (g *Gateway) Campaign(ctx context.Context, id string) (fleet.Campaign, erro
 
 func (g *Gateway) campaignView(c ota.CampaignSnapshot) fleet.Campaign {
 	v := fleet.Campaign{ID: c.ID, Mode: string(c.Mode), Compress: c.Method, State: string(c.State), Reason: c.Reason, Started: c.Started.UTC(),
-		Targets: c.Targets.Nodes, Nodes: map[string]fleet.Progress{}, Total: len(c.Nodes)}
+		Targets: listedAndQueued(c.Targets), Nodes: map[string]fleet.Progress{}, Total: len(c.Nodes),
+		MaxConcurrent: c.Targets.MaxConcurrent, Queued: len(c.Targets.Queue), Queue: c.Targets.Queue}
 	g.mu.Lock()
 	stored, known := g.imageMeta[c.ID]
 	g.mu.Unlock()

@@ -37,6 +37,10 @@ type Targets struct {
 	Role     string   `json:"role"`
 	Hardware string   `json:"hardware"`
 	Nodes    []uint32 `json:"nodes,omitempty"`
+	// Queue are nodes of the list still waiting for a place, at most
+	// MaxConcurrent of the listed nodes being updated at a time (queue.go).
+	Queue         []uint32 `json:"queue,omitempty"`
+	MaxConcurrent int      `json:"max_concurrent,omitempty"`
 }
 
 // ImageInfo identifies the image a campaign installs.
@@ -182,9 +186,15 @@ type CampaignSnapshot struct {
 // Snapshot returns the campaign's persistent form.
 func (c *Campaign) Snapshot() CampaignSnapshot {
 	return CampaignSnapshot{
-		ID: c.ID, Image: c.Image, Mode: c.Mode, Method: c.Method, Targets: c.Targets, Forced: c.Forced,
+		ID: c.ID, Image: c.Image, Mode: c.Mode, Method: c.Method, Targets: c.Targets.clone(), Forced: c.Forced,
 		State: c.State, Reason: c.Reason, Started: c.Started, Finished: c.Finished, Nodes: c.Nodes(),
 	}
+}
+
+// clone copies t's lists, which a queued campaign changes as it goes.
+func (t Targets) clone() Targets {
+	t.Nodes, t.Queue = slices.Clone(t.Nodes), slices.Clone(t.Queue)
+	return t
 }
 
 // RestoreCampaign rebuilds a campaign object from a snapshot, for listing
@@ -279,6 +289,9 @@ func (c *Campaign) noteChange(now time.Time) {
 // through reports whether every target reached a final state: every
 // listed node, or for a role every node that took part (at least one).
 func (c *Campaign) through() bool {
+	if len(c.Targets.Queue) > 0 {
+		return false
+	}
 	if len(c.Targets.Nodes) == 0 {
 		return len(c.nodes) > 0 && c.final == len(c.nodes)
 	}

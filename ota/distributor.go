@@ -69,6 +69,13 @@ type DistributorConfig struct {
 	// with ArduinoJson v6 drops anything larger.
 	MaxPackageSize int
 	Logger         *slog.Logger
+	// QueueStall frees the place of a node in a campaign with
+	// MaxConcurrent that sent no news for this long (queue.go), 10 min.
+	QueueStall time.Duration
+	// Running, if set, says which image md5 a node runs, as far as the
+	// gateway knows (its status reports): a queued node that runs the
+	// campaign's image already is not updated again.
+	Running func(node uint32) (md5 string, known bool)
 }
 
 func (c *DistributorConfig) defaults() {
@@ -101,6 +108,9 @@ func (c *DistributorConfig) defaults() {
 	}
 	if c.SettleAfter <= 0 {
 		c.SettleAfter = 2 * c.AnnounceInterval
+	}
+	if c.QueueStall <= 0 {
+		c.QueueStall = defaultQueueStall
 	}
 	if c.KeepFinished <= 0 {
 		c.KeepFinished = 50
@@ -136,6 +146,9 @@ type CampaignSpec struct {
 	Method string // none | deflate | heatshrink (default none)
 	Nodes  []uint32
 	Forced bool
+	// MaxConcurrent, with Nodes, updates at most this many of them at a
+	// time; the others queue (queue.go). 0: all at once.
+	MaxConcurrent int
 	// StockBroadcast announces to stock receivers with broadcasted:true
 	// (stock root-led broadcast, docs/protocol.md §8.5) instead of unicast.
 	StockBroadcast bool
@@ -176,6 +189,11 @@ type dcampaign struct {
 
 	push  pushControl  // broadcast mode
 	turbo turboControl // stock-turbo mode
+
+	// With MaxConcurrent (queue.go): when each listed node got its place,
+	// and the next time a place may fall free for want of news.
+	admittedAt map[uint32]time.Time
+	admitCheck time.Time
 }
 
 // Distributor is the OTA distributor plugin: it announces campaigns, serves
@@ -277,6 +295,14 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	if mode == ModeStockTurbo && method != "none" {
 		return nil, fmt.Errorf("ota: stock receivers cannot decompress; stock-turbo sends the image as it is, not %s", method)
 	}
+	targets := Targets{Role: img.Role, Hardware: img.Hardware, Nodes: slices.Clone(spec.Nodes)}
+	if spec.MaxConcurrent != 0 {
+		var err error
+		if targets.Nodes, targets.Queue, err = queueTargets(spec); err != nil {
+			return nil, err
+		}
+		targets.MaxConcurrent = spec.MaxConcurrent
+	}
 	if d.cfg.StockOnly && (mode != ModeStock && mode != ModeStockTurbo || method != "none") {
 		return nil, fmt.Errorf("ota: a stock-only distributor runs stock campaigns without compression, not %s/%s", mode, method)
 	}
@@ -330,7 +356,7 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 		Campaign: &Campaign{
 			ID: id, Mode: mode, Method: method, Forced: spec.Forced, State: CampaignRunning, Started: now,
 			Image:   ImageInfo{MD5: img.MD5, Role: img.Role, Hardware: img.Hardware, Version: img.Version, Size: int64(len(img.Data)), Signature: img.Signature},
-			Targets: Targets{Role: img.Role, Hardware: img.Hardware, Nodes: slices.Clone(spec.Nodes)},
+			Targets: targets,
 			nodes:   map[uint32]*NodeProgress{},
 			quiet:   d.cfg.SettleAfter,
 		},
@@ -338,6 +364,7 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 		fast:       fast,
 		stockBcast: spec.StockBroadcast || mode == ModeStockTurbo,
 		push:       newPushControl(),
+		admittedAt: map[uint32]time.Time{},
 	}
 	for _, p := range spec.Progress {
 		if c.Targeted(p.Node) {
@@ -372,9 +399,7 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 		c.offer.Manifest = base64.StdEncoding.EncodeToString(img.Manifest)
 		c.offer.ManifestSig = base64.StdEncoding.EncodeToString(img.ManifestSig)
 	}
-	listed := slices.Clone(spec.Nodes)
-	slices.Sort(listed)
-	c.offers = splitOffer(c.offer, slices.Compact(listed), d.cfg.MaxPackageSize)
+	d.listOffers(c)
 	for _, old := range d.campaigns {
 		if old.Active() && old.Image.Role == img.Role && old.Image.Hardware == img.Hardware {
 			// One whose targets are all through ends as they did; only
@@ -387,6 +412,10 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 		}
 	}
 	d.campaigns = append(d.campaigns, c)
+	for _, id := range c.Targets.Nodes {
+		c.admittedAt[id] = now // listed again after a restart: in flight from now
+	}
+	d.admit(now, c)
 	c.nextAnnounce = now
 	// A broadcast push waits for a receiver that accepted the offer: into
 	// a mesh of stock receivers it would only flood chunks nobody reads.

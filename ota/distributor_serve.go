@@ -200,6 +200,9 @@ func (d *Distributor) onReport(now time.Time, raw []byte) {
 	p, changed := c.update(now, r.From, r, c.fast)
 	if changed {
 		d.emit(c, r.From, p)
+		if len(c.Targets.Queue) > 0 && (p.Terminal() || p.State == StateFailed) {
+			d.admit(now, c)
+		}
 	}
 	if c.settle(now) {
 		d.finish(now, c, c.State, c.Reason)

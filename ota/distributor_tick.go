@@ -16,6 +16,9 @@ func (d *Distributor) Tick(now time.Time) {
 		if !c.stockNext.IsZero() && !now.Before(c.stockNext) {
 			d.stockCheck(now, c)
 		}
+		if len(c.Targets.Queue) > 0 {
+			d.admit(now, c)
+		}
 		if c.settle(now) {
 			d.finish(now, c, c.State, c.Reason)
 			continue
@@ -113,6 +116,7 @@ func (d *Distributor) NextDeadline() time.Time {
 		at(c.nextAnnounce)
 		at(c.settleAt)
 		at(c.stockNext)
+		at(c.admitCheck)
 		if c.push.pushing {
 			t := c.push.nextAt
 			if r := d.pace.readyAt(); r.After(t) {

@@ -28,6 +28,10 @@ type Memory struct {
 	Data      map[string][]byte
 	Camps     map[string]*fleet.Campaign
 	Sent      []string // "broadcast MSG" or "single ID MSG"
+	// Requests are the campaign requests StartCampaign took, in order.
+	Requests []fleet.CampaignRequest
+	// FirmwareLog is what NodeFirmware answers, by node id.
+	FirmwareLog map[uint32][]fleet.FirmwareRecord
 	// SendCheck, if set, may refuse a message before it is sent (as the
 	// gateway refuses oversize messages and floods).
 	SendCheck func(msg string) error
@@ -266,6 +270,7 @@ func (m *Memory) StartCampaign(ctx context.Context, req fleet.CampaignRequest) (
 		m.mu.Unlock()
 		return fleet.Campaign{}, fmt.Errorf("image %q: %w", req.Image, fleet.ErrNotFound)
 	}
+	m.Requests = append(m.Requests, req)
 	m.nextID++
 	c := &fleet.Campaign{ID: "c" + strconv.Itoa(m.nextID), Image: *img, Mode: req.Mode, Compress: req.Compress,
 		State: "running", Started: time.Unix(0, 0).UTC(), Nodes: map[string]fleet.Progress{}, Targets: req.Nodes}

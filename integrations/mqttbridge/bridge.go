@@ -71,6 +71,7 @@ type Bridge struct {
 	// haProgress is the update entity state last published per node
 	// (progressKey), so per-chunk progress events publish only changes.
 	haProgress map[uint32]string
+	perNode    map[uint32]bool // nodes with a retained status/node/<id> document
 	refusals   refusalLog
 	skips      refusalLog // status publishes skipped because the service did not answer
 }
@@ -154,7 +155,8 @@ func NewBridge(svc fleet.Service, c *Client, cfg BridgeConfig) *Bridge {
 
 func (b *Bridge) topic(s string) string { return b.cfg.Prefix + "/" + s }
 
-// Subscribed is closed once Run has subscribed to ota/control and to/#.
+// Subscribed is closed once Run has subscribed to ota/control,
+// registry/control and to/#.
 func (b *Bridge) Subscribed() <-chan struct{} { return b.subscribed }
 
 // Run subscribes, publishes status every interval and on events, and
@@ -164,6 +166,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 	defer b.uploads.closeAll()
 	if err := b.c.Subscribe(ctx, b.topic(TopicOTAControl), func(m Message) { b.handleControl(ctx, m) }); err != nil {
 		return err
+	}
+	if err := b.c.Subscribe(ctx, b.topic(TopicRegistryControl), func(m Message) { b.handleRegistry(ctx, m) }); err != nil {
+		// An external broker's ACL written before the registry existed
+		// may refuse it: the rest still works.
+		b.log.Warn("device registry requests over MQTT unavailable", "topic", b.topic(TopicRegistryControl), "err", err)
 	}
 	if b.cfg.Messages {
 		if err := b.c.Subscribe(ctx, b.topic(TopicTo+"+"), func(m Message) { b.handleTo(ctx, m) }); err != nil {
@@ -207,6 +214,14 @@ func (b *Bridge) OnConnect(ctx context.Context) {
 	b.mu.Lock()
 	b.announced = map[uint32]bool{} // a new broker may not have our discovery configs
 	b.mu.Unlock()
+	select {
+	case <-b.subscribed:
+	default:
+		// Run publishes everything once it has subscribed: a retained
+		// status published before then would tell clients requests are
+		// taken while ota/control still goes unheard.
+		return
+	}
 	b.PublishAll(ctx)
 }
 
@@ -350,6 +365,7 @@ func (b *Bridge) PublishAll(ctx context.Context) {
 		for _, n := range nodes {
 			b.publishNode(ctx, n, imgs)
 		}
+		b.clearForgotten(ctx, nodes)
 	}
 	b.publishAnnounce(ctx)
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -808,4 +809,20 @@ func TestFailingServiceKeepsRetainedStatus(t *testing.T) {
 	r.svc.Update(func(m *fleettest.Memory) { m.Sum.HealthScore = 50 })
 	r.bridge.PublishAll(ctx)
 	r.obs.wait(t, ctx, "mf/status/metrics", func(p []byte) bool { return strings.Contains(string(p), `"health_score":50`) })
+}
+
+// A connection that comes up before Run has subscribed publishes nothing:
+// clients take a published status as the sign that requests are heard.
+func TestOnConnectBeforeSubscribePublishesNothing(t *testing.T) {
+	svc := &fleettest.Memory{NodeList: []fleet.Node{{ID: 1, Status: "online"}}}
+	var calls atomic.Int32
+	svc.SetFault(func(ctx context.Context, method string) error {
+		calls.Add(1)
+		return nil
+	})
+	b := NewBridge(svc, nil, BridgeConfig{Prefix: "mf", Nodes: true})
+	b.OnConnect(context.Background())
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("OnConnect before Run subscribed asked the service %d times, want nothing published", n)
+	}
 }

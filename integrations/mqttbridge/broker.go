@@ -89,7 +89,8 @@ var Roles = []string{"admin", "operator", "viewer"}
 // RoleFilters are the filters of role under prefix: admin reads and writes
 // everything (except the gateway's own topics, as everyone), operator
 // reads everything under the prefix and writes OTA control requests
-// (ota/control and Home Assistant's ota/install/<id>) and messages into the mesh, viewer reads the status, availability and OTA
+// (ota/control and Home Assistant's ota/install/<id>), registry requests
+// and messages into the mesh, viewer reads the status, availability and OTA
 // state.
 func RoleFilters(role, prefix string) (read, write []string, err error) {
 	p := prefix + "/"
@@ -97,7 +98,7 @@ func RoleFilters(role, prefix string) (read, write []string, err error) {
 	case "admin":
 		return []string{"#"}, []string{"#"}, nil
 	case "operator":
-		return []string{p + "#"}, []string{p + TopicOTAControl, p + TopicOTAInstall + "+", p + TopicTo + "+"}, nil
+		return []string{p + "#"}, []string{p + TopicOTAControl, p + TopicOTAInstall + "+", p + TopicRegistryControl, p + TopicTo + "+"}, nil
 	case "viewer":
 		return []string{p + "status/#", p + "bridge/#", p + TopicOTAAnnounce, p + TopicOTAStatus}, nil, nil
 	}
@@ -109,7 +110,8 @@ func RoleFilters(role, prefix string) (read, write []string, err error) {
 // it forwards out of the mesh.
 func GatewayOnlyTopics(prefix string) []string {
 	p := prefix + "/"
-	return []string{p + "status/#", p + "bridge/#", p + TopicOTAAnnounce, p + TopicOTAStatus, p + TopicOTAResponse, p + TopicOTAResponse + "/#", p + "from/#"}
+	return []string{p + "status/#", p + "bridge/#", p + TopicOTAAnnounce, p + TopicOTAStatus, p + TopicOTAResponse, p + TopicOTAResponse + "/#",
+		p + TopicRegistryResponse, p + TopicRegistryResponse + "/#", p + "from/#"}
 }
 
 // Broker is an MQTT broker running inside the process.

@@ -35,6 +35,11 @@ type ControlRequest struct {
 	Hardware      string   `json:"hardware,omitempty"`
 	Nodes         []uint32 `json:"nodes,omitempty"`
 	Forced        bool     `json:"forced,omitempty"`
+	// Targets from the device registry and the queue (fleet.CampaignRequest).
+	Tags          []string `json:"tags,omitempty"`
+	Names         []string `json:"names,omitempty"`
+	Outdated      bool     `json:"outdated,omitempty"`
+	MaxConcurrent int      `json:"max_concurrent,omitempty"`
 	// Upload fields.
 	UploadID  string  `json:"upload_id,omitempty"`
 	Version   string  `json:"version,omitempty"`
@@ -147,18 +152,7 @@ func (s Sender) who(trusted bool) string {
 // <prefix>/ota/control/response, and, with the embedded broker, only those
 // the requester may read.
 func (b *Bridge) checkResponseTopic(m Message, from Sender) error {
-	rt := m.ResponseTopic
-	if rt == "" {
-		return nil
-	}
-	base := b.topic(TopicOTAResponse)
-	if (rt != base && !strings.HasPrefix(rt, base+"/")) || strings.ContainsAny(rt, "+#") {
-		return fmt.Errorf("response topic %q refused: replies go only to %s or a topic below it", rt, base)
-	}
-	if b.cfg.MayRead != nil && !b.cfg.MayRead(from.User, rt) {
-		return fmt.Errorf("response topic %q refused: you may not read it", rt)
-	}
-	return nil
+	return b.checkReplyTopic(m, from, TopicOTAResponse)
 }
 
 // auditActions names the state-changing control actions in the audit log.
@@ -201,7 +195,8 @@ func (b *Bridge) control(ctx context.Context, req ControlRequest, from Sender) (
 			return nil, fmt.Errorf("start needs \"image\" (an image id or md5 from ota/announce)")
 		}
 		return b.svc.StartCampaign(ctx, fleet.CampaignRequest{Image: req.Image, Mode: req.Mode, Compress: req.Compress,
-			Role: req.Role, Hardware: req.Hardware, Nodes: req.Nodes, Forced: req.Forced})
+			Role: req.Role, Hardware: req.Hardware, Nodes: req.Nodes, Forced: req.Forced,
+			Tags: req.Tags, Names: req.Names, Outdated: req.Outdated, MaxConcurrent: req.MaxConcurrent})
 	case "pause", "resume", "abort", "status":
 		if req.Campaign == "" {
 			return nil, fmt.Errorf("%s needs \"campaign\" (a campaign id)", req.Action)

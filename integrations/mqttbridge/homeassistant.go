@@ -73,6 +73,21 @@ func (b *Bridge) discoverUpdate(ctx context.Context, n fleet.Node, dev haDevice)
 	}, true)
 }
 
+// forgetHA removes a forgotten node from Home Assistant; should it come
+// back, it is announced anew.
+func (b *Bridge) forgetHA(ctx context.Context, node uint32) {
+	b.mu.Lock()
+	delete(b.announced, node)
+	delete(b.haProgress, node)
+	b.mu.Unlock()
+	b.publish(ctx, b.topic(TopicNode+id(node)+TopicNodeAvailability), nil, true)
+	b.publish(ctx, b.topic(TopicNode+id(node)+TopicNodeUpdate), nil, true)
+	for _, s := range haSensors {
+		b.publish(ctx, b.cfg.HAPrefix+"/"+haComponentSensor+"/meshfleet_"+id(node)+"_"+s.key+"/config", nil, true)
+	}
+	b.publish(ctx, b.cfg.HAPrefix+"/"+haComponentUpdate+"/meshfleet_"+id(node)+"_firmware/config", nil, true)
+}
+
 // publishHAState publishes n's availability and, when imgs is not nil
 // (the store answered), its update entity's state.
 func (b *Bridge) publishHAState(ctx context.Context, n fleet.Node, imgs []fleet.Image) {

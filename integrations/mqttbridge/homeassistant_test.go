@@ -152,3 +152,26 @@ func TestCompareVersions(t *testing.T) {
 		}
 	}
 }
+
+// A forgotten node leaves Home Assistant: its discovery configs,
+// availability and update state are cleared (empty retained messages).
+func TestForgottenNodeLeavesHomeAssistant(t *testing.T) {
+	br, err := StartBroker("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.HomeAssistant = true })
+	r.obs.wait(t, ctx, "homeassistant/update/meshfleet_17_firmware/config", nil)
+	if err := r.svc.ForgetNode(ctx, 17, false); err != nil {
+		t.Fatal(err)
+	}
+	r.bridge.PublishAll(ctx)
+	empty := func(p []byte) bool { return len(p) == 0 }
+	for _, topic := range []string{"mf/status/node/17", "mf/status/node/17/availability", "mf/status/node/17/update",
+		"homeassistant/update/meshfleet_17_firmware/config", "homeassistant/sensor/meshfleet_17_health/config"} {
+		r.obs.wait(t, ctx, topic, empty)
+	}
+}

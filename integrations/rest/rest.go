@@ -93,6 +93,7 @@ func Handler(svc fleet.Service, cfg Config) http.Handler {
 	mux.HandleFunc("POST /api/v1/messages", a.audit("message.send", nil, a.auth(a.send)))
 	a.consoleRoutes(mux)
 	a.historyRoutes(mux)
+	a.registryRoutes(mux)
 	return mux
 }
 
