@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -87,6 +88,15 @@ func waitJS(t *testing.T, ctx context.Context, what, expr string, within time.Du
 	}
 }
 
+// clickJS clicks the element sel once it is there, found and clicked in
+// one step in the page: the live tables are drawn anew on every update,
+// so an element found first and clicked later may be gone by then.
+func clickJS(t *testing.T, ctx context.Context, what, sel string) {
+	t.Helper()
+	waitJS(t, ctx, what, fmt.Sprintf(`document.querySelector(%q) !== null`, sel), 10*time.Second)
+	evalJS[chromedp.Void](t, ctx, fmt.Sprintf(`document.querySelector(%q).click()`, sel))
+}
+
 func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
 	t.Helper()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
@@ -125,8 +135,10 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // TestDashboardInBrowser drives the dashboard in headless Chromium
 // against a gateway with a token on a simulated 100-node mesh: login,
 // the map with every node, an alert within 2 s of the gateway raising it
-// and its acknowledgement, an OTA campaign uploaded, started and followed
-// live to the end from the page, a node's history charts, and the page
+// and its acknowledgement, an OTA campaign uploaded, started, paused,
+// resumed and followed live to the end from the page, a node's history
+// charts, its name and tags and firmware history, "update all outdated"
+// for a tag one node at a time, forgetting a dead node, and the page
 // behind a reverse proxy's path prefix.
 func TestDashboardInBrowser(t *testing.T) {
 	browser := newBrowser(t)
@@ -200,8 +212,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	raised := waitAlert(t, ctx, events, victim, "node_offline")
 	sel := fmt.Sprintf(`tr[data-alert=%q]`, raised.ID)
 	waitJS(t, browser, "the alert in the page within 2 s", fmt.Sprintf(`document.querySelector(%q) !== null`, "#alerts-active "+sel), 2*time.Second)
-	browse(t, browser, "acknowledge it", chromedp.SetValue(chromedp.CSS("#operator"), "alice"),
-		chromedp.Click(chromedp.CSS("#alerts-active "+sel+" button.ack")))
+	browse(t, browser, "name the operator", chromedp.SetValue(chromedp.CSS("#operator"), "alice"))
+	clickJS(t, browser, "acknowledge it", "#alerts-active "+sel+" button.ack")
 	waitJS(t, browser, "acknowledged in the page", fmt.Sprintf(`document.querySelector(%q).textContent.includes("alice")`, "#alerts-active "+sel), 5*time.Second)
 	if as, err := g.Alerts(ctx, false); err != nil || !slices.ContainsFunc(as, func(a fleet.Alert) bool { return a.ID == raised.ID && strings.HasPrefix(a.AckedBy, "alice") }) {
 		t.Fatalf("the gateway has the alerts %+v (%v), want %s acknowledged by alice", as, err, raised.ID)
@@ -236,9 +248,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	otaStart := time.Now()
 	waitJS(t, browser, "nodes downloading in the page", `seenStates.has("downloading")`, 60*time.Second)
 	// Pause and resume from the page.
-	browse(t, browser, "pause", chromedp.Click(chromedp.CSS(row+` button[data-act=pause]`)))
+	clickJS(t, browser, "pause", row+` button[data-act=pause]`)
 	waitJS(t, browser, "paused in the page", fmt.Sprintf(`document.querySelector(%q).dataset.state === "paused"`, row), 10*time.Second)
-	browse(t, browser, "resume", chromedp.Click(chromedp.CSS(row+` button[data-act=resume]`)))
+	clickJS(t, browser, "resume", row+` button[data-act=resume]`)
 	waitJS(t, browser, "running again in the page", fmt.Sprintf(`document.querySelector(%q).dataset.state !== "paused"`, row), 10*time.Second)
 	alive := devices - 1 // the victim is down
 	waitJS(t, browser, "the campaign completed in the page", fmt.Sprintf(`(() => { const r = document.querySelector(%q);
@@ -266,7 +278,69 @@ func TestDashboardInBrowser(t *testing.T) {
 			document.querySelector('svg.chart[data-metric=%q] polyline') !== null`, m, m), 10*time.Second)
 	}
 	waitJS(t, browser, "the node's update history", fmt.Sprintf(`document.querySelector("#node-updates").textContent.includes(%q)`, campaign), 10*time.Second)
+	// The registry from the node page: a name and tags; the firmware history.
+	browse(t, browser, "name and tag the node", chromedp.SetValue(chromedp.CSS("#reg-name"), "Pump house"),
+		chromedp.SetValue(chromedp.CSS("#reg-tags"), "east, well"), chromedp.Click(chromedp.CSS(`#node-reg button[type=submit]`)))
+	waitJS(t, browser, "the name in the page", fmt.Sprintf(`document.querySelector("#node-title").textContent.includes("Pump house (%d)")`, leaf), 10*time.Second)
+	if n, err := g.Node(ctx, leaf); err != nil || n.Name != "Pump house" || !slices.Equal(n.Tags, []string{"east", "well"}) {
+		t.Fatalf("the gateway has the node as %+v (%v)", n, err)
+	}
+	browse(t, browser, "reload the node page", chromedp.Reload())
+	waitJS(t, browser, "the firmware history", `["1.0.0", "2.0.0"].every(v => (document.querySelector("#node-updates")?.textContent ?? "").includes(v))`, 10*time.Second)
 	screenshot(t, browser, "node")
+
+	// The map finds it by name.
+	browse(t, browser, "open the map", chromedp.Navigate(base+"#/map"))
+	waitJS(t, browser, "map", fmt.Sprintf(`document.querySelectorAll("#map-nodes .node").length === %d`, devices+1), 15*time.Second)
+	browse(t, browser, "search by name", chromedp.SendKeys(chromedp.CSS("#map-search"), "pump\r"))
+	waitJS(t, browser, "found by name", fmt.Sprintf(`(document.querySelector("#map-nodes .node.selected")||{dataset:{}}).dataset.id === "%d"`, leaf), 5*time.Second)
+
+	// "Update all outdated nodes" of a tag, one at a time, from the page:
+	// two more nodes get the tag over REST, as a script would.
+	for _, id := range []uint32{leaf - 2, leaf - 3} {
+		req, _ := http.NewRequestWithContext(ctx, "PATCH", fmt.Sprintf("%sapi/v1/nodes/%d", base, id), strings.NewReader(`{"tags":["east"]}`))
+		req.Header.Set("Authorization", "Bearer "+cfg.HTTP.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("PATCH node %d: %d", id, resp.StatusCode)
+		}
+	}
+	img2 := filepath.Join(t.TempDir(), "sensor-2.1.0.bin")
+	if err := os.WriteFile(img2, compress.FirmwareLike(32<<10, 4), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	browse(t, browser, "open firmware and OTA", chromedp.Navigate(base+"#/ota"))
+	waitJS(t, browser, "upload form", `document.querySelector("#upload-form") !== null`, 10*time.Second)
+	browse(t, browser, "upload 2.1.0",
+		chromedp.SetUploadFiles(chromedp.CSS("#up-file"), []string{img2}),
+		chromedp.SetValue(chromedp.CSS("#up-version"), "2.1.0"),
+		chromedp.Click(chromedp.CSS(`#upload-form button[type=submit]`)))
+	waitJS(t, browser, "2.1.0 chosen for a campaign", `document.querySelectorAll("#st-image option").length === 2 && document.querySelector("#st-image").selectedOptions[0].textContent.includes("2.1.0")`, 10*time.Second)
+	browse(t, browser, "update the outdated nodes tagged east",
+		chromedp.SetValue(chromedp.CSS("#st-tags"), "east"), chromedp.SetValue(chromedp.CSS("#st-max"), "1"),
+		chromedp.Click(chromedp.CSS("#st-outdated")))
+	waitJS(t, browser, "the campaign in the page", fmt.Sprintf(`document.querySelectorAll("#campaigns tr[data-campaign]").length === 2 && document.querySelector("#campaigns tr[data-campaign]").dataset.campaign !== %q`, campaign), 10*time.Second)
+	outdated := evalJS[string](t, browser, `document.querySelector("#campaigns tr[data-campaign]").dataset.campaign`)
+	waitJS(t, browser, "one at a time in the page", `document.querySelector("#campaign-nodes-title").textContent.includes("at most 1 at once")`, 10*time.Second)
+	waitJS(t, browser, "the outdated nodes updated", fmt.Sprintf(`(() => { const r = document.querySelector('#campaigns tr[data-campaign=%q]');
+		return r && r.dataset.state === "completed" && r.dataset.completed === "3"; })()`, outdated), 90*time.Second)
+	if c, err := g.Campaign(ctx, outdated); err != nil || c.Total != 3 || c.MaxConcurrent != 1 || c.Completed != 3 {
+		t.Fatalf("the gateway has the campaign as %+v (%v), want 3 nodes one at a time", c, err)
+	}
+
+	// Forget the dead node from its page.
+	browse(t, browser, "open the dead node", chromedp.Navigate(base+fmt.Sprintf("#/node/%d", victim)))
+	waitJS(t, browser, "its page", `document.querySelector("#node-forget") !== null`, 10*time.Second)
+	evalJS[chromedp.Void](t, browser, `window.confirm = () => true`)
+	browse(t, browser, "forget it", chromedp.Click(chromedp.CSS("#node-forget")))
+	waitJS(t, browser, "back on the nodes table", `location.hash === "#/nodes"`, 10*time.Second)
+	if _, err := g.Node(ctx, victim); !errors.Is(err, fleet.ErrNotFound) {
+		t.Fatalf("the forgotten node: %v, want not found", err)
+	}
 
 	// Behind a reverse proxy under a path prefix (another origin: the
 	// token is asked for again).
@@ -277,7 +351,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	waitJS(t, browser, "login behind the proxy", `document.querySelector("#login-token") !== null`, 10*time.Second)
 	browse(t, browser, "log in behind the proxy", chromedp.SendKeys(chromedp.CSS("#login-token"), cfg.HTTP.Token),
 		chromedp.Click(chromedp.CSS(`#login-form button[type=submit]`)))
-	waitJS(t, browser, "map behind the proxy", fmt.Sprintf(`document.querySelectorAll("#map-nodes .node").length === %d && document.querySelector("#live").textContent === "live"`, devices+1), 15*time.Second)
+	listed, err := g.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, browser, "map behind the proxy", fmt.Sprintf(`document.querySelectorAll("#map-nodes .node").length === %d && document.querySelector("#live").textContent === "live"`, len(listed)), 15*time.Second)
 }
 
 // TestDashboardMapLarge draws a 500-device layout (fan-out 4, five hops

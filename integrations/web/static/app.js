@@ -1110,7 +1110,8 @@ function otaPage() {
       const c = shown && state.campaigns.get(shown);
       $("#campaign-nodes-panel").hidden = !c;
       if (!c) return;
-      $("#campaign-nodes-title").textContent = "Campaign " + c.id + ": " + (c.completed || 0) + " of " + (c.total || 0) + " nodes done";
+      $("#campaign-nodes-title").textContent = "Campaign " + c.id + ": " + (c.completed || 0) + " of " + (c.total || 0) + " nodes done" +
+        (c.max_concurrent ? ", at most " + c.max_concurrent + " at once, " + (c.queued || 0) + " waiting" : "");
       const ps = Object.values(c.nodes || {}).sort((a, b) => a.node_id - b.node_id);
       $("#campaign-nodes").innerHTML = table(["Node", "State", "Progress", "Chunks", "Rate", "ETA", "Error"], ps.map(p => {
         const pct = p.chunks_total ? Math.floor(p.chunks_done * 100 / p.chunks_total) : (p.state === "confirmed" ? 100 : 0);
@@ -1151,19 +1152,22 @@ function otaPage() {
     const list = id => $(id).value.split(",").map(s => s.trim()).filter(Boolean);
     const req = { image: $("#st-image").value };
     if (!req.image) { toast("Upload an image first.", true); return; }
+    for (const [k, id] of [["mode", "#st-mode"], ["compress", "#st-compress"], ["role", "#st-role"], ["hardware", "#st-hw"]]) {
+      const v = $(id).value.trim();
+      if (v) req[k] = v;
+    }
+    const tags = list("#st-tags"), names = list("#st-names"), nodes = list("#st-nodes").map(Number);
+    if (nodes.some(n => !Number.isInteger(n) || n <= 0)) { toast("Nodes: give node ids (decimal numbers), comma separated.", true); return; }
+    if (tags.length) req.tags = tags;
+    if (names.length) req.names = names;
+    if (nodes.length) req.nodes = nodes;
     if (outdated) {
+      // Of the targets above (all nodes of the role and hardware when none
+      // are given), those not running the image, a few at a time.
       req.outdated = true;
       req.max_concurrent = Number($("#st-max").value) || 1;
-    } else {
-      for (const [k, id] of [["mode", "#st-mode"], ["compress", "#st-compress"], ["role", "#st-role"], ["hardware", "#st-hw"]]) {
-        const v = $(id).value.trim();
-        if (v) req[k] = v;
-      }
-      const tags = list("#st-tags"), names = list("#st-names"), nodes = list("#st-nodes").map(Number);
-      if (tags.length) req.tags = tags;
-      if (names.length) req.names = names;
-      if (nodes.length) req.nodes = nodes;
-      if ($("#st-forced").checked) req.forced = true;
+    } else if ($("#st-forced").checked) {
+      req.forced = true;
     }
     try {
       const c = await api("api/v1/ota", { method: "POST", json: req });
