@@ -71,7 +71,9 @@ type Bridge struct {
 	// haProgress is the update entity state last published per node
 	// (progressKey), so per-chunk progress events publish only changes.
 	haProgress map[uint32]string
-	perNode    map[uint32]bool // nodes with a retained status/node/<id> document
+	haNodes    map[uint32]fleet.Node // as of the latest status cycle, for progress events
+	haImages   []fleet.Image         // as of the latest status cycle; nil: not known yet
+	perNode    map[uint32]bool       // nodes with a retained status/node/<id> document
 	refusals   refusalLog
 	skips      refusalLog // status publishes skipped because the service did not answer
 }
@@ -149,7 +151,7 @@ func NewBridge(svc fleet.Service, c *Client, cfg BridgeConfig) *Bridge {
 	if cfg.MaxUploadSize <= 0 {
 		cfg.MaxUploadSize = 16 << 20
 	}
-	return &Bridge{svc: svc, c: c, cfg: cfg, log: cfg.Logger, announced: map[uint32]bool{}, haProgress: map[uint32]string{}, subscribed: make(chan struct{}),
+	return &Bridge{svc: svc, c: c, cfg: cfg, log: cfg.Logger, announced: map[uint32]bool{}, haProgress: map[uint32]string{}, haNodes: map[uint32]fleet.Node{}, subscribed: make(chan struct{}),
 		uploads: newUploads(cfg.UploadDir, cfg.MaxUploadSize, cfg.UploadsPerClient, cfg.UploadIdle, cfg.UploadRoom)}
 }
 

@@ -79,6 +79,7 @@ func (b *Bridge) forgetHA(ctx context.Context, node uint32) {
 	b.mu.Lock()
 	delete(b.announced, node)
 	delete(b.haProgress, node)
+	delete(b.haNodes, node)
 	b.mu.Unlock()
 	b.publish(ctx, b.topic(TopicNode+id(node)+TopicNodeAvailability), nil, true)
 	b.publish(ctx, b.topic(TopicNode+id(node)+TopicNodeUpdate), nil, true)
@@ -102,25 +103,26 @@ func (b *Bridge) publishHAState(ctx context.Context, n fleet.Node, imgs []fleet.
 	st := updateState(n, imgs)
 	b.mu.Lock()
 	b.haProgress[n.ID] = progressKey(st)
+	b.haNodes[n.ID] = n
+	b.haImages = imgs
 	b.mu.Unlock()
 	b.publishJSON(ctx, b.topic(TopicNode+id(n.ID)+TopicNodeUpdate), st, true)
 }
 
 // publishHAProgress republishes a node's update state when its progress
 // moved by a whole percent or changed state: progress events arrive per
-// chunk, far more often than Home Assistant needs.
+// chunk, far more often than Home Assistant needs. It asks the service
+// nothing: the node and the images are those of the latest status cycle,
+// so a burst of progress events costs no round trips to the node loop.
 func (b *Bridge) publishHAProgress(ctx context.Context, p fleet.Progress) {
-	n, err := b.svc.Node(ctx, p.NodeID)
-	if err != nil {
-		return // a node the gateway no longer lists: nothing to show
+	b.mu.Lock()
+	n, known := b.haNodes[p.NodeID]
+	imgs := b.haImages
+	b.mu.Unlock()
+	if !known || imgs == nil {
+		return // not announced yet: the next status cycle publishes its state
 	}
-	if n.OTA == nil || n.OTA.Campaign != p.Campaign {
-		n.OTA = &p
-	}
-	imgs, err := b.svc.Images(ctx)
-	if err != nil {
-		return
-	}
+	n.OTA = &p
 	st := updateState(n, imgs)
 	key := progressKey(st)
 	b.mu.Lock()
