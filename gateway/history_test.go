@@ -206,21 +206,17 @@ func TestGatewayHistoryCampaign(t *testing.T) {
 		t.Fatalf("campaign record %+v", got)
 	}
 	var evs struct{ Events []fleet.HistoryEvent }
-	getJSON(t, base+"/events?kind=ota", &evs)
-	var sums []string
-	for _, e := range evs.Events {
-		sums = append(sums, e.Summary)
-	}
-	all := strings.Join(sums, "\n")
 	for _, want := range []string{"campaign " + c.ID + " completed", "node " + itoa(device) + " confirmed in campaign " + c.ID, "campaign " + c.ID + " running (sensor 2.0.0)"} {
-		if !strings.Contains(all, want) {
-			t.Errorf("no %q in the ota events:\n%s", want, all)
-		}
+		waitHistory(t, ctx, g, "ota event "+want, func() bool {
+			getJSON(t, base+"/events?kind=ota", &evs)
+			return slices.ContainsFunc(evs.Events, func(e fleet.HistoryEvent) bool { return strings.HasPrefix(e.Summary, want) })
+		})
 	}
-	getJSON(t, base+"/events?kind=action", &evs)
-	if len(evs.Events) == 0 || !strings.Contains(evs.Events[0].Summary, "campaign.start") {
-		t.Fatalf("action events %+v", evs.Events)
-	}
+	// The audit line, and so the action, comes once the response is out.
+	waitHistory(t, ctx, g, "campaign.start action", func() bool {
+		getJSON(t, base+"/events?kind=action", &evs)
+		return len(evs.Events) > 0 && strings.Contains(evs.Events[0].Summary, "campaign.start")
+	})
 }
 
 // A device that restarts shows as a reboot in its history; the layout
