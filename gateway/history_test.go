@@ -250,15 +250,11 @@ func TestGatewayHistoryRebootsAndLayout(t *testing.T) {
 		return n == 1
 	})
 	var evs struct{ Events []fleet.HistoryEvent }
-	getJSON(t, base+"/events?kind=topology&limit=1000"+since(), &evs)
-	joined := false
-	for _, e := range evs.Events {
-		var d struct{ Joined []uint32 }
-		if json.Unmarshal(e.Data, &d) == nil && slices.Contains(d.Joined, device) && strings.HasPrefix(e.Summary, "layout changed: ") {
-			joined = true
-		}
-	}
-	if !joined {
-		t.Fatalf("no layout change with node %d joining: %+v", device, evs.Events)
-	}
+	waitHistory(t, ctx, g, "layout change with the device joining", func() bool {
+		getJSON(t, base+"/events?kind=topology&limit=1000"+since(), &evs)
+		return slices.ContainsFunc(evs.Events, func(e fleet.HistoryEvent) bool {
+			var d struct{ Joined []uint32 }
+			return json.Unmarshal(e.Data, &d) == nil && slices.Contains(d.Joined, device) && strings.HasPrefix(e.Summary, "layout changed: ")
+		})
+	})
 }
