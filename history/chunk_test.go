@@ -38,3 +38,17 @@ func TestChunkMalformed(t *testing.T) {
 		}
 	}
 }
+
+// A chunk read from a damaged file is an error, never a panic or a
+// sample with a mask beyond the metrics.
+func FuzzDecodeChunk(f *testing.F) {
+	f.Add(appendSegment(nil, []rawSample{{off: 3, known: 0b101, v: [numMetrics]int64{5, 0, -6}}}))
+	f.Add([]byte{2, 0, 0, 1, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		decodeChunk(data, func(x *rawSample) {
+			if x.known >= 1<<numMetrics {
+				t.Fatalf("mask %b", x.known)
+			}
+		})
+	})
+}
