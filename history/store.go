@@ -92,6 +92,10 @@ func (o Options) withDefaults() Options {
 // few); only a writer failing for long drops the oldest (counted).
 const maxPendingRecords = 100_000
 
+// maxConns is the most connections open at once: the writer's and
+// queries'; more queries wait for one (bounded by their request).
+const maxConns = 4
+
 // Stats count what the store did since Open.
 type Stats struct {
 	SamplesWritten uint64 // samples written (in their minute's chunk)
@@ -147,6 +151,8 @@ func Open(path string, opt Options) (*Store, error) {
 	}
 	if path == ":memory:" {
 		db.SetMaxOpenConns(1) // every connection would have its own database
+	} else {
+		db.SetMaxOpenConns(maxConns) // bounds the page caches and concurrent queries
 	}
 	s.db = db
 	if err := s.init(); err != nil {
@@ -167,9 +173,9 @@ func dsn(path string, busy time.Duration) string {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
 	q.Add("_pragma", "synchronous(normal)")
-	// 64 MiB of page cache: the newest leaf page of every node (the
-	// (node, t) key puts each node's samples together) stays in memory.
-	q.Add("_pragma", "cache_size(-65536)")
+	// 16 MiB of page cache a connection (SQLite's default is 2): the
+	// index pages a minute's 1,000 node rows go to stay in memory.
+	q.Add("_pragma", "cache_size(-16384)")
 	q.Set("_txlock", "immediate")
 	if path == ":memory:" {
 		return ":memory:?" + q.Encode()
