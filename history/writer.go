@@ -158,7 +158,7 @@ func (w *writer) take(batch []Sample) {
 			m = nil
 		}
 		if m == nil {
-			m = &minute{node: x.Node, start: start}
+			m = &minute{node: x.Node, start: start, raw: make([]rawSample, 0, 60)}
 			w.open[x.Node] = m
 		}
 		v, known := x.values()
