@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -286,6 +287,9 @@ func (r *historyRecorder) sample(s *history.Store, now time.Time, id uint32, m *
 	x := history.Sample{Node: id, T: now, FreeMemory: m.FreeMemory, LatencyUs: m.LatencyUs, MessagesRx: m.MessagesRx,
 		MessagesTx: m.MessagesTx, MessagesDropped: m.MessagesDropped, Uptime: m.Uptime, RSSI: m.RSSI, WiFi: m.WiFi,
 		LossPermille: m.LossPermille, Connections: m.Connections, Hops: -1}
+	if m.FreeMemory == math.MaxUint32 {
+		x.FreeMemory = 0 // saturated: unknown, as in the node document
+	}
 	if h, ok := r.c.NodeHealth(id); ok {
 		x.Health = h.Score
 	}

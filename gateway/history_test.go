@@ -206,21 +206,17 @@ func TestGatewayHistoryCampaign(t *testing.T) {
 		t.Fatalf("campaign record %+v", got)
 	}
 	var evs struct{ Events []fleet.HistoryEvent }
-	getJSON(t, base+"/events?kind=ota", &evs)
-	var sums []string
-	for _, e := range evs.Events {
-		sums = append(sums, e.Summary)
-	}
-	all := strings.Join(sums, "\n")
 	for _, want := range []string{"campaign " + c.ID + " completed", "node " + itoa(device) + " confirmed in campaign " + c.ID, "campaign " + c.ID + " running (sensor 2.0.0)"} {
-		if !strings.Contains(all, want) {
-			t.Errorf("no %q in the ota events:\n%s", want, all)
-		}
+		waitHistory(t, ctx, g, "ota event "+want, func() bool {
+			getJSON(t, base+"/events?kind=ota", &evs)
+			return slices.ContainsFunc(evs.Events, func(e fleet.HistoryEvent) bool { return strings.HasPrefix(e.Summary, want) })
+		})
 	}
-	getJSON(t, base+"/events?kind=action", &evs)
-	if len(evs.Events) == 0 || !strings.Contains(evs.Events[0].Summary, "campaign.start") {
-		t.Fatalf("action events %+v", evs.Events)
-	}
+	// The audit line, and so the action, comes once the response is out.
+	waitHistory(t, ctx, g, "campaign.start action", func() bool {
+		getJSON(t, base+"/events?kind=action", &evs)
+		return len(evs.Events) > 0 && strings.Contains(evs.Events[0].Summary, "campaign.start")
+	})
 }
 
 // A device that restarts shows as a reboot in its history; the layout
@@ -254,15 +250,11 @@ func TestGatewayHistoryRebootsAndLayout(t *testing.T) {
 		return n == 1
 	})
 	var evs struct{ Events []fleet.HistoryEvent }
-	getJSON(t, base+"/events?kind=topology&limit=1000"+since(), &evs)
-	joined := false
-	for _, e := range evs.Events {
-		var d struct{ Joined []uint32 }
-		if json.Unmarshal(e.Data, &d) == nil && slices.Contains(d.Joined, device) && strings.HasPrefix(e.Summary, "layout changed: ") {
-			joined = true
-		}
-	}
-	if !joined {
-		t.Fatalf("no layout change with node %d joining: %+v", device, evs.Events)
-	}
+	waitHistory(t, ctx, g, "layout change with the device joining", func() bool {
+		getJSON(t, base+"/events?kind=topology&limit=1000"+since(), &evs)
+		return slices.ContainsFunc(evs.Events, func(e fleet.HistoryEvent) bool {
+			var d struct{ Joined []uint32 }
+			return json.Unmarshal(e.Data, &d) == nil && slices.Contains(d.Joined, device) && strings.HasPrefix(e.Summary, "layout changed: ")
+		})
+	})
 }

@@ -59,8 +59,8 @@ func (s *Store) ready() error {
 
 // Series answers fleet.History.NodeHistory; now is the gateway's time
 // (the default range ends there). Steps that are whole minutes read the
-// 1-minute rollups (the minute in progress is not in them yet), others
-// the raw samples (kept RawRetention).
+// 1-minute rollups, others the raw samples (kept RawRetention); the
+// minute in progress is in neither until it ends.
 func (s *Store) Series(ctx context.Context, q fleet.SeriesQuery, now time.Time) (fleet.Series, error) {
 	m, ok := metricByName(q.Metric)
 	if !ok {
@@ -92,42 +92,110 @@ func (s *Store) Series(ctx context.Context, q fleet.SeriesQuery, now time.Time) 
 	}
 	st := int64(step / time.Second)
 	lo, hi := from.Unix(), to.Unix()
-	var query string
-	agg := "avg"
-	if m.sum {
-		agg = "sum"
-	}
-	if st%60 == 0 {
-		c := m.col
-		v := fmt.Sprintf("CAST(sum(%[1]s_sum) AS REAL) / sum(%[1]s_n)", c)
-		if m.sum {
-			v = fmt.Sprintf("sum(%s_sum)", c)
-		}
-		query = fmt.Sprintf(`SELECT (t / ?) * ? AS b, %s, min(%s_min), max(%s_max) FROM rollups WHERE node = ? AND t >= ? AND t < ? AND %s_n > 0 GROUP BY b ORDER BY b`, v, c, c, c)
-	} else {
-		query = fmt.Sprintf(`SELECT (t / ?) * ? AS b, %[2]s(%[1]s), min(%[1]s), max(%[1]s) FROM samples WHERE node = ? AND t >= ? AND t < ? AND %[1]s IS NOT NULL GROUP BY b ORDER BY b`, m.col, agg)
-	}
+	out := fleet.Series{NodeID: q.Node, Metric: m.name, From: from.UTC(), To: to.UTC(), StepS: st, Points: []fleet.Point{}}
 	// Buckets are aligned to multiples of the step, so charts keep their
 	// points as the range moves; the first takes in from's whole step.
-	rows, err := s.db.QueryContext(ctx, query, st, st, int64(q.Node), lo-lo%st, hi)
+	first := lo - mod(lo, st)
+	if st%60 == 0 {
+		err = s.rollupSeries(ctx, &out, m, q.Node, first, hi)
+	} else {
+		err = s.rawSeries(ctx, &out, m, q.Node, first, hi)
+	}
 	if err != nil {
 		return fleet.Series{}, s.unavailable(err)
 	}
+	return out, nil
+}
+
+func mod(a, b int64) int64 { return ((a % b) + b) % b }
+
+func (s *Store) rollupSeries(ctx context.Context, out *fleet.Series, m metric, node uint32, lo, hi int64) error {
+	st := out.StepS
+	c := m.col
+	v := fmt.Sprintf("CAST(sum(%[1]s_sum) AS REAL) / sum(%[1]s_n)", c)
+	if m.sum {
+		v = fmt.Sprintf("sum(%s_sum)", c)
+	}
+	query := fmt.Sprintf(`SELECT (t / ?) * ? AS b, %s, min(%s_min), max(%s_max) FROM rollups WHERE node = ? AND t >= ? AND t < ? AND %s_n > 0 GROUP BY b ORDER BY b`, v, c, c, c)
+	rows, err := s.db.QueryContext(ctx, query, st, st, int64(node), lo, hi)
+	if err != nil {
+		return err
+	}
 	defer rows.Close()
-	out := fleet.Series{NodeID: q.Node, Metric: m.name, From: from.UTC(), To: to.UTC(), StepS: st, Points: []fleet.Point{}}
 	for rows.Next() {
 		var p fleet.Point
 		var v, lo, hi float64
 		if err := rows.Scan(&p.T, &v, &lo, &hi); err != nil {
-			return fleet.Series{}, s.unavailable(err)
+			return err
 		}
 		p.V, p.Min, p.Max = v*m.scale, lo*m.scale, hi*m.scale
 		out.Points = append(out.Points, p)
 	}
-	if err := rows.Err(); err != nil {
-		return fleet.Series{}, s.unavailable(err)
+	return rows.Err()
+}
+
+// rawSeries aggregates the samples of the chunks overlapping [lo, hi).
+func (s *Store) rawSeries(ctx context.Context, out *fleet.Series, m metric, node uint32, lo, hi int64) error {
+	st := out.StepS
+	idx := -1
+	for i, x := range metrics {
+		if x.name == m.name {
+			idx = i
+		}
 	}
-	return out, nil
+	type acc struct {
+		n, sum, min, max int64
+	}
+	buckets := map[int64]*acc{}
+	rows, err := s.db.QueryContext(ctx, `SELECT t, data FROM samples WHERE node = ? AND t > ? AND t < ? ORDER BY t`, int64(node), lo-60, hi)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var data []byte
+	for rows.Next() {
+		var start int64
+		if err := rows.Scan(&start, &data); err != nil {
+			return err
+		}
+		err := decodeChunk(data, func(x *rawSample) {
+			t := start + int64(x.off)
+			if t < lo || t >= hi || x.known&(1<<idx) == 0 {
+				return
+			}
+			v := x.v[idx]
+			b := t - mod(t, st)
+			a := buckets[b]
+			if a == nil {
+				buckets[b] = &acc{n: 1, sum: v, min: v, max: v}
+				return
+			}
+			a.n++
+			a.sum += v
+			a.min = min(a.min, v)
+			a.max = max(a.max, v)
+		})
+		if err != nil {
+			return fmt.Errorf("node %d minute %d: %w", node, start, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	keys := make([]int64, 0, len(buckets))
+	for b := range buckets {
+		keys = append(keys, b)
+	}
+	slices.Sort(keys)
+	for _, b := range keys {
+		a := buckets[b]
+		v := float64(a.sum) / float64(a.n)
+		if m.sum {
+			v = float64(a.sum)
+		}
+		out.Points = append(out.Points, fleet.Point{T: b, V: v * m.scale, Min: float64(a.min) * m.scale, Max: float64(a.max) * m.scale})
+	}
+	return nil
 }
 
 func limitOf(n int) (int, error) {

@@ -5,8 +5,12 @@
 //
 // It is fed from the gateway's node loop and must never slow it down:
 // AddSample, AddEvent, AddAlert and AddCampaign only queue; one writer
-// goroutine writes the queue in batches, one transaction each, with
-// prepared statements, into a database in WAL mode. A full sample queue
+// goroutine takes the queue every FlushInterval and writes, in one
+// transaction with prepared statements into a database in WAL mode, the
+// events and each node's minutes that ended: one row of the node's raw
+// samples (chunk.go) and one rollup row a node and minute, so 1,000
+// nodes at 1 Hz are 2,000 rows a minute. The minute in progress is held
+// in memory until it ends (Sync and Close write it). A full sample queue
 // drops samples (counted in Stats); events are kept.
 //
 // Time is the caller's: every record carries its own time (the gateway's
@@ -47,8 +51,9 @@ type Options struct {
 	// QueueSize is how many samples wait for the writer at most (default
 	// 65536: a minute of 1,000 nodes at 1 Hz); more are dropped.
 	QueueSize int
-	// FlushInterval is the longest a sample waits for its batch (default
-	// 1 s); BatchSize queued samples start a batch at once (default 4096).
+	// FlushInterval is how often the writer takes the queue and writes
+	// what is ready (default 1 s); BatchSize queued samples wake it
+	// sooner (default 4096).
 	FlushInterval time.Duration
 	BatchSize     int
 	// BusyTimeout is how long a write waits for a lock another program
@@ -87,11 +92,15 @@ func (o Options) withDefaults() Options {
 // few); only a writer failing for long drops the oldest (counted).
 const maxPendingRecords = 100_000
 
+// maxConns is the most connections open at once: the writer's and
+// queries'; more queries wait for one (bounded by their request).
+const maxConns = 4
+
 // Stats count what the store did since Open.
 type Stats struct {
-	SamplesWritten uint64 // raw sample rows
+	SamplesWritten uint64 // samples written (in their minute's chunk)
 	SamplesDropped uint64 // the queue was full, or their batch failed
-	RollupsWritten uint64 // 1-minute rollup rows written or merged
+	RollupsWritten uint64 // node-minutes written or merged (a chunk and a rollup row each)
 	EventsWritten  uint64 // events, alert and campaign records
 	EventsDropped  uint64 // the writer failed for long (maxPendingRecords)
 	Batches        uint64 // transactions committed
@@ -108,7 +117,8 @@ type Store struct {
 
 	samples chan Sample
 	kick    chan struct{}
-	syncReq chan chan struct{}
+	syncReq chan syncRequest
+	batch   []Sample // the writer's, reused
 	stop    chan struct{}
 	done    chan struct{}
 
@@ -133,7 +143,7 @@ type Store struct {
 func Open(path string, opt Options) (*Store, error) {
 	opt = opt.withDefaults()
 	s := &Store{opt: opt, path: path, log: opt.Logger,
-		samples: make(chan Sample, opt.QueueSize), kick: make(chan struct{}, 1), syncReq: make(chan chan struct{}),
+		samples: make(chan Sample, opt.QueueSize), kick: make(chan struct{}, 1), syncReq: make(chan syncRequest),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	db, err := sql.Open("sqlite", dsn(path, opt.BusyTimeout))
 	if err != nil {
@@ -141,6 +151,8 @@ func Open(path string, opt Options) (*Store, error) {
 	}
 	if path == ":memory:" {
 		db.SetMaxOpenConns(1) // every connection would have its own database
+	} else {
+		db.SetMaxOpenConns(maxConns) // bounds the page caches and concurrent queries
 	}
 	s.db = db
 	if err := s.init(); err != nil {
@@ -161,9 +173,9 @@ func dsn(path string, busy time.Duration) string {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
 	q.Add("_pragma", "synchronous(normal)")
-	// 64 MiB of page cache: the newest leaf page of every node (the
-	// (node, t) key puts each node's samples together) stays in memory.
-	q.Add("_pragma", "cache_size(-65536)")
+	// 16 MiB of page cache a connection (SQLite's default is 2): the
+	// index pages a minute's 1,000 node rows go to stay in memory.
+	q.Add("_pragma", "cache_size(-16384)")
 	q.Set("_txlock", "immediate")
 	if path == ":memory:" {
 		return ":memory:?" + q.Encode()
@@ -180,16 +192,16 @@ func (s *Store) unavailable(err error) error {
 const schemaVersion = 1
 
 func schema() []string {
-	var raw, roll strings.Builder
+	var roll strings.Builder
 	for _, m := range metrics {
-		fmt.Fprintf(&raw, ", %s INTEGER", m.col)
 		fmt.Fprintf(&roll, ", %[1]s_n INTEGER NOT NULL, %[1]s_sum INTEGER NOT NULL, %[1]s_min INTEGER, %[1]s_max INTEGER", m.col)
 	}
 	return []string{
 		`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
-		// t: unix seconds. One row per node and second; (node, t) is the
-		// key, so a node's range is one b-tree walk.
-		`CREATE TABLE IF NOT EXISTS samples (node INTEGER NOT NULL, t INTEGER NOT NULL` + raw.String() + `, PRIMARY KEY (node, t)) WITHOUT ROWID`,
+		// One row per node and minute (t: its start, unix seconds), n
+		// samples in data (chunk.go); (node, t) is unique, so a node's
+		// range is one index walk.
+		`CREATE TABLE IF NOT EXISTS samples (node INTEGER NOT NULL, t INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL, UNIQUE (node, t))`,
 		// t: the minute's start, unix seconds; per metric the count of
 		// known values, their sum, min and max.
 		`CREATE TABLE IF NOT EXISTS rollups (node INTEGER NOT NULL, t INTEGER NOT NULL` + roll.String() + `, PRIMARY KEY (node, t)) WITHOUT ROWID`,
@@ -289,11 +301,24 @@ func (s *Store) addRecord(r record) {
 	s.wake()
 }
 
-// Sync waits until everything queued before it is written (or failed).
-func (s *Store) Sync(ctx context.Context) error {
+type syncRequest struct {
+	all  bool
+	done chan struct{}
+}
+
+// Sync waits until everything queued before it is written (or failed),
+// the minutes in progress included (a minute written in parts is merged).
+func (s *Store) Sync(ctx context.Context) error { return s.sync(ctx, true) }
+
+// Drain waits until the writer has taken the queued samples, leaving the
+// minutes in progress to be written when they end, as the writer does on
+// its own: for a producer that must not drop (a benchmark).
+func (s *Store) Drain(ctx context.Context) error { return s.sync(ctx, false) }
+
+func (s *Store) sync(ctx context.Context, all bool) error {
 	done := make(chan struct{})
 	select {
-	case s.syncReq <- done:
+	case s.syncReq <- syncRequest{all: all, done: done}:
 	case <-s.done:
 		return errors.New("history: store closed")
 	case <-ctx.Done():
@@ -373,9 +398,9 @@ func (s *Store) run() {
 		case <-s.stop:
 			s.flush(true)
 			return
-		case done := <-s.syncReq:
-			s.flush(false)
-			close(done)
+		case req := <-s.syncReq:
+			s.flush(req.all)
+			close(req.done)
 			continue
 		case <-t.C:
 		case <-s.kick:
@@ -384,23 +409,22 @@ func (s *Store) run() {
 	}
 }
 
-// flush writes every queued sample and record in one transaction; final
-// also writes the open rollups.
-func (s *Store) flush(final bool) {
+// flush takes every queued sample into its minute and writes the
+// finished minutes and every record in one transaction; all also writes
+// the minutes in progress.
+func (s *Store) flush(all bool) {
 	n := len(s.samples)
-	batch := s.w.batch[:0]
+	batch := s.batch[:0]
 	for range n {
 		batch = append(batch, <-s.samples)
 	}
-	s.w.batch = batch
+	s.batch = batch
+	s.w.take(batch)
 	s.mu.Lock()
 	recs := s.pending
 	s.pending = nil
 	s.mu.Unlock()
-	if len(batch) == 0 && len(recs) == 0 && !final {
-		return
-	}
-	err := s.w.write(batch, recs, final)
+	written, lost, err := s.w.write(recs, all)
 	s.mu.Lock()
 	prev := s.err
 	if err != nil {
@@ -417,14 +441,16 @@ func (s *Store) flush(final bool) {
 	s.mu.Unlock()
 	if err != nil {
 		s.writeErrors.Add(1)
-		s.samplesDropped.Add(uint64(len(batch)))
+		s.samplesDropped.Add(lost)
 		if prev == nil {
-			s.log.Error("history write failed; samples are dropped until it works again", "path", s.path, "err", err, "samples", len(batch))
+			s.log.Error("history write failed; samples are dropped until it works again", "path", s.path, "err", err, "samples", lost)
 		}
 		return
 	}
-	s.batches.Add(1)
-	s.samplesWritten.Add(uint64(len(batch)))
+	if written > 0 || len(recs) > 0 {
+		s.batches.Add(1)
+	}
+	s.samplesWritten.Add(written)
 	if d := s.samplesDropped.Load(); d > s.w.droppedLogged && time.Since(s.w.droppedLogAt) >= time.Minute {
 		s.log.Warn("history queue full: samples dropped (events are kept)", "dropped_total", d, "queue_size", s.opt.QueueSize)
 		s.w.droppedLogged, s.w.droppedLogAt = d, time.Now()

@@ -21,18 +21,22 @@ type record struct {
 
 func jsonMarshal(v any) (json.RawMessage, error) { return json.Marshal(v) }
 
-// minute is the running aggregate of one node's samples in one minute,
-// written as a rollup row when the node's samples move on to a later
-// minute (or the minute is long past, or the store closes).
+// minute is one node's samples of one minute while it lasts, with their
+// running aggregate: written as a chunk and a rollup row when the node's
+// samples move on to a later minute (or the minute is long past, or Sync
+// or Close asks for everything).
 type minute struct {
+	node  uint32
 	start int64 // unix seconds
+	raw   []rawSample
 	n     [numMetrics]int64
 	sum   [numMetrics]int64
 	min   [numMetrics]int64
 	max   [numMetrics]int64
 }
 
-func (m *minute) add(v [numMetrics]int64, known [numMetrics]bool) {
+func (m *minute) add(t int64, v [numMetrics]int64, known [numMetrics]bool) {
+	m.raw = append(m.raw, rawSample{off: uint8(t - m.start), known: knownMask(known), v: v})
 	for i := range v {
 		if !known[i] {
 			continue
@@ -48,31 +52,31 @@ func (m *minute) add(v [numMetrics]int64, known [numMetrics]bool) {
 	}
 }
 
-// rowsPerInsert is how many samples one INSERT statement writes.
-const rowsPerInsert = 64
-
-// pruneEvery is how much data time passes between retention runs.
-const pruneEvery = 10 * time.Minute
+// Timing of the writer, in data time.
+const (
+	// pruneEvery is how much data time passes between retention runs.
+	pruneEvery = 10 * time.Minute
+	// quietAfter: the minute of a node that sent nothing since is written.
+	quietAfter = 2 * time.Minute
+)
 
 // writer is the writer goroutine's state: prepared statements, the open
 // minutes, the nodes known.
 type writer struct {
 	s        *Store
-	insert   *sql.Stmt
-	insertN  *sql.Stmt // rowsPerInsert rows at once: far less overhead per row
+	chunk    *sql.Stmt
 	rollup   *sql.Stmt
 	node     *sql.Stmt
 	event    *sql.Stmt
 	alert    *sql.Stmt
 	campaign *sql.Stmt
-	batch    []Sample
 	open     map[uint32]*minute
+	ready    []*minute        // closed minutes waiting for the next transaction
 	nodes    map[uint32]bool  // in the nodes table
 	seen     map[uint32]int64 // newest sample per node since the latest retention run
 	newest   int64            // newest time written, unix seconds: retention counts from it
 	pruned   int64            // newest at the latest retention run
-
-	args []any // of the sample inserts, kept between batches
+	buf      []byte
 
 	droppedLogged uint64 // samples dropped when the latest warning said so
 	droppedLogAt  time.Time
@@ -80,10 +84,6 @@ type writer struct {
 
 func newWriter(s *Store) (*writer, error) {
 	w := &writer{s: s, open: map[uint32]*minute{}, nodes: map[uint32]bool{}, seen: map[uint32]int64{}}
-	cols := make([]string, 0, numMetrics)
-	for _, m := range metrics {
-		cols = append(cols, m.col)
-	}
 	var rcols, sets []string
 	for _, m := range metrics {
 		c := m.col
@@ -92,13 +92,11 @@ func newWriter(s *Store) (*writer, error) {
 			"%[1]s_min = CASE WHEN %[1]s_n = 0 THEN excluded.%[1]s_min WHEN excluded.%[1]s_n = 0 THEN %[1]s_min ELSE min(%[1]s_min, excluded.%[1]s_min) END, "+
 			"%[1]s_max = CASE WHEN %[1]s_n = 0 THEN excluded.%[1]s_max WHEN excluded.%[1]s_n = 0 THEN %[1]s_max ELSE max(%[1]s_max, excluded.%[1]s_max) END", c))
 	}
-	row := `(?, ?` + strings.Repeat(", ?", numMetrics) + `)`
 	prep := []struct {
 		dst *(*sql.Stmt)
 		q   string
 	}{
-		{&w.insert, `INSERT OR REPLACE INTO samples (node, t, ` + strings.Join(cols, ", ") + `) VALUES ` + row},
-		{&w.insertN, `INSERT OR REPLACE INTO samples (node, t, ` + strings.Join(cols, ", ") + `) VALUES ` + row + strings.Repeat(", "+row, rowsPerInsert-1)},
+		{&w.chunk, `INSERT INTO samples (node, t, n, data) VALUES (?, ?, ?, ?) ON CONFLICT (node, t) DO UPDATE SET n = n + excluded.n, data = data || excluded.data`},
 		{&w.rollup, `INSERT INTO rollups (node, t, ` + strings.Join(rcols, ", ") + `) VALUES (?, ?` + strings.Repeat(", ?", 4*numMetrics) + `)` +
 			` ON CONFLICT (node, t) DO UPDATE SET ` + strings.Join(sets, ", ")},
 		{&w.node, `INSERT INTO nodes (node, first, last) VALUES (?, ?, ?) ON CONFLICT (node) DO UPDATE SET last = max(last, excluded.last)`},
@@ -137,135 +135,131 @@ func newWriter(s *Store) (*writer, error) {
 }
 
 func (w *writer) close() {
-	for _, st := range []*sql.Stmt{w.insert, w.insertN, w.rollup, w.node, w.event, w.alert, w.campaign} {
+	for _, st := range []*sql.Stmt{w.chunk, w.rollup, w.node, w.event, w.alert, w.campaign} {
 		if st != nil {
 			st.Close()
 		}
 	}
 }
 
-// write stores one batch in one transaction.
-func (w *writer) write(batch []Sample, recs []record, final bool) error {
+// take adds a batch of samples to their open minutes; minutes a sample
+// moves on from are ready to be written.
+func (w *writer) take(batch []Sample) {
+	for i := range batch {
+		x := &batch[i]
+		t := x.T.Unix()
+		start := t - t%60
+		if t < 0 {
+			continue // before 1970: not a time the gateway's clock gives
+		}
+		m := w.open[x.Node]
+		if m != nil && m.start != start {
+			w.ready = append(w.ready, m)
+			m = nil
+		}
+		if m == nil {
+			m = &minute{node: x.Node, start: start, raw: make([]rawSample, 0, 60)}
+			w.open[x.Node] = m
+		}
+		v, known := x.values()
+		m.add(t, v, known)
+		w.seen[x.Node] = max(w.seen[x.Node], t)
+		w.newest = max(w.newest, t)
+	}
+}
+
+// write stores the ready minutes and recs in one transaction; all also
+// writes the open minutes (Sync, Close), others those of nodes gone
+// quiet. It returns the samples written, and those lost with a failed
+// transaction.
+func (w *writer) write(recs []record, all bool) (written, lost uint64, err error) {
+	for id, m := range w.open {
+		if all || m.start+int64(quietAfter/time.Second) <= w.newest {
+			w.ready = append(w.ready, m)
+			delete(w.open, id)
+		}
+	}
+	prune := all || w.newest-w.pruned >= int64(pruneEvery/time.Second)
+	if len(w.ready) == 0 && len(recs) == 0 && !prune {
+		return 0, 0, nil
+	}
+	var n uint64
+	for _, m := range w.ready {
+		n += uint64(len(m.raw))
+	}
+	ready := w.ready
+	w.ready = nil
+	if err := w.commit(ready, recs, prune); err != nil {
+		return 0, n, err
+	}
+	if prune {
+		w.pruned = w.newest
+		clear(w.seen)
+	}
+	w.s.rollupsWritten.Add(uint64(len(ready)))
+	w.s.eventsWritten.Add(uint64(len(recs)))
+	return n, 0, nil
+}
+
+func (w *writer) commit(ready []*minute, recs []record, prune bool) error {
 	ctx := context.Background()
 	tx, err := w.s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	insert, insertN, rollup := tx.Stmt(w.insert), tx.Stmt(w.insertN), tx.Stmt(w.rollup)
-	const width = 2 + numMetrics
-	args := w.args[:0]
-	newNodes := map[uint32]int64{}
-	var rollups uint64
-	for i := range batch {
-		x := &batch[i]
-		t := x.T.Unix()
-		v, known := x.values()
-		args = append(args, int64(x.Node), t)
-		for j := range v {
-			if known[j] {
-				args = append(args, v[j])
-			} else {
-				args = append(args, nil)
-			}
-		}
-		if len(args) == rowsPerInsert*width {
-			if _, err := insertN.Exec(args...); err != nil {
-				return err
-			}
-			args = args[:0]
-		}
-		start := t - t%60
-		m := w.open[x.Node]
-		if m != nil && m.start != start {
-			if err := writeRollup(rollup, x.Node, m); err != nil {
-				return err
-			}
-			rollups++
-			m = nil
-		}
-		if m == nil {
-			m = &minute{start: start}
-			w.open[x.Node] = m
-		}
-		m.add(v, known)
-		if !w.nodes[x.Node] {
-			newNodes[x.Node] = t
-		}
-		w.seen[x.Node] = max(w.seen[x.Node], t)
-		w.newest = max(w.newest, t)
-	}
-	for i := 0; i < len(args); i += width {
-		if _, err := insert.Exec(args[i : i+width]...); err != nil {
+	chunk, rollup, node := tx.Stmt(w.chunk), tx.Stmt(w.rollup), tx.Stmt(w.node)
+	args := make([]any, 0, 2+4*numMetrics)
+	var newNodes []uint32
+	for _, m := range ready {
+		w.buf = appendSegment(w.buf[:0], m.raw)
+		if _, err := chunk.Exec(int64(m.node), m.start, len(m.raw), w.buf); err != nil {
 			return err
 		}
-	}
-	w.args = args[:0]
-	// Minutes no sample will join any more (the node went quiet), or all
-	// of them when the store closes.
-	for id, m := range w.open {
-		if final || m.start+120 <= w.newest {
-			if err := writeRollup(rollup, id, m); err != nil {
-				return err
+		args = append(args[:0], int64(m.node), m.start)
+		for i := range numMetrics {
+			if m.n[i] == 0 {
+				args = append(args, 0, 0, nil, nil)
+				continue
 			}
-			rollups++
-			delete(w.open, id)
+			args = append(args, m.n[i], m.sum[i], m.min[i], m.max[i])
 		}
-	}
-	node := tx.Stmt(w.node)
-	for id, t := range newNodes {
-		if _, err := node.Exec(int64(id), t, t); err != nil {
+		if _, err := rollup.Exec(args...); err != nil {
 			return err
 		}
+		if !w.nodes[m.node] {
+			last := m.start + int64(m.raw[len(m.raw)-1].off)
+			if _, err := node.Exec(int64(m.node), m.start, last); err != nil {
+				return err
+			}
+			w.nodes[m.node] = true
+			newNodes = append(newNodes, m.node)
+		}
 	}
-	var events uint64
 	for _, r := range recs {
 		if err := w.writeRecord(tx, r); err != nil {
+			w.forget(newNodes)
 			return err
 		}
-		events++
 	}
-	pruned := final || w.newest-w.pruned >= int64(pruneEvery/time.Second)
-	if pruned {
+	if prune {
 		if err := w.prune(tx, node); err != nil {
+			w.forget(newNodes)
 			return err
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		// The open minutes already written are gone with the batch: the
-		// rollups of that minute miss these samples, as the raw rows do.
+		w.forget(newNodes)
 		return err
 	}
-	for id := range newNodes {
-		w.nodes[id] = true
-	}
-	if pruned {
-		w.pruned = w.newest
-		clear(w.seen)
-	}
-	w.s.rollupsWritten.Add(rollups)
-	w.s.eventsWritten.Add(events)
 	return nil
 }
 
-// gone reports that node has no row in the nodes table any more.
-func (w *writer) gone(tx *sql.Tx, node uint32) bool {
-	var n int
-	return tx.QueryRow(`SELECT count(*) FROM nodes WHERE node = ?`, int64(node)).Scan(&n) == nil && n == 0
-}
-
-func writeRollup(st *sql.Stmt, node uint32, m *minute) error {
-	args := make([]any, 0, 2+4*numMetrics)
-	args = append(args, int64(node), m.start)
-	for i := range numMetrics {
-		if m.n[i] == 0 {
-			args = append(args, 0, 0, nil, nil)
-			continue
-		}
-		args = append(args, m.n[i], m.sum[i], m.min[i], m.max[i])
+// forget undoes the nodes a failed transaction would have added.
+func (w *writer) forget(ids []uint32) {
+	for _, id := range ids {
+		delete(w.nodes, id)
 	}
-	_, err := st.Exec(args...)
-	return err
 }
 
 func (w *writer) writeRecord(tx *sql.Tx, r record) error {
@@ -307,14 +301,17 @@ func (w *writer) writeRecord(tx *sql.Tx, r record) error {
 // go node by node, each a range of the (node, t) key.
 func (w *writer) prune(tx *sql.Tx, node *sql.Stmt) error {
 	for id, t := range w.seen {
-		if _, err := node.Exec(int64(id), t, t); err != nil {
-			return err
+		if w.nodes[id] {
+			if _, err := node.Exec(int64(id), t, t); err != nil {
+				return err
+			}
 		}
 	}
 	raw := w.newest - int64(w.s.opt.RawRetention/time.Second)
 	roll := w.newest - int64(w.s.opt.RollupRetention/time.Second)
 	for id := range w.nodes {
-		if _, err := tx.Exec(`DELETE FROM samples WHERE node = ? AND t < ?`, int64(id), raw); err != nil {
+		// A chunk is kept while any of its minute is within the retention.
+		if _, err := tx.Exec(`DELETE FROM samples WHERE node = ? AND t < ?`, int64(id), raw-59); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(`DELETE FROM rollups WHERE node = ? AND t < ?`, int64(id), roll); err != nil {
@@ -326,13 +323,25 @@ func (w *writer) prune(tx *sql.Tx, node *sql.Stmt) error {
 			return err
 		}
 	}
+	rows, err := tx.Query(`SELECT node FROM nodes WHERE last < ?`, roll)
+	if err != nil {
+		return err
+	}
+	var gone []uint32
+	for rows.Next() {
+		var id uint32
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return err
+		}
+		gone = append(gone, id)
+	}
+	rows.Close()
 	if _, err := tx.Exec(`DELETE FROM nodes WHERE last < ?`, roll); err != nil {
 		return err
 	}
-	for id := range w.nodes {
-		if t, ok := w.seen[id]; ok && t < roll || !ok && w.gone(tx, id) {
-			delete(w.nodes, id)
-		}
+	for _, id := range gone {
+		delete(w.nodes, id)
 	}
 	return nil
 }
