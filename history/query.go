@@ -208,6 +208,16 @@ func limitOf(n int) (int, error) {
 	return n, nil
 }
 
+// throughNow makes a range that ends by default (at now) take in what
+// happened at now itself: ranges end before to, and an event or alert of
+// this very moment belongs in the answer. Times are kept to the millisecond.
+func throughNow(to time.Time, asked time.Time) time.Time {
+	if asked.IsZero() {
+		return to.Add(time.Millisecond)
+	}
+	return to
+}
+
 // Events answers fleet.History.Events; now is the gateway's time.
 func (s *Store) Events(ctx context.Context, q fleet.EventQuery, now time.Time) ([]fleet.HistoryEvent, error) {
 	if q.Kind != "" && !slices.Contains(fleet.HistoryEventKinds, q.Kind) {
@@ -217,6 +227,7 @@ func (s *Store) Events(ctx context.Context, q fleet.EventQuery, now time.Time) (
 	if err != nil {
 		return nil, err
 	}
+	to = throughNow(to, q.To)
 	limit, err := limitOf(q.Limit)
 	if err != nil {
 		return nil, err
@@ -270,6 +281,7 @@ func (s *Store) Alerts(ctx context.Context, q fleet.EventQuery, now time.Time) (
 	if err != nil {
 		return nil, err
 	}
+	to = throughNow(to, q.To)
 	limit, err := limitOf(q.Limit)
 	if err != nil {
 		return nil, err

@@ -311,3 +311,20 @@ func TestWriteFailureMakesQueriesUnavailable(t *testing.T) {
 		t.Fatalf("stats %+v, want a failed batch and its sample dropped", st)
 	}
 }
+
+// The default range ends at now and includes it: an alert raised at the
+// very instant of the query is in its answer.
+func TestDefaultRangeIncludesNow(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	now := epoch.Add(time.Hour)
+	a := fleet.Alert{ID: "a1", NodeID: 7, Type: "low_memory", Severity: "warning", State: "raised", Raised: now, Updated: now}
+	s.AddAlert(a, now)
+	syncStore(t, s)
+	ctx := context.Background()
+	if alerts, err := s.Alerts(ctx, fleet.EventQuery{}, now); err != nil || len(alerts) != 1 {
+		t.Errorf("alerts at now: %+v %v, want a1", alerts, err)
+	}
+	if evs, err := s.Events(ctx, fleet.EventQuery{}, now); err != nil || len(evs) != 1 {
+		t.Errorf("events at now: %+v %v, want the alert's", evs, err)
+	}
+}
