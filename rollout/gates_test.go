@@ -178,3 +178,37 @@ func TestLateConfirmAfterAStopIsRolledBack(t *testing.T) {
 		t.Fatalf("state %s", s)
 	}
 }
+
+// A node starts once its baseline has the readings it needs, or after the
+// wait without one.
+func TestUpdatesWaitForABaseline(t *testing.T) {
+	g := newRig(t, spec(Plan{Gates: Gates{BaselineSamples: 2, BaselineWait: time.Minute}}), flat(2))
+	if len(g.acts) != 0 {
+		t.Fatalf("started without a baseline: %v", g.acts)
+	}
+	for i := range 2 {
+		g.r.Observe(t0.Add(time.Duration(i)*10*time.Second), Sample{Node: 1, Online: true, Uptime: time.Hour, FreeMemory: 100_000})
+	}
+	if got := nodesOf(g.take(), ActionUpdate); !slices.Equal(got, []uint32{1}) {
+		t.Fatalf("with two readings: started %v, want [1]", got)
+	}
+	if d := g.r.NextDeadline(); !d.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("next deadline %v, want the baseline wait's end", d)
+	}
+	if got := nodesOf(g.after(time.Minute), ActionUpdate); !slices.Equal(got, []uint32{2}) {
+		t.Fatalf("after the wait: started %v, want [2]", got)
+	}
+}
+
+// A lost outcome: the node's telemetry shows the new image confirmed.
+func TestTelemetryStandsForALostOutcome(t *testing.T) {
+	g := newRig(t, spec(Plan{Soak: time.Minute}), flat(1))
+	g.r.Observe(g.now, Sample{Node: 1, Online: true, Uptime: 5 * time.Second, MD5: oldMD5})
+	if s := g.state(1); s != NodeUpdating {
+		t.Fatalf("the old image confirmed the update: %s", s)
+	}
+	g.r.Observe(g.now, Sample{Node: 1, Online: true, Uptime: 5 * time.Second, MD5: strings.ToUpper(newMD5)})
+	if s := g.state(1); s != NodeSoaking {
+		t.Fatalf("telemetry with the new image: %s", s)
+	}
+}

@@ -73,6 +73,12 @@ type Gates struct {
 	// DropsPerMinute is how many more messages per minute than its
 	// baseline a node may drop (20).
 	DropsPerMinute float64 `json:"drops_per_minute,omitempty"`
+	// BaselineSamples is how many readings a node's baseline needs before
+	// its update starts (0 → 3; negative: none); a node that sends none
+	// starts after BaselineWait (2 min) without one, and is then judged
+	// on its confirm, reboots, presence and alerts only.
+	BaselineSamples int           `json:"baseline_samples,omitempty"`
+	BaselineWait    time.Duration `json:"baseline_wait,omitempty"`
 }
 
 // Thresholds stop a rollout: failed nodes reaching Count, or reaching
@@ -201,7 +207,7 @@ func (s *Spec) Validate() error {
 		}
 		last = max(last, w.Percent)
 	}
-	for name, d := range map[string]time.Duration{"soak": p.Soak, "update_timeout": p.UpdateTimeout, "linger": p.Linger, "gates.offline_grace": p.Gates.OfflineGrace} {
+	for name, d := range map[string]time.Duration{"soak": p.Soak, "update_timeout": p.UpdateTimeout, "linger": p.Linger, "gates.offline_grace": p.Gates.OfflineGrace, "gates.baseline_wait": p.Gates.BaselineWait} {
 		if d < 0 {
 			return bad("plan.%s %v: must not be negative", name, d)
 		}
@@ -248,6 +254,15 @@ func (s *Spec) Validate() error {
 	}
 	if p.Gates.MemoryDrop == 0 {
 		p.Gates.MemoryDrop = 0.15
+	}
+	switch {
+	case p.Gates.BaselineSamples == 0:
+		p.Gates.BaselineSamples = 3
+	case p.Gates.BaselineSamples < 0:
+		p.Gates.BaselineSamples = -1
+	}
+	if p.Gates.BaselineWait == 0 {
+		p.Gates.BaselineWait = 2 * time.Minute
 	}
 	if p.Gates.DropsPerMinute == 0 {
 		p.Gates.DropsPerMinute = 20

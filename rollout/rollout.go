@@ -276,8 +276,10 @@ func (r *Rollout) ancestors(id uint32) []uint32 {
 
 func (r *Rollout) depth(id uint32) int { return len(r.ancestors(id)) }
 
-// order sorts nodes leaves first: deepest first, then by id. The canary
-// so comes from nodes nobody else reaches the mesh through.
+// order sorts nodes leaves first, deepest first, taking the branches
+// under the root in turn: a canary so comes from nodes nobody else reaches
+// the mesh through, spread over the mesh rather than bunched under one
+// relay.
 func (r *Rollout) order(ids []uint32) {
 	leaf := func(id uint32) int {
 		if len(r.children[id]) == 0 {
@@ -285,8 +287,25 @@ func (r *Rollout) order(ids []uint32) {
 		}
 		return 1
 	}
+	branch := func(id uint32) uint32 {
+		if anc := r.ancestors(id); len(anc) > 0 {
+			return anc[len(anc)-1]
+		}
+		return id
+	}
 	slices.SortFunc(ids, func(a, b uint32) int {
 		return cmp.Or(cmp.Compare(leaf(a), leaf(b)), cmp.Compare(r.depth(b), r.depth(a)), cmp.Compare(a, b))
+	})
+	// The k-th leaf (relay) of each branch before the k+1-th of any.
+	rank := map[uint32]int{}
+	seen := map[[2]uint32]int{}
+	for _, id := range ids {
+		k := [2]uint32{uint32(leaf(id)), branch(id)}
+		rank[id] = seen[k]
+		seen[k]++
+	}
+	slices.SortStableFunc(ids, func(a, b uint32) int {
+		return cmp.Or(cmp.Compare(leaf(a), leaf(b)), cmp.Compare(rank[a], rank[b]))
 	})
 }
 
@@ -379,6 +398,7 @@ func (r *Rollout) Abort(now time.Time, reason string, rollback bool) error {
 		reason = "aborted by an operator"
 	}
 	r.stop(now, StateAborted, reason, rollback)
+	r.step(now)
 	return nil
 }
 
@@ -417,21 +437,29 @@ func (r *Rollout) stop(now time.Time, then State, why string, rollback bool) {
 func (r *Rollout) updated() []*node {
 	var out []*node
 	for _, id := range r.sortedIDs() {
-		if n := r.s.Nodes[id]; n.Updated && n.State != NodeRollingBack && n.State != NodeRolledBack {
+		if n := r.s.Nodes[id]; n.Updated && n.State != NodeRollingBack && n.State != NodeRollbackQueued && n.State != NodeRolledBack {
 			out = append(out, n)
 		}
 	}
 	return out
 }
 
-// rollBack asks for each node's previous image, one action per image.
+// rollBack queues nodes for their previous image; startNodes asks for it
+// in the mesh's order.
 func (r *Rollout) rollBack(now time.Time, nodes []*node) {
-	groups := map[[2]string][]uint32{}
 	for _, n := range nodes {
 		if n.PrevMD5 == "" {
 			r.setNode(now, n, NodeFailed, "its previous image is unknown: it cannot be rolled back")
 			continue
 		}
+		r.setNode(now, n, NodeRollbackQueued, "back to "+cmp.Or(n.PrevVersion, n.PrevMD5))
+	}
+}
+
+// askRollback asks for each node's previous image, one action per image.
+func (r *Rollout) askRollback(now time.Time, nodes []*node) {
+	groups := map[[2]string][]uint32{}
+	for _, n := range nodes {
 		k := [2]string{n.PrevMD5, n.PrevVersion}
 		groups[k] = append(groups[k], n.ID)
 		r.setNode(now, n, NodeRollingBack, "back to "+cmp.Or(n.PrevVersion, n.PrevMD5))
@@ -449,8 +477,13 @@ func (r *Rollout) finishStop(now time.Time) {
 		return
 	}
 	for _, n := range r.s.Nodes {
-		if n.State == NodeRollingBack {
+		if n.State == NodeRollingBack || n.State == NodeRollbackQueued && n.Online {
 			return
+		}
+	}
+	for _, id := range r.sortedIDs() {
+		if n := r.s.Nodes[id]; n.State == NodeRollbackQueued {
+			r.setNode(now, n, NodeFailed, "away from the mesh: not rolled back")
 		}
 	}
 	r.setState(now, r.s.Then, r.s.Reason)
@@ -484,6 +517,13 @@ func (r *Rollout) Observe(now time.Time, s Sample) {
 		n.Watch.OfflineSince = time.Time{}
 		if why := r.judge(n, now, s); why != "" {
 			r.fail(now, n, why)
+		}
+	case NodeUpdating, NodeRollingBack:
+		// The outcome may have been lost on its way; telemetry says the
+		// same.
+		if md5 := strings.ToLower(s.MD5); md5 != "" && (md5 == r.s.Spec.Image.MD5 || n.State == NodeRollingBack && md5 == n.PrevMD5) {
+			r.Outcome(now, Outcome{Node: n.ID, MD5: md5, State: OutcomeConfirmed})
+			return
 		}
 	}
 	r.step(now)
@@ -567,7 +607,7 @@ func (r *Rollout) Outcome(now time.Time, o Outcome) {
 	md5 := strings.ToLower(o.MD5)
 	isNew := md5 == r.s.Spec.Image.MD5
 	switch {
-	case n.State == NodeRollingBack && md5 == n.PrevMD5:
+	case (n.State == NodeRollingBack || n.State == NodeRollbackQueued) && md5 == n.PrevMD5:
 		if o.State == OutcomeConfirmed {
 			n.Updated = false
 			r.setNode(now, n, NodeRolledBack, "runs "+cmp.Or(n.PrevVersion, n.PrevMD5)+" again")
@@ -677,12 +717,25 @@ func (r *Rollout) Left(now time.Time, id uint32) {
 	r.step(now)
 }
 
-// SetTopology takes the mesh's current tree.
+// SetTopology takes the mesh's current tree. A node missing from it (away,
+// or cut off behind a rebooting relay) keeps its last known parent: the
+// order must not forget who reaches the mesh through whom.
 func (r *Rollout) SetTopology(now time.Time, t Topology) {
 	if r.s.State.Final() {
 		return
 	}
-	r.setTopology(t)
+	merged := Topology{Root: t.Root, Parent: maps.Clone(t.Parent)}
+	if merged.Parent == nil {
+		merged.Parent = map[uint32]uint32{}
+	}
+	if t.Root == r.s.Topology.Root {
+		for c, p := range r.s.Topology.Parent {
+			if _, ok := merged.Parent[c]; !ok {
+				merged.Parent[c] = p
+			}
+		}
+	}
+	r.setTopology(merged)
 	r.step(now)
 }
 
@@ -711,6 +764,10 @@ func (r *Rollout) NextDeadline() time.Time {
 			}
 		case NodeUpdating, NodeRollingBack:
 			at(n.Since.Add(p.UpdateTimeout))
+		case NodePending:
+			if n.Online && n.Wave <= r.s.Wave && n.Base.Samples < p.Gates.BaselineSamples {
+				at(n.Since.Add(p.Gates.BaselineWait))
+			}
 		}
 	}
 	if !r.s.PlanDone.IsZero() {
@@ -743,6 +800,11 @@ func (r *Rollout) step(now time.Time) {
 				r.setNode(now, n, NodeFailed, fmt.Sprintf("its rollback had no outcome within %v", p.UpdateTimeout))
 			}
 		case NodeSoaking:
+			if !n.Watch.OfflineSince.IsZero() && r.cutOff(id) {
+				// Behind a relay that reboots or is away: not its fault;
+				// the grace starts again once the path is back.
+				n.Watch.OfflineSince = now
+			}
 			if off := n.Watch.OfflineSince; !off.IsZero() && !now.Before(off.Add(p.Gates.OfflineGrace)) {
 				r.fail(now, n, fmt.Sprintf("offline for %v during its soak", now.Sub(off).Round(time.Second)))
 			} else if off.IsZero() && !now.Before(n.Confirmed.Add(p.Soak)) {
@@ -750,6 +812,7 @@ func (r *Rollout) step(now time.Time) {
 			}
 		}
 	}
+	r.startNodes(now, ActionRollback)
 	switch r.s.State {
 	case StateStopping:
 		r.finishStop(now)
@@ -764,7 +827,18 @@ func (r *Rollout) step(now time.Time) {
 			return
 		}
 	}
-	r.startNodes(now)
+	r.startNodes(now, ActionUpdate)
+}
+
+// cutOff reports whether a node's path to the root runs through a node
+// that updates, rolls back or is away.
+func (r *Rollout) cutOff(id uint32) bool {
+	for _, a := range r.ancestors(id) {
+		if m, ok := r.s.Nodes[a]; ok && (m.State.inFlight() || !m.Online) {
+			return true
+		}
+	}
+	return false
 }
 
 // waveStarting: nodes of wave w (or earlier) are still to start or updating.
@@ -848,13 +922,14 @@ func (r *Rollout) summary() string {
 		r.Count(NodePassed), r.Count(NodeUpdated), r.Count(NodeFailed), r.Count(NodeRolledBack), r.Count(NodeSkipped))
 }
 
-// startNodes starts the current wave's nodes the mesh can spare: leaves
-// first (a node starts once no descendant of its wave waits or updates),
-// never with an ancestor or descendant updating, at most MaxPerSubtree
-// updating under any relay and MaxConcurrent in all, inside the window.
-func (r *Rollout) startNodes(now time.Time) {
+// startNodes starts the current wave's updates (or the queued rollbacks)
+// the mesh can spare: leaves first (a node starts once no descendant
+// waits or updates), never with an ancestor or descendant updating or
+// rolling back, at most MaxPerSubtree under any relay and MaxConcurrent in
+// all; updates only inside the window (a rollback does not wait for it).
+func (r *Rollout) startNodes(now time.Time, kind ActionKind) {
 	p := r.s.Spec.Plan
-	if w := p.Window; w != nil {
+	if w := p.Window; w != nil && kind == ActionUpdate {
 		if open, opens := w.Open(now); !open {
 			if !r.s.WindowShut {
 				r.s.WindowShut = true
@@ -874,8 +949,9 @@ func (r *Rollout) startNodes(now time.Time) {
 	var cands []uint32
 	for _, id := range r.sortedIDs() {
 		n := r.s.Nodes[id]
-		waiting := n.State == NodePending && n.Online && n.Wave <= r.s.Wave
-		if waiting {
+		waiting := n.State == NodePending && n.Online && n.Wave <= r.s.Wave && kind == ActionUpdate && r.hasBaseline(n, now) ||
+			n.State == NodeRollbackQueued && n.Online
+		if waiting && (kind == ActionUpdate) == (n.State == NodePending) {
 			cands = append(cands, id)
 		}
 		if !waiting && !n.State.inFlight() {
@@ -919,11 +995,29 @@ func (r *Rollout) startNodes(now time.Time) {
 		}
 		inFlight++
 		started = append(started, id)
+	}
+	if len(started) == 0 {
+		return
+	}
+	if kind == ActionRollback {
+		var nodes []*node
+		for _, id := range started {
+			nodes = append(nodes, r.s.Nodes[id])
+		}
+		r.askRollback(now, nodes)
+		return
+	}
+	for _, id := range started {
 		r.setNode(now, r.s.Nodes[id], NodeUpdating, "")
 	}
-	if len(started) > 0 {
-		r.ready.Actions = append(r.ready.Actions, Action{Kind: ActionUpdate, Rollout: r.s.Spec.ID, Image: r.s.Spec.Image, Nodes: started, Forced: r.s.Spec.Force})
-	}
+	r.ready.Actions = append(r.ready.Actions, Action{Kind: ActionUpdate, Rollout: r.s.Spec.ID, Image: r.s.Spec.Image, Nodes: started, Forced: r.s.Spec.Force})
+}
+
+// hasBaseline: the node's readings before its update are enough to judge
+// it by, or it waited for them long enough.
+func (r *Rollout) hasBaseline(n *node, now time.Time) bool {
+	g := r.s.Spec.Plan.Gates
+	return n.Base.Samples >= g.BaselineSamples || !now.Before(n.Since.Add(g.BaselineWait))
 }
 
 // othersLeft: a node other than id is still to do.
@@ -987,7 +1081,7 @@ func Restore(now time.Time, data []byte) (*Rollout, error) {
 		}
 		r.ready.Actions = append(r.ready.Actions, a)
 	}
-	r.rollBack(now, back)
+	r.askRollback(now, back)
 	r.event(now, Event{Kind: EventState, From: string(r.s.State), To: string(r.s.State), Reason: "restored"})
 	r.step(now)
 	return r, nil
@@ -1003,7 +1097,7 @@ func validState(s State) bool {
 
 func validNodeState(s NodeState) bool {
 	switch s {
-	case NodePending, NodeUpdating, NodeSoaking, NodePassed, NodeUpdated, NodeFailed, NodeRollingBack, NodeRolledBack, NodeSkipped, NodeCancelled:
+	case NodePending, NodeUpdating, NodeSoaking, NodePassed, NodeUpdated, NodeFailed, NodeRollingBack, NodeRollbackQueued, NodeRolledBack, NodeSkipped, NodeCancelled:
 		return true
 	}
 	return false

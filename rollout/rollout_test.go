@@ -66,7 +66,14 @@ func newRig(t *testing.T, spec Spec, topo Topology) *rig {
 	return g
 }
 
-func spec(plan Plan) Spec { return Spec{ID: "r1", Image: image(), Plan: plan} }
+// spec is a rollout of image() with plan; its nodes need no baseline
+// unless the plan says so (baseline tests set it).
+func spec(plan Plan) Spec {
+	if plan.Gates.BaselineSamples == 0 {
+		plan.Gates.BaselineSamples = -1
+	}
+	return Spec{ID: "r1", Image: image(), Plan: plan}
+}
 
 // take collects Ready and returns the actions of this batch.
 func (g *rig) take() []Action {

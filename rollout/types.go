@@ -43,9 +43,13 @@ const (
 	NodeUpdated     NodeState = "updated"  // confirmed after the rollout stopped: not judged
 	NodeFailed      NodeState = "failed"
 	NodeRollingBack NodeState = "rolling_back"
-	NodeRolledBack  NodeState = "rolled_back"
-	NodeSkipped     NodeState = "skipped"   // up to date, a refused downgrade, or not a target
-	NodeCancelled   NodeState = "cancelled" // its update was cancelled when the rollout stopped
+	// NodeRollbackQueued: to be rolled back once the mesh can spare it
+	// (the same order as updates: leaves first, never with a relay on its
+	// path).
+	NodeRollbackQueued NodeState = "rollback_queued"
+	NodeRolledBack     NodeState = "rolled_back"
+	NodeSkipped        NodeState = "skipped"   // up to date, a refused downgrade, or not a target
+	NodeCancelled      NodeState = "cancelled" // its update was cancelled when the rollout stopped
 )
 
 // inFlight: the node may be rebooting because of this rollout.
@@ -79,8 +83,11 @@ type Sample struct {
 	// Dropped counts messages the node dropped since it booted.
 	Dropped uint64 `json:"dropped,omitempty"`
 	// CriticalAlerts is how many critical alerts are open on the node.
-	CriticalAlerts int    `json:"critical_alerts,omitempty"`
-	MD5            string `json:"md5,omitempty"` // image it runs, if reported
+	CriticalAlerts int `json:"critical_alerts,omitempty"`
+	// MD5 is the image it runs, confirmed ("" while on trial or not
+	// reported). It stands for a lost outcome: a node that updates and
+	// reports the new image confirmed has confirmed it.
+	MD5 string `json:"md5,omitempty"`
 }
 
 // Topology is the mesh as a tree: each node's parent on its path to Root.

@@ -17,7 +17,7 @@ import (
 
 func init() {
 	bench := &cobra.Command{Use: "bench", Short: "Benchmarks: OTA modes on a simulated mesh, the wire codec"}
-	bench.AddCommand(newBenchOTACmd(), newBenchCodecCmd())
+	bench.AddCommand(newBenchOTACmd(), newBenchCodecCmd(), newBenchRolloutCmd())
 	rootCmd.AddCommand(bench)
 }
 
