@@ -133,6 +133,12 @@ type rolloutRig struct {
 }
 
 func newRolloutRig(cfg RolloutBenchConfig, bad ImageBehaviour) (*rolloutRig, error) {
+	return newRig(cfg, bad, false)
+}
+
+// newRig builds the rig; inPlace boots a switched image without a reboot
+// (the receiver object, and what it holds in memory, lives on).
+func newRig(cfg RolloutBenchConfig, bad ImageBehaviour, inPlace bool) (*rolloutRig, error) {
 	g := &rolloutRig{cfg: cfg, byID: map[uint32]*Device{}, ranNew: map[uint32]bool{}, reports: map[string]bool{}}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x726f6c6c))
 	g.oldImg, g.newImg = make([]byte, cfg.ImageSize), make([]byte, cfg.ImageSize)
@@ -149,6 +155,9 @@ func newRolloutRig(cfg RolloutBenchConfig, bad ImageBehaviour) (*rolloutRig, err
 		OTA: OTA{Receiver: OurReceiver, Role: "bench", Hardware: "ESP32", Radio: radio, Factory: g.oldMD5,
 			SelfTest: func(d *Device, md5 string) bool { return g.fw.SelfTest(d, md5) },
 			Restart:  func(d *Device, now time.Time) { g.fw.Restart(d, now) }},
+	}
+	if inPlace {
+		spec.OTA.Restart = nil
 	}
 	f, err := Build(spec)
 	if err != nil {
@@ -225,11 +234,14 @@ func (g *rolloutRig) topology() rollout.Topology {
 // startCampaign starts a campaign of img for nodes (it supersedes the one
 // running: the distributor runs one per role and hardware).
 func (g *rolloutRig) startCampaign(img []byte, version string, nodes []uint32, forced bool) error {
-	g.poll(nil)
+	return g.startMode(ota.ModePipelined, img, version, nodes, forced)
+}
+
+func (g *rolloutRig) startMode(mode ota.Mode, img []byte, version string, nodes []uint32, forced bool) error {
 	g.seq++
 	var err error
 	spec := ota.CampaignSpec{ID: fmt.Sprintf("c%d", g.seq), Image: ota.Image{Role: "bench", Hardware: "ESP32", Version: version, Data: img},
-		Mode: ota.ModePipelined, Nodes: slices.Sorted(slices.Values(nodes)), Forced: forced}
+		Mode: mode, Nodes: slices.Sorted(slices.Values(nodes)), Forced: forced}
 	if serr := g.fleet.Root.Step(func(now time.Time, _ sim.Machine) { _, err = g.dist.Start(now, spec) }); serr != nil {
 		return serr
 	}

@@ -48,3 +48,19 @@ func TestBenchRolloutScenarios(t *testing.T) {
 		t.Errorf("late: %+v", late)
 	}
 }
+
+func TestBenchStragglers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulates three pushes")
+	}
+	res, err := BenchStragglers(RolloutBenchConfig{Nodes: 40, Seed: 1, Loss: 0.01}, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		t.Logf("%+v", r)
+		if r.Completed != r.Stragglers || r.RootTxBytes == 0 {
+			t.Errorf("%+v: want every straggler through, the root's bytes counted", r)
+		}
+	}
+}

@@ -23,6 +23,7 @@ func newBenchRolloutCmd() *cobra.Command {
 		soak      time.Duration
 		scenarios []string
 		asJSON    bool
+		straggle  int
 	)
 	cmd := &cobra.Command{
 		Use:   "rollout --nodes N --seed S [--json]",
@@ -37,6 +38,12 @@ policy, once per scenario, each on a fresh copy of the mesh:
   bad-boot  an image that crashes on boot (its self test fails; A/B falls back)
   leak      an image that leaks 40 KB/min of heap after 1 min of uptime
   late      a healthy image while a tenth of the leaves are away, back at random
+
+With --stragglers N, N leaves are away during a push to every other device
+and come back together after it: the root's radio bytes and the time until
+they confirmed, for a broadcast push whose relays keep the transfer in
+memory (they answer their children's repair asks), the same with relays
+that reboot into the image as devices do, and a pipelined transfer.
 
 nested = reboots that began while a node on the same path to the root
 (an ancestor or a descendant) was rebooting.`,
@@ -85,9 +92,40 @@ nested = reboots that began while a node on the same path to the root
 					fmt.Fprintf(out, "  %s: %s\n", r.Scenario, r.Reason)
 				}
 			}
-			_, err = scenario.BenchRollout(scenario.RolloutBenchConfig{Nodes: nodes, Seed: seed, Model: m, MaxDepth: depth,
-				ImageSize: size, Soak: soak, Scenarios: scenarios, Report: report})
-			return err
+			cfg := scenario.RolloutBenchConfig{Nodes: nodes, Seed: seed, Model: m, MaxDepth: depth,
+				ImageSize: size, Soak: soak, Scenarios: scenarios, Report: report}
+			if _, err := scenario.BenchRollout(cfg); err != nil {
+				return err
+			}
+			if straggle <= 0 {
+				return nil
+			}
+			res, err := scenario.BenchStragglers(cfg, straggle)
+			if err != nil {
+				return err
+			}
+			const srow = "%-10s %-14s %10s %7s %13s %12s %10s\n"
+			if !asJSON {
+				fmt.Fprintf(out, "\n%d stragglers (leaves away during the main push, back together after it)\n", straggle)
+				fmt.Fprintf(out, srow, "mode", "relays", "main_s", "back", "root_tx_KB", "straggler_s", "peer")
+			}
+			for _, r := range res {
+				if asJSON {
+					b, _ := json.Marshal(r)
+					fmt.Fprintln(out, string(b))
+					continue
+				}
+				relays, peer := "reboot", "no"
+				if !r.RelaysReboot {
+					relays, peer = "boot in place", "parent"
+				}
+				if r.Mode == "pipelined" {
+					peer = "no (root)"
+				}
+				fmt.Fprintf(out, srow, r.Mode, relays, fmt.Sprintf("%.1f", r.MainS), fmt.Sprintf("%d/%d", r.Completed, r.Stragglers),
+					fmt.Sprintf("%.1f", float64(r.RootTxBytes)/1e3), fmt.Sprintf("%.1f", r.StragglerS), peer)
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -100,5 +138,6 @@ nested = reboots that began while a node on the same path to the root
 	f.DurationVar(&soak, "soak", 2*time.Minute, "soak time per wave")
 	f.StringSliceVar(&scenarios, "scenarios", scenario.RolloutScenarios, "scenarios to run")
 	f.BoolVar(&asJSON, "json", false, "one JSON object per scenario")
+	f.IntVar(&straggle, "stragglers", 0, "also measure this many stragglers after a main push (0: not run)")
 	return cmd
 }
