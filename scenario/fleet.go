@@ -105,6 +105,9 @@ type OTA struct {
 	// that models what an image does on a device sets them (firmware.go).
 	SelfTest func(d *Device, md5 string) bool
 	Restart  func(d *Device, now time.Time)
+	// ServeConfirmed: our receivers serve their children's repair asks
+	// for the image they confirmed from the running slot.
+	ServeConfirmed bool
 }
 
 // Reporter is the devices' status reporter.
@@ -332,7 +335,7 @@ func (b *builder) devicePlugins(d *Device, now time.Time) []mesh.Plugin {
 			restart = func(now time.Time) { s.OTA.Restart(d, now) }
 		}
 		rc, err := ota.NewReceiver(ota.ReceiverConfig{Role: s.OTA.Role, Hardware: s.OTA.Hardware, Store: d.Store,
-			Seed: uint64(d.ID), Radio: s.OTA.Radio, SelfTest: selfTest, Restart: restart}, now)
+			Seed: uint64(d.ID), Radio: s.OTA.Radio, SelfTest: selfTest, Restart: restart, ServeConfirmed: s.OTA.ServeConfirmed}, now)
 		if err != nil {
 			// Only a missing store fails, and every device has one; still, a
 			// device without a receiver beats a crashed simulation.

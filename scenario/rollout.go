@@ -133,12 +133,13 @@ type rolloutRig struct {
 }
 
 func newRolloutRig(cfg RolloutBenchConfig, bad ImageBehaviour) (*rolloutRig, error) {
-	return newRig(cfg, bad, false)
+	return newRig(cfg, bad, false, false)
 }
 
 // newRig builds the rig; inPlace boots a switched image without a reboot
-// (the receiver object, and what it holds in memory, lives on).
-func newRig(cfg RolloutBenchConfig, bad ImageBehaviour, inPlace bool) (*rolloutRig, error) {
+// (the receiver object, and what it holds in memory, lives on); serve
+// has receivers serve their confirmed image (ota.ReceiverConfig.ServeConfirmed).
+func newRig(cfg RolloutBenchConfig, bad ImageBehaviour, inPlace, serve bool) (*rolloutRig, error) {
 	g := &rolloutRig{cfg: cfg, byID: map[uint32]*Device{}, ranNew: map[uint32]bool{}, reports: map[string]bool{}}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x726f6c6c))
 	g.oldImg, g.newImg = make([]byte, cfg.ImageSize), make([]byte, cfg.ImageSize)
@@ -159,6 +160,7 @@ func newRig(cfg RolloutBenchConfig, bad ImageBehaviour, inPlace bool) (*rolloutR
 	if inPlace {
 		spec.OTA.Restart = nil
 	}
+	spec.OTA.ServeConfirmed = serve
 	f, err := Build(spec)
 	if err != nil {
 		return nil, err

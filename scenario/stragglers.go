@@ -15,7 +15,10 @@ type StragglerResult struct {
 	// RelaysReboot: a switched image boots with a restart (a real device);
 	// otherwise in place, and relays keep the completed transfer in memory.
 	RelaysReboot bool `json:"relays_reboot"`
-	Stragglers   int  `json:"stragglers"`
+	// ServeConfirmed: relays serve their children from the image they
+	// confirmed, after the reboot too (peer-to-peer).
+	ServeConfirmed bool `json:"serve_confirmed"`
+	Stragglers     int  `json:"stragglers"`
 	// MainS is the main push until every other device confirmed.
 	MainS float64 `json:"main_s"`
 	// RootTxBytes is what the root's radio sent while the stragglers
@@ -27,11 +30,12 @@ type StragglerResult struct {
 
 // BenchStragglers measures stragglers: n leaves are away during the main
 // push of an image to every other device and come back together after it.
-// It runs three ways on copies of the same mesh: a broadcast push whose
+// It runs four ways on copies of the same mesh: a broadcast push whose
 // relays keep the transfer in memory (they serve their children's repair
 // asks from it), the same with relays that reboot into the image (as
-// devices do; the copy is gone), and a pipelined transfer (every chunk
-// from the root).
+// devices do; the copy is gone) without and with ServeConfirmed (they
+// serve from the running slot), and a pipelined transfer (every chunk from
+// the root).
 func BenchStragglers(cfg RolloutBenchConfig, n int) ([]StragglerResult, error) {
 	if cfg.Nodes < 2 || n < 1 || n >= cfg.Nodes {
 		return nil, errors.New("scenario: the straggler bench needs devices and fewer stragglers than devices")
@@ -51,10 +55,10 @@ func BenchStragglers(cfg RolloutBenchConfig, n int) ([]StragglerResult, error) {
 	}
 	var out []StragglerResult
 	for _, run := range []struct {
-		mode   ota.Mode
-		reboot bool
-	}{{ota.ModeBroadcast, false}, {ota.ModeBroadcast, true}, {ota.ModePipelined, true}} {
-		res, err := stragglerRun(cfg, n, run.mode, run.reboot)
+		mode          ota.Mode
+		reboot, serve bool
+	}{{ota.ModeBroadcast, false, false}, {ota.ModeBroadcast, true, false}, {ota.ModeBroadcast, true, true}, {ota.ModePipelined, true, false}} {
+		res, err := stragglerRun(cfg, n, run.mode, run.reboot, run.serve)
 		if err != nil {
 			return out, err
 		}
@@ -63,9 +67,9 @@ func BenchStragglers(cfg RolloutBenchConfig, n int) ([]StragglerResult, error) {
 	return out, nil
 }
 
-func stragglerRun(cfg RolloutBenchConfig, n int, mode ota.Mode, reboot bool) (StragglerResult, error) {
-	res := StragglerResult{Mode: string(mode), RelaysReboot: reboot}
-	g, err := newRig(cfg, ImageBehaviour{}, !reboot)
+func stragglerRun(cfg RolloutBenchConfig, n int, mode ota.Mode, reboot, serve bool) (StragglerResult, error) {
+	res := StragglerResult{Mode: string(mode), RelaysReboot: reboot, ServeConfirmed: serve}
+	g, err := newRig(cfg, ImageBehaviour{}, !reboot, serve)
 	if err != nil {
 		return res, err
 	}

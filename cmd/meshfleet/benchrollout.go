@@ -43,7 +43,8 @@ With --stragglers N, N leaves are away during a push to every other device
 and come back together after it: the root's radio bytes and the time until
 they confirmed, for a broadcast push whose relays keep the transfer in
 memory (they answer their children's repair asks), the same with relays
-that reboot into the image as devices do, and a pipelined transfer.
+that reboot into the image as devices do, without and with serving from
+the running slot (peer-to-peer), and a pipelined transfer.
 
 nested = reboots that began while a node on the same path to the root
 (an ancestor or a descendant) was rebooting.`,
@@ -104,7 +105,7 @@ nested = reboots that began while a node on the same path to the root
 			if err != nil {
 				return err
 			}
-			const srow = "%-10s %-14s %10s %7s %13s %12s %10s\n"
+			const srow = "%-10s %-14s %10s %7s %13s %12s %14s\n"
 			if !asJSON {
 				fmt.Fprintf(out, "\n%d stragglers (leaves away during the main push, back together after it)\n", straggle)
 				fmt.Fprintf(out, srow, "mode", "relays", "main_s", "back", "root_tx_KB", "straggler_s", "peer")
@@ -116,8 +117,11 @@ nested = reboots that began while a node on the same path to the root
 					continue
 				}
 				relays, peer := "reboot", "no"
-				if !r.RelaysReboot {
-					relays, peer = "boot in place", "parent"
+				switch {
+				case !r.RelaysReboot:
+					relays, peer = "boot in place", "parent (copy)"
+				case r.ServeConfirmed:
+					peer = "parent (slot)"
 				}
 				if r.Mode == "pipelined" {
 					peer = "no (root)"
