@@ -2,6 +2,8 @@ package ota
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"slices"
 	"time"
 )
@@ -85,4 +87,26 @@ func (s *MemoryStore) ReadActive(off int64, n int) ([]byte, error) {
 		return nil, errors.New("ota: read outside the running image")
 	}
 	return slices.Clone(img[off:min(off+int64(n), int64(len(img)))]), nil
+}
+
+// ReadActive implements ActiveReader for a slot store: the running slot's
+// image file.
+func (a *slotStore) ReadActive(off int64, n int) ([]byte, error) {
+	if off < 0 || n < 0 {
+		return nil, errors.New("ota: read outside the running image")
+	}
+	rc, err := a.s.OpenImage(a.s.State().BootSlot())
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	if _, err := io.CopyN(io.Discard, rc, off); err != nil {
+		return nil, fmt.Errorf("ota: read the running image at %d: %w", off, err)
+	}
+	buf := make([]byte, n)
+	k, err := io.ReadFull(rc, buf)
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		err = nil // the image ends here
+	}
+	return buf[:k], err
 }

@@ -1,6 +1,7 @@
 package ota
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -92,5 +93,29 @@ func TestConfirmedImageServesOnlyUncompressedTransfers(t *testing.T) {
 	p.advance(time.Second)
 	if refused := p.h.take(TypeRefuse); len(refused) != 1 {
 		t.Fatalf("compressed transfer: %d refusals, want 1", len(refused))
+	}
+}
+
+// A Linux node's slot store reads its running image for serving too.
+func TestSlotStoreReadsTheRunningImage(t *testing.T) {
+	_, st := openSlotDir(t, t.TempDir(), nil)
+	md5 := switchImage(t, st)
+	if _, _, err := st.Boot(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Confirm(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if active, ok := st.Active(); active != md5 || !ok {
+		t.Fatalf("active %s %v", active, ok)
+	}
+	rd, ok := st.(ActiveReader)
+	if !ok {
+		t.Fatalf("%T does not read its running image", st)
+	}
+	img := bytes.Repeat([]byte("meshfleet image "), 64)
+	got, err := rd.ReadActive(1000, 100)
+	if err != nil || !bytes.Equal(got, img[1000:1024]) {
+		t.Fatalf("read at 1000: %q %v, want the image's last 24 bytes", got, err)
 	}
 }
