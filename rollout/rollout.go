@@ -420,6 +420,15 @@ func (r *Rollout) stop(now time.Time, then State, why string, rollback bool) {
 			r.setNode(now, n, NodeCancelled, why)
 		case NodeSoaking:
 			r.setNode(now, n, NodeUpdated, "rollout stopped during its soak")
+		case NodeRollingBack, NodeRollbackQueued:
+			// A superseding rollout takes the node over; its own image
+			// goes on instead of the rollback.
+			if then == StateSuperseded {
+				if n.State == NodeRollingBack {
+					cancel = append(cancel, id)
+				}
+				r.setNode(now, n, NodeCancelled, why)
+			}
 		}
 	}
 	if len(cancel) > 0 {

@@ -125,3 +125,30 @@ func TestManagerOverlapWaitsOrSupersedes(t *testing.T) {
 		t.Fatalf("unknown id: %v", err)
 	}
 }
+
+// A rollout that supersedes one still rolling nodes back takes those nodes
+// over: the rollbacks are cancelled, and no node is in flight for both.
+func TestSupersedeTakesOverRollbacks(t *testing.T) {
+	topo := flat(2)
+	m := NewManager()
+	a := spec(Plan{Soak: time.Minute, Policy: PolicyRollback})
+	a.ID = "a"
+	m.Start(t0, a, infos(topo), topo)
+	m.Outcome(t0, Outcome{Node: 1, MD5: newMD5, State: OutcomeConfirmed})
+	m.Outcome(t0, Outcome{Node: 2, MD5: newMD5, State: OutcomeRolledBack}) // a stops, rolls 1 back
+	m.Advance()
+	ra, _ := m.Get("a")
+	if s, _ := ra.State(); s != StateStopping {
+		t.Fatalf("a: %s", s)
+	}
+	b := spec(Plan{})
+	b.ID, b.Image.MD5, b.Overlap = "b", strings.Repeat("c", 32), OverlapSupersede
+	m.Start(t0, b, infos(topo), topo)
+	if s, _ := ra.State(); s != StateSuperseded {
+		t.Fatalf("a after b: %s", s)
+	}
+	rd := m.Ready()
+	if got := nodesOf(rd.Actions, ActionCancel); !slices.Contains(got, 1) {
+		t.Fatalf("a's rollback of node 1 not cancelled: %+v", rd.Actions)
+	}
+}

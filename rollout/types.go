@@ -123,7 +123,8 @@ const (
 	ActionUpdate ActionKind = "update"
 	// ActionRollback: install Image, their previous one, on Nodes again.
 	ActionRollback ActionKind = "rollback"
-	// ActionCancel: stop transferring to Nodes.
+	// ActionCancel: stop transferring to Nodes, whichever image (an
+	// update, or a rollback a superseding rollout takes over).
 	ActionCancel ActionKind = "cancel"
 )
 
