@@ -112,7 +112,7 @@ func New(now time.Time, spec Spec, nodes []NodeInfo, topo Topology) (*Rollout, e
 		if _, dup := r.s.Nodes[info.ID]; dup || !r.targets(info) {
 			continue
 		}
-		n := &node{ID: info.ID, State: NodePending, Since: now, Online: info.Online, PrevMD5: info.MD5, PrevVersion: info.Version}
+		n := &node{ID: info.ID, State: NodePending, Since: now, Online: info.Online, PrevMD5: strings.ToLower(info.MD5), PrevVersion: info.Version}
 		r.s.Nodes[info.ID] = n
 		if why := r.ineligible(info); why != "" {
 			n.State, n.Reason = NodeSkipped, why
@@ -139,7 +139,7 @@ func New(now time.Time, spec Spec, nodes []NodeInfo, topo Topology) (*Rollout, e
 			r.event(now, Event{Kind: EventNode, Node: id, To: string(NodeSkipped), Reason: n.Reason})
 		}
 	}
-	r.event(now, Event{Kind: EventWaveStarted, Wave: 0, Reason: fmt.Sprintf("%d nodes", len(eligible[:min(len(eligible), firstOr(r.s.Sizes))]))})
+	r.event(now, Event{Kind: EventWaveStarted, Wave: 0, Reason: fmt.Sprintf("%d nodes", firstOr(r.s.Sizes))})
 	r.step(now)
 	return r, nil
 }
@@ -636,7 +636,7 @@ func (r *Rollout) Outcome(now time.Time, o Outcome) {
 		case n.State != NodeUpdating && r.s.Spec.Plan.Policy == PolicyRollback && (r.s.State == StateStopping || r.s.State == StateFailed):
 			r.rollBack(now, []*node{n})
 		case n.State != NodeUpdating:
-			r.setNode(now, n, NodeUpdated, "confirmed after it was cancelled")
+			r.setNode(now, n, NodeUpdated, "confirmed after its update was cancelled or given up")
 		default:
 			r.setNode(now, n, NodeSoaking, "confirmed the image")
 		}

@@ -250,7 +250,8 @@ func (g *rolloutRig) startMode(mode ota.Mode, img []byte, version string, nodes 
 	return err
 }
 
-// poll feeds the outcomes the distributor's campaigns know to feed.
+// poll hands feed every final node outcome the distributor's campaigns
+// know, each once.
 func (g *rolloutRig) poll(feed func(rollout.Outcome)) {
 	for _, c := range g.dist.Campaigns() {
 		for _, p := range c.Nodes() {
@@ -266,7 +267,7 @@ func (g *rolloutRig) poll(feed func(rollout.Outcome)) {
 				continue
 			}
 			key := fmt.Sprintf("%d/%s/%s", p.Node, c.Image.MD5, st)
-			if g.reports[key] || feed == nil {
+			if g.reports[key] {
 				continue
 			}
 			g.reports[key] = true
