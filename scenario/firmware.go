@@ -77,6 +77,12 @@ func (f *Firmware) Restart(d *Device, now time.Time) {
 	})
 }
 
+// PowerOn starts a device that was off (a late joiner): it boots now.
+func (f *Firmware) PowerOn(d *Device) {
+	f.boots[d.ID] = f.net.Now()
+	f.net.Restart(d.Node)
+}
+
 // Rebooting reports whether the device is in a reboot.
 func (f *Firmware) Rebooting(d *Device) bool { return f.rebooting[d.ID] }
 

@@ -332,7 +332,7 @@ func benchRolloutRun(cfg RolloutBenchConfig, scenario string) (RolloutBenchResul
 			late[d.ID] = true
 			net.Crash(d.Node)
 			back := time.Minute + time.Duration(rng.Int64N(int64(19*time.Minute)))
-			net.After(back, func() { net.Restart(d.Node) })
+			net.After(back, func() { g.fw.PowerOn(d) })
 		}
 		res.Late = len(late)
 	}

@@ -109,7 +109,7 @@ func stragglerRun(cfg RolloutBenchConfig, n int, mode ota.Mode, reboot, serve bo
 	before := g.fleet.Root.Stats().TxBytes
 	back := net.Now()
 	for _, d := range away {
-		net.Restart(d.Node)
+		g.fw.PowerOn(d)
 	}
 	net.RunUntil(func() bool { return confirmed(true) == len(away) }, cfg.Limit)
 	res.StragglerS = net.Now().Sub(back).Seconds()
