@@ -282,6 +282,7 @@ func (r *Receiver) onOffer(now time.Time, raw []byte) error {
 		return nil
 	}
 	r.offered[o.MD5] = o.ID
+	r.repairs.noteOffer(*o)
 	if !o.For(r.host.ID()) {
 		// The campaign lists other nodes. Knowing the offer keeps the
 		// stock announce of the image and its pushed chunks from

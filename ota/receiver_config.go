@@ -61,6 +61,12 @@ type ReceiverConfig struct {
 	// store's deadline, or the image rolls back.
 	SelfTest      func(md5 string) bool
 	SelfTestDelay time.Duration
+	// ServeConfirmed answers children's repair asks for the image this
+	// node runs, confirmed, from its running slot (serveconfirmed.go):
+	// after the reboot into it the transfer's staged chunks are gone, and
+	// a straggler below would otherwise fetch everything from the root.
+	// Uncompressed transfers only.
+	ServeConfirmed bool
 	// Restart, when set, is called after a switch or a rollback so the
 	// driver restarts the node into the other slot (a new Receiver then
 	// boots it). Nil: the receiver boots the new slot in place.

@@ -24,6 +24,8 @@ type childRepairs struct {
 	waiting map[int][]uint32
 	// done is the transfer that last completed here.
 	done *incoming
+	// offers are the latest offers heard (serveconfirmed.go).
+	offers []Offer
 }
 
 type queued struct {
@@ -56,7 +58,7 @@ func (s *childRepairs) onNeed(now time.Time, h protocol.Header, raw []byte) erro
 	}
 	t := r.cur
 	if t == nil || t.isStock() || t.id != n.ID || t.staged == nil {
-		if !s.serveDone(now, n) {
+		if !s.serveDone(now, n) && !s.serveConfirmed(now, n) {
 			s.refuse(now, n)
 		}
 		return nil

@@ -96,6 +96,18 @@ type OTA struct {
 	Radio ota.Radio
 	// Decode decompresses transfers into the slot store (nil: ota.Decode).
 	Decode func(method string, r io.Reader) (io.Reader, error)
+	// Factory is the md5 of the image our receivers' slot stores start
+	// with ("" unknown, like a serial-flashed node).
+	Factory string
+	// SelfTest, if set, is our receivers' self test of a switched image
+	// (nil: every image passes); Restart, if set, their restart after a
+	// switch or a rollback (nil: the new slot boots in place). A scenario
+	// that models what an image does on a device sets them (firmware.go).
+	SelfTest func(d *Device, md5 string) bool
+	Restart  func(d *Device, now time.Time)
+	// ServeConfirmed: our receivers serve their children's repair asks
+	// for the image they confirmed from the running slot.
+	ServeConfirmed bool
 }
 
 // Reporter is the devices' status reporter.
@@ -269,7 +281,7 @@ func (b *builder) addDevice(i int) (*Device, error) {
 	}
 	switch s.OTA.Receiver {
 	case OurReceiver:
-		d.Store = ota.NewMemoryStore("")
+		d.Store = ota.NewMemoryStore(s.OTA.Factory)
 		d.Store.Decode = s.OTA.Decode
 	case StockReceiver:
 		// One object for the device's life: the model keeps no flash.
@@ -314,8 +326,16 @@ func (b *builder) devicePlugins(d *Device, now time.Time) []mesh.Plugin {
 	case d.Stock != nil:
 		out = append(out, d.Stock)
 	case d.Store != nil:
+		selfTest := func(string) bool { return true }
+		if s.OTA.SelfTest != nil {
+			selfTest = func(md5 string) bool { return s.OTA.SelfTest(d, md5) }
+		}
+		var restart func(time.Time)
+		if s.OTA.Restart != nil {
+			restart = func(now time.Time) { s.OTA.Restart(d, now) }
+		}
 		rc, err := ota.NewReceiver(ota.ReceiverConfig{Role: s.OTA.Role, Hardware: s.OTA.Hardware, Store: d.Store,
-			Seed: uint64(d.ID), Radio: s.OTA.Radio, SelfTest: func(string) bool { return true }}, now)
+			Seed: uint64(d.ID), Radio: s.OTA.Radio, SelfTest: selfTest, Restart: restart, ServeConfirmed: s.OTA.ServeConfirmed}, now)
 		if err != nil {
 			// Only a missing store fails, and every device has one; still, a
 			// device without a receiver beats a crashed simulation.
