@@ -56,6 +56,9 @@ type requestTask struct {
 // PartsReceived is how many chunks of the current transfer have arrived.
 func (s *Receiver) PartsReceived() uint32 { return s.update.partNo }
 
+// BytesReceived is how many bytes of the current transfer were written.
+func (s *Receiver) BytesReceived() int { return s.buf.Len() }
+
 // Attach implements mesh.Plugin. The mesh attaches the plugin at every
 // boot, and a transfer lives in RAM (ota.hpp's updateFW): a restarted node
 // starts from chunk 0 on the next Announce, with its installed image.
