@@ -22,6 +22,13 @@ type DistributorConfig struct {
 	AnnounceInterval time.Duration // 60 s (stock offerOTA)
 	AnnounceCount    int           // 60 announces (one hour)
 	StockChunkSize   int           // 1024, the stock example's OTA_PART_SIZE
+	// TurboPartSize is the part size of stock-turbo campaigns, 4096: the
+	// stock receiver writes whatever a part holds, and a bigger part costs
+	// less airtime per byte (one message overhead, one request, one JSON
+	// envelope per part). 4096 keeps a Data package near 5.7 KB, under
+	// MaxPackageSize, and the copies for two children of a relay within
+	// QueueBudget-ish room of an ESP8266 radio queue.
+	TurboPartSize int
 	// ChunkSize is the fast modes' chunk size. Zero picks the largest
 	// power of two up to 8 KiB whose pushed copies (one per child of the
 	// busiest node) fit QueueBudget, so a relay can hold one chunk for
@@ -80,6 +87,9 @@ func (c *DistributorConfig) defaults() {
 	}
 	if c.StockChunkSize <= 0 {
 		c.StockChunkSize = 1024
+	}
+	if c.TurboPartSize <= 0 {
+		c.TurboPartSize = 4096
 	}
 	if c.QueueBudget <= 0 {
 		c.QueueBudget = 12 << 10
@@ -302,20 +312,24 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	if cs <= 0 {
 		cs = d.autoChunkSize()
 	}
-	if mode == ModeStock || mode == ModeStockTurbo {
-		cs, enc = d.cfg.StockChunkSize, EncBase64
+	stockCS := d.cfg.StockChunkSize
+	if mode == ModeStockTurbo {
+		stockCS = d.cfg.TurboPartSize
 	}
-	if err := d.checkPackageSize(id, img, cs, enc); err != nil {
+	if mode == ModeStock || mode == ModeStockTurbo {
+		cs, enc = stockCS, EncBase64
+	}
+	if err := d.checkPackageSize(id, img, cs, enc, stockCS); err != nil {
 		return nil, err
 	}
-	stock := d.sharedVariant(img.MD5, "none", d.cfg.StockChunkSize)
+	stock := d.sharedVariant(img.MD5, "none", stockCS)
 	if stock == nil {
-		stock = newVariant(img.Data, d.cfg.StockChunkSize, img.MD5, "none")
+		stock = newVariant(img.Data, stockCS, img.MD5, "none")
 	}
 	fast := d.sharedVariant(img.MD5, method, cs)
 	switch {
 	case fast != nil:
-	case method == "none" && cs == d.cfg.StockChunkSize:
+	case method == "none" && cs == stockCS:
 		fast = stock
 	case method == "none":
 		fast = newVariant(stock.data, cs, img.MD5, method)
@@ -392,7 +406,11 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	// a mesh of stock receivers it would only flood chunks nobody reads.
 	c.push.awaiting = mode == ModeBroadcast
 	if mode == ModeStockTurbo {
-		c.turbo = newTurboControl(c.stock.chunks, now, d.cfg.PushDelay)
+		var base uint32
+		if d.host != nil {
+			base = d.host.ID()
+		}
+		c.turbo = newTurboControl(c.stock.chunks, base, now, d.cfg.PushDelay)
 	}
 	d.emit(c, 0, NodeProgress{})
 	if c.settle(now) {

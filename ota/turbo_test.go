@@ -36,11 +36,12 @@ func TestStockTurboModeAndItsLimits(t *testing.T) {
 
 // On the wire stock-turbo is stock packages only: an Announce with
 // broadcasted:true and no Offer, then the chunks in order as BROADCAST
-// Data with broadcasted:true addressed to the distributor itself (the
-// stock receiver ignores dest; its request names it).
+// Data with broadcasted:true, each addressed to a ticket of its own
+// counting up from the distributor's id (the stock receiver ignores dest;
+// its request names it).
 func TestStockTurboSendsStockPackagesOnly(t *testing.T) {
 	h := &fakeHost{id: 1, tree: protocol.NodeTree{NodeID: 1, Subs: []protocol.NodeTree{{NodeID: 2}}}}
-	d := NewDistributor(DistributorConfig{})
+	d := NewDistributor(DistributorConfig{TurboPartSize: 1024})
 	d.Attach(h)
 	img := Image{Role: "sensor", Hardware: "ESP8266", Data: make([]byte, 3000)}
 	now := turboEpoch
@@ -70,7 +71,7 @@ func TestStockTurboSendsStockPackagesOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 		dd := p.(*protocol.Data)
-		if dd.PartNo != uint32(i) || dd.Routing != protocol.RouteBroadcast || !dd.Broadcasted || dd.Dest != 1 || dd.NoPart != 3 {
+		if dd.PartNo != uint32(i) || dd.Routing != protocol.RouteBroadcast || !dd.Broadcasted || dd.Dest != 1+uint32(i) || dd.NoPart != 3 {
 			t.Fatalf("Data %d: %+v", i, dd.DataRequest)
 		}
 	}
