@@ -245,8 +245,10 @@ func (t *turboControl) goBack(now time.Time) {
 		return
 	}
 	t.check(now, p)
+	for i := range t.cut {
+		t.check(now, &t.cut[i])
+	}
 	t.cut = slices.DeleteFunc(t.cut, func(q turboPass) bool {
-		t.check(now, &q)
 		return q.checked >= q.limit || q.checked+1 >= t.chunks
 	})
 	if p.running && !p.probe && t.behind < p.pos {
