@@ -300,11 +300,14 @@ func (g *Gateway) StartCampaign(ctx context.Context, req fleet.CampaignRequest) 
 	if err != nil {
 		return fleet.Campaign{}, err
 	}
-	mode := req.Mode
-	if mode == "" {
-		mode = g.cfg.OTA.Mode
+	role, hw := img.Role, img.Hardware
+	if req.Role != "" {
+		role = req.Role
 	}
-	m, err := ota.ParseMode(mode)
+	if req.Hardware != "" {
+		hw = req.Hardware
+	}
+	m, err := ota.ParseMode(g.campaignMode(ctx, req, role, hw))
 	if err != nil {
 		return fleet.Campaign{}, fmt.Errorf("%w: %w", err, fleet.ErrInvalid)
 	}
@@ -330,13 +333,6 @@ func (g *Gateway) StartCampaign(ctx context.Context, req fleet.CampaignRequest) 
 	data, err := g.store.ReadAll(img.ID)
 	if err != nil {
 		return fleet.Campaign{}, err
-	}
-	role, hw := img.Role, img.Hardware
-	if req.Role != "" {
-		role = req.Role
-	}
-	if req.Hardware != "" {
-		hw = req.Hardware
 	}
 	spec := ota.CampaignSpec{Mode: m, Method: method, Nodes: req.Nodes, Forced: req.Forced,
 		Image: ota.Image{MD5: img.MD5, Role: role, Hardware: hw, Version: img.Version, Data: data, Signature: img.Signature,
