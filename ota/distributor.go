@@ -22,12 +22,8 @@ type DistributorConfig struct {
 	AnnounceInterval time.Duration // 60 s (stock offerOTA)
 	AnnounceCount    int           // 60 announces (one hour)
 	StockChunkSize   int           // 1024, the stock example's OTA_PART_SIZE
-	// TurboPartSize is the part size of stock-turbo campaigns, 4096: the
-	// stock receiver writes whatever a part holds, and a bigger part costs
-	// less airtime per byte (one message overhead, one request, one JSON
-	// envelope per part). 4096 keeps a Data package near 5.7 KB, under
-	// MaxPackageSize, and the copies for two children of a relay within
-	// QueueBudget-ish room of an ESP8266 radio queue.
+	// TurboPartSize is the part size of stock-turbo campaigns, 4096
+	// (turboPartSize says why).
 	TurboPartSize int
 	// ChunkSize is the fast modes' chunk size. Zero picks the largest
 	// power of two up to 8 KiB whose pushed copies (one per child of the
@@ -89,7 +85,7 @@ func (c *DistributorConfig) defaults() {
 		c.StockChunkSize = 1024
 	}
 	if c.TurboPartSize <= 0 {
-		c.TurboPartSize = 4096
+		c.TurboPartSize = turboPartSize
 	}
 	if c.QueueBudget <= 0 {
 		c.QueueBudget = 12 << 10
@@ -312,10 +308,7 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	if cs <= 0 {
 		cs = d.autoChunkSize()
 	}
-	stockCS := d.cfg.StockChunkSize
-	if mode == ModeStockTurbo {
-		stockCS = d.cfg.TurboPartSize
-	}
+	stockCS := d.stockPartSize(mode)
 	if mode == ModeStock || mode == ModeStockTurbo {
 		cs, enc = stockCS, EncBase64
 	}
@@ -406,11 +399,7 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	// a mesh of stock receivers it would only flood chunks nobody reads.
 	c.push.awaiting = mode == ModeBroadcast
 	if mode == ModeStockTurbo {
-		var base uint32
-		if d.host != nil {
-			base = d.host.ID()
-		}
-		c.turbo = newTurboControl(c.stock.chunks, base, now, d.cfg.PushDelay)
+		c.turbo = d.newTurbo(now, c.stock.chunks)
 	}
 	d.emit(c, 0, NodeProgress{})
 	if c.settle(now) {
