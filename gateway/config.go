@@ -214,7 +214,7 @@ func DefaultConfig() Config {
 			ChunkSize:        1024,
 			KeepCampaigns:    50,
 			AnnounceInterval: Duration(60 * time.Second),
-			Mode:             "broadcast",
+			Mode:             modeAuto,
 			Compress:         "deflate",
 		},
 		Status: StatusConfig{
@@ -678,9 +678,9 @@ func (c Config) Validate() error {
 		return bad("ota.announce_interval", "must be at least 1s (stock: 60s)")
 	}
 	switch c.OTA.Mode {
-	case "stock", "stock-turbo", "pipelined", "broadcast":
+	case modeAuto, "stock", "stock-turbo", "pipelined", "broadcast":
 	default:
-		return bad("ota.mode", "%q is not one of stock, stock-turbo, pipelined, broadcast", c.OTA.Mode)
+		return bad("ota.mode", "%q is not one of auto, stock, stock-turbo, pipelined, broadcast", c.OTA.Mode)
 	}
 	switch c.OTA.Compress {
 	case "none", "deflate", "heatshrink":

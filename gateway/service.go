@@ -305,11 +305,14 @@ func (g *Gateway) StartCampaign(ctx context.Context, req fleet.CampaignRequest) 
 	if err != nil {
 		return fleet.Campaign{}, err
 	}
-	mode := req.Mode
-	if mode == "" {
-		mode = g.cfg.OTA.Mode
+	role, hw := img.Role, img.Hardware
+	if req.Role != "" {
+		role = req.Role
 	}
-	m, err := ota.ParseMode(mode)
+	if req.Hardware != "" {
+		hw = req.Hardware
+	}
+	m, err := ota.ParseMode(g.campaignMode(ctx, req, role, hw))
 	if err != nil {
 		return fleet.Campaign{}, fmt.Errorf("%w: %w", err, fleet.ErrInvalid)
 	}
@@ -335,13 +338,6 @@ func (g *Gateway) StartCampaign(ctx context.Context, req fleet.CampaignRequest) 
 	data, err := g.store.ReadAll(img.ID)
 	if err != nil {
 		return fleet.Campaign{}, err
-	}
-	role, hw := img.Role, img.Hardware
-	if req.Role != "" {
-		role = req.Role
-	}
-	if req.Hardware != "" {
-		hw = req.Hardware
 	}
 	nodes, err := g.campaignNodes(ctx, req, img.MD5, role, hw, m)
 	if err != nil {

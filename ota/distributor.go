@@ -22,6 +22,9 @@ type DistributorConfig struct {
 	AnnounceInterval time.Duration // 60 s (stock offerOTA)
 	AnnounceCount    int           // 60 announces (one hour)
 	StockChunkSize   int           // 1024, the stock example's OTA_PART_SIZE
+	// TurboPartSize is the part size of stock-turbo campaigns, 4096
+	// (turboPartSize says why).
+	TurboPartSize int
 	// ChunkSize is the fast modes' chunk size. Zero picks the largest
 	// power of two up to 8 KiB whose pushed copies (one per child of the
 	// busiest node) fit QueueBudget, so a relay can hold one chunk for
@@ -87,6 +90,9 @@ func (c *DistributorConfig) defaults() {
 	}
 	if c.StockChunkSize <= 0 {
 		c.StockChunkSize = 1024
+	}
+	if c.TurboPartSize <= 0 {
+		c.TurboPartSize = turboPartSize
 	}
 	if c.QueueBudget <= 0 {
 		c.QueueBudget = 12 << 10
@@ -328,20 +334,21 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	if cs <= 0 {
 		cs = d.autoChunkSize()
 	}
+	stockCS := d.stockPartSize(mode)
 	if mode == ModeStock || mode == ModeStockTurbo {
-		cs, enc = d.cfg.StockChunkSize, EncBase64
+		cs, enc = stockCS, EncBase64
 	}
-	if err := d.checkPackageSize(id, img, cs, enc); err != nil {
+	if err := d.checkPackageSize(id, img, cs, enc, stockCS); err != nil {
 		return nil, err
 	}
-	stock := d.sharedVariant(img.MD5, "none", d.cfg.StockChunkSize)
+	stock := d.sharedVariant(img.MD5, "none", stockCS)
 	if stock == nil {
-		stock = newVariant(img.Data, d.cfg.StockChunkSize, img.MD5, "none")
+		stock = newVariant(img.Data, stockCS, img.MD5, "none")
 	}
 	fast := d.sharedVariant(img.MD5, method, cs)
 	switch {
 	case fast != nil:
-	case method == "none" && cs == d.cfg.StockChunkSize:
+	case method == "none" && cs == stockCS:
 		fast = stock
 	case method == "none":
 		fast = newVariant(stock.data, cs, img.MD5, method)
@@ -421,7 +428,7 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	// a mesh of stock receivers it would only flood chunks nobody reads.
 	c.push.awaiting = mode == ModeBroadcast
 	if mode == ModeStockTurbo {
-		c.turbo = newTurboControl(c.stock.chunks, now, d.cfg.PushDelay)
+		c.turbo = d.newTurbo(now, c.stock.chunks)
 	}
 	d.emit(c, 0, NodeProgress{})
 	if c.settle(now) {

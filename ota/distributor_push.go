@@ -248,16 +248,16 @@ func maxChunkPackage(cs int, enc string) int {
 
 // checkPackageSize refuses a campaign whose chunks would not fit
 // MaxPackageSize: the fast modes' chunk (cs, enc) and the stock Data.
-func (d *Distributor) checkPackageSize(id string, img Image, cs int, enc string) error {
+func (d *Distributor) checkPackageSize(id string, img Image, cs int, enc string, stockCS int) error {
 	limit := d.cfg.MaxPackageSize
 	if n := maxChunkPackage(cs, enc); enc == EncDense && n > limit {
 		return fmt.Errorf("ota: campaign %s: chunk size %d makes chunk packages of up to %d bytes, above the package limit of %d", id, cs, n, limit)
 	}
 	data := &stockMsg{Type: protocol.TypeOTAData, From: math.MaxUint32, Routing: int(protocol.RouteBroadcast), MD5: img.MD5,
 		Hardware: img.Hardware, Role: img.Role, Forced: true, NoPart: math.MaxUint32, Broadcasted: true, Compressed: true,
-		Dest: math.MaxUint32, PartNo: math.MaxUint32, Data: strings.Repeat("A", base64.StdEncoding.EncodedLen(d.cfg.StockChunkSize))}
+		Dest: math.MaxUint32, PartNo: math.MaxUint32, Data: strings.Repeat("A", base64.StdEncoding.EncodedLen(stockCS))}
 	if n := len(data.AppendJSON(nil)); n > limit {
-		return fmt.Errorf("ota: campaign %s: stock chunk size %d makes Data packages of up to %d bytes, above the package limit of %d", id, d.cfg.StockChunkSize, n, limit)
+		return fmt.Errorf("ota: campaign %s: stock chunk size %d makes Data packages of up to %d bytes, above the package limit of %d", id, stockCS, n, limit)
 	}
 	return nil
 }

@@ -53,7 +53,7 @@ func (d *Distributor) onStockRequest(now time.Time, raw []byte) {
 			if q.Compressed || int(q.NoPart) != c.stock.chunks || int(q.PartNo) >= c.stock.chunks {
 				continue
 			}
-			c.turbo.request(now, int(q.PartNo))
+			c.turbo.request(now, int(q.PartNo), q.From)
 			d.turbo(now, c)
 			return
 		}

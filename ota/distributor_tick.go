@@ -125,7 +125,6 @@ func (d *Distributor) NextDeadline() time.Time {
 			at(t)
 		}
 		if t := c.turbo.deadline(); !t.IsZero() {
-			at(c.turbo.checkAt())
 			if r := d.pace.readyAt(); r.After(t) {
 				t = r
 			}

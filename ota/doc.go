@@ -43,7 +43,8 @@
 // serves campaigns (distributor.go, distributor_serve.go); a broadcast
 // campaign's push and its rate control are pushControl
 // (distributor_push.go); a stock-turbo campaign's (stock receivers, one
-// flood per chunk, catch-up from request counts) is turboControl
+// flood per part, one lowest-first stream that goes back to whoever
+// its request counts show stuck) is turboControl
 // (distributor_turbo.go).
 //
 // Persistence is out of the step, as raft treats writes (storework.go):

@@ -222,7 +222,8 @@ func benchRow(cfg BenchConfig, row BenchRow) (BenchResult, error) {
 			case d.Runs(md5):
 				total++
 			case d.Stock != nil:
-				total += float64(d.Stock.PartsReceived()) / float64((len(cfg.Image)+1023)/1024)
+				// Parts are 1 KiB for stock unicast, larger for stock-turbo.
+				total += float64(d.Stock.BytesReceived()) / float64(len(cfg.Image))
 			case d.Store != nil:
 				if written, chunks := d.Store.StagedChunks(); chunks > 0 {
 					total += float64(written) / float64(chunks)

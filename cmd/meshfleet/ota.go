@@ -50,7 +50,7 @@ type pushOptions struct {
 func newOTAPushCmd() *cobra.Command {
 	var o pushOptions
 	cmd := &cobra.Command{
-		Use:   "push IMAGE|ID --role R --hardware H [--mode stock|stock-turbo|pipelined|broadcast] [--compress deflate|heatshrink|none] [--connect host:port | --sim-nodes N]",
+		Use:   "push IMAGE|ID --role R --hardware H [--mode auto|stock|stock-turbo|pipelined|broadcast] [--compress deflate|heatshrink|none] [--connect host:port | --sim-nodes N]",
 		Short: "Distribute an image to the nodes of a role and hardware",
 		Long: `Distributes a firmware image: IMAGE is a file, or the id of an image in the
 firmware store (--store). Stock nodes always get the stock protocol (announce,
@@ -69,7 +69,7 @@ they count as installed once served the last chunk and quiet or rebooted.`,
 			if err != nil {
 				return err
 			}
-			mode, err := ota.ParseMode(o.mode)
+			mode, err := ota.ParseMode(pushMode(o))
 			if err != nil {
 				return err
 			}
@@ -103,7 +103,7 @@ they count as installed once served the last chunk and quiet or rebooted.`,
 	f.StringVar(&o.role, "role", "", "target role (default: the stored image's)")
 	f.StringVar(&o.hardware, "hardware", "", "target hardware, e.g. ESP32 (default: the stored image's)")
 	f.StringVar(&o.version, "version", "", "version label")
-	f.StringVar(&o.mode, "mode", "broadcast", "mode: stock, stock-turbo (stock receivers, one flood per chunk), pipelined or broadcast (Go receivers)")
+	f.StringVar(&o.mode, "mode", "auto", "mode: stock, stock-turbo (stock receivers, one flood per chunk), pipelined or broadcast (Go receivers); auto: stock-turbo to simulated stock receivers, else broadcast")
 	f.StringVar(&o.method, "compress", "deflate", "compression for Go receivers: deflate, heatshrink or none")
 	f.StringSliceVar(&o.connect, "connect", nil, "mesh node to connect to (host:port), repeatable")
 	f.StringVar(&o.listen, "listen", "", "also accept mesh connections on this address")

@@ -42,15 +42,22 @@ type Receiver struct {
 }
 
 // requestTask is the C++ receiver's request task: one DataRequest, sent
-// again every 30 s until the chunk arrives or the retries run out.
+// again every 30 s until the chunk arrives or the retries run out. A task
+// that ran out stays (disabled): ota.hpp keeps updateFW->task and
+// restarts it on every in-sequence chunk, so a receiver that once left
+// broadcast mode asks for every chunk until it reboots.
 type requestTask struct {
 	req  protocol.DataRequest
 	left int
 	next time.Time
+	off  bool
 }
 
 // PartsReceived is how many chunks of the current transfer have arrived.
 func (s *Receiver) PartsReceived() uint32 { return s.update.partNo }
+
+// BytesReceived is how many bytes of the current transfer were written.
+func (s *Receiver) BytesReceived() int { return s.buf.Len() }
 
 // Attach implements mesh.Plugin. The mesh attaches the plugin at every
 // boot, and a transfer lives in RAM (ota.hpp's updateFW): a restarted node
@@ -104,13 +111,13 @@ func (s *Receiver) startTask(now time.Time, req protocol.DataRequest) {
 
 func (s *Receiver) runTask(now time.Time) {
 	t := s.task
-	if t == nil || now.Before(t.next) {
+	if t == nil || t.off || now.Before(t.next) {
 		return
 	}
 	if t.left == 0 {
 		// "Did not receive the requested data": forget the md5 so the
 		// next announce restarts; partNo is kept (Q-19 d).
-		s.task = nil
+		t.off = true
 		s.update.md5 = ""
 		return
 	}
@@ -147,7 +154,9 @@ func (s *Receiver) onData(now time.Time, d *protocol.Data) {
 	}
 	s.buf.Write(d.Bytes())
 	if d.PartNo == d.NoPart-1 {
-		s.task = nil
+		if s.task != nil {
+			s.task.off = true
+		}
 		if md5hex(s.buf.Bytes()) == d.MD5 {
 			s.Installed = d.MD5
 			s.Image = bytes.Clone(s.buf.Bytes())
@@ -173,7 +182,7 @@ func (s *Receiver) Tick(now time.Time) { s.runTask(now) }
 
 // NextDeadline implements mesh.Plugin.
 func (s *Receiver) NextDeadline() time.Time {
-	if s.task == nil {
+	if s.task == nil || s.task.off {
 		return time.Time{}
 	}
 	return s.task.next

@@ -167,3 +167,43 @@ func TestReceiverRestartForgetsTransfer(t *testing.T) {
 		t.Fatalf("after restart and announce, asks for part %d, want 0", q.PartNo)
 	}
 }
+
+// A receiver that dropped out of broadcast mode keeps its request task
+// for the rest of its boot, even after the task ran out (ota.hpp keeps
+// updateFW->task, disabled, and restarts it on every in-sequence chunk):
+// after a later Announce with broadcasted:true it is silent until the
+// next chunk it writes, then asks for the one after in the Data's dest's
+// name, as in request mode.
+func TestReceiverKeepsRequestModeAfterItsTaskRanOut(t *testing.T) {
+	h := &recordingHost{id: 7}
+	r := &Receiver{Role: "r", Hardware: "ESP8266"}
+	r.Attach(h)
+	a := protocol.Announce{From: 1, Routing: protocol.RouteBroadcast, MD5: "m", Role: "r", Hardware: "ESP8266", NoPart: 4, Broadcasted: true}
+	deliver(t, r, &a)
+	data := func(part uint32, bcast bool) *protocol.Data {
+		d := &protocol.Data{DataRequest: protocol.DataRequest{Announce: a, Dest: 9, PartNo: part}, Base64: "AAAA"}
+		d.Routing, d.From, d.Broadcasted = protocol.RouteBroadcast, 1, bcast
+		return d
+	}
+	deliver(t, r, data(0, true))
+	deliver(t, r, data(2, true)) // drops out, asks for 1
+	now := epoch
+	for range 12 {
+		now = now.Add(30 * time.Second)
+		r.Tick(now)
+	}
+	if len(h.sent) != 10 || r.update.md5 != "" {
+		t.Fatalf("%d requests, md5 %q: want 10 then forgotten", len(h.sent), r.update.md5)
+	}
+	deliver(t, r, &a) // broadcasted:true again: no request now
+	if len(h.sent) != 10 {
+		t.Fatalf("a broadcasted announce made it ask: %d requests", len(h.sent))
+	}
+	deliver(t, r, data(1, true))
+	if r.PartsReceived() != 2 || len(h.sent) != 11 {
+		t.Fatalf("parts %d, %d requests: want chunk 1 written and one request for chunk 2", r.PartsReceived(), len(h.sent))
+	}
+	if q := h.sent[10].(*protocol.DataRequest); q.PartNo != 2 || q.From != 9 {
+		t.Fatalf("request %+v: want part 2 in the Data's dest's name", q)
+	}
+}
