@@ -21,8 +21,8 @@ import (
 // as the C++ keeps them: the last one started stays the receiver's after
 // it gave up (the next in-sequence Data starts it again, even in
 // broadcast mode), and a new one does not stop the one before it, which
-// still forgets the md5 when its retries run out (cpp_test.go shows each
-// on the C++ receiver).
+// still forgets the md5 when its retries run out (Q-19 i, j; cpp_test.go
+// shows each on the C++ receiver).
 type Receiver struct {
 	Role     string
 	Hardware string
