@@ -19,6 +19,10 @@ func (d *Distributor) OnEvent(now time.Time, ev mesh.Event) {
 	for _, c := range d.campaigns {
 		if c.State == CampaignRunning && !c.stockNext.IsZero() {
 			d.stockCheck(now, c)
+			// As Tick would: the next one may be a minute away.
+			if c.settle(now) {
+				d.finish(now, c, c.State, c.Reason)
+			}
 		}
 	}
 }
