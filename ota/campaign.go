@@ -115,6 +115,9 @@ type Campaign struct {
 	// stockNext is when the stock receivers' progress is next checked
 	// (campaign_stock.go).
 	stockNext time.Time
+	// rebootWatch: the nodes a stock-turbo campaign watches for the
+	// reboot that shows a good image (campaign_turbo.go).
+	rebootWatch rebootWatch
 }
 
 // Nodes returns the per-node progress, ordered by node id.

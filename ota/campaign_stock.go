@@ -122,6 +122,7 @@ func (c *Campaign) stockCheck(now time.Time, inMesh func(uint32) bool) []NodePro
 		c.put(&next)
 		out = append(out, next)
 	}
+	out = append(out, c.turboCheck(now, inMesh)...)
 	if len(out) > 0 {
 		c.noteChange(now)
 	}
@@ -151,6 +152,9 @@ func (c *Campaign) stockDeadline(now time.Time) time.Time {
 		if next.IsZero() || t.Before(next) {
 			next = t
 		}
+	}
+	if len(c.rebootWatch.nodes) > 0 && (next.IsZero() || now.Add(stockPoll).Before(next)) {
+		next = now.Add(stockPoll)
 	}
 	return next
 }

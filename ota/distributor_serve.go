@@ -54,6 +54,9 @@ func (d *Distributor) onStockRequest(now time.Time, raw []byte) {
 				continue
 			}
 			c.turbo.request(now, int(q.PartNo), q.From)
+			// Someone is still behind: a campaign for a role ends only
+			// after a quiet period without requests.
+			c.noteChange(now)
 			d.turbo(now, c)
 			return
 		}

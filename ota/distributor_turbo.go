@@ -398,6 +398,9 @@ func (d *Distributor) turboSend(now time.Time, c *dcampaign, i int, broadcasted 
 	b := m.AppendJSON(nil)
 	_ = d.host.SendRaw(now, b)
 	d.stats.StockServed++
+	if i == v.chunks-1 {
+		c.turboLastSent(now, d.host.NodeList(false), v)
+	}
 	return len(b)
 }
 

@@ -87,6 +87,11 @@ they count as installed once served the last chunk and quiet or rebooted.`,
 				nodes = append(nodes, uint32(n))
 			}
 			spec := ota.CampaignSpec{Image: img, Mode: mode, Method: o.method, Nodes: nodes, Forced: o.forced}
+			if mode == ota.ModeStockTurbo {
+				// Every stock node of the role takes what is flooded: the
+				// list names the nodes the push waits for, not its targets.
+				spec.Nodes = nil
+			}
 			view := newProgressView(cmd.OutOrStdout(), o.asJSON)
 			switch {
 			case o.simNodes > 0 && (len(o.connect) > 0 || o.listen != ""):
@@ -115,7 +120,7 @@ they count as installed once served the last chunk and quiet or rebooted.`,
 	f.Uint64Var(&o.seed, "seed", 1, "seed of the simulated mesh")
 	f.StringVar(&o.simReceiver, "sim-receiver", "meshfleet", "receivers of the simulated mesh: meshfleet, or stock (the model of the stock C++ receiver)")
 	f.StringVar(&o.store, "store", "firmware", "firmware store directory (for an image id)")
-	f.UintSliceVar(&o.nodes, "nodes", nil, "only these node ids (the push ends when all confirmed)")
+	f.UintSliceVar(&o.nodes, "nodes", nil, "only these node ids (the push ends when all confirmed); with stock-turbo every stock node of the role takes the image and the push ends when these are through")
 	f.BoolVar(&o.forced, "forced", false, "install even where the same image runs unconfirmed")
 	f.DurationVar(&o.timeout, "timeout", time.Hour, "give up after this long (virtual time with --sim-nodes)")
 	f.BoolVar(&o.asJSON, "json", false, "print events as JSON lines")
@@ -223,6 +228,12 @@ func pushTCP(ctx context.Context, o pushOptions, spec ota.CampaignSpec, view *pr
 			cancel()
 			<-runErr
 			return view.result()
+		}
+		if spec.Mode == ota.ModeStockTurbo && len(o.nodes) > 0 && view.through(o.nodes) {
+			view.render()
+			cancel()
+			<-runErr
+			return view.resultOf(o.nodes)
 		}
 	}
 }
@@ -440,6 +451,35 @@ func (v *progressView) result() error {
 		return nil
 	}
 	return fmt.Errorf("campaign %s ended %s", v.c.ID, v.state)
+}
+
+// through reports whether each of the nodes reached a final state (a
+// stock-turbo campaign for a role runs on after the nodes a push waits
+// for are through).
+func (v *progressView) through(nodes []uint) bool {
+	for _, id := range nodes {
+		p, ok := v.nodes[uint32(id)]
+		if !ok || !(ota.NodeProgress{State: p.State}).Terminal() {
+			return false
+		}
+	}
+	return true
+}
+
+// resultOf is nil when every one of the nodes installed or confirmed the
+// image, else an error naming those that did not.
+func (v *progressView) resultOf(nodes []uint) error {
+	var bad []string
+	for _, id := range nodes {
+		p := v.nodes[uint32(id)]
+		if p.State != ota.StateInstalled && p.State != ota.StateConfirmed {
+			bad = append(bad, fmt.Sprintf("%d %s", id, p.State))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("campaign %s: not installed: %s", v.c.ID, strings.Join(bad, ", "))
+	}
+	return nil
 }
 
 // summaryStates is the order of the summary line: confirmed first (the

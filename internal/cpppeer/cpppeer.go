@@ -250,6 +250,11 @@ type Config struct {
 
 	// ProgressEvery reports every Nth written or served part (default 1).
 	ProgressEvery int
+
+	// OTATimeScale runs the stock OTA plugin's timers (a request again
+	// every 30 s, ten times; the restart 2 s after a good image) this many
+	// times faster (default 1: as on an ESP). The mesh keeps its pace.
+	OTATimeScale int
 }
 
 func (c Config) args() []string {
@@ -287,12 +292,13 @@ func (c Config) args() []string {
 		args = append(args, "--broadcasted")
 	}
 	num("--progress-every", c.ProgressEvery)
+	num("--ota-time-scale", c.OTATimeScale)
 	return args
 }
 
 // Event is one line a peer printed.
 type Event struct {
-	Event string `json:"event"` // ready, nodes, offered, request, started, part, md5, aborted, restart, stopped, exit
+	Event string `json:"event"` // ready, nodes, offered, request, started, part, md5, aborted, restart, stopped, exit, error
 	Node  uint32 `json:"node"`
 	Port  int    `json:"port"`  // ready: the listen port
 	Count int    `json:"count"` // nodes: nodes in the mesh, this one included
@@ -303,6 +309,10 @@ type Event struct {
 	MD5   string `json:"md5"`   // md5: of the written bytes; offered: of the image
 	From  uint32 `json:"from"`  // request: the requester named in it
 	Parts int    `json:"parts"` // offered
+	// Text is an error line of the C++ logger ("ERROR: " cut off), e.g.
+	// "OTA: Did not receive the requested data." when the OTA request
+	// task gave up.
+	Text string `json:"-"`
 	// At is when the test read the line.
 	At time.Time `json:"-"`
 }
@@ -377,8 +387,10 @@ func (p *Peer) read(r io.Reader) {
 	for sc.Scan() {
 		var ev Event
 		line := sc.Bytes()
-		if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &ev) != nil {
-			continue // the C++ logger's own lines
+		if text, ok := bytes.CutPrefix(line, []byte("ERROR: ")); ok {
+			ev = Event{Event: "error", Node: p.Config.ID, Text: string(bytes.TrimSpace(text))}
+		} else if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &ev) != nil {
+			continue // the C++ logger's other lines
 		}
 		ev.At = time.Now()
 		p.append(ev)

@@ -16,8 +16,13 @@ import (
 // Receiver is a faithful model of the C++ receiver (ota.hpp,
 // docs/protocol.md §8.4), bugs included: stop-and-wait requests, 30 s × 10
 // retries, broadcast mode only led by a root receiver (Q-19 a), waiting
-// non-root receivers that never notice a lost tail (Q-19 b), and unicast
-// fallback requests sent in the root's name (Q-19 h).
+// non-root receivers that never notice a lost tail (Q-19 b), unicast
+// fallback requests sent in the root's name (Q-19 h), and request tasks
+// as the C++ keeps them: the last one started stays the receiver's after
+// it gave up (the next in-sequence Data starts it again, even in
+// broadcast mode), and a new one does not stop the one before it, which
+// still forgets the md5 when its retries run out (Q-19 i, j; cpp_test.go
+// shows each on the C++ receiver).
 type Receiver struct {
 	Role     string
 	Hardware string
@@ -36,21 +41,26 @@ type Receiver struct {
 		broadcasted bool
 		compressed  bool
 	}
-	buf   bytes.Buffer
-	task  *requestTask
-	Sends int // DataRequests sent
+	buf bytes.Buffer
+	// task is updateFW.task: the request task last started, kept when it
+	// stopped (ota.hpp never clears it).
+	task *requestTask
+	// running are the request tasks that run (the scheduler's list):
+	// starting a task never stops another.
+	running []*requestTask
+	Sends   int // DataRequests sent
 }
 
-// requestTask is the C++ receiver's request task: one DataRequest, sent
-// again every 30 s until the chunk arrives or the retries run out. A task
-// that ran out stays (disabled): ota.hpp keeps updateFW->task and
-// restarts it on every in-sequence chunk, so a receiver that once left
-// broadcast mode asks for every chunk until it reboots.
+// requestTask is a C++ request task: one DataRequest, sent at once and
+// again every 30 s, ten times in all; the scheduler stops it on its next
+// pass after the tenth, and unless the transfer ended first, that forgets
+// the md5 (its onDisable).
 type requestTask struct {
-	req  protocol.DataRequest
-	left int
-	next time.Time
-	off  bool
+	req    protocol.DataRequest
+	left   int
+	next   time.Time
+	on     bool
+	forget bool
 }
 
 // PartsReceived is how many chunks of the current transfer have arrived.
@@ -66,7 +76,7 @@ func (s *Receiver) Attach(h mesh.Host) {
 	s.host = h
 	s.update.md5, s.update.partNo, s.update.broadcasted, s.update.compressed = "", 0, false, false
 	s.buf.Reset()
-	s.task = nil
+	s.task, s.running = nil, nil
 }
 
 // Types implements mesh.Plugin.
@@ -104,28 +114,60 @@ func (s *Receiver) onAnnounce(now time.Time, a *protocol.Announce) {
 	}
 }
 
+// startTask starts a new request task (mesh.addTask), which becomes the
+// receiver's; one already running runs on.
 func (s *Receiver) startTask(now time.Time, req protocol.DataRequest) {
-	s.task = &requestTask{req: req, left: 10, next: now}
-	s.runTask(now)
+	s.task = &requestTask{forget: true}
+	s.restartTask(now, s.task, req)
 }
 
-func (s *Receiver) runTask(now time.Time) {
-	t := s.task
-	if t == nil || t.off || now.Before(t.next) {
+// restartTask gives t a new request and its ten sends again, the first at
+// once (Task::restart), whether it was running or had stopped.
+func (s *Receiver) restartTask(now time.Time, t *requestTask, req protocol.DataRequest) {
+	t.req, t.left, t.next = req, 10, now
+	if !t.on {
+		t.on = true
+		s.running = append(s.running, t)
+	}
+	s.runTasks(now)
+}
+
+// stopTask disables t; onDisable forgets the md5 unless the transfer
+// ended.
+func (s *Receiver) stopTask(t *requestTask) {
+	if !t.on {
 		return
 	}
-	if t.left == 0 {
+	t.on = false
+	for i, r := range s.running {
+		if r == t {
+			s.running = append(s.running[:i], s.running[i+1:]...)
+			break
+		}
+	}
+	if t.forget {
 		// "Did not receive the requested data": forget the md5 so the
 		// next announce restarts; partNo is kept (Q-19 d).
-		t.off = true
 		s.update.md5 = ""
-		return
 	}
-	req := t.req
-	_ = s.host.SendPackage(now, &req)
-	s.Sends++
-	t.left--
-	t.next = now.Add(30 * time.Second)
+}
+
+func (s *Receiver) runTasks(now time.Time) {
+	for _, t := range append([]*requestTask(nil), s.running...) {
+		if !t.on || now.Before(t.next) {
+			continue
+		}
+		req := t.req
+		_ = s.host.SendPackage(now, &req)
+		s.Sends++
+		t.left--
+		t.next = now.Add(30 * time.Second)
+		if t.left == 0 {
+			// The scheduler's next pass stops a task whose iterations
+			// are done, without waiting another interval.
+			s.stopTask(t)
+		}
+	}
 }
 
 // requestNext asks for the next chunk the way the C++ replyTo does: in the
@@ -155,7 +197,8 @@ func (s *Receiver) onData(now time.Time, d *protocol.Data) {
 	s.buf.Write(d.Bytes())
 	if d.PartNo == d.NoPart-1 {
 		if s.task != nil {
-			s.task.off = true
+			s.task.forget = false // setOnDisable(NULL)
+			s.stopTask(s.task)
 		}
 		if md5hex(s.buf.Bytes()) == d.MD5 {
 			s.Installed = d.MD5
@@ -168,7 +211,7 @@ func (s *Receiver) onData(now time.Time, d *protocol.Data) {
 	}
 	s.update.partNo++
 	if s.task != nil {
-		s.startTask(now, requestNext(d, s.update.partNo))
+		s.restartTask(now, s.task, requestNext(d, s.update.partNo))
 	}
 }
 
@@ -178,12 +221,15 @@ func md5hex(b []byte) string {
 }
 
 // Tick implements mesh.Plugin.
-func (s *Receiver) Tick(now time.Time) { s.runTask(now) }
+func (s *Receiver) Tick(now time.Time) { s.runTasks(now) }
 
 // NextDeadline implements mesh.Plugin.
 func (s *Receiver) NextDeadline() time.Time {
-	if s.task == nil || s.task.off {
-		return time.Time{}
+	var next time.Time
+	for _, t := range s.running {
+		if next.IsZero() || t.next.Before(next) {
+			next = t.next
+		}
 	}
-	return s.task.next
+	return next
 }

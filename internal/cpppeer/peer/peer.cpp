@@ -9,6 +9,7 @@
 //        [--role R --image FILE --fs DIR [--progress-every N]]
 //        [--serve FILE --role R [--hardware H] [--offer-when N]
 //         [--broadcasted] [--part-size N]] [--root] [--restart reboot|exit]
+//        [--ota-time-scale N]
 #include <signal.h>
 #include <unistd.h>
 
@@ -23,6 +24,22 @@
 
 #include "Arduino.h"
 #include "boost/asynctcp.hpp"
+
+// The stock OTA plugin's timers (ota.hpp: a request again every 30 s, ten
+// times; the restart 2 s after a good image) count in OTA seconds, which
+// --ota-time-scale N shortens to 1/N s, so a test sees ten unanswered
+// requests in a few seconds. Nothing else in the mesh changes pace.
+namespace peer {
+unsigned long otaSecond = TASK_SECOND;
+}
+#include "painlessmesh/base64.hpp"
+#include "painlessmesh/logger.hpp"
+#include "painlessmesh/plugin.hpp"
+#pragma push_macro("TASK_SECOND")
+#undef TASK_SECOND
+#define TASK_SECOND (peer::otaSecond)
+#include "painlessmesh/ota.hpp"
+#pragma pop_macro("TASK_SECOND")
 #include "painlessmesh/mesh.hpp"
 
 using PMesh = painlessmesh::Mesh<painlessmesh::Connection>;
@@ -55,6 +72,7 @@ struct Options {
   size_t partSize = 1024;
   bool root = false;
   std::string restart = "reboot";
+  int otaTimeScale = 1;
 };
 
 [[noreturn]] void usage(const std::string& msg) {
@@ -104,6 +122,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--part-size") o.partSize = (size_t)number(16, 64 << 10);
     else if (a == "--root") o.root = true;
     else if (a == "--restart") o.restart = value();
+    else if (a == "--ota-time-scale") o.otaTimeScale = (int)number(1, 1000);
     else usage("unknown flag " + a);
   }
   if (o.id == 0) usage("--id is required");
@@ -139,6 +158,9 @@ int main(int argc, char** argv) {
   savedArgv = argv;
   auto o = parse(argc, argv);
   peer::nodeId = o.id;
+  peer::otaSecond = TASK_SECOND / o.otaTimeScale;
+  // Line by line: the C++ logger's lines ("ERROR: ...") are events too.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   std::signal(SIGTERM, [](int) { stopSignal = 1; });
   std::signal(SIGINT, [](int) { stopSignal = 1; });
   std::signal(SIGPIPE, SIG_IGN);
