@@ -6,9 +6,11 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshfleet/meshfleet/compress"
 	"github.com/meshfleet/meshfleet/fleet"
+	"github.com/meshfleet/meshfleet/sim"
 )
 
 // startRolloutREST posts a rollout request (JSON text) and returns the
@@ -58,10 +60,13 @@ func (w *rolloutWatch) waitState(t *testing.T, ctx context.Context, id, want str
 			if r == nil || r.ID != id {
 				continue
 			}
-			if r.State == want {
+			if e := r.Event; e == nil || e.Kind != "state" {
+				continue
+			}
+			if r.Event.To == want {
 				return *r
 			}
-			if final(r.State) {
+			if final(r.Event.To) {
 				t.Fatalf("rollout %s ended %s (%s), want %s", id, r.State, r.Reason, want)
 			}
 		}
@@ -131,5 +136,161 @@ func TestRolloutTwoWavesOverREST(t *testing.T) {
 	getJSON(t, "http://"+g.HTTPAddr+"/api/v1/rollouts/sensor-2", &got)
 	if got.State != "completed" || len(got.Nodes) != devices {
 		t.Fatalf("GET: %+v", got)
+	}
+}
+
+// TestRolloutApprovePauseResume: with approval between waves the rollout
+// waits after each wave; approve starts the next, a pause there holds it,
+// and resume goes on into the next wave.
+func TestRolloutApprovePauseResume(t *testing.T) {
+	const devices = 4
+	ctx, g := startReadyGateway(t, devices)
+	waitDevicesOnline(t, ctx, g, devices)
+	img := uploadREST(t, g, "sensor", "ESP32", "2.0.0", compress.FirmwareLike(8<<10, 32))
+	w := watchRollouts(ctx, g)
+	code, _, body := startRolloutREST(t, g, `{"id":"gated","image":"`+img.ID+`","plan":{"waves":[{"count":1},{"count":2},{"percent":100}],"approval":true,"soak":"2s","gates":{"baseline_samples":1}}}`)
+	if code != http.StatusCreated {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	r := w.waitState(t, ctx, "gated", "awaiting_approval")
+	if r.Wave != 0 || r.Count["passed"] != 1 || r.Count["pending"] != devices-1 {
+		t.Fatalf("after the canary: wave %d, %v", r.Wave, r.Count)
+	}
+	if code, resp := call(t, "POST", "http://"+g.HTTPAddr+"/api/v1/rollouts/gated/resume", "", nil); code != http.StatusConflict {
+		t.Fatalf("resume while awaiting approval: %d %s, want 409", code, resp)
+	}
+	controlRolloutREST(t, g, "gated", "approve", "")
+	r = w.waitState(t, ctx, "gated", "awaiting_approval")
+	if r.Wave != 1 || r.Count["passed"] != 3 {
+		t.Fatalf("after the second wave: wave %d, %v", r.Wave, r.Count)
+	}
+	if p := controlRolloutREST(t, g, "gated", "pause", ""); p.State != "paused" {
+		t.Fatalf("pause: %+v", p)
+	}
+	controlRolloutREST(t, g, "gated", "resume", "")
+	if r = w.waitState(t, ctx, "gated", "completed"); r.Count["passed"] != devices {
+		t.Fatalf("completed with %v", r.Count)
+	}
+	var list []fleet.Rollout
+	getJSON(t, "http://"+g.HTTPAddr+"/api/v1/rollouts", &list)
+	if len(list) != 1 || list[0].ID != "gated" || list[0].State != "completed" {
+		t.Fatalf("GET /api/v1/rollouts: %+v", list)
+	}
+}
+
+// TestRolloutAbortRollsBack: a rollback policy is refused while the
+// nodes' images are not stored; once they run a stored image, an abort
+// with rollback after the canary puts the canary back on it.
+func TestRolloutAbortRollsBack(t *testing.T) {
+	const devices = 3
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	cfg := testConfig(t)
+	cfg.MQTT.Enabled = false
+	g, sm, done := startSimGateway(t, ctx, cfg, devices)
+	t.Cleanup(func() {
+		cancel()
+		select { // a bounded wait on the real run loop saving its state
+		case <-done:
+		case <-time.After(30 * time.Second):
+		}
+	})
+	waitReady(t, ctx, g, done)
+	waitDevicesOnline(t, ctx, g, devices)
+	v2 := uploadREST(t, g, "sensor", "ESP32", "2.0.0", compress.FirmwareLike(8<<10, 33))
+	v3 := uploadREST(t, g, "sensor", "ESP32", "3.0.0", compress.FirmwareLike(8<<10, 34))
+	code, _, body := startRolloutREST(t, g, `{"id":"early","image":"`+v3.ID+`","plan":{"policy":"rollback"}}`)
+	if code != http.StatusBadRequest || !strings.Contains(body, "previous image in the firmware store") {
+		t.Fatalf("rollback policy without the previous images: %d %s, want 400 naming them", code, body)
+	}
+	w := watchRollouts(ctx, g)
+	if code, _, body := startRolloutREST(t, g, `{"id":"to-v2","image":"`+v2.ID+`","plan":{"soak":"1s","gates":{"baseline_samples":1}}}`); code != http.StatusCreated {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	w.waitState(t, ctx, "to-v2", "completed")
+
+	code, _, body = startRolloutREST(t, g, `{"id":"to-v3","image":"`+v3.ID+`","plan":{"waves":[{"count":1},{"percent":100}],"approval":true,"soak":"1s","policy":"rollback","gates":{"baseline_samples":1}}}`)
+	if code != http.StatusCreated {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	r := w.waitState(t, ctx, "to-v3", "awaiting_approval")
+	var canary uint32
+	for _, n := range r.Nodes {
+		if n.State == "passed" {
+			canary = n.ID
+		}
+	}
+	got, err := g.GetRollout(ctx, "to-v3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range got.Nodes {
+		if n.State == "passed" {
+			canary = n.ID
+		}
+	}
+	if canary == 0 {
+		t.Fatalf("no canary passed: %+v", got.Nodes)
+	}
+	controlRolloutREST(t, g, "to-v3", "abort", `{"reason":"field reports","rollback":true}`)
+	r = w.waitState(t, ctx, "to-v3", "aborted")
+	if r.Count["rolled_back"] != 1 || r.Reason != "field reports" {
+		t.Fatalf("aborted: %v (%s), want the canary rolled back", r.Count, r.Reason)
+	}
+	// The node's own slot store is the truth of what it runs.
+	var active string
+	if err := sm.Realtime.Do(ctx, func(*sim.Network) { active, _ = sm.Stores[canary].Active() }); err != nil {
+		t.Fatal(err)
+	}
+	if active != v2.MD5 {
+		t.Fatalf("canary %d runs %s after the rollback, want v2 %s", canary, active, v2.MD5)
+	}
+}
+
+// waitNodeMD5 waits until node id reports image md5.
+func waitNodeMD5(t *testing.T, ctx context.Context, g *Gateway, id uint32, md5 string) {
+	t.Helper()
+	ch := g.Subscribe(ctx)
+	for {
+		n, err := g.Node(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.EqualFold(n.FirmwareMD5, md5) {
+			return
+		}
+		select { // any fleet event: look again
+		case <-ch:
+		case <-ctx.Done():
+			t.Fatalf("node %d runs %s, want %s", id, n.FirmwareMD5, md5)
+		}
+	}
+}
+
+// TestRolloutBadRequests: bad specs are 400s that name the field.
+func TestRolloutBadRequests(t *testing.T) {
+	ctx, g := startReadyGateway(t, 1)
+	_ = ctx
+	img := uploadREST(t, g, "sensor", "ESP32", "2.0.0", compress.FirmwareLike(4<<10, 35))
+	many := strings.Repeat("1,", 10_001) + "1"
+	for _, c := range []struct{ body, want string }{
+		{`{"image":"` + img.ID + `","plan":{"soak":"two minutes"}}`, "plan.soak"},
+		{`{"image":"` + img.ID + `","plan":{"gates":{"baseline_wait":"x"}}}`, "plan.gates.baseline_wait"},
+		{`{"image":"` + img.ID + `","plan":{"waves":[{"count":1,"percent":5}]}}`, "plan.waves[0]"},
+		{`{"image":"` + img.ID + `","plan":{"policy":"maybe"}}`, "plan.policy"},
+		{`{"image":"` + img.ID + `","targets":{"nodes":[` + many + `]}}`, "targets.nodes"},
+		{`{"image":"nope"}`, "not in the firmware store"},
+		{`{"image":"` + img.ID + `","colour":"red"}`, "colour"},
+		{`{"id":"a b","image":"` + img.ID + `"}`, "id"},
+	} {
+		code, _, body := startRolloutREST(t, g, c.body)
+		if code != http.StatusBadRequest || !strings.Contains(body, c.want) {
+			t.Errorf("%.80s: %d %s, want 400 naming %s", c.body, code, body, c.want)
+		}
+	}
+	if code, body := call(t, "POST", "http://"+g.HTTPAddr+"/api/v1/rollouts/none/approve", "", nil); code != http.StatusNotFound {
+		t.Errorf("approve an unknown rollout: %d %s, want 404", code, body)
+	}
+	if code, body := call(t, "POST", "http://"+g.HTTPAddr+"/api/v1/rollouts/none/explode", "", nil); code != http.StatusNotFound {
+		t.Errorf("unknown action: %d %s, want 404", code, body)
 	}
 }
