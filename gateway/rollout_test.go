@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshfleet/meshfleet/compress"
 	"github.com/meshfleet/meshfleet/fleet"
+	"github.com/meshfleet/meshfleet/scenario"
 	"github.com/meshfleet/meshfleet/sim"
 )
 
@@ -292,5 +293,58 @@ func TestRolloutBadRequests(t *testing.T) {
 	}
 	if code, body := call(t, "POST", "http://"+g.HTTPAddr+"/api/v1/rollouts/none/explode", "", nil); code != http.StatusNotFound {
 		t.Errorf("unknown action: %d %s, want 404", code, body)
+	}
+}
+
+// TestRolloutResumesAfterRestart: a gateway stopped while a rollout
+// awaits approval between waves has it again after a restart, in the same
+// state and wave; approved, it goes on and completes.
+func TestRolloutResumesAfterRestart(t *testing.T) {
+	const devices = 3
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cfg := testConfig(t)
+	cfg.MQTT.Enabled = false
+	sc := scenario.LiveConfig{Nodes: devices, Seed: 5, Speed: 25, Model: "esp32", Epoch: time.Now().UTC().Truncate(time.Second)}
+	runCtx, stop := context.WithCancel(ctx)
+	g, _, done := startSimGatewayWith(t, runCtx, cfg, sc, nil)
+	waitReady(t, ctx, g, done)
+	waitDevicesOnline(t, ctx, g, devices)
+	img := uploadREST(t, g, "sensor", "ESP32", "2.0.0", compress.FirmwareLike(8<<10, 36))
+	w := watchRollouts(ctx, g)
+	if code, _, body := startRolloutREST(t, g, `{"id":"across","image":"`+img.ID+`","plan":{"waves":[{"count":1},{"percent":100}],"approval":true,"soak":"1s","gates":{"baseline_samples":1}}}`); code != http.StatusCreated {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	w.waitState(t, ctx, "across", "awaiting_approval")
+	before, err := g.GetRollout(ctx, "across")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := g.Summary(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	sc.Epoch = sum.Timestamp.Add(time.Second)
+	g2, _, done2 := startSimGatewayWith(t, ctx, cfg, sc, nil)
+	defer func() {
+		cancel()
+		<-done2
+	}()
+	waitReady(t, ctx, g2, done2)
+	var after fleet.Rollout
+	getJSON(t, "http://"+g2.HTTPAddr+"/api/v1/rollouts/across", &after)
+	if after.State != "awaiting_approval" || after.Wave != before.Wave || after.Count["passed"] != 1 {
+		t.Fatalf("after the restart: %s wave %d %v; before: %s wave %d %v", after.State, after.Wave, after.Count, before.State, before.Wave, before.Count)
+	}
+	waitDevicesOnline(t, ctx, g2, devices)
+	w2 := watchRollouts(ctx, g2)
+	controlRolloutREST(t, g2, "across", "approve", "")
+	if r := w2.waitState(t, ctx, "across", "completed"); r.Count["passed"] != devices {
+		t.Fatalf("completed with %v", r.Count)
 	}
 }
