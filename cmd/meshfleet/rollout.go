@@ -36,8 +36,8 @@ var rolloutFlags struct {
 	jsonOut        bool
 	// start
 	spec, id, image, waves, soak, policy, role, hardware, overlap, reason string
-	nodes, tags, names                                                  []string
-	approval, pause, force                                              bool
+	nodes, tags, names                                                    []string
+	approval, pause, force                                                bool
 	// abort
 	rollback bool
 }
