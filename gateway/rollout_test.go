@@ -348,3 +348,64 @@ func TestRolloutResumesAfterRestart(t *testing.T) {
 		t.Fatalf("completed with %v", r.Count)
 	}
 }
+
+// rolloutStateIs matches an ota/status message of rollout id entering
+// state.
+func rolloutStateIs(id, state string) func([]byte) bool {
+	return func(p []byte) bool {
+		var m struct {
+			Rollout *fleet.Rollout `json:"rollout"`
+		}
+		if json.Unmarshal(p, &m) != nil || m.Rollout == nil || m.Rollout.ID != id {
+			return false
+		}
+		e := m.Rollout.Event
+		return e != nil && e.Kind == "state" && e.To == state
+	}
+}
+
+// TestRolloutOverMQTT: the rollout actions of ota/control start, show,
+// approve and list a rollout, each answered on ota/control/response; its
+// transitions are on ota/status; bad requests name what is missing.
+func TestRolloutOverMQTT(t *testing.T) {
+	const devices = 3
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	cfg := testConfig(t)
+	g, _, done := startSimGateway(t, ctx, cfg, devices)
+	t.Cleanup(func() {
+		cancel()
+		select { // a bounded wait on the real run loop saving its state
+		case <-done:
+		case <-time.After(30 * time.Second):
+		}
+	})
+	waitReady(t, ctx, g, done)
+	rec, c := observe(t, ctx, brokerURL(g), "observer")
+	rec.waitFor(t, ctx, "mf/status/nodes", allOnline(devices+1))
+	k := &controller{t: t, ctx: ctx, rec: rec, c: c}
+	img := uploadREST(t, g, "sensor", "ESP32", "2.0.0", compress.FirmwareLike(8<<10, 37))
+
+	k.fail(map[string]any{"action": "rollout_start"}, `needs "spec"`)
+	k.fail(map[string]any{"action": "rollout_approve"}, `needs "rollout"`)
+	k.fail(map[string]any{"action": "rollout_explode", "rollout": "x"}, "rollout_start, rollout_status")
+	k.fail(map[string]any{"action": "rollout_start", "spec": map[string]any{"image": img.ID, "plan": map[string]any{"soak": "later"}}}, "plan.soak")
+	k.fail(map[string]any{"action": "rollout_status", "rollout": "none"}, "not found")
+
+	started := k.ok(map[string]any{"action": "rollout_start", "spec": map[string]any{"id": "over-mqtt", "image": img.ID,
+		"plan": map[string]any{"waves": []any{map[string]any{"count": 1}, map[string]any{"percent": 100}}, "approval": true, "soak": "1s", "gates": map[string]any{"baseline_samples": 1}}}})
+	if started["id"] != "over-mqtt" || started["waves"] != 2.0 {
+		t.Fatalf("rollout_start answered %v", started)
+	}
+	rec.waitFor(t, ctx, "mf/ota/status", rolloutStateIs("over-mqtt", "awaiting_approval"))
+	if st := k.ok(map[string]any{"action": "rollout_status", "rollout": "over-mqtt"}); st["state"] != "awaiting_approval" {
+		t.Fatalf("rollout_status: %v", st)
+	}
+	k.ok(map[string]any{"action": "rollout_approve", "rollout": "over-mqtt"})
+	rec.waitFor(t, ctx, "mf/ota/status", rolloutStateIs("over-mqtt", "completed"))
+	r := k.do(map[string]any{"action": "rollout_status"})
+	list, _ := r.Data.([]any)
+	if !r.OK || len(list) != 1 {
+		t.Fatalf("rollout_status of every rollout: %+v", r)
+	}
+	k.fail(map[string]any{"action": "rollout_abort", "rollout": "over-mqtt"}, "completed")
+}
