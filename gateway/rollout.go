@@ -246,9 +246,9 @@ func (r *rolloutRunner) outcome(now time.Time, e ota.CampaignEvent) {
 		st = rollout.OutcomeRolledBack
 	case ota.StateRefused:
 		st = rollout.OutcomeRefused
-	case ota.StateFailed, ota.StateLost:
-		st = rollout.OutcomeFailed
 	default:
+		// failed and lost are retried by the campaign; the engine's
+		// update_timeout ends a node that never gets there.
 		return
 	}
 	c, ok := r.d.Campaign(e.Campaign)

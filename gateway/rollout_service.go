@@ -174,7 +174,8 @@ func (g *Gateway) rollbackImagesStored(spec rollout.Spec, nodes []rollout.NodeIn
 	return nil
 }
 
-// rolloutTargets is the engine's target rule for a node known at the start.
+// rolloutTargets is the engine's target rule (rollout.Rollout.targets)
+// for a node known at the start.
 func rolloutTargets(spec rollout.Spec, n rollout.NodeInfo) bool {
 	t, img := spec.Targets, spec.Image
 	if t.Role != "" && n.Role != t.Role || t.Hardware != "" && n.Hardware != t.Hardware {
@@ -183,7 +184,7 @@ func rolloutTargets(spec rollout.Spec, n rollout.NodeInfo) bool {
 	if len(t.Nodes) > 0 && !slices.Contains(t.Nodes, n.ID) {
 		return false
 	}
-	return n.Role == img.Role && n.Hardware == img.Hardware
+	return (n.Role == "" || n.Role == img.Role) && (n.Hardware == "" || n.Hardware == img.Hardware)
 }
 
 // ListRollouts implements fleet.Rollouts: every rollout, the oldest first.
