@@ -409,9 +409,6 @@ func (g *Gateway) publishRolloutEvent(m *rollout.Manager, e rollout.Event) {
 	if !ok {
 		return
 	}
-	v := rolloutView(r, false)
-	v.Event = &e
-	g.fan.publish(fleet.Event{Rollout: &v})
 	sum := fmt.Sprintf("rollout %s: %s", e.Rollout, e.Kind)
 	switch e.Kind {
 	case rollout.EventNode:
@@ -428,6 +425,10 @@ func (g *Gateway) publishRolloutEvent(m *rollout.Manager, e rollout.Event) {
 		data, _ := json.Marshal(e)
 		s.AddEvent(fleet.HistoryEvent{T: e.At.UTC(), Kind: "rollout", NodeID: e.Node, Summary: sum, Data: data})
 	}
+	// Recorded first: a subscriber that sees the event finds it there.
+	v := rolloutView(r, false)
+	v.Event = &e
+	g.fan.publish(fleet.Event{Rollout: &v})
 	if e.Kind == rollout.EventState {
 		g.log.Info("rollout", "rollout", e.Rollout, "from", e.From, "to", e.To, "reason", e.Reason)
 	}

@@ -138,6 +138,26 @@ func TestRolloutTwoWavesOverREST(t *testing.T) {
 	if got.State != "completed" || len(got.Nodes) != devices {
 		t.Fatalf("GET: %+v", got)
 	}
+	// Every transition is in the history.
+	s, err := g.hist.open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Sync(ctx)
+	evs, err := g.Events(ctx, fleet.EventQuery{Kind: "rollout", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sums []string
+	for _, e := range evs {
+		sums = append(sums, e.Summary)
+	}
+	all := strings.Join(sums, "\n")
+	for _, want := range []string{"rollout sensor-2 completed", "rollout sensor-2: wave 1 started", "rollout sensor-2: wave 0 passed", "→ passed"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("history lacks %q:\n%s", want, all)
+		}
+	}
 }
 
 // TestRolloutApprovePauseResume: with approval between waves the rollout
