@@ -158,6 +158,25 @@ func TestRolloutTwoWavesOverREST(t *testing.T) {
 			t.Errorf("history lacks %q:\n%s", want, all)
 		}
 	}
+
+	// An older image is a downgrade: refused unless forced.
+	old := uploadREST(t, g, "sensor", "ESP32", "1.5.0", compress.FirmwareLike(8<<10, 38))
+	if code, _, body := startRolloutREST(t, g, `{"id":"down","image":"`+old.ID+`","plan":{"soak":"1s","gates":{"baseline_samples":1}}}`); code != http.StatusCreated {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	down, err := g.GetRollout(ctx, "down")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if down.Count["skipped"] != devices || !strings.Contains(down.Nodes[0].Reason, "downgrade needs force") {
+		t.Fatalf("a downgrade without force: %v %+v", down.Count, down.Nodes)
+	}
+	if code, _, body := startRolloutREST(t, g, `{"id":"down-forced","force":true,"image":"`+old.ID+`","plan":{"soak":"1s","gates":{"baseline_samples":1}}}`); code != http.StatusCreated {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	if r := w.waitState(t, ctx, "down-forced", "completed"); r.Count["passed"] != devices {
+		t.Fatalf("a forced downgrade: %v", r.Count)
+	}
 }
 
 // TestRolloutApprovePauseResume: with approval between waves the rollout
