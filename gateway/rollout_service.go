@@ -23,7 +23,7 @@ const (
 	maxRolloutTags   = 64
 	maxRolloutNames  = 1_000
 	maxRolloutReason = 256
-	maxRollouts      = 1_000 // kept by the manager, ended ones included
+	maxRollouts      = 1_000 // kept by the manager; the oldest ended ones make room
 )
 
 // StartRollout implements fleet.Rollouts.
@@ -49,8 +49,8 @@ func (g *Gateway) StartRollout(ctx context.Context, req fleet.RolloutRequest) (f
 			serr = errNotRunning
 			return
 		}
-		if len(run.mgr.Rollouts()) >= maxRollouts {
-			serr = fmt.Errorf("the gateway keeps %d rollouts already: %w", maxRollouts, fleet.ErrConflict)
+		if !makeRolloutRoom(run.mgr, maxRollouts-1) {
+			serr = fmt.Errorf("%d rollouts are under way, the most the gateway keeps: %w", maxRollouts, fleet.ErrConflict)
 			return
 		}
 		r, err := run.mgr.Start(now, spec, nodes, topo)
@@ -260,4 +260,18 @@ func (g *Gateway) ControlRollout(ctx context.Context, id string, cmd fleet.Rollo
 		return fleet.Rollout{}, err
 	}
 	return v, serr
+}
+
+// makeRolloutRoom forgets the oldest rollouts that are over until at most
+// keep remain; false if the active ones alone are more.
+func makeRolloutRoom(m *rollout.Manager, keep int) bool {
+	for _, r := range slices.Clone(m.Rollouts()) {
+		if len(m.Rollouts()) <= keep {
+			return true
+		}
+		if st, _ := r.State(); st.Final() {
+			_ = m.Forget(r.ID()) // over: it cannot fail
+		}
+	}
+	return len(m.Rollouts()) <= keep
 }
