@@ -142,4 +142,14 @@ func TestRolloutCommands(t *testing.T) {
 	if _, _, err := execute(t, ctx, nil, append([]string{"rollout", "start", "--image", img.ID, "--soak", "soon"}, gw...)...); err == nil || !strings.Contains(err.Error(), "--soak") {
 		t.Fatalf("bad --soak: %v", err)
 	}
+	// A JSON spec on stdin; the answer as JSON. Every node runs the image
+	// already: each is skipped.
+	spec := `{"id":"again","image":"` + img.ID + `","plan":{"soak":"1s"}}`
+	out, _, err = execute(t, ctx, strings.NewReader(spec), append([]string{"rollout", "start", "--spec", "-", "--json"}, gw...)...)
+	if err != nil || !strings.Contains(out, `"id":"again"`) || !strings.Contains(out, `"skipped":3`) {
+		t.Fatalf("start --spec -: %v %q", err, out)
+	}
+	if _, _, err := execute(t, ctx, strings.NewReader(`{"image":"`+img.ID+`","plan":{"soak":"soon"}}`), append([]string{"rollout", "start", "--spec", "-"}, gw...)...); err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "plan.soak") {
+		t.Fatalf("a bad spec: %v, want the gateway's 400 naming plan.soak", err)
+	}
 }
