@@ -47,6 +47,9 @@ type rolloutRunner struct {
 	campaigns map[[2]string]*rolloutCampaign
 	seq       int
 	topoDue   bool
+	// reconciling guards reconcile against itself; reconcileAgain asks
+	// for one more pass.
+	reconciling, reconcileAgain bool
 }
 
 type rolloutInstall struct {
@@ -172,6 +175,11 @@ func (r *rolloutRunner) OnEvent(now time.Time, ev mesh.Event) {
 			}
 		}
 	case ota.CampaignEvent:
+		if e.Node == 0 && e.State != ota.CampaignRunning && e.State != ota.CampaignPaused {
+			// A campaign ended: an operator's that held the role and
+			// hardware, or one of ours that another took over.
+			r.reconcile(now)
+		}
 		r.outcome(now, e)
 	case mesh.NewConnection, mesh.DroppedConnection, mesh.ChangedConnections:
 		r.topoDue = true // taken on the next tick, once the layout settled
@@ -294,6 +302,25 @@ func (r *rolloutRunner) flush(now time.Time) {
 // hardware one campaign, of a rollback image while any is asked for, else
 // of the image most nodes wait for.
 func (r *rolloutRunner) reconcile(now time.Time) {
+	// Starting a campaign emits events that come back here at once (the
+	// node shows them to its observers as they happen): run again after,
+	// not inside.
+	if r.reconciling {
+		r.reconcileAgain = true
+		return
+	}
+	r.reconciling = true
+	defer func() { r.reconciling = false }()
+	for {
+		r.reconcileAgain = false
+		r.reconcileOnce(now)
+		if !r.reconcileAgain {
+			return
+		}
+	}
+}
+
+func (r *rolloutRunner) reconcileOnce(now time.Time) {
 	groups := map[[2]string][]uint32{}
 	for id, in := range r.installs {
 		k := [2]string{in.Image.Role, in.Image.Hardware}
@@ -316,6 +343,12 @@ func (r *rolloutRunner) reconcile(now time.Time) {
 			}
 		}
 		if c := r.campaigns[k]; c != nil && c.MD5 == pick.MD5 && slices.Equal(c.Nodes, nodes) && r.running(c.ID) {
+			continue
+		}
+		if other := r.operatorCampaign(k); other != "" {
+			// Starting ours would supersede it: the nodes wait until it
+			// ends (their update_timeout still runs).
+			r.g.log.Info("rollout campaign waits for an operator's campaign of the same role and hardware", "campaign", other, "role", k[0], "hardware", k[1])
 			continue
 		}
 		if err := r.startCampaign(now, k, pick, nodes, forced); err != nil {
@@ -355,6 +388,23 @@ func (r *rolloutRunner) pick(ids []uint32, cur *rolloutCampaign) rollout.Image {
 	return images[best[0]]
 }
 
+// rolloutCampaignPrefix starts the ids of the campaigns rollouts start.
+const rolloutCampaignPrefix = "ro-"
+
+// operatorCampaign is a running or paused campaign for role and hardware
+// k that no rollout started, "" if there is none.
+func (r *rolloutRunner) operatorCampaign(k [2]string) string {
+	for _, c := range r.d.Campaigns() {
+		if strings.HasPrefix(c.ID, rolloutCampaignPrefix) || c.Targets.Role != k[0] || c.Targets.Hardware != k[1] {
+			continue
+		}
+		if c.State == ota.CampaignRunning || c.State == ota.CampaignPaused {
+			return c.ID
+		}
+	}
+	return ""
+}
+
 func (r *rolloutRunner) running(id string) bool {
 	c, ok := r.d.Campaign(id)
 	return ok && c.State == ota.CampaignRunning
@@ -373,7 +423,7 @@ func (r *rolloutRunner) startCampaign(now time.Time, k [2]string, img rollout.Im
 		return err
 	}
 	r.seq++
-	id := fmt.Sprintf("ro-%s-%x", img.MD5[:8], uint32(now.UnixNano()/1e6)+uint32(r.seq))
+	id := fmt.Sprintf("%s%s-%x", rolloutCampaignPrefix, img.MD5[:8], uint32(now.UnixNano()/1e6)+uint32(r.seq))
 	spec := ota.CampaignSpec{ID: id, Mode: ota.Mode(r.g.cfg.OTA.Mode), Method: r.g.cfg.OTA.Compress, Nodes: nodes, Forced: forced,
 		Image: ota.Image{MD5: stored.MD5, Role: k[0], Hardware: k[1], Version: stored.Version, Data: data, Signature: stored.Signature,
 			Manifest: stored.Manifest, ManifestSig: stored.ManifestSig}}

@@ -448,3 +448,40 @@ func TestRolloutOverMQTT(t *testing.T) {
 	}
 	k.fail(map[string]any{"action": "rollout_abort", "rollout": "over-mqtt"}, "completed")
 }
+
+// TestRolloutWaitsForOperatorCampaign: a campaign an operator started for
+// the same role and hardware is not superseded by a rollout's; the
+// rollout's updates start once it ended.
+func TestRolloutWaitsForOperatorCampaign(t *testing.T) {
+	const devices = 2
+	ctx, g := startReadyGateway(t, devices)
+	waitDevicesOnline(t, ctx, g, devices)
+	other := uploadREST(t, g, "sensor", "ESP32", "1.9.0", compress.FirmwareLike(8<<10, 39))
+	img := uploadREST(t, g, "sensor", "ESP32", "2.0.0", compress.FirmwareLike(8<<10, 40))
+	// A target that is not in the mesh keeps the campaign running.
+	held := startREST(t, g, fleet.CampaignRequest{Image: other.ID, Nodes: []uint32{4242}})
+	w := watchRollouts(ctx, g)
+	if code, _, body := startRolloutREST(t, g, `{"id":"polite","image":"`+img.ID+`","plan":{"soak":"1s","gates":{"baseline_samples":1}}}`); code != http.StatusCreated {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	// Wait until the rollout asked for its updates.
+	for updating := false; !updating; {
+		select {
+		case ev := <-w.ch:
+			if r := ev.Rollout; r != nil && r.ID == "polite" && r.Event != nil && r.Event.Kind == "node" && r.Event.To == "updating" {
+				updating = true
+			}
+		case <-ctx.Done():
+			t.Fatal("the rollout never started an update")
+		}
+	}
+	if c, err := g.Campaign(ctx, held.ID); err != nil || c.State != "running" {
+		t.Fatalf("the operator's campaign: %+v %v, want it still running", c, err)
+	}
+	if code, body := call(t, "POST", "http://"+g.HTTPAddr+"/api/v1/ota/"+held.ID+"/abort", "", nil); code != http.StatusOK {
+		t.Fatalf("abort: %d %s", code, body)
+	}
+	if r := w.waitState(t, ctx, "polite", "completed"); r.Count["passed"] != devices {
+		t.Fatalf("completed with %v", r.Count)
+	}
+}
