@@ -78,10 +78,14 @@ func final(s string) bool {
 	return s == "completed" || s == "failed" || s == "aborted" || s == "superseded"
 }
 
-// waitDevicesOnline waits until n devices report a role (full reports).
+// waitDevicesOnline waits until n devices are online, looking again on
+// every fleet event and at least every 50 ms (a node coming online is not
+// a fleet event); bounded by ctx.
 func waitDevicesOnline(t *testing.T, ctx context.Context, g *Gateway, n int) {
 	t.Helper()
 	ch := g.Subscribe(ctx)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		nodes, err := g.Nodes(ctx)
 		if err != nil {
@@ -96,8 +100,9 @@ func waitDevicesOnline(t *testing.T, ctx context.Context, g *Gateway, n int) {
 		if k >= n {
 			return
 		}
-		select { // any fleet event: look again
+		select {
 		case <-ch:
+		case <-tick.C:
 		case <-ctx.Done():
 			t.Fatalf("%d of %d devices online", k, n)
 		}
@@ -283,26 +288,6 @@ func TestRolloutAbortRollsBack(t *testing.T) {
 	}
 	if active != v2.MD5 {
 		t.Fatalf("canary %d runs %s after the rollback, want v2 %s", canary, active, v2.MD5)
-	}
-}
-
-// waitNodeMD5 waits until node id reports image md5.
-func waitNodeMD5(t *testing.T, ctx context.Context, g *Gateway, id uint32, md5 string) {
-	t.Helper()
-	ch := g.Subscribe(ctx)
-	for {
-		n, err := g.Node(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.EqualFold(n.FirmwareMD5, md5) {
-			return
-		}
-		select { // any fleet event: look again
-		case <-ch:
-		case <-ctx.Done():
-			t.Fatalf("node %d runs %s, want %s", id, n.FirmwareMD5, md5)
-		}
 	}
 }
 

@@ -90,8 +90,11 @@ func TestRolloutCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	events := g.Subscribe(ctx)
-	// Wait until every device reported: the rollout's targets are the
-	// nodes the gateway knows.
+	// Wait until every device reported (the rollout's targets are the
+	// nodes the gateway knows), looking again on every fleet event and at
+	// least every 50 ms: a node coming online is not a fleet event.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		nodes, err := g.Nodes(ctx)
 		if err != nil {
@@ -108,6 +111,7 @@ func TestRolloutCommands(t *testing.T) {
 		}
 		select {
 		case <-events:
+		case <-tick.C:
 		case <-ctx.Done():
 			t.Fatalf("%d of %d devices online", online, devices)
 		}
