@@ -206,6 +206,7 @@ type Event struct {
 	Progress *Progress `json:"progress,omitempty"`
 	Alert    *Alert    `json:"alert,omitempty"`
 	Campaign *Campaign `json:"campaign,omitempty"`
+	Rollout  *Rollout  `json:"rollout,omitempty"`
 }
 
 // Errors a Service returns; integrations map them to responses
@@ -266,4 +267,5 @@ type Service interface {
 	AlertAcker
 	History
 	Registry
+	Rollouts
 }

@@ -38,7 +38,7 @@ var HistoryMetrics = []string{
 }
 
 // HistoryEventKinds are the values of HistoryEvent.Kind.
-var HistoryEventKinds = []string{"topology", "node", "alert", "ota", "action"}
+var HistoryEventKinds = []string{"topology", "node", "alert", "ota", "action", "rollout"}
 
 // SeriesQuery selects a node's metric. Zero From/To/Step take the
 // defaults: the last 24 h, and a step giving at most about 1500 points.

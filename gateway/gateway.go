@@ -74,6 +74,7 @@ type Gateway struct {
 	publicKey ed25519.PublicKey // firmware.public_key: campaigns only for images it verifies
 	acks      *ackBook          // alert acknowledgements
 	registry  *registryState    // the device registry (registry.go)
+	rollouts  *rolloutRunner    // progressive rollouts (rollout.go)
 	// tcpBackoff is RunTCP's reconnection schedule; the zero value is the
 	// stock one (1 s doubling to 8 s). Tests shorten it.
 	tcpBackoff tcp.Backoff
@@ -113,6 +114,9 @@ func New(cfg Config, log *slog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	if err := g.loadRegistry(); err != nil {
+		return nil, err
+	}
+	if err := g.loadRollouts(); err != nil {
 		return nil, err
 	}
 	g.failOrphans(time.Now())
@@ -178,6 +182,7 @@ func (g *Gateway) Plugins(now time.Time) []mesh.Plugin {
 	g.collector, g.dist = c, d
 	resume := g.resumableLocked()
 	g.mu.Unlock()
+	g.rollouts.bind(now, c, d)
 	// Campaigns that were running when the gateway stopped start again;
 	// receivers resume from the chunks they already hold. Start needs the
 	// node, so this waits until the node attaches the distributor.
@@ -197,7 +202,7 @@ func (g *Gateway) Plugins(now time.Time) []mesh.Plugin {
 			}
 		}
 	}
-	return []mesh.Plugin{local, c, &resumingDistributor{Distributor: d, resume: start}, g.newHistoryRecorder(c, d)}
+	return []mesh.Plugin{local, c, &resumingDistributor{Distributor: d, resume: start}, g.newHistoryRecorder(c, d), g.rollouts}
 }
 
 // resumingDistributor is the distributor as a node plugin: once attached
@@ -669,6 +674,9 @@ func (g *Gateway) saveState() error {
 		if err := writeFileAtomic(filepath.Join(g.cfg.StateDir, alertsFile), alerts); err != nil {
 			return err
 		}
+	}
+	if err := g.saveRollouts(); err != nil {
+		return err
 	}
 	return g.saveRegistry(true)
 }

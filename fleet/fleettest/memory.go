@@ -42,6 +42,9 @@ type Memory struct {
 	// fault, if set, runs first in every method but Subscribe: set it
 	// with SetFault to play a gateway that fails or does not answer.
 	fault func(ctx context.Context, method string) error
+
+	// Rollouts are the rollouts StartRollout took, by id (rollout.go).
+	Rollouts map[string]*fleet.Rollout
 }
 
 // SetFault makes every method but Subscribe call f first, with the

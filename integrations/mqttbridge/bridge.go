@@ -584,6 +584,8 @@ func (b *Bridge) handleEvent(ctx context.Context, ev fleet.Event) {
 	case ev.Campaign != nil:
 		b.publishJSON(ctx, b.topic(TopicOTAStatus), map[string]any{"campaign": ev.Campaign}, false)
 		b.publishAnnounce(ctx)
+	case ev.Rollout != nil:
+		b.publishJSON(ctx, b.topic(TopicOTAStatus), map[string]any{"rollout": ev.Rollout}, false)
 	case ev.Alert != nil && b.cfg.Alerts:
 		// Alerts are published as they change, not only every interval.
 		b.publishAlerts(ctx)

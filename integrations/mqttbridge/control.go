@@ -49,6 +49,11 @@ type ControlRequest struct {
 	Index     int     `json:"index,omitempty"`
 	Data      string  `json:"data,omitempty"`  // base64 (standard) chunk bytes
 	CRC32     *uint32 `json:"crc32,omitempty"` // IEEE CRC of the chunk bytes
+	// Rollout fields (rollout.go).
+	Rollout  string                `json:"rollout,omitempty"`
+	Spec     *fleet.RolloutRequest `json:"spec,omitempty"`
+	Reason   string                `json:"reason,omitempty"`
+	Rollback bool                  `json:"rollback,omitempty"`
 }
 
 // ControlResponse answers one request on <prefix>/ota/control/response.
@@ -167,6 +172,9 @@ func (b *Bridge) audit(req ControlRequest, from Sender, data any, err error) {
 		return
 	}
 	target := "campaign " + req.Campaign
+	if strings.HasPrefix(req.Action, "rollout_") {
+		target = rolloutAuditTarget(req, data)
+	}
 	switch req.Action {
 	case "start":
 		target = "image " + req.Image
@@ -189,6 +197,9 @@ func (b *Bridge) audit(req ControlRequest, from Sender, data any, err error) {
 
 func (b *Bridge) control(ctx context.Context, req ControlRequest, from Sender) (any, error) {
 	now, owner := b.cfg.Now(), from.owner()
+	if strings.HasPrefix(req.Action, "rollout_") {
+		return b.rolloutControl(ctx, req)
+	}
 	switch req.Action {
 	case "start":
 		if req.Image == "" {
@@ -248,9 +259,9 @@ func (b *Bridge) control(ctx context.Context, req ControlRequest, from Sender) (
 		}
 		return map[string]string{"upload_id": req.UploadID}, nil
 	case "":
-		return nil, errors.New("missing \"action\": one of start, pause, resume, abort, status, list, upload_begin, upload_chunk, upload_end, upload_abort")
+		return nil, errors.New("missing \"action\": one of start, pause, resume, abort, status, list, upload_begin, upload_chunk, upload_end, upload_abort, " + rolloutActionList)
 	}
-	return nil, fmt.Errorf("unknown action %q: one of start, pause, resume, abort, status, list, upload_begin, upload_chunk, upload_end, upload_abort", req.Action)
+	return nil, fmt.Errorf("unknown action %q: one of start, pause, resume, abort, status, list, upload_begin, upload_chunk, upload_end, upload_abort, %s", req.Action, rolloutActionList)
 }
 
 func orEmpty[T any](s []T) []T {

@@ -80,7 +80,7 @@ func TestHistoryRoutesRefuseBadParameters(t *testing.T) {
 		"/nodes/2/history?metric=hops&from=2026-12-07T01:00:00Z&to=2026-12-07T00:00:00Z": "is not before to",
 		"/nodes/2/history?metric=hops&metric=uptime_s":                                   `parameter \"metric\" given 2 times`,
 		"/nodes/2/history?metric=hops&sort=t":                                            `unknown parameter \"sort\" (known: metric, from, to, step)`,
-		"/events?kind=reboot":                                                            `kind \"reboot\": not one of topology, node, alert, ota, action`,
+		"/events?kind=reboot":                                                            `kind \"reboot\": not one of topology, node, alert, ota, action, rollout`,
 		"/events?limit=5000":                                                             "limit 5000: want 1 to 1000",
 		"/events?limit=-1":                                                               `limit=\"-1\": want a positive number`,
 		"/events?node=0":                                                                 `node=\"0\": want a node id`,

@@ -94,6 +94,7 @@ func Handler(svc fleet.Service, cfg Config) http.Handler {
 	a.consoleRoutes(mux)
 	a.historyRoutes(mux)
 	a.registryRoutes(mux)
+	a.rolloutRoutes(mux)
 	return mux
 }
 

@@ -155,6 +155,8 @@ func eventOf(ev fleet.Event) (string, any) {
 		return "progress", ev.Progress
 	case ev.Campaign != nil:
 		return "campaign", ev.Campaign
+	case ev.Rollout != nil:
+		return "rollout", ev.Rollout
 	case ev.Message != nil:
 		return "message", ev.Message
 	}
