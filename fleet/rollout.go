@@ -63,9 +63,6 @@ type RolloutRequest struct {
 	Reason  string         `json:"reason,omitempty"`
 }
 
-// rolloutDurations are the plan's duration fields, by JSON path.
-var rolloutDurations = [][]string{{"soak"}, {"update_timeout"}, {"linger"}, {"gates", "offline_grace"}, {"gates", "baseline_wait"}}
-
 // UnmarshalJSON reads a request whose plan durations may be strings.
 func (r *RolloutRequest) UnmarshalJSON(data []byte) error {
 	type plain RolloutRequest

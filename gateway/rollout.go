@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -89,7 +90,7 @@ func (g *Gateway) loadRollouts() error {
 func (g *Gateway) saveRollouts() error {
 	var data []byte
 	var serr error
-	err := g.do(nil, func(time.Time, *mesh.Node, *status.Collector, *ota.Distributor) {
+	err := g.do(context.Background(), func(time.Time, *mesh.Node, *status.Collector, *ota.Distributor) {
 		if m := g.rollouts.mgr; m != nil {
 			data, serr = m.Snapshot()
 		}

@@ -65,6 +65,10 @@ type Bridge struct {
 	// subscribed is closed once Run has subscribed to the request topics:
 	// a request published before then is not seen by the bridge.
 	subscribed chan struct{}
+	// cycle serializes status cycles (the ticker's, a reconnection's, a
+	// caller's): interleaved, an older cycle's documents could be retained
+	// last, and a node forgotten meanwhile would keep its document.
+	cycle sync.Mutex
 
 	mu        sync.Mutex
 	announced map[uint32]bool // nodes with Home Assistant discovery published
@@ -317,6 +321,8 @@ type AlertsPayload struct {
 // empty documents would replace the retained state, which stays as last
 // published until a later cycle.
 func (b *Bridge) PublishAll(ctx context.Context) {
+	b.cycle.Lock()
+	defer b.cycle.Unlock()
 	b.publish(ctx, b.topic(TopicState), []byte(availabilityOn), true)
 	nodes, err := b.svc.Nodes(ctx)
 	if err != nil {
