@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -184,4 +185,40 @@ func waitNodes(t *testing.T, ctx context.Context, g *Gateway, check func(map[uin
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// The library's example firmware (esp/examples/sensor), compiled for the
+// host as it is written for the chip, joins a loopback mesh and the
+// gateway lists it with the version, role and hardware it reports.
+func TestESPExampleSketchInGateway(t *testing.T) {
+	bin := cpppeer.BuildSketch(t, "sensor/sensor.ino")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cpppeer.StartSketch(ctx, t, bin, 301, addr, "")
+
+	cfg := testConfig(t)
+	cfg.MQTT.Enabled = false
+	cfg.Node.Listen = ""
+	cfg.Node.Connect = []string{addr}
+	g, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwCtx, stopGW := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- g.RunTCP(gwCtx) }()
+	defer func() { stopGW(); <-done }()
+	waitReady(t, ctx, g, done)
+	waitNodes(t, ctx, g, func(ns map[uint32]fleet.Node) error {
+		if n := ns[301]; n.Status != "online" || n.Firmware != "1.0.0" || n.Role != "sensor" || n.Hardware != "ESP8266" || n.FreeMemory == 0 {
+			return fmt.Errorf("example node: %+v", n)
+		}
+		return nil
+	})
 }

@@ -109,6 +109,7 @@ type program struct {
 	dirs     []string
 	includes []string
 	units    []string
+	flags    []string // compiler flags before the sources (-D...)
 }
 
 func buildProgram(vendor string, prog program) (string, error) {
@@ -158,7 +159,7 @@ func buildProgram(vendor string, prog program) (string, error) {
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
-	args := []string{"-std=c++14", "-O1", "-w"}
+	args := append([]string{"-std=c++14", "-O1", "-w"}, prog.flags...)
 	for _, inc := range prog.includes {
 		args = append(args, "-I"+inc)
 	}
@@ -352,14 +353,18 @@ type Peer struct {
 // Listen). Its non-JSON output and stderr are logged when t fails.
 func Start(ctx context.Context, t testing.TB, cfg Config) *Peer {
 	t.Helper()
-	return start(ctx, t, Build(t), cfg.args(), cfg)
+	return start(ctx, t, Build(t), cfg.args(), nil, cfg)
 }
 
-// start runs bin with args as the peer of cfg (cfg.ID names it).
-func start(ctx context.Context, t testing.TB, bin string, args []string, cfg Config) *Peer {
+// start runs bin with args and env (added to the test's) as the peer of
+// cfg (cfg.ID names it).
+func start(ctx context.Context, t testing.TB, bin string, args, env []string, cfg Config) *Peer {
 	t.Helper()
 	p := &Peer{Config: cfg, t: t, changed: make(chan struct{})}
 	p.cmd = exec.CommandContext(ctx, bin, args...)
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stderr = &lockedWriter{mu: &p.mu, buf: &p.stderr}
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {

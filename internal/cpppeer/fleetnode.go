@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -40,21 +41,54 @@ func BuildFleetNode(t testing.TB) string {
 	return fleetBuild.path
 }
 
-// buildFleetNode builds node.cpp, or with main another program that
-// includes the library (an example firmware), named name.
-func buildFleetNode(vendor, main string) (string, error) {
+// buildFleetNode builds node.cpp, or with sketch an Arduino example of
+// the library (a .ino, run by host/sketch.cpp with the host's
+// painlessMesh.h).
+func buildFleetNode(vendor, sketch string) (string, error) {
 	esp := espDir()
-	name, unit := "fleetnode", filepath.Join(esp, "host", "node.cpp")
-	if main != "" {
-		name, unit = "fleet-"+filepath.Base(filepath.Dir(main)), main
-	}
 	peerInclude := filepath.Join(sourceDir(), "peer", "include")
-	return buildProgram(vendor, program{
-		name:     name,
-		dirs:     []string{filepath.Join(esp, "src"), filepath.Join(esp, "host"), filepath.Dir(unit), peerInclude},
+	prog := program{
+		name:     "fleetnode",
+		dirs:     []string{filepath.Join(esp, "src"), filepath.Join(esp, "host"), peerInclude},
 		includes: []string{peerInclude, filepath.Join(esp, "src"), filepath.Join(esp, "host")},
-		units:    []string{unit},
-	})
+		units:    []string{filepath.Join(esp, "host", "node.cpp")},
+	}
+	if sketch != "" {
+		prog.name = "fleet-" + strings.TrimSuffix(filepath.Base(sketch), ".ino")
+		prog.dirs = append(prog.dirs, filepath.Dir(sketch))
+		prog.units = []string{filepath.Join(esp, "host", "sketch.cpp")}
+		prog.flags = []string{"-DSKETCH=" + strconv.Quote(sketch)}
+	}
+	return buildProgram(vendor, prog)
+}
+
+// BuildSketch builds an example firmware of the library (a path under
+// esp/examples) for the host, as BuildFleetNode builds the node.
+func BuildSketch(t testing.TB, example string) string {
+	t.Helper()
+	bin, err := buildFleetNode(VendorDir(), filepath.Join(espDir(), "examples", example))
+	if isMissing(err) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// StartSketch runs an example firmware built by BuildSketch as node id,
+// listening on listen (ip:port) and/or joining connect (either may be
+// empty), as Start starts a peer.
+func StartSketch(ctx context.Context, t testing.TB, bin string, id uint32, listen, connect string) *Peer {
+	t.Helper()
+	env := []string{"MESHFLEET_NODE_ID=" + strconv.FormatUint(uint64(id), 10)}
+	if listen != "" {
+		env = append(env, "MESHFLEET_LISTEN="+listen)
+	}
+	if connect != "" {
+		env = append(env, "MESHFLEET_CONNECT="+connect)
+	}
+	return start(ctx, t, bin, nil, env, Config{ID: id})
 }
 
 // FleetConfig is what one fleet node runs as.
@@ -92,7 +126,7 @@ func (c FleetConfig) args() []string {
 // node as Start starts a peer.
 func StartFleetNode(ctx context.Context, t testing.TB, cfg FleetConfig) *Peer {
 	t.Helper()
-	return start(ctx, t, BuildFleetNode(t), cfg.args(), Config{ID: cfg.ID, Listen: cfg.Listen, Connect: cfg.Connect})
+	return start(ctx, t, BuildFleetNode(t), cfg.args(), nil, Config{ID: cfg.ID, Listen: cfg.Listen, Connect: cfg.Connect})
 }
 
 // Command sends a fleet node one line of its host platform's commands
