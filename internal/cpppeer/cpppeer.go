@@ -110,19 +110,32 @@ type program struct {
 	includes []string
 	units    []string
 	flags    []string // compiler flags before the sources (-D...)
+	// standalone programs need neither Boost nor the vendored sources.
+	standalone bool
 }
 
 func buildProgram(vendor string, prog program) (string, error) {
-	if _, err := os.Stat(filepath.Join(vendor, "painlessMesh", "src", "painlessmesh", "ota.hpp")); err != nil {
-		return "", fmt.Errorf("%w: no painlessMesh sources at %s (the repository expects them in ../shared/vendor)", ErrMissing, vendor)
+	if !prog.standalone {
+		if _, err := os.Stat(filepath.Join(vendor, "painlessMesh", "src", "painlessmesh", "ota.hpp")); err != nil {
+			return "", fmt.Errorf("%w: no painlessMesh sources at %s (the repository expects them in ../shared/vendor)", ErrMissing, vendor)
+		}
 	}
 	gxx, err := exec.LookPath("g++")
 	if err != nil {
 		return "", fmt.Errorf("%w: no g++ on PATH (apt-get install g++ libboost-dev libboost-system-dev)", ErrMissing)
 	}
+	if prog.standalone {
+		return buildCached(gxx, "", prog)
+	}
 	if err := checkBoost(gxx); err != nil {
 		return "", err
 	}
+	return buildCached(gxx, vendor, prog)
+}
+
+// buildCached builds prog unless a build of the same sources is cached;
+// vendor is "" for a standalone program.
+func buildCached(gxx, vendor string, prog program) (string, error) {
 	sum, err := hashSources(gxx, prog.dirs, vendor)
 	if err != nil {
 		return "", err
@@ -163,14 +176,18 @@ func buildProgram(vendor string, prog program) (string, error) {
 	for _, inc := range prog.includes {
 		args = append(args, "-I"+inc)
 	}
-	for _, inc := range vendorIncludes {
-		args = append(args, "-I"+filepath.Join(vendor, inc))
-	}
 	args = append(args, prog.units...)
-	for _, u := range vendorUnits {
-		args = append(args, filepath.Join(vendor, u))
+	if prog.standalone {
+		args = append(args, "-o", tmp.Name())
+	} else {
+		for _, inc := range vendorIncludes {
+			args = append(args, "-I"+filepath.Join(vendor, inc))
+		}
+		for _, u := range vendorUnits {
+			args = append(args, filepath.Join(vendor, u))
+		}
+		args = append(args, "-o", tmp.Name(), "-lboost_system", "-lpthread")
 	}
-	args = append(args, "-o", tmp.Name(), "-lboost_system", "-lpthread")
 	out, err := exec.Command(gxx, args...).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("build C++ test %s: %w\n%s", prog.name, err, out)
@@ -209,11 +226,13 @@ func hashSources(gxx string, dirs []string, vendor string) (string, error) {
 	}
 	h.Write(ver)
 	roots := append([]string(nil), dirs...)
-	for _, u := range vendorUnits {
-		roots = append(roots, filepath.Join(vendor, u))
-	}
-	for _, inc := range vendorIncludes {
-		roots = append(roots, filepath.Join(vendor, inc))
+	if vendor != "" {
+		for _, u := range vendorUnits {
+			roots = append(roots, filepath.Join(vendor, u))
+		}
+		for _, inc := range vendorIncludes {
+			roots = append(roots, filepath.Join(vendor, inc))
+		}
 	}
 	var files []string
 	for _, root := range roots {

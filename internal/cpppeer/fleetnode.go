@@ -137,3 +137,25 @@ func (p *Peer) Command(line string) error {
 	}
 	return nil
 }
+
+// BuildFrames returns the path of esp/host/frames.cpp built: the library's
+// telemetry encoder and hashes alone, without painlessMesh or Boost. It
+// skips t without g++.
+func BuildFrames(t testing.TB) string {
+	t.Helper()
+	esp := espDir()
+	bin, err := buildProgram("", program{
+		name:       "frames",
+		dirs:       []string{filepath.Join(esp, "src", "meshfleet"), filepath.Join(esp, "host", "frames.cpp")},
+		includes:   []string{filepath.Join(esp, "src")},
+		units:      []string{filepath.Join(esp, "host", "frames.cpp")},
+		standalone: true,
+	})
+	if isMissing(err) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}

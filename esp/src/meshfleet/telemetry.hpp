@@ -43,7 +43,7 @@ class TelemetryEncoder {
   // keyframeEvery: a keyframe at least every K frames (PROTOCOL §2.2).
   // keyframeIntervalMs: and at least every T.
   explicit TelemetryEncoder(uint8_t keyframeEvery = 10, uint32_t keyframeIntervalMs = 300000)
-      : every_(keyframeEvery ? keyframeEvery : 1), intervalMs_(keyframeIntervalMs) {}
+      : intervalMs_(keyframeIntervalMs), every_(keyframeEvery ? keyframeEvery : 1) {}
 
   void requestKeyframe() { force_ = true; }
 
