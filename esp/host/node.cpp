@@ -7,6 +7,7 @@
 //
 //   heap N    free heap in bytes (low memory below 10 KB)
 //   rssi N    WiFi RSSI in dBm
+//   crashes N boots in a row after a crash (a reboot loop from 3)
 //
 // It reports as JSON lines on stdout: ready (with its port), nodes, and
 // "budget" (the library's RAM, sizeof(MeshFleet)).
@@ -67,6 +68,7 @@ void command(const std::string& line) {
   auto& r = meshfleet::HostPlatform::values();
   if (key == "heap") r.freeHeap = (uint32_t)v;
   else if (key == "rssi") r.rssi = (int8_t)v;
+  else if (key == "crashes") r.crashes = (uint8_t)v;
   else std::fprintf(stderr, "node: unknown command %s\n", line.c_str());
 }
 

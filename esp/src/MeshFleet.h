@@ -46,6 +46,7 @@ enum : uint8_t {
 // Thresholds of the alert bits, as the Go reporter sets them.
 enum : uint32_t { kLowMemoryBytes = 10 * 1024 };
 enum : int { kWeakRSSI = -80 };
+enum : uint32_t { kStableMs = 60000 };
 
 template <class Mesh>
 class BasicMeshFleet {
@@ -203,6 +204,7 @@ class BasicMeshFleet {
     if (readings_.freeHeap && readings_.freeHeap < kLowMemoryBytes) a |= kAlertLowMemory;
     if (readings_.rssi && readings_.rssi < kWeakRSSI) a |= kAlertWiFiWeak;
     if (lossPermille_ > 100) a |= kAlertPacketLoss;
+    if (readings_.crashes >= kRebootLoopCrashes) a |= kAlertRebootLoop;
     uint32_t c = collector();
     if (c != mesh_.getNodeId() && (c == 0 || !reachable(c))) a |= kAlertConnectionLost;
     return a;
@@ -300,6 +302,12 @@ class BasicMeshFleet {
   void tick() {
     readings_ = readPlatform();
     uint32_t now = now32();
+    // A minute up: the boots before were not a loop (and a new crash
+    // starts counting again).
+    if (readings_.crashes && now - startMs_ >= kStableMs) {
+      clearCrashes();
+      readings_.crashes = 0;
+    }
     if (++lossWindow_ >= interval_) {
       uint32_t sent = tx_ - lossTx_, drop = dropped_ - lossDrop_;
       lossPermille_ = sent + drop ? (uint16_t)(1000ull * drop / (sent + drop)) : 0;

@@ -32,7 +32,14 @@ struct Readings {
   uint8_t channel = 0;         // WiFi channel, 0 = unknown
   const char* resetReason = "";
   const char* hardware = "";   // "ESP8266" or "ESP32", as the OTA packages name it
+  // crashes is how many boots in a row followed a crash (panic,
+  // exception, watchdog), counted in memory that survives a reset; the
+  // library clears it once the node has run a minute.
+  uint8_t crashes = 0;
 };
+
+// kRebootLoopCrashes crashes in a row are a reboot loop.
+enum : uint8_t { kRebootLoopCrashes = 3 };
 
 #if defined(PAINLESSMESH_BOOST)
 // HostPlatform stands in for the chip: a test sets what it reports.
@@ -52,6 +59,7 @@ struct HostPlatform {
   }
 };
 inline Readings readPlatform() { return HostPlatform::values(); }
+inline void clearCrashes() { HostPlatform::values().crashes = 0; }
 #elif defined(ESP32)
 inline const char* resetReasonName(esp_reset_reason_t r) {
   switch (r) {
@@ -65,8 +73,26 @@ inline const char* resetReasonName(esp_reset_reason_t r) {
     default: return "unknown";
   }
 }
+// The crash counter lives in RTC memory that a reset keeps (not a power
+// cycle: the magic tells a counter from noise).
+RTC_NOINIT_ATTR static uint32_t rtcCrashMagic;
+RTC_NOINIT_ATTR static uint32_t rtcCrashes;
+inline bool crashed(esp_reset_reason_t r) {
+  return r == ESP_RST_PANIC || r == ESP_RST_INT_WDT || r == ESP_RST_TASK_WDT || r == ESP_RST_WDT;
+}
+inline uint8_t bootCrashes() {
+  static bool counted = false;
+  if (!counted) {
+    counted = true;
+    if (rtcCrashMagic != 0x4d46434eu) rtcCrashMagic = 0x4d46434eu, rtcCrashes = 0;
+    rtcCrashes = crashed(esp_reset_reason()) ? rtcCrashes + 1 : 0;
+  }
+  return (uint8_t)(rtcCrashes > 255 ? 255 : rtcCrashes);
+}
+inline void clearCrashes() { rtcCrashes = 0; }
 inline Readings readPlatform() {
   Readings r;
+  r.crashes = bootCrashes();
   r.freeHeap = ESP.getFreeHeap();
   r.largestBlock = heap_caps_get_largest_free_block(MALLOC_CAP_8BIT);
   r.rssi = WiFi.status() == WL_CONNECTED ? (int8_t)WiFi.RSSI() : 0;
@@ -76,8 +102,34 @@ inline Readings readPlatform() {
   return r;
 }
 #else  // ESP8266
+// The crash counter lives in the RTC user memory, which a reset keeps
+// (block 96 of 128: clear of what the core's own OTA uses).
+struct RtcCrashes {
+  uint32_t magic, crashes;
+};
+inline uint8_t bootCrashes() {
+  static bool counted = false;
+  static uint32_t crashes = 0;
+  if (!counted) {
+    counted = true;
+    RtcCrashes c{};
+    ESP.rtcUserMemoryRead(96, (uint32_t*)&c, sizeof c);
+    if (c.magic != 0x4d46434eu) c = RtcCrashes{0x4d46434eu, 0};
+    uint32_t reason = ESP.getResetInfoPtr()->reason;
+    // REASON_WDT_RST 1, REASON_EXCEPTION_RST 2, REASON_SOFT_WDT_RST 3
+    c.crashes = (reason >= 1 && reason <= 3) ? c.crashes + 1 : 0;
+    ESP.rtcUserMemoryWrite(96, (uint32_t*)&c, sizeof c);
+    crashes = c.crashes;
+  }
+  return (uint8_t)(crashes > 255 ? 255 : crashes);
+}
+inline void clearCrashes() {
+  RtcCrashes c{0x4d46434eu, 0};
+  ESP.rtcUserMemoryWrite(96, (uint32_t*)&c, sizeof c);
+}
 inline Readings readPlatform() {
   Readings r;
+  r.crashes = bootCrashes();
   r.freeHeap = ESP.getFreeHeap();
   r.largestBlock = ESP.getMaxFreeBlockSize();
   r.rssi = WiFi.status() == WL_CONNECTED ? (int8_t)WiFi.RSSI() : 0;
