@@ -63,7 +63,7 @@ func fieldsOf(v telemetry.Values) []uint64 {
 }
 
 // The library's encoder writes the Go encoder's bytes for the same values
-// at the same times (status/PROTOCOL.md §2.1, §2.2): keyframes, deltas,
+// at the same times (status/PROTOCOL.md §2.1 and status/PROTOCOL.md §2.2): keyframes, deltas,
 // a keyframe every 10 frames and every 5 minutes, on request and where a
 // delta would not be smaller, priority frames, extreme values.
 func TestFramesAreTheGoEncodersBytes(t *testing.T) {
