@@ -15,7 +15,8 @@
 // Memory: the object's state is fixed at compile time (sizeof(MeshFleet),
 // reported by the host build's test); sending builds no buffers of its
 // own beyond the stack (a 64-byte frame, 89 bytes of base64). painlessMesh
-// itself allocates a JSON document and a string per package it sends.
+// itself allocates a JSON document and a string per package it sends, and
+// a copy of its layout when the library reads it (once a second).
 #ifndef MESHFLEET_H_
 #define MESHFLEET_H_
 
@@ -83,7 +84,8 @@ class BasicMeshFleet {
     mesh_.onChangedConnections([this]() {
       // A connection that makes the collector reachable again sends a
       // frame at once (PROTOCOL §2.2).
-      if (!collectorReachable_ && collector() != 0) frameDue_ = true;
+      readLayout();
+      if (!collectorReachable_ && collectorUp()) frameDue_ = true;
     });
     tick_.set(TASK_SECOND, TASK_FOREVER, [this]() { tick(); });
     scheduler_.addTask(tick_);
@@ -118,9 +120,8 @@ class BasicMeshFleet {
     v.messagesTx = tx_;
     v.messagesDropped = dropped_;
     v.lossPermille = lossPermille_;
-    auto tree = mesh_.asNodeTree();
-    v.connections = (uint8_t)tree.subs.size();
-    v.nodes = (uint16_t)(painlessmesh::layout::asList(tree, false).size());
+    v.connections = layout_.connections;
+    v.nodes = layout_.nodes;
     v.interval = interval_;
     v.rssi = readings_.rssi;
     v.wifi = signalPercent(readings_.rssi);
@@ -138,7 +139,7 @@ class BasicMeshFleet {
   uint32_t collector() {
     if (collector_) return collector_;
     if (learned_) return learned_;
-    return rootOf(mesh_.asNodeTree());
+    return layout_.root;
   }
 
  private:
@@ -185,13 +186,40 @@ class BasicMeshFleet {
     dst[n - 1] = 0;
   }
 
-  static uint32_t rootOf(const painlessmesh::protocol::NodeTree& t) {
-    if (t.root) return t.nodeId;
-    for (auto&& s : t.subs) {
-      uint32_t r = rootOf(s);
-      if (r) return r;
-    }
-    return 0;
+  // Layout is what the library needs of the mesh's layout, read once a
+  // second and when connections change: painlessMesh hands out the
+  // layout only as a copy (asNodeTree allocates), so reports and frames
+  // read these fields instead.
+  struct Layout {
+    uint32_t root = 0;       // the node advertising root, 0 if none
+    uint16_t nodes = 0;      // known, self excluded
+    uint8_t connections = 0; // direct
+  };
+
+  // walk fills l from tree t (self included in the count).
+  static void walk(const painlessmesh::protocol::NodeTree& t, Layout& l, uint32_t& count) {
+    if (t.root && !l.root) l.root = t.nodeId;
+    if (t.nodeId) ++count;
+    for (auto&& s : t.subs) walk(s, l, count);
+  }
+
+  static bool holds(const painlessmesh::protocol::NodeTree& t, uint32_t id) {
+    if (t.nodeId == id) return true;
+    for (auto&& s : t.subs)
+      if (holds(s, id)) return true;
+    return false;
+  }
+
+  void readLayout() {
+    auto tree = mesh_.asNodeTree();
+    Layout l;
+    uint32_t count = 0;
+    walk(tree, l, count);
+    l.nodes = (uint16_t)(count > 0 ? count - 1 : 0);
+    l.connections = (uint8_t)tree.subs.size();
+    layout_ = l;
+    uint32_t c = collector();
+    collectorInLayout_ = c != 0 && c != mesh_.getNodeId() && holds(tree, c);
   }
 
   bool count(bool sent) {
@@ -205,15 +233,8 @@ class BasicMeshFleet {
     if (readings_.rssi && readings_.rssi < kWeakRSSI) a |= kAlertWiFiWeak;
     if (lossPermille_ > 100) a |= kAlertPacketLoss;
     if (readings_.crashes >= kRebootLoopCrashes) a |= kAlertRebootLoop;
-    uint32_t c = collector();
-    if (c != mesh_.getNodeId() && (c == 0 || !reachable(c))) a |= kAlertConnectionLost;
+    if (collector() != mesh_.getNodeId() && !collectorUp()) a |= kAlertConnectionLost;
     return a;
-  }
-
-  bool reachable(uint32_t node) {
-    for (auto id : mesh_.getNodeList(false))
-      if (id == node) return true;
-    return false;
   }
 
   void handleQuery(const QueryIn& q) {
@@ -221,7 +242,10 @@ class BasicMeshFleet {
     if (q.from == 0 || q.from == self) return;
     if (q.dest != 0 && q.dest != self) return;
     if (q.dest == 0 && !q.lists(self)) return;
-    if (!collector_) learned_ = q.from;
+    if (!collector_ && learned_ != q.from) {
+      learned_ = q.from;
+      readLayout();  // whether the new collector is reachable (rare: one querier)
+    }
     Answer a;
     a.querier = q.from;
     a.qid = q.qid;
@@ -276,7 +300,7 @@ class BasicMeshFleet {
 
   void sendFrame(bool priority) {
     uint32_t c = collector();
-    collectorReachable_ = c != 0 && c != mesh_.getNodeId() && reachable(c);
+    collectorReachable_ = collectorUp();
     if (!collectorReachable_) {
       // Nothing to send to; the next frame after a failure is a keyframe.
       encoder_.requestKeyframe();
@@ -301,6 +325,7 @@ class BasicMeshFleet {
   // frame when one is due, at once (priority) for a new alert bit.
   void tick() {
     readings_ = readPlatform();
+    readLayout();
     uint32_t now = now32();
     // A minute up: the boots before were not a loop (and a new crash
     // starts counting again).
@@ -325,8 +350,7 @@ class BasicMeshFleet {
   }
 
   bool collectorUp() {
-    uint32_t c = collector();
-    return c != 0 && c != mesh_.getNodeId() && reachable(c);
+    return collectorInLayout_;
   }
 
   Mesh& mesh_;
@@ -345,7 +369,8 @@ class BasicMeshFleet {
   uint32_t collector_ = 0, learned_ = 0;
   uint16_t interval_ = 30, lossWindow_ = 0, lossPermille_ = 0;
   uint8_t deviceStatus_ = 0, appAlerts_ = 0, sentAlerts_ = 0;
-  bool frameDue_ = false, collectorReachable_ = false;
+  bool frameDue_ = false, collectorReachable_ = false, collectorInLayout_ = false;
+  Layout layout_;
 };
 
 }  // namespace meshfleet
