@@ -9,11 +9,15 @@
 //   rssi N    WiFi RSSI in dBm
 //   crashes N boots in a row after a crash (a reboot loop from 3)
 //
-// It reports as JSON lines on stdout: ready (with its port), nodes, and
-// "budget" (the library's RAM, sizeof(MeshFleet)).
+// It reports as JSON lines on stdout: ready (with its port), nodes,
+// "budget" and "ota_budget" (the library's RAM, sizeof(MeshFleet) and
+// sizeof(MeshFleetOTA)).
 //
 //   node --id N [--listen 127.0.0.1:0] [--connect HOST:PORT] [--role R]
-//        [--fw VERSION] [--md5 HEX] [--interval S]
+//        [--fw VERSION] [--md5 HEX] [--interval S] [--image FILE]
+//
+// With --image it runs the OTA receiver (MeshFleetOTA.h), writing the
+// image to FILE and reporting started, md5 and restart.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -26,6 +30,7 @@
 #include "boost/asynctcp.hpp"
 #include "painlessmesh/mesh.hpp"
 #include "MeshFleet.h"
+#include "MeshFleetOTA.h"
 
 WiFiClass WiFi;
 ESPClass ESP;
@@ -41,6 +46,48 @@ uint32_t nodeId = 0;
 namespace {
 
 volatile std::sig_atomic_t stopSignal = 0;
+
+// FileWriter is the host's Update: the image goes to a file, its MD5 is
+// checked at the end as Updater::end does on the chip.
+class FileWriter : public meshfleet::ImageWriter {
+ public:
+  std::string path;
+  bool begin(uint32_t size) override {
+    if (file) std::fclose(file);
+    file = std::fopen(path.c_str(), "wb");
+    md5 = boost::uuids::detail::md5();
+    peer::emit("started", "\"max\":" + std::to_string(size));
+    return file != nullptr;
+  }
+  bool write(const uint8_t* data, size_t n) override {
+    md5.process_bytes(data, n);
+    return file && std::fwrite(data, 1, n, file) == n;
+  }
+  bool end(const char* want) override {
+    if (!file) return false;
+    std::fclose(file);
+    file = nullptr;
+    boost::uuids::detail::md5::digest_type d;
+    md5.get_digest(d);
+    std::string got;
+    char buf[9];
+    for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); ++i) {
+      std::snprintf(buf, sizeof buf, sizeof(d[0]) == 1 ? "%02x" : "%08x", (unsigned)d[i]);
+      got += buf;
+    }
+    bool ok = got == want;
+    peer::emit("md5", std::string("\"ok\":") + (ok ? "true" : "false") + ",\"md5\":\"" + got + "\"");
+    return ok;
+  }
+  void abort() override {
+    if (file) std::fclose(file);
+    file = nullptr;
+  }
+
+ private:
+  std::FILE* file = nullptr;
+  boost::uuids::detail::md5 md5;
+};
 
 [[noreturn]] void usage(const std::string& msg) {
   std::fprintf(stderr, "node: %s\n", msg.c_str());
@@ -76,7 +123,7 @@ void command(const std::string& line) {
 
 int main(int argc, char** argv) {
   uint32_t id = 0;
-  std::string listen, connect, role = "sensor", fw, md5;
+  std::string listen, connect, role = "sensor", fw, md5, image;
   long interval = 30;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -88,6 +135,7 @@ int main(int argc, char** argv) {
     else if (a == "--role") role = v;
     else if (a == "--fw") fw = v;
     else if (a == "--md5") md5 = v;
+    else if (a == "--image") image = v;
     else if (a == "--interval") interval = std::strtol(v.c_str(), nullptr, 10);
     else usage("unknown flag " + a);
   }
@@ -111,6 +159,13 @@ int main(int argc, char** argv) {
   MeshFleet fleet(mesh, userScheduler);
   fleet.begin(role.c_str(), fw.c_str(), md5.c_str());
   fleet.setInterval((uint16_t)interval);
+
+  // The OTA receiver's first layer, writing the image to --image.
+  FileWriter writer;
+  writer.path = image;
+  MeshFleetOTA ota(mesh, userScheduler, writer);
+  if (!image.empty())
+    ota.begin(role.c_str(), "ESP8266", md5.c_str(), [&]() { peer::emit("restart"); });
 
   mesh.onChangedConnections([&mesh]() {
     peer::emit("nodes", "\"count\":" + std::to_string(mesh.getNodeList(true).size()));
@@ -145,6 +200,7 @@ int main(int argc, char** argv) {
 
   peer::emit("ready", server ? "\"port\":" + std::to_string(server->port()) : "");
   peer::emit("budget", "\"bytes\":" + std::to_string(sizeof(MeshFleet)));
+  peer::emit("ota_budget", "\"bytes\":" + std::to_string(sizeof(MeshFleetOTA)));
 
   std::string pending;
   while (!stopSignal) {

@@ -7,10 +7,10 @@
 // The node then streams telemetry frames (700) to the collector, answers
 // status queries (701) with a full report (702) or a stock enhanced status
 // (604), sends a keyframe when asked (703), and sends a priority frame at
-// once when an alert appears (low memory, weak WiFi, lost collector).
-// Everything is byte for byte what meshfleet's Go collector reads
-// (status/PROTOCOL.md). The OTA receiver of meshfleet's fast modes is not
-// part of this version (see README.md).
+// once when an alert appears (low memory, weak WiFi, loss, lost collector,
+// reboot loop). Everything is byte for byte what meshfleet's Go collector
+// reads (status/PROTOCOL.md). The OTA receiver is MeshFleetOTA.h (its
+// first layer only; see README.md).
 //
 // Memory: the object's state is fixed at compile time (sizeof(MeshFleet),
 // reported by the host build's test); sending builds no buffers of its

@@ -100,6 +100,8 @@ type FleetConfig struct {
 	Firmware string // version it reports
 	MD5      string // md5 of the running firmware it reports
 	Interval int    // seconds between regular telemetry frames (default 30)
+	// Image runs the OTA receiver (MeshFleetOTA.h), writing to this file.
+	Image string
 }
 
 func (c FleetConfig) args() []string {
@@ -116,6 +118,7 @@ func (c FleetConfig) args() []string {
 	add("--role", c.Role)
 	add("--fw", c.Firmware)
 	add("--md5", c.MD5)
+	add("--image", c.Image)
 	if c.Interval > 0 {
 		args = append(args, "--interval", strconv.Itoa(c.Interval))
 	}
