@@ -428,7 +428,10 @@ func (r *rolloutRunner) startCampaign(now time.Time, k [2]string, img rollout.Im
 	spec := ota.CampaignSpec{ID: id, Mode: ota.Mode(r.g.cfg.OTA.Mode), Method: r.g.cfg.OTA.Compress, Nodes: nodes, Forced: forced,
 		Image: ota.Image{MD5: stored.MD5, Role: k[0], Hardware: k[1], Version: stored.Version, Data: data, Signature: stored.Signature,
 			Manifest: stored.Manifest, ManifestSig: stored.ManifestSig}}
-	if spec.Mode == ota.ModeStockTurbo {
+	switch string(spec.Mode) {
+	case modeAuto:
+		spec.Mode = ota.ModeBroadcast // what auto picks for a node list (autoMode)
+	case string(ota.ModeStockTurbo):
 		spec.Mode = ota.ModeStock // a node list needs a mode that addresses nodes
 	}
 	if spec.Mode == ota.ModeStock {

@@ -68,7 +68,7 @@ var build struct {
 func Build(t testing.TB) string {
 	t.Helper()
 	build.once.Do(func() { build.path, build.err = buildPeer(VendorDir()) })
-	if errors.Is(build.err, ErrMissing) {
+	if isMissing(build.err) {
 		t.Skip(build.err)
 	}
 	if build.err != nil {
@@ -76,6 +76,8 @@ func Build(t testing.TB) string {
 	}
 	return build.path
 }
+
+func isMissing(err error) bool { return errors.Is(err, ErrMissing) }
 
 // sourceDir is this package's directory, where peer/ lives.
 func sourceDir() string {
@@ -90,18 +92,51 @@ func VendorDir() string {
 }
 
 func buildPeer(vendor string) (string, error) {
-	if _, err := os.Stat(filepath.Join(vendor, "painlessMesh", "src", "painlessmesh", "ota.hpp")); err != nil {
-		return "", fmt.Errorf("%w: no painlessMesh sources at %s (the repository expects them in ../shared/vendor)", ErrMissing, vendor)
+	peerDir := filepath.Join(sourceDir(), "peer")
+	return buildProgram(vendor, program{
+		name:     "peer",
+		dirs:     []string{peerDir},
+		includes: []string{filepath.Join(peerDir, "include")},
+		units:    []string{filepath.Join(peerDir, "peer.cpp")},
+	})
+}
+
+// program is one C++ test program: its own source trees (hashed), include
+// paths ahead of the vendored ones, and its translation units beside the
+// vendored ones.
+type program struct {
+	name     string
+	dirs     []string
+	includes []string
+	units    []string
+	flags    []string // compiler flags before the sources (-D...)
+	// standalone programs need neither Boost nor the vendored sources.
+	standalone bool
+}
+
+func buildProgram(vendor string, prog program) (string, error) {
+	if !prog.standalone {
+		if _, err := os.Stat(filepath.Join(vendor, "painlessMesh", "src", "painlessmesh", "ota.hpp")); err != nil {
+			return "", fmt.Errorf("%w: no painlessMesh sources at %s (the repository expects them in ../shared/vendor)", ErrMissing, vendor)
+		}
 	}
 	gxx, err := exec.LookPath("g++")
 	if err != nil {
 		return "", fmt.Errorf("%w: no g++ on PATH (apt-get install g++ libboost-dev libboost-system-dev)", ErrMissing)
 	}
+	if prog.standalone {
+		return buildCached(gxx, "", prog)
+	}
 	if err := checkBoost(gxx); err != nil {
 		return "", err
 	}
-	peerDir := filepath.Join(sourceDir(), "peer")
-	sum, err := hashSources(gxx, peerDir, vendor)
+	return buildCached(gxx, vendor, prog)
+}
+
+// buildCached builds prog unless a build of the same sources is cached;
+// vendor is "" for a standalone program.
+func buildCached(gxx, vendor string, prog program) (string, error) {
+	sum, err := hashSources(gxx, prog.dirs, vendor)
 	if err != nil {
 		return "", err
 	}
@@ -109,11 +144,11 @@ func buildPeer(vendor string) (string, error) {
 	if err != nil {
 		cache = os.TempDir()
 	}
-	dir := filepath.Join(cache, "meshfleet", "cpppeer", sum[:16])
+	dir := filepath.Join(cache, "meshfleet", "cpp"+prog.name, sum[:16])
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "peer")
+	bin := filepath.Join(dir, prog.name)
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
@@ -131,24 +166,31 @@ func buildPeer(vendor string) (string, error) {
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
-	tmp, err := os.CreateTemp(dir, "peer-*.tmp")
+	tmp, err := os.CreateTemp(dir, prog.name+"-*.tmp")
 	if err != nil {
 		return "", err
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
-	args := []string{"-std=c++14", "-O1", "-w", "-I" + filepath.Join(peerDir, "include")}
-	for _, inc := range vendorIncludes {
-		args = append(args, "-I"+filepath.Join(vendor, inc))
+	args := append([]string{"-std=c++14", "-O1", "-w"}, prog.flags...)
+	for _, inc := range prog.includes {
+		args = append(args, "-I"+inc)
 	}
-	args = append(args, filepath.Join(peerDir, "peer.cpp"))
-	for _, u := range vendorUnits {
-		args = append(args, filepath.Join(vendor, u))
+	args = append(args, prog.units...)
+	if prog.standalone {
+		args = append(args, "-o", tmp.Name())
+	} else {
+		for _, inc := range vendorIncludes {
+			args = append(args, "-I"+filepath.Join(vendor, inc))
+		}
+		for _, u := range vendorUnits {
+			args = append(args, filepath.Join(vendor, u))
+		}
+		args = append(args, "-o", tmp.Name(), "-lboost_system", "-lpthread")
 	}
-	args = append(args, "-o", tmp.Name(), "-lboost_system", "-lpthread")
 	out, err := exec.Command(gxx, args...).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("build C++ test peer: %w\n%s", err, out)
+		return "", fmt.Errorf("build C++ test %s: %w\n%s", prog.name, err, out)
 	}
 	if err := os.Rename(tmp.Name(), bin); err != nil {
 		return "", err
@@ -176,19 +218,21 @@ func firstLine(b []byte) string {
 
 // hashSources hashes the compiler's version and every file the build
 // reads, so a changed source or toolchain builds anew.
-func hashSources(gxx, peerDir, vendor string) (string, error) {
+func hashSources(gxx string, dirs []string, vendor string) (string, error) {
 	h := sha256.New()
 	ver, err := exec.Command(gxx, "--version").Output()
 	if err != nil {
 		return "", fmt.Errorf("%w: %s --version: %v", ErrMissing, gxx, err)
 	}
 	h.Write(ver)
-	roots := []string{peerDir}
-	for _, u := range vendorUnits {
-		roots = append(roots, filepath.Join(vendor, u))
-	}
-	for _, inc := range vendorIncludes {
-		roots = append(roots, filepath.Join(vendor, inc))
+	roots := append([]string(nil), dirs...)
+	if vendor != "" {
+		for _, u := range vendorUnits {
+			roots = append(roots, filepath.Join(vendor, u))
+		}
+		for _, inc := range vendorIncludes {
+			roots = append(roots, filepath.Join(vendor, inc))
+		}
 	}
 	var files []string
 	for _, root := range roots {
@@ -322,6 +366,7 @@ type Peer struct {
 	Config Config
 	t      testing.TB
 	cmd    *exec.Cmd
+	stdin  io.WriteCloser // commands of programs that read them (fleet nodes)
 	port   int
 
 	mu      sync.Mutex
@@ -337,12 +382,24 @@ type Peer struct {
 // Listen). Its non-JSON output and stderr are logged when t fails.
 func Start(ctx context.Context, t testing.TB, cfg Config) *Peer {
 	t.Helper()
-	bin := Build(t)
+	return start(ctx, t, Build(t), cfg.args(), nil, cfg)
+}
+
+// start runs bin with args and env (added to the test's) as the peer of
+// cfg (cfg.ID names it).
+func start(ctx context.Context, t testing.TB, bin string, args, env []string, cfg Config) *Peer {
+	t.Helper()
 	p := &Peer{Config: cfg, t: t, changed: make(chan struct{})}
-	p.cmd = exec.CommandContext(ctx, bin, cfg.args()...)
+	p.cmd = exec.CommandContext(ctx, bin, args...)
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stderr = &lockedWriter{mu: &p.mu, buf: &p.stderr}
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
+		t.Fatal(err)
+	}
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.cmd.Start(); err != nil {

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshfleet/meshfleet/internal/cpppeer"
+)
+
+// `meshfleet ota push --mode pipelined --compress none` delivers an image
+// to two C++ nodes running the ESP library's OTA receiver (MeshFleetOTA,
+// first layer), one behind a C++ relay: each takes the Offer, asks for
+// chunks a window at a time, writes them in order, checks the MD5 before
+// the switch and reports confirmed, so the push ends by itself.
+func TestOTAPushPipelinedToESPLibraryReceivers(t *testing.T) {
+	cpppeer.BuildFleetNode(t) // first: a cold build takes its own time
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p, img := writeImage(t, 100_000)
+	addr := freeLoopbackAddr(t)
+
+	pushed := make(chan error, 1)
+	var out string
+	go func() {
+		var err error
+		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266", "--mode", "pipelined",
+			"--compress", "none", "--listen", addr, "--nodes", "221", "--nodes", "222", "--timeout", "50s")
+		pushed <- err
+	}()
+	const running = "00000000000000000000000000000000"
+	images := []string{filepath.Join(t.TempDir(), "image.bin"), filepath.Join(t.TempDir(), "image.bin")}
+	direct := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 221, Connect: addr, MD5: running, Image: images[0]})
+	relay := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 220, Connect: addr, Listen: true})
+	behind := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 222, Connect: relay.Addr(), MD5: running, Image: images[1]})
+	start := time.Now()
+	var err error
+	select {
+	case err = <-pushed:
+	case <-ctx.Done():
+		t.Fatal("push did not end")
+	}
+	if err != nil {
+		t.Fatalf("push: %v\n%s\nnode 221: %s\nnode 222: %s", err, out, direct.Tail(), behind.Tail())
+	}
+	budget, err := direct.WaitEvent(ctx, "ota_budget")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the OTA receiver's state on the host (64-bit): %d bytes (sizeof(MeshFleetOTA))", budget.Bytes)
+	for _, rx := range []*cpppeer.Peer{direct, behind} {
+		ev, err := rx.WaitEvent(ctx, "md5")
+		if err != nil || !ev.OK {
+			t.Fatalf("C++ node %d: md5 %+v %v", rx.Config.ID, ev, err)
+		}
+	}
+	for _, path := range images {
+		got, err := os.ReadFile(path)
+		if err != nil || !bytes.Equal(got, img) {
+			t.Fatalf("%s: not the image (%d bytes, %v)", path, len(got), err)
+		}
+	}
+	if !strings.Contains(out, "221") || !strings.Contains(out, "222") {
+		t.Errorf("push output does not name both nodes:\n%s", out)
+	}
+	t.Logf("%d-byte image to two ESP-library receivers (pipelined, uncompressed): push ended after %.1f s", len(img), time.Since(start).Seconds())
+}

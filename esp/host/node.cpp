@@ -1,0 +1,227 @@
+// node is a painlessMesh node running the MeshFleet library on Linux, for
+// meshfleet's tests: the stock C++ mesh (../shared/vendor/painlessMesh) on
+// boost::asio over loopback TCP, as internal/cpppeer's peer runs it, with
+// the library added in the three lines a firmware adds. The chip's
+// readings come from the host platform (platform.hpp), which commands on
+// stdin change:
+//
+//   heap N    free heap in bytes (low memory below 10 KB)
+//   rssi N    WiFi RSSI in dBm
+//   crashes N boots in a row after a crash (a reboot loop from 3)
+//
+// It reports as JSON lines on stdout: ready (with its port), nodes,
+// "budget" and "ota_budget" (the library's RAM, sizeof(MeshFleet) and
+// sizeof(MeshFleetOTA)).
+//
+//   node --id N [--listen 127.0.0.1:0] [--connect HOST:PORT] [--role R]
+//        [--fw VERSION] [--md5 HEX] [--interval S] [--image FILE]
+//
+// With --image it runs the OTA receiver (MeshFleetOTA.h), writing the
+// image to FILE and reporting started, md5 and restart.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <string>
+
+#include "Arduino.h"
+#include "boost/asynctcp.hpp"
+#include "painlessmesh/mesh.hpp"
+#include "MeshFleet.h"
+#include "MeshFleetOTA.h"
+
+WiFiClass WiFi;
+ESPClass ESP;
+UpdateClass Update;
+LittleFSClass LittleFS;
+painlessmesh::logger::LogClass Log;
+void ESPClass::restart() {}
+
+namespace peer {
+uint32_t nodeId = 0;
+}
+
+namespace {
+
+volatile std::sig_atomic_t stopSignal = 0;
+
+// FileWriter is the host's Update: the image goes to a file, its MD5 is
+// checked at the end as Updater::end does on the chip.
+class FileWriter : public meshfleet::ImageWriter {
+ public:
+  std::string path;
+  bool begin(uint32_t size) override {
+    if (file) std::fclose(file);
+    file = std::fopen(path.c_str(), "wb");
+    md5 = boost::uuids::detail::md5();
+    peer::emit("started", "\"max\":" + std::to_string(size));
+    return file != nullptr;
+  }
+  bool write(const uint8_t* data, size_t n) override {
+    md5.process_bytes(data, n);
+    return file && std::fwrite(data, 1, n, file) == n;
+  }
+  bool end(const char* want) override {
+    if (!file) return false;
+    std::fclose(file);
+    file = nullptr;
+    boost::uuids::detail::md5::digest_type d;
+    md5.get_digest(d);
+    std::string got;
+    char buf[9];
+    for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); ++i) {
+      std::snprintf(buf, sizeof buf, sizeof(d[0]) == 1 ? "%02x" : "%08x", (unsigned)d[i]);
+      got += buf;
+    }
+    bool ok = got == want;
+    peer::emit("md5", std::string("\"ok\":") + (ok ? "true" : "false") + ",\"md5\":\"" + got + "\"");
+    return ok;
+  }
+  void abort() override {
+    if (file) std::fclose(file);
+    file = nullptr;
+  }
+
+ private:
+  std::FILE* file = nullptr;
+  boost::uuids::detail::md5 md5;
+};
+
+[[noreturn]] void usage(const std::string& msg) {
+  std::fprintf(stderr, "node: %s\n", msg.c_str());
+  std::exit(2);
+}
+
+bool splitHostPort(const std::string& s, boost::asio::ip::address& addr, uint16_t& port) {
+  auto i = s.rfind(':');
+  if (i == std::string::npos) return false;
+  boost::system::error_code ec;
+  addr = boost::asio::ip::make_address(i == 0 ? "127.0.0.1" : s.substr(0, i), ec);
+  char* end = nullptr;
+  long p = std::strtol(s.c_str() + i + 1, &end, 10);
+  if (ec || *end != 0 || p < 0 || p > 65535) return false;
+  port = (uint16_t)p;
+  return true;
+}
+
+// command applies one stdin line to the host platform.
+void command(const std::string& line) {
+  auto sp = line.find(' ');
+  if (sp == std::string::npos) return;
+  std::string key = line.substr(0, sp);
+  long v = std::strtol(line.c_str() + sp + 1, nullptr, 10);
+  auto& r = meshfleet::HostPlatform::values();
+  if (key == "heap") r.freeHeap = (uint32_t)v;
+  else if (key == "rssi") r.rssi = (int8_t)v;
+  else if (key == "crashes") r.crashes = (uint8_t)v;
+  else std::fprintf(stderr, "node: unknown command %s\n", line.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  uint32_t id = 0;
+  std::string listen, connect, role = "sensor", fw, md5, image;
+  long interval = 30;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (i + 1 >= argc) usage(a + " needs a value");
+    std::string v = argv[++i];
+    if (a == "--id") id = (uint32_t)std::strtoul(v.c_str(), nullptr, 10);
+    else if (a == "--listen") listen = v;
+    else if (a == "--connect") connect = v;
+    else if (a == "--role") role = v;
+    else if (a == "--fw") fw = v;
+    else if (a == "--md5") md5 = v;
+    else if (a == "--image") image = v;
+    else if (a == "--interval") interval = std::strtol(v.c_str(), nullptr, 10);
+    else usage("unknown flag " + a);
+  }
+  if (id == 0) usage("--id is required");
+  if (listen.empty() && connect.empty()) usage("give --listen or --connect (or both)");
+  if (interval < 1 || interval > 65535) usage("--interval: not in 1..65535 s");
+  peer::nodeId = id;
+  std::signal(SIGTERM, [](int) { stopSignal = 1; });
+  std::signal(SIGINT, [](int) { stopSignal = 1; });
+  std::signal(SIGPIPE, SIG_IGN);
+  fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+
+  using namespace painlessmesh;
+  Log.setLogLevel(logger::ERROR);
+  Scheduler userScheduler;
+  boost::asio::io_context io;
+  painlessmesh::Mesh<Connection> mesh;
+  mesh.init(&userScheduler, id);
+
+  // The three lines a firmware adds (the Scheduler is the mesh's own).
+  MeshFleet fleet(mesh, userScheduler);
+  fleet.begin(role.c_str(), fw.c_str(), md5.c_str());
+  fleet.setInterval((uint16_t)interval);
+
+  // The OTA receiver's first layer, writing the image to --image.
+  FileWriter writer;
+  writer.path = image;
+  MeshFleetOTA ota(mesh, userScheduler, writer);
+  if (!image.empty())
+    ota.begin(role.c_str(), "ESP8266", md5.c_str(), [&]() { peer::emit("restart"); });
+
+  mesh.onChangedConnections([&mesh]() {
+    peer::emit("nodes", "\"count\":" + std::to_string(mesh.getNodeList(true).size()));
+  });
+
+  std::shared_ptr<AsyncServer> server;
+  if (!listen.empty()) {
+    boost::asio::ip::address addr;
+    uint16_t port;
+    if (!splitHostPort(listen, addr, port)) usage("--listen: " + listen + " is not ip:port");
+    server = std::make_shared<AsyncServer>(io, port, addr);
+    tcp::initServer<Connection, painlessmesh::Mesh<Connection>>(*server, mesh);
+  }
+  boost::asio::ip::address connectAddr;
+  uint16_t connectPort = 0;
+  if (!connect.empty()) {
+    if (!splitHostPort(connect, connectAddr, connectPort)) usage("--connect: " + connect + " is not ip:port");
+    auto dial = [&]() {
+      auto client = new AsyncClient(io);  // owned by its Connection once up
+      tcp::connect<Connection, painlessmesh::Mesh<Connection>>(*client, connectAddr, connectPort, mesh);
+    };
+    dial();
+    auto lonely = std::make_shared<int>(0);
+    mesh.addTask(TASK_SECOND, TASK_FOREVER, [&mesh, dial, lonely]() {
+      *lonely = mesh.getNodeList(false).empty() ? *lonely + 1 : 0;
+      if (*lonely >= 2) {
+        *lonely = 0;
+        dial();
+      }
+    });
+  }
+
+  peer::emit("ready", server ? "\"port\":" + std::to_string(server->port()) : "");
+  peer::emit("budget", "\"bytes\":" + std::to_string(sizeof(MeshFleet)));
+  peer::emit("ota_budget", "\"bytes\":" + std::to_string(sizeof(MeshFleetOTA)));
+
+  std::string pending;
+  while (!stopSignal) {
+    char buf[256];
+    ssize_t n = read(0, buf, sizeof buf);
+    if (n > 0) {
+      pending.append(buf, (size_t)n);
+      for (size_t nl; (nl = pending.find('\n')) != std::string::npos;) {
+        command(pending.substr(0, nl));
+        pending.erase(0, nl + 1);
+      }
+    }
+    bool idle = userScheduler.execute();
+    if (io.poll() == 0 && idle) io.run_one_for(std::chrono::milliseconds(1));
+    if (io.stopped()) {
+      io.restart();
+      usleep(1000);
+    }
+  }
+  mesh.stop();
+  for (int i = 0; i < 50; ++i) io.poll();
+  peer::emit("stopped");
+  return 0;
+}

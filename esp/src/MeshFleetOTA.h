@@ -1,0 +1,252 @@
+// MeshFleetOTA: the first layer of meshfleet's OTA receiver (see
+// meshfleet/ota.hpp for what it does and does not do yet).
+//
+//   meshfleet::UpdateWriter writer;                 // the chip's Update
+//   MeshFleetOTA ota(mesh, userScheduler, writer);
+//   ota.begin("sensor", "ESP8266", RUNNING_MD5, [] { ESP.restart(); });
+//
+// State: kMaxChunk (4096) + about 450 bytes, fixed (sizeof(MeshFleetOTA),
+// logged by TestOTAPushPipelinedToESPLibraryReceivers: 4552 on the
+// 64-bit host).
+#ifndef MESHFLEET_OTA_H_
+#define MESHFLEET_OTA_H_
+
+#include <functional>
+
+#include "meshfleet/ota.hpp"
+
+#if !defined(PAINLESSMESH_BOOST)
+#if defined(ESP32)
+#include <Update.h>
+#else
+#include <Updater.h>
+#endif
+#endif
+
+namespace meshfleet {
+
+#if !defined(PAINLESSMESH_BOOST)
+// UpdateWriter writes through the core's Update object into the OTA
+// partition; Update.end(true) checks the MD5 given with setMD5 and marks
+// the image for the next boot only if it matches.
+class UpdateWriter : public ImageWriter {
+ public:
+  bool begin(uint32_t size) override { return Update.begin(size); }
+  bool write(const uint8_t* data, size_t n) override { return Update.write(const_cast<uint8_t*>(data), n) == n; }
+  bool end(const char* md5) override {
+    Update.setMD5(md5);
+    return Update.end(true);
+  }
+  void abort() override {
+#if defined(ESP32)
+    Update.abort();
+#else
+    Update.end(true);  // without the whole image: fails and resets the updater
+#endif
+  }
+};
+#endif
+
+template <class Mesh>
+class BasicMeshFleetOTA {
+ public:
+  BasicMeshFleetOTA(Mesh& mesh, Scheduler& scheduler, ImageWriter& writer)
+      : mesh_(mesh), scheduler_(scheduler), writer_(writer) {}
+
+  // begin takes Offers for this role and hardware; activeMD5 is the
+  // running image's. restart is called after a verified image was
+  // written, as the chip reboots into it.
+  void begin(const char* role, const char* hardware, const char* activeMD5, std::function<void()> restart) {
+    copy(role_, sizeof role_, role);
+    copy(hardware_, sizeof hardware_, hardware);
+    copy(active_, sizeof active_, activeMD5);
+    restart_ = restart;
+    using painlessmesh::protocol::Variant;
+    mesh_.onPackage(kTypeOffer, [this](Variant& v) {
+      onOffer(v.to<OfferIn>());
+      return false;
+    });
+    mesh_.onPackage(kTypeChunk, [this](Variant& v) {
+      onChunk(v.to<ChunkIn>());
+      return false;
+    });
+    tick_.set(200, TASK_FOREVER, [this]() { tick(); });
+    scheduler_.addTask(tick_);
+    tick_.enable();
+  }
+
+  // state is the telemetry otaState: 0 idle, 1 downloading, 2 verifying,
+  // 3 switching, 4 confirmed, 5 failed.
+  uint8_t state() const { return state_; }
+  uint8_t progress() const { return total_ ? (uint8_t)(100ull * next_ / total_) : 0; }
+  const char* activeMD5() const { return active_; }
+
+ private:
+  struct OfferIn {
+    explicit OfferIn(JsonObject o) : obj(o) {}
+    JsonObject obj;
+  };
+  struct ChunkIn {
+    explicit ChunkIn(JsonObject o) : obj(o) {}
+    JsonObject obj;
+  };
+
+  static void copy(char* dst, size_t n, const char* src) {
+    strncpy(dst, src ? src : "", n - 1);
+    dst[n - 1] = 0;
+  }
+  static uint32_t now32() { return (uint32_t)millis(); }
+
+  void onOffer(const OfferIn& in) {
+    JsonObject o = in.obj;
+    const char* role = o["role"] | "";
+    const char* hw = o["hardware"] | "";
+    const char* md5 = o["md5"] | "";
+    const char* id = o["id"] | "";
+    if (strcmp(role, role_) != 0 || strcmp(hw, hardware_) != 0) return;
+    JsonArray nodes = o["nodes"].as<JsonArray>();
+    if (!nodes.isNull() && nodes.size() > 0) {
+      bool listed = false;
+      for (JsonVariant n : nodes) listed = listed || n.as<uint32_t>() == mesh_.getNodeId();
+      if (!listed) return;
+    }
+    uint32_t from = o["from"].as<uint32_t>();
+    if (strcmp(md5, active_) == 0) {
+      // Running it already: say so once per transfer.
+      if (strcmp(confirmedID_, id) != 0) {
+        copy(confirmedID_, sizeof confirmedID_, id);
+        report(from, id, "confirmed", total_, total_, "");
+      }
+      return;
+    }
+    if (state_ == 1 && strcmp(id, id_) == 0) return;  // taking it already
+    // The first layer takes pipelined, uncompressed, basE91 transfers
+    // that fit its chunk buffer; the stock receiver takes the rest.
+    if (strcmp(o["mode"] | "", "pipelined") != 0 || strcmp(o["method"] | "", "none") != 0 ||
+        strcmp(o["enc"] | "", "b91") != 0)
+      return;
+    uint32_t cs = o["cs"].as<uint32_t>(), n = o["n"].as<uint32_t>(), size = o["size"].as<uint32_t>();
+    if (cs == 0 || cs > kMaxChunk || n == 0 || (uint64_t)cs * (n - 1) >= size || (uint64_t)cs * n < size ||
+        strlen(md5) != 32 || strlen(id) >= sizeof id_)
+      return;
+    if (!writer_.begin(size)) {
+      report(from, id, "failed", 0, n, "cannot begin the update");
+      return;
+    }
+    copy(id_, sizeof id_, id);
+    copy(md5_, sizeof md5_, md5);
+    distributor_ = from;
+    chunkSize_ = cs;
+    total_ = n;
+    size_ = size;
+    next_ = 0;
+    state_ = 1;
+    report(from, id_, "downloading", 0, n, "");
+    askWindow();
+  }
+
+  void onChunk(const ChunkIn& in) {
+    JsonObject o = in.obj;
+    if (state_ != 1 || o["from"].as<uint32_t>() != distributor_ || strcmp(o["id"] | "", id_) != 0) return;
+    if (o["i"].as<uint32_t>() != next_) return;  // out of order: asked again
+    uint32_t want = next_ + 1 < total_ ? chunkSize_ : size_ - chunkSize_ * (total_ - 1);
+    long got = decodeDense(o["d"] | "", chunk_, sizeof chunk_);
+    if (got != (long)want) return;  // a wrong length is discarded (PROTOCOL 722)
+    if (!writer_.write(chunk_, (size_t)got)) {
+      fail("write failed");
+      return;
+    }
+    ++next_;
+    lastProgressMs_ = now32();
+    if (next_ == total_) {
+      finish();
+    } else if (next_ > windowEnd_) {
+      askWindow();
+    }
+  }
+
+  void finish() {
+    state_ = 2;
+    report(distributor_, id_, "verifying", total_, total_, "");
+    if (!writer_.end(md5_)) {
+      fail("md5 mismatch");
+      return;
+    }
+    state_ = 3;
+    report(distributor_, id_, "switching", total_, total_, "");
+    // A reboot into the new image; on the next start the firmware
+    // passes the new md5 as the active one and answers the next Offer
+    // "confirmed".
+    copy(active_, sizeof active_, md5_);
+    state_ = 4;
+    if (restart_) restart_();
+    // Only where restart returns (the host model of a reboot): the new
+    // image is up at once and says so.
+    copy(confirmedID_, sizeof confirmedID_, id_);
+    report(distributor_, id_, "confirmed", total_, total_, "");
+  }
+
+  void fail(const char* why) {
+    writer_.abort();
+    state_ = 5;
+    report(distributor_, id_, "failed", next_, total_, why);
+  }
+
+  void askWindow() {
+    windowEnd_ = next_ + kOTAWindow - 1;
+    if (windowEnd_ >= total_) windowEnd_ = total_ - 1;
+    char parts[24];
+    if (windowEnd_ == next_) snprintf(parts, sizeof parts, "%u", (unsigned)next_);
+    else snprintf(parts, sizeof parts, "%u-%u", (unsigned)next_, (unsigned)windowEnd_);
+    NeedPackage p;
+    p.from = mesh_.getNodeId();
+    p.dest = distributor_;
+    p.id = id_;
+    p.parts = parts;
+    mesh_.sendPackage(&p);
+    askedMs_ = lastProgressMs_ = now32();
+  }
+
+  void tick() {
+    if (state_ != 1) return;
+    uint32_t now = now32();
+    // A lost ask or chunk: ask again from the first missing one.
+    if (now - lastProgressMs_ >= 1000 && now - askedMs_ >= 1000) askWindow();
+    if (now - reportMs_ >= 10000) report(distributor_, id_, "downloading", next_, total_, "");
+  }
+
+  void report(uint32_t dest, const char* id, const char* state, uint32_t have, uint32_t total, const char* err) {
+    ReportPackage p;
+    p.from = mesh_.getNodeId();
+    p.dest = dest;
+    p.id = id;
+    p.state = state;
+    p.have = have;
+    p.total = total;
+    p.active = active_;
+    p.err = err;
+    mesh_.sendPackage(&p);
+    reportMs_ = now32();
+  }
+
+  Mesh& mesh_;
+  Scheduler& scheduler_;
+  ImageWriter& writer_;
+  Task tick_;
+  std::function<void()> restart_;
+  uint8_t chunk_[kMaxChunk];
+  char role_[24] = "", hardware_[16] = "", active_[33] = "", md5_[33] = "", id_[33] = "", confirmedID_[33] = "";
+  uint32_t distributor_ = 0, chunkSize_ = 0, total_ = 0, size_ = 0, next_ = 0, windowEnd_ = 0;
+  uint32_t askedMs_ = 0, lastProgressMs_ = 0, reportMs_ = 0;
+  uint8_t state_ = 0;
+};
+
+}  // namespace meshfleet
+
+#if defined(PAINLESSMESH_BOOST)
+using MeshFleetOTA = meshfleet::BasicMeshFleetOTA<painlessmesh::Mesh<painlessmesh::Connection>>;
+#else
+using MeshFleetOTA = meshfleet::BasicMeshFleetOTA<painlessMesh>;
+#endif
+
+#endif

@@ -1,0 +1,164 @@
+package cpppeer
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// The fleet node is the second program of this package: a painlessMesh
+// node on boost::asio that runs the ESP-side MeshFleet library (esp/ in
+// the repository), built from esp/host/node.cpp, esp/src and the same
+// vendored sources and Arduino stand-in as the peer.
+
+var fleetBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// espDir is the repository's esp/ library.
+func espDir() string {
+	return filepath.Clean(filepath.Join(sourceDir(), "..", "..", "esp"))
+}
+
+// BuildFleetNode returns the path of the fleet node program, building it
+// if needed (cached as the peer is); it skips t when the toolchain or the
+// vendored sources are missing, and fails it when the build fails.
+func BuildFleetNode(t testing.TB) string {
+	t.Helper()
+	fleetBuild.once.Do(func() { fleetBuild.path, fleetBuild.err = buildFleetNode(VendorDir(), "") })
+	if isMissing(fleetBuild.err) {
+		t.Skip(fleetBuild.err)
+	}
+	if fleetBuild.err != nil {
+		t.Fatal(fleetBuild.err)
+	}
+	return fleetBuild.path
+}
+
+// buildFleetNode builds node.cpp, or with sketch an Arduino example of
+// the library (a .ino, run by host/sketch.cpp with the host's
+// painlessMesh.h).
+func buildFleetNode(vendor, sketch string) (string, error) {
+	esp := espDir()
+	peerInclude := filepath.Join(sourceDir(), "peer", "include")
+	prog := program{
+		name:     "fleetnode",
+		dirs:     []string{filepath.Join(esp, "src"), filepath.Join(esp, "host"), peerInclude},
+		includes: []string{peerInclude, filepath.Join(esp, "src"), filepath.Join(esp, "host")},
+		units:    []string{filepath.Join(esp, "host", "node.cpp")},
+	}
+	if sketch != "" {
+		prog.name = "fleet-" + strings.TrimSuffix(filepath.Base(sketch), ".ino")
+		prog.dirs = append(prog.dirs, filepath.Dir(sketch))
+		prog.units = []string{filepath.Join(esp, "host", "sketch.cpp")}
+		prog.flags = []string{"-DSKETCH=" + strconv.Quote(sketch)}
+	}
+	return buildProgram(vendor, prog)
+}
+
+// BuildSketch builds an example firmware of the library (a path under
+// esp/examples) for the host, as BuildFleetNode builds the node.
+func BuildSketch(t testing.TB, example string) string {
+	t.Helper()
+	bin, err := buildFleetNode(VendorDir(), filepath.Join(espDir(), "examples", example))
+	if isMissing(err) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// StartSketch runs an example firmware built by BuildSketch as node id,
+// listening on listen (ip:port) and/or joining connect (either may be
+// empty), as Start starts a peer.
+func StartSketch(ctx context.Context, t testing.TB, bin string, id uint32, listen, connect string) *Peer {
+	t.Helper()
+	env := []string{"MESHFLEET_NODE_ID=" + strconv.FormatUint(uint64(id), 10)}
+	if listen != "" {
+		env = append(env, "MESHFLEET_LISTEN="+listen)
+	}
+	if connect != "" {
+		env = append(env, "MESHFLEET_CONNECT="+connect)
+	}
+	return start(ctx, t, bin, nil, env, Config{ID: id})
+}
+
+// FleetConfig is what one fleet node runs as.
+type FleetConfig struct {
+	ID       uint32
+	Listen   bool   // accept mesh connections on 127.0.0.1 (a free port)
+	Connect  string // host:port of a mesh node to join
+	Role     string // OTA role (default sensor)
+	Firmware string // version it reports
+	MD5      string // md5 of the running firmware it reports
+	Interval int    // seconds between regular telemetry frames (default 30)
+	// Image runs the OTA receiver (MeshFleetOTA.h), writing to this file.
+	Image string
+}
+
+func (c FleetConfig) args() []string {
+	args := []string{"--id", strconv.FormatUint(uint64(c.ID), 10)}
+	add := func(flag, v string) {
+		if v != "" {
+			args = append(args, flag, v)
+		}
+	}
+	if c.Listen {
+		args = append(args, "--listen", "127.0.0.1:0")
+	}
+	add("--connect", c.Connect)
+	add("--role", c.Role)
+	add("--fw", c.Firmware)
+	add("--md5", c.MD5)
+	add("--image", c.Image)
+	if c.Interval > 0 {
+		args = append(args, "--interval", strconv.Itoa(c.Interval))
+	}
+	return args
+}
+
+// StartFleetNode builds (or skips, see BuildFleetNode) and starts a fleet
+// node as Start starts a peer.
+func StartFleetNode(ctx context.Context, t testing.TB, cfg FleetConfig) *Peer {
+	t.Helper()
+	return start(ctx, t, BuildFleetNode(t), cfg.args(), nil, Config{ID: cfg.ID, Listen: cfg.Listen, Connect: cfg.Connect})
+}
+
+// Command sends a fleet node one line of its host platform's commands
+// ("heap N", "rssi N": what the chip would report).
+func (p *Peer) Command(line string) error {
+	if _, err := fmt.Fprintln(p.stdin, line); err != nil {
+		return fmt.Errorf("command %q to C++ node %d: %w", line, p.Config.ID, err)
+	}
+	return nil
+}
+
+// BuildFrames returns the path of esp/host/frames.cpp built: the library's
+// telemetry encoder and hashes alone, without painlessMesh or Boost. It
+// skips t without g++.
+func BuildFrames(t testing.TB) string {
+	t.Helper()
+	esp := espDir()
+	bin, err := buildProgram("", program{
+		name:       "frames",
+		dirs:       []string{filepath.Join(esp, "src", "meshfleet"), filepath.Join(esp, "host", "frames.cpp")},
+		includes:   []string{filepath.Join(esp, "src")},
+		units:      []string{filepath.Join(esp, "host", "frames.cpp")},
+		standalone: true,
+	})
+	if isMissing(err) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
