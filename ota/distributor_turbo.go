@@ -347,10 +347,11 @@ func (t *turboControl) begin(start int, probe bool) {
 // turbo sends a stock-turbo campaign's next push when its time came.
 func (d *Distributor) turbo(now time.Time, c *dcampaign) {
 	t := &c.turbo
+	d.turboProbe(now, c)
 	if !t.on || now.Before(t.nextAt) || !d.pace.ready(now) {
 		return
 	}
-	own, busiest, depth := d.fanout()
+	own, busiest, _ := d.fanout()
 	if own == 0 {
 		t.nextAt = now.Add(time.Second) // nobody to push to yet
 		return
@@ -375,7 +376,7 @@ func (d *Distributor) turbo(now time.Time, c *dcampaign) {
 	f := t.rate.factor()
 	d.pace.charge(now, time.Duration(float64(time.Duration(own)*d.cfg.Radio.airtime(n))/f))
 	t.lastLen = n
-	t.rate.probe(now, d.host, deepest(depth), d.cfg.Radio.airtime(n))
+	d.turboProbe(now, c)
 	if p.copy == 0 {
 		t.lastPush[part] = now
 	}

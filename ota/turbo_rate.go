@@ -19,21 +19,21 @@ import (
 // radio mesh drains at once while the radios behind it fill). The trip
 // time excludes the responder's processing (TripDelay).
 //
-//   - Increase: a probe's round trip is shorter than half of one part's
-//     airtime on one hop of the model, and no loss showed since the last
-//     probe. The whole path moved a small package faster than the model
-//     says one radio moves a part, so the links are faster than the model
-//     and not queueing: the rate doubles (up to turboMaxSpeed).
+//   - Increase: a probe's round trip is shorter than half of what the
+//     model gives the probe itself (its airtime on every hop there and
+//     back, with nothing queued), and no loss showed since the last probe.
+//     The path moved the probe faster than the model's radios could even
+//     when idle, so the links are faster than the model and not queueing:
+//     the rate doubles (up to turboMaxSpeed).
 //   - Decrease: a loss signal (a receiver seen stuck, a go-back, a drop
 //     out asking for a part), a probe unanswered in time (an overflowing
 //     queue drops what does not fit), or a round trip grown to several
 //     times the shortest one seen (queues fill) halves the rate, never
 //     below the model's.
 //
-// On the ESP8266 model a part's airtime on one hop (about 45 ms) is far
-// more than a round trip through a busy tree can be under it, so the rate
-// stays the model's there; on TCP links (a loopback test, a gateway's
-// direct links) it rises within a few round trips.
+// On the ESP8266 model no round trip beats the model's airtime, so the
+// rate stays the model's there; on TCP links (a loopback test, a
+// gateway's direct links) it rises within a few round trips.
 type turboRate struct {
 	speed float64 // push rate as a multiple of the model's; 0: 1
 	// probeTo and probeAt are the outstanding probe (zero: none);
@@ -41,6 +41,7 @@ type turboRate struct {
 	probeTo   uint32
 	probeAt   time.Time
 	nextProbe time.Time
+	model     time.Duration // the outstanding probe's round trip on the model
 	minTrip   time.Duration // shortest probe round trip seen
 	lost      bool          // a loss signal since the last adjustment
 	rises     int           // adjustments that raised the rate
@@ -64,6 +65,8 @@ const (
 	// turboQueueTrips: a round trip this many times the shortest means
 	// the queues on the path grow.
 	turboQueueTrips = 4
+	// turboProbeLen is about the encoded size of a TIME_DELAY.
+	turboProbeLen = 100
 )
 
 // factor is the push rate as a multiple of the model's.
@@ -77,26 +80,25 @@ func (r *turboRate) loss() {
 }
 
 // probe sends a TIME_DELAY to node to when one is due, and counts an
-// unanswered one as lost.
-func (r *turboRate) probe(now time.Time, h mesh.Host, to uint32, part time.Duration) {
+// unanswered one as lost; model is its round trip on the airtime model.
+func (r *turboRate) probe(now time.Time, h mesh.Host, to uint32, model time.Duration) {
 	if !r.probeAt.IsZero() {
 		if now.Sub(r.probeAt) < turboProbeTimeout {
 			return
 		}
 		r.lost = true
-		r.adjust(now, 0, part)
+		r.adjust(now, 0)
 	}
 	if to == 0 || now.Before(r.nextProbe) {
 		return
 	}
 	if h.StartDelayMeasurement(now, to) {
-		r.probeTo, r.probeAt = to, now
+		r.probeTo, r.probeAt, r.model = to, now, model
 	}
 }
 
 // measured takes a DelayMeasured answer; true if it was our probe's.
-// part is one part's airtime on one hop of the model.
-func (r *turboRate) measured(now time.Time, ev mesh.DelayMeasured, part time.Duration) bool {
+func (r *turboRate) measured(now time.Time, ev mesh.DelayMeasured) bool {
 	if r.probeAt.IsZero() || ev.NodeID != r.probeTo {
 		return false
 	}
@@ -104,18 +106,18 @@ func (r *turboRate) measured(now time.Time, ev mesh.DelayMeasured, part time.Dur
 	if wall := now.Sub(r.probeAt); trip > wall {
 		trip = wall // a clock step at the far end: our own clock bounds it
 	}
-	r.adjust(now, trip, part)
+	r.adjust(now, trip)
 	return true
 }
 
 // adjust applies a probe's outcome (trip 0: lost) and schedules the next.
-func (r *turboRate) adjust(now time.Time, trip, part time.Duration) {
+func (r *turboRate) adjust(now time.Time, trip time.Duration) {
 	r.probeAt = time.Time{}
 	old := r.factor()
 	switch {
-	case r.lost || trip == 0 || r.minTrip > 0 && trip > turboQueueTrips*r.minTrip && trip > part/2:
+	case r.lost || trip == 0 || r.minTrip > 0 && trip > turboQueueTrips*r.minTrip && trip > r.model/2:
 		r.speed = max(old/2, 1)
-	case trip < part/2:
+	case trip < r.model/2:
 		r.speed = min(old*2, turboMaxSpeed)
 	}
 	if trip > 0 && (r.minTrip == 0 || trip < r.minTrip) {
@@ -129,6 +131,36 @@ func (r *turboRate) adjust(now time.Time, trip, part time.Duration) {
 	}
 	r.lost = false
 	r.nextProbe = now.Add(min(max(2*trip, turboMinRateProbeGap), turboMaxRateProbeGap))
+}
+
+// due is when the rate next needs a Tick: a probe due, or the
+// outstanding one timing out (zero: at once).
+func (r *turboRate) due() time.Time {
+	if !r.probeAt.IsZero() {
+		return r.probeAt.Add(turboProbeTimeout)
+	}
+	return r.nextProbe
+}
+
+// probeDue is when c's stream next probes (zero: not while no pass runs,
+// nor before the first push).
+func (t *turboControl) probeDue() time.Time {
+	if !t.on || !t.pass.running || t.lastLen == 0 {
+		return time.Time{}
+	}
+	return t.rate.due()
+}
+
+// turboProbe sends c's probe when due, between pushes too: a long model
+// gap must not hold back the probes that would shorten it.
+func (d *Distributor) turboProbe(now time.Time, c *dcampaign) {
+	t := &c.turbo
+	if !t.on || !t.pass.running || t.lastLen == 0 || now.Before(t.rate.due()) {
+		return
+	}
+	_, _, depth := d.fanout()
+	to := deepest(depth)
+	t.rate.probe(now, d.host, to, time.Duration(2*depth[to])*d.cfg.Radio.airtime(turboProbeLen))
 }
 
 // deepest is the node farthest from us in depth (the lowest id among
@@ -153,7 +185,7 @@ func (d *Distributor) turboDelay(now time.Time, ev mesh.DelayMeasured) {
 			continue
 		}
 		old := t.rate.factor()
-		if !t.rate.measured(now, ev, d.cfg.Radio.airtime(t.lastLen)) {
+		if !t.rate.measured(now, ev) {
 			continue
 		}
 		if f := t.rate.factor(); f > old && t.nextAt.After(now) {

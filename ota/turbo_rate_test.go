@@ -117,13 +117,13 @@ func TestStockTurboRateRisesOnAFastLinkAndFallsOnLoss(t *testing.T) {
 // as lost; neither takes it below the model's.
 func TestStockTurboRateFallsOnQueueGrowthAndLostProbes(t *testing.T) {
 	h := &probeHost{}
-	part := 45 * time.Millisecond
+	model := 12 * time.Millisecond // the probe's round trip on the model
 	now := turboEpoch
 	var r turboRate
 	answer := func(trip time.Duration) {
-		r.probe(now, h, 4, part)
+		r.probe(now, h, 4, model)
 		now = now.Add(trip)
-		if !r.measured(now, mesh.DelayMeasured{NodeID: 4, Delay: int32(trip / 2 / time.Microsecond)}, part) {
+		if !r.measured(now, mesh.DelayMeasured{NodeID: 4, Delay: int32(trip / 2 / time.Microsecond)}) {
 			t.Fatal("the probe's answer was not taken")
 		}
 		now = now.Add(turboMaxRateProbeGap)
@@ -134,22 +134,22 @@ func TestStockTurboRateFallsOnQueueGrowthAndLostProbes(t *testing.T) {
 	if f := r.factor(); f != 16 {
 		t.Fatalf("after 4 fast round trips: %.0f×, want 16×", f)
 	}
-	answer(time.Millisecond + part/2)
+	answer(time.Millisecond + model/2)
 	if f := r.factor(); f != 8 {
-		t.Fatalf("after a round trip grown past half a part's airtime: %.0f×, want 8×", f)
+		t.Fatalf("after a round trip grown to 4× the shortest and past half the model's: %.0f×, want 8×", f)
 	}
-	r.probe(now, h, 4, part) // never answered
+	r.probe(now, h, 4, model) // never answered
 	now = now.Add(turboProbeTimeout)
-	r.probe(now, h, 4, part)
+	r.probe(now, h, 4, model)
 	if f := r.factor(); f != 4 {
 		t.Fatalf("after a lost probe: %.0f×, want 4×", f)
 	}
-	if r.measured(now, mesh.DelayMeasured{NodeID: 9, Delay: 500}, part) {
+	if r.measured(now, mesh.DelayMeasured{NodeID: 9, Delay: 500}) {
 		t.Fatal("an answer from a node not probed was taken")
 	}
 	for range 5 {
 		now = now.Add(turboProbeTimeout)
-		r.probe(now, h, 4, part)
+		r.probe(now, h, 4, model)
 	}
 	if f := r.factor(); f != 1 {
 		t.Fatalf("after lost probes: %.2f×, want the model's", f)
