@@ -43,6 +43,7 @@ type turboRate struct {
 	nextProbe time.Time
 	model     time.Duration // the outstanding probe's round trip on the model
 	minTrip   time.Duration // shortest probe round trip seen
+	idleGap   time.Duration // the probes' gap while they back off
 	lost      bool          // a loss signal since the last adjustment
 	rises     int           // adjustments that raised the rate
 	falls     int           // adjustments that lowered the rate
@@ -59,6 +60,9 @@ const (
 	// to cost a radio mesh nothing (a probe is about 150 bytes).
 	turboMinRateProbeGap = 5 * time.Millisecond
 	turboMaxRateProbeGap = time.Second
+	// turboIdleProbeGap bounds the back-off of the probes at the model's
+	// rate on links no faster than the model.
+	turboIdleProbeGap = 10 * time.Second
 	// turboProbeTimeout is how long a probe may go unanswered before it
 	// counts as lost.
 	turboProbeTimeout = 3 * time.Second
@@ -130,7 +134,16 @@ func (r *turboRate) adjust(now time.Time, trip time.Duration) {
 		r.falls++
 	}
 	r.lost = false
-	r.nextProbe = now.Add(min(max(2*trip, turboMinRateProbeGap), turboMaxRateProbeGap))
+	gap := min(max(2*trip, turboMinRateProbeGap), turboMaxRateProbeGap)
+	if r.factor() == 1 && (trip == 0 || trip >= r.model/2) {
+		// At the model's rate on links no faster than the model the
+		// probes only watch for a change: they back off.
+		r.idleGap = min(max(2*r.idleGap, gap), turboIdleProbeGap)
+		gap = r.idleGap
+	} else {
+		r.idleGap = 0
+	}
+	r.nextProbe = now.Add(gap)
 }
 
 // due is when the rate next needs a Tick: a probe due, or the

@@ -154,4 +154,15 @@ func TestStockTurboRateFallsOnQueueGrowthAndLostProbes(t *testing.T) {
 	if f := r.factor(); f != 1 {
 		t.Fatalf("after lost probes: %.2f×, want the model's", f)
 	}
+	// At the model's rate on a link as slow as the model the probes
+	// back off, to one every turboIdleProbeGap.
+	for range 30 {
+		now = now.Add(turboProbeTimeout)
+		if r.probe(now, h, 4, model); r.probeAt == now {
+			r.measured(now.Add(model), mesh.DelayMeasured{NodeID: 4, Delay: int32(model / 2 / time.Microsecond)})
+		}
+	}
+	if r.idleGap != turboIdleProbeGap || r.factor() != 1 {
+		t.Fatalf("probe gap %s at %.0f×, want %s at the model's rate", r.idleGap, r.factor(), turboIdleProbeGap)
+	}
 }
