@@ -124,6 +124,7 @@ func (d *Distributor) NextDeadline() time.Time {
 			}
 			at(t)
 		}
+		at(c.turbo.probeDue())
 		if t := c.turbo.deadline(); !t.IsZero() {
 			if r := d.pace.readyAt(); r.After(t) {
 				t = r

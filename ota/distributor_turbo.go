@@ -75,6 +75,8 @@ type turboControl struct {
 	window           time.Time
 	pushes, requests int
 	requestsPerPush  float64
+	rate             turboRate // the rate's multiple of the model's
+	lastLen          int       // the last push's bytes
 }
 
 // turboPushed is what a ticket was given to.
@@ -186,7 +188,7 @@ func (t *turboControl) request(now time.Time, k int, from uint32) {
 				p.asks[k]++
 			}
 			if got.part >= k {
-				t.behind = min(t.behind, k) // it lacks k: stuck
+				t.fellBehind(k) // it lacks k: stuck
 			} else if k > 0 && got.part == k-1 && !t.lastPush[k-1].IsZero() {
 				if rtt := now.Sub(t.lastPush[k-1]); rtt < turboMaxWait {
 					t.rtt.sample(rtt)
@@ -201,7 +203,13 @@ func (t *turboControl) request(now time.Time, k int, from uint32) {
 		p.asks[k]++
 		return
 	}
+	t.fellBehind(k)
+}
+
+// fellBehind records a receiver stuck at part k: a loss.
+func (t *turboControl) fellBehind(k int) {
 	t.behind = min(t.behind, k)
+	t.rate.loss()
 }
 
 // find returns the pass with id, if its requests still count.
@@ -257,7 +265,7 @@ func (t *turboControl) check(now time.Time, q *turboPass) {
 			return
 		}
 		if q.stuckAt(q.checked, t.chunks) {
-			t.behind = min(t.behind, q.checked)
+			t.fellBehind(q.checked)
 		}
 		q.checked++
 	}
@@ -339,6 +347,7 @@ func (t *turboControl) begin(start int, probe bool) {
 // turbo sends a stock-turbo campaign's next push when its time came.
 func (d *Distributor) turbo(now time.Time, c *dcampaign) {
 	t := &c.turbo
+	d.turboProbe(now, c)
 	if !t.on || now.Before(t.nextAt) || !d.pace.ready(now) {
 		return
 	}
@@ -364,7 +373,10 @@ func (d *Distributor) turbo(now time.Time, c *dcampaign) {
 		t.seq++
 	}
 	n := d.turboSend(now, c, part, broadcasted, t.base+t.seq-1)
-	d.pace.busy(now, n, own)
+	f := t.rate.factor()
+	d.pace.charge(now, time.Duration(float64(time.Duration(own)*d.cfg.Radio.airtime(n))/f))
+	t.lastLen = n
+	d.turboProbe(now, c)
 	if p.copy == 0 {
 		t.lastPush[part] = now
 	}
@@ -384,7 +396,7 @@ func (d *Distributor) turbo(now time.Time, c *dcampaign) {
 	// carry the requests it causes up to us (charged as if all crossed one
 	// radio: conservative).
 	per := time.Duration(busiest)*d.cfg.Radio.airtime(n) + time.Duration(t.requestsPerPush*float64(d.cfg.Radio.airtime(turboRequestLen)))
-	t.nextAt = now.Add(time.Duration(float64(per) / d.cfg.Utilization))
+	t.nextAt = now.Add(time.Duration(float64(per) / d.cfg.Utilization / f))
 }
 
 // turboSend floods part i of c's stock variant as stock Data addressed to

@@ -11,7 +11,10 @@ import (
 // two) is seen as it happens, not only by the once-a-second poll, which a
 // busy machine can stretch past a short absence.
 func (d *Distributor) OnEvent(now time.Time, ev mesh.Event) {
-	switch ev.(type) {
+	switch ev := ev.(type) {
+	case mesh.DelayMeasured:
+		d.turboDelay(now, ev)
+		return
 	case mesh.ChangedConnections, mesh.DroppedConnection, mesh.NewConnection:
 	default:
 		return
