@@ -97,7 +97,7 @@ func (s *childRepairs) onNeed(now time.Time, h protocol.Header, raw []byte) erro
 }
 
 func (s *childRepairs) refuse(now time.Time, n *Need) {
-	s.send(&Refuse{From: s.r.host.ID(), Dest: n.From, Routing: int(protocol.RouteNeighbour), ID: n.ID}, 80)
+	s.send(&Refuse{From: s.r.host.ID(), Dest: n.From, Routing: int(s.r.routeTo(n.From)), ID: n.ID}, 80)
 }
 
 // read has the driver read chunks parts of t's download off the step (a
@@ -159,7 +159,7 @@ func (s *childRepairs) serve(t *incoming, child uint32, i int, data []byte) {
 			return
 		}
 	}
-	c := &Chunk{From: s.r.host.ID(), Dest: child, Routing: int(protocol.RouteNeighbour), ID: t.id, Index: i,
+	c := &Chunk{From: s.r.host.ID(), Dest: child, Routing: int(s.r.routeTo(child)), ID: t.id, Index: i,
 		Data: encodePayload(t.offer.Encoding, data)}
 	s.send(c, len(c.Data)+80)
 	s.r.stats.ChunksServed++
