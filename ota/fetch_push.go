@@ -41,8 +41,8 @@ func (f *pushFetch) begin(now time.Time) {
 		f.ended(now)
 	}
 }
-func (f *pushFetch) stored(i int)    { delete(f.missing, i) }
-func (f *pushFetch) discard()        { f.pushedUpTo, f.lost = 0, 0 }
+func (f *pushFetch) stored(i int) { delete(f.missing, i) }
+func (f *pushFetch) discard()     { f.pushedUpTo, f.lost = 0, 0 }
 
 // childWaits asks for a chunk a child lacks only when the push has passed
 // it: a chunk the push has not reached yet will come with it.
