@@ -26,6 +26,8 @@ type childRepairs struct {
 	done *incoming
 	// offers are the latest offers heard (serveconfirmed.go).
 	offers []Offer
+	// packed is the compressed transfer made again for serving (peers.go).
+	packed *packed
 }
 
 type queued struct {

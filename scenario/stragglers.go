@@ -18,6 +18,10 @@ type StragglerResult struct {
 	// ServeConfirmed: relays serve their children from the image they
 	// confirmed, after the reboot too (peer-to-peer).
 	ServeConfirmed bool `json:"serve_confirmed"`
+	// PeerToPeer: every updated device serves any node the image it
+	// verified and offers it to a neighbour that connects; stragglers
+	// fetch from the nearest holder.
+	PeerToPeer bool `json:"peer_to_peer"`
 	Stragglers     int  `json:"stragglers"`
 	// MainS is the main push until every other device confirmed.
 	MainS float64 `json:"main_s"`
@@ -55,9 +59,11 @@ func BenchStragglers(cfg RolloutBenchConfig, n int) ([]StragglerResult, error) {
 	}
 	var out []StragglerResult
 	for _, run := range []struct {
-		mode          ota.Mode
-		reboot, serve bool
-	}{{ota.ModeBroadcast, false, false}, {ota.ModeBroadcast, true, false}, {ota.ModeBroadcast, true, true}, {ota.ModePipelined, true, false}} {
+		mode   ota.Mode
+		reboot bool
+		serve  serving
+	}{{ota.ModeBroadcast, false, serveNone}, {ota.ModeBroadcast, true, serveNone}, {ota.ModeBroadcast, true, serveSlot},
+		{ota.ModeBroadcast, true, servePeers}, {ota.ModePipelined, true, serveNone}, {ota.ModePipelined, true, servePeers}} {
 		res, err := stragglerRun(cfg, n, run.mode, run.reboot, run.serve)
 		if err != nil {
 			return out, err
@@ -67,8 +73,17 @@ func BenchStragglers(cfg RolloutBenchConfig, n int) ([]StragglerResult, error) {
 	return out, nil
 }
 
-func stragglerRun(cfg RolloutBenchConfig, n int, mode ota.Mode, reboot, serve bool) (StragglerResult, error) {
-	res := StragglerResult{Mode: string(mode), RelaysReboot: reboot, ServeConfirmed: serve}
+// serving is how updated devices serve others in a bench.
+type serving int
+
+const (
+	serveNone  serving = iota
+	serveSlot          // their children's repairs, from the running slot
+	servePeers         // peer-to-peer: anyone, from the nearest holder
+)
+
+func stragglerRun(cfg RolloutBenchConfig, n int, mode ota.Mode, reboot bool, serve serving) (StragglerResult, error) {
+	res := StragglerResult{Mode: string(mode), RelaysReboot: reboot, ServeConfirmed: serve == serveSlot, PeerToPeer: serve == servePeers}
 	g, err := newRig(cfg, ImageBehaviour{}, !reboot, serve)
 	if err != nil {
 		return res, err

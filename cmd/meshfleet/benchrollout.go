@@ -126,6 +126,9 @@ nested = reboots that began while a node on the same path to the root
 				if r.Mode == "pipelined" {
 					peer = "no (root)"
 				}
+				if r.PeerToPeer {
+					peer = "nearest holder"
+				}
 				fmt.Fprintf(out, srow, r.Mode, relays, fmt.Sprintf("%.1f", r.MainS), fmt.Sprintf("%d/%d", r.Completed, r.Stragglers),
 					fmt.Sprintf("%.1f", float64(r.RootTxBytes)/1e3), fmt.Sprintf("%.1f", r.StragglerS), peer)
 			}
