@@ -22,7 +22,7 @@ type StragglerResult struct {
 	// verified and offers it to a neighbour that connects; stragglers
 	// fetch from the nearest holder.
 	PeerToPeer bool `json:"peer_to_peer"`
-	Stragglers     int  `json:"stragglers"`
+	Stragglers int  `json:"stragglers"`
 	// MainS is the main push until every other device confirmed.
 	MainS float64 `json:"main_s"`
 	// RootTxBytes is what the root's radio sent while the stragglers
