@@ -193,8 +193,11 @@ func (r *Receiver) onRefuse(now time.Time, h protocol.Header, raw []byte) error 
 	if !t.src.refused(h.From) {
 		return nil // a candidate passed over already, or the distributor
 	}
-	if push, ok := t.fetch.(*pushFetch); ok {
-		push.onRefuse(now)
+	switch f := t.fetch.(type) {
+	case *pushFetch:
+		f.onRefuse(now)
+	case *windowFetch:
+		f.onRefuse(now)
 	}
 	r.tickTransfer(now)
 	return nil

@@ -20,22 +20,72 @@ import (
 // announce; the straggler then asks the nearest nodes first (sources.go).
 
 // OnEvent implements mesh.EventObserver: a neighbour that connects is
-// offered what this node serves.
+// offered what this node serves, once it is routable (the event comes
+// with its first node sync, before its layout is taken in).
 func (r *Receiver) OnEvent(now time.Time, ev mesh.Event) {
 	c, ok := ev.(mesh.NewConnection)
-	if !ok || !r.cfg.PeerToPeer || r.host == nil {
+	if !ok || !r.cfg.PeerToPeer || c.NodeID == 0 {
 		return
 	}
-	for _, o := range r.repairs.offers {
-		if !o.For(c.NodeID) || !r.repairs.holds(o) {
-			continue
-		}
-		// The offer as the distributor made it (its From too, so reports
-		// go to it), hop by hop: the receiver knows it comes late.
-		o.Routing = int(protocol.RouteNeighbour)
-		_ = r.host.SendPackage(now, &offerTo{Offer: o, dest: c.NodeID})
+	if r.newPeers == nil {
+		r.newPeers = map[uint32]*peerOffer{}
+	}
+	if len(r.newPeers) < maxNewPeers {
+		r.newPeers[c.NodeID] = &peerOffer{next: now, until: now.Add(peerOfferWait)}
+		r.peerPoll = now
 	}
 }
+
+// peerOffer is a neighbour that connected, to be offered what this node
+// serves: sent peerOfferSends times peerOfferGap apart (an offer may be
+// lost like any message, and the next announce is a minute away), given
+// up at until if it never becomes routable.
+type peerOffer struct {
+	next, until time.Time
+	sent        int
+}
+
+// maxNewPeers bounds the neighbours waiting for an offer; peerOfferWait
+// is how long one may take to become routable.
+const (
+	maxNewPeers    = 32
+	peerOfferWait  = 10 * time.Second
+	peerOfferPoll  = 100 * time.Millisecond
+	peerOfferGap   = 2 * time.Second
+	peerOfferSends = 2
+)
+
+// offerPeers sends the neighbours that connected the offers this node
+// serves.
+func (r *Receiver) offerPeers(now time.Time) {
+	r.peerPoll = now.Add(peerOfferPoll)
+	for id, p := range r.newPeers {
+		if now.After(p.until) {
+			delete(r.newPeers, id)
+			continue
+		}
+		if now.Before(p.next) || r.parent(id) != id {
+			continue // not due, or not routable yet
+		}
+		p.sent++
+		p.next = now.Add(peerOfferGap)
+		if p.sent >= peerOfferSends {
+			delete(r.newPeers, id)
+		}
+		for _, o := range r.repairs.offers {
+			if !o.For(id) || !r.repairs.holds(o) {
+				continue
+			}
+			// The offer as the distributor made it (its From too, so
+			// reports go to it), hop by hop: the receiver knows it comes
+			// late.
+			o.Routing = int(protocol.RouteNeighbour)
+			_ = r.host.SendPackage(now, &offerTo{Offer: o, dest: id})
+		}
+	}
+}
+
+
 
 // holds reports whether this node can serve o's transfer: it runs o's
 // image, verified and confirmed, or completed the transfer and holds it.

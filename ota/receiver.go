@@ -57,6 +57,10 @@ type Receiver struct {
 	lastEv   Progress
 	stats    ReceiverStats
 	asked    []int // every chunk index asked for, in order (tests)
+	// newPeers are neighbours that connected, to be offered what this
+	// node serves once routable, until when (peers.go).
+	newPeers map[uint32]*peerOffer
+	peerPoll time.Time
 }
 
 // ReceiverStats count what the receiver sent, for tests and benchmarks.
