@@ -85,8 +85,6 @@ func (r *Receiver) offerPeers(now time.Time) {
 	}
 }
 
-
-
 // holds reports whether this node can serve o's transfer: it runs o's
 // image, verified and confirmed, or completed the transfer and holds it.
 func (s *childRepairs) holds(o Offer) bool {
