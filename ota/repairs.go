@@ -59,7 +59,10 @@ func (s *childRepairs) onNeed(now time.Time, h protocol.Header, raw []byte) erro
 		return err
 	}
 	t := r.cur
-	if t == nil || t.isStock() || t.id != n.ID || t.staged == nil {
+	// A transfer still coming in is not verified: its chunks go on hop by
+	// hop to neighbours only, as the push itself does; a node further away
+	// is served only a verified image (serveDone, serveConfirmed).
+	if t == nil || t.isStock() || t.id != n.ID || t.staged == nil || r.routeTo(n.From) != protocol.RouteNeighbour {
 		if !s.serveDone(now, n) && !s.serveConfirmed(now, n) {
 			s.refuse(now, n)
 		}
