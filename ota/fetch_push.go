@@ -209,6 +209,7 @@ func (f *pushFetch) tick(now time.Time) {
 	if r.cfg.PeerToPeer && f.pushOver {
 		t.src.silent(now)
 	}
+	r.followParent(t)
 	parent := t.src.current(r.reachable)
 	var toParent, toDist []int
 	for _, i := range sortedKeys(f.missing) {

@@ -116,6 +116,9 @@ func (f *windowFetch) tick(now time.Time) {
 		f.askedUntil[i] = now.Add(rto)
 	}
 	t.src.silent(now)
+	if r.cfg.PeerToPeer {
+		r.followParent(t)
+	}
 	if src := t.src.current(r.reachable); src != 0 {
 		r.sendNeed(now, t, src, r.routeTo(src), ask)
 		t.src.asked(now)

@@ -195,7 +195,7 @@ func TestLateOfferIsFetchedAtOnce(t *testing.T) {
 // before others as near, then up the path; the distributor is not a
 // candidate and off-path nodes are bounded.
 func TestSourcesNearestFirst(t *testing.T) {
-	//        1 (dist)
+	//        1 (dist) ── 2 (beyond the distributor: not asked)
 	//        |
 	//        4 ── 8 ── 9
 	//        |
@@ -205,7 +205,7 @@ func TestSourcesNearestFirst(t *testing.T) {
 	tree := protocol.NodeTree{NodeID: 10, Subs: []protocol.NodeTree{
 		{NodeID: 5, Subs: []protocol.NodeTree{
 			{NodeID: 6},
-			{NodeID: 4, Subs: []protocol.NodeTree{{NodeID: 1}, {NodeID: 8, Subs: []protocol.NodeTree{{NodeID: 9}}}}},
+			{NodeID: 4, Subs: []protocol.NodeTree{{NodeID: 1, Subs: []protocol.NodeTree{{NodeID: 2}}}, {NodeID: 8, Subs: []protocol.NodeTree{{NodeID: 9}}}}},
 		}},
 		{NodeID: 30, Subs: []protocol.NodeTree{{NodeID: 31}}},
 	}}
@@ -214,6 +214,57 @@ func TestSourcesNearestFirst(t *testing.T) {
 	want := []uint32{5, 30, 4, 6, 31, 8, 9}
 	if !slices.Equal(s.list, want) {
 		t.Fatalf("candidates %v, want %v", s.list, want)
+	}
+}
+
+// A node that takes a peer's offer as it joins may not know the layout
+// yet: it picks its sources again once it does, rather than ask the
+// distributor for everything.
+func TestPeerSourcesPickedAgainOnceTheLayoutIsKnown(t *testing.T) {
+	p := newRepairProbe(t)
+	layout := p.h.tree
+	p.h.tree = protocol.NodeTree{NodeID: 10}
+	r, err := NewReceiver(ReceiverConfig{Role: "r", Hardware: "h", Store: NewMemoryStore(""), Seed: 1, PeerToPeer: true}, p.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Attach(p.h)
+	p.r = r
+	o, _ := p.offerOf(t, probeID, compress.None)
+	o.Routing = int(protocol.RouteNeighbour)
+	p.recv(&offerTo{Offer: *o, dest: 10})
+	p.h.tree = layout
+	p.h.sent = nil
+	p.advance(500 * time.Millisecond)
+	needs := p.h.take(TypeNeed)
+	if len(needs) == 0 {
+		t.Fatal("nothing asked")
+	}
+	for _, raw := range needs {
+		if n, _ := DecodeNeed(raw); n.Dest != probeParent {
+			t.Fatalf("asked %d, want the parent %d", n.Dest, probeParent)
+		}
+	}
+}
+
+// Without PeerToPeer the one source is the parent the node has now: a
+// node that hangs below another relay after a reboot asks that one.
+func TestRepairSourceFollowsTheParent(t *testing.T) {
+	p := newRepairProbe(t)
+	p.push(0)
+	p.recv(&End{From: probeDist, Routing: int(protocol.RouteBroadcast), ID: probeID, Sent: len(p.data)})
+	const other = 6
+	p.h.tree = protocol.NodeTree{NodeID: 10, Subs: []protocol.NodeTree{{NodeID: other, Subs: []protocol.NodeTree{{NodeID: probeDist}}}}}
+	p.h.sent = nil
+	p.advance(500 * time.Millisecond)
+	needs := p.h.take(TypeNeed)
+	if len(needs) == 0 {
+		t.Fatal("nothing asked")
+	}
+	for _, raw := range needs {
+		if n, _ := DecodeNeed(raw); n.Dest != other {
+			t.Fatalf("asked %d, want the new parent %d", n.Dest, other)
+		}
 	}
 }
 

@@ -27,9 +27,13 @@ type StragglerResult struct {
 	MainS float64 `json:"main_s"`
 	// RootTxBytes is what the root's radio sent while the stragglers
 	// caught up; StragglerS the time until the last of them confirmed.
-	RootTxBytes uint64  `json:"root_tx_bytes"`
-	StragglerS  float64 `json:"straggler_s"`
-	Completed   int     `json:"completed"`
+	RootTxBytes uint64 `json:"root_tx_bytes"`
+	// RootChunks is the chunks the root's distributor sent meanwhile
+	// (answers, pushes, rebroadcasts): RootTxBytes also counts the mesh's
+	// own node syncs as the stragglers join, which no serving changes.
+	RootChunks int     `json:"root_chunks"`
+	StragglerS float64 `json:"straggler_s"`
+	Completed  int     `json:"completed"`
 }
 
 // BenchStragglers measures stragglers: n leaves are away during the main
@@ -122,6 +126,11 @@ func stragglerRun(cfg RolloutBenchConfig, n int, mode ota.Mode, reboot bool, ser
 	// Let the last reboots and reports settle.
 	net.RunFor(30 * time.Second)
 	before := g.fleet.Root.Stats().TxBytes
+	chunks := func() int {
+		s := g.dist.Stats()
+		return s.ChunksServed + s.ChunksPushed + s.StockServed
+	}
+	beforeChunks := chunks()
 	back := net.Now()
 	for _, d := range away {
 		g.fw.PowerOn(d)
@@ -129,6 +138,7 @@ func stragglerRun(cfg RolloutBenchConfig, n int, mode ota.Mode, reboot bool, ser
 	net.RunUntil(func() bool { return confirmed(true) == len(away) }, cfg.Limit)
 	res.StragglerS = net.Now().Sub(back).Seconds()
 	res.RootTxBytes = g.fleet.Root.Stats().TxBytes - before
+	res.RootChunks = chunks() - beforeChunks
 	res.Completed = confirmed(true)
 	return res, nil
 }

@@ -105,10 +105,10 @@ nested = reboots that began while a node on the same path to the root
 			if err != nil {
 				return err
 			}
-			const srow = "%-10s %-14s %10s %7s %13s %12s %14s\n"
+			const srow = "%-10s %-14s %10s %7s %13s %12s %12s %14s\n"
 			if !asJSON {
 				fmt.Fprintf(out, "\n%d stragglers (leaves away during the main push, back together after it)\n", straggle)
-				fmt.Fprintf(out, srow, "mode", "relays", "main_s", "back", "root_tx_KB", "straggler_s", "peer")
+				fmt.Fprintf(out, srow, "mode", "relays", "main_s", "back", "root_tx_KB", "root_chunks", "straggler_s", "peer")
 			}
 			for _, r := range res {
 				if asJSON {
@@ -130,7 +130,7 @@ nested = reboots that began while a node on the same path to the root
 					peer = "nearest holder"
 				}
 				fmt.Fprintf(out, srow, r.Mode, relays, fmt.Sprintf("%.1f", r.MainS), fmt.Sprintf("%d/%d", r.Completed, r.Stragglers),
-					fmt.Sprintf("%.1f", float64(r.RootTxBytes)/1e3), fmt.Sprintf("%.1f", r.StragglerS), peer)
+					fmt.Sprintf("%.1f", float64(r.RootTxBytes)/1e3), fmt.Sprint(r.RootChunks), fmt.Sprintf("%.1f", r.StragglerS), peer)
 			}
 			return nil
 		},
