@@ -44,7 +44,12 @@ and come back together after it: the root's radio bytes and the time until
 they confirmed, for a broadcast push whose relays keep the transfer in
 memory (they answer their children's repair asks), the same with relays
 that reboot into the image as devices do, without and with serving from
-the running slot (peer-to-peer), and a pipelined transfer.
+the running slot to their children, with peer-to-peer (every updated
+device serves any node and offers the image to a neighbour that connects;
+stragglers fetch from the nearest holder), and a pipelined transfer
+without and with peer-to-peer. root_chunks are the chunks the root's
+distributor sent meanwhile (root_tx_KB also counts the mesh's node syncs
+as the stragglers join).
 
 nested = reboots that began while a node on the same path to the root
 (an ancestor or a descendant) was rebooting.`,
