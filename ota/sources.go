@@ -11,10 +11,10 @@ import (
 // nodes that may hold the image first, by hops in the mesh layout every
 // node knows (subConnectionJson), the nodes on the path to the
 // distributor before others as near, then up that path, and the
-// distributor last; nodes reached through the distributor are not asked. A node that does not hold the transfer answers with
-// Refuse, so probing a non-holder costs one round trip; one that goes
-// silent (it left, or is busy rebooting) is passed over after
-// sourceSilence.
+// distributor last; nodes reached through the distributor are not asked.
+// A node that does not hold the transfer answers with Refuse, so probing
+// a non-holder costs one round trip; one that goes silent (it left, or
+// is busy rebooting) is passed over after sourceSilence.
 type sources struct {
 	list []uint32 // candidates, nearest first; the distributor is not one
 	k    int      // candidates before k were passed over
