@@ -50,6 +50,11 @@ type Config struct {
 	// Root is the node's --root: only a root receiver leads a stock
 	// broadcast transfer.
 	Root bool
+	// PeerToPeer serves the image this node runs, verified and confirmed,
+	// from its slot file to any node that asks, offers it to neighbours
+	// that connect, and fetches missing chunks from the nearest node that
+	// holds them (ota.ReceiverConfig.PeerToPeer).
+	PeerToPeer bool
 
 	// OnSwitch and OnRollback are commands (program and arguments, run
 	// without a shell) started after a switch and after a rollback, with
@@ -75,8 +80,8 @@ func (c *Config) check() error {
 		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, a...))
 	}
 	if c.SlotDir == "" {
-		if c.Role != "" || c.Hardware != "" || c.PublicKey != nil || c.Insecure || len(c.OnSwitch) > 0 || len(c.OnRollback) > 0 {
-			return bad("the OTA settings (role, hardware, public key, insecure, hooks) need a slot directory")
+		if c.Role != "" || c.Hardware != "" || c.PublicKey != nil || c.Insecure || len(c.OnSwitch) > 0 || len(c.OnRollback) > 0 || c.PeerToPeer {
+			return bad("the OTA settings (role, hardware, public key, insecure, hooks, peer-to-peer) need a slot directory")
 		}
 	} else if c.Role == "" || c.Hardware == "" {
 		return bad("an OTA receiver needs a role and a hardware (slot directory %s)", c.SlotDir)

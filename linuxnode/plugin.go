@@ -34,7 +34,8 @@ func newOTAPlugin(d *Device, now time.Time) (*otaPlugin, error) {
 	p.rcfg = ota.ReceiverConfig{
 		Role: d.cfg.Role, Hardware: d.cfg.Hardware, Store: ota.SlotStoreDir(d.store, d.cfg.SlotDir, d.log.With("component", "ota")),
 		PublicKey: d.cfg.PublicKey, RequireSigned: d.cfg.refusesUnsigned(), Root: d.cfg.Root, Restart: p.restarted,
-		Logger: d.log.With("component", "ota"),
+		PeerToPeer: d.cfg.PeerToPeer,
+		Logger:     d.log.With("component", "ota"),
 	}
 	before := d.store.State()
 	if sl := before.Pending; sl != "" && !d.installed(sl, before.Slot(sl).Image.MD5) {
@@ -97,8 +98,10 @@ func (p *otaPlugin) Tick(now time.Time) { p.rc.Tick(now) }
 func (p *otaPlugin) NextDeadline() time.Time { return p.rc.NextDeadline() }
 
 // OnEvent implements mesh.EventObserver: the first node sync of a trial
-// image is the restarted process reporting in.
+// image is the restarted process reporting in. The receiver sees every
+// event too (a peer offers its image to a neighbour that connects).
 func (p *otaPlugin) OnEvent(now time.Time, ev mesh.Event) {
+	p.rc.OnEvent(now, ev)
 	if _, ok := ev.(mesh.NewConnection); !ok || !p.trial {
 		return
 	}

@@ -67,6 +67,11 @@ type incoming struct {
 	// public key): the store checks its SHA-256 and keeps its counter.
 	manifest *firmware.Manifest
 	fetch    fetcher
+	// src is where missing chunks are asked for (sources.go).
+	src sources
+	// late: the offer came from a neighbour after the push (peers.go), so
+	// no push is coming and missing chunks are asked for at once.
+	late bool
 }
 
 // isStock reports whether the transfer runs on the stock packages (11/12).
@@ -117,6 +122,7 @@ func (r *Receiver) onChunk(now time.Time, h protocol.Header, raw []byte) error {
 	if err != nil {
 		return err
 	}
+	t.src.heard(h.From)
 	t.fetch.arrived(now, c.Index, h.Routing == protocol.RouteBroadcast)
 	t.lastChunk = now
 	r.write(now, t, c.Index, data)
@@ -184,8 +190,14 @@ func (r *Receiver) onRefuse(now time.Time, h protocol.Header, raw []byte) error 
 	if f.ID != t.id {
 		return nil
 	}
-	if push, ok := t.fetch.(*pushFetch); ok {
-		push.onRefuse(now)
+	if !t.src.refused(h.From) {
+		return nil // a candidate passed over already, or the distributor
+	}
+	switch f := t.fetch.(type) {
+	case *pushFetch:
+		f.onRefuse(now)
+	case *windowFetch:
+		f.onRefuse(now)
 	}
 	r.tickTransfer(now)
 	return nil

@@ -21,9 +21,6 @@ type pushFetch struct {
 	pushOver   bool          // End seen, or the push went idle
 	missing    map[int]*repairAsk
 	nextAsk    time.Time
-	// parentRefused: the parent does not hold the transfer; ask the
-	// distributor instead.
-	parentRefused bool
 	// repairRTT and repairVar estimate the post-push repair round trip.
 	repairRTT, repairVar time.Duration
 }
@@ -36,9 +33,16 @@ type repairAsk struct {
 	sentAt   time.Time // first ask after the push ended (RTT sample), or zero
 }
 
-func (f *pushFetch) begin(time.Time) { f.missing = map[int]*repairAsk{} }
-func (f *pushFetch) stored(i int)    { delete(f.missing, i) }
-func (f *pushFetch) discard()        { f.pushedUpTo, f.lost = 0, 0 }
+func (f *pushFetch) begin(now time.Time) {
+	f.missing = map[int]*repairAsk{}
+	f.r.pickSources(f.t)
+	if f.t.late {
+		f.pushedUpTo = f.t.offer.Chunks
+		f.ended(now)
+	}
+}
+func (f *pushFetch) stored(i int) { delete(f.missing, i) }
+func (f *pushFetch) discard()     { f.pushedUpTo, f.lost = 0, 0 }
 
 // childWaits asks for a chunk a child lacks only when the push has passed
 // it: a chunk the push has not reached yet will come with it.
@@ -125,7 +129,6 @@ func (f *pushFetch) ended(now time.Time) {
 // parent will not answer go out again at once: waiting out their
 // deadlines would cost a NeedTimeout for nothing.
 func (f *pushFetch) onRefuse(now time.Time) {
-	f.parentRefused = true
 	for _, a := range f.missing {
 		if a.asked {
 			a.asked = false
@@ -203,7 +206,11 @@ func (f *pushFetch) tick(now time.Time) {
 			inFlight++
 		}
 	}
-	parent := r.parent(t.dist)
+	if r.cfg.PeerToPeer && f.pushOver {
+		t.src.silent(now)
+	}
+	r.followParent(t)
+	parent := t.src.current(r.reachable)
 	var toParent, toDist []int
 	for _, i := range sortedKeys(f.missing) {
 		if inFlight >= r.cfg.NeedWindow {
@@ -219,7 +226,7 @@ func (f *pushFetch) tick(now time.Time) {
 		if now.Before(a.deadline) {
 			continue
 		}
-		if parent == 0 || parent == t.dist || f.parentRefused || a.tries >= parentTries {
+		if parent == 0 || a.tries >= parentTries {
 			toDist = append(toDist, i)
 		} else {
 			toParent = append(toParent, i)
@@ -233,7 +240,8 @@ func (f *pushFetch) tick(now time.Time) {
 		inFlight++
 	}
 	if len(toParent) > 0 {
-		r.sendNeed(now, t, parent, protocol.RouteNeighbour, toParent)
+		r.sendNeed(now, t, parent, r.routeTo(parent), toParent)
+		t.src.asked(now)
 	}
 	if len(toDist) > 0 {
 		r.sendNeed(now, t, t.dist, protocol.RouteSingle, toDist)

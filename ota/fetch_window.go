@@ -23,6 +23,16 @@ type windowFetch struct {
 func (f *windowFetch) begin(time.Time) {
 	f.askedUntil = map[int]time.Time{}
 	f.askedAt = map[int]time.Time{}
+	if f.r.cfg.PeerToPeer {
+		f.r.pickSources(f.t) // the nearest holders first (sources.go)
+	}
+}
+
+// onRefuse asks the next source at once for what the last one refused.
+func (f *windowFetch) onRefuse(now time.Time) {
+	for i := range f.askedUntil {
+		f.askedUntil[i] = now
+	}
 }
 
 func (f *windowFetch) stored(i int)   { delete(f.askedUntil, i) }
@@ -104,6 +114,15 @@ func (f *windowFetch) tick(now time.Time) {
 	rto := f.rto()
 	for _, i := range ask {
 		f.askedUntil[i] = now.Add(rto)
+	}
+	t.src.silent(now)
+	if r.cfg.PeerToPeer {
+		r.followParent(t)
+	}
+	if src := t.src.current(r.reachable); src != 0 {
+		r.sendNeed(now, t, src, r.routeTo(src), ask)
+		t.src.asked(now)
+		return
 	}
 	r.sendNeed(now, t, t.dist, protocol.RouteSingle, ask)
 }

@@ -57,6 +57,10 @@ type Receiver struct {
 	lastEv   Progress
 	stats    ReceiverStats
 	asked    []int // every chunk index asked for, in order (tests)
+	// newPeers are neighbours that connected, to be offered what this
+	// node serves once routable, until when (peers.go).
+	newPeers map[uint32]*peerOffer
+	peerPoll time.Time
 }
 
 // ReceiverStats count what the receiver sent, for tests and benchmarks.
@@ -243,7 +247,7 @@ func (r *Receiver) HandlePackage(now time.Time, conn mesh.ConnID, h protocol.Hea
 			}
 		}
 	case TypeOffer:
-		err = r.onOffer(now, raw)
+		err = r.onOffer(now, h, raw)
 	case TypeChunk:
 		err = r.onChunk(now, h, raw)
 	case TypeNeed:
@@ -273,7 +277,7 @@ func (r *Receiver) installedOrBlocked(md5 string, forced bool) bool {
 	return r.trial
 }
 
-func (r *Receiver) onOffer(now time.Time, raw []byte) error {
+func (r *Receiver) onOffer(now time.Time, h protocol.Header, raw []byte) error {
 	o, err := DecodeOffer(raw)
 	if err != nil {
 		return err
@@ -341,6 +345,8 @@ func (r *Receiver) onOffer(now time.Time, raw []byte) error {
 		have:     NewBitmap(o.Chunks),
 		held:     NewBitmap(o.Chunks),
 		manifest: m,
+		// A peer's offer comes hop by hop, after the push (peers.go).
+		late: h.Routing == protocol.RouteNeighbour,
 	}
 	t.fetch = r.newFetcher(t, false)
 	r.start(now, t)

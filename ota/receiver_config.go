@@ -67,6 +67,13 @@ type ReceiverConfig struct {
 	// a straggler below would otherwise fetch everything from the root.
 	// Uncompressed transfers only.
 	ServeConfirmed bool
+	// PeerToPeer makes this node a peer of the image's distribution
+	// (peers.go): it serves what ServeConfirmed serves, compressed
+	// transfers too, to any node that asks, not only its children; it
+	// offers the image it runs to a neighbour that connects; and it asks
+	// for missing chunks from the nearest node that may hold them
+	// (sources.go) before going up the path to the distributor.
+	PeerToPeer bool
 	// Restart, when set, is called after a switch or a rollback so the
 	// driver restarts the node into the other slot (a new Receiver then
 	// boots it). Nil: the receiver boots the new slot in place.

@@ -4,6 +4,7 @@ import "time"
 
 // Tick implements mesh.Plugin.
 func (r *Receiver) Tick(now time.Time) {
+	r.offerPeers(now)
 	if r.trial && !r.storeBusy { // busy: confirming or rolling back
 		// The trial ends on the store's answer, and the tick goes on
 		// from there, so its outcome goes out before what the tick sends.
@@ -78,6 +79,9 @@ func (r *Receiver) NextDeadline() time.Time {
 		at(r.trialDeadline)
 	}
 	at(r.repairs.nextDeadline())
+	if len(r.newPeers) > 0 {
+		at(r.peerPoll)
+	}
 	if p := r.pending; p != nil && p.dist != 0 {
 		at(p.retry)
 	}

@@ -126,13 +126,19 @@ func (r *Receiver) verifyFailed(now time.Time, id string) bool {
 
 // trustedSender reports whether a chunk of transfer t may come from the
 // sender of h: the distributor (pushed or answering us), or the parent
-// towards it repairing a gap hop by hop. Anyone else could only slip in
+// towards it repairing a gap hop by hop, or a node asked for them
+// (sources.go). Anyone else could only slip in
 // bytes that fail verification and cost a download.
 func (r *Receiver) trustedSender(t *incoming, h protocol.Header) bool {
 	if h.From == t.dist {
 		return true
 	}
-	return h.Routing == protocol.RouteNeighbour && h.From != 0 && h.From == r.parent(t.dist)
+	if h.Routing == protocol.RouteNeighbour && h.From != 0 && h.From == r.parent(t.dist) {
+		return true
+	}
+	// A node asked for the chunks answers as we asked: a neighbour hop by
+	// hop, anyone else routed.
+	return t.src.tried(h.From) && h.Routing == r.routeTo(h.From)
 }
 
 // parent is the neighbour on the path to id, or 0.

@@ -26,6 +26,8 @@ type childRepairs struct {
 	done *incoming
 	// offers are the latest offers heard (serveconfirmed.go).
 	offers []Offer
+	// packed is the compressed transfer made again for serving (peers.go).
+	packed *packed
 }
 
 type queued struct {
@@ -57,7 +59,10 @@ func (s *childRepairs) onNeed(now time.Time, h protocol.Header, raw []byte) erro
 		return err
 	}
 	t := r.cur
-	if t == nil || t.isStock() || t.id != n.ID || t.staged == nil {
+	// A transfer still coming in is not verified: its chunks go on hop by
+	// hop to neighbours only, as the push itself does; a node further away
+	// is served only a verified image (serveDone, serveConfirmed).
+	if t == nil || t.isStock() || t.id != n.ID || t.staged == nil || r.routeTo(n.From) != protocol.RouteNeighbour {
 		if !s.serveDone(now, n) && !s.serveConfirmed(now, n) {
 			s.refuse(now, n)
 		}
@@ -97,7 +102,7 @@ func (s *childRepairs) onNeed(now time.Time, h protocol.Header, raw []byte) erro
 }
 
 func (s *childRepairs) refuse(now time.Time, n *Need) {
-	s.send(&Refuse{From: s.r.host.ID(), Dest: n.From, Routing: int(protocol.RouteNeighbour), ID: n.ID}, 80)
+	s.send(&Refuse{From: s.r.host.ID(), Dest: n.From, Routing: int(s.r.routeTo(n.From)), ID: n.ID}, 80)
 }
 
 // read has the driver read chunks parts of t's download off the step (a
@@ -159,7 +164,7 @@ func (s *childRepairs) serve(t *incoming, child uint32, i int, data []byte) {
 			return
 		}
 	}
-	c := &Chunk{From: s.r.host.ID(), Dest: child, Routing: int(protocol.RouteNeighbour), ID: t.id, Index: i,
+	c := &Chunk{From: s.r.host.ID(), Dest: child, Routing: int(s.r.routeTo(child)), ID: t.id, Index: i,
 		Data: encodePayload(t.offer.Encoding, data)}
 	s.send(c, len(c.Data)+80)
 	s.r.stats.ChunksServed++

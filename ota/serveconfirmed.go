@@ -36,7 +36,7 @@ func (s *childRepairs) noteOffer(o Offer) {
 // (md5, and signature with a key) and confirmed. False: not its to serve.
 func (s *childRepairs) serveConfirmed(now time.Time, n *Need) bool {
 	r := s.r
-	if !r.cfg.ServeConfirmed || n.Parts == "" {
+	if !r.cfg.ServeConfirmed && !r.cfg.PeerToPeer || n.Parts == "" {
 		return false
 	}
 	k := slices.IndexFunc(s.offers, func(o Offer) bool { return o.ID == n.ID })
@@ -46,8 +46,12 @@ func (s *childRepairs) serveConfirmed(now time.Time, n *Need) bool {
 	}
 	o := s.offers[k]
 	active, confirmed := r.cfg.Store.Active()
-	if !confirmed || active != o.MD5 || o.Method != "none" || o.ChunkSize <= 0 || o.TSize != o.Size {
+	if !confirmed || active != o.MD5 || o.ChunkSize <= 0 {
 		return false
+	}
+	plain := o.Method == "none" && o.TSize == o.Size
+	if !plain && !r.cfg.PeerToPeer {
+		return false // the slot holds the decoded image (peers.go packs it again)
 	}
 	parts, err := ParseRanges(n.Parts, o.Chunks, o.Chunks)
 	if err != nil || len(parts) == 0 {
@@ -55,7 +59,13 @@ func (s *childRepairs) serveConfirmed(now time.Time, n *Need) bool {
 	}
 	t := &incoming{id: o.ID, offer: o}
 	chunks := make([][]byte, len(parts))
+	cached, used := s.packed, (*packed)(nil)
 	r.deferStore(now, func() error {
+		if !plain {
+			var err error
+			used, err = packedChunks(reader, cached, o, parts, chunks)
+			return err
+		}
 		for k, i := range parts {
 			var err error
 			if chunks[k], err = reader.ReadActive(int64(i)*int64(o.ChunkSize), o.ChunkSize); err != nil {
@@ -67,6 +77,9 @@ func (s *childRepairs) serveConfirmed(now time.Time, n *Need) bool {
 		}
 		return nil
 	}, func(now time.Time, err error) {
+		if used != nil {
+			s.packed = used
+		}
 		if err != nil {
 			s.refuse(now, n)
 			s.flush(now)

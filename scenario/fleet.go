@@ -108,6 +108,10 @@ type OTA struct {
 	// ServeConfirmed: our receivers serve their children's repair asks
 	// for the image they confirmed from the running slot.
 	ServeConfirmed bool
+	// PeerToPeer: our receivers serve the image they verified to any
+	// node, offer it to neighbours that connect, and fetch from the
+	// nearest holder first (ota.ReceiverConfig.PeerToPeer).
+	PeerToPeer bool
 }
 
 // Reporter is the devices' status reporter.
@@ -335,7 +339,8 @@ func (b *builder) devicePlugins(d *Device, now time.Time) []mesh.Plugin {
 			restart = func(now time.Time) { s.OTA.Restart(d, now) }
 		}
 		rc, err := ota.NewReceiver(ota.ReceiverConfig{Role: s.OTA.Role, Hardware: s.OTA.Hardware, Store: d.Store,
-			Seed: uint64(d.ID), Radio: s.OTA.Radio, SelfTest: selfTest, Restart: restart, ServeConfirmed: s.OTA.ServeConfirmed}, now)
+			Seed: uint64(d.ID), Radio: s.OTA.Radio, SelfTest: selfTest, Restart: restart, ServeConfirmed: s.OTA.ServeConfirmed,
+			PeerToPeer: s.OTA.PeerToPeer}, now)
 		if err != nil {
 			// Only a missing store fails, and every device has one; still, a
 			// device without a receiver beats a crashed simulation.

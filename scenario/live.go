@@ -25,6 +25,11 @@ type LiveConfig struct {
 	// Epoch is virtual time zero; the demo passes the wall clock so
 	// timestamps read naturally.
 	Epoch time.Time
+	// NoPeerToPeer has every device fetch from the root only. By default
+	// devices serve the image they verified to others and fetch from the
+	// nearest holder (ota.ReceiverConfig.PeerToPeer): they are our
+	// receivers, which check every image before they run or serve it.
+	NoPeerToPeer bool
 }
 
 // Live is a simulated fleet run in real time: every device runs the
@@ -76,7 +81,7 @@ func NewLive(lc LiveConfig, root Root, log *slog.Logger) (*Live, error) {
 		Root:         root,
 		FirstID:      firstID,
 		RandomClocks: true,
-		OTA:          OTA{Receiver: OurReceiver, Role: lc.Role, Hardware: lc.Hardware},
+		OTA:          OTA{Receiver: OurReceiver, Role: lc.Role, Hardware: lc.Hardware, PeerToPeer: !lc.NoPeerToPeer},
 		Reporter:     &Reporter{Interval: lc.ReportInterval, Firmware: lc.Firmware},
 		Logger:       log,
 	})

@@ -133,13 +133,13 @@ type rolloutRig struct {
 }
 
 func newRolloutRig(cfg RolloutBenchConfig, bad ImageBehaviour) (*rolloutRig, error) {
-	return newRig(cfg, bad, false, false)
+	return newRig(cfg, bad, false, serveNone)
 }
 
 // newRig builds the rig; inPlace boots a switched image without a reboot
 // (the receiver object, and what it holds in memory, lives on); serve
 // has receivers serve their confirmed image (ota.ReceiverConfig.ServeConfirmed).
-func newRig(cfg RolloutBenchConfig, bad ImageBehaviour, inPlace, serve bool) (*rolloutRig, error) {
+func newRig(cfg RolloutBenchConfig, bad ImageBehaviour, inPlace bool, serve serving) (*rolloutRig, error) {
 	g := &rolloutRig{cfg: cfg, byID: map[uint32]*Device{}, ranNew: map[uint32]bool{}, reports: map[string]bool{}}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x726f6c6c))
 	g.oldImg, g.newImg = make([]byte, cfg.ImageSize), make([]byte, cfg.ImageSize)
@@ -160,7 +160,8 @@ func newRig(cfg RolloutBenchConfig, bad ImageBehaviour, inPlace, serve bool) (*r
 	if inPlace {
 		spec.OTA.Restart = nil
 	}
-	spec.OTA.ServeConfirmed = serve
+	spec.OTA.ServeConfirmed = serve == serveSlot
+	spec.OTA.PeerToPeer = serve == servePeers
 	f, err := Build(spec)
 	if err != nil {
 		return nil, err

@@ -57,10 +57,26 @@ func TestBenchStragglers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range res {
+	var none, peers *StragglerResult
+	for i, r := range res {
 		t.Logf("%+v", r)
 		if r.Completed != r.Stragglers || r.RootTxBytes == 0 {
 			t.Errorf("%+v: want every straggler through, the root's bytes counted", r)
 		}
+		switch {
+		case r.Mode == "broadcast" && r.RelaysReboot && !r.ServeConfirmed && !r.PeerToPeer:
+			none = &res[i]
+		case r.Mode == "broadcast" && r.PeerToPeer:
+			peers = &res[i]
+		}
+	}
+	// Virtual time and counted bytes: deterministic for the seed. Peers
+	// offer the image as a straggler connects, so it does not wait for
+	// the next announce, and serve it, so the root does not.
+	if none == nil || peers == nil {
+		t.Fatal("no broadcast run without and with peer-to-peer")
+	}
+	if peers.RootTxBytes >= none.RootTxBytes/2 || peers.StragglerS >= none.StragglerS {
+		t.Errorf("peer-to-peer %+v: want under half the root's bytes and a faster catch-up than without %+v", peers, none)
 	}
 }

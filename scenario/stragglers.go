@@ -18,14 +18,22 @@ type StragglerResult struct {
 	// ServeConfirmed: relays serve their children from the image they
 	// confirmed, after the reboot too (peer-to-peer).
 	ServeConfirmed bool `json:"serve_confirmed"`
-	Stragglers     int  `json:"stragglers"`
+	// PeerToPeer: every updated device serves any node the image it
+	// verified and offers it to a neighbour that connects; stragglers
+	// fetch from the nearest holder.
+	PeerToPeer bool `json:"peer_to_peer"`
+	Stragglers int  `json:"stragglers"`
 	// MainS is the main push until every other device confirmed.
 	MainS float64 `json:"main_s"`
 	// RootTxBytes is what the root's radio sent while the stragglers
 	// caught up; StragglerS the time until the last of them confirmed.
-	RootTxBytes uint64  `json:"root_tx_bytes"`
-	StragglerS  float64 `json:"straggler_s"`
-	Completed   int     `json:"completed"`
+	RootTxBytes uint64 `json:"root_tx_bytes"`
+	// RootChunks is the chunks the root's distributor sent meanwhile
+	// (answers, pushes, rebroadcasts): RootTxBytes also counts the mesh's
+	// own node syncs as the stragglers join, which no serving changes.
+	RootChunks int     `json:"root_chunks"`
+	StragglerS float64 `json:"straggler_s"`
+	Completed  int     `json:"completed"`
 }
 
 // BenchStragglers measures stragglers: n leaves are away during the main
@@ -55,9 +63,11 @@ func BenchStragglers(cfg RolloutBenchConfig, n int) ([]StragglerResult, error) {
 	}
 	var out []StragglerResult
 	for _, run := range []struct {
-		mode          ota.Mode
-		reboot, serve bool
-	}{{ota.ModeBroadcast, false, false}, {ota.ModeBroadcast, true, false}, {ota.ModeBroadcast, true, true}, {ota.ModePipelined, true, false}} {
+		mode   ota.Mode
+		reboot bool
+		serve  serving
+	}{{ota.ModeBroadcast, false, serveNone}, {ota.ModeBroadcast, true, serveNone}, {ota.ModeBroadcast, true, serveSlot},
+		{ota.ModeBroadcast, true, servePeers}, {ota.ModePipelined, true, serveNone}, {ota.ModePipelined, true, servePeers}} {
 		res, err := stragglerRun(cfg, n, run.mode, run.reboot, run.serve)
 		if err != nil {
 			return out, err
@@ -67,8 +77,17 @@ func BenchStragglers(cfg RolloutBenchConfig, n int) ([]StragglerResult, error) {
 	return out, nil
 }
 
-func stragglerRun(cfg RolloutBenchConfig, n int, mode ota.Mode, reboot, serve bool) (StragglerResult, error) {
-	res := StragglerResult{Mode: string(mode), RelaysReboot: reboot, ServeConfirmed: serve}
+// serving is how updated devices serve others in a bench.
+type serving int
+
+const (
+	serveNone  serving = iota
+	serveSlot          // their children's repairs, from the running slot
+	servePeers         // peer-to-peer: anyone, from the nearest holder
+)
+
+func stragglerRun(cfg RolloutBenchConfig, n int, mode ota.Mode, reboot bool, serve serving) (StragglerResult, error) {
+	res := StragglerResult{Mode: string(mode), RelaysReboot: reboot, ServeConfirmed: serve == serveSlot, PeerToPeer: serve == servePeers}
 	g, err := newRig(cfg, ImageBehaviour{}, !reboot, serve)
 	if err != nil {
 		return res, err
@@ -107,6 +126,11 @@ func stragglerRun(cfg RolloutBenchConfig, n int, mode ota.Mode, reboot, serve bo
 	// Let the last reboots and reports settle.
 	net.RunFor(30 * time.Second)
 	before := g.fleet.Root.Stats().TxBytes
+	chunks := func() int {
+		s := g.dist.Stats()
+		return s.ChunksServed + s.ChunksPushed + s.StockServed
+	}
+	beforeChunks := chunks()
 	back := net.Now()
 	for _, d := range away {
 		g.fw.PowerOn(d)
@@ -114,6 +138,7 @@ func stragglerRun(cfg RolloutBenchConfig, n int, mode ota.Mode, reboot, serve bo
 	net.RunUntil(func() bool { return confirmed(true) == len(away) }, cfg.Limit)
 	res.StragglerS = net.Now().Sub(back).Seconds()
 	res.RootTxBytes = g.fleet.Root.Stats().TxBytes - before
+	res.RootChunks = chunks() - beforeChunks
 	res.Completed = confirmed(true)
 	return res, nil
 }

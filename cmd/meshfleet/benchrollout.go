@@ -44,7 +44,12 @@ and come back together after it: the root's radio bytes and the time until
 they confirmed, for a broadcast push whose relays keep the transfer in
 memory (they answer their children's repair asks), the same with relays
 that reboot into the image as devices do, without and with serving from
-the running slot (peer-to-peer), and a pipelined transfer.
+the running slot to their children, with peer-to-peer (every updated
+device serves any node and offers the image to a neighbour that connects;
+stragglers fetch from the nearest holder), and a pipelined transfer
+without and with peer-to-peer. root_chunks are the chunks the root's
+distributor sent meanwhile (root_tx_KB also counts the mesh's node syncs
+as the stragglers join).
 
 nested = reboots that began while a node on the same path to the root
 (an ancestor or a descendant) was rebooting.`,
@@ -105,10 +110,10 @@ nested = reboots that began while a node on the same path to the root
 			if err != nil {
 				return err
 			}
-			const srow = "%-10s %-14s %10s %7s %13s %12s %14s\n"
+			const srow = "%-10s %-14s %10s %7s %13s %12s %12s %14s\n"
 			if !asJSON {
 				fmt.Fprintf(out, "\n%d stragglers (leaves away during the main push, back together after it)\n", straggle)
-				fmt.Fprintf(out, srow, "mode", "relays", "main_s", "back", "root_tx_KB", "straggler_s", "peer")
+				fmt.Fprintf(out, srow, "mode", "relays", "main_s", "back", "root_tx_KB", "root_chunks", "straggler_s", "peer")
 			}
 			for _, r := range res {
 				if asJSON {
@@ -126,8 +131,11 @@ nested = reboots that began while a node on the same path to the root
 				if r.Mode == "pipelined" {
 					peer = "no (root)"
 				}
+				if r.PeerToPeer {
+					peer = "nearest holder"
+				}
 				fmt.Fprintf(out, srow, r.Mode, relays, fmt.Sprintf("%.1f", r.MainS), fmt.Sprintf("%d/%d", r.Completed, r.Stragglers),
-					fmt.Sprintf("%.1f", float64(r.RootTxBytes)/1e3), fmt.Sprintf("%.1f", r.StragglerS), peer)
+					fmt.Sprintf("%.1f", float64(r.RootTxBytes)/1e3), fmt.Sprint(r.RootChunks), fmt.Sprintf("%.1f", r.StragglerS), peer)
 			}
 			return nil
 		},

@@ -100,6 +100,7 @@ type otaFlags struct {
 	maxBoots                           int
 	onSwitch, onRollback               string
 	exitOnSlotChange                   bool
+	peerToPeer                         bool
 	statusInterval                     time.Duration
 }
 
@@ -115,6 +116,7 @@ func (o *otaFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&o.onRollback, "on-rollback", "", "command run after a rollback, with the restored image's slot file appended if it has one")
 	f.DurationVar(&o.hookTimeout, "hook-timeout", linuxnode.DefaultHookTimeout, "time limit of one --on-switch or --on-rollback command")
 	f.BoolVar(&o.exitOnSlotChange, "exit-on-slot-change", false, "exit (status 0) after a switch or rollback and its command, for a supervisor to restart the node")
+	f.BoolVar(&o.peerToPeer, "ota-peer-to-peer", true, "serve the confirmed image from its slot file to other nodes, offer it to neighbours that connect, fetch from the nearest holder")
 	f.DurationVar(&o.statusInterval, "status-interval", 30*time.Second, "status telemetry interval to the mesh root; 0 turns the status reporter off")
 }
 
@@ -126,7 +128,7 @@ func (o *otaFlags) config(f *pflag.FlagSet) (linuxnode.Config, error) {
 		return c, fmt.Errorf("--status-interval %s: must not be negative (0 turns the reporter off)", o.statusInterval)
 	}
 	if o.slotDir == "" {
-		for _, name := range []string{"ota-role", "ota-hardware", "ota-public-key", "ota-insecure", "confirm-timeout", "max-boots", "on-switch", "on-rollback", "hook-timeout", "exit-on-slot-change"} {
+		for _, name := range []string{"ota-role", "ota-hardware", "ota-public-key", "ota-insecure", "confirm-timeout", "max-boots", "on-switch", "on-rollback", "hook-timeout", "exit-on-slot-change", "ota-peer-to-peer"} {
 			if f.Changed(name) {
 				return c, fmt.Errorf("--%s needs --slot-dir (the OTA receiver's slot store)", name)
 			}
@@ -144,6 +146,7 @@ func (o *otaFlags) config(f *pflag.FlagSet) (linuxnode.Config, error) {
 	}
 	c.Role, c.Hardware, c.SlotDir, c.Insecure = o.role, o.hardware, o.slotDir, o.insecure
 	c.ConfirmTimeout, c.MaxBoots, c.HookTimeout = o.confirmTimeout, o.maxBoots, o.hookTimeout
+	c.PeerToPeer = o.peerToPeer
 	// Commands are split at white space and run without a shell, so
 	// nothing in them is interpreted; anything fancier belongs in a script.
 	c.OnSwitch, c.OnRollback = strings.Fields(o.onSwitch), strings.Fields(o.onRollback)

@@ -694,7 +694,7 @@ func TestNodeOTAPublicKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !dev.PublicKey.Equal(priv.Public()) || dev.StatusInterval != 0 || fmt.Sprint(dev.OnSwitch) != "[/bin/true --quiet]" {
+	if !dev.PublicKey.Equal(priv.Public()) || dev.StatusInterval != 0 || fmt.Sprint(dev.OnSwitch) != "[/bin/true --quiet]" || !dev.PeerToPeer {
 		t.Fatalf("config from flags %+v", dev)
 	}
 	dev.OnSwitch = nil
@@ -783,6 +783,7 @@ func TestNodeOTAFlagErrors(t *testing.T) {
 		{[]string{"--ota-role", "box"}, "--ota-role needs --slot-dir"},
 		{[]string{"--on-switch", "install"}, "--on-switch needs --slot-dir"},
 		{[]string{"--ota-insecure"}, "--ota-insecure needs --slot-dir"},
+		{[]string{"--ota-peer-to-peer=false"}, "--ota-peer-to-peer needs --slot-dir"},
 		{[]string{"--slot-dir", dir}, "needs --ota-role"},
 		{[]string{"--slot-dir", dir, "--ota-role", "box", "--ota-hardware", ""}, "needs --ota-role and a non-empty --ota-hardware"},
 		{[]string{"--slot-dir", dir, "--ota-role", "box", "--confirm-timeout", "0s"}, "must be positive"},

@@ -45,6 +45,7 @@ type pushOptions struct {
 	timeout                 time.Duration
 	asJSON                  bool
 	simReceiver             string
+	simPeerToPeer           bool
 }
 
 func newOTAPushCmd() *cobra.Command {
@@ -118,6 +119,7 @@ they count as installed once served the last chunk and quiet or rebooted.`,
 	f.StringVar(&o.simModel, "sim-model", "esp8266", "link model of the simulated mesh: "+strings.Join(sim.Models(), ", "))
 	f.Float64Var(&o.simLoss, "sim-loss", 0, "message loss of the simulated links")
 	f.Uint64Var(&o.seed, "seed", 1, "seed of the simulated mesh")
+	f.BoolVar(&o.simPeerToPeer, "sim-peer-to-peer", true, "our simulated receivers serve the image they verified to other nodes and fetch from the nearest holder")
 	f.StringVar(&o.simReceiver, "sim-receiver", "meshfleet", "receivers of the simulated mesh: meshfleet, or stock (the model of the stock C++ receiver)")
 	f.StringVar(&o.store, "store", "firmware", "firmware store directory (for an image id)")
 	f.UintSliceVar(&o.nodes, "nodes", nil, "only these node ids (the push ends when all confirmed); with stock-turbo every stock node of the role takes the image and the push ends when these are through")
@@ -281,7 +283,7 @@ func pushSimulated(ctx context.Context, o pushOptions, spec ota.CampaignSpec, vi
 		Layout:  scenario.Layout{Topology: sim.TopologyTree, MaxDepth: 6},
 		Root:    scenario.Root{ID: o.nodeID, Plugins: func(time.Time, uint32) []mesh.Plugin { return []mesh.Plugin{dist} }},
 		FirstID: 1000,
-		OTA:     scenario.OTA{Receiver: kind, Role: spec.Image.Role, Hardware: spec.Image.Hardware},
+		OTA:     scenario.OTA{Receiver: kind, Role: spec.Image.Role, Hardware: spec.Image.Hardware, PeerToPeer: o.simPeerToPeer},
 	})
 	if err != nil {
 		return err
