@@ -162,3 +162,25 @@ func BuildFrames(t testing.TB) string {
 	}
 	return bin
 }
+
+// BuildHeatshrink returns the path of esp/host/heatshrink.cpp built: the
+// library's heatshrink decoder alone, without painlessMesh or Boost. It
+// skips t without g++.
+func BuildHeatshrink(t testing.TB) string {
+	t.Helper()
+	esp := espDir()
+	bin, err := buildProgram("", program{
+		name:       "heatshrink",
+		dirs:       []string{filepath.Join(esp, "src", "meshfleet", "heatshrink.hpp"), filepath.Join(esp, "host", "heatshrink.cpp")},
+		includes:   []string{filepath.Join(esp, "src")},
+		units:      []string{filepath.Join(esp, "host", "heatshrink.cpp")},
+		standalone: true,
+	})
+	if isMissing(err) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
