@@ -18,6 +18,17 @@ import (
 // chunks a window at a time, writes them in order, checks the MD5 before
 // the switch and reports confirmed, so the push ends by itself.
 func TestOTAPushPipelinedToESPLibraryReceivers(t *testing.T) {
+	pushToESPLibrary(t, "pipelined", "none")
+}
+
+// With `--compress heatshrink` the receivers decompress the chunks as they
+// come (window 11, lookahead 4) straight into the writer and check the
+// MD5 of the decompressed image.
+func TestOTAPushPipelinedHeatshrinkToESPLibraryReceivers(t *testing.T) {
+	pushToESPLibrary(t, "pipelined", "heatshrink")
+}
+
+func pushToESPLibrary(t *testing.T, mode, method string) {
 	cpppeer.BuildFleetNode(t) // first: a cold build takes its own time
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -28,8 +39,8 @@ func TestOTAPushPipelinedToESPLibraryReceivers(t *testing.T) {
 	var out string
 	go func() {
 		var err error
-		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266", "--mode", "pipelined",
-			"--compress", "none", "--listen", addr, "--nodes", "221", "--nodes", "222", "--timeout", "50s")
+		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266", "--mode", mode,
+			"--compress", method, "--listen", addr, "--nodes", "221", "--nodes", "222", "--timeout", "50s")
 		pushed <- err
 	}()
 	const running = "00000000000000000000000000000000"
@@ -67,5 +78,5 @@ func TestOTAPushPipelinedToESPLibraryReceivers(t *testing.T) {
 	if !strings.Contains(out, "221") || !strings.Contains(out, "222") {
 		t.Errorf("push output does not name both nodes:\n%s", out)
 	}
-	t.Logf("%d-byte image to two ESP-library receivers (pipelined, uncompressed): push ended after %.1f s", len(img), time.Since(start).Seconds())
+	t.Logf("%d-byte image to two ESP-library receivers (%s, %s): push ended after %.1f s", len(img), mode, method, time.Since(start).Seconds())
 }

@@ -5,9 +5,9 @@
 //   MeshFleetOTA ota(mesh, userScheduler, writer);
 //   ota.begin("sensor", "ESP8266", RUNNING_MD5, [] { ESP.restart(); });
 //
-// State: kMaxChunk (4096) + about 450 bytes, fixed (sizeof(MeshFleetOTA),
-// logged by TestOTAPushPipelinedToESPLibraryReceivers: 4552 on the
-// 64-bit host).
+// State: kMaxChunk (4096) + the heatshrink window (2048) + about 490
+// bytes, fixed (sizeof(MeshFleetOTA), logged by the ESPLibrary tests of
+// cmd/meshfleet: 6632 on the 64-bit host).
 #ifndef MESHFLEET_OTA_H_
 #define MESHFLEET_OTA_H_
 
@@ -120,14 +120,18 @@ class BasicMeshFleetOTA {
       return;
     }
     if (state_ == 1 && strcmp(id, id_) == 0) return;  // taking it already
-    // The first layer takes pipelined, uncompressed, basE91 transfers
-    // that fit its chunk buffer; the stock receiver takes the rest.
-    if (strcmp(o["mode"] | "", "pipelined") != 0 || strcmp(o["method"] | "", "none") != 0 ||
+    // It takes pipelined basE91 transfers, uncompressed or heatshrink
+    // (window 11, lookahead 4), whose chunks fit its chunk buffer; the
+    // stock receiver takes the rest.
+    const char* method = o["method"] | "";
+    bool shrunk = strcmp(method, "heatshrink") == 0;
+    if (strcmp(o["mode"] | "", "pipelined") != 0 || (!shrunk && strcmp(method, "none") != 0) ||
         strcmp(o["enc"] | "", "b91") != 0)
       return;
     uint32_t cs = o["cs"].as<uint32_t>(), n = o["n"].as<uint32_t>(), size = o["size"].as<uint32_t>();
-    if (cs == 0 || cs > kMaxChunk || n == 0 || (uint64_t)cs * (n - 1) >= size || (uint64_t)cs * n < size ||
-        strlen(md5) != 32 || strlen(id) >= sizeof id_)
+    uint32_t tsize = o["tsize"].as<uint32_t>();
+    if (cs == 0 || cs > kMaxChunk || n == 0 || size == 0 || (uint64_t)cs * (n - 1) >= tsize ||
+        (uint64_t)cs * n < tsize || (!shrunk && tsize != size) || strlen(md5) != 32 || strlen(id) >= sizeof id_)
       return;
     if (!writer_.begin(size)) {
       report(from, id, "failed", 0, n, "cannot begin the update");
@@ -139,6 +143,9 @@ class BasicMeshFleetOTA {
     chunkSize_ = cs;
     total_ = n;
     size_ = size;
+    tsize_ = tsize;
+    shrunk_ = shrunk;
+    if (shrunk) unshrink_.reset();
     next_ = 0;
     state_ = 1;
     report(from, id_, "downloading", 0, n, "");
@@ -149,10 +156,25 @@ class BasicMeshFleetOTA {
     JsonObject o = in.obj;
     if (state_ != 1 || o["from"].as<uint32_t>() != distributor_ || strcmp(o["id"] | "", id_) != 0) return;
     if (o["i"].as<uint32_t>() != next_) return;  // out of order: asked again
-    uint32_t want = next_ + 1 < total_ ? chunkSize_ : size_ - chunkSize_ * (total_ - 1);
+    uint32_t want = next_ + 1 < total_ ? chunkSize_ : tsize_ - chunkSize_ * (total_ - 1);
     long got = decodeDense(o["d"] | "", chunk_, sizeof chunk_);
     if (got != (long)want) return;  // a wrong length is discarded (PROTOCOL 722)
-    if (!writer_.write(chunk_, (size_t)got)) {
+    if (shrunk_) {
+      // Decompressed straight into the writer, never past the size the
+      // Offer gave.
+      bool tooLong = false;
+      auto sink = [this, &tooLong](const uint8_t* p, size_t k) {
+        if (unshrink_.decoded() > size_) {
+          tooLong = true;
+          return false;
+        }
+        return writer_.write(p, k);
+      };
+      if (!unshrink_.feed(chunk_, (size_t)got, sink)) {
+        fail(tooLong ? "image larger than offered" : "write failed");
+        return;
+      }
+    } else if (!writer_.write(chunk_, (size_t)got)) {
       fail("write failed");
       return;
     }
@@ -168,6 +190,10 @@ class BasicMeshFleetOTA {
   void finish() {
     state_ = 2;
     report(distributor_, id_, "verifying", total_, total_, "");
+    if (shrunk_ && (!unshrink_.finish() || unshrink_.decoded() != size_)) {
+      fail("compressed stream corrupt or not the offered size");
+      return;
+    }
     if (!writer_.end(md5_)) {
       fail("md5 mismatch");
       return;
@@ -236,7 +262,11 @@ class BasicMeshFleetOTA {
   std::function<void()> restart_;
   uint8_t chunk_[kMaxChunk];
   char role_[24] = "", hardware_[16] = "", active_[33] = "", md5_[33] = "", id_[33] = "", confirmedID_[33] = "";
-  uint32_t distributor_ = 0, chunkSize_ = 0, total_ = 0, size_ = 0, next_ = 0, windowEnd_ = 0;
+  // The decoder of method heatshrink: its 2048-byte window is the
+  // decompressed image's only buffer.
+  HeatshrinkDecoder<11, 4> unshrink_;
+  uint32_t distributor_ = 0, chunkSize_ = 0, total_ = 0, size_ = 0, tsize_ = 0, next_ = 0, windowEnd_ = 0;
+  bool shrunk_ = false;
   uint32_t askedMs_ = 0, lastProgressMs_ = 0, reportMs_ = 0;
   uint8_t state_ = 0;
 };

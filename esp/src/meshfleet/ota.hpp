@@ -1,10 +1,11 @@
 // The first layer of meshfleet's OTA receiver (ota/PROTOCOL.md, types
-// 720-725): Offer, Need, Chunk and Report for the pipelined mode without
-// compression, written through an Update-like interface that verifies the
-// image's MD5 before the switch. Chunks are asked for a window at a time
-// and written in order, so the receiver holds one chunk (kMaxChunk bytes)
-// and no bitmap. Not yet: the broadcast mode (push, bitmap, NAK/repair to
-// the parent), compression (heatshrink, deflate), resume after a reboot
+// 720-725): Offer, Need, Chunk and Report for the pipelined mode,
+// uncompressed or heatshrink (decompressed as chunks come, heatshrink.hpp),
+// written through an Update-like interface that verifies the image's MD5
+// before the switch. Chunks are asked for a window at a time and written
+// in order, so the receiver holds one chunk (kMaxChunk bytes), the
+// heatshrink window and no bitmap. Not yet: the broadcast mode (push,
+// bitmap, NAK/repair to the parent), deflate, resume after a reboot
 // from flash, serving children's repairs, signed manifests, the ESP32
 // trial boot. An Offer the receiver cannot take is left to the stock
 // receiver, which the distributor also serves.
@@ -14,6 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "meshfleet/heatshrink.hpp"
 #include "painlessmesh/protocol.hpp"
 
 namespace meshfleet {
