@@ -80,3 +80,10 @@ func pushToESPLibrary(t *testing.T, mode, method string) {
 	}
 	t.Logf("%d-byte image to two ESP-library receivers (%s, %s): push ended after %.1f s", len(img), mode, method, time.Since(start).Seconds())
 }
+
+// `--mode broadcast --compress heatshrink`: the receivers take the pushed
+// chunks in order, decompress them into the writer and ask the distributor
+// for whatever a gap, the End or a silence leaves missing.
+func TestOTAPushBroadcastHeatshrinkToESPLibraryReceivers(t *testing.T) {
+	pushToESPLibrary(t, "broadcast", "heatshrink")
+}

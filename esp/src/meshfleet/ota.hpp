@@ -98,7 +98,7 @@ class ReportPackage : public painlessmesh::protocol::PackageInterface {
   uint32_t from = 0, dest = 0;
   const char* id = "";
   const char* state = "";
-  uint32_t have = 0, total = 0;
+  uint32_t have = 0, total = 0, hi = 0, lost = 0;
   const char* active = "";
   const char* err = "";
   JsonObject addTo(JsonObject&& o) const override {
@@ -110,8 +110,8 @@ class ReportPackage : public painlessmesh::protocol::PackageInterface {
     o["state"] = state;
     o["have"] = have;
     o["total"] = total;
-    o["hi"] = 0;
-    o["lost"] = 0;
+    o["hi"] = hi;
+    o["lost"] = lost;
     o["active"] = active;
     if (*err) o["err"] = err;
     return o;
