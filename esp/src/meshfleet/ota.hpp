@@ -1,11 +1,12 @@
 // The first layer of meshfleet's OTA receiver (ota/PROTOCOL.md, types
-// 720-725): Offer, Need, Chunk and Report for the pipelined mode,
-// uncompressed or heatshrink (decompressed as chunks come, heatshrink.hpp),
-// written through an Update-like interface that verifies the image's MD5
-// before the switch. Chunks are asked for a window at a time and written
-// in order, so the receiver holds one chunk (kMaxChunk bytes), the
-// heatshrink window and no bitmap. Not yet: the broadcast mode (push,
-// bitmap, NAK/repair to the parent), deflate, resume after a reboot
+// 720-725): Offer, Need, Chunk, Report and End for the pipelined and
+// broadcast modes, uncompressed or heatshrink (decompressed as chunks
+// come, heatshrink.hpp), written through an Update-like interface that
+// verifies the image's MD5 before the switch. Chunks are written in order
+// (asked for a window at a time; in broadcast mode taken from the push,
+// and after a gap asked from the distributor), so the receiver holds one
+// chunk (kMaxChunk bytes), the heatshrink window and no bitmap. Not yet:
+// asking the parent for repairs, deflate, resume after a reboot
 // from flash, serving children's repairs, signed manifests, the ESP32
 // trial boot. An Offer the receiver cannot take is left to the stock
 // receiver, which the distributor also serves.
