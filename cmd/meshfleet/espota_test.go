@@ -18,17 +18,21 @@ import (
 // chunks a window at a time, writes them in order, checks the MD5 before
 // the switch and reports confirmed, so the push ends by itself.
 func TestOTAPushPipelinedToESPLibraryReceivers(t *testing.T) {
-	pushToESPLibrary(t, "pipelined", "none")
+	pushToESPLibrary(t, "pipelined", "none", nil)
 }
 
 // With `--compress heatshrink` the receivers decompress the chunks as they
 // come (window 11, lookahead 4) straight into the writer and check the
 // MD5 of the decompressed image.
 func TestOTAPushPipelinedHeatshrinkToESPLibraryReceivers(t *testing.T) {
-	pushToESPLibrary(t, "pipelined", "heatshrink")
+	pushToESPLibrary(t, "pipelined", "heatshrink", nil)
 }
 
-func pushToESPLibrary(t *testing.T, mode, method string) {
+// pushToESPLibrary pushes an image to two ESP-library receivers, 221 next
+// to the distributor and 222 behind a C++ relay; each hides the first
+// pushed copy of the chunks in drop from its receiver. It returns the
+// chunks the receivers found dropped.
+func pushToESPLibrary(t *testing.T, mode, method string, drop []int) (dropped []cpppeer.Event) {
 	cpppeer.BuildFleetNode(t) // first: a cold build takes its own time
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -45,9 +49,9 @@ func pushToESPLibrary(t *testing.T, mode, method string) {
 	}()
 	const running = "00000000000000000000000000000000"
 	images := []string{filepath.Join(t.TempDir(), "image.bin"), filepath.Join(t.TempDir(), "image.bin")}
-	direct := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 221, Connect: addr, MD5: running, Image: images[0]})
+	direct := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 221, Connect: addr, MD5: running, Image: images[0], DropPushed: drop})
 	relay := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 220, Connect: addr, Listen: true})
-	behind := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 222, Connect: relay.Addr(), MD5: running, Image: images[1]})
+	behind := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 222, Connect: relay.Addr(), MD5: running, Image: images[1], DropPushed: drop})
 	start := time.Now()
 	var err error
 	select {
@@ -79,11 +83,31 @@ func pushToESPLibrary(t *testing.T, mode, method string) {
 		t.Errorf("push output does not name both nodes:\n%s", out)
 	}
 	t.Logf("%d-byte image to two ESP-library receivers (%s, %s): push ended after %.1f s", len(img), mode, method, time.Since(start).Seconds())
+	for _, rx := range []*cpppeer.Peer{direct, behind} {
+		for _, ev := range rx.Events() {
+			if ev.Event == "dropped" {
+				dropped = append(dropped, ev)
+			}
+		}
+	}
+	return dropped
 }
 
 // `--mode broadcast --compress heatshrink`: the receivers take the pushed
 // chunks in order, decompress them into the writer and ask the distributor
 // for whatever a gap, the End or a silence leaves missing.
 func TestOTAPushBroadcastHeatshrinkToESPLibraryReceivers(t *testing.T) {
-	pushToESPLibrary(t, "broadcast", "heatshrink")
+	pushToESPLibrary(t, "broadcast", "heatshrink", nil)
+}
+
+// Pushed chunks lost on the way (hidden from the receiver) leave a gap the
+// receiver sees at the next pushed chunk; it asks the distributor for the
+// rest and still writes exactly the image.
+func TestOTAPushBroadcastHeatshrinkToESPLibraryReceiversWithLoss(t *testing.T) {
+	dropped := pushToESPLibrary(t, "broadcast", "heatshrink", []int{3, 4, 9})
+	// The receiver that started the push saw it from chunk 0 on.
+	if len(dropped) < 3 {
+		t.Fatalf("%d pushed chunks hidden from the receivers (%+v), want at least 3: the loss path did not run", len(dropped), dropped)
+	}
+	t.Logf("%d pushed chunks lost on the way", len(dropped))
 }

@@ -102,6 +102,9 @@ type FleetConfig struct {
 	Interval int    // seconds between regular telemetry frames (default 30)
 	// Image runs the OTA receiver (MeshFleetOTA.h), writing to this file.
 	Image string
+	// DropPushed hides the first pushed copy of these chunks from the
+	// OTA receiver, as lost broadcasts (event "dropped" with the Part for each).
+	DropPushed []int
 }
 
 func (c FleetConfig) args() []string {
@@ -119,6 +122,13 @@ func (c FleetConfig) args() []string {
 	add("--fw", c.Firmware)
 	add("--md5", c.MD5)
 	add("--image", c.Image)
+	if len(c.DropPushed) > 0 {
+		var s []string
+		for _, i := range c.DropPushed {
+			s = append(s, strconv.Itoa(i))
+		}
+		args = append(args, "--drop-pushed", strings.Join(s, ","))
+	}
 	if c.Interval > 0 {
 		args = append(args, "--interval", strconv.Itoa(c.Interval))
 	}
@@ -183,4 +193,12 @@ func BuildHeatshrink(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return bin
+}
+
+// Events returns every event the program reported so far, consumed by
+// Wait or not.
+func (p *Peer) Events() []Event {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Event(nil), p.events...)
 }
