@@ -30,7 +30,8 @@ func TestOTAPushPipelinedHeatshrinkToESPLibraryReceivers(t *testing.T) {
 
 // pushToESPLibrary pushes an image to two ESP-library receivers, 221 next
 // to the distributor and 222 behind a C++ relay; each hides the first
-// pushed copy of the chunks in drop from its receiver. It returns the
+// pushed copy of the chunks in drop that comes while its receiver
+// downloads. It returns the
 // chunks the receivers found dropped.
 func pushToESPLibrary(t *testing.T, mode, method string, drop []int) (dropped []cpppeer.Event) {
 	cpppeer.BuildFleetNode(t) // first: a cold build takes its own time
@@ -84,10 +85,21 @@ func pushToESPLibrary(t *testing.T, mode, method string, drop []int) (dropped []
 	}
 	t.Logf("%d-byte image to two ESP-library receivers (%s, %s): push ended after %.1f s", len(img), mode, method, time.Since(start).Seconds())
 	for _, rx := range []*cpppeer.Peer{direct, behind} {
+		hidden, lost := 0, -1
 		for _, ev := range rx.Events() {
-			if ev.Event == "dropped" {
+			switch ev.Event {
+			case "dropped":
 				dropped = append(dropped, ev)
+				hidden++
+			case "restart":
+				lost = ev.Lost
 			}
+		}
+		// A hidden chunk is one the receiver must have found missing
+		// (the next pushed one shows the gap) and reported as lost; it
+		// also counts chunks pushed before it took the Offer.
+		if lost < hidden {
+			t.Errorf("C++ node %d: %d pushed chunks hidden, %d found lost", rx.Config.ID, hidden, lost)
 		}
 	}
 	return dropped

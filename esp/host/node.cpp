@@ -18,9 +18,10 @@
 //        [--drop-pushed I,J,...]
 //
 // With --image it runs the OTA receiver (MeshFleetOTA.h), writing the
-// image to FILE and reporting started, md5 and restart. --drop-pushed
-// hides the first pushed (routing 2) copy of these chunks from it, as a
-// lost broadcast, and reports each as "dropped".
+// image to FILE and reporting started, md5 and restart (with the pushed
+// chunks it found lost). --drop-pushed
+// hides the first pushed (routing 2) copy of these chunks that comes while
+// it downloads, as a lost broadcast, and reports each as "dropped".
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -175,11 +176,11 @@ int main(int argc, char** argv) {
       explicit Drop(JsonObject o) : obj(o) {}
       JsonObject obj;
     };
-    mesh.onPackage(meshfleet::kTypeChunk, [&dropPushed](painlessmesh::protocol::Variant& v) {
+    mesh.onPackage(meshfleet::kTypeChunk, [&dropPushed, &ota](painlessmesh::protocol::Variant& v) {
       JsonObject o = v.to<Drop>().obj;
       std::string i = "," + std::to_string(o["i"].as<unsigned>()) + ",";
       size_t at = dropPushed.find(i);
-      if (o["routing"].as<int>() == 2 && at != std::string::npos) {
+      if (ota.state() == 1 && o["routing"].as<int>() == 2 && at != std::string::npos) {
         dropPushed.erase(at, i.size() - 1);
         o["id"] = "";
         peer::emit("dropped", "\"part\":" + i.substr(1, i.size() - 2));
@@ -188,7 +189,7 @@ int main(int argc, char** argv) {
     });
   }
   if (!image.empty())
-    ota.begin(role.c_str(), "ESP8266", md5.c_str(), [&]() { peer::emit("restart"); });
+    ota.begin(role.c_str(), "ESP8266", md5.c_str(), [&]() { peer::emit("restart", "\"lost\":" + std::to_string(ota.lost())); });
 
   mesh.onChangedConnections([&mesh]() {
     peer::emit("nodes", "\"count\":" + std::to_string(mesh.getNodeList(true).size()));

@@ -84,6 +84,9 @@ class BasicMeshFleetOTA {
   uint8_t state() const { return state_; }
   uint8_t progress() const { return total_ ? (uint8_t)(100ull * next_ / total_) : 0; }
   const char* activeMD5() const { return active_; }
+  // lost is the number of pushed chunks of the current broadcast
+  // transfer found missing (the Reports' "lost").
+  uint32_t lost() const { return lost_; }
 
  private:
   struct OfferIn {

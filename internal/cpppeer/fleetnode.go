@@ -102,8 +102,9 @@ type FleetConfig struct {
 	Interval int    // seconds between regular telemetry frames (default 30)
 	// Image runs the OTA receiver (MeshFleetOTA.h), writing to this file.
 	Image string
-	// DropPushed hides the first pushed copy of these chunks from the
-	// OTA receiver, as lost broadcasts (event "dropped" with the Part for each).
+	// DropPushed hides the first pushed copy of these chunks that comes
+	// while the OTA receiver downloads, as lost broadcasts (event
+	// "dropped" with the Part for each).
 	DropPushed []int
 }
 
