@@ -18,6 +18,22 @@ import (
 // chunks a window at a time, writes them in order, checks the MD5 before
 // the switch and reports confirmed, so the push ends by itself.
 func TestOTAPushPipelinedToESPLibraryReceivers(t *testing.T) {
+	pushToESPLibrary(t, "pipelined", "none", nil)
+}
+
+// With `--compress heatshrink` the receivers decompress the chunks as they
+// come (window 11, lookahead 4) straight into the writer and check the
+// MD5 of the decompressed image.
+func TestOTAPushPipelinedHeatshrinkToESPLibraryReceivers(t *testing.T) {
+	pushToESPLibrary(t, "pipelined", "heatshrink", nil)
+}
+
+// pushToESPLibrary pushes an image to two ESP-library receivers, 221 next
+// to the distributor and 222 behind a C++ relay; each hides the first
+// pushed copy of the chunks in drop that comes while its receiver
+// downloads. It returns the
+// chunks the receivers found dropped.
+func pushToESPLibrary(t *testing.T, mode, method string, drop []int) (dropped []cpppeer.Event) {
 	cpppeer.BuildFleetNode(t) // first: a cold build takes its own time
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -28,15 +44,15 @@ func TestOTAPushPipelinedToESPLibraryReceivers(t *testing.T) {
 	var out string
 	go func() {
 		var err error
-		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266", "--mode", "pipelined",
-			"--compress", "none", "--listen", addr, "--nodes", "221", "--nodes", "222", "--timeout", "50s")
+		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266", "--mode", mode,
+			"--compress", method, "--listen", addr, "--nodes", "221", "--nodes", "222", "--timeout", "50s")
 		pushed <- err
 	}()
 	const running = "00000000000000000000000000000000"
 	images := []string{filepath.Join(t.TempDir(), "image.bin"), filepath.Join(t.TempDir(), "image.bin")}
-	direct := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 221, Connect: addr, MD5: running, Image: images[0]})
+	direct := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 221, Connect: addr, MD5: running, Image: images[0], DropPushed: drop})
 	relay := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 220, Connect: addr, Listen: true})
-	behind := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 222, Connect: relay.Addr(), MD5: running, Image: images[1]})
+	behind := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 222, Connect: relay.Addr(), MD5: running, Image: images[1], DropPushed: drop})
 	start := time.Now()
 	var err error
 	select {
@@ -67,5 +83,43 @@ func TestOTAPushPipelinedToESPLibraryReceivers(t *testing.T) {
 	if !strings.Contains(out, "221") || !strings.Contains(out, "222") {
 		t.Errorf("push output does not name both nodes:\n%s", out)
 	}
-	t.Logf("%d-byte image to two ESP-library receivers (pipelined, uncompressed): push ended after %.1f s", len(img), time.Since(start).Seconds())
+	t.Logf("%d-byte image to two ESP-library receivers (%s, %s): push ended after %.1f s", len(img), mode, method, time.Since(start).Seconds())
+	for _, rx := range []*cpppeer.Peer{direct, behind} {
+		hidden, lost := 0, -1
+		for _, ev := range rx.Events() {
+			switch ev.Event {
+			case "dropped":
+				dropped = append(dropped, ev)
+				hidden++
+			case "restart":
+				lost = ev.Lost
+			}
+		}
+		// A hidden chunk is one the receiver must have found missing
+		// (the next pushed one shows the gap) and reported as lost; it
+		// also counts chunks pushed before it took the Offer.
+		if lost < hidden {
+			t.Errorf("C++ node %d: %d pushed chunks hidden, %d found lost", rx.Config.ID, hidden, lost)
+		}
+	}
+	return dropped
+}
+
+// `--mode broadcast --compress heatshrink`: the receivers take the pushed
+// chunks in order, decompress them into the writer and ask the distributor
+// for whatever a gap, the End or a silence leaves missing.
+func TestOTAPushBroadcastHeatshrinkToESPLibraryReceivers(t *testing.T) {
+	pushToESPLibrary(t, "broadcast", "heatshrink", nil)
+}
+
+// Pushed chunks lost on the way (hidden from the receiver) leave a gap the
+// receiver sees at the next pushed chunk; it asks the distributor for the
+// rest and still writes exactly the image.
+func TestOTAPushBroadcastHeatshrinkToESPLibraryReceiversWithLoss(t *testing.T) {
+	dropped := pushToESPLibrary(t, "broadcast", "heatshrink", []int{3, 4, 9})
+	// The receiver that started the push saw it from chunk 0 on.
+	if len(dropped) < 3 {
+		t.Fatalf("%d pushed chunks hidden from the receivers (%+v), want at least 3: the loss path did not run", len(dropped), dropped)
+	}
+	t.Logf("%d pushed chunks lost on the way", len(dropped))
 }

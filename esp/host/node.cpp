@@ -15,9 +15,13 @@
 //
 //   node --id N [--listen 127.0.0.1:0] [--connect HOST:PORT] [--role R]
 //        [--fw VERSION] [--md5 HEX] [--interval S] [--image FILE]
+//        [--drop-pushed I,J,...]
 //
 // With --image it runs the OTA receiver (MeshFleetOTA.h), writing the
-// image to FILE and reporting started, md5 and restart.
+// image to FILE and reporting started, md5 and restart (with the pushed
+// chunks it found lost). --drop-pushed
+// hides the first pushed (routing 2) copy of these chunks that comes while
+// it downloads, as a lost broadcast, and reports each as "dropped".
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -123,7 +127,7 @@ void command(const std::string& line) {
 
 int main(int argc, char** argv) {
   uint32_t id = 0;
-  std::string listen, connect, role = "sensor", fw, md5, image;
+  std::string listen, connect, role = "sensor", fw, md5, image, dropPushed;
   long interval = 30;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -136,6 +140,7 @@ int main(int argc, char** argv) {
     else if (a == "--fw") fw = v;
     else if (a == "--md5") md5 = v;
     else if (a == "--image") image = v;
+    else if (a == "--drop-pushed") dropPushed = "," + v + ",";
     else if (a == "--interval") interval = std::strtol(v.c_str(), nullptr, 10);
     else usage("unknown flag " + a);
   }
@@ -164,8 +169,27 @@ int main(int argc, char** argv) {
   FileWriter writer;
   writer.path = image;
   MeshFleetOTA ota(mesh, userScheduler, writer);
+  if (!dropPushed.empty()) {
+    // Registered before the receiver's: the later callbacks see the
+    // same package, which a cleared id makes one of another transfer.
+    struct Drop {
+      explicit Drop(JsonObject o) : obj(o) {}
+      JsonObject obj;
+    };
+    mesh.onPackage(meshfleet::kTypeChunk, [&dropPushed, &ota](painlessmesh::protocol::Variant& v) {
+      JsonObject o = v.to<Drop>().obj;
+      std::string i = "," + std::to_string(o["i"].as<unsigned>()) + ",";
+      size_t at = dropPushed.find(i);
+      if (ota.state() == 1 && o["routing"].as<int>() == 2 && at != std::string::npos) {
+        dropPushed.erase(at, i.size() - 1);
+        o["id"] = "";
+        peer::emit("dropped", "\"part\":" + i.substr(1, i.size() - 2));
+      }
+      return false;
+    });
+  }
   if (!image.empty())
-    ota.begin(role.c_str(), "ESP8266", md5.c_str(), [&]() { peer::emit("restart"); });
+    ota.begin(role.c_str(), "ESP8266", md5.c_str(), [&]() { peer::emit("restart", "\"lost\":" + std::to_string(ota.lost())); });
 
   mesh.onChangedConnections([&mesh]() {
     peer::emit("nodes", "\"count\":" + std::to_string(mesh.getNodeList(true).size()));

@@ -5,9 +5,9 @@
 //   MeshFleetOTA ota(mesh, userScheduler, writer);
 //   ota.begin("sensor", "ESP8266", RUNNING_MD5, [] { ESP.restart(); });
 //
-// State: kMaxChunk (4096) + about 450 bytes, fixed (sizeof(MeshFleetOTA),
-// logged by TestOTAPushPipelinedToESPLibraryReceivers: 4552 on the
-// 64-bit host).
+// State: kMaxChunk (4096) + the heatshrink window (2048) + about 500
+// bytes, fixed (sizeof(MeshFleetOTA), logged by the ESPLibrary tests of
+// cmd/meshfleet: 6640 on the 64-bit host).
 #ifndef MESHFLEET_OTA_H_
 #define MESHFLEET_OTA_H_
 
@@ -70,6 +70,10 @@ class BasicMeshFleetOTA {
       onChunk(v.to<ChunkIn>());
       return false;
     });
+    mesh_.onPackage(kTypeEnd, [this](Variant& v) {
+      onEnd(v.to<ChunkIn>());
+      return false;
+    });
     tick_.set(200, TASK_FOREVER, [this]() { tick(); });
     scheduler_.addTask(tick_);
     tick_.enable();
@@ -80,6 +84,9 @@ class BasicMeshFleetOTA {
   uint8_t state() const { return state_; }
   uint8_t progress() const { return total_ ? (uint8_t)(100ull * next_ / total_) : 0; }
   const char* activeMD5() const { return active_; }
+  // lost is the number of pushed chunks of the current broadcast
+  // transfer found missing (the Reports' "lost").
+  uint32_t lost() const { return lost_; }
 
  private:
   struct OfferIn {
@@ -120,14 +127,20 @@ class BasicMeshFleetOTA {
       return;
     }
     if (state_ == 1 && strcmp(id, id_) == 0) return;  // taking it already
-    // The first layer takes pipelined, uncompressed, basE91 transfers
-    // that fit its chunk buffer; the stock receiver takes the rest.
-    if (strcmp(o["mode"] | "", "pipelined") != 0 || strcmp(o["method"] | "", "none") != 0 ||
+    // It takes pipelined and broadcast basE91 transfers, uncompressed or
+    // heatshrink (window 11, lookahead 4), whose chunks fit its chunk
+    // buffer; the stock receiver takes the rest.
+    const char* method = o["method"] | "";
+    const char* mode = o["mode"] | "";
+    bool shrunk = strcmp(method, "heatshrink") == 0;
+    bool pushed = strcmp(mode, "broadcast") == 0;
+    if ((!pushed && strcmp(mode, "pipelined") != 0) || (!shrunk && strcmp(method, "none") != 0) ||
         strcmp(o["enc"] | "", "b91") != 0)
       return;
     uint32_t cs = o["cs"].as<uint32_t>(), n = o["n"].as<uint32_t>(), size = o["size"].as<uint32_t>();
-    if (cs == 0 || cs > kMaxChunk || n == 0 || (uint64_t)cs * (n - 1) >= size || (uint64_t)cs * n < size ||
-        strlen(md5) != 32 || strlen(id) >= sizeof id_)
+    uint32_t tsize = o["tsize"].as<uint32_t>();
+    if (cs == 0 || cs > kMaxChunk || n == 0 || size == 0 || (uint64_t)cs * (n - 1) >= tsize ||
+        (uint64_t)cs * n < tsize || (!shrunk && tsize != size) || strlen(md5) != 32 || strlen(id) >= sizeof id_)
       return;
     if (!writer_.begin(size)) {
       report(from, id, "failed", 0, n, "cannot begin the update");
@@ -139,20 +152,57 @@ class BasicMeshFleetOTA {
     chunkSize_ = cs;
     total_ = n;
     size_ = size;
-    next_ = 0;
+    tsize_ = tsize;
+    shrunk_ = shrunk;
+    if (shrunk) unshrink_.reset();
+    pushed_ = pushed;
+    next_ = hi_ = lost_ = 0;
+    windowEnd_ = 0;
+    asking_ = false;
     state_ = 1;
+    // In broadcast mode this Report starts the push; asks come only
+    // after a gap, End or silence.
     report(from, id_, "downloading", 0, n, "");
-    askWindow();
+    lastProgressMs_ = askedMs_ = now32();
+    if (!pushed) askWindow();
   }
 
   void onChunk(const ChunkIn& in) {
     JsonObject o = in.obj;
     if (state_ != 1 || o["from"].as<uint32_t>() != distributor_ || strcmp(o["id"] | "", id_) != 0) return;
-    if (o["i"].as<uint32_t>() != next_) return;  // out of order: asked again
-    uint32_t want = next_ + 1 < total_ ? chunkSize_ : size_ - chunkSize_ * (total_ - 1);
+    uint32_t i = o["i"].as<uint32_t>();
+    if (pushed_ && o["routing"].as<int>() == 2 && i < total_) {
+      if (i + 1 > hi_) {
+        // Links are FIFO: a pushed chunk past the highest seen means
+        // the ones between were lost.
+        if (i > hi_) lost_ += i - hi_;
+        hi_ = i + 1;
+      }
+      // Chunks are written in order (the writer and the decompressor
+      // need them so), so one past a gap is dropped and the gap and
+      // what follows are asked for, a window at a time.
+      if (i > next_ && !asking_) askWindow();
+    }
+    if (i != next_) return;  // out of order: asked again
+    uint32_t want = next_ + 1 < total_ ? chunkSize_ : tsize_ - chunkSize_ * (total_ - 1);
     long got = decodeDense(o["d"] | "", chunk_, sizeof chunk_);
     if (got != (long)want) return;  // a wrong length is discarded (PROTOCOL 722)
-    if (!writer_.write(chunk_, (size_t)got)) {
+    if (shrunk_) {
+      // Decompressed straight into the writer, never past the size the
+      // Offer gave.
+      bool tooLong = false;
+      auto sink = [this, &tooLong](const uint8_t* p, size_t k) {
+        if (unshrink_.decoded() > size_) {
+          tooLong = true;
+          return false;
+        }
+        return writer_.write(p, k);
+      };
+      if (!unshrink_.feed(chunk_, (size_t)got, sink)) {
+        fail(tooLong ? "image larger than offered" : "write failed");
+        return;
+      }
+    } else if (!writer_.write(chunk_, (size_t)got)) {
       fail("write failed");
       return;
     }
@@ -160,14 +210,25 @@ class BasicMeshFleetOTA {
     lastProgressMs_ = now32();
     if (next_ == total_) {
       finish();
-    } else if (next_ > windowEnd_) {
+    } else if ((!pushed_ || asking_) && next_ > windowEnd_) {
       askWindow();
     }
+  }
+
+  // onEnd: the push is over; whatever is missing is asked for.
+  void onEnd(const ChunkIn& in) {
+    JsonObject o = in.obj;
+    if (state_ != 1 || !pushed_ || o["from"].as<uint32_t>() != distributor_ || strcmp(o["id"] | "", id_) != 0) return;
+    if (!asking_) askWindow();
   }
 
   void finish() {
     state_ = 2;
     report(distributor_, id_, "verifying", total_, total_, "");
+    if (shrunk_ && (!unshrink_.finish() || unshrink_.decoded() != size_)) {
+      fail("compressed stream corrupt or not the offered size");
+      return;
+    }
     if (!writer_.end(md5_)) {
       fail("md5 mismatch");
       return;
@@ -193,6 +254,7 @@ class BasicMeshFleetOTA {
   }
 
   void askWindow() {
+    asking_ = true;
     windowEnd_ = next_ + kOTAWindow - 1;
     if (windowEnd_ >= total_) windowEnd_ = total_ - 1;
     char parts[24];
@@ -210,8 +272,11 @@ class BasicMeshFleetOTA {
   void tick() {
     if (state_ != 1) return;
     uint32_t now = now32();
-    // A lost ask or chunk: ask again from the first missing one.
-    if (now - lastProgressMs_ >= 1000 && now - askedMs_ >= 1000) askWindow();
+    // A lost ask or chunk: ask again from the first missing one. A
+    // broadcast receiver that never asked waits out four push gaps (at
+    // most 6 s) before it asks: the push or its End may still come.
+    uint32_t quiet = pushed_ && !asking_ ? 6000 : 1000;
+    if (now - lastProgressMs_ >= quiet && now - askedMs_ >= 1000) askWindow();
     if (now - reportMs_ >= 10000) report(distributor_, id_, "downloading", next_, total_, "");
   }
 
@@ -223,6 +288,8 @@ class BasicMeshFleetOTA {
     p.state = state;
     p.have = have;
     p.total = total;
+    p.hi = hi_;
+    p.lost = lost_;
     p.active = active_;
     p.err = err;
     mesh_.sendPackage(&p);
@@ -236,7 +303,13 @@ class BasicMeshFleetOTA {
   std::function<void()> restart_;
   uint8_t chunk_[kMaxChunk];
   char role_[24] = "", hardware_[16] = "", active_[33] = "", md5_[33] = "", id_[33] = "", confirmedID_[33] = "";
-  uint32_t distributor_ = 0, chunkSize_ = 0, total_ = 0, size_ = 0, next_ = 0, windowEnd_ = 0;
+  // The decoder of method heatshrink: its 2048-byte window is the
+  // decompressed image's only buffer.
+  HeatshrinkDecoder<11, 4> unshrink_;
+  uint32_t distributor_ = 0, chunkSize_ = 0, total_ = 0, size_ = 0, tsize_ = 0, next_ = 0, windowEnd_ = 0;
+  uint32_t hi_ = 0, lost_ = 0;  // highest pushed index seen + 1, pushed chunks missed
+  bool shrunk_ = false, pushed_ = false;
+  bool asking_ = false;  // broadcast: a gap was found, chunks are asked for
   uint32_t askedMs_ = 0, lastProgressMs_ = 0, reportMs_ = 0;
   uint8_t state_ = 0;
 };

@@ -353,6 +353,7 @@ type Event struct {
 	MD5   string `json:"md5"`   // md5: of the written bytes; offered: of the image
 	From  uint32 `json:"from"`  // request: the requester named in it
 	Parts int    `json:"parts"` // offered
+	Lost  int    `json:"lost"`  // restart of a fleet node: pushed chunks it found lost
 	// Text is an error line of the C++ logger ("ERROR: " cut off), e.g.
 	// "OTA: Did not receive the requested data." when the OTA request
 	// task gave up.

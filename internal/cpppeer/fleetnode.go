@@ -102,6 +102,10 @@ type FleetConfig struct {
 	Interval int    // seconds between regular telemetry frames (default 30)
 	// Image runs the OTA receiver (MeshFleetOTA.h), writing to this file.
 	Image string
+	// DropPushed hides the first pushed copy of these chunks that comes
+	// while the OTA receiver downloads, as lost broadcasts (event
+	// "dropped" with the Part for each).
+	DropPushed []int
 }
 
 func (c FleetConfig) args() []string {
@@ -119,6 +123,13 @@ func (c FleetConfig) args() []string {
 	add("--fw", c.Firmware)
 	add("--md5", c.MD5)
 	add("--image", c.Image)
+	if len(c.DropPushed) > 0 {
+		var s []string
+		for _, i := range c.DropPushed {
+			s = append(s, strconv.Itoa(i))
+		}
+		args = append(args, "--drop-pushed", strings.Join(s, ","))
+	}
 	if c.Interval > 0 {
 		args = append(args, "--interval", strconv.Itoa(c.Interval))
 	}
@@ -161,4 +172,34 @@ func BuildFrames(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return bin
+}
+
+// BuildHeatshrink returns the path of esp/host/heatshrink.cpp built: the
+// library's heatshrink decoder alone, without painlessMesh or Boost. It
+// skips t without g++.
+func BuildHeatshrink(t testing.TB) string {
+	t.Helper()
+	esp := espDir()
+	bin, err := buildProgram("", program{
+		name:       "heatshrink",
+		dirs:       []string{filepath.Join(esp, "src", "meshfleet", "heatshrink.hpp"), filepath.Join(esp, "host", "heatshrink.cpp")},
+		includes:   []string{filepath.Join(esp, "src")},
+		units:      []string{filepath.Join(esp, "host", "heatshrink.cpp")},
+		standalone: true,
+	})
+	if isMissing(err) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// Events returns every event the program reported so far, consumed by
+// Wait or not.
+func (p *Peer) Events() []Event {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Event(nil), p.events...)
 }

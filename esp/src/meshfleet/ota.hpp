@@ -1,10 +1,12 @@
 // The first layer of meshfleet's OTA receiver (ota/PROTOCOL.md, types
-// 720-725): Offer, Need, Chunk and Report for the pipelined mode without
-// compression, written through an Update-like interface that verifies the
-// image's MD5 before the switch. Chunks are asked for a window at a time
-// and written in order, so the receiver holds one chunk (kMaxChunk bytes)
-// and no bitmap. Not yet: the broadcast mode (push, bitmap, NAK/repair to
-// the parent), compression (heatshrink, deflate), resume after a reboot
+// 720-725): Offer, Need, Chunk, Report and End for the pipelined and
+// broadcast modes, uncompressed or heatshrink (decompressed as chunks
+// come, heatshrink.hpp), written through an Update-like interface that
+// verifies the image's MD5 before the switch. Chunks are written in order
+// (asked for a window at a time; in broadcast mode taken from the push,
+// and after a gap asked from the distributor), so the receiver holds one
+// chunk (kMaxChunk bytes), the heatshrink window and no bitmap. Not yet:
+// asking the parent for repairs, deflate, resume after a reboot
 // from flash, serving children's repairs, signed manifests, the ESP32
 // trial boot. An Offer the receiver cannot take is left to the stock
 // receiver, which the distributor also serves.
@@ -14,6 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "meshfleet/heatshrink.hpp"
 #include "painlessmesh/protocol.hpp"
 
 namespace meshfleet {
@@ -96,7 +99,7 @@ class ReportPackage : public painlessmesh::protocol::PackageInterface {
   uint32_t from = 0, dest = 0;
   const char* id = "";
   const char* state = "";
-  uint32_t have = 0, total = 0;
+  uint32_t have = 0, total = 0, hi = 0, lost = 0;
   const char* active = "";
   const char* err = "";
   JsonObject addTo(JsonObject&& o) const override {
@@ -108,8 +111,8 @@ class ReportPackage : public painlessmesh::protocol::PackageInterface {
     o["state"] = state;
     o["have"] = have;
     o["total"] = total;
-    o["hi"] = 0;
-    o["lost"] = 0;
+    o["hi"] = hi;
+    o["lost"] = lost;
     o["active"] = active;
     if (*err) o["err"] = err;
     return o;
