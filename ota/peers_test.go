@@ -17,13 +17,7 @@ func peerProbe(t *testing.T) *repairProbe {
 	t.Helper()
 	p := newRepairProbe(t)
 	p.rebooted(false)
-	r, err := NewReceiver(ReceiverConfig{Role: "r", Hardware: "h", Store: p.r.cfg.Store, Seed: 1, PeerToPeer: true,
-		SelfTest: func(string) bool { return true }}, p.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Attach(p.h)
-	p.r = r
+	p.usePeerReceiver(t, p.r.cfg.Store, func(string) bool { return true })
 	return p
 }
 
@@ -38,6 +32,43 @@ func (p *repairProbe) offerOf(t *testing.T, id string, m compress.Method) (*Offe
 	return &Offer{From: probeDist, Routing: int(protocol.RouteBroadcast), ID: id, MD5: md5hex(p.img), Role: "r", Hardware: "h",
 		Size: int64(len(p.img)), Mode: string(ModeBroadcast), Method: string(m), TSize: int64(len(data)), TMD5: md5hex(data),
 		ChunkSize: cs, Chunks: (len(data) + cs - 1) / cs, Encoding: EncDense}, data
+}
+
+// usePeerReceiver gives the probe's node a new receiver with PeerToPeer
+// on store, as after a restart.
+func (p *repairProbe) usePeerReceiver(t *testing.T, store Store, selfTest func(string) bool) {
+	t.Helper()
+	r, err := NewReceiver(ReceiverConfig{Role: "r", Hardware: "h", Store: store, Seed: 1, PeerToPeer: true, SelfTest: selfTest}, p.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Attach(p.h)
+	p.r = r
+}
+
+// offeredByPeer hands the node the probe image's offer as a peer sends
+// it: hop by hop, to this node.
+func (p *repairProbe) offeredByPeer(t *testing.T) {
+	t.Helper()
+	o, _ := p.offerOf(t, probeID, compress.None)
+	o.Routing = int(protocol.RouteNeighbour)
+	p.recv(&offerTo{Offer: *o, dest: 10})
+}
+
+// allAsked fails t unless the node, within 500 ms, asks and asks only want.
+func (p *repairProbe) allAsked(t *testing.T, want uint32) {
+	t.Helper()
+	p.h.sent = nil
+	p.advance(500 * time.Millisecond)
+	needs := p.h.take(TypeNeed)
+	if len(needs) == 0 {
+		t.Fatal("nothing asked")
+	}
+	for _, raw := range needs {
+		if n, _ := DecodeNeed(raw); n.Dest != want {
+			t.Fatalf("asked %d, want %d", n.Dest, want)
+		}
+	}
 }
 
 // A peer serves a compressed transfer of the image it runs: it packs the
@@ -101,12 +132,7 @@ func TestPeerServesOnlyTheVerifiedImage(t *testing.T) {
 		trial.push(i)
 	}
 	store := trial.r.cfg.Store
-	r, err := NewReceiver(ReceiverConfig{Role: "r", Hardware: "h", Store: store, Seed: 1, PeerToPeer: true}, trial.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Attach(trial.h)
-	trial.r = r
+	trial.usePeerReceiver(t, store, nil)
 	if _, confirmed := store.Active(); confirmed {
 		t.Fatal("the trial image is confirmed already")
 	}
@@ -170,25 +196,9 @@ func TestPeerOffersToAConnectingNeighbour(t *testing.T) {
 // distributor's next announce, were most of a straggler's time.
 func TestLateOfferIsFetchedAtOnce(t *testing.T) {
 	p := newRepairProbe(t)
-	r, err := NewReceiver(ReceiverConfig{Role: "r", Hardware: "h", Store: NewMemoryStore(""), Seed: 1, PeerToPeer: true}, p.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Attach(p.h)
-	p.r = r
-	o, _ := p.offerOf(t, probeID, compress.None)
-	o.Routing = int(protocol.RouteNeighbour)
-	p.recv(&offerTo{Offer: *o, dest: 10})
-	p.h.sent = nil
-	p.advance(500 * time.Millisecond)
-	needs := p.h.take(TypeNeed)
-	if len(needs) == 0 {
-		t.Fatal("no ask within 500 ms of a peer's offer")
-	}
-	n, _ := DecodeNeed(needs[0])
-	if n.Dest != probeParent {
-		t.Fatalf("asked %d first, want the parent %d (nearest)", n.Dest, probeParent)
-	}
+	p.usePeerReceiver(t, NewMemoryStore(""), nil)
+	p.offeredByPeer(t)
+	p.allAsked(t, probeParent) // the nearest
 }
 
 // The nearest nodes come first, those on the path to the distributor
@@ -224,27 +234,10 @@ func TestPeerSourcesPickedAgainOnceTheLayoutIsKnown(t *testing.T) {
 	p := newRepairProbe(t)
 	layout := p.h.tree
 	p.h.tree = protocol.NodeTree{NodeID: 10}
-	r, err := NewReceiver(ReceiverConfig{Role: "r", Hardware: "h", Store: NewMemoryStore(""), Seed: 1, PeerToPeer: true}, p.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Attach(p.h)
-	p.r = r
-	o, _ := p.offerOf(t, probeID, compress.None)
-	o.Routing = int(protocol.RouteNeighbour)
-	p.recv(&offerTo{Offer: *o, dest: 10})
+	p.usePeerReceiver(t, NewMemoryStore(""), nil)
+	p.offeredByPeer(t)
 	p.h.tree = layout
-	p.h.sent = nil
-	p.advance(500 * time.Millisecond)
-	needs := p.h.take(TypeNeed)
-	if len(needs) == 0 {
-		t.Fatal("nothing asked")
-	}
-	for _, raw := range needs {
-		if n, _ := DecodeNeed(raw); n.Dest != probeParent {
-			t.Fatalf("asked %d, want the parent %d", n.Dest, probeParent)
-		}
-	}
+	p.allAsked(t, probeParent)
 }
 
 // Without PeerToPeer the one source is the parent the node has now: a
@@ -255,17 +248,7 @@ func TestRepairSourceFollowsTheParent(t *testing.T) {
 	p.recv(&End{From: probeDist, Routing: int(protocol.RouteBroadcast), ID: probeID, Sent: len(p.data)})
 	const other = 6
 	p.h.tree = protocol.NodeTree{NodeID: 10, Subs: []protocol.NodeTree{{NodeID: other, Subs: []protocol.NodeTree{{NodeID: probeDist}}}}}
-	p.h.sent = nil
-	p.advance(500 * time.Millisecond)
-	needs := p.h.take(TypeNeed)
-	if len(needs) == 0 {
-		t.Fatal("nothing asked")
-	}
-	for _, raw := range needs {
-		if n, _ := DecodeNeed(raw); n.Dest != other {
-			t.Fatalf("asked %d, want the new parent %d", n.Dest, other)
-		}
-	}
+	p.allAsked(t, other) // the new parent
 }
 
 // A peer fetch moves on from a candidate that refuses, one that leaves
@@ -278,15 +261,8 @@ func TestPeerFetchFallsBack(t *testing.T) {
 		{NodeID: probeParent, Subs: []protocol.NodeTree{{NodeID: 4, Subs: []protocol.NodeTree{{NodeID: probeDist}}}}},
 		{NodeID: 30},
 	}}
-	r, err := NewReceiver(ReceiverConfig{Role: "r", Hardware: "h", Store: NewMemoryStore(""), Seed: 1, PeerToPeer: true}, p.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Attach(p.h)
-	p.r = r
-	o, _ := p.offerOf(t, probeID, compress.None)
-	o.Routing = int(protocol.RouteNeighbour)
-	p.recv(&offerTo{Offer: *o, dest: 10})
+	p.usePeerReceiver(t, NewMemoryStore(""), nil)
+	p.offeredByPeer(t)
 	asked := func() (uint32, protocol.Routing) {
 		t.Helper()
 		p.advance(500 * time.Millisecond)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -89,23 +90,43 @@ func TestOTAPushStockToCppReceiver(t *testing.T) {
 // installed (estimated): each receiver rebooted after its good image and
 // came back to the mesh, which is what tells the distributor it installed.
 func TestOTAPushStockToCppReceiversEnds(t *testing.T) {
+	pushToCppReceiversEnds(t, "stock", 210)
+}
+
+// The same with --mode stock-turbo: every stock node of the role takes
+// the image, and --nodes names the nodes the push waits for. A receiver
+// in broadcast mode sends nothing; its reboot after the last chunk went
+// out is what shows it installed.
+func TestOTAPushStockTurboToCppReceiversEnds(t *testing.T) {
+	pushToCppReceiversEnds(t, "stock-turbo", 220)
+}
+
+// pushToCppReceiversEnds pushes a 50 KB image in mode to two C++
+// receivers, base+1 linked to the push and base+2 behind the C++ relay
+// base, and checks that the push ends with both images exact and both
+// nodes shown installed (estimated).
+func pushToCppReceiversEnds(t *testing.T, mode string, base uint32) {
 	cpppeer.Build(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	p, img := writeImage(t, 50_000)
 	addr := freeLoopbackAddr(t)
+	directID, behindID := base+1, base+2
 
 	pushed := make(chan error, 1)
 	var out string
 	go func() {
 		var err error
-		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266", "--mode", "stock",
-			"--listen", addr, "--nodes", "211", "--nodes", "212", "--json", "--timeout", "40s")
+		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266", "--mode", mode,
+			"--listen", addr, "--nodes", fmt.Sprint(directID), "--nodes", fmt.Sprint(behindID), "--json", "--timeout", "40s")
 		pushed <- err
 	}()
-	direct := cpppeer.Start(ctx, t, cpppeer.Config{ID: 211, Connect: addr, Role: "sensor", Image: filepath.Join(t.TempDir(), "image.bin"), Restart: "reboot", ProgressEvery: 50})
-	relay := cpppeer.Start(ctx, t, cpppeer.Config{ID: 210, Connect: addr, Listen: true})
-	behind := cpppeer.Start(ctx, t, cpppeer.Config{ID: 212, Connect: relay.Addr(), Role: "sensor", Image: filepath.Join(t.TempDir(), "image.bin"), Restart: "reboot", ProgressEvery: 50})
+	receiver := func(id uint32, connect string) cpppeer.Config {
+		return cpppeer.Config{ID: id, Connect: connect, Role: "sensor", Image: filepath.Join(t.TempDir(), "image.bin"), Restart: "reboot", ProgressEvery: 50}
+	}
+	direct := cpppeer.Start(ctx, t, receiver(directID, addr))
+	relay := cpppeer.Start(ctx, t, cpppeer.Config{ID: base, Connect: addr, Listen: true})
+	behind := cpppeer.Start(ctx, t, receiver(behindID, relay.Addr()))
 	start := time.Now()
 	var err error
 	select {
@@ -135,10 +156,10 @@ func TestOTAPushStockToCppReceiversEnds(t *testing.T) {
 			installed[ev.Node] = true
 		}
 	}
-	if !installed[211] || !installed[212] || len(installed) != 2 {
-		t.Fatalf("nodes shown installed (estimated): %v, want 211 and 212\n%s", installed, out)
+	if !installed[directID] || !installed[behindID] || len(installed) != 2 {
+		t.Fatalf("nodes shown installed (estimated): %v, want %d and %d\n%s", installed, directID, behindID, out)
 	}
-	t.Logf("push to two C++ receivers ended after %.1f s", time.Since(start).Seconds())
+	t.Logf("%s push to two C++ receivers ended after %.1f s", mode, time.Since(start).Seconds())
 }
 
 // freeLoopbackAddr is a loopback address nothing listens on right now.
