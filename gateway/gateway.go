@@ -78,6 +78,10 @@ type Gateway struct {
 	// tcpBackoff is RunTCP's reconnection schedule; the zero value is the
 	// stock one (1 s doubling to 8 s). Tests shorten it.
 	tcpBackoff tcp.Backoff
+	// historyReopen is the first wait before a history database that
+	// could not be opened is tried again (0: historyReopenFirst). Tests
+	// shorten it.
+	historyReopen time.Duration
 
 	// Addresses actually bound (":0" in the config picks a free port);
 	// set before Ready is closed.
