@@ -396,7 +396,9 @@ func (g *Gateway) httpServer() (*http.Server, net.Listener, error) {
 	mux := http.NewServeMux()
 	stopStreams := make(chan struct{})
 	api := rest.Handler(g, rest.Config{Token: g.cfg.HTTP.Token, MaxUploadSize: g.cfg.Firmware.MaxUploadSize,
-		MaxConcurrentUploads: g.cfg.Firmware.MaxConcurrentUploads, Logger: g.log, Stream: rest.StreamConfig{Stop: stopStreams}})
+		MaxConcurrentUploads: g.cfg.Firmware.MaxConcurrentUploads, Logger: g.log, Stream: rest.StreamConfig{
+			MaxClients: g.cfg.HTTP.Stream.MaxClients, Interval: g.cfg.HTTP.Stream.Interval.D(), WriteTimeout: g.cfg.HTTP.Stream.WriteTimeout.D(),
+			Stop: stopStreams}})
 	mux.Handle("/api/", api)
 	mux.Handle("/healthz", api)
 	mux.Handle("/", web.Handler()) // the dashboard; its data comes from /api/ with the token
