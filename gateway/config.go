@@ -104,6 +104,15 @@ type HTTPConfig struct {
 	// insecure; metrics_auth unset means "when beyond loopback with a token".
 	Insecure    bool  `yaml:"insecure"`
 	MetricsAuth *bool `yaml:"metrics_auth"`
+	// Stream bounds GET /api/v1/stream, the dashboard's live feed.
+	Stream StreamConfig `yaml:"stream"`
+}
+
+// StreamConfig bounds the event stream (integrations/rest.StreamConfig).
+type StreamConfig struct {
+	MaxClients   int      `yaml:"max_clients"`   // streams open at once; more get 503
+	Interval     Duration `yaml:"interval"`      // summary and changed nodes this often
+	WriteTimeout Duration `yaml:"write_timeout"` // a client taking no event this long is dropped
 }
 
 // FirmwareConfig locates the firmware store and the signing keys.
@@ -208,7 +217,8 @@ func DefaultConfig() Config {
 			HomeAssistant:   HomeAssistantConfig{Prefix: "homeassistant"},
 			Uploads:         MQTTUploads{PerClient: 2, IdleTimeout: Duration(60 * time.Second)},
 		},
-		HTTP:     HTTPConfig{Listen: "127.0.0.1:8080", Metrics: true},
+		HTTP: HTTPConfig{Listen: "127.0.0.1:8080", Metrics: true,
+			Stream: StreamConfig{MaxClients: 16, Interval: Duration(2 * time.Second), WriteTimeout: Duration(10 * time.Second)}},
 		Firmware: FirmwareConfig{Dir: "firmware", MaxUploadSize: 16 << 20, MaxConcurrentUploads: 2, MaxStoreSize: 1 << 30},
 		OTA: OTAConfig{
 			ChunkSize:        1024,
@@ -652,6 +662,15 @@ func (c Config) Validate() error {
 		if err := checkHostPort(c.HTTP.Listen); err != nil {
 			return bad("http.listen", "%v", err)
 		}
+	}
+	if st := c.HTTP.Stream; st.MaxClients < 1 || st.MaxClients > 1024 {
+		return bad("http.stream.max_clients", "must be between 1 and 1024, got %d", st.MaxClients)
+	}
+	if d := c.HTTP.Stream.Interval.D(); d < 100*time.Millisecond || d > time.Minute {
+		return bad("http.stream.interval", "must be between 100ms and 1m, got %s", d)
+	}
+	if d := c.HTTP.Stream.WriteTimeout.D(); d < time.Second || d > 5*time.Minute {
+		return bad("http.stream.write_timeout", "must be between 1s and 5m, got %s", d)
 	}
 	if err := c.validateSecurity(); err != nil {
 		return err

@@ -409,3 +409,62 @@ func TestDashboardMapLarge(t *testing.T) {
 		t.Fatalf("coloured by firmware the map has %d colours, want 3 (three versions)", n)
 	}
 }
+
+// TestDashboardRollouts drives progressive rollouts from the OTA page: a
+// rollout started from the form reaches the gateway with the plan the form
+// describes and is aborted from the page; a rollout that waits for
+// approval after its canary is shown so and approved from the page, and
+// the page follows it to the end.
+func TestDashboardRollouts(t *testing.T) {
+	browser := newBrowser(t)
+	const devices = 4
+	ctx, g := startReadyGateway(t, devices)
+	waitDevicesOnline(t, ctx, g, devices)
+	img := uploadREST(t, g, "sensor", "ESP32", "2.0.0", compress.FirmwareLike(8<<10, 32))
+	base := "http://" + g.HTTPAddr + "/"
+
+	browse(t, browser, "open firmware and OTA", chromedp.Navigate(base+"#/ota"))
+	waitJS(t, browser, "the image offered for a rollout", `document.querySelectorAll("#ro-image option").length === 1`, 10*time.Second)
+	waitJS(t, browser, "no rollouts yet", `document.querySelector("#rollouts").textContent.includes("No rollouts yet")`, 10*time.Second)
+	browse(t, browser, "a wave that is neither a count nor a percent",
+		chromedp.SetValue(chromedp.CSS("#ro-waves"), "1,half"), chromedp.Click(chromedp.CSS("#ro-start")))
+	waitJS(t, browser, "the bad wave named", `!document.querySelector("#toast").hidden && document.querySelector("#toast").textContent.includes('"half"')`, 5*time.Second)
+	if rs, err := g.ListRollouts(ctx); err != nil || len(rs) != 0 {
+		t.Fatalf("rollouts after a refused form: %+v (%v)", rs, err)
+	}
+	browse(t, browser, "start a rollout from the form",
+		chromedp.SetValue(chromedp.CSS("#ro-waves"), "1,100%"), chromedp.SetValue(chromedp.CSS("#ro-soak"), "2s"),
+		chromedp.Click(chromedp.CSS("#ro-approval")), chromedp.Click(chromedp.CSS("#ro-start")))
+	waitJS(t, browser, "the rollout in the page", `document.querySelector("#rollouts-table tr[data-rollout]") !== null`, 10*time.Second)
+	id := evalJS[string](t, browser, `document.querySelector("#rollouts-table tr[data-rollout]").dataset.rollout`)
+	r, err := g.GetRollout(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.Spec.Plan
+	if len(p.Waves) != 2 || p.Waves[0].Count != 1 || p.Waves[1].Percent != 100 || p.Soak != 2*time.Second || !p.Approval || p.Policy != "stop" || r.Spec.Image.MD5 != img.MD5 {
+		t.Fatalf("the gateway has the rollout as %+v, want waves 1 and 100%%, soak 2s, approval, policy stop", r.Spec)
+	}
+	evalJS[chromedp.Void](t, browser, `window.confirm = () => true`)
+	row := fmt.Sprintf(`#rollouts-table tr[data-rollout=%q]`, id)
+	clickJS(t, browser, "abort it", row+` button[data-act=abort]`)
+	waitJS(t, browser, "aborted in the page", fmt.Sprintf(`document.querySelector(%q).dataset.state === "aborted"`, row), 10*time.Second)
+	if r, err := g.GetRollout(ctx, id); err != nil || r.State != "aborted" {
+		t.Fatalf("the gateway has the rollout as %s (%v), want aborted", r.State, err)
+	}
+
+	// Started by a script; approved from the page.
+	w := watchRollouts(ctx, g)
+	if code, _, body := startRolloutREST(t, g, `{"id":"gated","image":"`+img.ID+`","plan":{"waves":[{"count":1},{"percent":100}],"approval":true,"soak":"2s","gates":{"baseline_samples":1}}}`); code != http.StatusCreated {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	w.waitState(t, ctx, "gated", "awaiting_approval")
+	row = `#rollouts-table tr[data-rollout="gated"]`
+	waitJS(t, browser, "awaiting approval in the page", fmt.Sprintf(`(document.querySelector(%q)||{dataset:{}}).dataset.state === "awaiting_approval"`, row), 10*time.Second)
+	clickJS(t, browser, "approve the next wave", row+` button[data-act=approve]`)
+	waitJS(t, browser, "completed in the page", fmt.Sprintf(`(document.querySelector(%q)||{dataset:{}}).dataset.state === "completed"`, row), 45*time.Second)
+	if r, err := g.GetRollout(ctx, "gated"); err != nil || r.State != "completed" || r.Count["passed"]+r.Count["skipped"] != devices {
+		t.Fatalf("the gateway has the rollout as %s %v (%v), want completed on every device", r.State, r.Count, err)
+	}
+	screenshot(t, browser, "rollouts")
+}

@@ -78,6 +78,10 @@ type Gateway struct {
 	// tcpBackoff is RunTCP's reconnection schedule; the zero value is the
 	// stock one (1 s doubling to 8 s). Tests shorten it.
 	tcpBackoff tcp.Backoff
+	// historyReopen is the first wait before a history database that
+	// could not be opened is tried again (0: historyReopenFirst). Tests
+	// shorten it.
+	historyReopen time.Duration
 
 	// Addresses actually bound (":0" in the config picks a free port);
 	// set before Ready is closed.
@@ -392,7 +396,9 @@ func (g *Gateway) httpServer() (*http.Server, net.Listener, error) {
 	mux := http.NewServeMux()
 	stopStreams := make(chan struct{})
 	api := rest.Handler(g, rest.Config{Token: g.cfg.HTTP.Token, MaxUploadSize: g.cfg.Firmware.MaxUploadSize,
-		MaxConcurrentUploads: g.cfg.Firmware.MaxConcurrentUploads, Logger: g.log, Stream: rest.StreamConfig{Stop: stopStreams}})
+		MaxConcurrentUploads: g.cfg.Firmware.MaxConcurrentUploads, Logger: g.log, Stream: rest.StreamConfig{
+			MaxClients: g.cfg.HTTP.Stream.MaxClients, Interval: g.cfg.HTTP.Stream.Interval.D(), WriteTimeout: g.cfg.HTTP.Stream.WriteTimeout.D(),
+			Stop: stopStreams}})
 	mux.Handle("/api/", api)
 	mux.Handle("/healthz", api)
 	mux.Handle("/", web.Handler()) // the dashboard; its data comes from /api/ with the token

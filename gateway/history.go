@@ -67,38 +67,115 @@ type historyState struct {
 	store atomic.Pointer[history.Store]
 	mu    sync.Mutex
 	err   error // why store is nil
-	now   atomic.Int64
+	// closed stops a reopen that succeeds after the gateway stopped.
+	closed bool
+	// stopReopen ends the reopening goroutine; reopening ends with it.
+	stopReopen context.CancelFunc
+	reopening  sync.WaitGroup
+	reopened   chan struct{} // closed when a reopen succeeds
+	now        atomic.Int64
 }
+
+// History reopen schedule: a database that could not be opened (locked
+// by another program, moved away after corruption) is tried again, so
+// the operator's fix takes effect without restarting the gateway.
+const (
+	historyReopenFirst = 10 * time.Second
+	historyReopenMax   = 5 * time.Minute
+)
 
 // openHistory opens the database for Run. A database that cannot be used
 // leaves the history off with the reason, logged and answered by the
-// history routes (503); the gateway serves its live state all the same.
+// history routes (503), and is tried again on a backoff until it opens;
+// the gateway serves its live state all the same.
 func (g *Gateway) openHistory() {
 	h := &g.hist
+	h.mu.Lock()
+	h.closed = false
+	h.mu.Unlock()
 	if !g.cfg.History.Enabled {
 		h.setErr(fmt.Errorf("%w: off in the config (history.enabled: false)", fleet.ErrHistoryUnavailable))
 		return
 	}
-	path := filepath.Join(g.cfg.StateDir, historyFile)
-	s, err := history.Open(path, history.Options{
+	err := g.tryOpenHistory()
+	if err == nil {
+		return
+	}
+	first := g.historyReopen
+	if first <= 0 {
+		first = historyReopenFirst
+	}
+	g.log.Error("history off; live data is served as usual", "err", err, "retry_in", first,
+		"fix", "move the file away (a new one is created) or stop the program holding it; the gateway tries again by itself")
+	ctx, cancel := context.WithCancel(context.Background())
+	h.stopReopen = cancel
+	h.reopened = make(chan struct{})
+	h.reopening.Add(1)
+	go func() {
+		defer h.reopening.Done()
+		g.reopenHistory(ctx, first)
+	}()
+}
+
+// tryOpenHistory opens the database once; the error is also kept for the
+// history routes.
+func (g *Gateway) tryOpenHistory() error {
+	h := &g.hist
+	s, err := history.Open(filepath.Join(g.cfg.StateDir, historyFile), history.Options{
 		RawRetention: g.cfg.History.RawRetention.D(), RollupRetention: g.cfg.History.RollupRetention.D(),
 		QueueSize: g.cfg.History.QueueSize, Logger: g.log.With("component", "history"),
 	})
 	if err != nil {
-		g.log.Error("history off; live data is served as usual", "err", err,
-			"fix", "move the file away (a new one is created) or stop the program holding it, then restart the gateway")
 		h.setErr(err)
-		return
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return s.Close()
 	}
 	h.store.Store(s)
+	return nil
+}
+
+// reopenHistory tries the database again, waiting first and then twice
+// as long each time up to historyReopenMax, until it opens or ctx ends.
+func (g *Gateway) reopenHistory(ctx context.Context, wait time.Duration) {
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		err := g.tryOpenHistory()
+		if err == nil {
+			g.log.Info("history on again")
+			close(g.hist.reopened)
+			return
+		}
+		wait = min(2*wait, historyReopenMax)
+		g.log.Warn("history still off", "err", err, "retry_in", wait)
+	}
 }
 
 func (g *Gateway) closeHistory() {
-	if s := g.hist.store.Swap(nil); s != nil {
+	h := &g.hist
+	if h.stopReopen != nil {
+		h.stopReopen()
+		h.reopening.Wait()
+		h.stopReopen = nil
+	}
+	h.mu.Lock()
+	h.closed = true
+	s := h.store.Swap(nil)
+	h.mu.Unlock()
+	if s != nil {
 		if err := s.Close(); err != nil {
 			g.log.Warn("closing history", "err", err)
 		}
-		g.hist.setErr(fmt.Errorf("%w: the gateway is not running", fleet.ErrHistoryUnavailable))
+		h.setErr(fmt.Errorf("%w: the gateway is not running", fleet.ErrHistoryUnavailable))
 	}
 }
 

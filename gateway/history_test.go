@@ -258,3 +258,46 @@ func TestGatewayHistoryRebootsAndLayout(t *testing.T) {
 		})
 	})
 }
+
+// A database locked by another program when the gateway starts is opened
+// once the lock goes, without a restart.
+func TestGatewayHistoryReopensAfterTheLockGoes(t *testing.T) {
+	cfg := testConfig(t)
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite", "file:"+filepath.Join(cfg.StateDir, historyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	other.SetMaxOpenConns(1)
+	if _, err := other.Exec(`CREATE TABLE x (y); BEGIN EXCLUSIVE; INSERT INTO x VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.historyReopen = 20 * time.Millisecond
+	g.openHistory()
+	defer g.closeHistory()
+	if _, err := g.hist.open(); err == nil || !strings.Contains(err.Error(), "database is locked") {
+		t.Fatalf("history with the file locked: %v, want database is locked", err)
+	}
+	if _, err := other.Exec(`COMMIT`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-g.hist.reopened:
+	case <-time.After(20 * time.Second):
+		t.Fatal("history still off 20 s after the lock went")
+	}
+	if _, err := g.hist.open(); err != nil {
+		t.Fatalf("history after the reopen: %v", err)
+	}
+	g.closeHistory()
+	if _, err := g.hist.open(); err == nil {
+		t.Fatal("history open after the gateway closed it")
+	}
+}

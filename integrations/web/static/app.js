@@ -11,6 +11,7 @@ const state = {
   nodes: new Map(), // node_id -> node document
   alerts: new Map(), // alert_id -> alert (active and recently cleared)
   campaigns: new Map(), // id -> campaign
+  rollouts: new Map(), // id -> rollout (null: this gateway runs none)
   images: [],
   topology: null,
   live: false,
@@ -229,6 +230,9 @@ function onEvent(name, d) {
     case "campaign":
       state.campaigns.set(d.id, d);
       break;
+    case "rollout":
+      if (state.rollouts) state.rollouts.set(d.id, Object.assign(state.rollouts.get(d.id) || {}, d));
+      break;
     case "progress": {
       const c = state.campaigns.get(d.campaign);
       if (c) {
@@ -281,8 +285,8 @@ async function refreshCampaigns() {
 }
 
 async function refreshAll() {
-  const [summary, nodes, alerts, campaigns] = await Promise.all([
-    api("api/v1/summary"), api("api/v1/nodes"), api("api/v1/alerts?all=1"), api("api/v1/ota"),
+  const [summary, nodes, alerts, campaigns, rollouts] = await Promise.all([
+    api("api/v1/summary"), api("api/v1/nodes"), api("api/v1/alerts?all=1"), api("api/v1/ota"), optional("api/v1/rollouts"),
   ]);
   state.summary = summary;
   state.summaryAt = Date.now();
@@ -294,6 +298,15 @@ async function refreshAll() {
   for (const a of alerts) if (a.state !== "cleared") state.alerts.set(a.alert_id, a);
   state.campaigns.clear();
   for (const c of campaigns) state.campaigns.set(c.id, c);
+  state.rollouts = rollouts ? new Map(rollouts.map(r => [r.id, r])) : null;
+}
+
+async function refreshRollouts() {
+  try {
+    const rs = await optional("api/v1/rollouts");
+    state.rollouts = rs ? new Map(rs.map(r => [r.id, r])) : null;
+    changed("rollout");
+  } catch (e) { /* shown by the caller's view */ }
 }
 
 // ---------- router ----------
@@ -455,6 +468,40 @@ function campaignButtons(c) {
   if (c.state === "running") h += '<button type="button" class="ctl" data-act="pause" data-id="' + esc(c.id) + '">Pause</button> ';
   if (c.state === "paused") h += '<button type="button" class="ctl" data-act="resume" data-id="' + esc(c.id) + '">Resume</button> ';
   if (isRunning(c)) h += '<button type="button" class="ctl danger" data-act="abort" data-id="' + esc(c.id) + '">Abort</button>';
+  return h;
+}
+
+const rolloutEnded = ["completed", "failed", "aborted", "superseded"];
+
+// rolloutWaves writes a plan's waves as the CLI's --waves does.
+function rolloutWaves(r) {
+  const p = (r.spec && r.spec.plan) || {};
+  if (p.exponential) return p.exponential.start + " ×" + p.exponential.factor;
+  if (!p.waves || !p.waves.length) return "one wave";
+  return p.waves.map(w => w.percent ? w.percent + "%" : String(w.count)).join(", ");
+}
+
+function rolloutsTable(rs) {
+  rs = rs.slice().reverse(); // the gateway lists the oldest first
+  let h = "<table id=\"rollouts-table\"><thead><tr><th>Rollout</th><th>Image</th><th>Waves</th><th>State</th><th class=num>Wave</th><th>Nodes</th><th>Reason</th><th></th></tr></thead><tbody>";
+  for (const r of rs) {
+    const img = (r.spec && r.spec.image) || {};
+    const count = Object.entries(r.count || {}).filter(([, n]) => n > 0).map(([st, n]) => pill(st) + " " + n).join(" ");
+    const ev = r.event ? r.event.kind + (r.event.reason ? ": " + r.event.reason : "") : "";
+    h += '<tr data-rollout="' + esc(r.id) + '" data-state="' + esc(r.state) + '" data-wave="' + (r.wave || 0) + '"><td>' + esc(r.id) + "</td><td>" +
+      esc((img.role || "") + " " + (img.hardware || "") + " " + (img.version || (img.md5 || "").slice(0, 8))) + "</td><td>" + esc(rolloutWaves(r)) + "</td><td>" + pill(r.state) +
+      '</td><td class="num">' + (rolloutEnded.includes(r.state) ? "–" : ((r.wave || 0) + 1) + " / " + (r.waves || 0)) + "</td><td>" + count + "</td><td>" + esc(r.reason || ev) + "</td><td>" + rolloutButtons(r) + "</td></tr>";
+  }
+  return h + "</tbody></table>";
+}
+
+function rolloutButtons(r) {
+  const b = (act, label, cls) => '<button type="button" class="ro-ctl' + (cls ? " " + cls : "") + '" data-act="' + act + '" data-id="' + esc(r.id) + '">' + label + "</button> ";
+  let h = "";
+  if (r.state === "awaiting_approval") h += b("approve", "Approve next wave", "primary");
+  if (r.state === "running" || r.state === "waiting") h += b("pause", "Pause");
+  if (r.state === "paused") h += b("resume", "Resume");
+  if (!rolloutEnded.includes(r.state) && r.state !== "stopping") h += b("abort", "Abort", "danger") + b("abort-rollback", "Abort and roll back", "danger");
   return h;
 }
 
@@ -1074,14 +1121,33 @@ function otaPage() {
         "</form></div></div>" +
         '<div class="panel"><h2>Images</h2><div id="images"></div></div>' +
         '<div class="panel"><h2>Campaigns</h2><div id="campaigns"></div></div>' +
+        '<div class="panel" id="rollouts-panel"><h2>Progressive rollouts</h2><form id="ro-form" class="toolbar">' +
+        '<label for="ro-image">Image</label><select id="ro-image" required></select>' +
+        '<label for="ro-waves">Waves</label><input id="ro-waves" placeholder="e.g. 1,25%,100% (empty: one wave)" size="22">' +
+        '<label for="ro-soak">Soak</label><input id="ro-soak" placeholder="e.g. 2m" size="6">' +
+        '<label for="ro-tags">Tags</label><input id="ro-tags" placeholder="any of, comma separated" size="18">' +
+        '<label for="ro-policy">On failure</label><select id="ro-policy"><option value="stop">stop</option><option value="rollback">roll back</option></select>' +
+        '<label><input id="ro-approval" type="checkbox"> approve each wave</label>' +
+        '<button class="primary" type="submit" id="ro-start">Start rollout</button></form><div id="rollouts"></div></div>' +
         '<div class="panel" id="campaign-nodes-panel" hidden><h2 id="campaign-nodes-title"></h2><div id="campaign-nodes" class="scroll"></div></div>';
       $("#upload-form").addEventListener("submit", upload);
       $("#start-form").addEventListener("submit", ev => { ev.preventDefault(); startCampaign(false); });
       $("#st-outdated").addEventListener("click", () => startCampaign(true));
+      $("#ro-form").addEventListener("submit", ev => { ev.preventDefault(); startRollout(); });
       el.addEventListener("click", async ev => {
         const b = ev.target.closest("button");
         if (!b) return;
-        if (b.classList.contains("ctl")) {
+        if (b.classList.contains("ro-ctl")) {
+          const rollback = b.dataset.act === "abort-rollback";
+          const act = rollback ? "abort" : b.dataset.act;
+          if (act === "abort" && !confirm((rollback ? "Abort rollout " + b.dataset.id + " and roll its updated nodes back?" : "Abort rollout " + b.dataset.id + "?"))) return;
+          try {
+            const r = await api("api/v1/rollouts/" + encodeURIComponent(b.dataset.id) + "/" + act,
+              act === "abort" ? { method: "POST", json: { reason: "aborted from the dashboard", rollback } } : { method: "POST" });
+            if (state.rollouts) state.rollouts.set(r.id, r);
+            changed("rollout");
+          } catch (e) { toast(act + ": " + e.message, true); }
+        } else if (b.classList.contains("ctl")) {
           try {
             const c = await api("api/v1/ota/" + encodeURIComponent(b.dataset.id) + "/" + b.dataset.act, { method: "POST" });
             state.campaigns.set(c.id, c);
@@ -1099,8 +1165,14 @@ function otaPage() {
         }
       });
       refreshImages();
+      refreshRollouts();
     },
     update() {
+      $("#rollouts-panel").hidden = !state.rollouts;
+      if (state.rollouts) {
+        const rs = Array.from(state.rollouts.values());
+        $("#rollouts").innerHTML = rs.length ? rolloutsTable(rs) : '<div class="empty">No rollouts yet.</div>';
+      }
       const cs = Array.from(state.campaigns.values());
       $("#campaigns").innerHTML = cs.length ? campaignsTable(cs, true) : '<div class="empty">No campaigns yet.</div>';
       if (!shown) {
@@ -1128,8 +1200,12 @@ function otaPage() {
     if (!sel) return;
     const cur = sel.value;
     const imgs = state.images.slice().sort((a, b) => Date.parse(b.added) - Date.parse(a.added));
-    sel.innerHTML = imgs.map(i => '<option value="' + esc(i.id) + '">' + esc(i.role + " " + i.hardware + " " + i.version) + "</option>").join("");
+    const options = imgs.map(i => '<option value="' + esc(i.id) + '">' + esc(i.role + " " + i.hardware + " " + i.version) + "</option>").join("");
+    sel.innerHTML = options;
     if (cur && imgs.some(i => i.id === cur)) sel.value = cur;
+    const roSel = $("#ro-image"), roCur = roSel.value;
+    roSel.innerHTML = options;
+    if (roCur && imgs.some(i => i.id === roCur)) roSel.value = roCur;
     $("#images").innerHTML = table(["Image", "Role", "Hardware", "Version", "Size", "MD5", "Signed", "Added", ""], imgs.map(i =>
       [esc(i.id), esc(i.role), esc(i.hardware), esc(i.version), { num: fmtBytes(i.size) }, "<code>" + esc(i.md5.slice(0, 8)) + "</code>", i.signed ? "yes" : "no", esc(fmtAgo(i.added)),
         '<button type="button" class="rm-image danger" data-id="' + esc(i.id) + '">Remove</button>']), { empty: "No images stored. Upload one." });
@@ -1146,6 +1222,33 @@ function otaPage() {
       await refreshImages();
       $("#st-image").value = img.id;
     } catch (e) { toast("Upload refused: " + e.message, true); }
+  }
+
+  // startRollout asks for what `meshfleet rollout start` asks for with
+  // --image, --waves, --soak, --tags, --policy and --approval.
+  async function startRollout() {
+    const req = { image: $("#ro-image").value, targets: {}, plan: { policy: $("#ro-policy").value } };
+    if (!req.image) { toast("Upload an image first.", true); return; }
+    const waves = $("#ro-waves").value.split(",").map(s => s.trim()).filter(Boolean);
+    req.plan.waves = [];
+    for (const w of waves) {
+      const pct = w.endsWith("%");
+      const v = Number(pct ? w.slice(0, -1) : w);
+      if (!(v > 0) || (!pct && !Number.isInteger(v))) { toast("Waves: " + JSON.stringify(w) + " is neither a count nor a percent like 25%.", true); return; }
+      req.plan.waves.push(pct ? { percent: v } : { count: v });
+    }
+    if (!req.plan.waves.length) delete req.plan.waves;
+    const soak = $("#ro-soak").value.trim();
+    if (soak) req.plan.soak = soak;
+    if ($("#ro-approval").checked) req.plan.approval = true;
+    const tags = $("#ro-tags").value.split(",").map(s => s.trim()).filter(Boolean);
+    if (tags.length) req.targets.tags = tags;
+    try {
+      const r = await api("api/v1/rollouts", { method: "POST", json: req });
+      if (state.rollouts) state.rollouts.set(r.id, r);
+      toast("Rollout " + r.id + " started.");
+      changed("rollout");
+    } catch (e) { toast("Rollout not started: " + e.message, true); }
   }
 
   async function startCampaign(outdated) {
