@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshfleet/meshfleet/compress"
 	"github.com/meshfleet/meshfleet/sim"
 )
 
@@ -108,5 +109,36 @@ func TestRollbackReportedOnceToItsCampaign(t *testing.T) {
 		if ev.Campaign == "d" && ev.Node == 101 && ev.Progress.State == StateRolledBack {
 			t.Fatalf("campaign d shows node 101 rolled back: %+v", ev.Progress)
 		}
+	}
+}
+
+// A node that runs a campaign's image already answers its offers with
+// "confirmed", and answers again at the next announce when the answer
+// may have been lost, but not every offer of a burst.
+func TestRunningNodeConfirmsAgainAtTheNextAnnounce(t *testing.T) {
+	p := peerProbe(t)
+	o, _ := p.offerOf(t, "c-new", compress.None)
+	confirmed := func() int {
+		n := 0
+		for _, raw := range p.h.take(TypeReport) {
+			if rep, err := DecodeReport(raw); err == nil && rep.ID == "c-new" && rep.State == string(StateConfirmed) {
+				n++
+			}
+		}
+		return n
+	}
+	p.recv(o)
+	if n := confirmed(); n != 1 {
+		t.Fatalf("first offer: %d confirmed reports, want 1", n)
+	}
+	p.advance(time.Second)
+	p.recv(o)
+	if n := confirmed(); n != 0 {
+		t.Fatalf("an offer 1 s later: %d confirmed reports, want 0", n)
+	}
+	p.advance(60 * time.Second) // the distributor's next announce: the first answer may be lost
+	p.recv(o)
+	if n := confirmed(); n != 1 {
+		t.Fatalf("the next announce: %d confirmed reports, want 1", n)
 	}
 }

@@ -42,7 +42,10 @@ type Receiver struct {
 	trialDeadline time.Time
 	selfTestAt    time.Time
 	pending       *outcome // a trial's outcome not yet delivered
-	reportedIDs   map[string]bool
+	// confirmedAt is when the node last told a campaign (by id) that it
+	// runs the campaign's image: told again at most every confirmedRepeat,
+	// so a lost answer does not leave the campaign waiting for ever.
+	confirmedAt map[string]time.Time
 	rolledBack    string // md5 that rolled back this boot or the last
 
 	// trialOrigin is where the running trial image came from, when known.
@@ -88,7 +91,7 @@ func NewReceiver(cfg ReceiverConfig, now time.Time) (*Receiver, error) {
 		failed:      map[string]*failures{},
 		offered:     map[string]string{},
 		refused:     map[string]string{},
-		reportedIDs: map[string]bool{},
+		confirmedAt: map[string]time.Time{},
 	}
 	r.repairs = childRepairs{r: r, pace: pacer{radio: cfg.Radio}}
 	r.rng = rand.New(rand.NewPCG(cfg.Seed, 0x6f7461))
@@ -277,6 +280,32 @@ func (r *Receiver) installedOrBlocked(md5 string, forced bool) bool {
 	return r.trial
 }
 
+// confirmedRepeat is how often at most a node answers the offers of one
+// campaign whose image it runs; the distributor offers every
+// AnnounceInterval (60 s), so a lost answer costs about a minute.
+const confirmedRepeat = 50 * time.Second
+
+// maxConfirmedIDs bounds the campaigns confirmedAt remembers.
+const maxConfirmedIDs = 32
+
+func (r *Receiver) confirmDue(id string, now time.Time) bool {
+	at, ok := r.confirmedAt[id]
+	return !ok || now.Sub(at) >= confirmedRepeat
+}
+
+func (r *Receiver) noteConfirmed(id string, now time.Time) {
+	if _, ok := r.confirmedAt[id]; !ok && len(r.confirmedAt) >= maxConfirmedIDs {
+		oldest := ""
+		for k, at := range r.confirmedAt {
+			if oldest == "" || at.Before(r.confirmedAt[oldest]) {
+				oldest = k
+			}
+		}
+		delete(r.confirmedAt, oldest)
+	}
+	r.confirmedAt[id] = now
+}
+
 func (r *Receiver) onOffer(now time.Time, h protocol.Header, raw []byte) error {
 	o, err := DecodeOffer(raw)
 	if err != nil {
@@ -307,14 +336,14 @@ func (r *Receiver) onOffer(now time.Time, h protocol.Header, raw []byte) error {
 		// another image is never reported to another campaign.
 		p.rep.ID, p.dist, p.retry = o.ID, o.From, time.Time{}
 		if State(p.rep.State) == StateConfirmed {
-			r.reportedIDs[o.ID] = true
+			r.noteConfirmed(o.ID, now)
 		}
 		r.deliver(now)
 	}
 	if r.installedOrBlocked(o.MD5, o.Forced) {
 		active, _ := r.cfg.Store.Active()
-		if active == o.MD5 && !r.reportedIDs[o.ID] && !r.trial {
-			r.reportedIDs[o.ID] = true
+		if active == o.MD5 && !r.trial && r.confirmDue(o.ID, now) {
+			r.noteConfirmed(o.ID, now)
 			r.sendReport(now, o.From, &Report{ID: o.ID, State: string(StateConfirmed), Active: active})
 		}
 		return nil
