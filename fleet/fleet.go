@@ -207,6 +207,15 @@ type Event struct {
 	Alert    *Alert    `json:"alert,omitempty"`
 	Campaign *Campaign `json:"campaign,omitempty"`
 	Rollout  *Rollout  `json:"rollout,omitempty"`
+	// Registry: an operator changed a node's registry entry (name, tags,
+	// notes) or forgot the node; its documents are to be published again.
+	Registry *RegistryChange `json:"registry,omitempty"`
+}
+
+// RegistryChange is the node whose registry entry changed.
+type RegistryChange struct {
+	NodeID    uint32 `json:"node_id"`
+	Forgotten bool   `json:"forgotten,omitempty"`
 }
 
 // Errors a Service returns; integrations map them to responses

@@ -174,6 +174,7 @@ func (g *Gateway) UpdateNode(ctx context.Context, id uint32, p fleet.NodePatch) 
 	if perr != nil {
 		return fleet.Node{}, perr
 	}
+	g.fan.publish(fleet.Event{Registry: &fleet.RegistryChange{NodeID: id}})
 	// Done: its result is read even if ctx ends meanwhile (do bounds it).
 	return g.Node(context.WithoutCancel(ctx), id)
 }
@@ -205,6 +206,9 @@ func (g *Gateway) ForgetNode(ctx context.Context, id uint32, force bool) error {
 		g.registry.reg.Forget(id)
 	}); err != nil {
 		return err
+	}
+	if ferr == nil {
+		g.fan.publish(fleet.Event{Registry: &fleet.RegistryChange{NodeID: id, Forgotten: true}})
 	}
 	return ferr
 }

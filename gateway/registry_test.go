@@ -384,3 +384,31 @@ func TestQueuedCampaignSurvivesARestart(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// A registry change reaches MQTT at once, not at the next publish
+// interval (an hour here): the renamed node's document, then the
+// forgotten node's cleared one.
+func TestRegistryChangePublishedAtOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := testConfig(t)
+	cfg.MQTT.PublishInterval = Duration(time.Hour)
+	const devices = 2
+	g, sm, done := startSimGateway(t, ctx, cfg, devices)
+	defer func() { cancel(); <-done }()
+	waitReady(t, ctx, g, done)
+	waitDevicesOnline(t, ctx, g, devices)
+	rec, _ := observe(t, ctx, brokerURL(g), "observer")
+	id := lastDevice(cfg, devices)
+	topic := fmt.Sprintf("mf/status/node/%d", id)
+	rec.waitFor(t, ctx, topic, nil)
+	if code, body := call(t, "PATCH", fmt.Sprintf("http://%s/api/v1/nodes/%d", g.HTTPAddr, id), "application/json", []byte(`{"name":"Pump house"}`)); code != http.StatusOK {
+		t.Fatalf("PATCH: %d %s", code, body)
+	}
+	rec.waitFor(t, ctx, topic, func(p []byte) bool { return strings.Contains(string(p), `"name":"Pump house"`) })
+	crashDevice(t, ctx, sm, id)
+	if code, body := call(t, "DELETE", fmt.Sprintf("http://%s/api/v1/nodes/%d?force=1", g.HTTPAddr, id), "", nil); code != http.StatusNoContent && code != http.StatusOK {
+		t.Fatalf("DELETE: %d %s", code, body)
+	}
+	rec.waitFor(t, ctx, topic, func(p []byte) bool { return len(p) == 0 })
+}

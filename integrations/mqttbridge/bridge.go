@@ -595,6 +595,11 @@ func (b *Bridge) handleEvent(ctx context.Context, ev fleet.Event) {
 	case ev.Alert != nil && b.cfg.Alerts:
 		// Alerts are published as they change, not only every interval.
 		b.publishAlerts(ctx)
+	case ev.Registry != nil:
+		// A name, tags or a forgotten node show at once (node documents,
+		// Home Assistant), not at the next interval. Operators make these
+		// changes by hand, so a whole cycle each is cheap.
+		b.PublishAll(ctx)
 	}
 }
 
