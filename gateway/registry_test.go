@@ -98,6 +98,9 @@ func TestRegistryOnASimulatedMesh(t *testing.T) {
 	rec.waitFor(t, ctx, "mf/status/nodes", nodesWhere(first, func(n fleet.Node) bool { return n.Name == "Pump house" && n.Notes == "behind the barn" }))
 	rec.waitFor(t, ctx, fmt.Sprintf("mf/status/node/%d", first), func(p []byte) bool { return strings.Contains(string(p), `"name":"Pump house"`) })
 
+	// The firmware history has what the node reported running: wait for
+	// its report, which may come after the node is online.
+	rec.waitFor(t, ctx, "mf/status/nodes", nodesWhere(first, func(n fleet.Node) bool { return n.Firmware == "1.0.0" }))
 	var fw fleet.FirmwareHistory
 	getJSON(t, base+fmt.Sprint(first)+"/firmware", &fw)
 	if len(fw.Firmware) != 1 || fw.Firmware[0].Version != "1.0.0" || fw.Firmware[0].FirstSeen.IsZero() {
