@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -252,6 +253,16 @@ func TestRolloutAbortRollsBack(t *testing.T) {
 		t.Fatalf("start: %d %s", code, body)
 	}
 	w.waitState(t, ctx, "to-v2", "completed")
+	// A node's md5 is unknown from its first frame on the new image until
+	// it answers the collector's query: the rollback policy needs it.
+	waitNodes(t, ctx, g, func(ns map[uint32]fleet.Node) error {
+		for id, n := range ns {
+			if !n.Gateway && n.FirmwareMD5 != v2.MD5 {
+				return fmt.Errorf("node %d runs %q", id, n.FirmwareMD5)
+			}
+		}
+		return nil
+	})
 
 	code, _, body = startRolloutREST(t, g, `{"id":"to-v3","image":"`+v3.ID+`","plan":{"waves":[{"count":1},{"percent":100}],"approval":true,"soak":"1s","policy":"rollback","gates":{"baseline_samples":1}}}`)
 	if code != http.StatusCreated {
