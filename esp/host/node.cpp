@@ -127,7 +127,7 @@ void command(const std::string& line) {
 
 int main(int argc, char** argv) {
   uint32_t id = 0;
-  std::string listen, connect, role = "sensor", fw, md5, image, dropPushed;
+  std::string listen, connect, role = "sensor", fw, md5, image, dropPushed, hardware = "ESP8266";
   long interval = 30;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -140,6 +140,7 @@ int main(int argc, char** argv) {
     else if (a == "--fw") fw = v;
     else if (a == "--md5") md5 = v;
     else if (a == "--image") image = v;
+    else if (a == "--hardware") hardware = v;
     else if (a == "--drop-pushed") dropPushed = "," + v + ",";
     else if (a == "--interval") interval = std::strtol(v.c_str(), nullptr, 10);
     else usage("unknown flag " + a);
@@ -188,8 +189,15 @@ int main(int argc, char** argv) {
       return false;
     });
   }
+  // An ESP32 inflates deflate transfers (the ROM's inflater; zlib here);
+  // an ESP8266 has no room for one and refuses them.
+  static meshfleet::HostInflater inflater;
+  if (hardware != "ESP8266") ota.setInflater(&inflater);
+  ota.onState([](const char* state, const char* why) {
+    peer::emit("ota_state", std::string("\"state\":\"") + state + "\",\"err\":\"" + peer::jsonEscape(why) + "\"");
+  });
   if (!image.empty())
-    ota.begin(role.c_str(), "ESP8266", md5.c_str(), [&]() { peer::emit("restart", "\"lost\":" + std::to_string(ota.lost())); });
+    ota.begin(role.c_str(), hardware.c_str(), md5.c_str(), [&]() { peer::emit("restart", "\"lost\":" + std::to_string(ota.lost())); });
 
   mesh.onChangedConnections([&mesh]() {
     peer::emit("nodes", "\"count\":" + std::to_string(mesh.getNodeList(true).size()));
@@ -224,7 +232,8 @@ int main(int argc, char** argv) {
 
   peer::emit("ready", server ? "\"port\":" + std::to_string(server->port()) : "");
   peer::emit("budget", "\"bytes\":" + std::to_string(sizeof(MeshFleet)));
-  peer::emit("ota_budget", "\"bytes\":" + std::to_string(sizeof(MeshFleetOTA)));
+  peer::emit("ota_budget", "\"bytes\":" + std::to_string(sizeof(MeshFleetOTA)) +
+                              ",\"inflater\":" + std::to_string(hardware != "ESP8266" ? sizeof(meshfleet::HostInflater) : 0));
 
   std::string pending;
   while (!stopSignal) {

@@ -52,6 +52,9 @@ func buildFleetNode(vendor, sketch string) (string, error) {
 		dirs:     []string{filepath.Join(esp, "src"), filepath.Join(esp, "host"), peerInclude},
 		includes: []string{peerInclude, filepath.Join(esp, "src"), filepath.Join(esp, "host")},
 		units:    []string{filepath.Join(esp, "host", "node.cpp")},
+		// zlib: the host's inflater for deflate transfers (Debian
+		// zlib1g-dev), standing in for the ESP32's ROM inflater.
+		libs: []string{"-lz"},
 	}
 	if sketch != "" {
 		prog.name = "fleet-" + strings.TrimSuffix(filepath.Base(sketch), ".ino")
@@ -102,6 +105,9 @@ type FleetConfig struct {
 	Interval int    // seconds between regular telemetry frames (default 30)
 	// Image runs the OTA receiver (MeshFleetOTA.h), writing to this file.
 	Image string
+	// Hardware is what the receiver takes Offers for (default ESP8266,
+	// which has no inflater and refuses deflate; ESP32 inflates).
+	Hardware string
 	// DropPushed hides the first pushed copy of these chunks that comes
 	// while the OTA receiver downloads, as lost broadcasts (event
 	// "dropped" with the Part for each).
@@ -123,6 +129,7 @@ func (c FleetConfig) args() []string {
 	add("--fw", c.Firmware)
 	add("--md5", c.MD5)
 	add("--image", c.Image)
+	add("--hardware", c.Hardware)
 	if len(c.DropPushed) > 0 {
 		var s []string
 		for _, i := range c.DropPushed {
