@@ -380,6 +380,17 @@ type Event struct {
 	// Inflater: ota_budget of a fleet node, the bytes of its inflater
 	// (0 without one).
 	Inflater int `json:"inflater"`
+	// A fleet node's OTA counters (restart, killed, ota_stats; Held and
+	// Of also with ota_state): see esp/host/node.cpp.
+	Taken       int  `json:"taken"`
+	Dup         int  `json:"dup"`
+	Resumed     int  `json:"resumed"`
+	Served      int  `json:"served"`
+	Asked       int  `json:"asked"`
+	AskedParent int  `json:"asked_parent"`
+	FromParent  int  `json:"from_parent"`
+	Held        int  `json:"held"`
+	Resume      bool `json:"resume"` // started: the update partition kept what it held
 	// Text is an error line of the C++ logger ("ERROR: " cut off), e.g.
 	// "OTA: Did not receive the requested data." when the OTA request
 	// task gave up.

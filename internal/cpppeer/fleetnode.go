@@ -108,6 +108,15 @@ type FleetConfig struct {
 	// Hardware is what the receiver takes Offers for (default ESP8266,
 	// which has no inflater and refuses deflate; ESP32 inflates).
 	Hardware string
+	// State keeps the OTA receiver's progress file (the chip's LittleFS)
+	// in this directory: started again with the same State and Image, a
+	// node resumes the transfer.
+	State string
+	// ExitAfterChunks ends the node at once (a power cut) once its
+	// receiver took this many chunks (event "killed").
+	ExitAfterChunks int
+	// MaxImage is the update partition's size (default 4 MiB).
+	MaxImage int
 	// DropPushed hides the first pushed copy of these chunks that comes
 	// while the OTA receiver downloads, as lost broadcasts (event
 	// "dropped" with the Part for each).
@@ -130,6 +139,13 @@ func (c FleetConfig) args() []string {
 	add("--md5", c.MD5)
 	add("--image", c.Image)
 	add("--hardware", c.Hardware)
+	add("--state", c.State)
+	if c.ExitAfterChunks > 0 {
+		args = append(args, "--exit-after-chunks", strconv.Itoa(c.ExitAfterChunks))
+	}
+	if c.MaxImage > 0 {
+		args = append(args, "--max-image", strconv.Itoa(c.MaxImage))
+	}
 	if len(c.DropPushed) > 0 {
 		var s []string
 		for _, i := range c.DropPushed {
