@@ -249,3 +249,72 @@ func resumeAfterKill(t *testing.T, method, hardware string) {
 			done.Taken, done.Dup, done.Resumed, done.Of)
 	}
 }
+
+// Repairs hop by hop: in a chain distributor — A — B, both ESP-library
+// receivers, B loses pushed chunks (hidden from it). B sees each gap at
+// the next pushed chunk and asks its parent A first (Need, routing 0), as
+// Go receivers do; A answers from the chunks it holds, read back from its
+// update partition, so the distributor is not asked for them.
+func TestOTAPushBroadcastESPLibraryParentRepairsChild(t *testing.T) {
+	cpppeer.BuildFleetNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	p, img := writeImage(t, 400_000)
+	addr := freeLoopbackAddr(t)
+	pushed := make(chan error, 1)
+	var out string
+	go func() {
+		var err error
+		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266", "--mode", "broadcast",
+			"--compress", "none", "--listen", addr, "--nodes", "231", "--nodes", "232", "--timeout", "80s")
+		pushed <- err
+	}()
+	// B joins a moment after A, whose Report starts the push: the chunks
+	// hidden from B are far enough into the push that B holds the Offer
+	// by then.
+	const running = "00000000000000000000000000000000"
+	images := []string{filepath.Join(t.TempDir(), "image.bin"), filepath.Join(t.TempDir(), "image.bin")}
+	a := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 231, Connect: addr, Listen: true, MD5: running, Image: images[0]})
+	b := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 232, Connect: a.Addr(), MD5: running, Image: images[1],
+		DropPushed: []int{60, 61, 80}})
+	var err error
+	select {
+	case err = <-pushed:
+	case <-ctx.Done():
+		t.Fatal("push did not end")
+	}
+	if err != nil {
+		t.Fatalf("push: %v\n%s\nA: %s\nB: %s", err, out, a.Tail(), b.Tail())
+	}
+	for _, path := range images {
+		if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, img) {
+			t.Fatalf("%s: not the image (%d bytes, %v)", path, len(got), err)
+		}
+	}
+	bDone, err := b.WaitEvent(ctx, "restart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Command("stats"); err != nil {
+		t.Fatal(err)
+	}
+	aStats, err := a.WaitEvent(ctx, "ota_stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := 0
+	for _, e := range b.Events() {
+		if e.Event == "dropped" {
+			dropped++
+		}
+	}
+	t.Logf("B: %d pushed chunks hidden, %d found lost, %d asked of A, %d repaired by A; A served %d",
+		dropped, bDone.Lost, bDone.AskedParent, bDone.FromParent, aStats.Served)
+	if dropped == 0 {
+		t.Fatal("no pushed chunk was hidden from B: the loss path did not run")
+	}
+	if bDone.AskedParent < dropped || bDone.FromParent < dropped || aStats.Served < bDone.FromParent {
+		t.Errorf("B lost %d pushed chunks, asked A for %d, got %d from it; A served %d: not repaired by the parent",
+			dropped, bDone.AskedParent, bDone.FromParent, aStats.Served)
+	}
+}
