@@ -259,7 +259,7 @@ func TestOTAPushBroadcastESPLibraryParentRepairsChild(t *testing.T) {
 	cpppeer.BuildFleetNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	p, img := writeImage(t, 400_000)
+	p, img := writeImage(t, 600_000)
 	addr := freeLoopbackAddr(t)
 	pushed := make(chan error, 1)
 	var out string
@@ -269,14 +269,15 @@ func TestOTAPushBroadcastESPLibraryParentRepairsChild(t *testing.T) {
 			"--compress", "none", "--listen", addr, "--nodes", "231", "--nodes", "232", "--timeout", "80s")
 		pushed <- err
 	}()
-	// B joins a moment after A, whose Report starts the push: the chunks
-	// hidden from B are far enough into the push that B holds the Offer
-	// by then.
+	// B joins a moment after A, whose Report starts the push: it asks
+	// for the Offer at the first pushed chunk it sees (an empty Need),
+	// well before the hidden chunks (of 147); what was pushed before it
+	// took the Offer is repaired by A as well.
 	const running = "00000000000000000000000000000000"
 	images := []string{filepath.Join(t.TempDir(), "image.bin"), filepath.Join(t.TempDir(), "image.bin")}
 	a := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 231, Connect: addr, Listen: true, MD5: running, Image: images[0]})
 	b := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 232, Connect: a.Addr(), MD5: running, Image: images[1],
-		DropPushed: []int{60, 61, 80}})
+		DropPushed: []int{100, 101, 130}})
 	var err error
 	select {
 	case err = <-pushed:
@@ -316,5 +317,77 @@ func TestOTAPushBroadcastESPLibraryParentRepairsChild(t *testing.T) {
 	if bDone.AskedParent < dropped || bDone.FromParent < dropped || aStats.Served < bDone.FromParent {
 		t.Errorf("B lost %d pushed chunks, asked A for %d, got %d from it; A served %d: not repaired by the parent",
 			dropped, bDone.AskedParent, bDone.FromParent, aStats.Served)
+	}
+}
+
+// Hop by hop over two hops: distributor — A — B — C, the same pushed
+// chunks hidden from B and C. C asks its parent B, which lacks them too:
+// B holds C's ask, asks its own parent A, and passes each chunk on as it
+// comes, so C is repaired without asking the distributor.
+func TestOTAPushBroadcastESPLibraryRepairsTwoHops(t *testing.T) {
+	cpppeer.BuildFleetNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	p, img := writeImage(t, 600_000)
+	addr := freeLoopbackAddr(t)
+	pushed := make(chan error, 1)
+	var out string
+	go func() {
+		var err error
+		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266", "--mode", "broadcast",
+			"--compress", "none", "--listen", addr, "--nodes", "241", "--nodes", "242", "--nodes", "243", "--timeout", "80s")
+		pushed <- err
+	}()
+	const running = "00000000000000000000000000000000"
+	dir := t.TempDir()
+	images := []string{filepath.Join(dir, "a.bin"), filepath.Join(dir, "b.bin"), filepath.Join(dir, "c.bin")}
+	a := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 241, Connect: addr, Listen: true, MD5: running, Image: images[0]})
+	b := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 242, Connect: a.Addr(), Listen: true, MD5: running, Image: images[1],
+		DropPushed: []int{120, 121}})
+	c := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 243, Connect: b.Addr(), MD5: running, Image: images[2],
+		DropPushed: []int{120, 121}})
+	var err error
+	select {
+	case err = <-pushed:
+	case <-ctx.Done():
+		t.Fatal("push did not end")
+	}
+	if err != nil {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	for _, path := range images {
+		if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, img) {
+			t.Fatalf("%s: not the image (%d bytes, %v)", path, len(got), err)
+		}
+	}
+	stats := map[uint32]cpppeer.Event{}
+	for _, n := range []*cpppeer.Peer{a, b, c} {
+		if err := n.Command("stats"); err != nil {
+			t.Fatal(err)
+		}
+		ev, err := n.WaitEvent(ctx, "ota_stats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		stats[n.Config.ID] = ev
+	}
+	hidden := 0
+	for _, e := range c.Events() {
+		if e.Event == "dropped" {
+			hidden++
+		}
+	}
+	sa, sb, sc := stats[241], stats[242], stats[243]
+	t.Logf("C: %d hidden, asked B for %d, got %d from B, asked the distributor for %d; B: asked A for %d, got %d, served %d; A served %d",
+		hidden, sc.AskedParent, sc.FromParent, sc.Asked-sc.AskedParent-sc.AskedPath, sb.AskedParent, sb.FromParent, sb.Served, sa.Served)
+	if hidden != 2 {
+		t.Fatalf("%d pushed chunks hidden from C, want 2: C took the Offer after the push passed them", hidden)
+	}
+	if sc.FromParent < hidden || sb.Served < hidden || sb.FromParent < hidden || sa.Served < hidden {
+		t.Errorf("not repaired hop by hop: C got %d from B, B served %d and got %d from A, A served %d (want at least %d each)",
+			sc.FromParent, sb.Served, sb.FromParent, sa.Served, hidden)
+	}
+	if sc.Asked != sc.AskedParent {
+		t.Errorf("C asked %d chunks, %d of them of B: it went past its parent", sc.Asked, sc.AskedParent)
 	}
 }

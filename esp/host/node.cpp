@@ -30,7 +30,8 @@
 // (chunks that came although held), resumed (chunks held from the
 // progress file), served (chunks sent to children), asked, asked_parent
 // (chunks asked for, of the parent), from_parent (chunks the parent
-// repaired), held and of. --hardware ESP32 gives it an inflater (zlib,
+// repaired), asked_path and from_path (the same for nodes further up the
+// path to the distributor), held and of. --hardware ESP32 gives it an inflater (zlib,
 // standing in for the ROM's) so it takes deflate; ESP8266 (the default)
 // refuses deflate. --state keeps the progress file (the chip's LittleFS)
 // in DIR, so a node started again with the same DIR and FILE resumes.
@@ -254,6 +255,7 @@ int main(int argc, char** argv) {
            ",\"dup\":" + std::to_string(ota.duplicates()) + ",\"resumed\":" + std::to_string(ota.resumed()) +
            ",\"served\":" + std::to_string(ota.served()) + ",\"asked\":" + std::to_string(ota.asked()) +
            ",\"asked_parent\":" + std::to_string(ota.askedParent()) + ",\"from_parent\":" + std::to_string(ota.fromParent()) +
+           ",\"asked_path\":" + std::to_string(ota.askedPath()) + ",\"from_path\":" + std::to_string(ota.fromPath()) +
            ",\"held\":" + std::to_string(ota.heldChunks()) + ",\"of\":" + std::to_string(ota.totalChunks());
   };
   if (!image.empty())

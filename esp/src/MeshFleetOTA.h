@@ -45,9 +45,17 @@ enum : uint32_t {
   // wears the flash; every 8 chunks (32 KiB) a 1 MiB image costs 32
   // writes and a crash repeats at most 8 chunks.
   kCheckpointEvery = 8,
-  // kParentAsks asks without a chunk coming back, a broadcast receiver
-  // stops asking its parent and asks the distributor.
-  kParentAsks = 3,
+  // kSourceAsks asks without a chunk coming back, a broadcast receiver
+  // stops asking a node on its path and asks the next one up (the
+  // protocol's eight is for Go parents, which always answer; a
+  // painlessMesh relay without this library drops the ask unanswered).
+  kSourceAsks = 3,
+  // kMaxPath nodes on the path to the distributor are asked, nearest
+  // first, before the distributor.
+  kMaxPath = 6,
+  // kMaxWaiting children's asks for chunks not yet here are held until
+  // the chunk comes (more are refused: the child asks further up).
+  kMaxWaiting = 8,
 };
 
 template <class Mesh>
@@ -136,6 +144,9 @@ class BasicMeshFleetOTA {
   uint32_t asked() const { return asked_; }
   uint32_t askedParent() const { return askedParent_; }
   uint32_t fromParent() const { return fromParent_; }
+  // Chunks asked of, and taken from, nodes further up the path.
+  uint32_t askedPath() const { return askedPath_; }
+  uint32_t fromPath() const { return fromPath_; }
 
  private:
   struct In {
@@ -167,6 +178,7 @@ class BasicMeshFleetOTA {
     const char* hw = o["hardware"] | "";
     const char* md5 = o["md5"] | "";
     const char* id = o["id"] | "";
+    copy(seenID_, sizeof seenID_, id);
     if (strcmp(role, role_) != 0 || strcmp(hw, hardware_) != 0) return;
     JsonArray nodes = o["nodes"].as<JsonArray>();
     if (!nodes.isNull() && nodes.size() > 0) {
@@ -232,9 +244,10 @@ class BasicMeshFleetOTA {
     next_ = skip_ = written_ = hi_ = lost_ = 0;
     windowEnd_ = 0;
     asking_ = pushOver_ = false;
-    taken_ = dup_ = resumed_ = served_ = asked_ = askedParent_ = fromParent_ = 0;
-    parentMisses_ = 0;
-    parentRefused_ = false;
+    taken_ = dup_ = resumed_ = served_ = asked_ = askedParent_ = fromParent_ = askedPath_ = fromPath_ = 0;
+    pathLen_ = src_ = srcMisses_ = 0;
+    pathKnown_ = false;
+    waiting_ = 0;
     bool resumed = saved_ && matchesSaved() && resume();
     if (!resumed) {
       if (flash_) flash_->remove();
@@ -390,13 +403,16 @@ class BasicMeshFleetOTA {
   uint32_t chunkLen(uint32_t i) const { return i + 1 < total_ ? chunkSize_ : tsize_ - chunkSize_ * (total_ - 1); }
 
   void onChunk(JsonObject o) {
-    if (state_ != 1 || strcmp(o["id"] | "", id_) != 0) return;
     uint32_t from = o["from"].as<uint32_t>();
     int routing = o["routing"].as<int>();
-    // From the distributor (any routing), or the parent repairing a gap
-    // hop by hop (routing 0).
-    bool fromParent = routing == 0 && from != 0 && from == parent();
-    if (from != distributor_ && !fromParent) return;
+    if (state_ != 1 || strcmp(o["id"] | "", id_) != 0) {
+      if (routing == 2) missedOffer(from, o["id"] | "");
+      return;
+    }
+    // From the distributor (any routing), or a node on the path that
+    // was asked: the parent hop by hop (routing 0), further ones routed.
+    int source = from == distributor_ ? -1 : asked(from, routing);
+    if (from != distributor_ && source < 0) return;
     uint32_t i = o["i"].as<uint32_t>();
     if (i >= total_) return;
     bool push = pushed_ && routing == 2;
@@ -433,10 +449,11 @@ class BasicMeshFleetOTA {
     }
     held_.set(i);
     ++taken_;
-    if (fromParent) {
-      parentMisses_ = 0;
-      ++fromParent_;
+    if (source >= 0) {
+      if (source == src_) srcMisses_ = 0;
+      ++(source == 0 ? fromParent_ : fromPath_);
     }
+    if (waiting_) serveWaiting(i);
     next_ = held_.nextMissing(codec_ == kCodecNone ? next_ : i);
     lastProgressMs_ = now32();
     if (push && next_ < i && !asking_) askWindow();  // a gap behind the push
@@ -448,6 +465,24 @@ class BasicMeshFleetOTA {
     if ((!pushed_ || asking_) && next_ > windowEnd_) askWindow();
   }
 
+  // missedOffer asks the distributor for the Offer of a transfer whose
+  // pushed chunks come but whose Offer did not (lost, or sent before
+  // this node joined), as Go receivers do: only for a transfer whose
+  // Offer was not the last one seen, at most every 2 s.
+  void missedOffer(uint32_t from, const char* id) {
+    uint32_t now = now32();
+    if (from == 0 || !*id || strlen(id) >= sizeof seenID_ || strcmp(id, seenID_) == 0 || strcmp(id, id_) == 0 ||
+        strcmp(id, confirmedID_) == 0 || now - offerAskMs_ < 2000)
+      return;
+    offerAskMs_ = now;
+    NeedPackage p;
+    p.from = mesh_.getNodeId();
+    p.dest = from;
+    p.id = id;
+    p.parts = "";
+    mesh_.sendPackage(&p);
+  }
+
   // onEnd: the push is over; whatever is missing is asked for.
   void onEnd(JsonObject o) {
     if (state_ != 1 || !pushed_ || o["from"].as<uint32_t>() != distributor_ || strcmp(o["id"] | "", id_) != 0) return;
@@ -455,50 +490,77 @@ class BasicMeshFleetOTA {
     if (!asking_) askWindow();
   }
 
-  // onNeed serves a child's repair ask (routing 0) from the chunks held,
-  // read back from the partition. A compressed transfer's chunks are not
-  // kept (only their decoded output is, and the encoder's output cannot
-  // be made again here), so those asks, and asks for chunks not held,
-  // get a Refuse: the child asks the distributor.
+  // onNeed serves a child's repair ask from the chunks held, read back
+  // from the partition: a neighbour's (routing 0) while the transfer
+  // comes in, holding asks for chunks not here yet until they come; a
+  // node further away (routing 1) only from a verified image, as the
+  // protocol says. A compressed transfer's chunks are not kept (only
+  // their decoded output is, and the encoder's output cannot be made
+  // again here within the RAM budget), so those asks get a Refuse, as
+  // do chunks neither held nor waited for: the child asks further up.
   void onNeed(JsonObject o) {
     uint32_t from = o["from"].as<uint32_t>();
-    if (o["dest"].as<uint32_t>() != mesh_.getNodeId() || o["routing"].as<int>() != 0 || from == 0) return;
+    int routing = o["routing"].as<int>();
+    if (o["dest"].as<uint32_t>() != mesh_.getNodeId() || from == 0 || (routing != 0 && routing != 1)) return;
     const char* id = o["id"] | "";
     const char* parts = o["parts"] | "";
-    bool mine = state_ >= 1 && state_ <= 4 && strcmp(id, id_) == 0 && codec_ == kCodecNone && *parts;
-    uint32_t served = 0, missing = 0;
-    if (mine) {
-      // "a-b,c,...": each chunk held is sent; at most a window's worth.
-      const char* p = parts;
-      while (*p && served + missing < 16) {
-        char* end;
-        unsigned long a = strtoul(p, &end, 10), b = a;
+    bool verified = state_ == 4;
+    bool mine = strcmp(id, id_) == 0 && codec_ == kCodecNone && *parts &&
+                (verified || (routing == 0 && state_ >= 1 && state_ <= 3));
+    uint32_t served = 0, refused = 0, held = waiting_;
+    // "a-b,c,...", ascending; at most 16 chunks an ask.
+    const char* p = parts;
+    while (mine && *p && served + refused < 16) {
+      char* end;
+      unsigned long a = strtoul(p, &end, 10), b = a;
+      if (end == p) break;
+      if (*end == '-') {
+        p = end + 1;
+        b = strtoul(p, &end, 10);
         if (end == p) break;
-        if (*end == '-') {
-          p = end + 1;
-          b = strtoul(p, &end, 10);
-          if (end == p) break;
-        }
-        for (unsigned long i = a; i <= b && i < total_ && served + missing < 16; ++i) {
-          if (held_.has((uint32_t)i) && serve(from, (uint32_t)i)) ++served;
-          else ++missing;
-        }
-        p = *end == ',' ? end + 1 : end;
-        if (*end != ',') break;
       }
+      for (unsigned long i = a; i <= b && i < total_ && served + refused < 16; ++i) {
+        if (held_.has((uint32_t)i) && serve(from, (uint32_t)i, routing)) ++served;
+        else if (state_ != 1 || routing != 0 || !wait(from, (uint32_t)i)) ++refused;
+      }
+      if (*end != ',') break;
+      p = end + 1;
     }
-    if (!mine || missing > 0 || served == 0) {
+    // A chunk the push passed and this node lacks too is its own gap.
+    if (waiting_ > held && !asking_) askWindow();
+    if (!mine || refused > 0) {
       RefusePackage r;
       r.from = mesh_.getNodeId();
       r.dest = from;
+      r.routing = routing;
       r.id = id;
       mesh_.sendPackage(&r);
     }
   }
 
+  // wait holds a neighbour's ask for chunk i until it comes; false when
+  // the table is full. The chunk is fetched as this node's own gap is.
+  bool wait(uint32_t child, uint32_t i) {
+    for (uint8_t k = 0; k < waiting_; ++k)
+      if (waits_[k].child == child && waits_[k].chunk == i) return true;
+    if (waiting_ >= kMaxWaiting) return false;
+    waits_[waiting_++] = Waiting{child, i};
+    return true;
+  }
+
+  // serveWaiting sends chunk i, just written, to the children waiting.
+  void serveWaiting(uint32_t i) {
+    uint8_t kept = 0;
+    for (uint8_t k = 0; k < waiting_; ++k) {
+      if (waits_[k].chunk == i) serve(waits_[k].child, i, 0);
+      else waits_[kept++] = waits_[k];
+    }
+    waiting_ = kept;
+  }
+
   // serve sends held chunk i to a child: read back into the end of the
   // chunk buffer and encoded from its front, in place.
-  bool serve(uint32_t child, uint32_t i) {
+  bool serve(uint32_t child, uint32_t i, int routing) {
     uint32_t n = chunkLen(i);
     uint8_t* raw = chunk_ + kChunkBuf - 1 - n;
     if (!writer_.read(i * chunkSize_, raw, n)) return false;
@@ -508,17 +570,20 @@ class BasicMeshFleetOTA {
     c.dest = child;
     c.id = id_;
     c.index = i;
+    c.routing = routing;
     c.data = (const char*)chunk_;
     mesh_.sendPackage(&c);
     ++served_;
     return true;
   }
 
-  // onRefuse: the parent does not hold what was asked; the distributor
-  // is asked instead, at once.
+  // onRefuse: the node asked does not hold what was asked; the next one
+  // up the path is asked, at once.
   void onRefuse(JsonObject o) {
-    if (state_ != 1 || strcmp(o["id"] | "", id_) != 0 || o["from"].as<uint32_t>() != parent()) return;
-    parentRefused_ = true;
+    if (state_ != 1 || strcmp(o["id"] | "", id_) != 0 || src_ >= pathLen_ || o["from"].as<uint32_t>() != path_[src_])
+      return;
+    ++src_;
+    srcMisses_ = 0;
     askWindow();
   }
 
@@ -609,15 +674,26 @@ class BasicMeshFleetOTA {
     if (s == 1 && why && *why && onState_) onState_(why, "");
   }
 
-  // parent is the neighbour on the way to the distributor (0: none, or
-  // the distributor itself is the neighbour). painlessMesh keeps the
-  // layout per connection; it is walked without a copy.
-  uint32_t parent() const {
+  // findPath lists the nodes on the way to the distributor, the parent
+  // first (none when the distributor is a neighbour). painlessMesh keeps
+  // the layout per connection; it is walked without a copy.
+  void findPath() {
+    pathKnown_ = true;
+    pathLen_ = src_ = srcMisses_ = 0;
     for (auto&& s : mesh_.subs) {
-      if (s->nodeId == distributor_) return 0;
-      if (reaches(*s, distributor_)) return s->nodeId;
+      if (s->nodeId == distributor_ || !reaches(*s, distributor_)) continue;
+      path_[pathLen_++] = s->nodeId;
+      const painlessmesh::protocol::NodeTree* t = s.get();
+      while (pathLen_ < kMaxPath) {
+        const painlessmesh::protocol::NodeTree* next = nullptr;
+        for (auto&& c : t->subs)
+          if (reaches(c, distributor_)) next = &c;
+        if (!next || next->nodeId == distributor_) break;
+        path_[pathLen_++] = next->nodeId;
+        t = next;
+      }
+      return;
     }
-    return 0;
   }
   static bool reaches(const painlessmesh::protocol::NodeTree& t, uint32_t id) {
     if (t.nodeId == id) return true;
@@ -626,10 +702,20 @@ class BasicMeshFleetOTA {
     return false;
   }
 
+  // asked is the place on the path of a node asked for chunks whose
+  // chunk this is (the parent answers hop by hop, routing 0, the others
+  // routed), or -1.
+  int asked(uint32_t from, int routing) const {
+    for (uint8_t k = 0; k < pathLen_ && k <= src_; ++k)
+      if (path_[k] == from && routing == (k == 0 ? 0 : 1)) return k;
+    return -1;
+  }
+
   // askWindow asks for the first missing chunks, a window of four: a
-  // broadcast receiver asks its parent (routing 0), as Go receivers do,
-  // until the parent refused or left kParentAsks asks unanswered, then
-  // the distributor; a pipelined receiver asks the distributor.
+  // broadcast receiver asks its parent (routing 0) first, as Go
+  // receivers do, then the nodes further up the path (routing 1), each
+  // until it refused or left kSourceAsks asks unanswered, and the
+  // distributor last; a pipelined receiver asks the distributor.
   void askWindow() {
     asking_ = true;
     char parts[64];
@@ -653,18 +739,23 @@ class BasicMeshFleetOTA {
       asking_ = false;  // nothing the push passed is missing
       return;
     }
-    uint32_t dad = pushed_ && !parentRefused_ && parentMisses_ < kParentAsks ? parent() : 0;
+    if (pushed_ && !pathKnown_) findPath();
+    if (src_ < pathLen_ && srcMisses_ >= kSourceAsks) {
+      ++src_;
+      srcMisses_ = 0;
+    }
+    bool up = pushed_ && src_ < pathLen_;
     NeedPackage p;
     p.from = mesh_.getNodeId();
-    p.dest = dad ? dad : distributor_;
-    p.routing = dad ? 0 : 1;
+    p.dest = up ? path_[src_] : distributor_;
+    p.routing = up && src_ > 0 ? 1 : up ? 0 : 1;
     p.id = id_;
     p.parts = parts;
     mesh_.sendPackage(&p);
     asked_ += count;
-    if (dad) {
-      askedParent_ += count;
-      ++parentMisses_;  // cleared by a chunk from it
+    if (up) {
+      (src_ == 0 ? askedParent_ : askedPath_) += count;
+      ++srcMisses_;  // cleared by a chunk from it
     }
     askedMs_ = lastProgressMs_ = now32();
   }
@@ -736,8 +827,18 @@ class BasicMeshFleetOTA {
   uint32_t hi_ = 0, lost_ = 0;  // highest pushed index seen + 1, pushed chunks missed
   uint32_t checkpointAt_ = 0;   // savable() at the last checkpoint
   uint32_t taken_ = 0, dup_ = 0, resumed_ = 0, served_ = 0, asked_ = 0, askedParent_ = 0, fromParent_ = 0;
-  uint8_t parentMisses_ = 0;
-  bool parentRefused_ = false;
+  uint32_t askedPath_ = 0, fromPath_ = 0;
+  // Broadcast repairs: the path to the distributor, parent first, and
+  // the place on it asked now (pathLen_: the distributor).
+  uint32_t path_[kMaxPath];
+  uint8_t pathLen_ = 0, src_ = 0, srcMisses_ = 0;
+  bool pathKnown_ = false;
+  // Children's asks for chunks not yet here.
+  struct Waiting {
+    uint32_t child, chunk;
+  };
+  Waiting waits_[kMaxWaiting];
+  uint8_t waiting_ = 0;
   uint8_t codec_ = kCodecNone;
   bool tooLong_ = false, writeFailed_ = false;
   bool pushed_ = false;
@@ -748,6 +849,7 @@ class BasicMeshFleetOTA {
   // The transfer in the progress file at boot, whose Offer is asked for.
   bool saved_ = false;
   char savedID_[33] = "", savedMD5_[33] = "", savedTMD5_[33] = "";
+  char seenID_[33] = "";  // the last Offer's transfer
   uint8_t savedCodec_ = 0;
   uint32_t savedDist_ = 0, offerAskMs_ = 0, offerAsks_ = 0;
 };

@@ -389,6 +389,8 @@ type Event struct {
 	Asked       int  `json:"asked"`
 	AskedParent int  `json:"asked_parent"`
 	FromParent  int  `json:"from_parent"`
+	AskedPath   int  `json:"asked_path"`
+	FromPath    int  `json:"from_path"`
 	Held        int  `json:"held"`
 	Resume      bool `json:"resume"` // started: the update partition kept what it held
 	// Text is an error line of the C++ logger ("ERROR: " cut off), e.g.

@@ -144,17 +144,18 @@ class NeedPackage : public painlessmesh::protocol::PackageInterface {
 #endif
 };
 
-// ChunkPackage (722) answers a child's Need (routing 0) with a chunk
-// this node holds.
+// ChunkPackage (722) answers a Need with a chunk this node holds: a
+// neighbour's hop by hop (routing 0), another node's routed (1).
 class ChunkPackage : public painlessmesh::protocol::PackageInterface {
  public:
   uint32_t from = 0, dest = 0, index = 0;
+  int routing = 0;
   const char* id = "";
   const char* data = "";
   JsonObject addTo(JsonObject&& o) const override {
     o["from"] = from;
     o["dest"] = dest;
-    o["routing"] = 0;
+    o["routing"] = routing;
     o["type"] = kTypeChunk;
     o["id"] = id;
     o["i"] = index;
@@ -166,16 +167,17 @@ class ChunkPackage : public painlessmesh::protocol::PackageInterface {
 #endif
 };
 
-// RefusePackage (724) tells a child that asked this node does not hold
-// what it asked for: it asks the distributor instead.
+// RefusePackage (724) tells a node that asked this one does not hold
+// what it asked for: it asks the next node up, or the distributor.
 class RefusePackage : public painlessmesh::protocol::PackageInterface {
  public:
   uint32_t from = 0, dest = 0;
+  int routing = 0;
   const char* id = "";
   JsonObject addTo(JsonObject&& o) const override {
     o["from"] = from;
     o["dest"] = dest;
-    o["routing"] = 0;
+    o["routing"] = routing;
     o["type"] = kTypeRefuse;
     o["id"] = id;
     return o;
