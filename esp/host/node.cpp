@@ -282,11 +282,16 @@ int main(int argc, char** argv) {
       tcp::connect<Connection, painlessmesh::Mesh<Connection>>(*client, connectAddr, connectPort, mesh);
     };
     dial();
-    auto lonely = std::make_shared<int>(0);
-    mesh.addTask(TASK_SECOND, TASK_FOREVER, [&mesh, dial, lonely]() {
-      *lonely = mesh.getNodeList(false).empty() ? *lonely + 1 : 0;
-      if (*lonely >= 2) {
-        *lonely = 0;
+    // Dial again while the connection it made (a station connection, in
+    // painlessMesh's words) is missing, not merely while it is alone: a
+    // node that others joined first would otherwise never reach --connect.
+    auto away = std::make_shared<int>(0);
+    mesh.addTask(TASK_SECOND, TASK_FOREVER, [&mesh, dial, away]() {
+      bool up = false;
+      for (auto&& c : mesh.subs) up = up || c->station;
+      *away = up ? 0 : *away + 1;
+      if (*away >= 2) {
+        *away = 0;
         dial();
       }
     });
