@@ -391,3 +391,43 @@ func TestOTAPushBroadcastESPLibraryRepairsTwoHops(t *testing.T) {
 		t.Errorf("C asked %d chunks, %d of them of B: it went past its parent", sc.Asked, sc.AskedParent)
 	}
 }
+
+// An image larger than the update partition is refused before anything
+// is written, with the reason.
+func TestOTAPushTooLargeForESPLibraryPartitionIsRefused(t *testing.T) {
+	cpppeer.BuildFleetNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p, _ := writeImage(t, 50_000)
+	addr := freeLoopbackAddr(t)
+	pushed := make(chan error, 1)
+	var out string
+	go func() {
+		var err error
+		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266", "--mode", "pipelined",
+			"--compress", "heatshrink", "--listen", addr, "--nodes", "225", "--timeout", "50s")
+		pushed <- err
+	}()
+	rx := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 225, Connect: addr, MD5: "00000000000000000000000000000000",
+		Image: filepath.Join(t.TempDir(), "image.bin"), MaxImage: 40_000})
+	ev, err := rx.Wait(ctx, func(e cpppeer.Event) bool { return e.Event == "ota_state" && e.State == "refused" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ev.Err, "larger than the update partition") {
+		t.Errorf("refusal reason %q does not say the image is too large", ev.Err)
+	}
+	select {
+	case err = <-pushed:
+	case <-ctx.Done():
+		t.Fatal("push did not end after the refusal")
+	}
+	if err == nil || !strings.Contains(out, "1 refused") {
+		t.Fatalf("push: %v, want it to fail with the node refused\n%s", err, out)
+	}
+	for _, e := range rx.Events() {
+		if e.Event == "started" {
+			t.Errorf("the refusing node began an update")
+		}
+	}
+}

@@ -1,15 +1,7 @@
-// The first layer of meshfleet's OTA receiver (ota/PROTOCOL.md, types
-// 720-725): Offer, Need, Chunk, Report and End for the pipelined and
-// broadcast modes, uncompressed or heatshrink (decompressed as chunks
-// come, heatshrink.hpp), written through an Update-like interface that
-// verifies the image's MD5 before the switch. Chunks are written in order
-// (asked for a window at a time; in broadcast mode taken from the push,
-// and after a gap asked from the distributor), so the receiver holds one
-// chunk (kMaxChunk bytes), the heatshrink window and no bitmap. Not yet:
-// asking the parent for repairs, deflate, resume after a reboot
-// from flash, serving children's repairs, signed manifests, the ESP32
-// trial boot. An Offer the receiver cannot take is left to the stock
-// receiver, which the distributor also serves.
+// The packages of meshfleet's OTA receiver (ota/PROTOCOL.md, types
+// 720-725) as the ESP library sends and reads them, the basE91 payload
+// codec, and the ImageWriter interface the receiver writes the update
+// partition through. The receiver itself is MeshFleetOTA.h.
 #ifndef MESHFLEET_OTA_HPP_
 #define MESHFLEET_OTA_HPP_
 
