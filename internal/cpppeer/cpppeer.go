@@ -126,16 +126,16 @@ func buildProgram(vendor string, prog program) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: no g++ on PATH (apt-get install g++ libboost-dev libboost-system-dev)", ErrMissing)
 	}
+	if slices.Contains(prog.libs, "-lz") {
+		if err := checkHeader(gxx, "zlib.h", "zlib1g-dev"); err != nil {
+			return "", err
+		}
+	}
 	if prog.standalone {
 		return buildCached(gxx, "", prog)
 	}
 	if err := checkBoost(gxx); err != nil {
 		return "", err
-	}
-	if slices.Contains(prog.libs, "-lz") {
-		if err := checkHeader(gxx, "zlib.h", "zlib1g-dev"); err != nil {
-			return "", err
-		}
 	}
 	return buildCached(gxx, vendor, prog)
 }
@@ -194,8 +194,8 @@ func buildCached(gxx, vendor string, prog program) (string, error) {
 			args = append(args, filepath.Join(vendor, u))
 		}
 		args = append(args, "-o", tmp.Name(), "-lboost_system", "-lpthread")
-		args = append(args, prog.libs...)
 	}
+	args = append(args, prog.libs...)
 	out, err := exec.Command(gxx, args...).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("build C++ test %s: %w\n%s", prog.name, err, out)
