@@ -27,6 +27,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -110,6 +111,7 @@ type program struct {
 	includes []string
 	units    []string
 	flags    []string // compiler flags before the sources (-D...)
+	libs     []string // linker flags after the sources (-lz)
 	// standalone programs need neither Boost nor the vendored sources.
 	standalone bool
 }
@@ -123,6 +125,11 @@ func buildProgram(vendor string, prog program) (string, error) {
 	gxx, err := exec.LookPath("g++")
 	if err != nil {
 		return "", fmt.Errorf("%w: no g++ on PATH (apt-get install g++ libboost-dev libboost-system-dev)", ErrMissing)
+	}
+	if slices.Contains(prog.libs, "-lz") {
+		if err := checkHeader(gxx, "zlib.h", "zlib1g-dev"); err != nil {
+			return "", err
+		}
 	}
 	if prog.standalone {
 		return buildCached(gxx, "", prog)
@@ -188,6 +195,7 @@ func buildCached(gxx, vendor string, prog program) (string, error) {
 		}
 		args = append(args, "-o", tmp.Name(), "-lboost_system", "-lpthread")
 	}
+	args = append(args, prog.libs...)
 	out, err := exec.Command(gxx, args...).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("build C++ test %s: %w\n%s", prog.name, err, out)
@@ -205,6 +213,17 @@ func checkBoost(gxx string) error {
 	cmd.Stdin = bytes.NewBufferString("#include <boost/asio.hpp>\n#include <boost/uuid/detail/md5.hpp>\nint main() {}\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%w: no Boost headers (apt-get install libboost-dev libboost-system-dev): %s", ErrMissing, firstLine(out))
+	}
+	return nil
+}
+
+// checkHeader compiles a program that includes header, which Debian's
+// package pkg installs.
+func checkHeader(gxx, header, pkg string) error {
+	cmd := exec.Command(gxx, "-std=c++14", "-fsyntax-only", "-x", "c++", "-")
+	cmd.Stdin = bytes.NewBufferString("#include <" + header + ">\nint main() {}\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%w: no %s (apt-get install %s): %s", ErrMissing, header, pkg, firstLine(out))
 	}
 	return nil
 }
@@ -354,6 +373,26 @@ type Event struct {
 	From  uint32 `json:"from"`  // request: the requester named in it
 	Parts int    `json:"parts"` // offered
 	Lost  int    `json:"lost"`  // restart of a fleet node: pushed chunks it found lost
+	// State and Err: a fleet node's OTA receiver changed state
+	// (ota_state), with the reason of a failure or refusal.
+	State string `json:"state,omitempty"`
+	Err   string `json:"err,omitempty"`
+	// Inflater: ota_budget of a fleet node, the bytes of its inflater
+	// (0 without one).
+	Inflater int `json:"inflater,omitempty"`
+	// A fleet node's OTA counters (restart, killed, ota_stats; Held and
+	// Of also with ota_state): see esp/host/node.cpp.
+	Taken       int  `json:"taken,omitempty"`
+	Dup         int  `json:"dup,omitempty"`
+	Resumed     int  `json:"resumed,omitempty"`
+	Served      int  `json:"served,omitempty"`
+	Asked       int  `json:"asked,omitempty"`
+	AskedParent int  `json:"asked_parent,omitempty"`
+	FromParent  int  `json:"from_parent,omitempty"`
+	AskedPath   int  `json:"asked_path,omitempty"`
+	FromPath    int  `json:"from_path,omitempty"`
+	Held        int  `json:"held,omitempty"`
+	Resume      bool `json:"resume,omitempty"` // started: the update partition kept what it held
 	// Text is an error line of the C++ logger ("ERROR: " cut off), e.g.
 	// "OTA: Did not receive the requested data." when the OTA request
 	// task gave up.

@@ -52,6 +52,9 @@ func buildFleetNode(vendor, sketch string) (string, error) {
 		dirs:     []string{filepath.Join(esp, "src"), filepath.Join(esp, "host"), peerInclude},
 		includes: []string{peerInclude, filepath.Join(esp, "src"), filepath.Join(esp, "host")},
 		units:    []string{filepath.Join(esp, "host", "node.cpp")},
+		// zlib: the host's inflater for deflate transfers (Debian
+		// zlib1g-dev), standing in for the ESP32's ROM inflater.
+		libs: []string{"-lz"},
 	}
 	if sketch != "" {
 		prog.name = "fleet-" + strings.TrimSuffix(filepath.Base(sketch), ".ino")
@@ -102,6 +105,18 @@ type FleetConfig struct {
 	Interval int    // seconds between regular telemetry frames (default 30)
 	// Image runs the OTA receiver (MeshFleetOTA.h), writing to this file.
 	Image string
+	// Hardware is what the receiver takes Offers for (default ESP8266,
+	// which has no inflater and refuses deflate; ESP32 inflates).
+	Hardware string
+	// State keeps the OTA receiver's progress file (the chip's LittleFS)
+	// in this directory: started again with the same State and Image, a
+	// node resumes the transfer.
+	State string
+	// ExitAfterChunks ends the node at once (a power cut) once its
+	// receiver took this many chunks (event "killed").
+	ExitAfterChunks int
+	// MaxImage is the update partition's size (default 4 MiB).
+	MaxImage int
 	// DropPushed hides the first pushed copy of these chunks that comes
 	// while the OTA receiver downloads, as lost broadcasts (event
 	// "dropped" with the Part for each).
@@ -123,6 +138,14 @@ func (c FleetConfig) args() []string {
 	add("--fw", c.Firmware)
 	add("--md5", c.MD5)
 	add("--image", c.Image)
+	add("--hardware", c.Hardware)
+	add("--state", c.State)
+	if c.ExitAfterChunks > 0 {
+		args = append(args, "--exit-after-chunks", strconv.Itoa(c.ExitAfterChunks))
+	}
+	if c.MaxImage > 0 {
+		args = append(args, "--max-image", strconv.Itoa(c.MaxImage))
+	}
 	if len(c.DropPushed) > 0 {
 		var s []string
 		for _, i := range c.DropPushed {
@@ -202,4 +225,27 @@ func (p *Peer) Events() []Event {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]Event(nil), p.events...)
+}
+
+// BuildInflate returns the path of esp/host/inflate.cpp built: the
+// library's host inflater (zlib) and its resume, without painlessMesh or
+// Boost. It skips t without g++ or zlib's headers.
+func BuildInflate(t testing.TB) string {
+	t.Helper()
+	esp := espDir()
+	bin, err := buildProgram("", program{
+		name:       "inflate",
+		dirs:       []string{filepath.Join(esp, "src", "meshfleet", "inflate.hpp"), filepath.Join(esp, "host", "inflate.cpp")},
+		includes:   []string{filepath.Join(esp, "src")},
+		units:      []string{filepath.Join(esp, "host", "inflate.cpp")},
+		libs:       []string{"-lz"},
+		standalone: true,
+	})
+	if isMissing(err) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }
