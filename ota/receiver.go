@@ -46,7 +46,7 @@ type Receiver struct {
 	// runs the campaign's image: told again at most every confirmedRepeat,
 	// so a lost answer does not leave the campaign waiting for ever.
 	confirmedAt map[string]time.Time
-	rolledBack    string // md5 that rolled back this boot or the last
+	rolledBack  string // md5 that rolled back this boot or the last
 
 	// trialOrigin is where the running trial image came from, when known.
 	trialOrigin *Origin
