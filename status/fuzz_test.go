@@ -7,11 +7,16 @@ import (
 	"time"
 
 	"github.com/meshfleet/meshfleet/protocol"
+	"github.com/meshfleet/meshfleet/status/telemetry"
 )
 
 func seedPackages(f *testing.F) {
 	for _, p := range []protocol.Package{
 		&TelemetryPackage{From: 1, Dest: 2, Frame: []byte{1, 5, 0, 0, 1, 0, 0, 0, 0, 0xAC, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0xBA, 0, 0, 0, 0, 0, 4, 3, 2, 1}},
+		&TelemetryBundle{From: 4, Dest: 2, Entries: []telemetry.BundleEntry{
+			{Node: 1, Frame: []byte{1, 5, 0, 0, 1, 0, 0, 0, 0, 0xAC, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0xBA, 0, 0, 0, 0, 0, 4, 3, 2, 1}},
+			{Node: 7, Waited: 30 * time.Millisecond, Frame: []byte{1, 2, 1, 0, 1, 0, 0, 0, 0, 0x80, 0x20, 1}},
+		}},
 		&StatusQuery{From: 1, ID: 3, Targets: []uint32{2, 3}, Spread: time.Second},
 		&StatusQuery{From: 1, Dest: 2, ID: 3, Form: FormEnhanced},
 		&StatusReport{From: 2, Dest: 1, QueryID: 3, Metrics: Metrics{Uptime: 9, FirmwareVersion: "x"}},
