@@ -70,10 +70,11 @@ type held struct {
 // telemetry (package 704, status/PROTOCOL.md): it takes the 700 frames
 // and 704 bundles passing through towards the collector, and the node's
 // own frames (ReporterConfig.Aggregator), and sends them on as bundles of
-// up to telemetry.MaxBundleSize bytes. A frame waits at most its hold,
+// up to telemetry.MaxBundleSize bytes (a leaf, with nothing to share a
+// bundle with, sends its own frames at once, as plain 700s). A frame waits
+// at most its hold,
 // less what relays below already held it, so the delay it adds does not
-// grow with the depth of the tree. A bundle of one frame goes out as the
-// plain 700 it was. Frames are never kept past their bundle, never sent
+// grow with the depth of the tree. Frames are never kept past their bundle, never sent
 // twice, and those of a node that left the layout are dropped, so the
 // collector never hears an old value as a new one. Sans-IO: the node
 // steps it.
@@ -164,9 +165,20 @@ func (a *Aggregator) Offer(now time.Time, frame []byte) error {
 	if _, found := slices.BinarySearch(a.host.NodeList(false), c); !found {
 		return mesh.ErrNoRoute
 	}
+	if len(a.pending) == 0 && a.host.Stats().Connections <= 1 {
+		// A leaf has no subtree to share a bundle with: waiting would
+		// only delay the frame.
+		return a.host.SendRaw(now, a.single(c, telemetry.BundleEntry{Node: a.host.ID(), Frame: frame}))
+	}
 	a.hold(now, telemetry.BundleEntry{Node: a.host.ID(), Frame: slices.Clone(frame)}, nil)
 	a.flushDue(now)
 	return nil
+}
+
+// single is the 700 package of one frame.
+func (a *Aggregator) single(collector uint32, e telemetry.BundleEntry) []byte {
+	p := TelemetryPackage{From: e.Node, Dest: collector, Frame: e.Frame}
+	return p.AppendJSON(nil)
 }
 
 // hold queues one frame, sending what is pending first if the frame
@@ -198,7 +210,11 @@ func (a *Aggregator) flushDue(now time.Time) {
 	}
 }
 
-// flush sends everything pending, as one bundle or one plain frame.
+// flush sends everything pending as one bundle, or a frame that waited
+// nowhere as the plain 700 it came as. A frame that waited goes in a
+// bundle even alone, so the relays above know how long it has waited. All
+// at normal priority: a bundle that overtook an earlier one would bring an
+// old keyframe after a newer frame.
 func (a *Aggregator) flush(now time.Time) {
 	pending := a.pending
 	a.pending, a.size, a.due = nil, 0, time.Time{}
@@ -206,32 +222,24 @@ func (a *Aggregator) flush(now time.Time) {
 		return
 	}
 	c := a.collector()
-	urgent := false
 	var msg []byte
-	if len(pending) == 1 && pending[0].single != nil {
+	alone := len(pending) == 1 && pending[0].single != nil && pending[0].entry.Waited+now.Sub(pending[0].arrived) < telemetry.WaitUnit
+	if alone {
 		msg = pending[0].single
-		urgent = telemetry.Urgent(pending[0].entry.Frame)
 	} else {
 		b := TelemetryBundle{From: a.host.ID(), Dest: c, Entries: make([]telemetry.BundleEntry, len(pending))}
 		for i, p := range pending {
 			e := p.entry
 			e.Waited += now.Sub(p.arrived)
 			b.Entries[i] = e
-			urgent = urgent || telemetry.Urgent(e.Frame)
 		}
 		msg = b.AppendJSON(nil)
 	}
-	var err error
-	if ps, ok := a.host.(PrioritySender); ok && urgent {
-		err = ps.SendRawPriority(now, msg, mesh.PriorityHigh)
-	} else {
-		err = a.host.SendRaw(now, msg)
-	}
-	switch {
+	switch err := a.host.SendRaw(now, msg); {
 	case err != nil:
 		a.stats.Dropped += uint64(len(pending))
 		a.cfg.Logger.Debug("status: telemetry bundle not sent", "collector", c, "frames", len(pending), "err", err)
-	case len(pending) == 1 && pending[0].single != nil:
+	case alone:
 		a.stats.SinglesOut++
 	default:
 		a.stats.BundlesOut++

@@ -58,8 +58,9 @@ type ReporterConfig struct {
 	MaxInterval time.Duration
 	Steps       ChangeSteps
 	// Aggregator, if set, takes the node's own frames into the bundles it
-	// sends for its subtree instead of each frame going out alone.
-	Aggregator *Aggregator
+	// sends for its subtree (an *Aggregator on the same node) instead of
+	// each frame going out alone.
+	Aggregator Bundler
 	Telemetry  telemetry.EncoderConfig
 	// CheckInterval is how often, between frames, the providers are read
 	// for critical changes (new alert bits), which are sent at once with
@@ -109,6 +110,13 @@ func (c ReporterConfig) withDefaults() ReporterConfig {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
+}
+
+// Bundler takes a node's own telemetry frames into bundles; *Aggregator
+// is one. Offer fails, as a send would, when the collector is out of
+// reach.
+type Bundler interface {
+	Offer(now time.Time, frame []byte) error
 }
 
 // latencyAlpha smooths the TIME_DELAY measurements.
