@@ -51,8 +51,8 @@ func TestScenarioMustShow(t *testing.T) {
 	// interval + path latency. (The reporters start together and the mesh
 	// converges within the first interval, so they all keep one phase and
 	// the p99 is the age at the sampling phase, not just under 1 s.)
-	if want := 99 * int(rep.WindowS); rep.FreshnessSamples < want-2*99 || rep.FreshnessSamples > want+99 {
-		t.Errorf("%d freshness samples over %.0f s", rep.FreshnessSamples, rep.WindowS)
+	if want := 99 * int(rep.WindowS); rep.DataAgeSamples < want-2*99 || rep.DataAgeSamples > want+99 {
+		t.Errorf("%d freshness samples over %.0f s", rep.DataAgeSamples, rep.WindowS)
 	}
 	if rep.FreshnessP99S > 2 || rep.FreshnessP99S <= 0 {
 		t.Errorf("freshness p99 %.3f s", rep.FreshnessP99S)
