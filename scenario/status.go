@@ -513,7 +513,11 @@ type scenarioMesh struct {
 	frameAt                           map[uint32][]rootFrame
 	checked, mismatched, badEncodings uint64
 	frameDelayMax                     time.Duration
-	rootFrames                        uint64 // collector's accepted frames seen so far
+	// superseded counts bundled frames followed by a later frame of the
+	// same node in the same bundle: the model shows only the later one,
+	// so they cannot be checked.
+	superseded uint64
+	rootFrames uint64 // collector's accepted frames seen so far
 
 	excluded map[uint32]bool // nodes not counted while a fault keeps them away
 	alertLog []alertRecord
@@ -816,6 +820,7 @@ func (c *frameCheck) HandlePackage(now time.Time, _ mesh.ConnID, _ protocol.Head
 				c.check(now, id, last[id])
 			}
 		}
+		sm.superseded += uint64(len(p.Entries) - len(order))
 	}
 }
 

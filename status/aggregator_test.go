@@ -282,10 +282,25 @@ func TestReporterChangeDriven(t *testing.T) {
 	if ns, _ := rm.col.Model().Node(4); ns.Metrics.FreeMemory != rm.mem[4].free || ns.LastSeen.Sub(changedAt) > time.Second {
 		t.Errorf("root has %d free at %v, node %d since %v", ns.Metrics.FreeMemory, ns.LastSeen, rm.mem[4].free, changedAt)
 	}
-	// Then fast again: the next regular frame one Interval later.
-	rm.runFor(1100 * time.Millisecond)
+	// Then a frame one Interval later to confirm the change, stating a
+	// quarter of the interval it interrupted (30 s / 4, whole seconds);
+	// the next regular frame comes then.
+	rm.runFor(time.Second)
+	dec = telemetry.NewDecoder()
+	var f telemetry.Frame
+	for _, p := range sentOfType[*TelemetryPackage](t, rm.nodes[4], TypeTelemetry) {
+		f, _ = dec.Decode(4, p.Frame)
+	}
+	if len(rm.nodes[4].sent) != n+2 || f.Values.Interval != 7 {
+		t.Fatalf("%d frames after the change, the last states %d s", len(rm.nodes[4].sent)-n, f.Values.Interval)
+	}
+	rm.runFor(6 * time.Second)
 	if len(rm.nodes[4].sent) != n+2 {
-		t.Errorf("no regular frame an interval after the change")
+		t.Errorf("a frame before the stated interval")
+	}
+	rm.runFor(1100 * time.Millisecond)
+	if len(rm.nodes[4].sent) != n+3 {
+		t.Errorf("no regular frame the stated interval after the change")
 	}
 }
 

@@ -71,27 +71,43 @@ func (r *Reporter) current(now time.Time) Metrics {
 	return m
 }
 
-// adapt sets the interval that the frame about to go out at now states:
-// back to Interval after a change (early is a frame sent for one), else
-// doubled up to MaxInterval. An early frame also moves the next regular
-// frame to one Interval away, as it states.
+// adapt sets the interval that the frame about to go out at now states.
+// After a change (early is a frame sent for one) the next frame follows
+// at Interval, to confirm it (the alert rules clear on two good samples),
+// and the one after at a quarter of the interval the change interrupted
+// (whole seconds, at least Interval); a regular frame without a change
+// doubles the interval up to MaxInterval. A value that keeps changing
+// keeps the node at Interval; one change costs about three frames more
+// than none, not the five of doubling again from Interval. An early frame
+// also moves the next regular frame to the interval it states.
 func (r *Reporter) adapt(now time.Time, early bool) {
 	if r.cfg.MaxInterval == 0 {
 		return
 	}
-	if early || !r.haveSent {
+	if !r.haveSent {
+		r.every = r.cfg.Interval
+		return
+	}
+	changed := early
+	if !early {
+		m := r.current(now)
+		changed = r.cfg.Steps.Changed(&r.sent, &m)
+	}
+	switch {
+	case changed:
+		if r.resume == 0 {
+			r.resume = max(r.cfg.Interval, (r.every / 4).Truncate(time.Second))
+		}
 		r.every = r.cfg.Interval
 		if early {
+			// A regular frame's successor is scheduled by Tick.
 			r.nextFrame = now.Add(r.every)
 		}
-		return
+	case r.resume != 0:
+		r.every, r.resume = r.resume, 0
+	default:
+		r.every = min(2*r.every, r.cfg.MaxInterval)
 	}
-	m := r.current(now)
-	if r.cfg.Steps.Changed(&r.sent, &m) {
-		r.every = r.cfg.Interval
-		return
-	}
-	r.every = min(2*r.every, r.cfg.MaxInterval)
 }
 
 // checkChange sends a frame at once, flagged priority, when a value moved

@@ -49,12 +49,14 @@ type ReporterConfig struct {
 	Interval time.Duration
 	// MaxInterval, when above Interval, turns on change-driven
 	// reporting: a value that moves by its step (Steps) since the last
-	// frame goes out at once, at most one such frame per Interval, with
-	// the priority flag; after it the regular frames follow at Interval,
-	// and each regular frame that carries no change doubles the interval
-	// up to MaxInterval. Every frame states the time to the next regular
-	// one, so the collector's offline rule follows the interval. Whole
-	// seconds. 0: a frame every Interval.
+	// frame goes out at once (at the next check, at most one such frame
+	// per half Interval) with the priority flag, and a regular frame one
+	// Interval later; then the interval is a quarter of what it was
+	// before the change (not below Interval), and each regular frame
+	// that carries no change doubles it up to MaxInterval. Every frame states the time
+	// to the next regular one, so the collector's offline rule follows
+	// the interval. Latency is probed every 2·MaxInterval. Whole seconds.
+	// 0: a frame every Interval.
 	MaxInterval time.Duration
 	Steps       ChangeSteps
 	// Aggregator, if set, takes the node's own frames into the bundles it
@@ -102,8 +104,9 @@ func (c ReporterConfig) withDefaults() ReporterConfig {
 		c.ProbeInterval = defaultReportInterval
 		if c.Interval > 0 {
 			// Change-driven: latency is one more slow value, and each
-			// probe costs the collector's radio a request and a reply.
-			c.ProbeInterval = max(c.Interval, c.MaxInterval, defaultReportInterval/6)
+			// probe costs the collector's radio a request and a reply
+			// (more than a regular frame in a bundle).
+			c.ProbeInterval = max(c.Interval, 2*c.MaxInterval, defaultReportInterval/6)
 		}
 	}
 	if c.Logger == nil {
@@ -157,6 +160,7 @@ type Reporter struct {
 	// Change-driven reporting (MaxInterval): the interval the last frame
 	// stated, what it carried and when it went out.
 	every    time.Duration
+	resume   time.Duration // the interval to go back to once a change is confirmed; 0 none
 	sent     Metrics
 	haveSent bool
 	sentAt   time.Time
