@@ -1,6 +1,7 @@
 package status
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -323,5 +324,78 @@ func (rm *relayMesh) runUntil(cond func() bool) {
 			return
 		}
 		rm.runFor(10 * time.Millisecond)
+	}
+}
+
+// Property, at the collector: the same frames, sent alone to one
+// collector and in bundles of any grouping to another, leave both with the
+// same model of every node, the same counts of accepted, missed, stale
+// and refused frames — whatever the losses and keyframe requests.
+func TestCollectorBundledEqualsSingle(t *testing.T) {
+	for seed := range uint64(30) {
+		rng := rand.New(rand.NewPCG(seed, 704))
+		now := epoch
+		single := NewCollector(CollectorConfig{}, now)
+		bundled := NewCollector(CollectorConfig{}, now)
+		// Each on a host of its own, alone: its queries and keyframe
+		// requests go nowhere.
+		newFakeMesh(t).add(rootID, true, single)
+		newFakeMesh(t).add(rootID, true, bundled)
+		nodes := []uint32{11, 12, 13, 14, 15}
+		enc := map[uint32]*telemetry.Encoder{}
+		vals := map[uint32]telemetry.Values{}
+		for _, n := range nodes {
+			enc[n] = telemetry.NewEncoder(telemetry.EncoderConfig{KeyframeEvery: 1 + rng.IntN(10)})
+			vals[n] = telemetry.Values{Uptime: 1, FreeMemory: 30_000 + uint32(rng.IntN(9000)), Nodes: 5, Interval: 2, FirmwareHash: 7}
+		}
+		var pending []telemetry.BundleEntry
+		flush := func() {
+			if len(pending) == 0 {
+				return
+			}
+			b := TelemetryBundle{From: 99, Dest: rootID, Entries: pending}
+			bundled.handle(now, TypeTelemetryBundle, b.AppendJSON(nil))
+			pending = nil
+		}
+		for i := range 300 {
+			now = now.Add(time.Duration(rng.IntN(800)) * time.Millisecond)
+			n := nodes[rng.IntN(len(nodes))]
+			v := vals[n]
+			v.Uptime += uint32(rng.IntN(3))
+			v.MessagesTx += uint32(rng.IntN(40))
+			if rng.IntN(5) == 0 {
+				v.FreeMemory = uint32(int64(v.FreeMemory) + int64(rng.IntN(2000)) - 1000)
+				v.Alerts = uint8(rng.IntN(4))
+			}
+			vals[n] = v
+			if rng.IntN(40) == 0 {
+				enc[n].RequestKeyframe()
+			}
+			frame := enc[n].Encode(now, uint32(i), v, rng.IntN(6) == 0)
+			if rng.IntN(12) == 0 {
+				continue // lost on the way, for both
+			}
+			single.handle(now, TypeTelemetry, (&TelemetryPackage{From: n, Dest: rootID, Frame: frame}).AppendJSON(nil))
+			pending = append(pending, telemetry.BundleEntry{Node: n, Frame: frame})
+			if rng.IntN(4) == 0 {
+				flush()
+			}
+		}
+		flush()
+		ss, bs := single.Stats(), bundled.Stats()
+		ss.Bundles, ss.KeyframeRequests, bs.KeyframeRequests = bs.Bundles, 0, 0
+		if seed == 0 {
+			t.Logf("alone and bundled: %+v", ss)
+		}
+		if ss != bs || ss.Frames == 0 || ss.FramesMissed == 0 {
+			t.Fatalf("seed %d: stats alone %+v, bundled %+v", seed, ss, bs)
+		}
+		for _, n := range nodes {
+			a, okA := single.Model().Node(n)
+			b, okB := bundled.Model().Node(n)
+			if okA != okB || a.Metrics.Values() != b.Metrics.Values() {
+				t.Fatalf("seed %d node %d: alone %+v, bundled %+v", seed, n, a.Metrics.Values(), b.Metrics.Values())
+			}
+		}
 	}
 }
