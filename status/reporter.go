@@ -53,10 +53,10 @@ type ReporterConfig struct {
 	// per half Interval) with the priority flag, and a regular frame one
 	// Interval later; then the interval is a quarter of what it was
 	// before the change (not below Interval), and each regular frame
-	// that carries no change doubles it up to MaxInterval. Every frame states the time
-	// to the next regular one, so the collector's offline rule follows
-	// the interval. Latency is probed every 2·MaxInterval. Whole seconds.
-	// 0: a frame every Interval.
+	// that carries no change doubles it up to MaxInterval. Every frame
+	// states the time to the next regular one, so the collector's
+	// offline rule follows the interval. Latency is probed every
+	// 2·MaxInterval. Whole seconds. 0: a frame every Interval.
 	MaxInterval time.Duration
 	Steps       ChangeSteps
 	// Aggregator, if set, takes the node's own frames into the bundles it
