@@ -65,8 +65,9 @@ type ReporterConfig struct {
 	Aggregator Bundler
 	Telemetry  telemetry.EncoderConfig
 	// CheckInterval is how often, between frames, the providers are read
-	// for critical changes (new alert bits), which are sent at once with
-	// the priority flag (default 1 s).
+	// for critical changes (new alert bits, and with MaxInterval values
+	// past their step), which are sent at once with the priority flag
+	// (default 1 s; 500 ms with MaxInterval).
 	CheckInterval time.Duration
 	// PriorityGap: at most one early frame per gap (default 2 s).
 	PriorityGap time.Duration
@@ -91,14 +92,19 @@ func (c ReporterConfig) withDefaults() ReporterConfig {
 	if c.Interval == 0 {
 		c.Interval = defaultReportInterval
 	}
+	if c.MaxInterval <= c.Interval {
+		c.MaxInterval = 0
+	}
 	if c.CheckInterval <= 0 {
 		c.CheckInterval = DefaultCheckInterval
+		if c.MaxInterval > 0 {
+			// Change-driven, a check is what sends a change: checking
+			// twice as often halves the wait, and costs no radio.
+			c.CheckInterval = DefaultCheckInterval / 2
+		}
 	}
 	if c.PriorityGap <= 0 {
 		c.PriorityGap = defaultPriorityGap
-	}
-	if c.MaxInterval <= c.Interval {
-		c.MaxInterval = 0
 	}
 	if c.ProbeInterval <= 0 {
 		c.ProbeInterval = defaultReportInterval
