@@ -239,6 +239,10 @@ func (d *Device) Receiver() *ota.Receiver {
 // the driver's loop.
 func (d *Device) Reporter() *status.Reporter { return d.reporter }
 
+// Aggregator is the status aggregator, nil without one. Use it only
+// inside the driver's loop.
+func (d *Device) Aggregator() *status.Aggregator { return d.aggregator }
+
 // RestartRequested is closed once the node should restart to run another
 // slot: after a switch (and its --on-switch command succeeded) or after a
 // rollback (and its --on-rollback command ran).

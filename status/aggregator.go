@@ -49,6 +49,7 @@ func (c AggregatorConfig) withDefaults() AggregatorConfig {
 // AggregatorStats count what an Aggregator took and sent.
 type AggregatorStats struct {
 	FramesIn   uint64 `json:"frames_in"`   // frames taken: in transit, in bundles, and the node's own
+	Transit    uint64 `json:"transit"`     // of those, frames of other nodes taken in transit
 	BundlesIn  uint64 `json:"bundles_in"`  // bundles taken in transit from relays below
 	BundlesOut uint64 `json:"bundles_out"` // bundles sent
 	SinglesOut uint64 `json:"singles_out"` // frames sent alone (a bundle of one goes out as it came)
@@ -141,11 +142,13 @@ func (a *Aggregator) HandleTransit(now time.Time, _ mesh.ConnID, h protocol.Head
 		if _, err := telemetry.ParseHeader(p.Frame); err != nil {
 			return false
 		}
+		a.stats.Transit++
 		a.hold(now, telemetry.BundleEntry{Node: p.From, Frame: p.Frame}, slices.Clone(raw))
 	case *TelemetryBundle:
 		a.stats.BundlesIn++
 		for _, e := range p.Entries {
 			// The frames alias the decoded bundle, which nothing else keeps.
+			a.stats.Transit++
 			a.hold(now, e, nil)
 		}
 	default:
