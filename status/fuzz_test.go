@@ -72,3 +72,36 @@ func FuzzCollector(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAggregator hands hostile packages to a relay's aggregator in
+// transit: nothing panics, what it takes fits a bundle, and everything it
+// sends decodes as a status package.
+func FuzzAggregator(f *testing.F) {
+	seedPackages(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		m := newFakeMesh(t)
+		agg := NewAggregator(AggregatorConfig{})
+		m.add(rootID, true)
+		relay := m.add(2, false, agg)
+		m.add(3, false)
+		m.link(rootID, 2)
+		m.link(2, 3)
+		h, err := protocol.ParseHeader(raw)
+		if err != nil {
+			return
+		}
+		h.Dest = rootID
+		for range 3 {
+			agg.HandleTransit(m.now, 1, h, raw)
+			if agg.size > telemetry.MaxBundleSize {
+				t.Fatalf("holding %d bytes", agg.size)
+			}
+		}
+		m.runFor(5 * time.Second)
+		for _, msg := range relay.sent {
+			if _, err := Decode(msg); err != nil {
+				t.Fatalf("relay sent %s: %v", msg, err)
+			}
+		}
+	})
+}
