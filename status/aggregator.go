@@ -171,7 +171,12 @@ func (a *Aggregator) Offer(now time.Time, frame []byte) error {
 	if len(a.pending) == 0 && a.host.Stats().Connections <= 1 {
 		// A leaf has no subtree to share a bundle with: waiting would
 		// only delay the frame.
-		return a.host.SendRaw(now, a.single(c, telemetry.BundleEntry{Node: a.host.ID(), Frame: frame}))
+		if err := a.host.SendRaw(now, a.single(c, telemetry.BundleEntry{Node: a.host.ID(), Frame: frame})); err != nil {
+			return err
+		}
+		a.stats.FramesIn++
+		a.stats.SinglesOut++
+		return nil
 	}
 	a.hold(now, telemetry.BundleEntry{Node: a.host.ID(), Frame: slices.Clone(frame)}, nil)
 	a.flushDue(now)
