@@ -68,6 +68,14 @@ type Config struct {
 	// StatusInterval is the status reporter's telemetry interval; zero or
 	// negative: no reporter.
 	StatusInterval time.Duration
+	// StatusMaxInterval, when above StatusInterval, makes the reporter
+	// send on change, backing off to this interval while nothing changes
+	// (status.ReporterConfig.MaxInterval).
+	StatusMaxInterval time.Duration
+	// StatusAggregate runs a status.Aggregator: frames of the nodes behind
+	// this one, and its own, go to the collector in bundles (704), which
+	// only a meshfleet collector reads.
+	StatusAggregate bool
 	// Version is the firmware version reported while the running image
 	// has none (the factory image, installed outside OTA).
 	Version string
@@ -123,6 +131,8 @@ type Device struct {
 	store    *slot.Store      // nil without OTA
 	ota      *otaPlugin       // nil without OTA
 	reporter *status.Reporter // nil without status
+	// aggregator bundles the subtree's telemetry; nil unless configured.
+	aggregator *status.Aggregator
 
 	mu      sync.Mutex
 	jobs    []hookJob
@@ -154,8 +164,15 @@ func Open(cfg Config, now time.Time) (*Device, error) {
 		d.ota = p
 	}
 	if cfg.StatusInterval > 0 {
+		var bundler status.Bundler
+		if cfg.StatusAggregate {
+			d.aggregator = status.NewAggregator(status.AggregatorConfig{Logger: cfg.Logger.With("component", "status")})
+			bundler = d.aggregator
+		}
 		d.reporter = status.NewReporter(status.ReporterConfig{
-			Interval: cfg.StatusInterval,
+			Interval:    cfg.StatusInterval,
+			MaxInterval: cfg.StatusMaxInterval,
+			Aggregator:  bundler,
 			Providers: status.Providers{
 				Firmware:   d.firmware,
 				Identity:   func() (string, string) { return cfg.Role, cfg.Hardware },
@@ -190,12 +207,15 @@ func (d *Device) warnUnsigned() {
 	}
 }
 
-// Plugins are the node's plugins: the OTA receiver and the status
-// reporter, as configured.
+// Plugins are the node's plugins: the OTA receiver, the status
+// aggregator and the status reporter, as configured.
 func (d *Device) Plugins() []mesh.Plugin {
 	var ps []mesh.Plugin
 	if d.ota != nil {
 		ps = append(ps, d.ota)
+	}
+	if d.aggregator != nil {
+		ps = append(ps, d.aggregator)
 	}
 	if d.reporter != nil {
 		ps = append(ps, d.reporter)
@@ -218,6 +238,10 @@ func (d *Device) Receiver() *ota.Receiver {
 // Reporter is the status reporter, nil without one. Use it only inside
 // the driver's loop.
 func (d *Device) Reporter() *status.Reporter { return d.reporter }
+
+// Aggregator is the status aggregator, nil without one. Use it only
+// inside the driver's loop.
+func (d *Device) Aggregator() *status.Aggregator { return d.aggregator }
 
 // RestartRequested is closed once the node should restart to run another
 // slot: after a switch (and its --on-switch command succeeded) or after a

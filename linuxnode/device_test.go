@@ -388,6 +388,12 @@ func TestStatusOnly(t *testing.T) {
 	if m := dev.Reporter().Snapshot(t0); m.FirmwareVersion != "v1" || m.OTAState != status.OTAIdle {
 		t.Fatalf("reports %+v", m)
 	}
+	agg, _, _ := start(t, Config{StatusInterval: time.Second, StatusMaxInterval: 30 * time.Second, StatusAggregate: true, Version: "v1"}, t0)
+	if ps := agg.Plugins(); len(ps) != 2 {
+		t.Fatalf("aggregating device: %d plugins", len(ps))
+	} else if _, ok := ps[0].(*status.Aggregator); !ok {
+		t.Fatalf("aggregating device's first plugin is %T", ps[0])
+	}
 	off, _, _ := start(t, Config{}, t0)
 	if len(off.Plugins()) != 0 {
 		t.Fatal("the zero config runs plugins")

@@ -204,6 +204,16 @@ type Plugin interface {
 	NextDeadline() time.Time
 }
 
+// TransitHandler is implemented by plugins that may take over a
+// single-routed package of their Types passing through this node towards
+// another node (a status relay bundling its subtree's telemetry). The
+// package is forwarded as usual unless HandleTransit returns true; a
+// plugin that consumes a package becomes responsible for delivering what
+// it carries.
+type TransitHandler interface {
+	HandleTransit(now time.Time, conn ConnID, h protocol.Header, raw []byte) bool
+}
+
 // EventObserver is implemented by plugins that want to see the node's
 // events (connections, delays) as they happen, before the driver does.
 type EventObserver interface {

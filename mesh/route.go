@@ -43,6 +43,9 @@ func (n *Node) route(now time.Time, c *conn, msg []byte) {
 	switch h.Routing {
 	case protocol.RouteSingle:
 		if h.Dest != n.cfg.ID {
+			if n.transitTaken(now, c, h, msg) {
+				return
+			}
 			next := n.findRoute(h.Dest)
 			if next == nil {
 				n.stats.MessagesDropped++
@@ -225,3 +228,14 @@ func (n *Node) broadcastPriority(data []byte, prio Priority) {
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+// transitTaken offers a single package passing through to the plugins
+// that handle its type in transit (TransitHandler); true if one took it.
+func (n *Node) transitTaken(now time.Time, c *conn, h protocol.Header, msg []byte) bool {
+	for _, p := range n.handlers[h.Type] {
+		if t, ok := p.(TransitHandler); ok && t.HandleTransit(now, c.id, h, msg) {
+			return true
+		}
+	}
+	return false
+}

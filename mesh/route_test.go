@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,6 +219,55 @@ func TestRoutePluginPackages(t *testing.T) {
 	// The plugin saw the node's events as they happened.
 	if len(rec.events) == 0 {
 		t.Error("observer saw no events")
+	}
+}
+
+// transitTaker takes the single packages of its types passing through
+// whose body holds "take".
+type transitTaker struct {
+	recorder
+	taken []string
+}
+
+func (r *transitTaker) HandleTransit(now time.Time, c ConnID, h protocol.Header, raw []byte) bool {
+	if !strings.Contains(string(raw), `"take"`) {
+		return false
+	}
+	r.taken = append(r.taken, string(raw))
+	return true
+}
+
+// A TransitHandler on a relay sees single packages of its types passing
+// through; what it takes goes no further, what it declines is forwarded
+// as before, and packages addressed to the relay itself still reach
+// HandlePackage.
+func TestTransitHandler(t *testing.T) {
+	tn, ns := tree5(t)
+	relay := &transitTaker{recorder: recorder{types: []int{20}}}
+	ns[2].Use(relay)
+	end := &recorder{types: []int{20}}
+	ns[1].Use(end)
+	taken := `{"from":4,"dest":1,"routing":1,"type":20,"take":1}`
+	passed := `{"from":4,"dest":1,"routing":1,"type":20,"pass":1}`
+	other := `{"from":4,"dest":1,"routing":1,"type":21,"take":1}`
+	mine := `{"from":4,"dest":2,"routing":1,"type":20,"take":1}`
+	for _, m := range []string{taken, passed, other, mine} {
+		if err := ns[4].SendRaw(tn.now, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tn.settle()
+	if !slices.Equal(relay.taken, []string{taken}) {
+		t.Errorf("relay took %q", relay.taken)
+	}
+	if !slices.Equal(relay.got, []string{mine}) {
+		t.Errorf("relay handled %q", relay.got)
+	}
+	if !slices.Equal(end.got, []string{passed}) {
+		t.Errorf("destination got %q", end.got)
+	}
+	if pk := eventsOf[PackageReceived](tn, 1); len(pk) != 1 || string(pk[0].JSON) != other {
+		t.Errorf("destination PackageReceived %v", pk)
 	}
 }
 

@@ -57,7 +57,22 @@ type StatusConfig struct {
 	// Interval is the nodes' telemetry interval, whole seconds (default
 	// StatusInterval).
 	Interval time.Duration
+	// Aggregate turns on what cuts the root's share: every reporting node
+	// runs a status.Aggregator (relays bundle their subtree's frames) and
+	// reports on change (status.ReporterConfig.MaxInterval). Off, every
+	// node sends one frame every Interval, the stream a stock-compatible
+	// node sends.
+	Aggregate bool
+	// MaxInterval is the longest interval of change-driven reporting,
+	// whole seconds (default DefaultMaxInterval); Interval or less keeps
+	// the interval fixed (bundling alone). Only with Aggregate.
+	MaxInterval time.Duration
 }
+
+// DefaultMaxInterval is StatusConfig.MaxInterval when left zero: a node
+// whose values stay within their steps sends a frame every 30 s, the
+// default interval of a reporter.
+const DefaultMaxInterval = 30 * time.Second
 
 func (c *StatusConfig) normalise() error {
 	if c.Nodes < 2 || c.Nodes > sim.MaxScenarioNodes {
@@ -90,6 +105,18 @@ func (c *StatusConfig) normalise() error {
 	if c.Interval < time.Second || c.Interval%time.Second != 0 || c.Interval > math.MaxUint16*time.Second {
 		return fmt.Errorf("status: telemetry interval %v: want whole seconds, 1s..%ds", c.Interval, math.MaxUint16)
 	}
+	if c.Aggregate && c.MaxInterval == 0 {
+		c.MaxInterval = DefaultMaxInterval
+	}
+	if !c.Aggregate && c.MaxInterval != 0 {
+		return fmt.Errorf("status: a longest interval (%v) needs aggregation on", c.MaxInterval)
+	}
+	if c.MaxInterval < 0 || c.MaxInterval%time.Second != 0 || c.MaxInterval > math.MaxUint16*time.Second {
+		return fmt.Errorf("status: longest telemetry interval %v: want whole seconds, up to %ds", c.MaxInterval, math.MaxUint16)
+	}
+	if c.MaxInterval < c.Interval {
+		c.MaxInterval = c.Interval
+	}
 	return c.Link.Validate()
 }
 
@@ -103,20 +130,34 @@ type StatusReport struct {
 	// not counting the silent node from its crash until it is back.
 	Visibility    float64 `json:"visibility"`
 	VisibilityMin float64 `json:"visibility_min"`
-	// FreshnessP99S is the 99th percentile (nearest rank), over one sample
+	// Freshness is how long the root's knowledge of a node lags a change
+	// of the node (see freshness): FreshnessP50S, FreshnessP99S and
+	// FreshnessMaxS are the nearest-rank percentiles and the largest of
+	// the durations of the Changes episodes in the window in which the
+	// root's model differed from a counted reporting node's real free
+	// memory, RSSI, node or connection count or firmware by a change step
+	// or more, each from the last sample (every 0.1 s) at which they
+	// agreed to the first at which they agreed again.
+	FreshnessP50S float64 `json:"freshness_p50_s"`
+	FreshnessP99S float64 `json:"freshness_p99_s"`
+	FreshnessMaxS float64 `json:"freshness_max_s"`
+	Changes       int     `json:"changes"`
+	// DataAgeP99S is the 99th percentile (nearest rank), over one sample
 	// per virtual second of the window for every node counted in
 	// VisibilityMin, of now minus the time the node measured the latest
-	// telemetry the root has accepted from it. FreshnessMaxS is the
-	// largest sample.
-	FreshnessP99S    float64 `json:"freshness_p99_s"`
-	FreshnessMaxS    float64 `json:"freshness_max_s"`
-	FreshnessSamples int     `json:"freshness_samples"`
+	// telemetry the root has accepted from it: the age of the values that
+	// travel only with regular frames (uptime, counters, throughput).
+	// DataAgeMaxS is the largest sample.
+	DataAgeP99S    float64 `json:"data_age_p99_s"`
+	DataAgeMaxS    float64 `json:"data_age_max_s"`
+	DataAgeSamples int     `json:"data_age_samples"`
 	// AlertDetectionS is the worse of OfflineDetectionS and
 	// LowMemoryDetectionS; null when the window was too short for the
 	// faults (under 100 s) or an alert never came.
 	AlertDetectionS *float64 `json:"alert_detection_s"`
 	// OfflineDetectionS: from the silent node's last expected report (the
-	// root's receipt of its last frame plus one interval) to the
+	// root's receipt of its last frame plus the interval that frame
+	// stated) to the
 	// node_offline alert at the root. OfflineAfterCrashS: from the crash.
 	OfflineDetectionS  *float64 `json:"offline_detection_s"`
 	OfflineAfterCrashS *float64 `json:"offline_after_crash_s"`
@@ -150,9 +191,13 @@ type StatusReport struct {
 	StatusOverheadTx       float64 `json:"status_overhead_tx"`
 	StatusAirtimeFraction  float64 `json:"status_airtime_fraction"`
 	BusiestRadio           uint32  `json:"busiest_radio"`
-	BusiestRadioIsRoot     bool    `json:"busiest_radio_is_root"`
-	StatusLinkBytes        uint64  `json:"status_link_bytes"` // sent in the window
-	LinkBytesWindow        uint64  `json:"link_bytes_window"` // everything transmitted in the window
+	// BusiestProbeFraction is the part of the busiest radio's status
+	// bytes (in the direction that made it busiest) that are TIME_DELAY
+	// latency probes.
+	BusiestProbeFraction float64 `json:"busiest_probe_fraction"`
+	BusiestRadioIsRoot   bool    `json:"busiest_radio_is_root"`
+	StatusLinkBytes      uint64  `json:"status_link_bytes"` // sent in the window
+	LinkBytesWindow      uint64  `json:"link_bytes_window"` // everything transmitted in the window
 
 	// Telemetry: frames the nodes sent and the collector's counts (whole
 	// run). ReconstructionChecked counts accepted frames compared with
@@ -160,20 +205,27 @@ type StatusReport struct {
 	// ReconstructionMismatches those that differed. EncodingMismatches
 	// counts frames whose values differ from what the node's providers
 	// and counters said when it sent them.
-	FramesSent               uint64 `json:"frames_sent"`
-	FramesAccepted           uint64 `json:"frames_accepted"`
-	FramesMissed             uint64 `json:"frames_missed"`
-	FramesRefused            uint64 `json:"frames_refused"`
-	KeyframeRequests         uint64 `json:"keyframe_requests"`
-	ReconstructionChecked    uint64 `json:"reconstruction_checked"`
-	ReconstructionMismatches uint64 `json:"reconstruction_mismatches"`
-	EncodingMismatches       uint64 `json:"encoding_mismatches"`
+	FramesSent       uint64 `json:"frames_sent"`
+	FramesAccepted   uint64 `json:"frames_accepted"`
+	FramesMissed     uint64 `json:"frames_missed"`
+	FramesRefused    uint64 `json:"frames_refused"`
+	KeyframeRequests uint64 `json:"keyframe_requests"`
+	Bundles          uint64 `json:"bundles"` // bundles (704) the root took
+	// FrameDelayMaxS is the longest any checked frame took from its node
+	// handing it over to the root accepting it: relays hold frames, and
+	// must never deliver an old one.
+	FrameDelayMaxS           float64 `json:"frame_delay_max_s"`
+	ReconstructionChecked    uint64  `json:"reconstruction_checked"`
+	ReconstructionMismatches uint64  `json:"reconstruction_mismatches"`
+	EncodingMismatches       uint64  `json:"encoding_mismatches"`
 
 	ConvergedAtS   *float64 `json:"converged_at_s"`
 	StatusReadyAtS *float64 `json:"status_ready_at_s"` // every node online at the root
 	WindowS        float64  `json:"window_s"`
 	VirtualS       float64  `json:"virtual_s"`
 	IntervalS      float64  `json:"interval_s"`
+	MaxIntervalS   float64  `json:"max_interval_s"` // longest interval of change-driven reporting; 0 off
+	Aggregate      bool     `json:"aggregate"`
 	Nodes          int      `json:"nodes"`
 	Topology       string   `json:"topology"`
 	Link           string   `json:"link"`
@@ -208,7 +260,7 @@ func (sm *scenarioMesh) run(ctx context.Context) (StatusReport, error) {
 	cfg := sm.cfg
 	rep := StatusReport{
 		Nodes: cfg.Nodes, Topology: string(cfg.Topology), Link: cfg.Link.Name, Seed: cfg.Seed,
-		IntervalS: cfg.Interval.Seconds(),
+		IntervalS: cfg.Interval.Seconds(), MaxIntervalS: cfg.MaxInterval.Seconds(), Aggregate: cfg.Aggregate,
 	}
 	net := sm.net
 	end := net.Now().Add(cfg.Duration)
@@ -272,32 +324,37 @@ func (sm *scenarioMesh) run(ctx context.Context) (StatusReport, error) {
 		}
 	}
 
-	// Samples once per virtual second.
+	// Freshness every freshStep; visibility and data age once per
+	// virtual second.
 	var ages []float64
 	rep.VisibilityMin = 1
-	for t := start; !t.After(end); t = t.Add(time.Second) {
-		if err := ctx.Err(); err != nil {
-			return finish(), err
-		}
+	fresh := newFreshness()
+	for i, t := 0, start; !t.After(end); i, t = i+1, t.Add(freshStep) {
 		net.Run(t)
-		if silent != nil && sm.excluded[silent.ID()] && !t.Before(restartAt) {
-			if st, ok := sm.collector.Model().Node(silent.ID()); ok && st.Online && st.LastSeen.After(restartAt) {
-				delete(sm.excluded, silent.ID())
+		if i%int(time.Second/freshStep) == 0 {
+			if err := ctx.Err(); err != nil {
+				return finish(), err
 			}
+			if silent != nil && sm.excluded[silent.ID()] && !t.Before(restartAt) {
+				if st, ok := sm.collector.Model().Node(silent.ID()); ok && st.Online && st.LastSeen.After(restartAt) {
+					delete(sm.excluded, silent.ID())
+				}
+			}
+			vis, sample := sm.sample(t)
+			rep.VisibilityMin = min(rep.VisibilityMin, vis)
+			ages = append(ages, sample...)
 		}
-		vis, sample := sm.sample(t)
-		rep.VisibilityMin = min(rep.VisibilityMin, vis)
-		ages = append(ages, sample...)
+		fresh.sample(sm, t)
 	}
 	net.Run(end)
 
 	rep.Visibility = sm.visible()
-	rep.FreshnessSamples = len(ages)
-	if len(ages) > 0 {
-		slices.Sort(ages)
-		rep.FreshnessP99S = ages[int(math.Ceil(0.99*float64(len(ages))))-1]
-		rep.FreshnessMaxS = ages[len(ages)-1]
-	}
+	rep.DataAgeSamples = len(ages)
+	slices.Sort(ages)
+	rep.DataAgeP99S, rep.DataAgeMaxS = percentile(ages, 0.99), percentile(ages, 1)
+	changes := fresh.finish(end)
+	rep.Changes = len(changes)
+	rep.FreshnessP50S, rep.FreshnessP99S, rep.FreshnessMaxS = percentile(changes, 0.5), percentile(changes, 0.99), percentile(changes, 1)
 
 	// Alerts in the window.
 	expected := map[alertKey]bool{}
@@ -320,7 +377,7 @@ func (sm *scenarioMesh) run(ctx context.Context) (StatusReport, error) {
 		if at, ok := sm.firstAlert(silent.ID(), alert.KindNodeOffline, alert.Raised, crashAt); ok {
 			rep.OfflineAfterCrashS = seconds(at.Sub(crashAt))
 			if last, ok := sm.lastFrameBefore(silent.ID(), at); ok {
-				rep.OfflineDetectionS = seconds(at.Sub(last.Add(cfg.Interval)))
+				rep.OfflineDetectionS = seconds(at.Sub(last.at.Add(last.interval)))
 			}
 		}
 		if at, ok := sm.firstAlert(lowMem.ID(), alert.KindLowMemory, alert.Raised, lowAt); ok {
@@ -355,12 +412,17 @@ type scenarioOptions struct {
 	// stock says which nodes (by index; 0 is the root) run no Reporter,
 	// like stock ESP nodes.
 	stock func(i int) bool
+	// plain says which reporting nodes run no Aggregator when the
+	// scenario aggregates, like nodes of the esp/ library: they send
+	// single frames and pass their children's on untouched.
+	plain func(i int) bool
 }
 
 // simDevice is the hardware of a simulated node as its providers read it:
 // it survives restarts, and scenarios change it while the mesh runs.
 type simDevice struct {
 	stock        bool
+	plain        bool               // reports, but does not aggregate
 	mem          status.MemoryModel // Boot is set at every start
 	freeOverride uint32             // when non-zero, the free heap
 	rssi         int8
@@ -385,6 +447,8 @@ func (d *simDevice) providers() status.Providers {
 // radioTally counts the status traffic of one node's radio.
 type radioTally struct {
 	txMsgs, txBytes, rxBytes uint64
+	// The TIME_DELAY part of txBytes and rxBytes.
+	txProbeBytes, rxProbeBytes uint64
 }
 
 // sentFrame is one telemetry frame as its node encoded it.
@@ -446,9 +510,14 @@ type scenarioMesh struct {
 	// dataAt is, per node, when it measured the latest telemetry the root
 	// accepted; frameAt when the root accepted it (every one, in order).
 	dataAt                            map[uint32]time.Time
-	frameAt                           map[uint32][]time.Time
+	frameAt                           map[uint32][]rootFrame
 	checked, mismatched, badEncodings uint64
-	rootFrames                        uint64 // collector's accepted frames seen so far
+	frameDelayMax                     time.Duration
+	// superseded counts bundled frames followed by a later frame of the
+	// same node in the same bundle: the model shows only the later one,
+	// so they cannot be checked.
+	superseded uint64
+	rootFrames uint64 // collector's accepted frames seen so far
 
 	excluded map[uint32]bool // nodes not counted while a fault keeps them away
 	alertLog []alertRecord
@@ -464,7 +533,7 @@ func newScenarioMesh(cfg StatusConfig, opt scenarioOptions) (*scenarioMesh, erro
 		tally:    map[uint32]*radioTally{},
 		sent:     map[uint32]*sentFrames{},
 		dataAt:   map[uint32]time.Time{},
-		frameAt:  map[uint32][]time.Time{},
+		frameAt:  map[uint32][]rootFrame{},
 		excluded: map[uint32]bool{},
 	}
 	fleet, err := Build(Spec{
@@ -475,6 +544,7 @@ func newScenarioMesh(cfg StatusConfig, opt scenarioOptions) (*scenarioMesh, erro
 		Prepare: func(i int, id uint32, rng *rand.Rand) {
 			sm.dev[id] = &simDevice{
 				stock: i > 0 && opt.stock != nil && opt.stock(i),
+				plain: i > 0 && opt.plain != nil && opt.plain(i),
 				// Heaps between 30 and 46 KB that ripple by 1 KB over a few
 				// minutes and leak up to 1 KB an hour: never near the 10 KB
 				// threshold, never a trend worth an anomaly.
@@ -516,7 +586,8 @@ func (sm *scenarioMesh) rootPlugins(now time.Time, id uint32) []mesh.Plugin {
 }
 
 // devicePlugins are a device's status plugins for one start: a reporter
-// whose frames are recorded, or none on a stock node.
+// whose frames are recorded (with an aggregator in front of it when the
+// scenario aggregates), or none on a stock node.
 func (sm *scenarioMesh) devicePlugins(dv *Device, now time.Time) []mesh.Plugin {
 	d := sm.dev[dv.ID]
 	d.mem.Boot = now
@@ -524,183 +595,17 @@ func (sm *scenarioMesh) devicePlugins(dv *Device, now time.Time) []mesh.Plugin {
 		return nil
 	}
 	sm.sent[dv.ID] = &sentFrames{}
-	r := status.NewReporter(status.ReporterConfig{Interval: sm.cfg.Interval, Providers: d.providers()}, now)
-	sm.reporters = append(sm.reporters, r)
-	return []mesh.Plugin{&tappedReporter{Reporter: r, sm: sm, dev: d, boot: now, dec: telemetry.NewDecoder()}}
-}
-
-// meteredNode is a mesh.Node that counts the status traffic it hands to
-// its radio and that its radio delivers. The simulator accepts any
-// Machine, so the count needs no hook inside it.
-type meteredNode struct {
-	*mesh.Node
-	tally *radioTally
-}
-
-// statusTraffic reports whether msg is status traffic, and its size on
-// the link.
-func statusTraffic(msg []byte) (bool, uint64) {
-	h, err := protocol.ParseHeader(msg)
-	if err != nil {
-		return false, 0
+	tr := &tappedReporter{sm: sm, dev: d, boot: now, dec: telemetry.NewDecoder()}
+	cfg := status.ReporterConfig{Interval: sm.cfg.Interval, MaxInterval: sm.cfg.MaxInterval, Providers: d.providers()}
+	var plugins []mesh.Plugin
+	if sm.cfg.Aggregate && !d.plain {
+		agg := status.NewAggregator(status.AggregatorConfig{})
+		cfg.Aggregator = &tapBundler{agg: agg, r: tr}
+		plugins = append(plugins, agg)
 	}
-	return status.IsStatusType(h.Type) || h.Type == protocol.TypeTimeDelay, uint64(len(msg)) + 1
-}
-
-// Receive implements sim.Machine.
-func (m *meteredNode) Receive(now time.Time, c mesh.ConnID, msg []byte) {
-	if ok, n := statusTraffic(msg); ok {
-		m.tally.rxBytes += n
-	}
-	m.Node.Receive(now, c, msg)
-}
-
-// Ready implements sim.Machine.
-func (m *meteredNode) Ready() mesh.Ready {
-	rd := m.Node.Ready()
-	for _, o := range rd.Messages {
-		if ok, n := statusTraffic(o.Data); ok {
-			m.tally.txMsgs++
-			m.tally.txBytes += n
-		}
-	}
-	return rd
-}
-
-// tappedReporter is a Reporter whose host records every telemetry frame it
-// sends: the values the frame carries, decoded in order with nothing lost,
-// and whether they agree with what the node's providers and counters said.
-type tappedReporter struct {
-	*status.Reporter
-	sm   *scenarioMesh
-	dev  *simDevice
-	boot time.Time
-	dec  *telemetry.Decoder
-}
-
-// Attach implements mesh.Plugin.
-func (r *tappedReporter) Attach(h mesh.Host) { r.Reporter.Attach(&tapHost{Host: h, r: r}) }
-
-type tapHost struct {
-	mesh.Host
-	r *tappedReporter
-}
-
-// SendRawPriority keeps the reporter's priority path: the wrapper must not
-// hide it from a host that has one.
-func (h *tapHost) SendRawPriority(now time.Time, msg []byte, p mesh.Priority) error {
-	return h.send(now, msg, func() error {
-		if ps, ok := h.Host.(status.PrioritySender); ok {
-			return ps.SendRawPriority(now, msg, p)
-		}
-		return h.Host.SendRaw(now, msg)
-	})
-}
-
-// SendRaw implements mesh.Host.
-func (h *tapHost) SendRaw(now time.Time, msg []byte) error {
-	return h.send(now, msg, func() error { return h.Host.SendRaw(now, msg) })
-}
-
-func (h *tapHost) send(now time.Time, msg []byte, send func() error) error {
-	hd, err := protocol.ParseHeader(msg)
-	if err != nil || hd.Type != status.TypeTelemetry {
-		return send()
-	}
-	// What the reporter read to build this frame, read again before the
-	// send moves the counters.
-	want := h.external(now)
-	if err := send(); err != nil {
-		return err
-	}
-	r, sm := h.r, h.r.sm
-	p, err := status.Decode(msg)
-	tp, ok := p.(*status.TelemetryPackage)
-	if err != nil || !ok {
-		sm.badEncodings++
-		return nil
-	}
-	f, err := r.dec.Decode(tp.From, tp.Frame)
-	if err != nil {
-		sm.badEncodings++
-		return nil
-	}
-	sm.framesOut++
-	if !sameExternal(want, f.Values) {
-		sm.badEncodings++
-	}
-	sm.sent[tp.From].add(sentFrame{seq: f.Seq, at: now, values: f.Values})
-	return nil
-}
-
-// external is the part of a frame's values the node's providers and
-// counters fix: everything but latency, loss, throughput and the flags.
-func (h *tapHost) external(now time.Time) telemetry.Values {
-	st := h.Stats()
-	d := h.r.dev
-	fw := status.FirmwareHash(d.firmware[0], d.firmware[1])
-	return telemetry.Values{
-		Uptime:          uint32(now.Sub(h.r.boot) / time.Second),
-		FreeMemory:      d.free(now),
-		MessagesRx:      uint32(st.MessagesRx),
-		MessagesTx:      uint32(st.MessagesTx),
-		MessagesDropped: uint32(st.MessagesDropped),
-		Nodes:           uint16(len(h.NodeList(false))),
-		Interval:        uint16(h.r.sm.cfg.Interval / time.Second),
-		Connections:     uint8(st.Connections),
-		RSSI:            d.rssi,
-		WiFi:            status.WiFiPercent(d.rssi),
-		FirmwareHash:    fw,
-	}
-}
-
-// sameExternal compares the fields external sets.
-func sameExternal(want, got telemetry.Values) bool {
-	got.Latency, got.Throughput, got.LossPermille, got.Alerts = 0, 0, 0, 0
-	got.DeviceStatus, got.OTAState, got.OTAProgress = 0, 0, 0
-	return want == got
-}
-
-// frameCheck runs on the root after the Collector: for every telemetry
-// frame the collector accepted, it compares the model's values with the
-// ones the node encoded into that frame, and notes when the node measured
-// them.
-type frameCheck struct{ sm *scenarioMesh }
-
-func (c *frameCheck) Attach(mesh.Host)            {}
-func (c *frameCheck) Types() []int                { return []int{status.TypeTelemetry} }
-func (c *frameCheck) Tick(time.Time)              {}
-func (c *frameCheck) NextDeadline() (t time.Time) { return t }
-
-func (c *frameCheck) HandlePackage(now time.Time, _ mesh.ConnID, _ protocol.Header, raw []byte) {
-	sm := c.sm
-	frames := sm.collector.Stats().Frames
-	accepted := frames > sm.rootFrames
-	sm.rootFrames = frames
-	if !accepted {
-		return
-	}
-	p, err := status.Decode(raw)
-	tp, ok := p.(*status.TelemetryPackage)
-	if err != nil || !ok {
-		return
-	}
-	h, err := telemetry.ParseHeader(tp.Frame)
-	sent := sm.sent[tp.From]
-	if err != nil || sent == nil {
-		return
-	}
-	f, ok := sent.find(h.Seq)
-	if !ok {
-		return // a frame of an earlier start, still in flight
-	}
-	st, _ := sm.collector.Model().Node(tp.From)
-	sm.checked++
-	if st.Metrics.Values() != f.values {
-		sm.mismatched++
-	}
-	sm.dataAt[tp.From] = f.at
-	sm.frameAt[tp.From] = append(sm.frameAt[tp.From], now)
+	tr.Reporter = status.NewReporter(cfg, now)
+	sm.reporters = append(sm.reporters, tr.Reporter)
+	return append(plugins, tr)
 }
 
 // rootMesh is the root's current mesh.Node.
@@ -816,12 +721,19 @@ func (sm *scenarioMesh) firstAlert(node uint32, kind alert.Kind, tr alert.Transi
 	return time.Time{}, false
 }
 
-// lastFrameBefore is when the root last accepted a frame of node before t.
-func (sm *scenarioMesh) lastFrameBefore(node uint32, t time.Time) (time.Time, bool) {
+// rootFrame is a frame the root accepted: when, and the interval to the
+// next regular frame that it stated.
+type rootFrame struct {
+	at       time.Time
+	interval time.Duration
+}
+
+// lastFrameBefore is the frame of node the root last accepted before t.
+func (sm *scenarioMesh) lastFrameBefore(node uint32, t time.Time) (rootFrame, bool) {
 	fs := sm.frameAt[node]
-	i, _ := slices.BinarySearchFunc(fs, t, func(a, b time.Time) int { return a.Compare(b) })
+	i, _ := slices.BinarySearchFunc(fs, t, func(a rootFrame, b time.Time) int { return a.at.Compare(b) })
 	if i == 0 {
-		return time.Time{}, false
+		return rootFrame{}, false
 	}
 	return fs[i-1], true
 }
@@ -833,6 +745,8 @@ func (sm *scenarioMesh) fillCounts(rep *StatusReport) {
 	rep.FramesMissed = st.FramesMissed
 	rep.FramesRefused = st.FramesRefused
 	rep.KeyframeRequests = st.KeyframeRequests
+	rep.Bundles = st.Bundles
+	rep.FrameDelayMaxS = sm.frameDelayMax.Seconds()
 	rep.ReconstructionChecked = sm.checked
 	rep.ReconstructionMismatches = sm.mismatched
 	rep.EncodingMismatches = sm.badEncodings
@@ -855,10 +769,16 @@ func (sm *scenarioMesh) fillOverhead(rep *StatusReport, window time.Duration) {
 		sent += float64(tx) * float64(radio.ByteTime)
 		txShare := float64(tx) * float64(radio.ByteTime) / w
 		rep.StatusOverheadTx = max(rep.StatusOverheadTx, txShare)
-		share := max(txShare, float64(rx)*float64(radio.RxByteTime)/w)
+		rxShare := float64(rx) * float64(radio.RxByteTime) / w
+		share := max(txShare, rxShare)
 		if share > rep.StatusOverheadBusiest {
 			rep.StatusOverheadBusiest = share
 			rep.BusiestRadio, rep.BusiestRadioIsRoot = nd.ID(), i == 0
+			if txShare >= rxShare {
+				rep.BusiestProbeFraction = float64(t.txProbeBytes-b.txProbeBytes) / float64(max(tx, 1))
+			} else {
+				rep.BusiestProbeFraction = float64(t.rxProbeBytes-b.rxProbeBytes) / float64(max(rx, 1))
+			}
 		}
 		air := (float64(msgs)*float64(radio.TxOverhead) + float64(tx)*float64(radio.ByteTime)) / w
 		rep.StatusAirtimeFraction = max(rep.StatusAirtimeFraction, air)

@@ -146,6 +146,7 @@ type CollectorStats struct {
 	StockPackages    uint64 `json:"stock_packages"`    // 202, 204, 604, 605, native or wrapped
 	BadPackages      uint64 `json:"bad_packages"`      // malformed status packages
 	KeyframeRequests uint64 `json:"keyframe_requests"` // 703 sent
+	Bundles          uint64 `json:"bundles"`           // telemetry bundles (704) from relays
 }
 
 // Collector is the status plugin of the root (or any node that gathers
@@ -235,7 +236,9 @@ func (c *Collector) Forget(id uint32) {
 // Types implements mesh.Plugin: telemetry and status reports. Stock
 // status packages are not claimed, so the application still sees them;
 // the collector reads them from the node's events.
-func (c *Collector) Types() []int { return []int{TypeTelemetry, TypeStatusReport} }
+func (c *Collector) Types() []int {
+	return []int{TypeTelemetry, TypeTelemetryBundle, TypeStatusReport}
+}
 
 // HandlePackage implements mesh.Plugin.
 func (c *Collector) HandlePackage(now time.Time, _ mesh.ConnID, h protocol.Header, raw []byte) {
@@ -246,7 +249,7 @@ func (c *Collector) HandlePackage(now time.Time, _ mesh.ConnID, h protocol.Heade
 // handle dispatches one package's JSON by type.
 func (c *Collector) handle(now time.Time, typ int, raw []byte) {
 	switch typ {
-	case TypeTelemetry, TypeStatusReport:
+	case TypeTelemetry, TypeTelemetryBundle, TypeStatusReport:
 		p, err := Decode(raw)
 		if err != nil {
 			c.stats.BadPackages++
@@ -256,6 +259,13 @@ func (c *Collector) handle(now time.Time, typ int, raw []byte) {
 		switch p := p.(type) {
 		case *TelemetryPackage:
 			c.handleFrame(now, p)
+		case *TelemetryBundle:
+			// Each frame as if its node had sent it alone: the bundle
+			// only saved the envelopes.
+			c.stats.Bundles++
+			for _, e := range p.Entries {
+				c.handleFrame(now, &TelemetryPackage{From: e.Node, Dest: p.Dest, Frame: e.Frame})
+			}
 		case *StatusReport:
 			c.handleReport(now, p)
 		}

@@ -7,9 +7,16 @@
 //     traffic counters, latency to the collector by TIME_DELAY, connections,
 //     node count, and firmware, memory, radio and OTA state from Providers),
 //     streams compact delta-encoded telemetry frames (package 700, codec in
-//     status/telemetry) to the collector, sends a frame at once when alert
-//     bits appear, and answers status queries (701) with a full report (702)
-//     or a stock EnhancedStatusPackage (604).
+//     status/telemetry) to the collector, at a fixed interval or on change
+//     (a value past its ChangeSteps) with an interval that backs off,
+//     sends a frame at once when alert bits appear, and answers status
+//     queries (701) with a full report (702) or a stock
+//     EnhancedStatusPackage (604).
+//   - Aggregator, on relays that run it, takes the frames passing through
+//     to the collector and the node's own, and sends them on as one
+//     bundle (704) per hold, so the root's radio pays one package
+//     envelope for many frames; frames are carried byte for byte and held
+//     a bounded time, never kept as values.
 //   - Collector, on the root, decodes the streams (asking for a keyframe
 //     when one was lost), runs queries to one node, a list or all with
 //     timeouts, retries and a model cache, and reads the stock status

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/status/telemetry"
@@ -53,6 +54,13 @@ func TestProtocolNoteExamples(t *testing.T) {
 		if got := string(p.AppendJSON(nil)); got != line {
 			t.Errorf("example\n%s\nre-encodes as\n%s", line, got)
 		}
+		if b, ok := p.(*TelemetryBundle); ok {
+			// The first entry is the 700 example's keyframe.
+			if len(b.Entries) != 2 || b.Entries[0].Node != 3907768579 || b.Entries[0].Waited != 120*time.Millisecond {
+				t.Fatalf("bundle example: %+v", b.Entries)
+			}
+			p = &TelemetryPackage{From: b.Entries[0].Node, Frame: b.Entries[0].Frame}
+		}
 		if tp, ok := p.(*TelemetryPackage); ok {
 			fr, err := telemetry.NewDecoder().Decode(tp.From, tp.Frame)
 			if err != nil || fr.Values.Uptime != 86400 || fr.Values.RSSI != -67 || fr.Values.FirmwareHash != FirmwareHash("3.0.1", "9e107d9d372bb6826bd81d3542a419d6") {
@@ -60,7 +68,7 @@ func TestProtocolNoteExamples(t *testing.T) {
 			}
 		}
 	}
-	for _, typ := range []int{TypeTelemetry, TypeStatusQuery, TypeStatusReport, TypeTelemetryControl, protocol.TypeEnhancedStatus} {
+	for _, typ := range []int{TypeTelemetry, TypeTelemetryBundle, TypeStatusQuery, TypeStatusReport, TypeTelemetryControl, protocol.TypeEnhancedStatus} {
 		if seen[typ] == 0 {
 			t.Errorf("no example of type %d", typ)
 		}

@@ -30,6 +30,9 @@ type fakeMesh struct {
 type delivery struct {
 	to  uint32
 	msg []byte
+	// hop, when not 0, is the neighbour a single package reaches next on
+	// its way to to; a TransitHandler there may take it.
+	hop uint32
 }
 
 type fakeHost struct {
@@ -162,10 +165,10 @@ func (h *fakeHost) SendRaw(now time.Time, msg []byte) error {
 			h.stats.MessagesDropped++
 			return fmt.Errorf("fake: no route to %d", hd.Dest)
 		}
-		h.m.queue = append(h.m.queue, delivery{hd.Dest, msg})
+		h.m.queue = append(h.m.queue, delivery{to: hd.Dest, msg: msg, hop: h.m.nextHop(h.id, hd.Dest)})
 	case protocol.RouteBroadcast:
 		for _, id := range h.NodeList(false) {
-			h.m.queue = append(h.m.queue, delivery{id, msg})
+			h.m.queue = append(h.m.queue, delivery{to: id, msg: msg})
 		}
 	default:
 		return fmt.Errorf("fake: routing %d", hd.Routing)
@@ -204,6 +207,17 @@ func (m *fakeMesh) flush() {
 		if err != nil {
 			m.t.Fatalf("fake mesh: undecodable message %s: %v", d.msg, err)
 		}
+		if d.hop != 0 && d.hop != d.to {
+			// A relay on the way: its transit handlers first, else on.
+			relay := m.nodes[d.hop]
+			if relay == nil || !relay.up {
+				continue
+			}
+			if !relay.transit(m.now, hd, d.msg) {
+				m.queue = append(m.queue, delivery{to: d.to, msg: d.msg, hop: m.nextHop(d.hop, d.to)})
+			}
+			continue
+		}
 		if m.drop != nil && m.drop(hd.From, d.to, d.msg) {
 			continue
 		}
@@ -211,6 +225,40 @@ func (m *fakeMesh) flush() {
 		to.stats.BytesRx += uint64(len(d.msg))
 		to.receive(m.now, hd, d.msg)
 	}
+}
+
+// nextHop is the neighbour of from on the way to to (0 if none).
+func (m *fakeMesh) nextHop(from, to uint32) uint32 {
+	t := m.tree(from, 0)
+	for i := range t.Subs {
+		if containsNode(&t.Subs[i], to) {
+			return t.Subs[i].NodeID
+		}
+	}
+	return 0
+}
+
+func containsNode(t *protocol.NodeTree, id uint32) bool {
+	if t.NodeID == id {
+		return true
+	}
+	for i := range t.Subs {
+		if containsNode(&t.Subs[i], id) {
+			return true
+		}
+	}
+	return false
+}
+
+// transit offers a single package passing through to the plugins that
+// take packages in transit, as mesh.Node does; true if one took it.
+func (h *fakeHost) transit(now time.Time, hd protocol.Header, msg []byte) bool {
+	for _, p := range h.plugins {
+		if t, ok := p.(mesh.TransitHandler); ok && slices.Contains(p.Types(), hd.Type) && t.HandleTransit(now, 1, hd, msg) {
+			return true
+		}
+	}
+	return false
 }
 
 // receive hands a package to the plugins that claim its type, else

@@ -21,6 +21,7 @@ const (
 	TypeStatusQuery      = 701 // collector → node(s): send a status report
 	TypeStatusReport     = 702 // node → collector: the answer to a query
 	TypeTelemetryControl = 703 // collector → node: send a keyframe now
+	TypeTelemetryBundle  = 704 // relay → collector: several nodes' telemetry frames
 )
 
 // First and last type number reserved for status extensions.
@@ -54,6 +55,15 @@ const (
 type TelemetryPackage struct {
 	From, Dest uint32
 	Frame      []byte
+}
+
+// TelemetryBundle (704) carries several nodes' telemetry frames from a
+// relay to the collector (telemetry.ParseBundle gives the layout).
+//
+//	{"from":R,"dest":C,"routing":1,"type":704,"frames":"<base64>"}
+type TelemetryBundle struct {
+	From, Dest uint32
+	Entries    []telemetry.BundleEntry
 }
 
 // StatusQuery (701) asks nodes for a report. With Dest set it is sent to
@@ -100,6 +110,11 @@ type wireTelemetry struct {
 	Frame string `json:"frame"`
 }
 
+type wireBundle struct {
+	wireHeader
+	Frames string `json:"frames"`
+}
+
 type wireQuery struct {
 	wireHeader
 	ID      uint32     `json:"qid"`
@@ -141,6 +156,18 @@ func (p *TelemetryPackage) AppendJSON(dst []byte) []byte {
 	return appendJSON(dst, wireTelemetry{single(p.From, p.Dest, TypeTelemetry), base64.StdEncoding.EncodeToString(p.Frame)})
 }
 
+// PackageType is TypeTelemetryBundle.
+func (p *TelemetryBundle) PackageType() int { return TypeTelemetryBundle }
+
+// AppendJSON appends the package's JSON.
+func (p *TelemetryBundle) AppendJSON(dst []byte) []byte {
+	b := telemetry.AppendBundleHeader(nil)
+	for _, e := range p.Entries {
+		b = telemetry.AppendBundleEntry(b, e)
+	}
+	return appendJSON(dst, wireBundle{single(p.From, p.Dest, TypeTelemetryBundle), base64.StdEncoding.EncodeToString(b)})
+}
+
 // PackageType is TypeStatusQuery.
 func (p *StatusQuery) PackageType() int { return TypeStatusQuery }
 
@@ -174,9 +201,10 @@ func (p *TelemetryControl) AppendJSON(dst []byte) []byte {
 }
 
 // Decode reads one status extension package: *TelemetryPackage,
-// *StatusQuery, *StatusReport or *TelemetryControl. Other types give
+// *TelemetryBundle, *StatusQuery, *StatusReport or *TelemetryControl. Other types give
 // ErrNotStatus; wrong key types, unknown forms, over-long target lists and
-// frames that are not base64 give ErrBadPackage.
+// frames or bundles that are not base64 (or not a bundle) give
+// ErrBadPackage.
 func Decode(raw []byte) (protocol.Package, error) {
 	h, err := protocol.ParseHeader(raw)
 	if err != nil {
@@ -197,6 +225,23 @@ func Decode(raw []byte) (protocol.Package, error) {
 			return nil, bad(err)
 		}
 		return &TelemetryPackage{From: w.From, Dest: w.Dest, Frame: frame}, nil
+	case TypeTelemetryBundle:
+		var w wireBundle
+		if err := unmarshal(raw, &w); err != nil {
+			return nil, bad(err)
+		}
+		if base64.StdEncoding.DecodedLen(len(w.Frames)) > telemetry.MaxBundleSize+2 {
+			return nil, bad(fmt.Errorf("bundle of %d base64 characters", len(w.Frames)))
+		}
+		b, err := base64.StdEncoding.DecodeString(w.Frames)
+		if err != nil {
+			return nil, bad(err)
+		}
+		entries, err := telemetry.ParseBundle(b)
+		if err != nil {
+			return nil, bad(err)
+		}
+		return &TelemetryBundle{From: w.From, Dest: w.Dest, Entries: entries}, nil
 	case TypeStatusQuery:
 		var w wireQuery
 		if err := unmarshal(raw, &w); err != nil {

@@ -46,11 +46,28 @@ type ReporterConfig struct {
 	Collector uint32
 	// Interval between regular telemetry frames (default 30 s); a
 	// negative value turns the stream off (queries are still answered).
-	Interval  time.Duration
-	Telemetry telemetry.EncoderConfig
+	Interval time.Duration
+	// MaxInterval, when above Interval, turns on change-driven
+	// reporting: a value that moves by its step (Steps) since the last
+	// frame goes out at once (at the next check, at most one such frame
+	// per half Interval) with the priority flag, and a regular frame one
+	// Interval later; then the interval is a quarter of what it was
+	// before the change (not below Interval), and each regular frame
+	// that carries no change doubles it up to MaxInterval. Every frame
+	// states the time to the next regular one, so the collector's
+	// offline rule follows the interval. Latency is probed every
+	// 2·MaxInterval. Whole seconds. 0: a frame every Interval.
+	MaxInterval time.Duration
+	Steps       ChangeSteps
+	// Aggregator, if set, takes the node's own frames into the bundles it
+	// sends for its subtree (an *Aggregator on the same node) instead of
+	// each frame going out alone.
+	Aggregator Bundler
+	Telemetry  telemetry.EncoderConfig
 	// CheckInterval is how often, between frames, the providers are read
-	// for critical changes (new alert bits), which are sent at once with
-	// the priority flag (default 1 s).
+	// for critical changes (new alert bits, and with MaxInterval values
+	// past their step), which are sent at once with the priority flag
+	// (default 1 s; 500 ms with MaxInterval).
 	CheckInterval time.Duration
 	// PriorityGap: at most one early frame per gap (default 2 s).
 	PriorityGap time.Duration
@@ -75,8 +92,16 @@ func (c ReporterConfig) withDefaults() ReporterConfig {
 	if c.Interval == 0 {
 		c.Interval = defaultReportInterval
 	}
+	if c.MaxInterval <= c.Interval {
+		c.MaxInterval = 0
+	}
 	if c.CheckInterval <= 0 {
 		c.CheckInterval = DefaultCheckInterval
+		if c.MaxInterval > 0 {
+			// Change-driven, a check is what sends a change: checking
+			// twice as often halves the wait, and costs no radio.
+			c.CheckInterval = DefaultCheckInterval / 2
+		}
 	}
 	if c.PriorityGap <= 0 {
 		c.PriorityGap = defaultPriorityGap
@@ -84,13 +109,23 @@ func (c ReporterConfig) withDefaults() ReporterConfig {
 	if c.ProbeInterval <= 0 {
 		c.ProbeInterval = defaultReportInterval
 		if c.Interval > 0 {
-			c.ProbeInterval = max(c.Interval, defaultReportInterval/6)
+			// Change-driven: latency is one more slow value, and each
+			// probe costs the collector's radio a request and a reply
+			// (more than a regular frame in a bundle).
+			c.ProbeInterval = max(c.Interval, 2*c.MaxInterval, defaultReportInterval/6)
 		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
+}
+
+// Bundler takes a node's own telemetry frames into bundles; *Aggregator
+// is one. Offer fails, as a send would, when the collector is out of
+// reach.
+type Bundler interface {
+	Offer(now time.Time, frame []byte) error
 }
 
 // latencyAlpha smooths the TIME_DELAY measurements.
@@ -128,6 +163,13 @@ type Reporter struct {
 	lastPriority                                  time.Time
 	sentFlags                                     AlertFlags // alert bits of the last frame sent
 	unreachable                                   bool       // no frame sent yet, or the last found no route
+	// Change-driven reporting (MaxInterval): the interval the last frame
+	// stated, what it carried and when it went out.
+	every    time.Duration
+	resume   time.Duration // the interval to go back to once a change is confirmed; 0 none
+	sent     Metrics
+	haveSent bool
+	sentAt   time.Time
 
 	// Rate window for loss and throughput.
 	prevStats  mesh.Stats
@@ -150,7 +192,8 @@ func NewReporter(cfg ReporterConfig, now time.Time) *Reporter {
 	cfg = cfg.withDefaults()
 	// unreachable until a frame got through: the first connection that
 	// reaches the collector sends one at once.
-	r := &Reporter{cfg: cfg, start: now, enc: telemetry.NewEncoder(cfg.Telemetry), prevAt: now, unreachable: true}
+	r := &Reporter{cfg: cfg, start: now, enc: telemetry.NewEncoder(cfg.Telemetry), prevAt: now, unreachable: true,
+		every: cfg.Interval}
 	if cfg.Interval > 0 {
 		// The first frame soon after start, when the node has had a
 		// chance to join; a new connection brings it forward.
@@ -248,8 +291,8 @@ func (r *Reporter) measure(now time.Time, st mesh.Stats) Metrics {
 		LossPermille:    r.loss,
 		Throughput:      r.throughput,
 	}
-	if r.cfg.Interval > 0 {
-		m.ReportInterval = sat16(uint32(min(r.cfg.Interval/time.Second, math.MaxUint16)))
+	if r.every > 0 {
+		m.ReportInterval = sat16(uint32(min(r.every/time.Second, math.MaxUint16)))
 	}
 	if !r.latencyAt.IsZero() && now.Sub(r.latencyAt) <= 3*r.cfg.ProbeInterval {
 		m.LatencyUs = uint32(math.Round(r.latency.Mean))
@@ -330,11 +373,23 @@ func (r *Reporter) sendFrame(now time.Time, priority bool) {
 		// No collector, or it runs on this node and reads Snapshot.
 		return
 	}
+	r.adapt(now, priority)
 	m := r.Snapshot(now)
 	frame := r.enc.Encode(now, r.host.NodeTime(now), m.Values(), priority)
-	p := TelemetryPackage{From: r.host.ID(), Dest: dest, Frame: frame}
 	r.sentFlags = m.Alerts
-	if err := r.sendPriority(now, TypeTelemetry, p.AppendJSON(nil), priority); err != nil {
+	r.sent, r.haveSent, r.sentAt = m, true, now
+	var err error
+	if r.cfg.Aggregator != nil {
+		if err = r.cfg.Aggregator.Offer(now, frame); err == nil {
+			// Counted as its entry in the relay's bundle (add counts
+			// a NUL terminator, which an entry does not have).
+			r.traffic.add(TypeTelemetryBundle, telemetry.EntrySize(len(frame))-1)
+		}
+	} else {
+		p := TelemetryPackage{From: r.host.ID(), Dest: dest, Frame: frame}
+		err = r.sendPriority(now, TypeTelemetry, p.AppendJSON(nil), priority)
+	}
+	if err != nil {
 		// The frame is lost; make sure the next one stands alone.
 		r.enc.RequestKeyframe()
 		if !r.unreachable {
@@ -353,7 +408,7 @@ func (r *Reporter) Tick(now time.Time) {
 	}
 	if due(r.nextFrame, now) {
 		r.sendFrame(now, false)
-		r.nextFrame = nextAfter(r.nextFrame, r.cfg.Interval, now)
+		r.nextFrame = nextAfter(r.nextFrame, r.every, now)
 		r.nextCheck = now.Add(r.cfg.CheckInterval)
 	}
 	if due(r.nextCheck, now) {
@@ -391,6 +446,7 @@ func (r *Reporter) checkCritical(now time.Time) {
 		return
 	}
 	if r.flagsNow(now)&^r.sentFlags == 0 {
+		r.checkChange(now)
 		return
 	}
 	if !r.lastPriority.IsZero() && now.Sub(r.lastPriority) < r.cfg.PriorityGap {

@@ -102,6 +102,8 @@ type otaFlags struct {
 	exitOnSlotChange                   bool
 	peerToPeer                         bool
 	statusInterval                     time.Duration
+	statusMaxInterval                  time.Duration
+	statusAggregate                    bool
 }
 
 func (o *otaFlags) register(f *pflag.FlagSet) {
@@ -118,14 +120,23 @@ func (o *otaFlags) register(f *pflag.FlagSet) {
 	f.BoolVar(&o.exitOnSlotChange, "exit-on-slot-change", false, "exit (status 0) after a switch or rollback and its command, for a supervisor to restart the node")
 	f.BoolVar(&o.peerToPeer, "ota-peer-to-peer", true, "serve the confirmed image from its slot file to other nodes, offer it to neighbours that connect, fetch from the nearest holder")
 	f.DurationVar(&o.statusInterval, "status-interval", 30*time.Second, "status telemetry interval to the mesh root; 0 turns the status reporter off")
+	f.DurationVar(&o.statusMaxInterval, "status-max-interval", 0, "send status on change and back off to this interval while nothing changes (above --status-interval; 0: a frame every --status-interval)")
+	f.BoolVar(&o.statusAggregate, "status-aggregate", false, "bundle the status telemetry of the nodes behind this one with its own (needs a meshfleet collector at the root)")
 }
 
 // config turns the flags into the device's configuration; f tells which
 // flags were given.
 func (o *otaFlags) config(f *pflag.FlagSet) (linuxnode.Config, error) {
-	c := linuxnode.Config{StatusInterval: o.statusInterval, Version: fleet.MeshfleetFirmware(buildVersion())}
+	c := linuxnode.Config{StatusInterval: o.statusInterval, StatusMaxInterval: o.statusMaxInterval, StatusAggregate: o.statusAggregate,
+		Version: fleet.MeshfleetFirmware(buildVersion())}
 	if o.statusInterval < 0 {
 		return c, fmt.Errorf("--status-interval %s: must not be negative (0 turns the reporter off)", o.statusInterval)
+	}
+	if f.Changed("status-max-interval") && (o.statusMaxInterval <= o.statusInterval || o.statusMaxInterval%time.Second != 0) {
+		return c, fmt.Errorf("--status-max-interval %s: want whole seconds above --status-interval (%s)", o.statusMaxInterval, o.statusInterval)
+	}
+	if o.statusInterval == 0 && (f.Changed("status-max-interval") || o.statusAggregate) {
+		return c, fmt.Errorf("--status-max-interval and --status-aggregate need the status reporter (--status-interval above 0)")
 	}
 	if o.slotDir == "" {
 		for _, name := range []string{"ota-role", "ota-hardware", "ota-public-key", "ota-insecure", "confirm-timeout", "max-boots", "on-switch", "on-rollback", "hook-timeout", "exit-on-slot-change", "ota-peer-to-peer"} {

@@ -789,6 +789,9 @@ func TestNodeOTAFlagErrors(t *testing.T) {
 		{[]string{"--slot-dir", dir, "--ota-role", "box", "--confirm-timeout", "0s"}, "must be positive"},
 		{[]string{"--slot-dir", dir, "--ota-role", "box", "--ota-public-key", filepath.Join(dir, "missing.pub")}, "--ota-public-key"},
 		{[]string{"--status-interval", "-1s"}, "must not be negative"},
+		{[]string{"--status-max-interval", "10s"}, "want whole seconds above --status-interval"},
+		{[]string{"--status-interval", "5s", "--status-max-interval", "7500ms"}, "want whole seconds above --status-interval"},
+		{[]string{"--status-interval", "0", "--status-aggregate"}, "need the status reporter"},
 		{[]string{"--slot-dir", dir, "--ota-role", "my_sensor"}, `--ota-role: role "my_sensor" contains "_"`},
 	} {
 		_, _, err := execute(t, context.Background(), strings.NewReader(""), append(base, c.args...)...)

@@ -30,6 +30,8 @@ func newSimCmd() *cobra.Command {
 		asJSON     bool
 		withStatus bool
 		interval   time.Duration
+		aggregate  string
+		maxIvl     time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "sim",
@@ -40,12 +42,17 @@ single messages, and report convergence time, delivery and time-sync
 offset. The same flags and seed give the same result, bit for bit.
 
 With --status the run is the status scenario instead: the first node of the
-topology is the root with the status collector, every other node streams
-telemetry every --status-interval; one leaf goes silent and another runs low
-on memory. It reports visibility, freshness_p99_s, alert_detection_s and
-status_overhead_fraction (status traffic as a share of the mesh's link
-capacity; status_overhead_busiest_radio is the share of the busiest radio,
-the root's), with the figures behind them.
+topology is the root with the status collector, every other node reports
+its telemetry; one leaf goes silent and another runs low on memory. With
+--status-aggregate on (the default) relays bundle their subtree's frames and
+nodes send on change, backing off from --status-interval to
+--status-max-interval while nothing changes; off, every node sends a single
+frame every --status-interval; both runs off then on, on the same mesh, and
+prints the ratio. It reports visibility, freshness (how long the root lags a
+change of a node: p50, p99), alert_detection_s and status_overhead_fraction
+(status traffic as a share of the mesh's link capacity;
+status_overhead_busiest_radio is the share of the busiest radio, the
+root's), with the figures behind them.
 
 Link models: ` + strings.Join(sim.Models(), ", ") + ` (see the README's link model section).`,
 		Args: cobra.NoArgs,
@@ -72,12 +79,24 @@ Link models: ` + strings.Join(sim.Models(), ", ") + ` (see the README's link mod
 				if cmd.Flags().Changed("broadcasts") || cmd.Flags().Changed("singles") {
 					return fmt.Errorf("--broadcasts and --singles do not apply to --status")
 				}
+				modes, err := parseAggregate(aggregate)
+				if err != nil {
+					return err
+				}
+				if !cmd.Flags().Changed("status-max-interval") {
+					maxIvl = 0
+				} else if aggregate == "off" {
+					return fmt.Errorf("--status-max-interval needs --status-aggregate on or both")
+				}
 				return runStatusScenario(cmd, scenario.StatusConfig{
 					Nodes: nodes, Topology: topo, Seed: seed, Duration: duration, Link: model, Interval: interval,
-				}, asJSON)
+					MaxInterval: maxIvl,
+				}, modes, asJSON)
 			}
-			if cmd.Flags().Changed("status-interval") {
-				return fmt.Errorf("--status-interval needs --status")
+			for _, name := range []string{"status-interval", "status-aggregate", "status-max-interval"} {
+				if cmd.Flags().Changed(name) {
+					return fmt.Errorf("--%s needs --status", name)
+				}
 			}
 			rep, runErr := sim.RunScenario(cmd.Context(), sim.ScenarioConfig{
 				Nodes: nodes, Topology: topo, Seed: seed, Duration: duration,
@@ -108,7 +127,9 @@ Link models: ` + strings.Join(sim.Models(), ", ") + ` (see the README's link mod
 	f.IntVar(&singles, "singles", 20, "single messages to send after convergence")
 	f.BoolVar(&asJSON, "json", false, "print the report as one JSON object")
 	f.BoolVar(&withStatus, "status", false, "run the status scenario (collector on the root, telemetry from every node)")
-	f.DurationVar(&interval, "status-interval", scenario.StatusInterval, "telemetry interval of the status scenario, whole seconds")
+	f.DurationVar(&interval, "status-interval", scenario.StatusInterval, "telemetry interval of the status scenario (with aggregation: the shortest), whole seconds")
+	f.StringVar(&aggregate, "status-aggregate", "on", "status scenario: on (relays bundle, nodes send on change), off (a frame per node every interval) or both (off, then on, and the ratio)")
+	f.DurationVar(&maxIvl, "status-max-interval", scenario.DefaultMaxInterval, "status scenario with aggregation: longest interval while nothing changes, whole seconds")
 	return cmd
 }
 
