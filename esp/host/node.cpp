@@ -15,11 +15,23 @@
 //
 //   node --id N [--listen 127.0.0.1:0] [--connect HOST:PORT] [--role R]
 //        [--fw VERSION] [--md5 HEX] [--interval S] [--image FILE]
+//        [--state DIR [--trial-deadline S]] [--stock-image FILE]
 //        [--drop-pushed I,J,...]
 //
 // With --image it runs the OTA receiver (MeshFleetOTA.h), writing the
 // image to FILE and reporting started, md5 and restart (with the pushed
-// chunks it found lost). --drop-pushed
+// chunks it found lost); the restart is instant (the node goes on).
+// With --state it runs the receiver and the trial boot (MeshFleetBoot.h)
+// on the host model of the ESP32 bootloader (meshfleet/boot.hpp: the
+// images are files in DIR): a restart re-executes the program, which boots
+// the new image on trial, and --md5/--fw name only the factory image. A
+// host image may begin with the line
+//   meshfleet-host-image version=V [rejoin=no]
+// giving the version it reports; rejoin=no is a bad image that never
+// joins the mesh (it neither listens nor connects). At start it reports
+// "boot" (md5, trial, rolled_back). --stock-image runs painlessMesh's own
+// OTA receiver (mesh.initOTAReceive) beside it, writing to FILE.
+// --drop-pushed
 // hides the first pushed (routing 2) copy of these chunks that comes while
 // it downloads, as a lost broadcast, and reports each as "dropped".
 #include <fcntl.h>
@@ -28,6 +40,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <memory>
 #include <string>
 
 #include "Arduino.h"
@@ -35,6 +48,7 @@
 #include "painlessmesh/mesh.hpp"
 #include "MeshFleet.h"
 #include "MeshFleetOTA.h"
+#include "MeshFleetBoot.h"
 
 WiFiClass WiFi;
 ESPClass ESP;
@@ -47,6 +61,9 @@ namespace peer {
 uint32_t nodeId = 0;
 }
 
+// ESP.restart() is what the stock receiver calls after a good image; the
+// stock image is kept in its own file, so the node goes on.
+
 namespace {
 
 volatile std::sig_atomic_t stopSignal = 0;
@@ -56,6 +73,8 @@ volatile std::sig_atomic_t stopSignal = 0;
 class FileWriter : public meshfleet::ImageWriter {
  public:
   std::string path;
+  // selected, if set, is where a verified image goes (the next boot's).
+  std::string selected;
   bool begin(uint32_t size) override {
     if (file) std::fclose(file);
     file = std::fopen(path.c_str(), "wb");
@@ -80,6 +99,7 @@ class FileWriter : public meshfleet::ImageWriter {
       got += buf;
     }
     bool ok = got == want;
+    if (ok && !selected.empty()) ok = std::rename(path.c_str(), selected.c_str()) == 0;
     peer::emit("md5", std::string("\"ok\":") + (ok ? "true" : "false") + ",\"md5\":\"" + got + "\"");
     return ok;
   }
@@ -92,6 +112,44 @@ class FileWriter : public meshfleet::ImageWriter {
   std::FILE* file = nullptr;
   boost::uuids::detail::md5 md5;
 };
+
+std::string md5Hex(const std::string& data) {
+  boost::uuids::detail::md5 h;
+  h.process_bytes(data.data(), data.size());
+  boost::uuids::detail::md5::digest_type d;
+  h.get_digest(d);
+  std::string s;
+  char buf[9];
+  for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); ++i) {
+    std::snprintf(buf, sizeof buf, sizeof(d[0]) == 1 ? "%02x" : "%08x", (unsigned)d[i]);
+    s += buf;
+  }
+  return s;
+}
+
+// HostImage is what a host image file says of itself.
+struct HostImage {
+  std::string md5, version;
+  bool rejoins = true;
+};
+
+bool readImage(const std::string& path, HostImage& img) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  std::string data;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) data.append(buf, n);
+  std::fclose(f);
+  img.md5 = md5Hex(data);
+  const std::string magic = "meshfleet-host-image ";
+  if (data.compare(0, magic.size(), magic) == 0) {
+    std::string line = data.substr(0, data.find('\n'));
+    auto v = line.find("version=");
+    if (v != std::string::npos) img.version = line.substr(v + 8, line.find(' ', v) - v - 8);
+    img.rejoins = line.find("rejoin=no") == std::string::npos;
+  }
+  return true;
+}
 
 [[noreturn]] void usage(const std::string& msg) {
   std::fprintf(stderr, "node: %s\n", msg.c_str());
@@ -127,8 +185,8 @@ void command(const std::string& line) {
 
 int main(int argc, char** argv) {
   uint32_t id = 0;
-  std::string listen, connect, role = "sensor", fw, md5, image, dropPushed;
-  long interval = 30;
+  std::string listen, connect, role = "sensor", fw, md5, image, dropPushed, stateDir, stockImage;
+  long interval = 30, trialDeadline = 60;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (i + 1 >= argc) usage(a + " needs a value");
@@ -140,6 +198,9 @@ int main(int argc, char** argv) {
     else if (a == "--fw") fw = v;
     else if (a == "--md5") md5 = v;
     else if (a == "--image") image = v;
+    else if (a == "--state") stateDir = v;
+    else if (a == "--stock-image") stockImage = v;
+    else if (a == "--trial-deadline") trialDeadline = std::strtol(v.c_str(), nullptr, 10);
     else if (a == "--drop-pushed") dropPushed = "," + v + ",";
     else if (a == "--interval") interval = std::strtol(v.c_str(), nullptr, 10);
     else usage("unknown flag " + a);
@@ -147,6 +208,27 @@ int main(int argc, char** argv) {
   if (id == 0) usage("--id is required");
   if (listen.empty() && connect.empty()) usage("give --listen or --connect (or both)");
   if (interval < 1 || interval > 65535) usage("--interval: not in 1..65535 s");
+  if (trialDeadline < 1 || trialDeadline > 65535) usage("--trial-deadline: not in 1..65535 s");
+  if (!stateDir.empty() && !image.empty()) usage("give --image or --state, not both");
+
+  // The host bootloader: which image this start runs.
+  std::unique_ptr<meshfleet::HostBoot> hostBoot;
+  bool rejoins = true;
+  if (!stateDir.empty()) {
+    hostBoot.reset(new meshfleet::HostBoot(stateDir));
+    auto booted = hostBoot->boot();
+    HostImage img;
+    if (!booted.image.empty()) {
+      if (!readImage(booted.image, img)) usage("--state: cannot read " + booted.image);
+      md5 = img.md5;
+      if (!img.version.empty()) fw = img.version;
+      rejoins = img.rejoins;
+    }
+    image = hostBoot->path("next.tmp");
+    meshfleet::HostPlatform::values().hardware = "ESP32";  // the chip with a trial boot
+    peer::emit("boot", "\"md5\":\"" + md5 + "\",\"trial\":" + (booted.trial ? "true" : "false") +
+                           ",\"rolled_back\":" + (booted.rolledBack ? "true" : "false"));
+  }
   peer::nodeId = id;
   std::signal(SIGTERM, [](int) { stopSignal = 1; });
   std::signal(SIGINT, [](int) { stopSignal = 1; });
@@ -168,7 +250,17 @@ int main(int argc, char** argv) {
   // The OTA receiver's first layer, writing the image to --image.
   FileWriter writer;
   writer.path = image;
+  if (hostBoot) writer.selected = hostBoot->path("next.bin");
   MeshFleetOTA ota(mesh, userScheduler, writer);
+  std::unique_ptr<MeshFleetBoot> trial;
+  if (hostBoot) {
+    // Before ota.begin: a trial image answers no Offer until it is valid.
+    trial.reset(new MeshFleetBoot(mesh, userScheduler, ota, *hostBoot));
+    trial->begin(md5.c_str(), (uint16_t)trialDeadline);
+    fleet.setOTA(*trial);
+  } else if (!image.empty()) {
+    fleet.setOTA(ota);
+  }
   if (!dropPushed.empty()) {
     // Registered before the receiver's: the later callbacks see the
     // same package, which a cleared id makes one of another transfer.
@@ -188,14 +280,28 @@ int main(int argc, char** argv) {
       return false;
     });
   }
-  if (!image.empty())
+  if (trial)
+    ota.begin(role.c_str(), "ESP32", md5.c_str(), [&]() {
+      peer::emit("restart", "\"lost\":" + std::to_string(ota.lost()));
+      trial->restart();
+    });
+  else if (!image.empty())
     ota.begin(role.c_str(), "ESP8266", md5.c_str(), [&]() { peer::emit("restart", "\"lost\":" + std::to_string(ota.lost())); });
+  if (!stockImage.empty()) {
+    // painlessMesh's own receiver, as a stock firmware has it; its
+    // /ota_fw.json goes beside the image.
+    Update.imagePath = stockImage;
+    auto slash = stockImage.rfind('/');
+    LittleFS.root = slash == std::string::npos ? "." : stockImage.substr(0, slash);
+    mesh.initOTAReceive(role, [](int, int of) { Update.expectedParts = of; });
+  }
 
   mesh.onChangedConnections([&mesh]() {
     peer::emit("nodes", "\"count\":" + std::to_string(mesh.getNodeList(true).size()));
   });
 
   std::shared_ptr<AsyncServer> server;
+  if (!rejoins) listen.clear(), connect.clear();  // the bad image of a test
   if (!listen.empty()) {
     boost::asio::ip::address addr;
     uint16_t port;
@@ -227,7 +333,7 @@ int main(int argc, char** argv) {
   peer::emit("ota_budget", "\"bytes\":" + std::to_string(sizeof(MeshFleetOTA)));
 
   std::string pending;
-  while (!stopSignal) {
+  while (!stopSignal && !(hostBoot && hostBoot->restartRequested)) {
     char buf[256];
     ssize_t n = read(0, buf, sizeof buf);
     if (n > 0) {
@@ -246,6 +352,15 @@ int main(int argc, char** argv) {
   }
   mesh.stop();
   for (int i = 0; i < 50; ++i) io.poll();
+  if (hostBoot && hostBoot->restartRequested && !stopSignal) {
+    // A reboot: the same program again, with only the files in --state
+    // kept; stdin and stdout stay the test's.
+    server.reset();
+    for (int fd = 3; fd < 1024; ++fd) close(fd);
+    execv("/proc/self/exe", argv);
+    std::perror("node: reboot");
+    return 1;
+  }
   peer::emit("stopped");
   return 0;
 }

@@ -84,6 +84,10 @@ class BasicMeshFleetOTA {
   uint8_t state() const { return state_; }
   uint8_t progress() const { return total_ ? (uint8_t)(100ull * next_ / total_) : 0; }
   const char* activeMD5() const { return active_; }
+  // The current (or last) transfer and its distributor: what a trial boot
+  // (MeshFleetBoot.h) reports its outcome to.
+  const char* transferID() const { return id_; }
+  uint32_t distributor() const { return distributor_; }
   // lost is the number of pushed chunks of the current broadcast
   // transfer found missing (the Reports' "lost").
   uint32_t lost() const { return lost_; }

@@ -354,6 +354,10 @@ type Event struct {
 	From  uint32 `json:"from"`  // request: the requester named in it
 	Parts int    `json:"parts"` // offered
 	Lost  int    `json:"lost"`  // restart of a fleet node: pushed chunks it found lost
+	// boot of a fleet node with a state directory: the image runs on
+	// trial, or the bootloader rolled a trial image back.
+	Trial      bool `json:"trial"`
+	RolledBack bool `json:"rolled_back"`
 	// Text is an error line of the C++ logger ("ERROR: " cut off), e.g.
 	// "OTA: Did not receive the requested data." when the OTA request
 	// task gave up.

@@ -93,15 +93,29 @@ func StartSketch(ctx context.Context, t testing.TB, bin string, id uint32, liste
 
 // FleetConfig is what one fleet node runs as.
 type FleetConfig struct {
-	ID       uint32
-	Listen   bool   // accept mesh connections on 127.0.0.1 (a free port)
-	Connect  string // host:port of a mesh node to join
-	Role     string // OTA role (default sensor)
-	Firmware string // version it reports
-	MD5      string // md5 of the running firmware it reports
-	Interval int    // seconds between regular telemetry frames (default 30)
+	ID     uint32
+	Listen bool // accept mesh connections on 127.0.0.1 (a free port)
+	// ListenAddr accepts them on this address instead, which a node keeps
+	// across its restarts (its children dial it again).
+	ListenAddr string
+	Connect    string // host:port of a mesh node to join
+	Role       string // OTA role (default sensor)
+	Firmware   string // version it reports
+	MD5        string // md5 of the running firmware it reports
+	Interval   int    // seconds between regular telemetry frames (default 30)
 	// Image runs the OTA receiver (MeshFleetOTA.h), writing to this file.
 	Image string
+	// State runs the receiver with the trial boot on the host model of
+	// the ESP32 bootloader, its images kept in this directory (Image is
+	// then unused): a restart re-executes the node, which boots the new
+	// image on trial, confirms it once it rejoined within TrialDeadline
+	// seconds (default 60) or rolls back. Firmware and MD5 name the
+	// factory image; see HostImage for images that name their version.
+	State         string
+	TrialDeadline int
+	// StockImage runs painlessMesh's own OTA receiver beside it
+	// (mesh.initOTAReceive), writing to this file.
+	StockImage string
 	// DropPushed hides the first pushed copy of these chunks that comes
 	// while the OTA receiver downloads, as lost broadcasts (event
 	// "dropped" with the Part for each).
@@ -115,7 +129,9 @@ func (c FleetConfig) args() []string {
 			args = append(args, flag, v)
 		}
 	}
-	if c.Listen {
+	if c.ListenAddr != "" {
+		args = append(args, "--listen", c.ListenAddr)
+	} else if c.Listen {
 		args = append(args, "--listen", "127.0.0.1:0")
 	}
 	add("--connect", c.Connect)
@@ -123,6 +139,11 @@ func (c FleetConfig) args() []string {
 	add("--fw", c.Firmware)
 	add("--md5", c.MD5)
 	add("--image", c.Image)
+	add("--state", c.State)
+	add("--stock-image", c.StockImage)
+	if c.TrialDeadline > 0 {
+		args = append(args, "--trial-deadline", strconv.Itoa(c.TrialDeadline))
+	}
 	if len(c.DropPushed) > 0 {
 		var s []string
 		for _, i := range c.DropPushed {
@@ -140,7 +161,18 @@ func (c FleetConfig) args() []string {
 // node as Start starts a peer.
 func StartFleetNode(ctx context.Context, t testing.TB, cfg FleetConfig) *Peer {
 	t.Helper()
-	return start(ctx, t, BuildFleetNode(t), cfg.args(), nil, Config{ID: cfg.ID, Listen: cfg.Listen, Connect: cfg.Connect})
+	return start(ctx, t, BuildFleetNode(t), cfg.args(), nil, Config{ID: cfg.ID, Listen: cfg.Listen || cfg.ListenAddr != "", Connect: cfg.Connect})
+}
+
+// HostImage is an image for fleet nodes with State: a first line naming
+// the version the node reports when it runs it (and, with neverRejoins, a
+// bad image that never joins the mesh), then body.
+func HostImage(version string, neverRejoins bool, body []byte) []byte {
+	head := "meshfleet-host-image version=" + version
+	if neverRejoins {
+		head += " rejoin=no"
+	}
+	return append([]byte(head+"\n"), body...)
 }
 
 // Command sends a fleet node one line of its host platform's commands

@@ -1,0 +1,234 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/meshfleet/meshfleet/fleet"
+	"github.com/meshfleet/meshfleet/internal/cpppeer"
+	"github.com/meshfleet/meshfleet/mesh"
+	"github.com/meshfleet/meshfleet/status"
+	"github.com/meshfleet/meshfleet/transport/tcp"
+)
+
+// espMesh is a gateway listening on loopback TCP with host-built C++
+// nodes of the ESP library (esp/host/node.cpp) joined below it, each with
+// its own state directory (the host model of its flash).
+type espMesh struct {
+	t     *testing.T
+	ctx   context.Context
+	g     *Gateway
+	addr  string // the gateway's mesh address
+	nodes map[uint32]*espNode
+}
+
+type espNode struct {
+	*cpppeer.Peer
+	cfg cpppeer.FleetConfig
+}
+
+// freeAddr is a loopback address no one listens on (a node keeps it
+// across its restarts).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startESPMesh starts the gateway (MQTT off, Offers every 2 s) and stops
+// it when the test ends.
+func startESPMesh(t *testing.T, ctx context.Context) *espMesh {
+	t.Helper()
+	cpppeer.BuildFleetNode(t) // first: a cold build takes its own time
+	m := &espMesh{t: t, ctx: ctx, addr: freeAddr(t), nodes: map[uint32]*espNode{}}
+	cfg := testConfig(t)
+	cfg.MQTT.Enabled = false
+	cfg.Node.Listen = m.addr
+	cfg.OTA.AnnounceInterval = Duration(2 * time.Second)
+	g, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- g.RunTCP(gwCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	waitReady(t, ctx, g, done)
+	m.g = g
+	return m
+}
+
+// add starts node id below parent (0: the gateway), with a trial-boot
+// state directory unless cfg names one (or an Image).
+func (m *espMesh) add(id, parent uint32, cfg cpppeer.FleetConfig) *espNode {
+	m.t.Helper()
+	cfg.ID = id
+	cfg.Connect = m.addr
+	if parent != 0 {
+		cfg.Connect = m.nodes[parent].cfg.ListenAddr
+	}
+	if cfg.ListenAddr == "" {
+		cfg.ListenAddr = freeAddr(m.t)
+	}
+	if cfg.State == "" && cfg.Image == "" {
+		cfg.State = m.t.TempDir()
+	}
+	n := &espNode{Peer: cpppeer.StartFleetNode(m.ctx, m.t, cfg), cfg: cfg}
+	m.nodes[id] = n
+	return n
+}
+
+// image is a host image of version v with n random bytes after its
+// first line (see cpppeer.HostImage).
+func hostImage(t *testing.T, version string, neverRejoins bool, n int) []byte {
+	t.Helper()
+	body := make([]byte, n)
+	if _, err := rand.Read(body); err != nil {
+		t.Fatal(err)
+	}
+	return cpppeer.HostImage(version, neverRejoins, body)
+}
+
+// campaign uploads img and starts a campaign of it to nodes.
+func (m *espMesh) campaign(img []byte, version, mode, compress string, nodes ...uint32) fleet.Campaign {
+	m.t.Helper()
+	im := uploadREST(m.t, m.g, "sensor", "ESP32", version, img)
+	return startREST(m.t, m.g, fleet.CampaignRequest{Image: im.ID, Mode: mode, Compress: compress, Nodes: nodes})
+}
+
+// waitCampaign polls REST /api/v1/ota until check accepts campaign id.
+func (m *espMesh) waitCampaign(id string, check func(fleet.Campaign) error) fleet.Campaign {
+	m.t.Helper()
+	for {
+		c := campaignsREST(m.t, m.g)[id]
+		err := check(c)
+		if err == nil {
+			return c
+		}
+		select {
+		case <-m.ctx.Done():
+			m.t.Fatalf("campaign %s: %v", id, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// nodesIn is a check that every node of ids is in state in campaign c.
+func nodesIn(state string, ids ...uint32) func(fleet.Campaign) error {
+	return func(c fleet.Campaign) error {
+		for _, id := range ids {
+			if p := c.Nodes[strconv.FormatUint(uint64(id), 10)]; p.State != state {
+				return fmt.Errorf("node %d is %q (%s), want %s", id, p.State, p.Error, state)
+			}
+		}
+		return nil
+	}
+}
+
+// metrics is the collector's model of node id.
+func (m *espMesh) metrics(id uint32) status.Metrics {
+	m.t.Helper()
+	var got status.Metrics
+	err := m.g.driver.(*tcp.Driver).Do(m.ctx, func(time.Time, *mesh.Node) {
+		for _, st := range m.g.collector.Model().Nodes() {
+			if st.ID == id {
+				got = st.Metrics
+			}
+		}
+	})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return got
+}
+
+// runs reports whether node n's valid image (app.bin in its state
+// directory) is img.
+func (n *espNode) runs(img []byte) error {
+	got, err := os.ReadFile(filepath.Join(n.cfg.State, "app.bin"))
+	if err != nil {
+		return fmt.Errorf("C++ node %d: %w", n.cfg.ID, err)
+	}
+	if md5Hex(got) != md5Hex(img) {
+		return fmt.Errorf("C++ node %d runs %s, want %s", n.cfg.ID, md5Hex(got), md5Hex(img))
+	}
+	return nil
+}
+
+// The ESP32 trial boot in the host model: a node that takes a verified
+// image restarts into it on trial, rejoins and marks it valid, and the
+// campaign sees it confirmed; an image that never rejoins gives up at its
+// deadline, the bootloader model boots the previous image again, and the
+// node reports rolled_back with the reason: the campaign shows it, REST
+// shows the previous firmware again and the status carries otaState
+// rolled back.
+func TestESPLibraryTrialBootRollsBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	m := startESPMesh(t, ctx)
+	const factory = "0123456789abcdef0123456789abcdef"
+	relay := m.add(11, 0, cpppeer.FleetConfig{MD5: factory, Firmware: "1.0.0", Interval: 2, TrialDeadline: 3})
+	leaf := m.add(12, 11, cpppeer.FleetConfig{MD5: factory, Firmware: "1.0.0", Interval: 2, TrialDeadline: 3})
+
+	good := hostImage(t, "2.0.0", false, 30_000)
+	c := m.campaign(good, "2.0.0", "broadcast", "heatshrink", 11, 12)
+	m.waitCampaign(c.ID, nodesIn("confirmed", 11, 12))
+	for _, n := range []*espNode{relay, leaf} {
+		if err := n.runs(good); err != nil {
+			t.Fatal(err)
+		}
+		// Booted on trial after the switch.
+		if _, err := n.Wait(ctx, func(e cpppeer.Event) bool { return e.Event == "boot" && e.Trial && e.MD5 == md5Hex(good) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitNodes(t, ctx, m.g, func(ns map[uint32]fleet.Node) error {
+		if n := ns[12]; n.FirmwareMD5 != md5Hex(good) || n.Firmware != "2.0.0" {
+			return fmt.Errorf("node 12 shows firmware %s %s after the switch", n.Firmware, n.FirmwareMD5)
+		}
+		return nil
+	})
+
+	bad := hostImage(t, "3.0.0", true, 30_000)
+	c = m.campaign(bad, "3.0.0", "broadcast", "heatshrink", 12)
+	done := m.waitCampaign(c.ID, nodesIn("rolled_back", 12))
+	if p := done.Nodes["12"]; p.Error == "" {
+		t.Errorf("rollback reported without a reason: %+v", p)
+	} else {
+		t.Logf("node 12 rolled back: %s", p.Error)
+	}
+	ev, err := leaf.Wait(ctx, func(e cpppeer.Event) bool { return e.Event == "boot" && e.RolledBack })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.MD5 != md5Hex(good) {
+		t.Errorf("after the rollback node 12 runs %s, want the previous image %s", ev.MD5, md5Hex(good))
+	}
+	if err := leaf.runs(good); err != nil {
+		t.Fatal(err)
+	}
+	waitNodes(t, ctx, m.g, func(ns map[uint32]fleet.Node) error {
+		if n := ns[12]; n.FirmwareMD5 != md5Hex(good) || n.Firmware != "2.0.0" || n.Status != "online" {
+			return fmt.Errorf("node 12 shows %s firmware %s %s after the rollback", n.Status, n.Firmware, n.FirmwareMD5)
+		}
+		return nil
+	})
+	for m.metrics(12).OTAState != status.OTARolledBack {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("node 12's status says OTA %s, want rolled_back", m.metrics(12).OTAState)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
