@@ -93,9 +93,13 @@ class BasicMeshFleetBoot {
     if (trial_ || unguarded_) return 3;  // switching
     uint8_t s = ota_.state();
     if (s == 0 && rolledBack()) return 6;
+    if (s == 0 && confirmed_) return 4;  // this boot confirmed the new image
     return s;
   }
-  uint8_t progress() const { return trial_ || unguarded_ ? 100 : ota_.progress(); }
+  uint8_t progress() const {
+    if (trial_ || unguarded_ || (confirmed_ && ota_.state() == 0)) return 100;
+    return ota_.progress();
+  }
   bool onTrial() const { return trial_; }
   // rolledBack is the rollback this boot reported (or will).
   bool rolledBack() const { return rolledBack_ || rec_.state == TrialRecord::kRolledBack; }
@@ -146,6 +150,7 @@ class BasicMeshFleetBoot {
   void confirm() {
     if (trial_) boot_.markValid();
     trial_ = unguarded_ = false;
+    confirmed_ = true;
     rec_.state = TrialRecord::kConfirmed;
     boot_.save(rec_);
     reportMs_ = now32() - kRetryMs;
@@ -202,7 +207,7 @@ class BasicMeshFleetBoot {
   Task tick_;
   TrialRecord rec_;
   uint32_t startMs_ = 0, deadlineMs_ = 60000, reportMs_ = 0;
-  bool trial_ = false, unguarded_ = false, rolledBack_ = false;
+  bool trial_ = false, unguarded_ = false, rolledBack_ = false, confirmed_ = false;
 };
 
 }  // namespace meshfleet
