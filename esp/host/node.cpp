@@ -185,7 +185,7 @@ void command(const std::string& line) {
 
 int main(int argc, char** argv) {
   uint32_t id = 0;
-  std::string listen, connect, role = "sensor", fw, md5, image, dropPushed, stateDir, stockImage;
+  std::string listen, connect, role = "sensor", fw, md5, image, dropPushed, stateDir, stockImage, hardware;
   long interval = 30, trialDeadline = 60;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -201,6 +201,7 @@ int main(int argc, char** argv) {
     else if (a == "--state") stateDir = v;
     else if (a == "--stock-image") stockImage = v;
     else if (a == "--trial-deadline") trialDeadline = std::strtol(v.c_str(), nullptr, 10);
+    else if (a == "--hardware") hardware = v;
     else if (a == "--drop-pushed") dropPushed = "," + v + ",";
     else if (a == "--interval") interval = std::strtol(v.c_str(), nullptr, 10);
     else usage("unknown flag " + a);
@@ -211,6 +212,7 @@ int main(int argc, char** argv) {
   if (trialDeadline < 1 || trialDeadline > 65535) usage("--trial-deadline: not in 1..65535 s");
   if (!stateDir.empty() && !image.empty()) usage("give --image or --state, not both");
 
+  peer::nodeId = id;
   // The host bootloader: which image this start runs.
   std::unique_ptr<meshfleet::HostBoot> hostBoot;
   bool rejoins = true;
@@ -225,10 +227,12 @@ int main(int argc, char** argv) {
       rejoins = img.rejoins;
     }
     image = hostBoot->path("next.tmp");
-    meshfleet::HostPlatform::values().hardware = "ESP32";  // the chip with a trial boot
+    if (hardware.empty()) hardware = "ESP32";  // the chip with a trial boot
     peer::emit("boot", "\"md5\":\"" + md5 + "\",\"trial\":" + (booted.trial ? "true" : "false") +
                            ",\"rolled_back\":" + (booted.rolledBack ? "true" : "false"));
   }
+  if (hardware.empty()) hardware = "ESP8266";
+  meshfleet::HostPlatform::values().hardware = hardware == "ESP32" ? "ESP32" : "ESP8266";
   peer::nodeId = id;
   std::signal(SIGTERM, [](int) { stopSignal = 1; });
   std::signal(SIGINT, [](int) { stopSignal = 1; });
@@ -280,13 +284,20 @@ int main(int argc, char** argv) {
       return false;
     });
   }
+  // An ESP32 inflates deflate transfers (the ROM's inflater; zlib here);
+  // an ESP8266 has no room for one and refuses them.
+  static meshfleet::HostInflater inflater;
+  if (hardware != "ESP8266") ota.setInflater(&inflater);
+  ota.onState([](const char* state, const char* why) {
+    peer::emit("ota_state", std::string("\"state\":\"") + state + "\",\"err\":\"" + peer::jsonEscape(why) + "\"");
+  });
   if (trial)
-    ota.begin(role.c_str(), "ESP32", md5.c_str(), [&]() {
+    ota.begin(role.c_str(), hardware.c_str(), md5.c_str(), [&]() {
       peer::emit("restart", "\"lost\":" + std::to_string(ota.lost()));
       trial->restart();
     });
   else if (!image.empty())
-    ota.begin(role.c_str(), "ESP8266", md5.c_str(), [&]() { peer::emit("restart", "\"lost\":" + std::to_string(ota.lost())); });
+    ota.begin(role.c_str(), hardware.c_str(), md5.c_str(), [&]() { peer::emit("restart", "\"lost\":" + std::to_string(ota.lost())); });
   if (!stockImage.empty()) {
     // painlessMesh's own receiver, as a stock firmware has it; its
     // /ota_fw.json goes beside the image.
@@ -318,9 +329,14 @@ int main(int argc, char** argv) {
       tcp::connect<Connection, painlessmesh::Mesh<Connection>>(*client, connectAddr, connectPort, mesh);
     };
     dial();
+    // Without its uplink (the connection it dialled) for two seconds it
+    // dials again, as an ESP's station reconnects, also while children
+    // are still connected to it.
     auto lonely = std::make_shared<int>(0);
     mesh.addTask(TASK_SECOND, TASK_FOREVER, [&mesh, dial, lonely]() {
-      *lonely = mesh.getNodeList(false).empty() ? *lonely + 1 : 0;
+      bool uplink = false;
+      for (auto&& c : mesh.subs) uplink = uplink || (c->station && c->connected());
+      *lonely = uplink ? 0 : *lonely + 1;
       if (*lonely >= 2) {
         *lonely = 0;
         dial();
@@ -330,7 +346,8 @@ int main(int argc, char** argv) {
 
   peer::emit("ready", server ? "\"port\":" + std::to_string(server->port()) : "");
   peer::emit("budget", "\"bytes\":" + std::to_string(sizeof(MeshFleet)));
-  peer::emit("ota_budget", "\"bytes\":" + std::to_string(sizeof(MeshFleetOTA)));
+  peer::emit("ota_budget", "\"bytes\":" + std::to_string(sizeof(MeshFleetOTA)) +
+                              ",\"inflater\":" + std::to_string(hardware != "ESP8266" ? sizeof(meshfleet::HostInflater) : 0));
 
   std::string pending;
   while (!stopSignal && !(hostBoot && hostBoot->restartRequested)) {

@@ -3,8 +3,11 @@
 //
 //   meshfleet::UpdateWriter writer;                 // the chip's Update
 //   MeshFleetOTA ota(mesh, userScheduler, writer);
+//   meshfleet::RomInflater inflater;                // ESP32 only: deflate
+//   ota.setInflater(&inflater);                     // ESP32 only
 //   ota.begin("sensor", "ESP8266", RUNNING_MD5, [] { ESP.restart(); });
 //
+// Without an inflater (ESP8266) Offers with method deflate are refused.
 // State: kMaxChunk (4096) + the heatshrink window (2048) + about 500
 // bytes, fixed (sizeof(MeshFleetOTA), logged by the ESPLibrary tests of
 // cmd/meshfleet: 6640 on the 64-bit host).
@@ -13,6 +16,7 @@
 
 #include <functional>
 
+#include "meshfleet/inflate.hpp"
 #include "meshfleet/ota.hpp"
 
 #if !defined(PAINLESSMESH_BOOST)
@@ -88,6 +92,13 @@ class BasicMeshFleetOTA {
   // (MeshFleetBoot.h) reports its outcome to.
   const char* transferID() const { return id_; }
   uint32_t distributor() const { return distributor_; }
+  // setInflater gives the receiver an inflater for method deflate
+  // (inflate.hpp); without one it refuses deflate Offers.
+  void setInflater(Inflater* inflater) { inflater_ = inflater; }
+  // onState is called with every state change (idle, downloading,
+  // verifying, switching, confirmed, failed, and refused for an Offer
+  // refused) and the reason of a failure or refusal.
+  void onState(std::function<void(const char* state, const char* why)> f) { onState_ = f; }
   // lost is the number of pushed chunks of the current broadcast
   // transfer found missing (the Reports' "lost").
   uint32_t lost() const { return lost_; }
@@ -131,23 +142,42 @@ class BasicMeshFleetOTA {
       return;
     }
     if (state_ == 1 && strcmp(id, id_) == 0) return;  // taking it already
-    // It takes pipelined and broadcast basE91 transfers, uncompressed or
-    // heatshrink (window 11, lookahead 4), whose chunks fit its chunk
-    // buffer; the stock receiver takes the rest.
-    const char* method = o["method"] | "";
+    // Mode stock is painlessMesh's own receiver's (the stock Announce
+    // follows the Offer).
     const char* mode = o["mode"] | "";
-    bool shrunk = strcmp(method, "heatshrink") == 0;
+    if (strcmp(mode, "stock") == 0) return;
+    const char* method = o["method"] | "";
+    uint8_t codec = strcmp(method, "none") == 0         ? kCodecNone
+                    : strcmp(method, "heatshrink") == 0 ? kCodecHeatshrink
+                    : strcmp(method, "deflate") == 0    ? kCodecDeflate
+                                                        : kCodecUnknown;
     bool pushed = strcmp(mode, "broadcast") == 0;
-    if ((!pushed && strcmp(mode, "pipelined") != 0) || (!shrunk && strcmp(method, "none") != 0) ||
-        strcmp(o["enc"] | "", "b91") != 0)
-      return;
     uint32_t cs = o["cs"].as<uint32_t>(), n = o["n"].as<uint32_t>(), size = o["size"].as<uint32_t>();
     uint32_t tsize = o["tsize"].as<uint32_t>();
-    if (cs == 0 || cs > kMaxChunk || n == 0 || size == 0 || (uint64_t)cs * (n - 1) >= tsize ||
-        (uint64_t)cs * n < tsize || (!shrunk && tsize != size) || strlen(md5) != 32 || strlen(id) >= sizeof id_)
+    if (cs == 0 || n == 0 || size == 0 || (uint64_t)cs * (n - 1) >= tsize || (uint64_t)cs * n < tsize ||
+        (codec == kCodecNone && tsize != size) || strlen(md5) != 32 || strlen(id) >= sizeof id_ || strlen(id) == 0)
+      return;  // malformed: not an Offer to answer
+    // What it cannot take it refuses with the reason, for every Offer
+    // of the transfer (a lost Report is sent again), as Go receivers
+    // do: the distributor counts a refused node as through.
+    const char* why = nullptr;
+    if (!pushed && strcmp(mode, "pipelined") != 0) why = "mode not supported by this receiver (pipelined or broadcast)";
+    else if (codec == kCodecUnknown) why = "compression method not supported (none, heatshrink or deflate)";
+    else if (codec == kCodecDeflate && !inflater_)
+      why = "deflate needs a 32 KiB window this node has no room for (no inflater; ESP8266: use heatshrink)";
+    else if (strcmp(o["enc"] | "", "b91") != 0) why = "payload encoding not supported (b91 only)";
+    else if (cs > kMaxChunk) why = "chunk size over 4096 bytes (this receiver's chunk buffer)";
+    if (why) {
+      refuse(from, id, n, why);
       return;
+    }
     if (!writer_.begin(size)) {
       report(from, id, "failed", 0, n, "cannot begin the update");
+      return;
+    }
+    if (codec == kCodecDeflate && !inflater_->begin()) {
+      writer_.abort();
+      report(from, id, "failed", 0, n, "cannot begin the inflater");
       return;
     }
     copy(id_, sizeof id_, id);
@@ -157,13 +187,14 @@ class BasicMeshFleetOTA {
     total_ = n;
     size_ = size;
     tsize_ = tsize;
-    shrunk_ = shrunk;
-    if (shrunk) unshrink_.reset();
+    codec_ = codec;
+    written_ = 0;
+    if (codec == kCodecHeatshrink) unshrink_.reset();
     pushed_ = pushed;
     next_ = hi_ = lost_ = 0;
     windowEnd_ = 0;
     asking_ = false;
-    state_ = 1;
+    setState(1, "");
     // In broadcast mode this Report starts the push; asks come only
     // after a gap, End or silence.
     report(from, id_, "downloading", 0, n, "");
@@ -191,25 +222,7 @@ class BasicMeshFleetOTA {
     uint32_t want = next_ + 1 < total_ ? chunkSize_ : tsize_ - chunkSize_ * (total_ - 1);
     long got = decodeDense(o["d"] | "", chunk_, sizeof chunk_);
     if (got != (long)want) return;  // a wrong length is discarded (PROTOCOL 722)
-    if (shrunk_) {
-      // Decompressed straight into the writer, never past the size the
-      // Offer gave.
-      bool tooLong = false;
-      auto sink = [this, &tooLong](const uint8_t* p, size_t k) {
-        if (unshrink_.decoded() > size_) {
-          tooLong = true;
-          return false;
-        }
-        return writer_.write(p, k);
-      };
-      if (!unshrink_.feed(chunk_, (size_t)got, sink)) {
-        fail(tooLong ? "image larger than offered" : "write failed");
-        return;
-      }
-    } else if (!writer_.write(chunk_, (size_t)got)) {
-      fail("write failed");
-      return;
-    }
+    if (!consume(chunk_, (size_t)got)) return;
     ++next_;
     lastProgressMs_ = now32();
     if (next_ == total_) {
@@ -227,9 +240,10 @@ class BasicMeshFleetOTA {
   }
 
   void finish() {
-    state_ = 2;
+    setState(2, "");
     report(distributor_, id_, "verifying", total_, total_, "");
-    if (shrunk_ && (!unshrink_.finish() || unshrink_.decoded() != size_)) {
+    bool streamEnded = codec_ == kCodecHeatshrink ? unshrink_.finish() : codec_ == kCodecDeflate ? inflater_->finished() : true;
+    if (!streamEnded || written_ != size_) {
       fail("compressed stream corrupt or not the offered size");
       return;
     }
@@ -237,13 +251,13 @@ class BasicMeshFleetOTA {
       fail("md5 mismatch");
       return;
     }
-    state_ = 3;
+    setState(3, "");
     report(distributor_, id_, "switching", total_, total_, "");
     // A reboot into the new image; on the next start the firmware
     // passes the new md5 as the active one and answers the next Offer
     // "confirmed".
     copy(active_, sizeof active_, md5_);
-    state_ = 4;
+    setState(4, "");
     if (restart_) restart_();
     // Only where restart returns (the host model of a reboot): the new
     // image is up at once and says so.
@@ -251,10 +265,60 @@ class BasicMeshFleetOTA {
     report(distributor_, id_, "confirmed", total_, total_, "");
   }
 
+  // consume writes one chunk's bytes of the transfer: as they are, or
+  // decompressed straight into the writer, never past the Offer's size.
+  bool consume(const uint8_t* data, size_t n) {
+    tooLong_ = false;
+    bool ok;
+    switch (codec_) {
+      case kCodecHeatshrink: {
+        auto sink = [this](const uint8_t* p, size_t k) { return out(this, p, k); };
+        ok = unshrink_.feed(data, n, sink);
+        break;
+      }
+      case kCodecDeflate:
+        ok = inflater_->feed(data, n, &BasicMeshFleetOTA::out, this);
+        break;
+      default:
+        ok = out(this, data, n);
+    }
+    if (!ok) fail(tooLong_ ? "image larger than offered" : writeFailed_ ? "write failed" : "compressed stream corrupt");
+    return ok;
+  }
+
+  // out is the decoders' sink: the next bytes of the image.
+  static bool out(void* self, const uint8_t* p, size_t k) {
+    BasicMeshFleetOTA* r = static_cast<BasicMeshFleetOTA*>(self);
+    if (r->written_ + k > r->size_) {
+      r->tooLong_ = true;
+      return false;
+    }
+    r->writeFailed_ = !r->writer_.write(p, k);
+    if (r->writeFailed_) return false;
+    r->written_ += (uint32_t)k;
+    return true;
+  }
+
   void fail(const char* why) {
     writer_.abort();
-    state_ = 5;
+    setState(5, why);
     report(distributor_, id_, "failed", next_, total_, why);
+  }
+
+  // refuse tells the distributor this node will not take the transfer
+  // (a final state for the campaign, as the Go receivers' refusal).
+  void refuse(uint32_t dist, const char* id, uint32_t n, const char* why) {
+    uint32_t saveHi = hi_, saveLost = lost_;
+    hi_ = lost_ = 0;
+    report(dist, id, "refused", 0, n, why);
+    hi_ = saveHi, lost_ = saveLost;
+    if (onState_) onState_("refused", why);
+  }
+
+  void setState(uint8_t s, const char* why) {
+    state_ = s;
+    static const char* names[] = {"idle", "downloading", "verifying", "switching", "confirmed", "failed"};
+    if (onState_) onState_(names[s], why);
   }
 
   void askWindow() {
@@ -312,7 +376,12 @@ class BasicMeshFleetOTA {
   HeatshrinkDecoder<11, 4> unshrink_;
   uint32_t distributor_ = 0, chunkSize_ = 0, total_ = 0, size_ = 0, tsize_ = 0, next_ = 0, windowEnd_ = 0;
   uint32_t hi_ = 0, lost_ = 0;  // highest pushed index seen + 1, pushed chunks missed
-  bool shrunk_ = false, pushed_ = false;
+  Inflater* inflater_ = nullptr;
+  std::function<void(const char*, const char*)> onState_;
+  uint32_t written_ = 0;  // image bytes written
+  uint8_t codec_ = kCodecNone;
+  bool tooLong_ = false, writeFailed_ = false;
+  bool pushed_ = false;
   bool asking_ = false;  // broadcast: a gap was found, chunks are asked for
   uint32_t askedMs_ = 0, lastProgressMs_ = 0, reportMs_ = 0;
   uint8_t state_ = 0;

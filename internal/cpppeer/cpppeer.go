@@ -27,6 +27,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -110,6 +111,7 @@ type program struct {
 	includes []string
 	units    []string
 	flags    []string // compiler flags before the sources (-D...)
+	libs     []string // linker flags after the sources (-lz)
 	// standalone programs need neither Boost nor the vendored sources.
 	standalone bool
 }
@@ -129,6 +131,11 @@ func buildProgram(vendor string, prog program) (string, error) {
 	}
 	if err := checkBoost(gxx); err != nil {
 		return "", err
+	}
+	if slices.Contains(prog.libs, "-lz") {
+		if err := checkHeader(gxx, "zlib.h", "zlib1g-dev"); err != nil {
+			return "", err
+		}
 	}
 	return buildCached(gxx, vendor, prog)
 }
@@ -187,6 +194,7 @@ func buildCached(gxx, vendor string, prog program) (string, error) {
 			args = append(args, filepath.Join(vendor, u))
 		}
 		args = append(args, "-o", tmp.Name(), "-lboost_system", "-lpthread")
+		args = append(args, prog.libs...)
 	}
 	out, err := exec.Command(gxx, args...).CombinedOutput()
 	if err != nil {
@@ -205,6 +213,17 @@ func checkBoost(gxx string) error {
 	cmd.Stdin = bytes.NewBufferString("#include <boost/asio.hpp>\n#include <boost/uuid/detail/md5.hpp>\nint main() {}\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%w: no Boost headers (apt-get install libboost-dev libboost-system-dev): %s", ErrMissing, firstLine(out))
+	}
+	return nil
+}
+
+// checkHeader compiles a program that includes header, which Debian's
+// package pkg installs.
+func checkHeader(gxx, header, pkg string) error {
+	cmd := exec.Command(gxx, "-std=c++14", "-fsyntax-only", "-x", "c++", "-")
+	cmd.Stdin = bytes.NewBufferString("#include <" + header + ">\nint main() {}\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%w: no %s (apt-get install %s): %s", ErrMissing, header, pkg, firstLine(out))
 	}
 	return nil
 }
@@ -358,6 +377,13 @@ type Event struct {
 	// trial, or the bootloader rolled a trial image back.
 	Trial      bool `json:"trial"`
 	RolledBack bool `json:"rolled_back"`
+	// State and Err: a fleet node's OTA receiver changed state
+	// (ota_state), with the reason of a failure or refusal.
+	State string `json:"state"`
+	Err   string `json:"err"`
+	// Inflater: ota_budget of a fleet node, the bytes of its inflater
+	// (0 without one).
+	Inflater int `json:"inflater"`
 	// Text is an error line of the C++ logger ("ERROR: " cut off), e.g.
 	// "OTA: Did not receive the requested data." when the OTA request
 	// task gave up.

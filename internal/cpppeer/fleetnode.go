@@ -52,6 +52,9 @@ func buildFleetNode(vendor, sketch string) (string, error) {
 		dirs:     []string{filepath.Join(esp, "src"), filepath.Join(esp, "host"), peerInclude},
 		includes: []string{peerInclude, filepath.Join(esp, "src"), filepath.Join(esp, "host")},
 		units:    []string{filepath.Join(esp, "host", "node.cpp")},
+		// zlib: the host's inflater for deflate transfers (Debian
+		// zlib1g-dev), standing in for the ESP32's ROM inflater.
+		libs: []string{"-lz"},
 	}
 	if sketch != "" {
 		prog.name = "fleet-" + strings.TrimSuffix(filepath.Base(sketch), ".ino")
@@ -116,6 +119,9 @@ type FleetConfig struct {
 	// StockImage runs painlessMesh's own OTA receiver beside it
 	// (mesh.initOTAReceive), writing to this file.
 	StockImage string
+	// Hardware is what the receiver takes Offers for (default ESP8266,
+	// which has no inflater and refuses deflate; ESP32 inflates).
+	Hardware string
 	// DropPushed hides the first pushed copy of these chunks that comes
 	// while the OTA receiver downloads, as lost broadcasts (event
 	// "dropped" with the Part for each).
@@ -144,6 +150,7 @@ func (c FleetConfig) args() []string {
 	if c.TrialDeadline > 0 {
 		args = append(args, "--trial-deadline", strconv.Itoa(c.TrialDeadline))
 	}
+	add("--hardware", c.Hardware)
 	if len(c.DropPushed) > 0 {
 		var s []string
 		for _, i := range c.DropPushed {

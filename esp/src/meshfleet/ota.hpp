@@ -23,6 +23,8 @@ namespace meshfleet {
 
 enum : int { kTypeOffer = 720, kTypeNeed = 721, kTypeChunk = 722, kTypeReport = 723, kTypeRefuse = 724, kTypeEnd = 725 };
 enum : size_t { kMaxChunk = 4096, kOTAWindow = 4 };
+// The transfer's compression (the Offer's method).
+enum : uint8_t { kCodecNone, kCodecHeatshrink, kCodecDeflate, kCodecUnknown };
 
 // ImageWriter is where an image goes: Update on the chips (begin, write,
 // setMD5 + end(true) verifying), a file on the host.
