@@ -118,6 +118,9 @@ func (m *espMesh) waitCampaign(id string, check func(fleet.Campaign) error) flee
 		}
 		select {
 		case <-m.ctx.Done():
+			for id, n := range m.nodes {
+				m.t.Logf("C++ node %d: %s", id, n.Tail())
+			}
 			m.t.Fatalf("campaign %s: %v", id, err)
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -231,4 +234,130 @@ func TestESPLibraryTrialBootRollsBack(t *testing.T) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// espTree is the mixed mesh's layout below the gateway: parent of each C++
+// node (0: the gateway), depth 3 at nodes 28, 29 and 30.
+var espTree = []struct{ id, parent uint32 }{
+	{21, 0}, {22, 0},
+	{23, 21}, {24, 21}, {25, 21}, {26, 22}, {27, 22},
+	{28, 23}, {29, 23}, {30, 26},
+}
+
+// espDepth is node id's hops from the gateway in espTree.
+func espDepth(id uint32) int {
+	for _, n := range espTree {
+		if n.id == id {
+			if n.parent == 0 {
+				return 1
+			}
+			return 1 + espDepth(n.parent)
+		}
+	}
+	return 0
+}
+
+func espIDs() []uint32 {
+	ids := make([]uint32, len(espTree))
+	for i, n := range espTree {
+		ids[i] = n.id
+	}
+	return ids
+}
+
+// startESPTree starts the ten C++ nodes of espTree, each from cfg.
+func (m *espMesh) startESPTree(cfg cpppeer.FleetConfig) {
+	m.t.Helper()
+	for _, n := range espTree {
+		m.add(n.id, n.parent, cfg)
+	}
+}
+
+// campaignTo sends img to all ten nodes in mode and method, and checks
+// that every node confirmed it, runs exactly it (its flash's valid image)
+// and says so in its status (firmware md5, OTA state confirmed).
+func (m *espMesh) campaignTo(img []byte, version, mode, method string) {
+	m.t.Helper()
+	start := time.Now()
+	c := m.campaign(img, version, mode, method, espIDs()...)
+	m.waitCampaign(c.ID, nodesIn("confirmed", espIDs()...))
+	m.t.Logf("%s %s: %d-byte image confirmed by all ten C++ nodes after %.1f s", mode, method, len(img), time.Since(start).Seconds())
+	for _, id := range espIDs() {
+		if err := m.nodes[id].runs(img); err != nil {
+			m.t.Fatal(err)
+		}
+	}
+	for _, id := range espIDs() {
+		for {
+			got := m.metrics(id)
+			if got.FirmwareMD5 == md5Hex(img) && got.FirmwareVersion == version && got.OTAState == status.OTAConfirmed && got.OTAProgress == 100 {
+				break
+			}
+			select {
+			case <-m.ctx.Done():
+				m.t.Fatalf("C++ node %d's status after the switch: firmware %s %s, OTA %s %d%%", id, got.FirmwareVersion, got.FirmwareMD5, got.OTAState, got.OTAProgress)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// The Must-show mixed mesh: the Go gateway and ten host-built C++ nodes
+// of the ESP library in a tree of depth 3 over loopback TCP. Every node's
+// status is in REST /api/v1/nodes with the chip's values within two
+// report intervals; a broadcast + heatshrink campaign and a broadcast +
+// deflate campaign reach all ten, each writing exactly the image and
+// restarting into it on trial; a node whose new image never rejoins rolls
+// back to the previous one in the host model of the ESP32 trial boot.
+func TestESPLibraryMixedMesh(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	m := startESPMesh(t, ctx)
+	const (
+		interval = 3
+		factory  = "0123456789abcdef0123456789abcdef"
+	)
+	m.startESPTree(cpppeer.FleetConfig{MD5: factory, Firmware: "1.0.0", Interval: interval, TrialDeadline: 3})
+
+	// (a) Every node listed with real values within two intervals of the
+	// last one's start.
+	within, stop := context.WithTimeout(ctx, 2*interval*time.Second)
+	defer stop()
+	waitNodes(t, within, m.g, func(ns map[uint32]fleet.Node) error {
+		for _, id := range espIDs() {
+			n, ok := ns[id]
+			if !ok {
+				return fmt.Errorf("node %d not listed", id)
+			}
+			// The host platform's chip: 40960 bytes free, -60 dBm.
+			if n.Status != "online" || n.FreeMemory != 40960 || n.RSSI != -60 || n.WiFi != 80 || n.Firmware != "1.0.0" ||
+				n.FirmwareMD5 != factory || n.Role != "sensor" || n.Hardware != "ESP32" || n.Hops == nil || *n.Hops != espDepth(id) ||
+				n.Connections == 0 {
+				return fmt.Errorf("C++ node %d (depth %d): %+v", id, espDepth(id), n)
+			}
+		}
+		return nil
+	})
+
+	// (b) and (c): the same image size, heatshrink, then deflate.
+	v2 := hostImage(t, "2.0.0", false, 60_000)
+	m.campaignTo(v2, "2.0.0", "broadcast", "heatshrink")
+	v3 := hostImage(t, "3.0.0", false, 60_000)
+	m.campaignTo(v3, "3.0.0", "broadcast", "deflate")
+
+	// (e) A new image that never rejoins, on node 30 at depth 3: it rolls
+	// back to 3.0.0 and the gateway sees it.
+	bad := hostImage(t, "4.0.0", true, 60_000)
+	c := m.campaign(bad, "4.0.0", "broadcast", "heatshrink", 30)
+	done := m.waitCampaign(c.ID, nodesIn("rolled_back", 30))
+	t.Logf("node 30 rolled back: %s", done.Nodes["30"].Error)
+	if err := m.nodes[30].runs(v3); err != nil {
+		t.Fatal(err)
+	}
+	waitNodes(t, ctx, m.g, func(ns map[uint32]fleet.Node) error {
+		if n := ns[30]; n.FirmwareMD5 != md5Hex(v3) || n.Firmware != "3.0.0" || n.Status != "online" {
+			return fmt.Errorf("node 30 shows %s firmware %s %s after the rollback", n.Status, n.Firmware, n.FirmwareMD5)
+		}
+		return nil
+	})
 }
