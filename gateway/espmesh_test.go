@@ -81,7 +81,7 @@ func (m *espMesh) add(id, parent uint32, cfg cpppeer.FleetConfig) *espNode {
 	if cfg.ListenAddr == "" {
 		cfg.ListenAddr = freeAddr(m.t)
 	}
-	if cfg.State == "" && cfg.Image == "" {
+	if cfg.State == "" && cfg.Image == "" && cfg.StockImage == "" {
 		cfg.State = m.t.TempDir()
 	}
 	n := &espNode{Peer: cpppeer.StartFleetNode(m.ctx, m.t, cfg), cfg: cfg}
@@ -360,4 +360,111 @@ func TestESPLibraryMixedMesh(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// firmwareLike is n bytes that compress about as a firmware image does:
+// runs copied from 64 bytes back mixed with fresh random bytes.
+func firmwareLike(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	for i := 64; i < n; i++ {
+		if b[i]&3 != 0 { // three in four bytes repeat
+			b[i] = b[i-64]
+		}
+	}
+	return b
+}
+
+// Transfer time of one image to the same ten C++ nodes (espTree, each
+// mode on a fresh mesh of the same program) over meshfleet's broadcast
+// with heatshrink and with deflate, against painlessMesh's own stock OTA
+// receiver (mesh.initOTAReceive) fed by the gateway in stock and
+// stock-turbo mode. Logged with -v as a table with ratios against stock;
+// what it asserts is that every node wrote exactly the image.
+func TestESPLibraryOTAFigures(t *testing.T) {
+	if testing.Short() {
+		t.Skip("figures: four ten-node meshes in turn")
+	}
+	const size = 100_000
+	body := firmwareLike(t, size)
+	type row struct {
+		mode, method, hardware string
+		transfer, confirmed     time.Duration
+	}
+	rows := []*row{
+		{mode: "stock", method: "none", hardware: "ESP8266"},
+		{mode: "stock-turbo", method: "none", hardware: "ESP8266"},
+		{mode: "broadcast", method: "heatshrink", hardware: "ESP32"},
+		{mode: "broadcast", method: "deflate", hardware: "ESP32"},
+	}
+	for _, r := range rows {
+		func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			m := startESPMesh(t, ctx)
+			stock := r.hardware == "ESP8266"
+			img := cpppeer.HostImage("2.0.0", false, body)
+			cfg := cpppeer.FleetConfig{MD5: "0123456789abcdef0123456789abcdef", Firmware: "1.0.0", Interval: 30}
+			for _, n := range espTree {
+				if stock {
+					cfg.StockImage = filepath.Join(t.TempDir(), "image.bin")
+				}
+				m.add(n.id, n.parent, cfg)
+			}
+			// Every node joined: each is listed.
+			waitNodes(t, ctx, m.g, func(ns map[uint32]fleet.Node) error {
+				for _, id := range espIDs() {
+					if ns[id].Status != "online" {
+						return fmt.Errorf("node %d not online", id)
+					}
+				}
+				return nil
+			})
+			im := uploadREST(t, m.g, "sensor", r.hardware, "2.0.0", img)
+			start := time.Now()
+			req := fleet.CampaignRequest{Image: im.ID, Mode: r.mode, Compress: r.method, Nodes: espIDs()}
+			if r.mode == "stock-turbo" {
+				req.Nodes = nil // it reaches every node of the role: the ten
+			}
+			c := startREST(t, m.g, req)
+			for _, id := range espIDs() {
+				ev, err := m.nodes[id].Wait(ctx, func(e cpppeer.Event) bool { return e.Event == "md5" })
+				if err != nil || !ev.OK || ev.MD5 != md5Hex(img) {
+					t.Fatalf("%s %s: node %d: md5 %+v %v", r.mode, r.method, id, ev, err)
+				}
+				r.transfer = max(r.transfer, ev.At.Sub(start))
+			}
+			if !stock {
+				// And restarted into it, rejoined and confirmed.
+				m.waitCampaign(c.ID, nodesIn("confirmed", espIDs()...))
+				r.confirmed = time.Since(start)
+			}
+			for _, id := range espIDs() {
+				path := filepath.Join(m.nodes[id].cfg.State, "next.tmp")
+				if stock {
+					path = m.nodes[id].cfg.StockImage
+				} else if r.confirmed > 0 {
+					path = filepath.Join(m.nodes[id].cfg.State, "app.bin")
+				}
+				got, err := os.ReadFile(path)
+				if err != nil || md5Hex(got) != md5Hex(img) {
+					t.Fatalf("%s %s: node %d wrote %d bytes (%v), not the image", r.mode, r.method, id, len(got), err)
+				}
+			}
+		}()
+	}
+	base := rows[0].transfer.Seconds()
+	t.Logf("%d-byte image to ten C++ nodes (tree of depth 3), time until every node verified it:", len(body)+len(cpppeer.HostImage("2.0.0", false, nil)))
+	t.Logf("| mode | compression | all ten written (s) | vs stock | all ten confirmed after the trial boot (s) |")
+	t.Logf("|---|---|---|---|---|")
+	for _, r := range rows {
+		conf := "–"
+		if r.confirmed > 0 {
+			conf = fmt.Sprintf("%.2f", r.confirmed.Seconds())
+		}
+		t.Logf("| %s | %s | %.2f | %.2f× | %s |", r.mode, r.method, r.transfer.Seconds(), r.transfer.Seconds()/base, conf)
+	}
 }
