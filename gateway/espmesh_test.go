@@ -392,7 +392,7 @@ func TestESPLibraryOTAFigures(t *testing.T) {
 	body := firmwareLike(t, size)
 	type row struct {
 		mode, method, hardware string
-		transfer, confirmed     time.Duration
+		transfer, confirmed    time.Duration
 	}
 	rows := []*row{
 		{mode: "stock", method: "none", hardware: "ESP8266"},
