@@ -27,6 +27,8 @@ type espMesh struct {
 	g     *Gateway
 	addr  string // the gateway's mesh address
 	nodes map[uint32]*espNode
+	// bits32 starts 32-bit builds of the node (cpppeer.BuildFleetNode32).
+	bits32 bool
 }
 
 type espNode struct {
@@ -84,7 +86,11 @@ func (m *espMesh) add(id, parent uint32, cfg cpppeer.FleetConfig) *espNode {
 	if cfg.State == "" && cfg.Image == "" && cfg.StockImage == "" {
 		cfg.State = m.t.TempDir()
 	}
-	n := &espNode{Peer: cpppeer.StartFleetNode(m.ctx, m.t, cfg), cfg: cfg}
+	start := cpppeer.StartFleetNode
+	if m.bits32 {
+		start = cpppeer.StartFleetNode32
+	}
+	n := &espNode{Peer: start(m.ctx, m.t, cfg), cfg: cfg}
 	m.nodes[id] = n
 	return n
 }
@@ -362,6 +368,14 @@ func TestESPLibraryMixedMesh(t *testing.T) {
 	})
 }
 
+// figures skips t unless MESHFLEET_FIGURES is set: the figure tests
+// measure (a minute or more) and log a table, which CI does not need.
+func figures(t *testing.T) {
+	if os.Getenv("MESHFLEET_FIGURES") == "" {
+		t.Skip("a figure test: run it with MESHFLEET_FIGURES=1 go test ./gateway -run " + t.Name() + " -v")
+	}
+}
+
 // firmwareLike is n bytes that compress about as a firmware image does:
 // runs copied from 64 bytes back mixed with fresh random bytes.
 func firmwareLike(t *testing.T, n int) []byte {
@@ -385,9 +399,7 @@ func firmwareLike(t *testing.T, n int) []byte {
 // stock-turbo mode. Logged with -v as a table with ratios against stock;
 // what it asserts is that every node wrote exactly the image.
 func TestESPLibraryOTAFigures(t *testing.T) {
-	if testing.Short() {
-		t.Skip("figures: four ten-node meshes in turn")
-	}
+	figures(t)
 	const size = 100_000
 	body := firmwareLike(t, size)
 	type row struct {
@@ -466,5 +478,54 @@ func TestESPLibraryOTAFigures(t *testing.T) {
 			conf = fmt.Sprintf("%.2f", r.confirmed.Seconds())
 		}
 		t.Logf("| %s | %s | %.2f | %.2f× | %s |", r.mode, r.method, r.transfer.Seconds(), r.transfer.Seconds()/base, conf)
+	}
+}
+
+// RAM of a C++ node receiving a 1 MiB image with each compression, in
+// the 64-bit host build and, where a 32-bit toolchain is installed, in a
+// 32-bit build (pointer sizes as on the chips): the library's fixed state
+// (sizeof) and the node's heap peak while it wrote the image, above the
+// heap before the transfer (glibc's count, painlessMesh's JSON documents
+// and strings included), sampled at every write. Logged with -v.
+func TestESPLibraryReceiveRAM(t *testing.T) {
+	figures(t)
+	for _, bits := range []int{64, 32} {
+		t.Run(fmt.Sprintf("%dbit", bits), func(t *testing.T) {
+			if bits == 32 {
+				cpppeer.BuildFleetNode32(t)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+			defer cancel()
+			m := startESPMesh(t, ctx)
+			m.bits32 = bits == 32
+			n := m.add(41, 0, cpppeer.FleetConfig{MD5: "0123456789abcdef0123456789abcdef", Firmware: "1.0.0", Interval: 30})
+			// Reported at start, ota_budget last.
+			if _, err := n.WaitEvent(ctx, "ota_budget"); err != nil {
+				t.Fatal(err)
+			}
+			var size [3]int
+			for _, ev := range n.Events() {
+				for i, name := range []string{"budget", "ota_budget", "boot_budget"} {
+					if ev.Event == name {
+						size[i] = ev.Bytes + ev.Inflater
+					}
+				}
+			}
+			t.Logf("%d-bit: sizeof(MeshFleet) %d, sizeof(MeshFleetBoot) %d, sizeof(MeshFleetOTA) + host inflater %d bytes", bits, size[0], size[2], size[1])
+			for i, method := range []string{"none", "heatshrink", "deflate"} {
+				version := fmt.Sprintf("2.%d.0", i)
+				img := cpppeer.HostImage(version, false, firmwareLike(t, 1<<20))
+				c := m.campaign(img, version, "pipelined", method, 41)
+				heap, err := n.WaitEvent(ctx, "heap")
+				if err != nil {
+					t.Fatal(err)
+				}
+				m.waitCampaign(c.ID, nodesIn("confirmed", 41))
+				if err := n.runs(img); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("%d-bit, %s: 1 MiB image received with a heap peak of %d bytes above the %d before the transfer", bits, method, heap.Peak-heap.Base, heap.Base)
+			}
+		})
 	}
 }

@@ -35,6 +35,9 @@
 // hides the first pushed (routing 2) copy of these chunks that comes while
 // it downloads, as a lost broadcast, and reports each as "dropped".
 #include <fcntl.h>
+#include <malloc.h>
+
+#include <algorithm>
 #include <signal.h>
 #include <unistd.h>
 
@@ -70,6 +73,13 @@ volatile std::sig_atomic_t stopSignal = 0;
 
 // FileWriter is the host's Update: the image goes to a file, its MD5 is
 // checked at the end as Updater::end does on the chip.
+// heapInUse is the bytes the process has allocated (malloc and new,
+// painlessMesh's JSON documents and strings included), from glibc.
+size_t heapInUse() {
+  struct mallinfo2 m = mallinfo2();
+  return m.uordblks + m.hblkhd;
+}
+
 class FileWriter : public meshfleet::ImageWriter {
  public:
   std::string path;
@@ -79,10 +89,15 @@ class FileWriter : public meshfleet::ImageWriter {
     if (file) std::fclose(file);
     file = std::fopen(path.c_str(), "wb");
     md5 = boost::uuids::detail::md5();
+    // The heap while receiving, sampled at every write (inside the
+    // callback of the chunk being written, its package still held),
+    // against the heap before the transfer.
+    heapBase = heapPeak = heapInUse();
     peer::emit("started", "\"max\":" + std::to_string(size));
     return file != nullptr;
   }
   bool write(const uint8_t* data, size_t n) override {
+    heapPeak = std::max(heapPeak, heapInUse());
     md5.process_bytes(data, n);
     return file && std::fwrite(data, 1, n, file) == n;
   }
@@ -100,6 +115,7 @@ class FileWriter : public meshfleet::ImageWriter {
     }
     bool ok = got == want;
     if (ok && !selected.empty()) ok = std::rename(path.c_str(), selected.c_str()) == 0;
+    peer::emit("heap", "\"base\":" + std::to_string(heapBase) + ",\"peak\":" + std::to_string(heapPeak));
     peer::emit("md5", std::string("\"ok\":") + (ok ? "true" : "false") + ",\"md5\":\"" + got + "\"");
     return ok;
   }
@@ -109,6 +125,7 @@ class FileWriter : public meshfleet::ImageWriter {
   }
 
  private:
+  size_t heapBase = 0, heapPeak = 0;
   std::FILE* file = nullptr;
   boost::uuids::detail::md5 md5;
 };
@@ -346,6 +363,7 @@ int main(int argc, char** argv) {
 
   peer::emit("ready", server ? "\"port\":" + std::to_string(server->port()) : "");
   peer::emit("budget", "\"bytes\":" + std::to_string(sizeof(MeshFleet)));
+  peer::emit("boot_budget", "\"bytes\":" + std::to_string(sizeof(MeshFleetBoot)));
   peer::emit("ota_budget", "\"bytes\":" + std::to_string(sizeof(MeshFleetOTA)) +
                               ",\"inflater\":" + std::to_string(hardware != "ESP8266" ? sizeof(meshfleet::HostInflater) : 0));
 

@@ -41,6 +41,46 @@ func BuildFleetNode(t testing.TB) string {
 	return fleetBuild.path
 }
 
+var fleetBuild32 struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// BuildFleetNode32 is BuildFleetNode for 32 bits (g++ -m32), whose
+// pointers, std::function and Task are the size they are on the chips; it
+// skips t without a 32-bit toolchain (g++-multilib, lib32z1-dev).
+func BuildFleetNode32(t testing.TB) string {
+	t.Helper()
+	fleetBuild32.once.Do(func() { fleetBuild32.path, fleetBuild32.err = buildFleetNode32(VendorDir()) })
+	if isMissing(fleetBuild32.err) {
+		t.Skip(fleetBuild32.err)
+	}
+	if fleetBuild32.err != nil {
+		t.Fatal(fleetBuild32.err)
+	}
+	return fleetBuild32.path
+}
+
+func buildFleetNode32(vendor string) (string, error) {
+	esp := espDir()
+	peerInclude := filepath.Join(sourceDir(), "peer", "include")
+	return buildProgram(vendor, program{
+		name:     "fleetnode32",
+		dirs:     []string{filepath.Join(esp, "src"), filepath.Join(esp, "host"), peerInclude},
+		includes: []string{peerInclude, filepath.Join(esp, "src"), filepath.Join(esp, "host")},
+		units:    []string{filepath.Join(esp, "host", "node.cpp")},
+		libs:     []string{"-lz"},
+		m32:      true,
+	})
+}
+
+// StartFleetNode32 starts a fleet node built by BuildFleetNode32.
+func StartFleetNode32(ctx context.Context, t testing.TB, cfg FleetConfig) *Peer {
+	t.Helper()
+	return start(ctx, t, BuildFleetNode32(t), cfg.args(), nil, Config{ID: cfg.ID, Listen: cfg.Listen || cfg.ListenAddr != "", Connect: cfg.Connect})
+}
+
 // buildFleetNode builds node.cpp, or with sketch an Arduino example of
 // the library (a .ino, run by host/sketch.cpp with the host's
 // painlessMesh.h).
