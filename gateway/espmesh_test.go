@@ -72,7 +72,8 @@ func startESPMesh(t *testing.T, ctx context.Context) *espMesh {
 }
 
 // add starts node id below parent (0: the gateway), with a trial-boot
-// state directory unless cfg names one (or an Image).
+// state directory unless cfg names one (or an Image, or a StockImage) and
+// a deadline of 10 s to rejoin unless cfg gives one.
 func (m *espMesh) add(id, parent uint32, cfg cpppeer.FleetConfig) *espNode {
 	m.t.Helper()
 	cfg.ID = id
@@ -85,6 +86,9 @@ func (m *espMesh) add(id, parent uint32, cfg cpppeer.FleetConfig) *espNode {
 	}
 	if cfg.State == "" && cfg.Image == "" && cfg.StockImage == "" {
 		cfg.State = m.t.TempDir()
+		if cfg.TrialDeadline == 0 {
+			cfg.TrialDeadline = 10
+		}
 	}
 	start := cpppeer.StartFleetNode
 	if m.bits32 {
@@ -455,11 +459,9 @@ func TestESPLibraryOTAFigures(t *testing.T) {
 				r.confirmed = time.Since(start)
 			}
 			for _, id := range espIDs() {
-				path := filepath.Join(m.nodes[id].cfg.State, "next.tmp")
+				path := filepath.Join(m.nodes[id].cfg.State, "app.bin")
 				if stock {
 					path = m.nodes[id].cfg.StockImage
-				} else if r.confirmed > 0 {
-					path = filepath.Join(m.nodes[id].cfg.State, "app.bin")
 				}
 				got, err := os.ReadFile(path)
 				if err != nil || md5Hex(got) != md5Hex(img) {

@@ -176,3 +176,258 @@ func TestOTAPushDeflateToESP8266IsRefused(t *testing.T) {
 	}
 	t.Logf("refused: %s; push: %v", ev.Err, err)
 }
+
+// A receiver killed mid-transfer (a power cut: --exit-after-chunks) and
+// started again with the same state directory and update partition asks
+// the distributor for the Offer, takes the transfer up from its progress
+// file and fetches only the chunks it does not hold: every chunk of the
+// second run is one the first did not save (none came twice), and the
+// image is exact. Compressed transfers resume their decoder too
+// (heatshrink from its saved bits, deflate from a block boundary), with
+// the window read back from the partition.
+func TestOTAPushToESPLibraryReceiverResumesAfterKill(t *testing.T) {
+	for _, tc := range []struct{ method, hardware string }{
+		{"none", "ESP8266"}, {"heatshrink", "ESP8266"}, {"deflate", "ESP32"},
+	} {
+		t.Run(tc.method, func(t *testing.T) { resumeAfterKill(t, tc.method, tc.hardware) })
+	}
+}
+
+func resumeAfterKill(t *testing.T, method, hardware string) {
+	cpppeer.BuildFleetNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	p, img := writeImage(t, 400_000)
+	addr := freeLoopbackAddr(t)
+	pushed := make(chan error, 1)
+	var out string
+	go func() {
+		var err error
+		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", hardware, "--mode", "pipelined",
+			"--compress", method, "--listen", addr, "--nodes", "224", "--timeout", "80s")
+		pushed <- err
+	}()
+	image := filepath.Join(t.TempDir(), "image.bin")
+	cfg := cpppeer.FleetConfig{ID: 224, Connect: addr, MD5: "00000000000000000000000000000000", Image: image,
+		Hardware: hardware, State: t.TempDir(), ExitAfterChunks: 20}
+	first := cpppeer.StartFleetNode(ctx, t, cfg)
+	killed, err := first.WaitEvent(ctx, "killed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.WaitEvent(ctx, "exit"); err != nil {
+		t.Fatal(err)
+	}
+	cfg.ExitAfterChunks = 0
+	second := cpppeer.StartFleetNode(ctx, t, cfg)
+	resumed, err := second.Wait(ctx, func(e cpppeer.Event) bool { return e.Event == "ota_state" && e.State == "resumed" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := second.WaitEvent(ctx, "restart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err = <-pushed:
+	case <-ctx.Done():
+		t.Fatal("push did not end")
+	}
+	if err != nil {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	if got, err := os.ReadFile(image); err != nil || !bytes.Equal(got, img) {
+		t.Fatalf("not the image (%d bytes, %v)", len(got), err)
+	}
+	t.Logf("%s: killed after %d of %d chunks; resumed with %d held; then took %d, %d came twice",
+		method, killed.Taken, killed.Of, resumed.Held, done.Taken, done.Dup)
+	if resumed.Held == 0 || resumed.Held > killed.Taken {
+		t.Errorf("resumed with %d chunks held after %d were taken", resumed.Held, killed.Taken)
+	}
+	if done.Resumed != resumed.Held || done.Taken != done.Of-done.Resumed || done.Dup != 0 {
+		t.Errorf("second run took %d chunks (%d came although held) with %d resumed of %d: held chunks were fetched again",
+			done.Taken, done.Dup, done.Resumed, done.Of)
+	}
+}
+
+// Repairs hop by hop: in a chain distributor — A — B, both ESP-library
+// receivers, B loses pushed chunks (hidden from it). B sees each gap at
+// the next pushed chunk and asks its parent A first (Need, routing 0), as
+// Go receivers do; A answers from the chunks it holds, read back from its
+// update partition, so the distributor is not asked for them.
+func TestOTAPushBroadcastESPLibraryParentRepairsChild(t *testing.T) {
+	cpppeer.BuildFleetNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	p, img := writeImage(t, 600_000)
+	addr := freeLoopbackAddr(t)
+	pushed := make(chan error, 1)
+	var out string
+	go func() {
+		var err error
+		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266", "--mode", "broadcast",
+			"--compress", "none", "--listen", addr, "--nodes", "231", "--nodes", "232", "--timeout", "80s")
+		pushed <- err
+	}()
+	// B joins a moment after A, whose Report starts the push: it asks
+	// for the Offer at the first pushed chunk it sees (an empty Need),
+	// well before the hidden chunks (of 147); what was pushed before it
+	// took the Offer is repaired by A as well.
+	const running = "00000000000000000000000000000000"
+	images := []string{filepath.Join(t.TempDir(), "image.bin"), filepath.Join(t.TempDir(), "image.bin")}
+	a := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 231, Connect: addr, Listen: true, MD5: running, Image: images[0]})
+	b := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 232, Connect: a.Addr(), MD5: running, Image: images[1],
+		DropPushed: []int{100, 101, 130}})
+	var err error
+	select {
+	case err = <-pushed:
+	case <-ctx.Done():
+		t.Fatal("push did not end")
+	}
+	if err != nil {
+		t.Fatalf("push: %v\n%s\nA: %s\nB: %s", err, out, a.Tail(), b.Tail())
+	}
+	for _, path := range images {
+		if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, img) {
+			t.Fatalf("%s: not the image (%d bytes, %v)", path, len(got), err)
+		}
+	}
+	bDone, err := b.WaitEvent(ctx, "restart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Command("stats"); err != nil {
+		t.Fatal(err)
+	}
+	aStats, err := a.WaitEvent(ctx, "ota_stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := 0
+	for _, e := range b.Events() {
+		if e.Event == "dropped" {
+			dropped++
+		}
+	}
+	t.Logf("B: %d pushed chunks hidden, %d found lost, %d asked of A, %d repaired by A; A served %d",
+		dropped, bDone.Lost, bDone.AskedParent, bDone.FromParent, aStats.Served)
+	if dropped == 0 {
+		t.Fatal("no pushed chunk was hidden from B: the loss path did not run")
+	}
+	if bDone.AskedParent < dropped || bDone.FromParent < dropped || aStats.Served < bDone.FromParent {
+		t.Errorf("B lost %d pushed chunks, asked A for %d, got %d from it; A served %d: not repaired by the parent",
+			dropped, bDone.AskedParent, bDone.FromParent, aStats.Served)
+	}
+}
+
+// Hop by hop over two hops: distributor — A — B — C, the same pushed
+// chunks hidden from B and C. C asks its parent B, which lacks them too:
+// B holds C's ask, asks its own parent A, and passes each chunk on as it
+// comes, so C is repaired without asking the distributor.
+func TestOTAPushBroadcastESPLibraryRepairsTwoHops(t *testing.T) {
+	cpppeer.BuildFleetNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	p, img := writeImage(t, 600_000)
+	addr := freeLoopbackAddr(t)
+	pushed := make(chan error, 1)
+	var out string
+	go func() {
+		var err error
+		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266", "--mode", "broadcast",
+			"--compress", "none", "--listen", addr, "--nodes", "241", "--nodes", "242", "--nodes", "243", "--timeout", "80s")
+		pushed <- err
+	}()
+	const running = "00000000000000000000000000000000"
+	dir := t.TempDir()
+	images := []string{filepath.Join(dir, "a.bin"), filepath.Join(dir, "b.bin"), filepath.Join(dir, "c.bin")}
+	a := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 241, Connect: addr, Listen: true, MD5: running, Image: images[0]})
+	b := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 242, Connect: a.Addr(), Listen: true, MD5: running, Image: images[1],
+		DropPushed: []int{120, 121}})
+	c := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 243, Connect: b.Addr(), MD5: running, Image: images[2],
+		DropPushed: []int{120, 121}})
+	var err error
+	select {
+	case err = <-pushed:
+	case <-ctx.Done():
+		t.Fatal("push did not end")
+	}
+	if err != nil {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	for _, path := range images {
+		if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, img) {
+			t.Fatalf("%s: not the image (%d bytes, %v)", path, len(got), err)
+		}
+	}
+	stats := map[uint32]cpppeer.Event{}
+	for _, n := range []*cpppeer.Peer{a, b, c} {
+		if err := n.Command("stats"); err != nil {
+			t.Fatal(err)
+		}
+		ev, err := n.WaitEvent(ctx, "ota_stats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		stats[n.Config.ID] = ev
+	}
+	hidden := 0
+	for _, e := range c.Events() {
+		if e.Event == "dropped" {
+			hidden++
+		}
+	}
+	sa, sb, sc := stats[241], stats[242], stats[243]
+	t.Logf("C: %d hidden, asked B for %d, got %d from B, asked the distributor for %d; B: asked A for %d, got %d, served %d; A served %d",
+		hidden, sc.AskedParent, sc.FromParent, sc.Asked-sc.AskedParent-sc.AskedPath, sb.AskedParent, sb.FromParent, sb.Served, sa.Served)
+	if hidden != 2 {
+		t.Fatalf("%d pushed chunks hidden from C, want 2: C took the Offer after the push passed them", hidden)
+	}
+	if sc.FromParent < hidden || sb.Served < hidden || sb.FromParent < hidden || sa.Served < hidden {
+		t.Errorf("not repaired hop by hop: C got %d from B, B served %d and got %d from A, A served %d (want at least %d each)",
+			sc.FromParent, sb.Served, sb.FromParent, sa.Served, hidden)
+	}
+	if sc.Asked != sc.AskedParent {
+		t.Errorf("C asked %d chunks, %d of them of B: it went past its parent", sc.Asked, sc.AskedParent)
+	}
+}
+
+// An image larger than the update partition is refused before anything
+// is written, with the reason.
+func TestOTAPushTooLargeForESPLibraryPartitionIsRefused(t *testing.T) {
+	cpppeer.BuildFleetNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p, _ := writeImage(t, 50_000)
+	addr := freeLoopbackAddr(t)
+	pushed := make(chan error, 1)
+	var out string
+	go func() {
+		var err error
+		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266", "--mode", "pipelined",
+			"--compress", "heatshrink", "--listen", addr, "--nodes", "225", "--timeout", "50s")
+		pushed <- err
+	}()
+	rx := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 225, Connect: addr, MD5: "00000000000000000000000000000000",
+		Image: filepath.Join(t.TempDir(), "image.bin"), MaxImage: 40_000})
+	ev, err := rx.Wait(ctx, func(e cpppeer.Event) bool { return e.Event == "ota_state" && e.State == "refused" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ev.Err, "larger than the update partition") {
+		t.Errorf("refusal reason %q does not say the image is too large", ev.Err)
+	}
+	select {
+	case err = <-pushed:
+	case <-ctx.Done():
+		t.Fatal("push did not end after the refusal")
+	}
+	if err == nil || !strings.Contains(out, "1 refused") {
+		t.Fatalf("push: %v, want it to fail with the node refused\n%s", err, out)
+	}
+	for _, e := range rx.Events() {
+		if e.Event == "started" {
+			t.Errorf("the refusing node began an update")
+		}
+	}
+}

@@ -9,38 +9,60 @@
 //   rssi N    WiFi RSSI in dBm
 //   crashes N boots in a row after a crash (a reboot loop from 3)
 //
+//   stats     reports the OTA receiver's counters (ota_stats)
+//
 // It reports as JSON lines on stdout: ready (with its port), nodes,
 // "budget" and "ota_budget" (the library's RAM, sizeof(MeshFleet) and
-// sizeof(MeshFleetOTA)).
+// sizeof(MeshFleetOTA), and the inflater's bytes, 0 without one).
 //
 //   node --id N [--listen 127.0.0.1:0] [--connect HOST:PORT] [--role R]
 //        [--fw VERSION] [--md5 HEX] [--interval S] [--image FILE]
-//        [--state DIR [--trial-deadline S]] [--stock-image FILE]
-//        [--drop-pushed I,J,...]
+//        [--hardware ESP8266|ESP32] [--state DIR] [--max-image BYTES]
+//        [--drop-pushed I,J,...] [--exit-after-chunks N]
 //
 // With --image it runs the OTA receiver (MeshFleetOTA.h), writing the
-// image to FILE and reporting started, md5 and restart (with the pushed
-// chunks it found lost); the restart is instant (the node goes on).
-// With --state it runs the receiver and the trial boot (MeshFleetBoot.h)
-// on the host model of the ESP32 bootloader (meshfleet/boot.hpp: the
-// images are files in DIR): a restart re-executes the program, which boots
-// the new image on trial, and --md5/--fw name only the factory image. A
-// host image may begin with the line
+// image to FILE (the update partition, at most --max-image bytes, default
+// 4 MiB) and reporting started (with resume), md5, ota_state (every state
+// change, with its reason, chunks held and of the transfer; "refused" for
+// an Offer refused, "resumed" for a transfer taken up from the progress
+// file) and restart (after a verified image) with the counters: lost
+// (pushed chunks found missing), taken (chunks taken this run), dup
+// (chunks that came although held), resumed (chunks held from the
+// progress file), served (chunks sent to children), asked, asked_parent
+// (chunks asked for, of the parent), from_parent (chunks the parent
+// repaired), asked_path and from_path (the same for nodes further up the
+// path to the distributor), held and of. --hardware ESP32 gives it an inflater (zlib,
+// standing in for the ROM's) so it takes deflate; ESP8266 (the default)
+// refuses deflate. --state keeps the progress file (the chip's LittleFS)
+// in DIR, so a node started again with the same DIR and FILE resumes.
+// --exit-after-chunks ends the process at once (a power cut: event
+// "killed" with the counters, exit status 3) once it took N chunks.
+// --drop-pushed hides the first pushed (routing 2) copy of these chunks
+// that comes while it downloads, as a lost broadcast, and reports each as
+// "dropped".
+//
+//   node ... --state DIR --trial-deadline S [--stock-image FILE]
+//
+// --trial-deadline runs the trial boot (MeshFleetBoot.h) on the host
+// model of the ESP32 bootloader (meshfleet/boot.hpp: the images are files
+// in DIR; the update partition is DIR/update.bin unless --image names
+// one): a restart re-executes the program, which boots the new image on
+// trial, and --md5/--fw name only the factory image. A host image may
+// begin with the line
 //   meshfleet-host-image version=V [rejoin=no]
 // giving the version it reports; rejoin=no is a bad image that never
-// joins the mesh (it neither listens nor connects). At start it reports
-// "boot" (md5, trial, rolled_back). --stock-image runs painlessMesh's own
-// OTA receiver (mesh.initOTAReceive) beside it, writing to FILE.
-// --drop-pushed
-// hides the first pushed (routing 2) copy of these chunks that comes while
-// it downloads, as a lost broadcast, and reports each as "dropped".
+// joins the mesh (it neither listens nor connects). At start such a node
+// reports "boot" (md5, trial, rolled_back), and "heap" (base, peak) with
+// every image it wrote: the process's heap before the transfer and its
+// peak, sampled at every write. The hardware is then ESP32 unless
+// --hardware says otherwise. --stock-image runs painlessMesh's own OTA
+// receiver (mesh.initOTAReceive) beside it, writing to FILE.
 #include <fcntl.h>
 #include <malloc.h>
-
-#include <algorithm>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <memory>
@@ -64,15 +86,13 @@ namespace peer {
 uint32_t nodeId = 0;
 }
 
-// ESP.restart() is what the stock receiver calls after a good image; the
-// stock image is kept in its own file, so the node goes on.
-
 namespace {
 
 volatile std::sig_atomic_t stopSignal = 0;
 
-// FileWriter is the host's Update: the image goes to a file, its MD5 is
-// checked at the end as Updater::end does on the chip.
+// FileWriter is the host's update partition: the image goes to a file,
+// written where each piece belongs and read back for the MD5 at the end,
+// as the chip's PartitionWriter does.
 // heapInUse is the bytes the process has allocated (malloc and new,
 // painlessMesh's JSON documents and strings included), from glibc.
 size_t heapInUse() {
@@ -83,35 +103,63 @@ size_t heapInUse() {
 class FileWriter : public meshfleet::ImageWriter {
  public:
   std::string path;
-  // selected, if set, is where a verified image goes (the next boot's).
+  // selected, if set, is where a verified image goes: the next boot's
+  // (the host model of the ESP32's otadata selecting the partition).
   std::string selected;
-  bool begin(uint32_t size) override {
+  uint32_t maxImage = 4u << 20;
+  uint32_t capacity() override { return maxImage; }
+  bool begin(uint32_t size, bool resume) override {
     if (file) std::fclose(file);
-    file = std::fopen(path.c_str(), "wb");
-    md5 = boost::uuids::detail::md5();
+    // A resumed transfer keeps what it wrote before the restart.
+    file = resume ? std::fopen(path.c_str(), "r+b") : nullptr;
+    if (!file) file = std::fopen(path.c_str(), "w+b");
+    this->size = size;
     // The heap while receiving, sampled at every write (inside the
     // callback of the chunk being written, its package still held),
     // against the heap before the transfer.
     heapBase = heapPeak = heapInUse();
-    peer::emit("started", "\"max\":" + std::to_string(size));
+    peer::emit("started", "\"max\":" + std::to_string(size) + ",\"resume\":" + (resume ? "true" : "false"));
     return file != nullptr;
   }
-  bool write(const uint8_t* data, size_t n) override {
+  bool write(uint32_t offset, const uint8_t* data, size_t n) override {
     heapPeak = std::max(heapPeak, heapInUse());
-    md5.process_bytes(data, n);
-    return file && std::fwrite(data, 1, n, file) == n;
+    return file && offset + n <= size && std::fseek(file, offset, SEEK_SET) == 0 && std::fwrite(data, 1, n, file) == n;
   }
+  bool read(uint32_t offset, uint8_t* data, size_t n) override {
+    if (offset + n > size) return false;
+    if (file) {
+      std::fflush(file);
+      return std::fseek(file, offset, SEEK_SET) == 0 && std::fread(data, 1, n, file) == n;
+    }
+    // After end: the image stays readable until the next transfer.
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    bool ok = f && std::fseek(f, offset, SEEK_SET) == 0 && std::fread(data, 1, n, f) == n;
+    if (f) std::fclose(f);
+    return ok;
+  }
+  // sync: a killed process keeps what reached the kernel.
+  bool sync() override { return file && std::fflush(file) == 0; }
   bool end(const char* want) override {
     if (!file) return false;
+    std::fflush(file);
+    boost::uuids::detail::md5 md5;
+    std::fseek(file, 0, SEEK_SET);
+    uint8_t buf[4096];
+    for (uint32_t at = 0; at < size;) {
+      size_t k = std::min<size_t>(sizeof buf, size - at);
+      if (std::fread(buf, 1, k, file) != k) break;
+      md5.process_bytes(buf, k);
+      at += (uint32_t)k;
+    }
     std::fclose(file);
     file = nullptr;
     boost::uuids::detail::md5::digest_type d;
     md5.get_digest(d);
     std::string got;
-    char buf[9];
+    char hex[9];
     for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); ++i) {
-      std::snprintf(buf, sizeof buf, sizeof(d[0]) == 1 ? "%02x" : "%08x", (unsigned)d[i]);
-      got += buf;
+      std::snprintf(hex, sizeof hex, sizeof(d[0]) == 1 ? "%02x" : "%08x", (unsigned)d[i]);
+      got += hex;
     }
     bool ok = got == want;
     if (ok && !selected.empty()) ok = std::rename(path.c_str(), selected.c_str()) == 0;
@@ -127,7 +175,7 @@ class FileWriter : public meshfleet::ImageWriter {
  private:
   size_t heapBase = 0, heapPeak = 0;
   std::FILE* file = nullptr;
-  boost::uuids::detail::md5 md5;
+  uint32_t size = 0;
 };
 
 std::string md5Hex(const std::string& data) {
@@ -202,8 +250,8 @@ void command(const std::string& line) {
 
 int main(int argc, char** argv) {
   uint32_t id = 0;
-  std::string listen, connect, role = "sensor", fw, md5, image, dropPushed, stateDir, stockImage, hardware;
-  long interval = 30, trialDeadline = 60;
+  std::string listen, connect, role = "sensor", fw, md5, image, dropPushed, hardware, stateDir, stockImage;
+  long interval = 30, exitAfter = 0, maxImage = 0, trialDeadline = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (i + 1 >= argc) usage(a + " needs a value");
@@ -215,10 +263,12 @@ int main(int argc, char** argv) {
     else if (a == "--fw") fw = v;
     else if (a == "--md5") md5 = v;
     else if (a == "--image") image = v;
+    else if (a == "--hardware") hardware = v;
     else if (a == "--state") stateDir = v;
     else if (a == "--stock-image") stockImage = v;
     else if (a == "--trial-deadline") trialDeadline = std::strtol(v.c_str(), nullptr, 10);
-    else if (a == "--hardware") hardware = v;
+    else if (a == "--exit-after-chunks") exitAfter = std::strtol(v.c_str(), nullptr, 10);
+    else if (a == "--max-image") maxImage = std::strtol(v.c_str(), nullptr, 10);
     else if (a == "--drop-pushed") dropPushed = "," + v + ",";
     else if (a == "--interval") interval = std::strtol(v.c_str(), nullptr, 10);
     else usage("unknown flag " + a);
@@ -226,14 +276,14 @@ int main(int argc, char** argv) {
   if (id == 0) usage("--id is required");
   if (listen.empty() && connect.empty()) usage("give --listen or --connect (or both)");
   if (interval < 1 || interval > 65535) usage("--interval: not in 1..65535 s");
-  if (trialDeadline < 1 || trialDeadline > 65535) usage("--trial-deadline: not in 1..65535 s");
-  if (!stateDir.empty() && !image.empty()) usage("give --image or --state, not both");
-
+  if (trialDeadline < 0 || trialDeadline > 65535) usage("--trial-deadline: not in 1..65535 s");
+  if (trialDeadline > 0 && stateDir.empty()) usage("--trial-deadline needs --state");
   peer::nodeId = id;
+
   // The host bootloader: which image this start runs.
   std::unique_ptr<meshfleet::HostBoot> hostBoot;
   bool rejoins = true;
-  if (!stateDir.empty()) {
+  if (trialDeadline > 0) {
     hostBoot.reset(new meshfleet::HostBoot(stateDir));
     auto booted = hostBoot->boot();
     HostImage img;
@@ -243,14 +293,13 @@ int main(int argc, char** argv) {
       if (!img.version.empty()) fw = img.version;
       rejoins = img.rejoins;
     }
-    image = hostBoot->path("next.tmp");
+    if (image.empty()) image = hostBoot->path("update.bin");
     if (hardware.empty()) hardware = "ESP32";  // the chip with a trial boot
     peer::emit("boot", "\"md5\":\"" + md5 + "\",\"trial\":" + (booted.trial ? "true" : "false") +
                            ",\"rolled_back\":" + (booted.rolledBack ? "true" : "false"));
   }
   if (hardware.empty()) hardware = "ESP8266";
   meshfleet::HostPlatform::values().hardware = hardware == "ESP32" ? "ESP32" : "ESP8266";
-  peer::nodeId = id;
   std::signal(SIGTERM, [](int) { stopSignal = 1; });
   std::signal(SIGINT, [](int) { stopSignal = 1; });
   std::signal(SIGPIPE, SIG_IGN);
@@ -271,6 +320,7 @@ int main(int argc, char** argv) {
   // The OTA receiver's first layer, writing the image to --image.
   FileWriter writer;
   writer.path = image;
+  if (maxImage > 0) writer.maxImage = (uint32_t)maxImage;
   if (hostBoot) writer.selected = hostBoot->path("next.bin");
   MeshFleetOTA ota(mesh, userScheduler, writer);
   std::unique_ptr<MeshFleetBoot> trial;
@@ -282,6 +332,9 @@ int main(int argc, char** argv) {
   } else if (!image.empty()) {
     fleet.setOTA(ota);
   }
+  // The chip's LittleFS file: a file in the state directory.
+  meshfleet::HostFlashFile progress(stateDir + "/mf_ota.bin");
+  if (!stateDir.empty()) ota.setProgressFile(&progress);
   if (!dropPushed.empty()) {
     // Registered before the receiver's: the later callbacks see the
     // same package, which a cleared id makes one of another transfer.
@@ -305,16 +358,25 @@ int main(int argc, char** argv) {
   // an ESP8266 has no room for one and refuses them.
   static meshfleet::HostInflater inflater;
   if (hardware != "ESP8266") ota.setInflater(&inflater);
-  ota.onState([](const char* state, const char* why) {
-    peer::emit("ota_state", std::string("\"state\":\"") + state + "\",\"err\":\"" + peer::jsonEscape(why) + "\"");
+  ota.onState([&ota](const char* state, const char* why) {
+    peer::emit("ota_state", std::string("\"state\":\"") + state + "\",\"err\":\"" + peer::jsonEscape(why) +
+                                "\",\"held\":" + std::to_string(ota.heldChunks()) + ",\"of\":" + std::to_string(ota.totalChunks()));
   });
+  auto counters = [&ota]() {
+    return "\"lost\":" + std::to_string(ota.lost()) + ",\"taken\":" + std::to_string(ota.taken()) +
+           ",\"dup\":" + std::to_string(ota.duplicates()) + ",\"resumed\":" + std::to_string(ota.resumed()) +
+           ",\"served\":" + std::to_string(ota.served()) + ",\"asked\":" + std::to_string(ota.asked()) +
+           ",\"asked_parent\":" + std::to_string(ota.askedParent()) + ",\"from_parent\":" + std::to_string(ota.fromParent()) +
+           ",\"asked_path\":" + std::to_string(ota.askedPath()) + ",\"from_path\":" + std::to_string(ota.fromPath()) +
+           ",\"held\":" + std::to_string(ota.heldChunks()) + ",\"of\":" + std::to_string(ota.totalChunks());
+  };
   if (trial)
     ota.begin(role.c_str(), hardware.c_str(), md5.c_str(), [&]() {
-      peer::emit("restart", "\"lost\":" + std::to_string(ota.lost()));
+      peer::emit("restart", counters());
       trial->restart();
     });
   else if (!image.empty())
-    ota.begin(role.c_str(), hardware.c_str(), md5.c_str(), [&]() { peer::emit("restart", "\"lost\":" + std::to_string(ota.lost())); });
+    ota.begin(role.c_str(), hardware.c_str(), md5.c_str(), [&]() { peer::emit("restart", counters()); });
   if (!stockImage.empty()) {
     // painlessMesh's own receiver, as a stock firmware has it; its
     // /ota_fw.json goes beside the image.
@@ -346,16 +408,16 @@ int main(int argc, char** argv) {
       tcp::connect<Connection, painlessmesh::Mesh<Connection>>(*client, connectAddr, connectPort, mesh);
     };
     dial();
-    // Without its uplink (the connection it dialled) for two seconds it
-    // dials again, as an ESP's station reconnects, also while children
-    // are still connected to it.
-    auto lonely = std::make_shared<int>(0);
-    mesh.addTask(TASK_SECOND, TASK_FOREVER, [&mesh, dial, lonely]() {
-      bool uplink = false;
-      for (auto&& c : mesh.subs) uplink = uplink || (c->station && c->connected());
-      *lonely = uplink ? 0 : *lonely + 1;
-      if (*lonely >= 2) {
-        *lonely = 0;
+    // Dial again while the connection it made (a station connection, in
+    // painlessMesh's words) is missing, not merely while it is alone: a
+    // node that others joined first would otherwise never reach --connect.
+    auto away = std::make_shared<int>(0);
+    mesh.addTask(TASK_SECOND, TASK_FOREVER, [&mesh, dial, away]() {
+      bool up = false;
+      for (auto&& c : mesh.subs) up = up || c->station;
+      *away = up ? 0 : *away + 1;
+      if (*away >= 2) {
+        *away = 0;
         dial();
       }
     });
@@ -374,9 +436,16 @@ int main(int argc, char** argv) {
     if (n > 0) {
       pending.append(buf, (size_t)n);
       for (size_t nl; (nl = pending.find('\n')) != std::string::npos;) {
-        command(pending.substr(0, nl));
+        if (pending.compare(0, nl, "stats") == 0) peer::emit("ota_stats", counters());
+        else command(pending.substr(0, nl));
         pending.erase(0, nl + 1);
       }
+    }
+    if (exitAfter > 0 && ota.state() == 1 && ota.taken() >= (uint32_t)exitAfter) {
+      // A power cut: no goodbye, nothing flushed beyond what the
+      // receiver made durable itself.
+      peer::emit("killed", counters());
+      std::_Exit(3);
     }
     bool idle = userScheduler.execute();
     if (io.poll() == 0 && idle) io.run_one_for(std::chrono::milliseconds(1));

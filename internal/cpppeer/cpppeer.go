@@ -396,15 +396,28 @@ type Event struct {
 	RolledBack bool `json:"rolled_back"`
 	// State and Err: a fleet node's OTA receiver changed state
 	// (ota_state), with the reason of a failure or refusal.
-	State string `json:"state"`
-	Err   string `json:"err"`
+	State string `json:"state,omitempty"`
+	Err   string `json:"err,omitempty"`
 	// Inflater: ota_budget of a fleet node, the bytes of its inflater
 	// (0 without one).
-	Inflater int `json:"inflater"`
+	Inflater int `json:"inflater,omitempty"`
 	// Base and Peak: heap of a fleet node (bytes allocated, painlessMesh's
 	// included) before a transfer and its peak while it wrote the image.
-	Base int `json:"base"`
-	Peak int `json:"peak"`
+	Base int `json:"base,omitempty"`
+	Peak int `json:"peak,omitempty"`
+	// A fleet node's OTA counters (restart, killed, ota_stats; Held and
+	// Of also with ota_state): see esp/host/node.cpp.
+	Taken       int  `json:"taken,omitempty"`
+	Dup         int  `json:"dup,omitempty"`
+	Resumed     int  `json:"resumed,omitempty"`
+	Served      int  `json:"served,omitempty"`
+	Asked       int  `json:"asked,omitempty"`
+	AskedParent int  `json:"asked_parent,omitempty"`
+	FromParent  int  `json:"from_parent,omitempty"`
+	AskedPath   int  `json:"asked_path,omitempty"`
+	FromPath    int  `json:"from_path,omitempty"`
+	Held        int  `json:"held,omitempty"`
+	Resume      bool `json:"resume,omitempty"` // started: the update partition kept what it held
 	// Text is an error line of the C++ logger ("ERROR: " cut off), e.g.
 	// "OTA: Did not receive the requested data." when the OTA request
 	// task gave up.

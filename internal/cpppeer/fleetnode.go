@@ -148,13 +148,13 @@ type FleetConfig struct {
 	Interval   int    // seconds between regular telemetry frames (default 30)
 	// Image runs the OTA receiver (MeshFleetOTA.h), writing to this file.
 	Image string
-	// State runs the receiver with the trial boot on the host model of
-	// the ESP32 bootloader, its images kept in this directory (Image is
-	// then unused): a restart re-executes the node, which boots the new
-	// image on trial, confirms it once it rejoined within TrialDeadline
-	// seconds (default 60) or rolls back. Firmware and MD5 name the
-	// factory image; see HostImage for images that name their version.
-	State         string
+	// TrialDeadline runs the receiver with the trial boot on the host
+	// model of the ESP32 bootloader, its images kept in State (the update
+	// partition is State/update.bin unless Image names one): a restart
+	// re-executes the node, which boots the new image on trial, confirms
+	// it once it rejoined within TrialDeadline seconds or rolls back.
+	// Firmware and MD5 then name the factory image; see HostImage for
+	// images that name their version.
 	TrialDeadline int
 	// StockImage runs painlessMesh's own OTA receiver beside it
 	// (mesh.initOTAReceive), writing to this file.
@@ -162,6 +162,16 @@ type FleetConfig struct {
 	// Hardware is what the receiver takes Offers for (default ESP8266,
 	// which has no inflater and refuses deflate; ESP32 inflates).
 	Hardware string
+	// State keeps the OTA receiver's progress file (the chip's LittleFS)
+	// in this directory: started again with the same State and Image, a
+	// node resumes the transfer. With TrialDeadline it also holds the
+	// images.
+	State string
+	// ExitAfterChunks ends the node at once (a power cut) once its
+	// receiver took this many chunks (event "killed").
+	ExitAfterChunks int
+	// MaxImage is the update partition's size (default 4 MiB).
+	MaxImage int
 	// DropPushed hides the first pushed copy of these chunks that comes
 	// while the OTA receiver downloads, as lost broadcasts (event
 	// "dropped" with the Part for each).
@@ -185,12 +195,18 @@ func (c FleetConfig) args() []string {
 	add("--fw", c.Firmware)
 	add("--md5", c.MD5)
 	add("--image", c.Image)
-	add("--state", c.State)
 	add("--stock-image", c.StockImage)
 	if c.TrialDeadline > 0 {
 		args = append(args, "--trial-deadline", strconv.Itoa(c.TrialDeadline))
 	}
 	add("--hardware", c.Hardware)
+	add("--state", c.State)
+	if c.ExitAfterChunks > 0 {
+		args = append(args, "--exit-after-chunks", strconv.Itoa(c.ExitAfterChunks))
+	}
+	if c.MaxImage > 0 {
+		args = append(args, "--max-image", strconv.Itoa(c.MaxImage))
+	}
 	if len(c.DropPushed) > 0 {
 		var s []string
 		for _, i := range c.DropPushed {

@@ -71,6 +71,35 @@ class HeatshrinkDecoder {
   // item only the encoder's zero padding (fewer than 8 bits) is left.
   bool finish() const { return !failed_ && nbits_ < 8 && (acc_ & (((uint64_t)1 << nbits_) - 1)) == 0; }
 
+  // State is what a resumed stream needs besides the window: the unread
+  // bits and the bytes decoded. Between feeds every decoded byte was
+  // handed to the sink, so the window is the last 2^W bytes of output,
+  // which restore reads back rather than anyone persisting it.
+  struct State {
+    uint64_t acc;
+    uint32_t nbits, head;
+  };
+  State save() const { return State{acc_, nbits_, head_}; }
+
+  // restore takes a stream up again from s; read(offset, data, n) fills
+  // data with n bytes of the output from offset.
+  template <class Read>
+  bool restore(const State& s, Read read) {
+    reset();
+    if (s.nbits >= 64) return false;
+    uint32_t from = s.head > kWindow ? s.head - kWindow : 0;
+    for (uint32_t at = from; at < s.head;) {
+      uint32_t o = at & kMask, k = s.head - at;
+      if (k > kWindow - o) k = kWindow - o;
+      if (!read(at, window_ + o, (size_t)k)) return false;
+      at += k;
+    }
+    acc_ = s.acc;
+    nbits_ = s.nbits;
+    head_ = flushed_ = s.head;
+    return true;
+  }
+
   // decoded is the number of bytes decoded so far.
   uint32_t decoded() const { return head_; }
 

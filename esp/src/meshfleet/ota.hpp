@@ -1,15 +1,7 @@
-// The first layer of meshfleet's OTA receiver (ota/PROTOCOL.md, types
-// 720-725): Offer, Need, Chunk, Report and End for the pipelined and
-// broadcast modes, uncompressed or heatshrink (decompressed as chunks
-// come, heatshrink.hpp), written through an Update-like interface that
-// verifies the image's MD5 before the switch. Chunks are written in order
-// (asked for a window at a time; in broadcast mode taken from the push,
-// and after a gap asked from the distributor), so the receiver holds one
-// chunk (kMaxChunk bytes), the heatshrink window and no bitmap. Not yet:
-// asking the parent for repairs, deflate, resume after a reboot
-// from flash, serving children's repairs, signed manifests, the ESP32
-// trial boot. An Offer the receiver cannot take is left to the stock
-// receiver, which the distributor also serves.
+// The packages of meshfleet's OTA receiver (ota/PROTOCOL.md, types
+// 720-725) as the ESP library sends and reads them, the basE91 payload
+// codec, and the ImageWriter interface the receiver writes the update
+// partition through. The receiver itself is MeshFleetOTA.h.
 #ifndef MESHFLEET_OTA_HPP_
 #define MESHFLEET_OTA_HPP_
 
@@ -26,15 +18,26 @@ enum : size_t { kMaxChunk = 4096, kOTAWindow = 4 };
 // The transfer's compression (the Offer's method).
 enum : uint8_t { kCodecNone, kCodecHeatshrink, kCodecDeflate, kCodecUnknown };
 
-// ImageWriter is where an image goes: Update on the chips (begin, write,
-// setMD5 + end(true) verifying), a file on the host.
+// ImageWriter is the update partition: a file on the host, the flash
+// partition on the chips (partition.hpp). Chunks of an uncompressed
+// transfer are written where they belong, in any order; compressed
+// transfers are written in order as they are decoded.
 class ImageWriter {
  public:
   virtual ~ImageWriter() {}
-  virtual bool begin(uint32_t size) = 0;
-  virtual bool write(const uint8_t* data, size_t n) = 0;
-  // end checks the whole image's MD5 (lowercase hex) and, if it matches,
-  // makes it the next boot's image; false otherwise.
+  // capacity is the largest image the partition takes.
+  virtual uint32_t capacity() = 0;
+  // begin opens the partition for an image of size bytes; resume keeps
+  // what an interrupted transfer of the same image wrote (holds names it).
+  virtual bool begin(uint32_t size, bool resume) = 0;
+  // holds says that offset..offset+n was written before a restart.
+  virtual void holds(uint32_t offset, uint32_t n) { (void)offset, (void)n; }
+  virtual bool write(uint32_t offset, const uint8_t* data, size_t n) = 0;
+  virtual bool read(uint32_t offset, uint8_t* data, size_t n) = 0;
+  // sync makes what was written durable before a checkpoint says so.
+  virtual bool sync() = 0;
+  // end checks the whole image's MD5 (lowercase hex), read back, and if
+  // it matches makes it the next boot's image; false otherwise.
   virtual bool end(const char* md5) = 0;
   virtual void abort() = 0;
 };
@@ -75,16 +78,54 @@ inline long decodeDense(const char* s, uint8_t* out, size_t max) {
   return (long)o;
 }
 
-// NeedPackage (721) asks the distributor for chunks "a-b".
+// encodeDense encodes n bytes as basE91 with '-' for '"' into out (NUL
+// terminated). out may be the buffer that holds in, when in starts at
+// least denseSlack(n) bytes into it: the encoding overtakes its input
+// by at most that much (16 bits out for every 13 in, plus the tail).
+inline size_t denseSlack(size_t n) { return n * 3 / 13 + 4; }
+inline size_t encodeDense(const uint8_t* in, size_t n, char* out) {
+  static const char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&()*+,./:;<=>?@[]^_`{|}~-";
+  uint32_t b = 0;
+  unsigned nb = 0;
+  size_t o = 0;
+  for (size_t i = 0; i < n; ++i) {
+    b |= (uint32_t)in[i] << nb;
+    nb += 8;
+    if (nb > 13) {
+      uint32_t v = b & 8191;
+      if (v > 88) {
+        b >>= 13;
+        nb -= 13;
+      } else {
+        v = b & 16383;
+        b >>= 14;
+        nb -= 14;
+      }
+      out[o++] = alphabet[v % 91];
+      out[o++] = alphabet[v / 91];
+    }
+  }
+  if (nb) {
+    out[o++] = alphabet[b % 91];
+    if (nb > 7 || b > 90) out[o++] = alphabet[b / 91];
+  }
+  out[o] = 0;
+  return o;
+}
+
+// NeedPackage (721) asks the distributor (routing 1) or the parent
+// (routing 0) for chunks "a-b,c".
 class NeedPackage : public painlessmesh::protocol::PackageInterface {
  public:
   uint32_t from = 0, dest = 0;
+  int routing = 1;
   const char* id = "";
   const char* parts = "";
   JsonObject addTo(JsonObject&& o) const override {
     o["from"] = from;
     o["dest"] = dest;
-    o["routing"] = 1;
+    o["routing"] = routing;
     o["type"] = kTypeNeed;
     o["id"] = id;
     o["parts"] = parts;
@@ -92,6 +133,49 @@ class NeedPackage : public painlessmesh::protocol::PackageInterface {
   }
 #if ARDUINOJSON_VERSION_MAJOR < 7
   size_t jsonObjectSize() const override { return JSON_OBJECT_SIZE(6); }
+#endif
+};
+
+// ChunkPackage (722) answers a Need with a chunk this node holds: a
+// neighbour's hop by hop (routing 0), another node's routed (1).
+class ChunkPackage : public painlessmesh::protocol::PackageInterface {
+ public:
+  uint32_t from = 0, dest = 0, index = 0;
+  int routing = 0;
+  const char* id = "";
+  const char* data = "";
+  JsonObject addTo(JsonObject&& o) const override {
+    o["from"] = from;
+    o["dest"] = dest;
+    o["routing"] = routing;
+    o["type"] = kTypeChunk;
+    o["id"] = id;
+    o["i"] = index;
+    o["d"] = data;
+    return o;
+  }
+#if ARDUINOJSON_VERSION_MAJOR < 7
+  size_t jsonObjectSize() const override { return JSON_OBJECT_SIZE(7); }
+#endif
+};
+
+// RefusePackage (724) tells a node that asked this one does not hold
+// what it asked for: it asks the next node up, or the distributor.
+class RefusePackage : public painlessmesh::protocol::PackageInterface {
+ public:
+  uint32_t from = 0, dest = 0;
+  int routing = 0;
+  const char* id = "";
+  JsonObject addTo(JsonObject&& o) const override {
+    o["from"] = from;
+    o["dest"] = dest;
+    o["routing"] = routing;
+    o["type"] = kTypeRefuse;
+    o["id"] = id;
+    return o;
+  }
+#if ARDUINOJSON_VERSION_MAJOR < 7
+  size_t jsonObjectSize() const override { return JSON_OBJECT_SIZE(5); }
 #endif
 };
 
