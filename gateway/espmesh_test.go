@@ -275,21 +275,33 @@ func espIDs() []uint32 {
 	return ids
 }
 
-// startESPTree starts the ten C++ nodes of espTree, each from cfg.
-func (m *espMesh) startESPTree(cfg cpppeer.FleetConfig) {
+// restart starts node id again after it ended, as it was configured
+// (its flash, the state directory, kept), with change applied.
+func (m *espMesh) restart(id uint32, change func(*cpppeer.FleetConfig)) *espNode {
 	m.t.Helper()
-	for _, n := range espTree {
-		m.add(n.id, n.parent, cfg)
+	old := m.nodes[id]
+	cfg := old.cfg
+	change(&cfg)
+	start := cpppeer.StartFleetNode
+	if m.bits32 {
+		start = cpppeer.StartFleetNode32
 	}
+	n := &espNode{Peer: start(m.ctx, m.t, cfg), cfg: cfg}
+	m.nodes[id] = n
+	return n
 }
 
 // campaignTo sends img to all ten nodes in mode and method, and checks
 // that every node confirmed it, runs exactly it (its flash's valid image)
 // and says so in its status (firmware md5, OTA state confirmed).
-func (m *espMesh) campaignTo(img []byte, version, mode, method string) {
+// during, if not nil, runs once the campaign started.
+func (m *espMesh) campaignTo(img []byte, version, mode, method string, during func()) {
 	m.t.Helper()
 	start := time.Now()
 	c := m.campaign(img, version, mode, method, espIDs()...)
+	if during != nil {
+		during()
+	}
 	m.waitCampaign(c.ID, nodesIn("confirmed", espIDs()...))
 	m.t.Logf("%s %s: %d-byte image confirmed by all ten C++ nodes after %.1f s", mode, method, len(img), time.Since(start).Seconds())
 	for _, id := range espIDs() {
@@ -318,7 +330,9 @@ func (m *espMesh) campaignTo(img []byte, version, mode, method string) {
 // report intervals; a broadcast + heatshrink campaign and a broadcast +
 // deflate campaign reach all ten, each writing exactly the image and
 // restarting into it on trial; a node whose new image never rejoins rolls
-// back to the previous one in the host model of the ESP32 trial boot.
+// back to the previous one in the host model of the ESP32 trial boot; a
+// node killed mid-transfer resumes from the chunk bitmap in its flash,
+// fetching none of the chunks it held again.
 func TestESPLibraryMixedMesh(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -327,7 +341,15 @@ func TestESPLibraryMixedMesh(t *testing.T) {
 		interval = 3
 		factory  = "0123456789abcdef0123456789abcdef"
 	)
-	m.startESPTree(cpppeer.FleetConfig{MD5: factory, Firmware: "1.0.0", Interval: interval, TrialDeadline: 3})
+	for _, n := range espTree {
+		cfg := cpppeer.FleetConfig{MD5: factory, Firmware: "1.0.0", Interval: interval, TrialDeadline: 3}
+		if n.id == 29 {
+			// Node 29 (depth 3) loses power in its first transfer once
+			// it took 12 chunks.
+			cfg.ExitAfterChunks = 12
+		}
+		m.add(n.id, n.parent, cfg)
+	}
 
 	// (a) Every node listed with real values within two intervals of the
 	// last one's start.
@@ -350,10 +372,37 @@ func TestESPLibraryMixedMesh(t *testing.T) {
 	})
 
 	// (b) and (c): the same image size, heatshrink, then deflate.
-	v2 := hostImage(t, "2.0.0", false, 60_000)
-	m.campaignTo(v2, "2.0.0", "broadcast", "heatshrink")
+	// (b) and (d): heatshrink, node 29 killed mid-transfer and started
+	// again: it resumes from the bitmap in its flash and fetches none of
+	// the chunks it held.
+	v2 := hostImage(t, "2.0.0", false, 120_000)
+	m.campaignTo(v2, "2.0.0", "broadcast", "heatshrink", func() {
+		killed, err := m.nodes[29].WaitEvent(ctx, "killed")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.nodes[29].WaitEvent(ctx, "exit"); err != nil {
+			t.Fatal(err)
+		}
+		n := m.restart(29, func(c *cpppeer.FleetConfig) { c.ExitAfterChunks = 0 })
+		resumed, err := n.Wait(ctx, func(e cpppeer.Event) bool { return e.Event == "ota_state" && e.State == "resumed" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		done, err := n.WaitEvent(ctx, "restart")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("node 29 killed after %d of %d chunks, resumed holding %d, then took %d (%d came although held)",
+			killed.Taken, killed.Of, resumed.Held, done.Taken, done.Dup)
+		if resumed.Held == 0 || resumed.Held > killed.Taken || done.Resumed != resumed.Held || done.Taken != done.Of-done.Resumed || done.Dup != 0 {
+			t.Errorf("node 29 resumed holding %d after taking %d; then took %d of %d with %d resumed, %d came twice: held chunks were fetched again",
+				resumed.Held, killed.Taken, done.Taken, done.Of, done.Resumed, done.Dup)
+		}
+	})
+	// (c) deflate.
 	v3 := hostImage(t, "3.0.0", false, 60_000)
-	m.campaignTo(v3, "3.0.0", "broadcast", "deflate")
+	m.campaignTo(v3, "3.0.0", "broadcast", "deflate", nil)
 
 	// (e) A new image that never rejoins, on node 30 at depth 3: it rolls
 	// back to 3.0.0 and the gateway sees it.
