@@ -9,8 +9,9 @@
 // (604), sends a keyframe when asked (703), and sends a priority frame at
 // once when an alert appears (low memory, weak WiFi, loss, lost collector,
 // reboot loop). Everything is byte for byte what meshfleet's Go collector
-// reads (status/PROTOCOL.md). The OTA receiver is MeshFleetOTA.h (its
-// first layer only; see README.md).
+// reads (status/PROTOCOL.md). The OTA receiver is MeshFleetOTA.h and its
+// trial boot MeshFleetBoot.h; fleet.setOTA(...) puts their state in the
+// reports (see README.md).
 //
 // Memory: the object's state is fixed at compile time (sizeof(MeshFleet),
 // reported by the host build's test); sending builds no buffers of its
