@@ -19,9 +19,9 @@ import (
 // unshrink runs the library's decoder (esp/host/heatshrink.cpp) on stream;
 // clean reports a clean end (exit status 0), and a status other than 0 or 2
 // fails t.
-func unshrink(t *testing.T, bin string, p heatshrink.Params, seed int, stream []byte) (out []byte, clean bool) {
+func unshrink(t *testing.T, bin string, p heatshrink.Params, seed int, stream []byte, extra ...string) (out []byte, clean bool) {
 	t.Helper()
-	cmd := exec.Command(bin, fmt.Sprint(p.Window), fmt.Sprint(p.Lookahead), fmt.Sprint(seed))
+	cmd := exec.Command(bin, append([]string{fmt.Sprint(p.Window), fmt.Sprint(p.Lookahead), fmt.Sprint(seed)}, extra...)...)
 	cmd.Stdin = bytes.NewReader(stream)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -39,7 +39,8 @@ func unshrink(t *testing.T, bin string, p heatshrink.Params, seed int, stream []
 
 // The library's decoder turns every vector the reference tool made
 // (testdata/heatshrink) back into its input, whatever pieces the stream
-// arrives in.
+// arrives in, also when it is restored from its saved state after every
+// piece (a receiver resuming after a reboot).
 func TestHeatshrinkDecoderReadsTheReferenceVectors(t *testing.T) {
 	bin := cpppeer.BuildHeatshrink(t)
 	dir := filepath.Join("..", "testdata", "heatshrink")
@@ -66,6 +67,12 @@ func TestHeatshrinkDecoderReadsTheReferenceVectors(t *testing.T) {
 			got, clean := unshrink(t, bin, p, seed, stream)
 			if !clean || !bytes.Equal(got, want) {
 				t.Errorf("%s (seed %d): clean end %v, %d bytes decoded, want %d bytes exactly", name, seed, clean, len(got), len(want))
+			}
+			// Restarted after every piece from its saved state, the
+			// window read back from the output: the same bytes.
+			got, clean = unshrink(t, bin, p, seed, stream, "resume")
+			if !clean || !bytes.Equal(got, want) {
+				t.Errorf("%s (seed %d), resumed after every piece: clean end %v, %d bytes decoded, want %d bytes exactly", name, seed, clean, len(got), len(want))
 			}
 		}
 	}

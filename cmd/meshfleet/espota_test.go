@@ -184,16 +184,19 @@ func TestOTAPushDeflateToESP8266IsRefused(t *testing.T) {
 // second run is one the first did not save (none came twice), and the
 // image is exact. Compressed transfers resume their decoder too
 // (heatshrink from its saved bits, deflate from a block boundary), with
-// the window read back from the partition.
+// the window read back from the partition. In broadcast mode the push goes
+// on without the node; back, it asks its path and the distributor only for
+// what it lacks.
 func TestOTAPushToESPLibraryReceiverResumesAfterKill(t *testing.T) {
-	for _, tc := range []struct{ method, hardware string }{
-		{"none", "ESP8266"}, {"heatshrink", "ESP8266"}, {"deflate", "ESP32"},
+	for _, tc := range []struct{ mode, method, hardware string }{
+		{"pipelined", "none", "ESP8266"}, {"pipelined", "heatshrink", "ESP8266"}, {"pipelined", "deflate", "ESP32"},
+		{"broadcast", "heatshrink", "ESP8266"},
 	} {
-		t.Run(tc.method, func(t *testing.T) { resumeAfterKill(t, tc.method, tc.hardware) })
+		t.Run(tc.mode+"-"+tc.method, func(t *testing.T) { resumeAfterKill(t, tc.mode, tc.method, tc.hardware) })
 	}
 }
 
-func resumeAfterKill(t *testing.T, method, hardware string) {
+func resumeAfterKill(t *testing.T, mode, method, hardware string) {
 	cpppeer.BuildFleetNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -203,7 +206,7 @@ func resumeAfterKill(t *testing.T, method, hardware string) {
 	var out string
 	go func() {
 		var err error
-		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", hardware, "--mode", "pipelined",
+		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", hardware, "--mode", mode,
 			"--compress", method, "--listen", addr, "--nodes", "224", "--timeout", "80s")
 		pushed <- err
 	}()
@@ -239,8 +242,8 @@ func resumeAfterKill(t *testing.T, method, hardware string) {
 	if got, err := os.ReadFile(image); err != nil || !bytes.Equal(got, img) {
 		t.Fatalf("not the image (%d bytes, %v)", len(got), err)
 	}
-	t.Logf("%s: killed after %d of %d chunks; resumed with %d held; then took %d, %d came twice",
-		method, killed.Taken, killed.Of, resumed.Held, done.Taken, done.Dup)
+	t.Logf("%s %s: killed after %d of %d chunks; resumed with %d held; then took %d, %d came twice",
+		mode, method, killed.Taken, killed.Of, resumed.Held, done.Taken, done.Dup)
 	if resumed.Held == 0 || resumed.Held > killed.Taken {
 		t.Errorf("resumed with %d chunks held after %d were taken", resumed.Held, killed.Taken)
 	}

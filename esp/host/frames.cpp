@@ -6,12 +6,17 @@
 //   keyframe                            ->  ok (the next frame is one)
 //   hash VERSION MD5                    ->  firmwareHash, decimal
 //   delay NODE QID SPREAD_MS            ->  queryDelayMs, decimal
+//   dense HEX                           ->  the bytes' b91 text, encoded in
+//                                           place with the least slack
+//   undense TEXT                        ->  the decoded bytes in hex, or error
+// ("-" stands for empty HEX or TEXT.)
 #include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <sstream>
 #include <string>
 
+#include "meshfleet/dense.hpp"
 #include "meshfleet/telemetry.hpp"
 
 int main() {
@@ -47,6 +52,30 @@ int main() {
       unsigned long node, qid, spread;
       in >> node >> qid >> spread;
       std::printf("%u\n", meshfleet::queryDelayMs(node, qid, spread));
+    } else if (cmd == "dense") {
+      std::string hex;
+      in >> hex;
+      if (hex == "-") hex.clear();
+      size_t n = hex.size() / 2, slack = meshfleet::denseSlack(n);
+      // As a repair is encoded: the bytes at the end of the buffer, the
+      // text written from its front over them.
+      std::string buf(slack + n + 1, '\0');
+      uint8_t* raw = (uint8_t*)&buf[slack];
+      for (size_t i = 0; i < n; ++i) raw[i] = (uint8_t)std::stoul(hex.substr(2 * i, 2), nullptr, 16);
+      size_t k = meshfleet::encodeDense(raw, n, &buf[0]);
+      std::printf("%s\n", k ? std::string(buf.data(), k).c_str() : "-");
+    } else if (cmd == "undense") {
+      std::string text;
+      in >> text;
+      if (text == "-") text.clear();
+      uint8_t out[8192];
+      long n = meshfleet::decodeDense(text.c_str(), out, sizeof out);
+      if (n < 0) std::printf("error\n");
+      else if (n == 0) std::printf("-\n");
+      else {
+        for (long i = 0; i < n; ++i) std::printf("%02x", out[i]);
+        std::printf("\n");
+      }
     } else {
       std::printf("error: unknown command %s\n", cmd.c_str());
     }

@@ -130,6 +130,11 @@ func buildProgram(vendor string, prog program) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: no g++ on PATH (apt-get install g++ libboost-dev libboost-system-dev)", ErrMissing)
 	}
+	if slices.Contains(prog.libs, "-lz") {
+		if err := checkHeader(gxx, "zlib.h", "zlib1g-dev"); err != nil {
+			return "", err
+		}
+	}
 	if prog.standalone {
 		return buildCached(gxx, "", prog)
 	}
@@ -141,11 +146,6 @@ func buildProgram(vendor string, prog program) (string, error) {
 		cmd.Stdin = bytes.NewBufferString("#include <zlib.h>\nint main() { return zlibVersion() == nullptr; }\n")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return "", fmt.Errorf("%w: no 32-bit g++ and zlib (apt-get install g++-multilib lib32z1-dev): %s", ErrMissing, firstLine(out))
-		}
-	}
-	if slices.Contains(prog.libs, "-lz") {
-		if err := checkHeader(gxx, "zlib.h", "zlib1g-dev"); err != nil {
-			return "", err
 		}
 	}
 	return buildCached(gxx, vendor, prog)
@@ -211,8 +211,8 @@ func buildCached(gxx, vendor string, prog program) (string, error) {
 		if !prog.m32 {
 			args = append(args, "-lboost_system")
 		}
-		args = append(args, prog.libs...)
 	}
+	args = append(args, prog.libs...)
 	out, err := exec.Command(gxx, args...).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("build C++ test %s: %w\n%s", prog.name, err, out)

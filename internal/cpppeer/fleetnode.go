@@ -298,3 +298,26 @@ func (p *Peer) Events() []Event {
 	defer p.mu.Unlock()
 	return append([]Event(nil), p.events...)
 }
+
+// BuildInflate returns the path of esp/host/inflate.cpp built: the
+// library's host inflater (zlib) and its resume, without painlessMesh or
+// Boost. It skips t without g++ or zlib's headers.
+func BuildInflate(t testing.TB) string {
+	t.Helper()
+	esp := espDir()
+	bin, err := buildProgram("", program{
+		name:       "inflate",
+		dirs:       []string{filepath.Join(esp, "src", "meshfleet", "inflate.hpp"), filepath.Join(esp, "host", "inflate.cpp")},
+		includes:   []string{filepath.Join(esp, "src")},
+		units:      []string{filepath.Join(esp, "host", "inflate.cpp")},
+		libs:       []string{"-lz"},
+		standalone: true,
+	})
+	if isMissing(err) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}

@@ -81,8 +81,9 @@ class Inflater {
 // point is a deflate block boundary (inflate with Z_BLOCK stops there,
 // as zlib's examples/zran.c does): the stream goes on as raw deflate from
 // that bit, primed with the bits left of the last byte and given the
-// window as its dictionary. Blocks end every few tens of KB of output, so
-// a resume repeats at most one block's chunks.
+// window as its dictionary. Blocks end about every 17 KB of stream (37 in
+// a 1 MiB image's 642 KB, go test ./esp -run Inflater -v), so a resume
+// repeats at most about four 4 KiB chunks more than a checkpoint's.
 class ZlibInflater : public Inflater {
  public:
   ZlibInflater() { memset(&zs_, 0, sizeof zs_); }
