@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,7 +186,8 @@ func (n *espNode) runs(img []byte) error {
 // deadline, the bootloader model boots the previous image again, and the
 // node reports rolled_back with the reason: the campaign shows it, REST
 // shows the previous firmware again and the status carries otaState
-// rolled back.
+// rolled back. A trial image that loses power before it is confirmed is
+// rolled back at the next boot, and says why.
 func TestESPLibraryTrialBootRollsBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -243,6 +245,30 @@ func TestESPLibraryTrialBootRollsBack(t *testing.T) {
 			t.Fatalf("node 12's status says OTA %s, want rolled_back", m.metrics(12).OTAState)
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+
+	// A trial image that resets before it is confirmed (a crash, a power
+	// cut): the bootloader model rolls it back at the next boot. Node 12
+	// gets a deadline it will not reach first, and loses power on trial.
+	leaf.Kill()
+	leaf = m.restart(12, func(c *cpppeer.FleetConfig) { c.TrialDeadline = 60 })
+	bad = hostImage(t, "4.0.0", true, 30_000)
+	c = m.campaign(bad, "4.0.0", "broadcast", "heatshrink", 12)
+	if _, err := leaf.Wait(ctx, func(e cpppeer.Event) bool { return e.Event == "boot" && e.Trial && e.MD5 == md5Hex(bad) }); err != nil {
+		t.Fatal(err)
+	}
+	leaf.Kill()
+	leaf = m.restart(12, func(*cpppeer.FleetConfig) {})
+	// "boot" comes before "ready", which starting the node waited for.
+	if evs := leaf.Events(); len(evs) == 0 || evs[0].Event != "boot" || !evs[0].RolledBack || evs[0].MD5 != md5Hex(good) {
+		t.Fatalf("the boot after a reset on trial: %+v, want a rollback to %s", evs, md5Hex(good))
+	}
+	done = m.waitCampaign(c.ID, nodesIn("rolled_back", 12))
+	if p := done.Nodes["12"]; !strings.Contains(p.Error, "reset before it was confirmed") {
+		t.Errorf("rollback after a reset on trial reported as %q", p.Error)
+	}
+	if err := leaf.runs(good); err != nil {
+		t.Fatal(err)
 	}
 }
 
