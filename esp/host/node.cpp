@@ -40,12 +40,32 @@
 // --drop-pushed hides the first pushed (routing 2) copy of these chunks
 // that comes while it downloads, as a lost broadcast, and reports each as
 // "dropped".
+//
+//   node ... --state DIR --trial-deadline S [--stock-image FILE]
+//
+// --trial-deadline runs the trial boot (MeshFleetBoot.h) on the host
+// model of the ESP32 bootloader (meshfleet/boot.hpp: the images are files
+// in DIR; the update partition is DIR/update.bin unless --image names
+// one): a restart re-executes the program, which boots the new image on
+// trial, and --md5/--fw name only the factory image. A host image may
+// begin with the line
+//   meshfleet-host-image version=V [rejoin=no]
+// giving the version it reports; rejoin=no is a bad image that never
+// joins the mesh (it neither listens nor connects). At start such a node
+// reports "boot" (md5, trial, rolled_back), and "heap" (base, peak) with
+// every image it wrote: the process's heap before the transfer and its
+// peak, sampled at every write. The hardware is then ESP32 unless
+// --hardware says otherwise. --stock-image runs painlessMesh's own OTA
+// receiver (mesh.initOTAReceive) beside it, writing to FILE.
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <memory>
 #include <string>
 
 #include "Arduino.h"
@@ -53,6 +73,7 @@
 #include "painlessmesh/mesh.hpp"
 #include "MeshFleet.h"
 #include "MeshFleetOTA.h"
+#include "MeshFleetBoot.h"
 
 WiFiClass WiFi;
 ESPClass ESP;
@@ -72,9 +93,19 @@ volatile std::sig_atomic_t stopSignal = 0;
 // FileWriter is the host's update partition: the image goes to a file,
 // written where each piece belongs and read back for the MD5 at the end,
 // as the chip's PartitionWriter does.
+// heapInUse is the bytes the process has allocated (malloc and new,
+// painlessMesh's JSON documents and strings included), from glibc.
+size_t heapInUse() {
+  struct mallinfo2 m = mallinfo2();
+  return m.uordblks + m.hblkhd;
+}
+
 class FileWriter : public meshfleet::ImageWriter {
  public:
   std::string path;
+  // selected, if set, is where a verified image goes: the next boot's
+  // (the host model of the ESP32's otadata selecting the partition).
+  std::string selected;
   uint32_t maxImage = 4u << 20;
   uint32_t capacity() override { return maxImage; }
   bool begin(uint32_t size, bool resume) override {
@@ -83,10 +114,15 @@ class FileWriter : public meshfleet::ImageWriter {
     file = resume ? std::fopen(path.c_str(), "r+b") : nullptr;
     if (!file) file = std::fopen(path.c_str(), "w+b");
     this->size = size;
+    // The heap while receiving, sampled at every write (inside the
+    // callback of the chunk being written, its package still held),
+    // against the heap before the transfer.
+    heapBase = heapPeak = heapInUse();
     peer::emit("started", "\"max\":" + std::to_string(size) + ",\"resume\":" + (resume ? "true" : "false"));
     return file != nullptr;
   }
   bool write(uint32_t offset, const uint8_t* data, size_t n) override {
+    heapPeak = std::max(heapPeak, heapInUse());
     return file && offset + n <= size && std::fseek(file, offset, SEEK_SET) == 0 && std::fwrite(data, 1, n, file) == n;
   }
   bool read(uint32_t offset, uint8_t* data, size_t n) override {
@@ -126,6 +162,8 @@ class FileWriter : public meshfleet::ImageWriter {
       got += hex;
     }
     bool ok = got == want;
+    if (ok && !selected.empty()) ok = std::rename(path.c_str(), selected.c_str()) == 0;
+    peer::emit("heap", "\"base\":" + std::to_string(heapBase) + ",\"peak\":" + std::to_string(heapPeak));
     peer::emit("md5", std::string("\"ok\":") + (ok ? "true" : "false") + ",\"md5\":\"" + got + "\"");
     return ok;
   }
@@ -135,9 +173,48 @@ class FileWriter : public meshfleet::ImageWriter {
   }
 
  private:
+  size_t heapBase = 0, heapPeak = 0;
   std::FILE* file = nullptr;
   uint32_t size = 0;
 };
+
+std::string md5Hex(const std::string& data) {
+  boost::uuids::detail::md5 h;
+  h.process_bytes(data.data(), data.size());
+  boost::uuids::detail::md5::digest_type d;
+  h.get_digest(d);
+  std::string s;
+  char buf[9];
+  for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); ++i) {
+    std::snprintf(buf, sizeof buf, sizeof(d[0]) == 1 ? "%02x" : "%08x", (unsigned)d[i]);
+    s += buf;
+  }
+  return s;
+}
+
+// HostImage is what a host image file says of itself.
+struct HostImage {
+  std::string md5, version;
+  bool rejoins = true;
+};
+
+bool readImage(const std::string& path, HostImage& img) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  std::string data;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) data.append(buf, n);
+  std::fclose(f);
+  img.md5 = md5Hex(data);
+  const std::string magic = "meshfleet-host-image ";
+  if (data.compare(0, magic.size(), magic) == 0) {
+    std::string line = data.substr(0, data.find('\n'));
+    auto v = line.find("version=");
+    if (v != std::string::npos) img.version = line.substr(v + 8, line.find(' ', v) - v - 8);
+    img.rejoins = line.find("rejoin=no") == std::string::npos;
+  }
+  return true;
+}
 
 [[noreturn]] void usage(const std::string& msg) {
   std::fprintf(stderr, "node: %s\n", msg.c_str());
@@ -173,8 +250,8 @@ void command(const std::string& line) {
 
 int main(int argc, char** argv) {
   uint32_t id = 0;
-  std::string listen, connect, role = "sensor", fw, md5, image, dropPushed, hardware = "ESP8266", stateDir;
-  long interval = 30, exitAfter = 0, maxImage = 0;
+  std::string listen, connect, role = "sensor", fw, md5, image, dropPushed, hardware, stateDir, stockImage;
+  long interval = 30, exitAfter = 0, maxImage = 0, trialDeadline = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (i + 1 >= argc) usage(a + " needs a value");
@@ -188,6 +265,8 @@ int main(int argc, char** argv) {
     else if (a == "--image") image = v;
     else if (a == "--hardware") hardware = v;
     else if (a == "--state") stateDir = v;
+    else if (a == "--stock-image") stockImage = v;
+    else if (a == "--trial-deadline") trialDeadline = std::strtol(v.c_str(), nullptr, 10);
     else if (a == "--exit-after-chunks") exitAfter = std::strtol(v.c_str(), nullptr, 10);
     else if (a == "--max-image") maxImage = std::strtol(v.c_str(), nullptr, 10);
     else if (a == "--drop-pushed") dropPushed = "," + v + ",";
@@ -197,7 +276,30 @@ int main(int argc, char** argv) {
   if (id == 0) usage("--id is required");
   if (listen.empty() && connect.empty()) usage("give --listen or --connect (or both)");
   if (interval < 1 || interval > 65535) usage("--interval: not in 1..65535 s");
+  if (trialDeadline < 0 || trialDeadline > 65535) usage("--trial-deadline: not in 1..65535 s");
+  if (trialDeadline > 0 && stateDir.empty()) usage("--trial-deadline needs --state");
   peer::nodeId = id;
+
+  // The host bootloader: which image this start runs.
+  std::unique_ptr<meshfleet::HostBoot> hostBoot;
+  bool rejoins = true;
+  if (trialDeadline > 0) {
+    hostBoot.reset(new meshfleet::HostBoot(stateDir));
+    auto booted = hostBoot->boot();
+    HostImage img;
+    if (!booted.image.empty()) {
+      if (!readImage(booted.image, img)) usage("--state: cannot read " + booted.image);
+      md5 = img.md5;
+      if (!img.version.empty()) fw = img.version;
+      rejoins = img.rejoins;
+    }
+    if (image.empty()) image = hostBoot->path("update.bin");
+    if (hardware.empty()) hardware = "ESP32";  // the chip with a trial boot
+    peer::emit("boot", "\"md5\":\"" + md5 + "\",\"trial\":" + (booted.trial ? "true" : "false") +
+                           ",\"rolled_back\":" + (booted.rolledBack ? "true" : "false"));
+  }
+  if (hardware.empty()) hardware = "ESP8266";
+  meshfleet::HostPlatform::values().hardware = hardware == "ESP32" ? "ESP32" : "ESP8266";
   std::signal(SIGTERM, [](int) { stopSignal = 1; });
   std::signal(SIGINT, [](int) { stopSignal = 1; });
   std::signal(SIGPIPE, SIG_IGN);
@@ -219,7 +321,17 @@ int main(int argc, char** argv) {
   FileWriter writer;
   writer.path = image;
   if (maxImage > 0) writer.maxImage = (uint32_t)maxImage;
+  if (hostBoot) writer.selected = hostBoot->path("next.bin");
   MeshFleetOTA ota(mesh, userScheduler, writer);
+  std::unique_ptr<MeshFleetBoot> trial;
+  if (hostBoot) {
+    // Before ota.begin: a trial image answers no Offer until it is valid.
+    trial.reset(new MeshFleetBoot(mesh, userScheduler, ota, *hostBoot));
+    trial->begin(md5.c_str(), (uint16_t)trialDeadline);
+    fleet.setOTA(*trial);
+  } else if (!image.empty()) {
+    fleet.setOTA(ota);
+  }
   // The chip's LittleFS file: a file in the state directory.
   meshfleet::HostFlashFile progress(stateDir + "/mf_ota.bin");
   if (!stateDir.empty()) ota.setProgressFile(&progress);
@@ -258,14 +370,28 @@ int main(int argc, char** argv) {
            ",\"asked_path\":" + std::to_string(ota.askedPath()) + ",\"from_path\":" + std::to_string(ota.fromPath()) +
            ",\"held\":" + std::to_string(ota.heldChunks()) + ",\"of\":" + std::to_string(ota.totalChunks());
   };
-  if (!image.empty())
+  if (trial)
+    ota.begin(role.c_str(), hardware.c_str(), md5.c_str(), [&]() {
+      peer::emit("restart", counters());
+      trial->restart();
+    });
+  else if (!image.empty())
     ota.begin(role.c_str(), hardware.c_str(), md5.c_str(), [&]() { peer::emit("restart", counters()); });
+  if (!stockImage.empty()) {
+    // painlessMesh's own receiver, as a stock firmware has it; its
+    // /ota_fw.json goes beside the image.
+    Update.imagePath = stockImage;
+    auto slash = stockImage.rfind('/');
+    LittleFS.root = slash == std::string::npos ? "." : stockImage.substr(0, slash);
+    mesh.initOTAReceive(role, [](int, int of) { Update.expectedParts = of; });
+  }
 
   mesh.onChangedConnections([&mesh]() {
     peer::emit("nodes", "\"count\":" + std::to_string(mesh.getNodeList(true).size()));
   });
 
   std::shared_ptr<AsyncServer> server;
+  if (!rejoins) listen.clear(), connect.clear();  // the bad image of a test
   if (!listen.empty()) {
     boost::asio::ip::address addr;
     uint16_t port;
@@ -299,11 +425,12 @@ int main(int argc, char** argv) {
 
   peer::emit("ready", server ? "\"port\":" + std::to_string(server->port()) : "");
   peer::emit("budget", "\"bytes\":" + std::to_string(sizeof(MeshFleet)));
+  peer::emit("boot_budget", "\"bytes\":" + std::to_string(sizeof(MeshFleetBoot)));
   peer::emit("ota_budget", "\"bytes\":" + std::to_string(sizeof(MeshFleetOTA)) +
                               ",\"inflater\":" + std::to_string(hardware != "ESP8266" ? sizeof(meshfleet::HostInflater) : 0));
 
   std::string pending;
-  while (!stopSignal) {
+  while (!stopSignal && !(hostBoot && hostBoot->restartRequested)) {
     char buf[256];
     ssize_t n = read(0, buf, sizeof buf);
     if (n > 0) {
@@ -329,6 +456,15 @@ int main(int argc, char** argv) {
   }
   mesh.stop();
   for (int i = 0; i < 50; ++i) io.poll();
+  if (hostBoot && hostBoot->restartRequested && !stopSignal) {
+    // A reboot: the same program again, with only the files in --state
+    // kept; stdin and stdout stay the test's.
+    server.reset();
+    for (int fd = 3; fd < 1024; ++fd) close(fd);
+    execv("/proc/self/exe", argv);
+    std::perror("node: reboot");
+    return 1;
+  }
   peer::emit("stopped");
   return 0;
 }

@@ -9,8 +9,9 @@
 // (604), sends a keyframe when asked (703), and sends a priority frame at
 // once when an alert appears (low memory, weak WiFi, loss, lost collector,
 // reboot loop). Everything is byte for byte what meshfleet's Go collector
-// reads (status/PROTOCOL.md). The OTA receiver is MeshFleetOTA.h (its
-// first layer only; see README.md).
+// reads (status/PROTOCOL.md). The OTA receiver is MeshFleetOTA.h and its
+// trial boot MeshFleetBoot.h; fleet.setOTA(...) puts their state in the
+// reports (see README.md).
 //
 // Memory: the object's state is fixed at compile time (sizeof(MeshFleet),
 // reported by the host build's test); sending builds no buffers of its
@@ -43,6 +44,9 @@ enum : uint8_t {
   kAlertWiFiWeak = 1 << 6,
   kAlertRebootLoop = 1 << 7,
 };
+
+// The frames' otaState of a failed update (it raises kAlertOTAFailed).
+enum : uint8_t { kOTAFailed = 5 };
 
 // Thresholds of the alert bits, as the Go reporter sets them.
 enum : uint32_t { kLowMemoryBytes = 10 * 1024 };
@@ -101,6 +105,23 @@ class BasicMeshFleet {
   // setInterval sets seconds between regular frames (default 30).
   void setInterval(uint16_t seconds) { interval_ = seconds ? seconds : 1; }
   void setDeviceStatus(uint8_t status) { deviceStatus_ = status; }
+  // setOTA makes frames and reports carry the OTA state and progress of
+  // source: anything with state() (status/PROTOCOL.md otaState: 0 idle,
+  // 1 downloading, 2 verifying, 3 switching, 4 confirmed, 5 failed,
+  // 6 rolled back) and progress() (percent), e.g. MeshFleetOTA, or
+  // MeshFleetBoot, which adds the trial boot's states. A failure is sent
+  // at once (alert OTA_FAILED, as Go nodes raise it). Kept as a pointer and a
+  // plain function, so the object grows by two pointers and allocates
+  // nothing.
+  template <class Source>
+  void setOTA(const Source& source) {
+    otaSource_ = &source;
+    readOTA_ = [](const void* p, uint8_t& state, uint8_t& progress) {
+      const Source& s = *static_cast<const Source*>(p);
+      state = s.state();
+      progress = s.progress();
+    };
+  }
   void setLastError(const char* text) { copy(lastErr_, sizeof lastErr_, text); }
   // setAlert raises or clears an application alert (kAlertSensorError);
   // a new one is sent at once.
@@ -127,6 +148,7 @@ class BasicMeshFleet {
     v.wifi = signalPercent(readings_.rssi);
     v.alerts = alerts();
     v.deviceStatus = deviceStatus_;
+    if (readOTA_) readOTA_(otaSource_, v.otaState, v.otaProgress);
     v.firmwareHash = firmwareHash(fw_, fwMD5_);
     return v;
   }
@@ -233,6 +255,12 @@ class BasicMeshFleet {
     if (readings_.rssi && readings_.rssi < kWeakRSSI) a |= kAlertWiFiWeak;
     if (lossPermille_ > 100) a |= kAlertPacketLoss;
     if (readings_.crashes >= kRebootLoopCrashes) a |= kAlertRebootLoop;
+    if (readOTA_) {
+      // As the Go reporter: a failed update raises OTA_FAILED.
+      uint8_t state = 0, progress = 0;
+      readOTA_(otaSource_, state, progress);
+      if (state == kOTAFailed) a |= kAlertOTAFailed;
+    }
     if (collector() != mesh_.getNodeId() && !collectorUp()) a |= kAlertConnectionLost;
     return a;
   }
@@ -371,6 +399,8 @@ class BasicMeshFleet {
   uint8_t deviceStatus_ = 0, appAlerts_ = 0, sentAlerts_ = 0;
   bool frameDue_ = false, collectorReachable_ = false, collectorInLayout_ = false;
   Layout layout_;
+  const void* otaSource_ = nullptr;
+  void (*readOTA_)(const void*, uint8_t&, uint8_t&) = nullptr;
 };
 
 }  // namespace meshfleet

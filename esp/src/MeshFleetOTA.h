@@ -131,6 +131,10 @@ class BasicMeshFleetOTA {
     return n * chunkSize_;
   }
   const char* activeMD5() const { return active_; }
+  // The current (or last) transfer and its distributor: what a trial boot
+  // (MeshFleetBoot.h) reports its outcome to.
+  const char* transferID() const { return id_; }
+  uint32_t distributor() const { return distributor_; }
   // lost is the number of pushed chunks of the current broadcast
   // transfer found missing (the Reports' "lost").
   uint32_t lost() const { return lost_; }

@@ -114,6 +114,10 @@ type program struct {
 	libs     []string // linker flags after the sources (-lz)
 	// standalone programs need neither Boost nor the vendored sources.
 	standalone bool
+	// m32 builds for 32 bits (g++ -m32), as pointers are on the chips;
+	// Boost.System is header-only since Boost 1.69, so no 32-bit Boost
+	// library is needed.
+	m32 bool
 }
 
 func buildProgram(vendor string, prog program) (string, error) {
@@ -136,6 +140,13 @@ func buildProgram(vendor string, prog program) (string, error) {
 	}
 	if err := checkBoost(gxx); err != nil {
 		return "", err
+	}
+	if prog.m32 {
+		cmd := exec.Command(gxx, "-m32", "-x", "c++", "-", "-o", os.DevNull, "-lz")
+		cmd.Stdin = bytes.NewBufferString("#include <zlib.h>\nint main() { return zlibVersion() == nullptr; }\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("%w: no 32-bit g++ and zlib (apt-get install g++-multilib lib32z1-dev): %s", ErrMissing, firstLine(out))
+		}
 	}
 	return buildCached(gxx, vendor, prog)
 }
@@ -180,6 +191,9 @@ func buildCached(gxx, vendor string, prog program) (string, error) {
 	tmp.Close()
 	defer os.Remove(tmp.Name())
 	args := append([]string{"-std=c++14", "-O1", "-w"}, prog.flags...)
+	if prog.m32 {
+		args = append(args, "-m32")
+	}
 	for _, inc := range prog.includes {
 		args = append(args, "-I"+inc)
 	}
@@ -193,7 +207,10 @@ func buildCached(gxx, vendor string, prog program) (string, error) {
 		for _, u := range vendorUnits {
 			args = append(args, filepath.Join(vendor, u))
 		}
-		args = append(args, "-o", tmp.Name(), "-lboost_system", "-lpthread")
+		args = append(args, "-o", tmp.Name(), "-lpthread")
+		if !prog.m32 {
+			args = append(args, "-lboost_system")
+		}
 	}
 	args = append(args, prog.libs...)
 	out, err := exec.Command(gxx, args...).CombinedOutput()
@@ -373,6 +390,10 @@ type Event struct {
 	From  uint32 `json:"from"`  // request: the requester named in it
 	Parts int    `json:"parts"` // offered
 	Lost  int    `json:"lost"`  // restart of a fleet node: pushed chunks it found lost
+	// boot of a fleet node with a state directory: the image runs on
+	// trial, or the bootloader rolled a trial image back.
+	Trial      bool `json:"trial"`
+	RolledBack bool `json:"rolled_back"`
 	// State and Err: a fleet node's OTA receiver changed state
 	// (ota_state), with the reason of a failure or refusal.
 	State string `json:"state,omitempty"`
@@ -380,6 +401,10 @@ type Event struct {
 	// Inflater: ota_budget of a fleet node, the bytes of its inflater
 	// (0 without one).
 	Inflater int `json:"inflater,omitempty"`
+	// Base and Peak: heap of a fleet node (bytes allocated, painlessMesh's
+	// included) before a transfer and its peak while it wrote the image.
+	Base int `json:"base,omitempty"`
+	Peak int `json:"peak,omitempty"`
 	// A fleet node's OTA counters (restart, killed, ota_stats; Held and
 	// Of also with ota_state): see esp/host/node.cpp.
 	Taken       int  `json:"taken,omitempty"`

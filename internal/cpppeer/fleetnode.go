@@ -41,6 +41,46 @@ func BuildFleetNode(t testing.TB) string {
 	return fleetBuild.path
 }
 
+var fleetBuild32 struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// BuildFleetNode32 is BuildFleetNode for 32 bits (g++ -m32), whose
+// pointers, std::function and Task are the size they are on the chips; it
+// skips t without a 32-bit toolchain (g++-multilib, lib32z1-dev).
+func BuildFleetNode32(t testing.TB) string {
+	t.Helper()
+	fleetBuild32.once.Do(func() { fleetBuild32.path, fleetBuild32.err = buildFleetNode32(VendorDir()) })
+	if isMissing(fleetBuild32.err) {
+		t.Skip(fleetBuild32.err)
+	}
+	if fleetBuild32.err != nil {
+		t.Fatal(fleetBuild32.err)
+	}
+	return fleetBuild32.path
+}
+
+func buildFleetNode32(vendor string) (string, error) {
+	esp := espDir()
+	peerInclude := filepath.Join(sourceDir(), "peer", "include")
+	return buildProgram(vendor, program{
+		name:     "fleetnode32",
+		dirs:     []string{filepath.Join(esp, "src"), filepath.Join(esp, "host"), peerInclude},
+		includes: []string{peerInclude, filepath.Join(esp, "src"), filepath.Join(esp, "host")},
+		units:    []string{filepath.Join(esp, "host", "node.cpp")},
+		libs:     []string{"-lz"},
+		m32:      true,
+	})
+}
+
+// StartFleetNode32 starts a fleet node built by BuildFleetNode32.
+func StartFleetNode32(ctx context.Context, t testing.TB, cfg FleetConfig) *Peer {
+	t.Helper()
+	return start(ctx, t, BuildFleetNode32(t), cfg.args(), nil, Config{ID: cfg.ID, Listen: cfg.Listen || cfg.ListenAddr != "", Connect: cfg.Connect})
+}
+
 // buildFleetNode builds node.cpp, or with sketch an Arduino example of
 // the library (a .ino, run by host/sketch.cpp with the host's
 // painlessMesh.h).
@@ -96,21 +136,36 @@ func StartSketch(ctx context.Context, t testing.TB, bin string, id uint32, liste
 
 // FleetConfig is what one fleet node runs as.
 type FleetConfig struct {
-	ID       uint32
-	Listen   bool   // accept mesh connections on 127.0.0.1 (a free port)
-	Connect  string // host:port of a mesh node to join
-	Role     string // OTA role (default sensor)
-	Firmware string // version it reports
-	MD5      string // md5 of the running firmware it reports
-	Interval int    // seconds between regular telemetry frames (default 30)
+	ID     uint32
+	Listen bool // accept mesh connections on 127.0.0.1 (a free port)
+	// ListenAddr accepts them on this address instead, which a node keeps
+	// across its restarts (its children dial it again).
+	ListenAddr string
+	Connect    string // host:port of a mesh node to join
+	Role       string // OTA role (default sensor)
+	Firmware   string // version it reports
+	MD5        string // md5 of the running firmware it reports
+	Interval   int    // seconds between regular telemetry frames (default 30)
 	// Image runs the OTA receiver (MeshFleetOTA.h), writing to this file.
 	Image string
+	// TrialDeadline runs the receiver with the trial boot on the host
+	// model of the ESP32 bootloader, its images kept in State (the update
+	// partition is State/update.bin unless Image names one): a restart
+	// re-executes the node, which boots the new image on trial, confirms
+	// it once it rejoined within TrialDeadline seconds or rolls back.
+	// Firmware and MD5 then name the factory image; see HostImage for
+	// images that name their version.
+	TrialDeadline int
+	// StockImage runs painlessMesh's own OTA receiver beside it
+	// (mesh.initOTAReceive), writing to this file.
+	StockImage string
 	// Hardware is what the receiver takes Offers for (default ESP8266,
 	// which has no inflater and refuses deflate; ESP32 inflates).
 	Hardware string
 	// State keeps the OTA receiver's progress file (the chip's LittleFS)
 	// in this directory: started again with the same State and Image, a
-	// node resumes the transfer.
+	// node resumes the transfer. With TrialDeadline it also holds the
+	// images.
 	State string
 	// ExitAfterChunks ends the node at once (a power cut) once its
 	// receiver took this many chunks (event "killed").
@@ -130,7 +185,9 @@ func (c FleetConfig) args() []string {
 			args = append(args, flag, v)
 		}
 	}
-	if c.Listen {
+	if c.ListenAddr != "" {
+		args = append(args, "--listen", c.ListenAddr)
+	} else if c.Listen {
 		args = append(args, "--listen", "127.0.0.1:0")
 	}
 	add("--connect", c.Connect)
@@ -138,6 +195,10 @@ func (c FleetConfig) args() []string {
 	add("--fw", c.Firmware)
 	add("--md5", c.MD5)
 	add("--image", c.Image)
+	add("--stock-image", c.StockImage)
+	if c.TrialDeadline > 0 {
+		args = append(args, "--trial-deadline", strconv.Itoa(c.TrialDeadline))
+	}
 	add("--hardware", c.Hardware)
 	add("--state", c.State)
 	if c.ExitAfterChunks > 0 {
@@ -163,7 +224,18 @@ func (c FleetConfig) args() []string {
 // node as Start starts a peer.
 func StartFleetNode(ctx context.Context, t testing.TB, cfg FleetConfig) *Peer {
 	t.Helper()
-	return start(ctx, t, BuildFleetNode(t), cfg.args(), nil, Config{ID: cfg.ID, Listen: cfg.Listen, Connect: cfg.Connect})
+	return start(ctx, t, BuildFleetNode(t), cfg.args(), nil, Config{ID: cfg.ID, Listen: cfg.Listen || cfg.ListenAddr != "", Connect: cfg.Connect})
+}
+
+// HostImage is an image for fleet nodes with State: a first line naming
+// the version the node reports when it runs it (and, with neverRejoins, a
+// bad image that never joins the mesh), then body.
+func HostImage(version string, neverRejoins bool, body []byte) []byte {
+	head := "meshfleet-host-image version=" + version
+	if neverRejoins {
+		head += " rejoin=no"
+	}
+	return append([]byte(head+"\n"), body...)
 }
 
 // Command sends a fleet node one line of its host platform's commands
