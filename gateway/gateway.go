@@ -397,7 +397,7 @@ func (g *Gateway) httpServer() (*http.Server, net.Listener, error) {
 	mux.Handle("/healthz", api)
 	mux.Handle("/", web.Handler()) // the dashboard; its data comes from /api/ with the token
 	if g.cfg.HTTP.Metrics {
-		reg := prom.NewRegistry(g)
+		reg := prom.NewRegistry(g, g.cfg.Mesh.ID)
 		reg.MustRegister(newGatewayCollector(g), newHistoryCollector(g))
 		var metrics http.Handler = prom.Handler(reg)
 		if g.cfg.HTTP.MetricsNeedToken() {
@@ -455,7 +455,7 @@ func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
 	client, err := mqttbridge.Dial(context.WithoutCancel(ctx), mqttbridge.ClientConfig{
 		URL: url, Username: m.Username, Password: m.Password,
 		CAFile: m.TLS.CAFile, CertFile: m.TLS.CertFile, KeyFile: m.TLS.KeyFile, InsecureSkipVerify: m.TLS.InsecureSkipVerify,
-		ClientID: m.ClientID, WillTopic: mqttbridge.WillTopic(m.Prefix), WillPayload: mqttbridge.WillPayload(),
+		ClientID: g.cfg.MQTTClientID(), WillTopic: mqttbridge.WillTopic(g.cfg.TopicRoot()), WillPayload: mqttbridge.WillPayload(),
 		OnUp: func() {
 			g.setMQTTUp(true)
 			if b := bridge.Load(); b != nil {
@@ -472,7 +472,7 @@ func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
 		return err
 	}
 	b := mqttbridge.NewBridge(g, client, mqttbridge.BridgeConfig{
-		Prefix: m.Prefix, PublishInterval: m.PublishInterval.D(),
+		Prefix: g.cfg.TopicRoot(), SharedPrefix: m.Prefix, MeshID: g.cfg.MeshID(), HAScope: g.cfg.Mesh.ID, PublishInterval: m.PublishInterval.D(),
 		Nodes: m.Topics.Nodes, Topology: m.Topics.Topology, Metrics: m.Topics.Metrics, Alerts: m.Topics.Alerts,
 		PerNode: m.Topics.PerNode, Messages: m.Topics.Messages, HomeAssistant: m.HomeAssistant.Enabled, HAPrefix: m.HomeAssistant.Prefix,
 		DeviceID: fmt.Sprint(g.cfg.Node.ID), Version: fleet.MeshfleetFirmware(Version), MaxUploadSize: g.cfg.Firmware.MaxUploadSize,
