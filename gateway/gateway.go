@@ -75,6 +75,9 @@ type Gateway struct {
 	acks      *ackBook          // alert acknowledgements
 	registry  *registryState    // the device registry (registry.go)
 	rollouts  *rolloutRunner    // progressive rollouts (rollout.go)
+	// mqttBridge is the running MQTT bridge, for the capacity benchmark's
+	// status cycles on its virtual clock (benchingest.go).
+	mqttBridge atomic.Pointer[mqttbridge.Bridge]
 	// tcpBackoff is RunTCP's reconnection schedule; the zero value is the
 	// stock one (1 s doubling to 8 s). Tests shorten it.
 	tcpBackoff tcp.Backoff
@@ -483,6 +486,7 @@ func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
 		UploadDir: uploadDir, UploadRoom: g.uploadRoom,
 	})
 	bridge.Store(b)
+	g.mqttBridge.Store(b)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
