@@ -170,9 +170,10 @@ func BenchIngest(ctx context.Context, bc IngestBenchConfig) (IngestBenchResult, 
 	cfg.HTTP.Listen = ""
 	cfg.Firmware.Dir = filepath.Join(bc.Dir, "firmware")
 	cfg.StateDir = filepath.Join(bc.Dir, "state")
-	// Room for every sample, so none is dropped while the writer waits
-	// for its turn on the one core: the writer's cost is counted in full.
-	cfg.History.QueueSize = min(res.Packages+1, 1<<24)
+	// Room for every sample, the gateway's own included, so none is
+	// dropped while the writer waits for its turn on the one core: the
+	// writer's cost is counted in full.
+	cfg.History.QueueSize = min(res.Packages+4*bc.Seconds+1024, 1<<24)
 	g, err := New(cfg, bc.Logger)
 	if err != nil {
 		return res, err

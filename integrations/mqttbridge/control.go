@@ -73,65 +73,7 @@ type ControlResponse struct {
 	Mesh string `json:"mesh,omitempty"`
 }
 
-// AllMeshes in a request's meshes addresses every mesh.
-const AllMeshes = "*"
-
-// SharedControlTopic is the control topic every gateway under prefix (the
-// bare mqtt.prefix) listens on: <prefix>/all/ota/control. "all" is
-// therefore not a mesh id.
-func SharedControlTopic(prefix string) string {
-	return prefix + "/" + SharedSegment + "/" + TopicOTAControl
-}
-
-// SharedResponseTopic is where answers to the shared control topic go.
-func SharedResponseTopic(prefix string) string {
-	return prefix + "/" + SharedSegment + "/" + TopicOTAResponse
-}
-
-// SharedSegment is the topic level after the prefix that addresses every
-// mesh at once.
-const SharedSegment = "all"
-
-// names reports whether meshes names this gateway's mesh.
-func (b *Bridge) named(meshes []string) bool {
-	for _, m := range meshes {
-		if m == AllMeshes || m == b.meshID() {
-			return true
-		}
-	}
-	return false
-}
-
-// handleSharedControl takes a request on the shared control topic: run
-// here only when its meshes name this mesh; uploads stay per mesh, as the
-// upload's id and staging file belong to one gateway.
-func (b *Bridge) handleSharedControl(ctx context.Context, m Message) {
-	b.handleControlOn(ctx, m, true)
-}
-
 func (b *Bridge) handleControl(ctx context.Context, m Message) { b.handleControlOn(ctx, m, false) }
-
-// addressed checks req's meshes: on the shared topic, whether this mesh
-// should run it at all (false: stay silent, another mesh's request), and
-// either way whether it is well formed.
-func (b *Bridge) addressed(req ControlRequest, shared bool) (run bool, err error) {
-	if !shared {
-		if len(req.Meshes) > 0 && !b.named(req.Meshes) {
-			return true, fmt.Errorf("meshes %q does not name this mesh (%s); to address several meshes publish on %s", req.Meshes, b.meshID(), SharedControlTopic(b.cfg.SharedPrefix))
-		}
-		return true, nil
-	}
-	if len(req.Meshes) == 0 {
-		return true, fmt.Errorf("meshes is required on %s: the mesh ids the request is for, or [\"*\"] for every mesh", SharedControlTopic(b.cfg.SharedPrefix))
-	}
-	if !b.named(req.Meshes) {
-		return false, nil
-	}
-	if strings.HasPrefix(req.Action, "upload_") {
-		return true, fmt.Errorf("%s: uploads go to each mesh's own control topic (%s), not the shared one", req.Action, b.topic(TopicOTAControl))
-	}
-	return true, nil
-}
 
 func (b *Bridge) handleControlOn(ctx context.Context, m Message, shared bool) {
 	var req ControlRequest

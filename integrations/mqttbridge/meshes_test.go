@@ -24,6 +24,10 @@ func TestSharedControlTopic(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.Prefix, c.SharedPrefix, c.MeshID = "mf/north", "mf", "north" })
+	// The observer sees the bridge's first status: it is subscribed.
+	if nodes := r.obs.wait(t, ctx, "mf/north/status/nodes", nil); !strings.Contains(string(nodes), `"mesh_id":"north"`) {
+		t.Fatalf("status/nodes: %s", nodes)
+	}
 	ask := func(topic, corr, req, responseTopic string) ControlResponse {
 		t.Helper()
 		p := &paho.Publish{Topic: topic, QoS: 1, Payload: []byte(req)}
