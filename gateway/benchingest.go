@@ -180,12 +180,21 @@ func BenchIngest(ctx context.Context, bc IngestBenchConfig) (IngestBenchResult, 
 	}
 	d := newIngestDriver(g)
 	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
 	runErr := make(chan error, 1)
 	go func() { runErr <- g.Run(runCtx, d) }()
+	running := true
+	// On an early return the gateway still stops before the caller
+	// removes its directory.
+	defer func() {
+		if running {
+			stop()
+			<-runErr
+		}
+	}()
 	select {
 	case <-g.Ready():
 	case err := <-runErr:
+		running = false
 		return res, fmt.Errorf("gateway did not start: %w", err)
 	}
 	var received atomic.Int64
@@ -230,6 +239,7 @@ func BenchIngest(ctx context.Context, bc IngestBenchConfig) (IngestBenchResult, 
 	}
 	hist := g.hist.store.Load()
 	stop()
+	running = false
 	if err := <-runErr; err != nil {
 		return res, err
 	}
