@@ -37,10 +37,14 @@ type meshUnderTest struct {
 // (gateway 1, devices 1001...), the worst case for collisions. Each
 // mesh's nodes appear under its own topics and Home Assistant ids, a
 // campaign sent to one mesh's control topic runs only there, one sent on
-// the shared control topic to both runs on both, and the two /metrics
-// scrapes merged have no series twice.
+// the shared control topic to both runs on both, the two /metrics
+// scrapes merged have no series twice, and one gateway's last will is
+// its own.
 func TestTwoMeshesOneBroker(t *testing.T) {
 	broker := startMosquitto(t)
+	// North reaches the broker through a proxy that can cut it off, for
+	// its last will.
+	northLink := startProxy(t, broker.addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	const devices = 4
@@ -49,6 +53,9 @@ func TestTwoMeshesOneBroker(t *testing.T) {
 		cfg := testConfig(t)
 		cfg.Mesh.ID = id
 		cfg.MQTT.URL = broker.URL()
+		if id == "north" {
+			cfg.MQTT.URL = northLink.URL()
+		}
 		cfg.MQTT.HomeAssistant.Enabled = true
 		m := &meshUnderTest{id: id, cfg: cfg}
 		m.g, m.sm, m.done = startSimGatewayWith(t, ctx, cfg, scenario.LiveConfig{Nodes: devices, Seed: uint64(11 + i), Speed: 25, Model: "esp32"}, nil)
@@ -256,6 +263,20 @@ func TestTwoMeshesOneBroker(t *testing.T) {
 		up := model.LabelSet{model.MetricNameLabel: "meshfleet_node_up", "mesh": model.LabelValue(m.id), "node_id": "1001"}
 		if _, ok := series[up.String()]; !ok {
 			t.Fatalf("no meshfleet_node_up of node 1001 in mesh %s", m.id)
+		}
+	}
+
+	// North's connection breaks without a goodbye: the broker publishes
+	// its last will, on its own topic only, and it comes back.
+	mark = rec.mark()
+	if northLink.sever() == 0 {
+		t.Fatal("north had no connection through the proxy")
+	}
+	_, at := rec.waitSince(t, ctx, mark, "mf/north/bridge/state", func(p []byte) bool { return string(p) == "offline" })
+	rec.waitSince(t, ctx, at+1, "mf/north/bridge/state", func(p []byte) bool { return string(p) == "online" })
+	for _, msg := range rec.snapshot()[mark:] {
+		if msg.Topic == "mf/south/bridge/state" && string(msg.Payload) != "online" {
+			t.Fatalf("north's will reached south: %s %s", msg.Topic, msg.Payload)
 		}
 	}
 
