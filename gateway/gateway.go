@@ -624,21 +624,27 @@ func (g *Gateway) persistLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := g.observeNow(ctx); err != nil && ctx.Err() == nil {
-				g.log.Debug("device registry not updated", "err", err)
-			}
-			if err := g.saveRegistry(false); err != nil {
-				g.log.Error("saving state", "err", err)
-			}
-			g.mu.Lock()
-			dirty := g.dirty
-			g.dirty = false
-			g.mu.Unlock()
-			if dirty {
-				if err := g.saveState(); err != nil {
-					g.log.Error("saving state", "err", err)
-				}
-			}
+			g.persistTick(ctx)
+		}
+	}
+}
+
+// persistTick is the persist loop's work of one second: the registry
+// learns what the node saw, and changed state is saved.
+func (g *Gateway) persistTick(ctx context.Context) {
+	if err := g.observeNow(ctx); err != nil && ctx.Err() == nil {
+		g.log.Debug("device registry not updated", "err", err)
+	}
+	if err := g.saveRegistry(false); err != nil {
+		g.log.Error("saving state", "err", err)
+	}
+	g.mu.Lock()
+	dirty := g.dirty
+	g.dirty = false
+	g.mu.Unlock()
+	if dirty {
+		if err := g.saveState(); err != nil {
+			g.log.Error("saving state", "err", err)
 		}
 	}
 }
