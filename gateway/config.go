@@ -22,6 +22,7 @@ import (
 // (MESHFLEET_SECTION_KEY) and by --set section.key=value flags.
 type Config struct {
 	Node     NodeConfig     `yaml:"node"`
+	Mesh     MeshConfig     `yaml:"mesh"`
 	MQTT     MQTTConfig     `yaml:"mqtt"`
 	HTTP     HTTPConfig     `yaml:"http"`
 	Firmware FirmwareConfig `yaml:"firmware"`
@@ -42,6 +43,15 @@ type NodeConfig struct {
 	Connect        []string `yaml:"connect"`
 	MaxMessageSize int      `yaml:"max_message_size"`
 	MaxConnections int      `yaml:"max_connections"`
+}
+
+// MeshConfig names the mesh, for deployments of several meshes (each
+// with its own gateway) into one broker and one Prometheus (mesh.go).
+type MeshConfig struct {
+	// ID is the mesh's id: a topic level (<mqtt.prefix>/<id>/...), the
+	// mesh label of every Prometheus series, part of Home Assistant ids.
+	// "": the gateway's node id, with the topics of a single mesh.
+	ID string `yaml:"id"`
 }
 
 // MQTTConfig selects the broker and what the bridge publishes.
@@ -210,7 +220,6 @@ func DefaultConfig() Config {
 		MQTT: MQTTConfig{
 			Enabled:         true,
 			Embedded:        EmbeddedBroker{Listen: "127.0.0.1:1883"},
-			ClientID:        "meshfleet-gateway",
 			Prefix:          "meshfleet",
 			PublishInterval: Duration(30 * time.Second),
 			Topics:          TopicSwitches{Nodes: true, Topology: true, Metrics: true, Alerts: true, Messages: true},
@@ -601,6 +610,9 @@ func (c Config) Validate() error {
 	if c.Node.ID == 0 {
 		return bad("node.id", "must be a non-zero mesh node id (1..4294967295), unique in the mesh")
 	}
+	if err := checkMeshID(c.Mesh.ID); err != nil {
+		return bad("mesh.id", "%v", err)
+	}
 	if c.Node.Listen != "" {
 		if err := checkHostPort(c.Node.Listen); err != nil {
 			return bad("node.listen", "%v", err)
@@ -650,9 +662,6 @@ func (c Config) Validate() error {
 		}
 		if c.MQTT.Prefix == "" || strings.ContainsAny(c.MQTT.Prefix, "+#") || strings.HasSuffix(c.MQTT.Prefix, "/") {
 			return bad("mqtt.prefix", "%q must be non-empty, without + or # and without a trailing /", c.MQTT.Prefix)
-		}
-		if c.MQTT.ClientID == "" {
-			return bad("mqtt.client_id", "must not be empty")
 		}
 		if c.MQTT.PublishInterval.D() < 100*time.Millisecond {
 			return bad("mqtt.publish_interval", "must be at least 100ms, got %s", c.MQTT.PublishInterval.D())

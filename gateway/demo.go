@@ -120,7 +120,7 @@ func RunDemo(ctx context.Context, dc DemoConfig, out io.Writer) (DemoResult, err
 	}
 
 	res := DemoResult{Nodes: dc.Nodes + 1, MQTT: "mqtt://" + g.MQTTAddr, HTTP: "http://" + g.HTTPAddr, Dashboard: "http://" + g.HTTPAddr + "/"}
-	p := cfg.MQTT.Prefix
+	p := cfg.TopicRoot()
 	if dc.JSON {
 		line(out, map[string]any{"event": "started", "dashboard": res.Dashboard, "mqtt": res.MQTT, "http": res.HTTP, "nodes": res.Nodes,
 			"topics": []string{p + "/status/#", p + "/ota/status", p + "/ota/announce", p + "/from/+"}})

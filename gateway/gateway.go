@@ -75,6 +75,9 @@ type Gateway struct {
 	acks      *ackBook          // alert acknowledgements
 	registry  *registryState    // the device registry (registry.go)
 	rollouts  *rolloutRunner    // progressive rollouts (rollout.go)
+	// mqttBridge is the running MQTT bridge, for the capacity benchmark's
+	// status cycles on its virtual clock (benchingest.go).
+	mqttBridge atomic.Pointer[mqttbridge.Bridge]
 	// tcpBackoff is RunTCP's reconnection schedule; the zero value is the
 	// stock one (1 s doubling to 8 s). Tests shorten it.
 	tcpBackoff tcp.Backoff
@@ -403,7 +406,7 @@ func (g *Gateway) httpServer() (*http.Server, net.Listener, error) {
 	mux.Handle("/healthz", api)
 	mux.Handle("/", web.Handler()) // the dashboard; its data comes from /api/ with the token
 	if g.cfg.HTTP.Metrics {
-		reg := prom.NewRegistry(g)
+		reg := prom.NewRegistry(g, g.cfg.Mesh.ID)
 		reg.MustRegister(newGatewayCollector(g), newHistoryCollector(g))
 		var metrics http.Handler = prom.Handler(reg)
 		if g.cfg.HTTP.MetricsNeedToken() {
@@ -461,7 +464,7 @@ func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
 	client, err := mqttbridge.Dial(context.WithoutCancel(ctx), mqttbridge.ClientConfig{
 		URL: url, Username: m.Username, Password: m.Password,
 		CAFile: m.TLS.CAFile, CertFile: m.TLS.CertFile, KeyFile: m.TLS.KeyFile, InsecureSkipVerify: m.TLS.InsecureSkipVerify,
-		ClientID: m.ClientID, WillTopic: mqttbridge.WillTopic(m.Prefix), WillPayload: mqttbridge.WillPayload(),
+		ClientID: g.cfg.MQTTClientID(), WillTopic: mqttbridge.WillTopic(g.cfg.TopicRoot()), WillPayload: mqttbridge.WillPayload(),
 		OnUp: func() {
 			g.setMQTTUp(true)
 			if b := bridge.Load(); b != nil {
@@ -478,7 +481,7 @@ func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
 		return err
 	}
 	b := mqttbridge.NewBridge(g, client, mqttbridge.BridgeConfig{
-		Prefix: m.Prefix, PublishInterval: m.PublishInterval.D(),
+		Prefix: g.cfg.TopicRoot(), SharedPrefix: m.Prefix, MeshID: g.cfg.MeshID(), HAScope: g.cfg.Mesh.ID, PublishInterval: m.PublishInterval.D(),
 		Nodes: m.Topics.Nodes, Topology: m.Topics.Topology, Metrics: m.Topics.Metrics, Alerts: m.Topics.Alerts,
 		PerNode: m.Topics.PerNode, Messages: m.Topics.Messages, HomeAssistant: m.HomeAssistant.Enabled, HAPrefix: m.HomeAssistant.Prefix,
 		DeviceID: fmt.Sprint(g.cfg.Node.ID), Version: fleet.MeshfleetFirmware(Version), MaxUploadSize: g.cfg.Firmware.MaxUploadSize,
@@ -489,6 +492,7 @@ func (g *Gateway) startMQTT(ctx context.Context, wg *sync.WaitGroup) error {
 		UploadDir: uploadDir, UploadRoom: g.uploadRoom,
 	})
 	bridge.Store(b)
+	g.mqttBridge.Store(b)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -626,21 +630,27 @@ func (g *Gateway) persistLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := g.observeNow(ctx); err != nil && ctx.Err() == nil {
-				g.log.Debug("device registry not updated", "err", err)
-			}
-			if err := g.saveRegistry(false); err != nil {
-				g.log.Error("saving state", "err", err)
-			}
-			g.mu.Lock()
-			dirty := g.dirty
-			g.dirty = false
-			g.mu.Unlock()
-			if dirty {
-				if err := g.saveState(); err != nil {
-					g.log.Error("saving state", "err", err)
-				}
-			}
+			g.persistTick(ctx)
+		}
+	}
+}
+
+// persistTick is the persist loop's work of one second: the registry
+// learns what the node saw, and changed state is saved.
+func (g *Gateway) persistTick(ctx context.Context) {
+	if err := g.observeNow(ctx); err != nil && ctx.Err() == nil {
+		g.log.Debug("device registry not updated", "err", err)
+	}
+	if err := g.saveRegistry(false); err != nil {
+		g.log.Error("saving state", "err", err)
+	}
+	g.mu.Lock()
+	dirty := g.dirty
+	g.dirty = false
+	g.mu.Unlock()
+	if dirty {
+		if err := g.saveState(); err != nil {
+			g.log.Error("saving state", "err", err)
 		}
 	}
 }

@@ -110,11 +110,17 @@ func (c Config) brokerUsers() ([]mqttbridge.User, error) {
 		key := fmt.Sprintf("mqtt.embedded.users[%d]", i)
 		bu := mqttbridge.User{Name: u.Name, PasswordHash: u.PasswordHash}
 		if u.Role != "" {
-			r, w, err := mqttbridge.RoleFilters(u.Role, c.MQTT.Prefix)
+			r, w, err := mqttbridge.RoleFilters(u.Role, c.TopicRoot())
 			if err != nil {
 				return nil, fmt.Errorf("config: %s.role: %v", key, err)
 			}
 			bu.Read, bu.Write = r, w
+			if u.Role == "operator" {
+				// Campaigns for several meshes at once (mesh.go).
+				shared := mqttbridge.SharedResponseTopic(c.MQTT.Prefix)
+				bu.Read = append(bu.Read, shared, shared+"/#")
+				bu.Write = append(bu.Write, mqttbridge.SharedControlTopic(c.MQTT.Prefix))
+			}
 		} else if len(u.Read) == 0 && len(u.Write) == 0 {
 			return nil, fmt.Errorf("config: %s: give a role (%s) or read/write topic filters", key, strings.Join(mqttbridge.Roles, ", "))
 		}
@@ -140,7 +146,7 @@ func (c Config) brokerConfig() (mqttbridge.BrokerConfig, error) {
 		Listen: e.Listen,
 		TLS:    mqttbridge.BrokerTLS{CertFile: e.TLS.CertFile, KeyFile: e.TLS.KeyFile, ClientCAFile: e.TLS.ClientCAFile},
 		Users:  users,
-		Prefix: c.MQTT.Prefix,
+		Prefix: c.TopicRoot(),
 		Gateway: &mqttbridge.Credentials{
 			Username: "meshfleet-gateway-" + randomHex(4),
 			Password: randomHex(32),

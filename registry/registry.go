@@ -111,11 +111,12 @@ func (r *Registry) Limits() Limits { return r.lim }
 func (r *Registry) Observe(now time.Time, seen []Sighting) (refused int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var ev evictions
 	for _, s := range seen {
 		at := s.At
 		e := r.entries[s.ID]
 		if e == nil {
-			if !r.makeRoomLocked() {
+			if !r.makeRoomWith(&ev) {
 				refused++
 				continue
 			}
@@ -165,26 +166,58 @@ func (r *Registry) noteFirmwareLocked(e *Entry, version, md5 string, at time.Tim
 }
 
 // makeRoomLocked makes room for one more entry, dropping the one heard
-// from longest ago that no operator named, tagged or annotated.
+// from longest ago that no operator named, tagged or annotated; false
+// when every entry is.
 func (r *Registry) makeRoomLocked() bool {
+	var ev evictions
+	return r.makeRoomWith(&ev)
+}
+
+// evictions are the entries a full registry may drop, oldest last, found
+// once for all the new nodes of one Observe: a scan of every entry for
+// each new node made a gateway with more nodes than MaxNodes spend its
+// CPU here (meshfleet bench gateway).
+type evictions struct {
+	listed     bool
+	candidates []evictable
+}
+
+type evictable struct {
+	e        *Entry
+	lastSeen time.Time // when listed: an entry seen since is no longer a candidate
+}
+
+func (r *Registry) makeRoomWith(ev *evictions) bool {
 	if len(r.entries) < r.lim.MaxNodes {
 		return true
 	}
-	var oldest *Entry
-	for _, e := range r.entries {
-		if e.operated() {
-			continue
+	if !ev.listed {
+		ev.listed = true
+		for _, e := range r.entries {
+			if !e.operated() {
+				ev.candidates = append(ev.candidates, evictable{e, e.LastSeen})
+			}
 		}
-		if oldest == nil || e.LastSeen.Before(oldest.LastSeen) || e.LastSeen.Equal(oldest.LastSeen) && e.ID < oldest.ID {
-			oldest = e
+		// Oldest last, ties by id as before: the next to drop is popped
+		// from the end.
+		slices.SortFunc(ev.candidates, func(a, b evictable) int {
+			if c := b.lastSeen.Compare(a.lastSeen); c != 0 {
+				return c
+			}
+			return int(int64(b.e.ID) - int64(a.e.ID))
+		})
+	}
+	for len(ev.candidates) > 0 {
+		c := ev.candidates[len(ev.candidates)-1]
+		ev.candidates = ev.candidates[:len(ev.candidates)-1]
+		if r.entries[c.e.ID] != c.e || c.e.operated() || !c.e.LastSeen.Equal(c.lastSeen) {
+			continue // forgotten, named or seen since it was listed
 		}
+		delete(r.entries, c.e.ID)
+		r.dirty = true
+		return true
 	}
-	if oldest == nil {
-		return false
-	}
-	delete(r.entries, oldest.ID)
-	r.dirty = true
-	return true
+	return false
 }
 
 // Get returns node id's entry.

@@ -166,3 +166,21 @@ func TestSaveRestoreRoundTripAndForget(t *testing.T) {
 		}
 	}
 }
+
+// A full registry takes several new nodes in one Observe, each in the
+// place of the node heard from longest ago, never one seen in the same
+// sighting.
+func TestFullRegistryDropsOldestForEachNewNode(t *testing.T) {
+	r := New(Limits{MaxNodes: 3})
+	r.Observe(t0, []Sighting{{ID: 1, At: t0}, {ID: 2, At: t0.Add(time.Second)}, {ID: 3, At: t0.Add(2 * time.Second)}})
+	// Node 1, the oldest, is seen again first: nodes 2 and 3 make room.
+	refused := r.Observe(t0, []Sighting{{ID: 1, At: t0.Add(5 * time.Second)}, {ID: 4, At: t0.Add(5 * time.Second)}, {ID: 5, At: t0.Add(5 * time.Second)}})
+	if refused != 0 {
+		t.Fatalf("refused %d", refused)
+	}
+	for id, want := range map[uint32]bool{1: true, 2: false, 3: false, 4: true, 5: true} {
+		if _, ok := r.Get(id); ok != want {
+			t.Errorf("node %d kept %v, want %v", id, ok, want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/meshfleet/meshfleet/mesh"
@@ -28,6 +29,14 @@ type ScenarioConfig struct {
 	Broadcasts, Singles int
 }
 
+// liveHeap is the heap in use after a full collection.
+func liveHeap() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
 // Report is the outcome of RunScenario. The JSON names are part of the
 // meshfleet sim command's output.
 type Report struct {
@@ -46,6 +55,11 @@ type Report struct {
 	// VirtualS is the simulated time, WallS the real time it took.
 	VirtualS float64 `json:"virtual_s"`
 	WallS    float64 `json:"wall_s"`
+	// HeapPerNodeBytes is the Go heap the simulated mesh holds once
+	// converged, after a garbage collection, over its nodes: what one
+	// simulated node (its mesh state, links and queues) costs in memory.
+	// Like WallS it describes this process, not the simulated mesh.
+	HeapPerNodeBytes float64 `json:"heap_bytes_per_node,omitempty"`
 
 	Nodes        int    `json:"nodes"`
 	Topology     string `json:"topology"`
@@ -115,6 +129,7 @@ func RunScenario(ctx context.Context, cfg ScenarioConfig) (Report, error) {
 	if err := cfg.normalise(); err != nil {
 		return Report{}, err
 	}
+	heapBefore := liveHeap()
 	n := New(Config{Seed: cfg.Seed, Model: cfg.Link})
 	nodes, err := n.AddMeshNodes(cfg.Nodes, nil)
 	if err != nil {
@@ -154,6 +169,8 @@ func RunScenario(ctx context.Context, cfg ScenarioConfig) (Report, error) {
 	}
 	at := n.Elapsed().Seconds()
 	rep.ConvergedAtS = &at
+	rep.HeapPerNodeBytes = float64(liveHeap()-heapBefore) / float64(cfg.Nodes)
+	runtime.KeepAlive(n)
 
 	// Application traffic: payloads are unique, so deliveries can be
 	// counted per (payload, node).

@@ -16,8 +16,8 @@ import (
 )
 
 func init() {
-	bench := &cobra.Command{Use: "bench", Short: "Benchmarks: OTA modes and progressive rollouts on a simulated mesh, the wire codec, the history database"}
-	bench.AddCommand(newBenchOTACmd(), newBenchCodecCmd(), newBenchHistoryCmd(), newBenchRolloutCmd())
+	bench := &cobra.Command{Use: "bench", Short: "Benchmarks: OTA modes and progressive rollouts on a simulated mesh, the wire codec, the history database, the gateway's capacity"}
+	bench.AddCommand(newBenchOTACmd(), newBenchCodecCmd(), newBenchHistoryCmd(), newBenchRolloutCmd(), newBenchGatewayCmd())
 	rootCmd.AddCommand(bench)
 }
 

@@ -116,6 +116,7 @@ Link models: ` + strings.Join(sim.Models(), ", ") + ` (see the README's link mod
 			return runErr
 		},
 	}
+	cmd.AddCommand(newSimLimitsCmd())
 	f := cmd.Flags()
 	f.IntVar(&nodes, "nodes", 10, "number of nodes")
 	f.StringVar(&topology, "topology", "random", "topology: "+strings.Join(sim.Topologies(), "|"))
@@ -153,5 +154,8 @@ func writeSimReport(w io.Writer, r sim.Report) error {
 	}
 	fmt.Fprintf(tw, "virtual time\t%.3f s\n", r.VirtualS)
 	fmt.Fprintf(tw, "wall time\t%.3f s%s\n", r.WallS, speed)
+	if r.HeapPerNodeBytes > 0 {
+		fmt.Fprintf(tw, "memory\t%.0f bytes of Go heap a simulated node, once converged\n", r.HeapPerNodeBytes)
+	}
 	return tw.Flush()
 }

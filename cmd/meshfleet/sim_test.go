@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -77,6 +78,37 @@ func TestSimCommandBadFlags(t *testing.T) {
 	} {
 		if _, _, err := execute(t, context.Background(), nil, args...); err == nil {
 			t.Errorf("%v accepted", args)
+		}
+	}
+}
+
+// sim limits finds the boundary of each search: here the time limit of
+// a short run stops the chain, and the report names both sides of it.
+func TestSimLimitsSmall(t *testing.T) {
+	out, _, err := execute(t, context.Background(), nil, "sim", "limits", "--duration", "40ms", "--max-chain", "40", "--max-star", "24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if _, err := fmt.Sscanf(out[strings.Index(out, "chain  "):], "chain  %d nodes converges", &n); err != nil || n < 3 || n >= 40 {
+		t.Fatalf("no chain limit below 40 (%v):\n%s", err, out)
+	}
+	if !strings.Contains(out, fmt.Sprintf("; %d nodes does not converge within 40ms", n+1)) || !strings.Contains(out, "star   ") {
+		t.Fatalf("report:\n%s", out)
+	}
+}
+
+func TestSimLimitsBadFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--max-chain", "2"}, "--max-chain and --max-star must be 3.."},
+		{[]string{"--link", "wifi7"}, "wifi7"},
+	} {
+		_, _, err := execute(t, context.Background(), nil, append([]string{"sim", "limits"}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
 		}
 	}
 }

@@ -18,7 +18,7 @@ import (
 
 // BridgeConfig selects what the bridge publishes and where.
 type BridgeConfig struct {
-	Prefix          string        // topic prefix, e.g. "meshfleet"
+	Prefix          string        // topic root: mqtt.prefix, or <mqtt.prefix>/<mesh id> when the mesh id is configured
 	PublishInterval time.Duration // status topics (seeds: 30 s)
 	Nodes           bool          // <prefix>/status/nodes
 	Topology        bool          // <prefix>/status/topology
@@ -29,9 +29,20 @@ type BridgeConfig struct {
 	HomeAssistant   bool          // discovery configs under HAPrefix (implies per-node topics)
 	HAPrefix        string        // "homeassistant"
 	DeviceID        string        // envelope device_id: the gateway's node id
-	Version         string        // envelope firmware_version: the gateway node's (fleet.MeshfleetFirmware)
-	MaxUploadSize   int64         // firmware upload over MQTT
-	Logger          *slog.Logger
+	// MeshID names the gateway's mesh (mesh.id; by default the gateway's
+	// node id): mesh_id on status/nodes, mesh on control responses, and
+	// what a request on the shared control topic must name to be run here.
+	MeshID string
+	// SharedPrefix is mqtt.prefix alone: <SharedPrefix>/all/ota/control is
+	// the control topic every mesh's gateway listens on. "": none.
+	SharedPrefix string
+	// HAScope goes into Home Assistant ids (meshfleet_<scope>_<node>_...),
+	// so nodes of two meshes never share an entity; "" (the default
+	// layout, one mesh per broker) keeps the ids of earlier versions.
+	HAScope       string
+	Version       string // envelope firmware_version: the gateway node's (fleet.MeshfleetFirmware)
+	MaxUploadSize int64  // firmware upload over MQTT
+	Logger        *slog.Logger
 	// Now is the clock for timestamps (tests and the simulator pass their own).
 	Now func() time.Time
 
@@ -161,6 +172,26 @@ func NewBridge(svc fleet.Service, c *Client, cfg BridgeConfig) *Bridge {
 
 func (b *Bridge) topic(s string) string { return b.cfg.Prefix + "/" + s }
 
+// meshID is the mesh's id; without one configured, the gateway's node id
+// (as status/nodes has always said).
+func (b *Bridge) meshID() string {
+	if b.cfg.MeshID != "" {
+		return b.cfg.MeshID
+	}
+	return b.cfg.DeviceID
+}
+
+// haID is the Home Assistant id of node: its device identifier, and with a
+// suffix its entities' unique ids.
+func (b *Bridge) haID(node uint32) string { return b.haIDOf(id(node)) }
+
+func (b *Bridge) haIDOf(node string) string {
+	if b.cfg.HAScope != "" {
+		return "meshfleet_" + b.cfg.HAScope + "_" + node
+	}
+	return "meshfleet_" + node
+}
+
 // Subscribed is closed once Run has subscribed to ota/control,
 // registry/control and to/#.
 func (b *Bridge) Subscribed() <-chan struct{} { return b.subscribed }
@@ -177,6 +208,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 		// An external broker's ACL written before the registry existed
 		// may refuse it: the rest still works.
 		b.log.Warn("device registry requests over MQTT unavailable", "topic", b.topic(TopicRegistryControl), "err", err)
+	}
+	if b.cfg.SharedPrefix != "" {
+		if err := b.c.Subscribe(ctx, SharedControlTopic(b.cfg.SharedPrefix), func(m Message) { b.handleSharedControl(ctx, m) }); err != nil {
+			b.log.Warn("the control topic shared by every mesh is unavailable", "topic", SharedControlTopic(b.cfg.SharedPrefix), "err", err)
+		}
 	}
 	if b.cfg.Messages {
 		if err := b.c.Subscribe(ctx, b.topic(TopicTo+"+"), func(m Message) { b.handleTo(ctx, m) }); err != nil {
@@ -341,7 +377,7 @@ func (b *Bridge) PublishAll(ctx context.Context) {
 		return
 	}
 	if b.cfg.Nodes {
-		b.publishJSON(ctx, b.topic(TopicNodes), NodesPayload{envelope: b.env(), Nodes: nodes, NodeCount: total, MeshID: b.cfg.DeviceID}, true)
+		b.publishJSON(ctx, b.topic(TopicNodes), NodesPayload{envelope: b.env(), Nodes: nodes, NodeCount: total, MeshID: b.meshID()}, true)
 	}
 	if b.cfg.Topology {
 		t, err := b.topology(ctx)
@@ -535,13 +571,17 @@ func (b *Bridge) discover(ctx context.Context, n fleet.Node) {
 	if done {
 		return
 	}
-	dev := haDevice{Identifiers: []string{"meshfleet_" + id(n.ID)}, Name: "Mesh node " + id(n.ID), Manufacturer: "painlessMesh",
+	name := "Mesh node " + id(n.ID)
+	if b.cfg.HAScope != "" {
+		name = "Mesh " + b.cfg.HAScope + " node " + id(n.ID)
+	}
+	dev := haDevice{Identifiers: []string{b.haID(n.ID)}, Name: name, Manufacturer: "painlessMesh",
 		Model: n.Hardware, SWVersion: n.Firmware}
 	if !n.Gateway {
-		dev.ViaDevice = "meshfleet_" + b.cfg.DeviceID
+		dev.ViaDevice = b.haIDOf(b.cfg.DeviceID)
 	}
 	for _, s := range haSensors {
-		uid := "meshfleet_" + id(n.ID) + "_" + s.key
+		uid := b.haID(n.ID) + "_" + s.key
 		cfg := haSensor{Name: s.name, UniqueID: uid, StateTopic: b.topic(TopicNode + id(n.ID)),
 			ValueTemplate: haValueTemplate(s.key, s.optional), UnitOfMeasurement: s.unit, DeviceClass: s.class,
 			StateClass: "measurement", Availability: b.haAvailabilityOf(n.ID), AvailabilityMode: "all", Device: dev}

@@ -54,6 +54,11 @@ type ControlRequest struct {
 	Spec     *fleet.RolloutRequest `json:"spec,omitempty"`
 	Reason   string                `json:"reason,omitempty"`
 	Rollback bool                  `json:"rollback,omitempty"`
+	// Meshes names the meshes a request is for: required on the shared
+	// control topic (mesh ids, or "*" for every mesh), where each gateway
+	// runs only what names its own mesh; optional on a mesh's own topic,
+	// where it must name that mesh.
+	Meshes []string `json:"meshes,omitempty"`
 }
 
 // ControlResponse answers one request on <prefix>/ota/control/response.
@@ -63,14 +68,23 @@ type ControlResponse struct {
 	OK            bool   `json:"ok"`
 	Error         string `json:"error,omitempty"`
 	Data          any    `json:"data,omitempty"`
+	// Mesh is the id of the mesh whose gateway answers: on the shared
+	// control topic one request gets an answer from each mesh it names.
+	Mesh string `json:"mesh,omitempty"`
 }
 
-func (b *Bridge) handleControl(ctx context.Context, m Message) {
+func (b *Bridge) handleControl(ctx context.Context, m Message) { b.handleControlOn(ctx, m, false) }
+
+func (b *Bridge) handleControlOn(ctx context.Context, m Message, shared bool) {
 	var req ControlRequest
 	dec := json.NewDecoder(bytes.NewReader(m.Payload))
 	dec.DisallowUnknownFields()
-	resp := ControlResponse{}
+	resp := ControlResponse{Mesh: b.meshID()}
 	from := b.sender(m)
+	replyTo := b.topic(TopicOTAResponse)
+	if shared {
+		replyTo = SharedResponseTopic(b.cfg.SharedPrefix)
+	}
 	if err := dec.Decode(&req); err != nil {
 		// Still echo what can be read, so the sender can match the error.
 		var id struct {
@@ -83,17 +97,24 @@ func (b *Bridge) handleControl(ctx context.Context, m Message) {
 			resp.Action = "unknown"
 		}
 		resp.Error = fmt.Sprintf("request is not a valid control document: %v", err)
+		if b.checkReplyTopic(m, from, replyTo) != nil {
+			m.ResponseTopic = "" // as for a valid request: only to a reply topic
+		}
 	} else {
 		resp.CorrelationID, resp.Action = req.CorrelationID, req.Action
 		var data any
-		err := b.checkResponseTopic(m, from)
-		if err != nil {
+		run, err := b.addressed(req, shared)
+		if !run {
+			return
+		}
+		if rerr := b.checkReplyTopic(m, from, replyTo); rerr != nil {
 			// Never publish where the requester points unless it is a
 			// reply topic it may read: the gateway's client may write
 			// anywhere, e.g. into the mesh. Refused requests are not run.
-			b.log.Warn("control request refused", "action", req.Action, "response_topic", m.ResponseTopic, "who", from.who(b.cfg.TrustSender), "err", err)
+			b.log.Warn("control request refused", "action", req.Action, "response_topic", m.ResponseTopic, "who", from.who(b.cfg.TrustSender), "err", rerr)
 			m.ResponseTopic = ""
-		} else {
+			err = rerr
+		} else if err == nil {
 			data, err = b.control(ctx, req, from)
 		}
 		if err != nil {
@@ -108,7 +129,7 @@ func (b *Bridge) handleControl(ctx context.Context, m Message) {
 		b.log.Error("control response", "err", err)
 		return
 	}
-	if err := b.c.Reply(ctx, m, b.topic(TopicOTAResponse), payload); err != nil {
+	if err := b.c.Reply(ctx, m, replyTo, payload); err != nil {
 		b.log.Warn("control response not sent", "err", err)
 	}
 }
@@ -157,7 +178,7 @@ func (s Sender) who(trusted bool) string {
 // <prefix>/ota/control/response, and, with the embedded broker, only those
 // the requester may read.
 func (b *Bridge) checkResponseTopic(m Message, from Sender) error {
-	return b.checkReplyTopic(m, from, TopicOTAResponse)
+	return b.checkReplyTopic(m, from, b.topic(TopicOTAResponse))
 }
 
 // auditActions names the state-changing control actions in the audit log.

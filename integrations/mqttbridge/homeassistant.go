@@ -65,7 +65,7 @@ type haUpdateState struct {
 }
 
 func (b *Bridge) discoverUpdate(ctx context.Context, n fleet.Node, dev haDevice) {
-	uid := "meshfleet_" + id(n.ID) + "_firmware"
+	uid := b.haID(n.ID) + "_firmware"
 	b.publishJSON(ctx, b.cfg.HAPrefix+"/"+haComponentUpdate+"/"+uid+"/config", haUpdate{
 		Name: "Firmware", UniqueID: uid, DeviceClass: "firmware", EntityCategory: "config",
 		StateTopic: b.topic(TopicNode + id(n.ID) + TopicNodeUpdate), CommandTopic: b.topic(TopicOTAInstall + id(n.ID)),
@@ -84,9 +84,9 @@ func (b *Bridge) forgetHA(ctx context.Context, node uint32) {
 	b.publish(ctx, b.topic(TopicNode+id(node)+TopicNodeAvailability), nil, true)
 	b.publish(ctx, b.topic(TopicNode+id(node)+TopicNodeUpdate), nil, true)
 	for _, s := range haSensors {
-		b.publish(ctx, b.cfg.HAPrefix+"/"+haComponentSensor+"/meshfleet_"+id(node)+"_"+s.key+"/config", nil, true)
+		b.publish(ctx, b.cfg.HAPrefix+"/"+haComponentSensor+"/"+b.haID(node)+"_"+s.key+"/config", nil, true)
 	}
-	b.publish(ctx, b.cfg.HAPrefix+"/"+haComponentUpdate+"/meshfleet_"+id(node)+"_firmware/config", nil, true)
+	b.publish(ctx, b.cfg.HAPrefix+"/"+haComponentUpdate+"/"+b.haID(node)+"_firmware/config", nil, true)
 }
 
 // publishHAState publishes n's availability and, when imgs is not nil

@@ -41,7 +41,7 @@ func (b *Bridge) handleRegistry(ctx context.Context, m Message) {
 	dec := json.NewDecoder(bytes.NewReader(m.Payload))
 	dec.DisallowUnknownFields()
 	from := b.sender(m)
-	resp := ControlResponse{}
+	resp := ControlResponse{Mesh: b.meshID()}
 	if err := dec.Decode(&req); err != nil {
 		var id struct {
 			CorrelationID string `json:"correlation_id"`
@@ -53,10 +53,13 @@ func (b *Bridge) handleRegistry(ctx context.Context, m Message) {
 			resp.Action = "unknown"
 		}
 		resp.Error = fmt.Sprintf("request is not a valid registry document: %v", err)
+		if b.checkReplyTopic(m, from, b.topic(TopicRegistryResponse)) != nil {
+			m.ResponseTopic = "" // as for a valid request: only to a reply topic
+		}
 	} else {
 		resp.CorrelationID, resp.Action = req.CorrelationID, req.Action
 		var data any
-		err := b.checkReplyTopic(m, from, TopicRegistryResponse)
+		err := b.checkReplyTopic(m, from, b.topic(TopicRegistryResponse))
 		if err != nil {
 			b.log.Warn("registry request refused", "action", req.Action, "response_topic", m.ResponseTopic, "who", from.who(b.cfg.TrustSender), "err", err)
 			m.ResponseTopic = ""
@@ -119,14 +122,13 @@ func (b *Bridge) registry(ctx context.Context, req RegistryRequest) (any, error)
 }
 
 // checkReplyTopic allows MQTT 5 response topics only at or below
-// <prefix>/<base>, and, with the embedded broker, only those the
+// base (a whole topic), and, with the embedded broker, only those the
 // requester may read.
 func (b *Bridge) checkReplyTopic(m Message, from Sender, base string) error {
 	rt := m.ResponseTopic
 	if rt == "" {
 		return nil
 	}
-	base = b.topic(base)
 	if (rt != base && !strings.HasPrefix(rt, base+"/")) || strings.ContainsAny(rt, "+#") {
 		return fmt.Errorf("response topic %q refused: replies go only to %s or a topic below it", rt, base)
 	}

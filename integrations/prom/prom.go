@@ -210,15 +210,35 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// MeshLabel names the mesh on every series, so the scrapes of several
+// gateways (one per mesh) merge without two series alike, the Go and
+// process series of each gateway included.
+const MeshLabel = "mesh"
+
+// Registry is a Prometheus registry whose collectors' series all carry
+// the mesh label.
+type Registry struct {
+	*prometheus.Registry
+	labelled prometheus.Registerer
+}
+
+// MustRegister registers cs with the mesh label added to their series.
+func (r *Registry) MustRegister(cs ...prometheus.Collector) { r.labelled.MustRegister(cs...) }
+
 // NewRegistry returns a registry with the exporter and the Go runtime and
-// process collectors for the gateway itself.
-func NewRegistry(svc fleet.Service) *prometheus.Registry {
+// process collectors for the gateway itself, every series labelled
+// mesh="<mesh>"; mesh "" adds no label (one mesh, as before mesh ids).
+func NewRegistry(svc fleet.Service, mesh string) *Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewExporter(svc), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return reg
+	r := &Registry{Registry: reg, labelled: reg}
+	if mesh != "" {
+		r.labelled = prometheus.WrapRegistererWith(prometheus.Labels{MeshLabel: mesh}, reg)
+	}
+	r.MustRegister(NewExporter(svc), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
 }
 
 // Handler serves reg in the Prometheus text format.
-func Handler(reg *prometheus.Registry) http.Handler {
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, Registry: reg})
+func Handler(reg *Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, Registry: reg.labelled})
 }

@@ -54,7 +54,7 @@ meshfleet_ota_node_chunks_done{campaign="c1",node_id="1"} 5
 		t.Fatal(err)
 	}
 	// The whole registry lints clean (names, help, types).
-	problems, err := testutil.GatherAndLint(NewRegistry(m))
+	problems, err := testutil.GatherAndLint(NewRegistry(m, "north"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +264,7 @@ meshfleet_fleet_up %d
 		}
 	}
 	m.SetFault(fails)
-	mfs, err := NewRegistry(m).Gather()
+	mfs, err := NewRegistry(m, "north").Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,5 +319,43 @@ meshfleet_node_firmware_info{hardware="",md5="0123456789abcdef0123456789abcdef",
 `
 	if err := testutil.CollectAndCompare(NewExporter(m), strings.NewReader(exp), "meshfleet_node_firmware_info"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Two gateways, one per mesh, scraped into one Prometheus: every series
+// of each carries its mesh, so the merged scrape has no two series alike,
+// even when the meshes' node ids coincide and for the Go and process
+// series.
+func TestRegistriesOfTwoMeshesMergeWithoutDuplicates(t *testing.T) {
+	nodes := []fleet.Node{{ID: 1, Status: "online", Gateway: true}, {ID: 1001, Status: "online"}}
+	seen := map[string]string{}
+	for _, mesh := range []string{"north", "south"} {
+		mfs, err := NewRegistry(&fleettest.Memory{NodeList: nodes}, mesh).Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				var labels []string
+				got := ""
+				for _, l := range m.GetLabel() {
+					labels = append(labels, l.GetName()+"="+l.GetValue())
+					if l.GetName() == MeshLabel {
+						got = l.GetValue()
+					}
+				}
+				if got != mesh {
+					t.Fatalf("%s%v: mesh label %q, want %q", mf.GetName(), labels, got, mesh)
+				}
+				key := mf.GetName() + fmt.Sprint(labels)
+				if other, dup := seen[key]; dup {
+					t.Fatalf("series %s from mesh %s and %s", key, other, mesh)
+				}
+				seen[key] = mesh
+			}
+		}
+	}
+	if len(seen) < 40 {
+		t.Fatalf("only %d series in both scrapes", len(seen))
 	}
 }
