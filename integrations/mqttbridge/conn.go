@@ -67,9 +67,9 @@ type Client struct {
 	mu   sync.Mutex
 	subs map[string]func(Message) // filter → handler
 	up   bool
-	// upCh is closed once up is set. autopaho's own AwaitConnection
-	// returns before OnConnectionUp runs, when Publish still finds the
-	// client not connected.
+	// upCh is closed once up is set and the subscriptions are made.
+	// autopaho's own AwaitConnection returns before OnConnectionUp runs,
+	// when Publish still finds the client not connected.
 	upCh chan struct{}
 }
 
@@ -104,27 +104,41 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(250*time.Millisecond, 30*time.Second, 500*time.Millisecond, 2),
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			c.mu.Lock()
-			if !c.up {
-				close(c.upCh)
-			}
 			c.up = true
+			ready := c.upCh
 			filters := make([]string, 0, len(c.subs))
 			for f := range c.subs {
 				filters = append(filters, f)
 			}
 			c.mu.Unlock()
 			log.Info("mqtt connected", "broker", cfg.URL)
-			if len(filters) > 0 {
-				go c.subscribe(ctx, filters)
-			}
-			if cfg.OnUp != nil {
-				go cfg.OnUp()
-			}
+			// AwaitConnection returns once the subscriptions are in place
+			// (SUBACK), not at CONNACK: a client that publishes a request
+			// right after it must hear the answer.
+			go func() {
+				if len(filters) > 0 {
+					c.subscribe(ctx, filters) // a refusal is logged; the client is up all the same
+				}
+				c.mu.Lock()
+				if c.up && c.upCh == ready {
+					select {
+					case <-ready:
+					default:
+						close(ready)
+					}
+				}
+				c.mu.Unlock()
+				if cfg.OnUp != nil {
+					cfg.OnUp()
+				}
+			}()
 		},
 		OnConnectionDown: func() bool {
 			c.mu.Lock()
-			if c.up {
+			select {
+			case <-c.upCh: // waiters from now on wait for the next connection
 				c.upCh = make(chan struct{})
+			default: // never ready: its waiters wait on
 			}
 			c.up = false
 			c.mu.Unlock()
@@ -192,7 +206,8 @@ func tlsConfig(cfg ClientConfig) (*tls.Config, error) {
 	return t, nil
 }
 
-// AwaitConnection waits until the client is connected or ctx ends.
+// AwaitConnection waits until the client is connected and has made its
+// subscriptions, or ctx ends.
 func (c *Client) AwaitConnection(ctx context.Context) error {
 	c.mu.Lock()
 	up := c.upCh
