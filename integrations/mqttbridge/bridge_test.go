@@ -139,6 +139,23 @@ func newRig(t *testing.T, ctx context.Context, url string, mutate func(*BridgeCo
 	return &rig{svc: svc, obs: obs, pub: pub, bridge: b}
 }
 
+// startRig starts an embedded broker and a rig on it, both stopped at the
+// end of the test, and a context bounding the test to 20 s.
+func startRig(t *testing.T, mutate func(*BridgeConfig)) (context.Context, *rig) {
+	t.Helper()
+	br, err := StartBroker("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	r := newRig(t, ctx, br.URL(), mutate)
+	// Cleanups run last first: the context ends, then the broker, then
+	// the rig's clients.
+	t.Cleanup(func() { br.Close() })
+	t.Cleanup(cancel)
+	return ctx, r
+}
+
 // awaitSubscribed waits until b takes requests, so that a test's first
 // request is not published before anyone listens.
 func awaitSubscribed(t *testing.T, ctx context.Context, b *Bridge) {
@@ -151,14 +168,7 @@ func awaitSubscribed(t *testing.T, ctx context.Context, b *Bridge) {
 }
 
 func TestStatusTopics(t *testing.T) {
-	br, err := StartBroker("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.HomeAssistant = true })
+	ctx, r := startRig(t, func(c *BridgeConfig) { c.HomeAssistant = true })
 
 	var nodes NodesPayload
 	json.Unmarshal(r.obs.wait(t, ctx, "mf/status/nodes", nil), &nodes)
@@ -223,14 +233,7 @@ func request(t *testing.T, ctx context.Context, r *rig, req string) ControlRespo
 }
 
 func TestOTAControlAndUpload(t *testing.T) {
-	br, err := StartBroker("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	r := newRig(t, ctx, br.URL(), nil)
+	ctx, r := startRig(t, nil)
 	r.obs.wait(t, ctx, "mf/status/nodes", nil) // the bridge is up and subscribed once it published
 
 	img := []byte(strings.Repeat("firmware bytes ", 300))
@@ -325,14 +328,7 @@ func TestUploadMD5Mismatch(t *testing.T) {
 }
 
 func TestMeshMessages(t *testing.T) {
-	br, err := StartBroker("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	r := newRig(t, ctx, br.URL(), nil)
+	ctx, r := startRig(t, nil)
 	r.obs.wait(t, ctx, "mf/status/nodes", nil)
 	r.svc.Publish(fleet.Event{Message: &fleet.Message{From: 3907768579, Payload: `{"temp":21}`}})
 	if got := r.obs.wait(t, ctx, "mf/from/3907768579", nil); string(got) != `{"temp":21}` {
@@ -357,14 +353,7 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // <prefix>/ota/control/response is never published to; the request is
 // refused and answered on the default response topic instead.
 func TestResponseTopicOutsidePrefixRefused(t *testing.T) {
-	br, err := StartBroker("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	r := newRig(t, ctx, br.URL(), nil)
+	ctx, r := startRig(t, nil)
 	r.obs.wait(t, ctx, "mf/status/nodes", nil)
 	for i, topic := range []string{"mf/to/broadcast", "mf/status/nodes", "elsewhere", "mf/ota/control/responses"} {
 		corr := "rt" + itoa(i)
@@ -648,14 +637,7 @@ func hops(n int) *int { return &n }
 // documents (fleet.Node, as GET /api/v1/nodes encodes them), and the
 // counts on status/nodes and status/metrics come from the same list.
 func TestNodeDocumentsAreTheRESTDocuments(t *testing.T) {
-	br, err := StartBroker("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.PerNode = true })
+	ctx, r := startRig(t, func(c *BridgeConfig) { c.PerNode = true })
 	r.svc.Update(func(m *fleettest.Memory) { m.Sum.NodeCount, m.Sum.OnlineCount = 10, 6 }) // another count the service may hold
 	nodes, err := r.svc.Nodes(ctx)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/meshfleet/meshfleet/fleet"
 	"github.com/meshfleet/meshfleet/fleet/fleettest"
@@ -16,14 +15,7 @@ import (
 // must render such a document without an error, and render "None", which
 // Home Assistant takes as the state unknown for a numeric sensor.
 func TestHomeAssistantTemplatesTolerateAbsentKeys(t *testing.T) {
-	br, err := StartBroker("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.HomeAssistant = true })
+	ctx, r := startRig(t, func(c *BridgeConfig) { c.HomeAssistant = true })
 	// Node 17 is known only from the layout: nothing measured.
 	var doc map[string]any
 	data, _ := json.Marshal(fleet.Node{ID: 17, Status: "offline"})
@@ -48,14 +40,7 @@ func TestHomeAssistantTemplatesTolerateAbsentKeys(t *testing.T) {
 // version, progress, an install command) and its own availability topic,
 // which its sensors and update entity use besides the gateway's.
 func TestHomeAssistantUpdateEntity(t *testing.T) {
-	br, err := StartBroker("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.HomeAssistant = true })
+	ctx, r := startRig(t, func(c *BridgeConfig) { c.HomeAssistant = true })
 	const node = "3907768579"
 	r.svc.Update(func(m *fleettest.Memory) {
 		m.ImageList = []fleet.Image{
@@ -156,14 +141,7 @@ func TestCompareVersions(t *testing.T) {
 // A forgotten node leaves Home Assistant: its discovery configs,
 // availability and update state are cleared (empty retained messages).
 func TestForgottenNodeLeavesHomeAssistant(t *testing.T) {
-	br, err := StartBroker("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.HomeAssistant = true })
+	ctx, r := startRig(t, func(c *BridgeConfig) { c.HomeAssistant = true })
 	r.obs.wait(t, ctx, "homeassistant/update/meshfleet_17_firmware/config", nil)
 	if err := r.svc.ForgetNode(ctx, 17, false); err != nil {
 		t.Fatal(err)

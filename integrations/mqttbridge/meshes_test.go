@@ -1,11 +1,9 @@
 package mqttbridge
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 )
@@ -16,14 +14,7 @@ import (
 // meshes; a broken document or a response topic elsewhere is answered on
 // the shared reply topic, never published where the requester pointed.
 func TestSharedControlTopic(t *testing.T) {
-	br, err := StartBroker("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.Prefix, c.SharedPrefix, c.MeshID = "mf/north", "mf", "north" })
+	ctx, r := startRig(t, func(c *BridgeConfig) { c.Prefix, c.SharedPrefix, c.MeshID = "mf/north", "mf", "north" })
 	// The observer sees the bridge's first status: it is subscribed.
 	if nodes := r.obs.wait(t, ctx, "mf/north/status/nodes", nil); !strings.Contains(string(nodes), `"mesh_id":"north"`) {
 		t.Fatalf("status/nodes: %s", nodes)

@@ -104,14 +104,7 @@ func TestRegistryRequests(t *testing.T) {
 // A node forgotten elsewhere (REST) loses its retained document at the
 // next publish.
 func TestForgottenNodeRetainedDocumentCleared(t *testing.T) {
-	br, err := StartBroker("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	r := newRig(t, ctx, br.URL(), func(c *BridgeConfig) { c.PerNode = true })
+	ctx, r := startRig(t, func(c *BridgeConfig) { c.PerNode = true })
 	r.obs.wait(t, ctx, "mf/status/node/17", nil)
 	if err := r.svc.ForgetNode(ctx, 17, false); err != nil {
 		t.Fatal(err)
@@ -121,14 +114,7 @@ func TestForgottenNodeRetainedDocumentCleared(t *testing.T) {
 }
 
 func TestRegistryResponseTopicOutsideItsBaseRefused(t *testing.T) {
-	br, err := StartBroker("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	r := newRig(t, ctx, br.URL(), nil)
+	ctx, r := startRig(t, nil)
 	if _, err := r.pub.cm.Publish(ctx, &paho.Publish{Topic: "mf/registry/control", QoS: 1, Payload: []byte(`{"action":"forget","node_id":17}`),
 		Properties: &paho.PublishProperties{ResponseTopic: "mf/to/broadcast"}}); err != nil {
 		t.Fatal(err)
@@ -143,14 +129,7 @@ func TestRegistryResponseTopicOutsideItsBaseRefused(t *testing.T) {
 
 // ota/control start takes the registry's targets and the queue.
 func TestStartTakesRegistryTargets(t *testing.T) {
-	br, err := StartBroker("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	r := newRig(t, ctx, br.URL(), nil)
+	ctx, r := startRig(t, nil)
 	r.svc.Update(func(m *fleettest.Memory) { m.ImageList = []fleet.Image{{ID: "img1", MD5: "aa"}} })
 	resp := request(t, ctx, r, `{"correlation_id":"s","action":"start","image":"img1","tags":["east"],"names":["Shed"],"outdated":true,"max_concurrent":2}`)
 	if !resp.OK {
