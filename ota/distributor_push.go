@@ -151,7 +151,7 @@ func (p *pushControl) askedAfterPush(node uint32, i, nodes int) bool {
 // the radio has room.
 func (d *Distributor) push(now time.Time, c *dcampaign) {
 	p := &c.push
-	d.probeLinks(now, &p.link, p.probing())
+	d.probePush(now, p)
 	if !p.pushing || now.Before(p.nextAt) || !d.pace.ready(now) {
 		return
 	}
@@ -176,11 +176,22 @@ func (d *Distributor) push(now time.Time, c *dcampaign) {
 	n := d.sendReply(now, reply{c: c, idx: p.next, routing: protocol.RouteBroadcast, v: c.fast})
 	d.pace.charge(now, p.link.cost(d.cfg.Radio, n, own))
 	p.lastLen = n
-	d.probeLinks(now, &p.link, p.probing())
+	p.nextAt = now
+	d.probePush(now, p)
 	p.next++
 	// Spacing counts from the actual send: catching up after a delay
 	// would bunch chunks, and bunched chunks overflow relay queues.
-	p.nextAt = now.Add(p.gap(d.cfg.Radio, d.cfg.Utilization, Dense.EncodedLen(c.fast.chunkSize)+80, busiest))
+	p.nextAt = p.nextAt.Add(p.gap(d.cfg.Radio, d.cfg.Utilization, Dense.EncodedLen(c.fast.chunkSize)+80, busiest))
+}
+
+// probePush sends the push's link probe when due. The push keeps the
+// busiest radio 98 % busy, and a probe to the deepest node may cross that
+// radio there and back: the next chunk leaves it that airtime (at the
+// links' speed).
+func (d *Distributor) probePush(now time.Time, p *pushControl) {
+	if d.probeLinks(now, &p.link, p.probing()) {
+		p.nextAt = later(p.nextAt, now).Add(p.link.cost(d.cfg.Radio, linkProbeLen, 2))
+	}
 }
 
 // observe feeds receiver r's report into c's push rate control.

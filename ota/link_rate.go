@@ -192,14 +192,16 @@ func (p *pushControl) probeDue() time.Time {
 }
 
 // probeLinks sends r's probe when due and probing, between pushes too: a
-// long model gap must not hold back the probes that would shorten it.
-func (d *Distributor) probeLinks(now time.Time, r *linkRate, probing bool) {
+// long model gap must not hold back the probes that would shorten it. It
+// reports whether a probe went.
+func (d *Distributor) probeLinks(now time.Time, r *linkRate, probing bool) bool {
 	if !probing || now.Before(r.due()) {
-		return
+		return false
 	}
 	_, _, depth := d.fanout()
 	to := deepest(depth)
 	r.probe(now, d.host, to, time.Duration(2*depth[to])*d.cfg.Radio.airtime(linkProbeLen))
+	return r.probeAt.Equal(now)
 }
 
 // deepest is the node farthest from us in depth (the lowest id among
