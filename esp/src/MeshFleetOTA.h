@@ -18,7 +18,7 @@
 //
 // Memory is fixed at compile time: sizeof(MeshFleetOTA) (the chunk buffer,
 // which also encodes repairs in place, the 2048-byte heatshrink window,
-// the chunk bitmap and some counters and strings: 8,272 bytes on the
+// the chunk bitmap and some counters and strings: 8,480 bytes on the
 // 64-bit host), plus the inflater where there is one (inflate.hpp).
 // Nothing is allocated per chunk.
 #ifndef MESHFLEET_OTA_H_
