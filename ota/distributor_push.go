@@ -12,10 +12,13 @@ import (
 )
 
 // pushControl is a broadcast campaign's push: which chunk goes next and
-// when, spaced for the busiest radio of the tree and adjusted by AIMD on
-// the loss the receivers report (PROTOCOL.md, 723 Report, rate control),
-// and which chunks so many nodes asked the distributor for after the push
-// that pushing them once more is cheaper.
+// when, and which chunks so many nodes asked the distributor for after the
+// push that pushing them once more is cheaper. The spacing starts at the
+// airtime model of the busiest radio of the tree and follows the links
+// as stock-turbo's does (linkRate: faster while probes to the deepest
+// node come back quicker than the model's radios could carry them), and
+// AIMD on the loss the receivers report (PROTOCOL.md, 723 Report, rate
+// control) lowers it.
 type pushControl struct {
 	// awaiting: the push starts once a receiver accepted the offer.
 	awaiting bool
@@ -24,8 +27,13 @@ type pushControl struct {
 	nextAt   time.Time // when it may go
 	over     bool      // every chunk was pushed and End sent
 	// rate multiplies the estimated capacity of the busiest radio: 1 is
-	// the estimate (the ceiling), lower after congestion.
+	// the estimate (the ceiling on the model's radios), lower after
+	// congestion.
 	rate float64
+	// link multiplies rate by how much faster than the model the links
+	// are shown to be (1 on the model's radios).
+	link    linkRate
+	lastLen int // the last pushed chunk's bytes
 	// askedBy maps a chunk to the nodes that asked the distributor for
 	// it once the push was over.
 	askedBy map[int]map[uint32]bool
@@ -58,10 +66,11 @@ func (p *pushControl) release() {
 
 // gap is the time between pushed chunks of encoded size msg that keeps
 // the busiest radio (the node with the most children sends every chunk
-// once per child) at utilization × rate of its airtime.
+// once per child) at utilization × rate of its airtime, on links the
+// probes showed that many times faster than the model.
 func (p *pushControl) gap(radio Radio, utilization float64, msg, busiest int) time.Duration {
 	per := time.Duration(busiest) * radio.airtime(msg)
-	return time.Duration(float64(per) / (utilization * p.rate))
+	return time.Duration(float64(per) / (utilization * p.rate * p.link.factor()))
 }
 
 // observe feeds a receiver's report into the rate control: the pushed
@@ -81,6 +90,9 @@ func (p *pushControl) observe(r *Report, hops func() int, lossTarget float64) {
 	p.window.reporters++
 	if perHop > 2*lossTarget && dLost >= minCongestedLost {
 		p.window.congested++
+		// A queue overflows somewhere: the links' speed-up halves at the
+		// next probe, not a control window later.
+		p.link.loss()
 	}
 }
 
@@ -111,6 +123,7 @@ func (p *pushControl) adjust(now time.Time, lossTarget float64) (loss float64, c
 	old := p.rate
 	if loss > lossTarget || w.congested*10 > w.reporters {
 		p.rate = max(p.rate*0.75, 0.25)
+		p.link.loss() // and the links' speed-up halves at the next probe
 	} else {
 		p.rate = min(p.rate+0.05, 1) // the estimate is the ceiling: above it queues overflow
 	}
@@ -138,6 +151,7 @@ func (p *pushControl) askedAfterPush(node uint32, i, nodes int) bool {
 // the radio has room.
 func (d *Distributor) push(now time.Time, c *dcampaign) {
 	p := &c.push
+	d.probePush(now, p)
 	if !p.pushing || now.Before(p.nextAt) || !d.pace.ready(now) {
 		return
 	}
@@ -160,11 +174,24 @@ func (d *Distributor) push(now time.Time, c *dcampaign) {
 		return
 	}
 	n := d.sendReply(now, reply{c: c, idx: p.next, routing: protocol.RouteBroadcast, v: c.fast})
-	d.pace.busy(now, n, own)
+	d.pace.charge(now, p.link.cost(d.cfg.Radio, n, own))
+	p.lastLen = n
+	p.nextAt = now
+	d.probePush(now, p)
 	p.next++
 	// Spacing counts from the actual send: catching up after a delay
 	// would bunch chunks, and bunched chunks overflow relay queues.
-	p.nextAt = now.Add(p.gap(d.cfg.Radio, d.cfg.Utilization, Dense.EncodedLen(c.fast.chunkSize)+80, busiest))
+	p.nextAt = p.nextAt.Add(p.gap(d.cfg.Radio, d.cfg.Utilization, Dense.EncodedLen(c.fast.chunkSize)+80, busiest))
+}
+
+// probePush sends the push's link probe when due. The push keeps the
+// busiest radio 98 % busy, and a probe to the deepest node may cross that
+// radio there and back: the next chunk leaves it that airtime (at the
+// links' speed).
+func (d *Distributor) probePush(now time.Time, p *pushControl) {
+	if d.probeLinks(now, &p.link, p.probing()) {
+		p.nextAt = later(p.nextAt, now).Add(p.link.cost(d.cfg.Radio, linkProbeLen, 2))
+	}
 }
 
 // observe feeds receiver r's report into c's push rate control.

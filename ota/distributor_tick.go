@@ -97,7 +97,9 @@ func (d *Distributor) flush(now time.Time) {
 		if r.routing == protocol.RouteBroadcast {
 			count, _, _ = d.fanout()
 		}
-		d.pace.busy(now, n, count)
+		// On links the push's probes showed faster than the model, its
+		// repairs go as fast.
+		d.pace.charge(now, r.c.push.link.cost(d.pace.radio, n, count))
 	}
 }
 
@@ -125,6 +127,7 @@ func (d *Distributor) NextDeadline() time.Time {
 			at(t)
 		}
 		at(c.turbo.probeDue())
+		at(c.push.probeDue())
 		if t := c.turbo.deadline(); !t.IsZero() {
 			if r := d.pace.readyAt(); r.After(t) {
 				t = r

@@ -75,8 +75,8 @@ type turboControl struct {
 	window           time.Time
 	pushes, requests int
 	requestsPerPush  float64
-	rate             turboRate // the rate's multiple of the model's
-	lastLen          int       // the last push's bytes
+	rate             linkRate // the rate's multiple of the model's
+	lastLen          int      // the last push's bytes
 }
 
 // turboPushed is what a ticket was given to.
@@ -347,7 +347,7 @@ func (t *turboControl) begin(start int, probe bool) {
 // turbo sends a stock-turbo campaign's next push when its time came.
 func (d *Distributor) turbo(now time.Time, c *dcampaign) {
 	t := &c.turbo
-	d.turboProbe(now, c)
+	d.probeLinks(now, &t.rate, t.probing())
 	if !t.on || now.Before(t.nextAt) || !d.pace.ready(now) {
 		return
 	}
@@ -374,9 +374,9 @@ func (d *Distributor) turbo(now time.Time, c *dcampaign) {
 	}
 	n := d.turboSend(now, c, part, broadcasted, t.base+t.seq-1)
 	f := t.rate.factor()
-	d.pace.charge(now, time.Duration(float64(time.Duration(own)*d.cfg.Radio.airtime(n))/f))
+	d.pace.charge(now, t.rate.cost(d.cfg.Radio, n, own))
 	t.lastLen = n
-	d.turboProbe(now, c)
+	d.probeLinks(now, &t.rate, t.probing())
 	if p.copy == 0 {
 		t.lastPush[part] = now
 	}

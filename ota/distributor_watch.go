@@ -13,7 +13,7 @@ import (
 func (d *Distributor) OnEvent(now time.Time, ev mesh.Event) {
 	switch ev := ev.(type) {
 	case mesh.DelayMeasured:
-		d.turboDelay(now, ev)
+		d.linkDelay(now, ev)
 		return
 	case mesh.ChangedConnections, mesh.DroppedConnection, mesh.NewConnection:
 	default:

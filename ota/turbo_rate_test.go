@@ -67,12 +67,12 @@ func TestStockTurboRateRisesOnAFastLinkAndFallsOnLoss(t *testing.T) {
 		return pushed
 	}
 	start := now
-	run(func() bool { return tc.rate.factor() >= turboMaxSpeed })
+	run(func() bool { return tc.rate.factor() >= linkMaxSpeed })
 	ramp := now.Sub(start)
 	// The model: the busiest radio (two children) sends each part twice.
 	model := time.Duration(float64(2*d.cfg.Radio.airtime(tc.lastLen)) / d.cfg.Utilization)
 	if ramp > 20*model {
-		t.Fatalf("the rate took %s to reach %d× the model's (a push every %s)", ramp, turboMaxSpeed, model)
+		t.Fatalf("the rate took %s to reach %d× the model's (a push every %s)", ramp, linkMaxSpeed, model)
 	}
 	start = now
 	fast := run(func() bool { return now.Sub(start) >= 10*model })
@@ -119,14 +119,14 @@ func TestStockTurboRateFallsOnQueueGrowthAndLostProbes(t *testing.T) {
 	h := &probeHost{}
 	model := 12 * time.Millisecond // the probe's round trip on the model
 	now := turboEpoch
-	var r turboRate
+	var r linkRate
 	answer := func(trip time.Duration) {
 		r.probe(now, h, 4, model)
 		now = now.Add(trip)
 		if !r.measured(now, mesh.DelayMeasured{NodeID: 4, Delay: int32(trip / 2 / time.Microsecond)}) {
 			t.Fatal("the probe's answer was not taken")
 		}
-		now = now.Add(turboMaxRateProbeGap)
+		now = now.Add(linkMaxProbeGap)
 	}
 	for range 4 {
 		answer(time.Millisecond)
@@ -139,7 +139,7 @@ func TestStockTurboRateFallsOnQueueGrowthAndLostProbes(t *testing.T) {
 		t.Fatalf("after a round trip grown to 4× the shortest and past half the model's: %.0f×, want 8×", f)
 	}
 	r.probe(now, h, 4, model) // never answered
-	now = now.Add(turboProbeTimeout)
+	now = now.Add(linkProbeTimeout)
 	r.probe(now, h, 4, model)
 	if f := r.factor(); f != 4 {
 		t.Fatalf("after a lost probe: %.0f×, want 4×", f)
@@ -148,21 +148,21 @@ func TestStockTurboRateFallsOnQueueGrowthAndLostProbes(t *testing.T) {
 		t.Fatal("an answer from a node not probed was taken")
 	}
 	for range 5 {
-		now = now.Add(turboProbeTimeout)
+		now = now.Add(linkProbeTimeout)
 		r.probe(now, h, 4, model)
 	}
 	if f := r.factor(); f != 1 {
 		t.Fatalf("after lost probes: %.2f×, want the model's", f)
 	}
 	// At the model's rate on a link as slow as the model the probes
-	// back off, to one every turboIdleProbeGap.
+	// back off, to one every linkIdleProbeGap.
 	for range 30 {
-		now = now.Add(turboProbeTimeout)
+		now = now.Add(linkProbeTimeout)
 		if r.probe(now, h, 4, model); r.probeAt == now {
 			r.measured(now.Add(model), mesh.DelayMeasured{NodeID: 4, Delay: int32(model / 2 / time.Microsecond)})
 		}
 	}
-	if r.idleGap != turboIdleProbeGap || r.factor() != 1 {
-		t.Fatalf("probe gap %s at %.0f×, want %s at the model's rate", r.idleGap, r.factor(), turboIdleProbeGap)
+	if r.idleGap != linkIdleProbeGap || r.factor() != 1 {
+		t.Fatalf("probe gap %s at %.0f×, want %s at the model's rate", r.idleGap, r.factor(), linkIdleProbeGap)
 	}
 }

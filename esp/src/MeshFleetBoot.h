@@ -85,6 +85,7 @@ class BasicMeshFleetBoot {
     copy(rec_.id, sizeof rec_.id, ota_.transferID());
     copy(rec_.md5, sizeof rec_.md5, ota_.activeMD5());
     boot_.save(rec_);
+    ota_.rebooting();
     boot_.restart();
   }
 

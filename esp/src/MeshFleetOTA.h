@@ -18,7 +18,7 @@
 //
 // Memory is fixed at compile time: sizeof(MeshFleetOTA) (the chunk buffer,
 // which also encodes repairs in place, the 2048-byte heatshrink window,
-// the chunk bitmap and some counters and strings: 8,272 bytes on the
+// the chunk bitmap and some counters and strings: 8,480 bytes on the
 // 64-bit host), plus the inflater where there is one (inflate.hpp).
 // Nothing is allocated per chunk.
 #ifndef MESHFLEET_OTA_H_
@@ -57,6 +57,18 @@ enum : uint32_t {
   // kMaxWaiting children's asks for chunks not yet here are held until
   // the chunk comes (more are refused: the child asks further up).
   kMaxWaiting = 8,
+  // kQuietMinMs and kQuietMaxMs bound how long a broadcast receiver that
+  // never asked waits for the next pushed chunk before it takes the push
+  // for over (its tail or End lost) and asks: eight push gaps between
+  // them, as Go receivers wait, kQuietMaxMs before a gap was measured.
+  kQuietMinMs = 1000,
+  kQuietMaxMs = 6000,
+  // kRebootGraceMs after the push is over for this node (End, or quiet)
+  // a verified node reboots: what it relays to its children (the push's
+  // tail, End) and its Report leave its send queue first. A relay that
+  // rebooted on the last chunk cut its subtree off from both, and each
+  // child waited out the quiet time before it asked.
+  kRebootGraceMs = 500,
 };
 
 template <class Mesh>
@@ -110,7 +122,14 @@ class BasicMeshFleetOTA {
     tick_.set(200, TASK_FOREVER, [this]() { tick(); });
     scheduler_.addTask(tick_);
     tick_.enable();
+    reboot_.set(20, TASK_FOREVER, [this]() { rebootWhenRelayed(); });
+    scheduler_.addTask(reboot_);
   }
+
+  // rebooting says that the restart callback reboots the node for real
+  // even where it returns (MeshFleetBoot's host model): the new image
+  // reports for itself once it runs, so nothing is said before.
+  void rebooting() { rebooting_ = true; }
 
   // otaState is the receiver's state; error() the reason of the last
   // failure (Failed) or "".
@@ -191,6 +210,9 @@ class BasicMeshFleetOTA {
       for (JsonVariant n : nodes) listed = listed || n.as<uint32_t>() == mesh_.getNodeId();
       if (!listed) return;
     }
+    // Verified and about to reboot: the next boot answers (a trial
+    // image says "confirmed" only once it runs).
+    if (rebootPending_) return;
     uint32_t from = o["from"].as<uint32_t>();
     if (strcmp(md5, active_) == 0) {
       // Running it already: say so once per transfer.
@@ -248,7 +270,8 @@ class BasicMeshFleetOTA {
     held_.clear(n);
     next_ = skip_ = written_ = hi_ = lost_ = 0;
     windowEnd_ = 0;
-    asking_ = pushOver_ = false;
+    asking_ = pushOver_ = pushGapKnown_ = false;
+    lastPushMs_ = pushGapMs_ = 0;
     taken_ = dup_ = resumed_ = served_ = asked_ = askedParent_ = fromParent_ = askedPath_ = fromPath_ = 0;
     pathLen_ = src_ = srcMisses_ = 0;
     pathKnown_ = false;
@@ -411,7 +434,8 @@ class BasicMeshFleetOTA {
     uint32_t from = o["from"].as<uint32_t>();
     int routing = o["routing"].as<int>();
     if (state_ != 1 || strcmp(o["id"] | "", id_) != 0) {
-      if (routing == 2) missedOffer(from, o["id"] | "");
+      if (rebootPending_ && routing == 2 && strcmp(o["id"] | "", id_) == 0) lastPushMs_ = now32();
+      else if (routing == 2) missedOffer(from, o["id"] | "");
       return;
     }
     // From the distributor (any routing), or a node on the path that
@@ -422,6 +446,7 @@ class BasicMeshFleetOTA {
     if (i >= total_) return;
     bool push = pushed_ && routing == 2;
     if (push) {
+      pushSeen();
       if (i + 1 > hi_) {
         // Links are FIFO: a pushed chunk past the highest seen means
         // the ones between were lost.
@@ -488,11 +513,33 @@ class BasicMeshFleetOTA {
     mesh_.sendPackage(&p);
   }
 
-  // onEnd: the push is over; whatever is missing is asked for.
+  // pushSeen times a pushed chunk: the smoothed gap between them.
+  void pushSeen() {
+    uint32_t now = now32();
+    if (lastPushMs_) {
+      uint32_t gap = now - lastPushMs_;
+      pushGapMs_ = pushGapKnown_ ? (7 * pushGapMs_ + gap) / 8 : gap;
+      pushGapKnown_ = true;
+    }
+    lastPushMs_ = now;
+  }
+
+  // quietMs is how long the push may pause before it counts as over.
+  uint32_t quietMs() const {
+    if (!pushGapKnown_) return kQuietMaxMs;
+    uint32_t q = 8 * pushGapMs_;
+    return q < kQuietMinMs ? kQuietMinMs : q > kQuietMaxMs ? kQuietMaxMs : q;
+  }
+
+  // onEnd: the push is over; whatever is missing is asked for (and a
+  // verified relay may reboot once End passed on).
   void onEnd(JsonObject o) {
-    if (state_ != 1 || !pushed_ || o["from"].as<uint32_t>() != distributor_ || strcmp(o["id"] | "", id_) != 0) return;
+    if ((state_ != 1 && !rebootPending_) || !pushed_ || o["from"].as<uint32_t>() != distributor_ ||
+        strcmp(o["id"] | "", id_) != 0)
+      return;
+    if (!pushOver_) pushOverMs_ = now32();
     pushOver_ = true;
-    if (!asking_) askWindow();
+    if (state_ == 1 && !asking_) askWindow();
   }
 
   // onNeed serves a child's repair ask from the chunks held, read back
@@ -613,7 +660,25 @@ class BasicMeshFleetOTA {
     // "confirmed".
     copy(active_, sizeof active_, md5_);
     setState(4, "");
+    rebootPending_ = true;
+    verifiedMs_ = now32();
+    reboot_.enable();
+  }
+
+  // rebootWhenRelayed reboots once the push is over for this node (End
+  // seen, or no pushed chunk for the quiet time) and kRebootGraceMs
+  // passed: painlessMesh queues a broadcast for the children before this
+  // receiver sees it, so the chunk that completed the image, and what
+  // follows, would otherwise die in this node's send queue.
+  void rebootWhenRelayed() {
+    uint32_t now = now32();
+    if (now - verifiedMs_ < kRebootGraceMs) return;
+    if (pushed_ && pushOver_ && now - pushOverMs_ < kRebootGraceMs) return;
+    if (pushed_ && !pushOver_ && now - lastPushMs_ < quietMs()) return;
+    reboot_.disable();
+    rebootPending_ = false;
     if (restart_) restart_();
+    if (rebooting_) return;
     // Only where restart returns (the host model of a reboot): the new
     // image is up at once and says so.
     copy(confirmedID_, sizeof confirmedID_, id_);
@@ -783,11 +848,11 @@ class BasicMeshFleetOTA {
       return;
     }
     // A lost ask or chunk: ask again from the first missing one. A
-    // broadcast receiver that never asked waits out four push gaps (at
-    // most 6 s) before it asks: the push or its End may still come.
-    uint32_t quiet = pushed_ && !asking_ ? 6000 : 1000;
+    // broadcast receiver that never asked waits out eight push gaps (1 to
+    // 6 s) before it asks: the push or its End may still come.
+    uint32_t quiet = pushed_ && !asking_ ? quietMs() : 1000;
     if (now - lastProgressMs_ >= quiet && now - askedMs_ >= 1000) {
-      if (pushed_ && !asking_) pushOver_ = true;  // its End or tail lost
+      if (pushed_ && !asking_ && !pushOver_) pushOver_ = true, pushOverMs_ = now;  // its End or tail lost
       askWindow();
     }
     if (now - reportMs_ >= 10000) report(distributor_, id_, "downloading", held_.count(), total_, "");
@@ -813,6 +878,7 @@ class BasicMeshFleetOTA {
   Scheduler& scheduler_;
   ImageWriter& writer_;
   Task tick_;
+  Task reboot_;  // a verified image's reboot, once relayed (rebootWhenRelayed)
   std::function<void()> restart_;
   std::function<void(const char*, const char*)> onState_;
   Inflater* inflater_ = nullptr;
@@ -849,6 +915,12 @@ class BasicMeshFleetOTA {
   bool pushed_ = false;
   bool asking_ = false;    // broadcast: a gap was found, chunks are asked for
   bool pushOver_ = false;  // broadcast: End seen, or the push went quiet
+  bool rebootPending_ = false;  // verified; the reboot waits (rebootWhenRelayed)
+  bool rebooting_ = false;      // restart_ reboots for real (rebooting)
+  bool pushGapKnown_ = false;
+  // Broadcast: when the last pushed chunk came, the smoothed gap between
+  // them, when the push was over; when the image was verified.
+  uint32_t lastPushMs_ = 0, pushGapMs_ = 0, pushOverMs_ = 0, verifiedMs_ = 0;
   uint32_t askedMs_ = 0, lastProgressMs_ = 0, reportMs_ = 0;
   uint8_t state_ = 0;
   // The transfer in the progress file at boot, whose Offer is asked for.

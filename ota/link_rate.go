@@ -6,9 +6,10 @@ import (
 	"github.com/meshfleet/meshfleet/mesh"
 )
 
-// turboRate paces stock-turbo by the links it crosses, with the airtime
-// model as the starting point: the push rate is speed times the model's
-// (the busiest radio sending each part once per child).
+// linkRate follows the links a push crosses, with the airtime model as
+// the starting point: both pushes (stock-turbo's parts and the broadcast
+// mode's chunks) go at speed times the rate the model gives them (the
+// busiest radio sending each once per child).
 //
 // The signal that the mesh keeps up is a TIME_DELAY exchange with the
 // deepest node, which every painlessMesh node answers (docs/protocol.md
@@ -24,17 +25,18 @@ import (
 //     back, with nothing queued), and no loss showed since the last probe.
 //     The path moved the probe faster than the model's radios could even
 //     when idle, so the links are faster than the model and not queueing:
-//     the rate doubles (up to turboMaxSpeed).
-//   - Decrease: a loss signal (a receiver seen stuck, a go-back, a drop
-//     out asking for a part), a probe unanswered in time (an overflowing
-//     queue drops what does not fit), or a round trip grown to several
-//     times the shortest one seen (queues fill) halves the rate, never
-//     below the model's.
+//     the rate doubles (up to linkMaxSpeed).
+//   - Decrease: a loss signal (stock-turbo: a receiver seen stuck, a
+//     go-back, a drop out asking for a part; broadcast: the receivers'
+//     Reports showing loss above the target), a probe unanswered in time
+//     (an overflowing queue drops what does not fit), or a round trip
+//     grown to several times the shortest one seen (queues fill) halves
+//     the rate, never below the model's.
 //
 // On the ESP8266 model no round trip beats the model's airtime, so the
 // rate stays the model's there; on TCP links (a loopback test, a
 // gateway's direct links) it rises within a few round trips.
-type turboRate struct {
+type linkRate struct {
 	speed float64 // push rate as a multiple of the model's; 0: 1
 	// probeTo and probeAt are the outstanding probe (zero: none);
 	// nextProbe is when the next may go.
@@ -51,43 +53,49 @@ type turboRate struct {
 
 // Rate control tuning.
 const (
-	// turboMaxSpeed bounds the rate: 256 times the model's is a 4 KiB
+	// linkMaxSpeed bounds the rate: 256 times the model's is a 4 KiB
 	// part to five children every millisecond, more than loopback TCP to
 	// the C++ receivers takes without queueing.
-	turboMaxSpeed = 256
-	// turboMinRateProbeGap and turboMaxRateProbeGap bound the time between probes: often enough to
+	linkMaxSpeed = 256
+	// linkMinProbeGap and linkMaxProbeGap bound the time between probes: often enough to
 	// ramp up within a fraction of a second on a fast link, rare enough
 	// to cost a radio mesh nothing (a probe is about 150 bytes).
-	turboMinRateProbeGap = 5 * time.Millisecond
-	turboMaxRateProbeGap = time.Second
-	// turboIdleProbeGap bounds the back-off of the probes at the model's
+	linkMinProbeGap = 5 * time.Millisecond
+	linkMaxProbeGap = time.Second
+	// linkIdleProbeGap bounds the back-off of the probes at the model's
 	// rate on links no faster than the model.
-	turboIdleProbeGap = 10 * time.Second
-	// turboProbeTimeout is how long a probe may go unanswered before it
+	linkIdleProbeGap = 10 * time.Second
+	// linkProbeTimeout is how long a probe may go unanswered before it
 	// counts as lost.
-	turboProbeTimeout = 3 * time.Second
-	// turboQueueTrips: a round trip this many times the shortest means
+	linkProbeTimeout = 3 * time.Second
+	// linkQueueTrips: a round trip this many times the shortest means
 	// the queues on the path grow.
-	turboQueueTrips = 4
-	// turboProbeLen is about the encoded size of a TIME_DELAY.
-	turboProbeLen = 100
+	linkQueueTrips = 4
+	// linkProbeLen is about the encoded size of a TIME_DELAY.
+	linkProbeLen = 100
 )
 
 // factor is the push rate as a multiple of the model's.
-func (r *turboRate) factor() float64 {
+func (r *linkRate) factor() float64 {
 	return max(r.speed, 1)
 }
 
+// cost is the radio time a message of n bytes sent count times costs on
+// links as fast as the probes showed them: what the pacer is charged.
+func (r *linkRate) cost(radio Radio, n, count int) time.Duration {
+	return time.Duration(float64(time.Duration(count)*radio.airtime(n)) / r.factor())
+}
+
 // loss records a loss signal; the rate falls at the next adjustment.
-func (r *turboRate) loss() {
+func (r *linkRate) loss() {
 	r.lost = true
 }
 
 // probe sends a TIME_DELAY to node to when one is due, and counts an
 // unanswered one as lost; model is its round trip on the airtime model.
-func (r *turboRate) probe(now time.Time, h mesh.Host, to uint32, model time.Duration) {
+func (r *linkRate) probe(now time.Time, h mesh.Host, to uint32, model time.Duration) {
 	if !r.probeAt.IsZero() {
-		if now.Sub(r.probeAt) < turboProbeTimeout {
+		if now.Sub(r.probeAt) < linkProbeTimeout {
 			return
 		}
 		r.lost = true
@@ -102,7 +110,7 @@ func (r *turboRate) probe(now time.Time, h mesh.Host, to uint32, model time.Dura
 }
 
 // measured takes a DelayMeasured answer; true if it was our probe's.
-func (r *turboRate) measured(now time.Time, ev mesh.DelayMeasured) bool {
+func (r *linkRate) measured(now time.Time, ev mesh.DelayMeasured) bool {
 	if r.probeAt.IsZero() || ev.NodeID != r.probeTo {
 		return false
 	}
@@ -115,14 +123,14 @@ func (r *turboRate) measured(now time.Time, ev mesh.DelayMeasured) bool {
 }
 
 // adjust applies a probe's outcome (trip 0: lost) and schedules the next.
-func (r *turboRate) adjust(now time.Time, trip time.Duration) {
+func (r *linkRate) adjust(now time.Time, trip time.Duration) {
 	r.probeAt = time.Time{}
 	old := r.factor()
 	switch {
-	case r.lost || trip == 0 || r.minTrip > 0 && trip > turboQueueTrips*r.minTrip && trip > r.model/2:
+	case r.lost || trip == 0 || r.minTrip > 0 && trip > linkQueueTrips*r.minTrip && trip > r.model/2:
 		r.speed = max(old/2, 1)
 	case trip < r.model/2:
-		r.speed = min(old*2, turboMaxSpeed)
+		r.speed = min(old*2, linkMaxSpeed)
 	}
 	if trip > 0 && (r.minTrip == 0 || trip < r.minTrip) {
 		r.minTrip = trip
@@ -134,11 +142,11 @@ func (r *turboRate) adjust(now time.Time, trip time.Duration) {
 		r.falls++
 	}
 	r.lost = false
-	gap := min(max(2*trip, turboMinRateProbeGap), turboMaxRateProbeGap)
+	gap := min(max(2*trip, linkMinProbeGap), linkMaxProbeGap)
 	if r.factor() == 1 && (trip == 0 || trip >= r.model/2) {
 		// At the model's rate on links no faster than the model the
 		// probes only watch for a change: they back off.
-		r.idleGap = min(max(2*r.idleGap, gap), turboIdleProbeGap)
+		r.idleGap = min(max(2*r.idleGap, gap), linkIdleProbeGap)
 		gap = r.idleGap
 	} else {
 		r.idleGap = 0
@@ -148,32 +156,52 @@ func (r *turboRate) adjust(now time.Time, trip time.Duration) {
 
 // due is when the rate next needs a Tick: a probe due, or the
 // outstanding one timing out (zero: at once).
-func (r *turboRate) due() time.Time {
+func (r *linkRate) due() time.Time {
 	if !r.probeAt.IsZero() {
-		return r.probeAt.Add(turboProbeTimeout)
+		return r.probeAt.Add(linkProbeTimeout)
 	}
 	return r.nextProbe
 }
 
-// probeDue is when c's stream next probes (zero: not while no pass runs,
-// nor before the first push).
+// probing says whether c's stream probes the links: while a pass runs,
+// from its first push.
+func (t *turboControl) probing() bool {
+	return t.on && t.pass.running && t.lastLen > 0
+}
+
+// probeDue is when c's stream next probes (zero: not probing).
 func (t *turboControl) probeDue() time.Time {
-	if !t.on || !t.pass.running || t.lastLen == 0 {
+	if !t.probing() {
 		return time.Time{}
 	}
 	return t.rate.due()
 }
 
-// turboProbe sends c's probe when due, between pushes too: a long model
-// gap must not hold back the probes that would shorten it.
-func (d *Distributor) turboProbe(now time.Time, c *dcampaign) {
-	t := &c.turbo
-	if !t.on || !t.pass.running || t.lastLen == 0 || now.Before(t.rate.due()) {
-		return
+// probing says whether c's broadcast push probes the links: while it
+// pushes, from its first chunk.
+func (p *pushControl) probing() bool {
+	return p.pushing && p.lastLen > 0
+}
+
+// probeDue is when c's broadcast push next probes (zero: not probing).
+func (p *pushControl) probeDue() time.Time {
+	if !p.probing() {
+		return time.Time{}
+	}
+	return p.link.due()
+}
+
+// probeLinks sends r's probe when due and probing, between pushes too: a
+// long model gap must not hold back the probes that would shorten it. It
+// reports whether a probe went.
+func (d *Distributor) probeLinks(now time.Time, r *linkRate, probing bool) bool {
+	if !probing || now.Before(r.due()) {
+		return false
 	}
 	_, _, depth := d.fanout()
 	to := deepest(depth)
-	t.rate.probe(now, d.host, to, time.Duration(2*depth[to])*d.cfg.Radio.airtime(turboProbeLen))
+	r.probe(now, d.host, to, time.Duration(2*depth[to])*d.cfg.Radio.airtime(linkProbeLen))
+	return r.probeAt.Equal(now)
 }
 
 // deepest is the node farthest from us in depth (the lowest id among
@@ -189,25 +217,33 @@ func deepest(depth map[uint32]int) uint32 {
 	return id
 }
 
-// turboDelay hands a DelayMeasured to the stock-turbo campaigns probing
-// that node, and lets a push that a faster rate makes due go sooner.
-func (d *Distributor) turboDelay(now time.Time, ev mesh.DelayMeasured) {
+// linkDelay hands a DelayMeasured to the pushes probing that node, and
+// lets a push that a faster rate makes due go sooner.
+func (d *Distributor) linkDelay(now time.Time, ev mesh.DelayMeasured) {
 	for _, c := range d.campaigns {
-		t := &c.turbo
-		if !t.on || c.State != CampaignRunning {
+		if c.State != CampaignRunning {
 			continue
 		}
-		old := t.rate.factor()
-		if !t.rate.measured(now, ev) {
-			continue
+		if t := &c.turbo; t.on {
+			d.measured(now, ev, &t.rate, &t.nextAt)
 		}
-		if f := t.rate.factor(); f > old && t.nextAt.After(now) {
-			// The wait left, and the pacer's charge for the last push,
-			// shrink as the rate grew.
-			t.nextAt = now.Add(time.Duration(float64(t.nextAt.Sub(now)) * old / f))
-			if left := d.pace.free.Sub(now); left > 0 {
-				d.pace.refund(now, left-time.Duration(float64(left)*old/f))
-			}
+		if p := &c.push; p.pushing {
+			d.measured(now, ev, &p.link, &p.nextAt)
+		}
+	}
+}
+
+// measured feeds ev to r; if the rate rose, the wait left until nextAt,
+// and the pacer's charge for the last push, shrink as the rate grew.
+func (d *Distributor) measured(now time.Time, ev mesh.DelayMeasured, r *linkRate, nextAt *time.Time) {
+	old := r.factor()
+	if !r.measured(now, ev) {
+		return
+	}
+	if f := r.factor(); f > old && nextAt.After(now) {
+		*nextAt = now.Add(time.Duration(float64(nextAt.Sub(now)) * old / f))
+		if left := d.pace.free.Sub(now); left > 0 {
+			d.pace.refund(now, left-time.Duration(float64(left)*old/f))
 		}
 	}
 }
