@@ -109,6 +109,7 @@ Link models: ` + strings.Join(sim.Models(), ", ") + ` (see the README's link mod
 	f.BoolVar(&asJSON, "json", false, "print the report as one JSON object")
 	f.BoolVar(&withStatus, "status", false, "run the status scenario (collector on the root, telemetry from every node)")
 	f.DurationVar(&interval, "status-interval", scenario.StatusInterval, "telemetry interval of the status scenario, whole seconds")
+	cmd.AddCommand(newSimChaosCmd())
 	return cmd
 }
 
