@@ -68,10 +68,65 @@ func (r *run) brick(dv *device, format string, args ...any) {
 
 // settle runs the healed mesh until every device the root reaches is
 // through (on the target with the distributor knowing it, or told off
-// with a final reason), or for settleLimit.
-func (r *run) settle() {
-	r.net.RunUntil(r.through, settleLimit)
+// with a final reason), or for settleLimit. It is checked once a virtual
+// second: the check walks every device, and a busy mesh has thousands of
+// instants a second.
+func (r *run) settle() bool {
+	end := r.net.Now().Add(settleLimit)
+	for r.net.Now().Before(end) && !r.through() {
+		if !r.runTo(r.net.Now().Add(time.Second)) {
+			return false
+		}
+	}
 	r.res.ThroughS = r.net.Now().Sub(r.t0).Seconds()
+	return true
+}
+
+// spinEvents is more events in one virtual second than a mesh of a few
+// hundred nodes has any reason for: some node asks to be woken at once
+// again and again without getting anywhere.
+const spinEvents = 200_000
+
+// runTo runs the network until t a virtual second at a time, and reports
+// false (with a livelock violation) if some node spins.
+func (r *run) runTo(t time.Time) bool {
+	for r.net.Now().Before(t) {
+		before := r.net.Stats().Events
+		r.net.Run(minTime(t, r.net.Now().Add(time.Second)))
+		if r.net.Stats().Events-before > spinEvents {
+			r.livelock()
+			return false
+		}
+	}
+	return true
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// livelock reports the nodes whose next deadline has passed.
+func (r *run) livelock() {
+	now := r.net.Now()
+	found := false
+	for _, nd := range r.net.Nodes() {
+		if m := nd.Machine(); nd.Up() && m != nil {
+			if dl := m.NextDeadline(); !dl.IsZero() && !dl.After(now) {
+				found = true
+				state := ""
+				if dv := r.byID[nd.ID()]; dv != nil {
+					state = fmt.Sprintf(", receiver %s", receiverState(dv))
+				}
+				r.violate("livelock", nd.ID(), "wakes at once again and again (deadline %s ago%s)", now.Sub(dl), state)
+			}
+		}
+	}
+	if !found {
+		r.violate("livelock", 0, "over %d events in one virtual second", spinEvents)
+	}
 }
 
 func (r *run) through() bool {
@@ -82,12 +137,15 @@ func (r *run) through() bool {
 	if !ok {
 		return false
 	}
-	reach := r.root.NodeList(false)
+	reach := map[uint32]bool{}
+	for _, id := range r.root.NodeList(false) {
+		reach[id] = true
+	}
 	for _, dv := range r.devs {
 		if dv.down || dv.rebooting || !dv.d.Node.Up() {
 			return false
 		}
-		if !dv.bricked && !slices.Contains(reach, dv.d.ID) {
+		if !dv.bricked && !reach[dv.d.ID] {
 			return false
 		}
 		p, _ := c.Node(dv.d.ID)

@@ -239,10 +239,12 @@ func (r *run) campaign() {
 		n := i
 		r.net.At(r.t0.Add(f.At), func() { r.fire(n, f) })
 	}
-	r.net.Run(r.t0.Add(last))
-	r.heal()
-	r.settle()
-	r.check()
+	if r.runTo(r.t0.Add(last)) {
+		r.heal()
+		if r.settle() {
+			r.check()
+		}
+	}
 	elapsed := r.net.Elapsed()
 	r.res.VirtualS = elapsed.Seconds()
 	r.res.NodeHours = float64(len(r.devs)+1) * elapsed.Hours()
