@@ -42,8 +42,10 @@ type Receiver struct {
 	trialDeadline time.Time
 	selfTestAt    time.Time
 	pending       *outcome // a trial's outcome not yet delivered
-	reportedIDs   map[string]bool
-	rolledBack    string // md5 that rolled back this boot or the last
+	// reportedIDs maps transfer id → when "confirmed" was last sent for
+	// it in answer to an offer (reportAgain says why it repeats).
+	reportedIDs map[string]time.Time
+	rolledBack  string // md5 that rolled back this boot or the last
 
 	// trialOrigin is where the running trial image came from, when known.
 	trialOrigin *Origin
@@ -88,7 +90,7 @@ func NewReceiver(cfg ReceiverConfig, now time.Time) (*Receiver, error) {
 		failed:      map[string]*failures{},
 		offered:     map[string]string{},
 		refused:     map[string]string{},
-		reportedIDs: map[string]bool{},
+		reportedIDs: map[string]time.Time{},
 	}
 	r.repairs = childRepairs{r: r, pace: pacer{radio: cfg.Radio}}
 	r.rng = rand.New(rand.NewPCG(cfg.Seed, 0x6f7461))
@@ -263,6 +265,18 @@ func (r *Receiver) HandlePackage(now time.Time, conn mesh.ConnID, h protocol.Hea
 	}
 }
 
+// reportAgain is how long a node running an offered image waits before it
+// answers another offer of it with "confirmed" again. A report travels
+// unacknowledged and may be lost; a distributor that still offers the
+// image has not heard it (it offers while some target is not through),
+// so the answer repeats, at most once per announce interval or so.
+const reportAgain = 30 * time.Second
+
+func (r *Receiver) reportDue(now time.Time, id string) bool {
+	last, ok := r.reportedIDs[id]
+	return !ok || now.Sub(last) >= reportAgain
+}
+
 func (r *Receiver) installedOrBlocked(md5 string, forced bool) bool {
 	active, confirmed := r.cfg.Store.Active()
 	if md5 == r.rolledBack {
@@ -307,14 +321,14 @@ func (r *Receiver) onOffer(now time.Time, h protocol.Header, raw []byte) error {
 		// another image is never reported to another campaign.
 		p.rep.ID, p.dist, p.retry = o.ID, o.From, time.Time{}
 		if State(p.rep.State) == StateConfirmed {
-			r.reportedIDs[o.ID] = true
+			r.reportedIDs[o.ID] = now
 		}
 		r.deliver(now)
 	}
 	if r.installedOrBlocked(o.MD5, o.Forced) {
 		active, _ := r.cfg.Store.Active()
-		if active == o.MD5 && !r.reportedIDs[o.ID] && !r.trial {
-			r.reportedIDs[o.ID] = true
+		if active == o.MD5 && r.reportDue(now, o.ID) && !r.trial {
+			r.reportedIDs[o.ID] = now
 			r.sendReport(now, o.From, &Report{ID: o.ID, State: string(StateConfirmed), Active: active})
 		}
 		return nil
