@@ -21,6 +21,14 @@ var regressions = []struct {
 		cfg:  Config{MinNodes: 20, MaxNodes: 20, Modes: []ota.Mode{ota.ModeBroadcast}},
 		seed: 4, faults: "loss@0s:3:40s:50",
 	},
+	{
+		// ota: a node whose power went while it verified restarted with
+		// every chunk staged and waited for a chunk to start the check:
+		// stuck downloading, its tick spinning.
+		name: "restart-with-every-chunk-staged",
+		cfg:  Config{MinNodes: 20, MaxNodes: 20, Modes: []ota.Mode{ota.ModeBroadcast}},
+		seed: 2, faults: "crash-verify@0s:5:10s:1",
+	},
 }
 
 func TestRegressionSchedules(t *testing.T) {

@@ -397,6 +397,12 @@ func (r *Receiver) downloading(now time.Time, t *incoming) {
 	if t.viaOffer {
 		r.sendReport(now, t.dist, r.progressReport())
 	}
+	if t.held.Len() > 0 && t.held.Full() {
+		// The store held every chunk already (the power went while the
+		// image was verified): no chunk will come in to start the check.
+		r.verify(now, t)
+		return
+	}
 	r.tickTransfer(now)
 }
 
