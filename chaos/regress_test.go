@@ -29,6 +29,14 @@ var regressions = []struct {
 		cfg:  Config{MinNodes: 20, MaxNodes: 20, Modes: []ota.Mode{ota.ModeBroadcast}},
 		seed: 2, faults: "crash-verify@0s:5:10s:1",
 	},
+	{
+		// ota: a restarted distributor cut the resumed campaign into
+		// chunks of another size; receivers kept the old cut and could
+		// take none of the new chunks.
+		name: "gateway-restart-new-cut",
+		cfg:  Config{},
+		seed: 15, faults: "gateway-restart@1m22.25s:0:27.742s:0",
+	},
 }
 
 func TestRegressionSchedules(t *testing.T) {

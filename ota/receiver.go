@@ -333,7 +333,7 @@ func (r *Receiver) onOffer(now time.Time, h protocol.Header, raw []byte) error {
 		}
 		return nil
 	}
-	if t := r.cur; t != nil && t.id == o.ID {
+	if t := r.cur; t != nil && t.id == o.ID && (!t.viaOffer || sameCut(t.offer, *o)) {
 		t.dist = o.From
 		if f, ok := t.fetch.(*stockFetch); ok {
 			f.resume(now)
@@ -365,6 +365,14 @@ func (r *Receiver) onOffer(now time.Time, h protocol.Header, raw []byte) error {
 	t.fetch = r.newFetcher(t, false)
 	r.start(now, t)
 	return nil
+}
+
+// sameCut reports whether two offers of one transfer cut the same bytes
+// into the same chunks. A distributor that restarted offers the campaign
+// again under its id, but may cut it anew (the chunk size follows the mesh
+// it sees): chunks of the old cut are then of no use.
+func sameCut(a, b Offer) bool {
+	return a.MD5 == b.MD5 && a.TMD5 == b.TMD5 && a.Method == b.Method && a.ChunkSize == b.ChunkSize && a.Chunks == b.Chunks
 }
 
 // start replaces any transfer in progress (a newer image supersedes) and
