@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/meshfleet/meshfleet/ota"
+	"github.com/meshfleet/meshfleet/slot"
 )
 
 // Config configures a fault campaign.
@@ -33,6 +34,11 @@ type Config struct {
 	Shrink bool // shrink the schedule of every failing seed
 	// ShrinkRuns bounds the runs one shrink may take.
 	ShrinkRuns int
+
+	// bug, set by tests only, runs at every power-off with the device's
+	// storage and the fault that cut it ("" for any other power-off): a
+	// planted defect the invariants must find.
+	bug func(mem *slot.Memory, cut Kind)
 }
 
 // Defaults of Config.

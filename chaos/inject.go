@@ -118,9 +118,14 @@ func (r *run) armCut(dv *device, f Fault) {
 // powerOff takes a device down for d (silent: its peers are not told).
 // A power cut loses what its storage had not synced.
 func (r *run) powerOff(dv *device, d time.Duration, silent bool) {
+	cutBy := Kind("")
 	if dv.cut && !dv.down && dv.cutKind != "" {
+		cutBy = dv.cutKind
 		r.res.Injected[dv.cutKind]++
 		dv.cutKind = ""
+	}
+	if r.cfg.bug != nil {
+		r.cfg.bug(dv.mem, cutBy)
 	}
 	dv.offGen++
 	gen := dv.offGen
