@@ -228,7 +228,7 @@ func (c *Config) Flags(fs *pflag.FlagSet) *Flags {
 	fs.Uint64Var(&c.From, "from", 1, "first seed")
 	fs.StringVar(&f.nodes, "nodes", fmt.Sprintf("%d..%d", DefaultMinNodes, DefaultMaxNodes), "devices per mesh: N or MIN..MAX")
 	fs.StringVar(&f.image, "image", fmt.Sprintf("%d..%d", DefaultMinImage, DefaultMaxImage), "image bytes: N or MIN..MAX")
-	fs.StringVar(&f.modes, "modes", modeList(DefaultModes), "modes to draw from (pipelined, broadcast, stock, stock-turbo)")
+	fs.StringVar(&f.modes, "modes", modeList(DefaultModes), "modes to draw from (pipelined, broadcast, stock)")
 	fs.IntVar(&c.MaxFaults, "max-faults", DefaultMaxFaults, "faults per seed, drawn in 1..N")
 	fs.StringVar(&f.faults, "faults", "", "run this fault schedule (kind@at:node:for:arg,...) instead of a drawn one")
 	fs.IntVar(&c.Jobs, "jobs", 0, "seeds run at once (0: GOMAXPROCS)")
@@ -257,6 +257,11 @@ func (f *Flags) Finish(fs *pflag.FlagSet) error {
 		mode, err := ota.ParseMode(strings.TrimSpace(m))
 		if err != nil {
 			return fmt.Errorf("--modes: %w", err)
+		}
+		if mode == ota.ModeStockTurbo {
+			// It serves the stock C++ receiver, whose model keeps no A/B
+			// slots for these invariants to check.
+			return errors.New("--modes: stock-turbo serves stock receivers only; the campaigns run our receivers (pipelined, broadcast, stock)")
 		}
 		c.Modes = append(c.Modes, mode)
 	}

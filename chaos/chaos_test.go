@@ -188,7 +188,7 @@ func TestParseFaults(t *testing.T) {
 }
 
 func TestFlagsRejectBadInput(t *testing.T) {
-	for _, args := range [][]string{{"--nodes", "0"}, {"--nodes", "9..3"}, {"--nodes", "a..b"}, {"--modes", "fast"}, {"--seeds", "0"}, {"--faults", "x"}, {"--image", "10"}} {
+	for _, args := range [][]string{{"--nodes", "0"}, {"--nodes", "9..3"}, {"--nodes", "a..b"}, {"--modes", "fast"}, {"--modes", "stock-turbo"}, {"--seeds", "0"}, {"--faults", "x"}, {"--image", "10"}} {
 		var cfg Config
 		fs := pflag.NewFlagSet("chaos", pflag.ContinueOnError)
 		flags := cfg.Flags(fs)
