@@ -265,6 +265,7 @@ func (f *Flags) Finish(fs *pflag.FlagSet) error {
 		}
 		c.Modes = append(c.Modes, mode)
 	}
+	c.Faults = nil
 	if fs.Changed("faults") {
 		if c.Faults, err = ParseFaults(f.faults); err != nil {
 			return fmt.Errorf("--faults: %w", err)
