@@ -37,6 +37,19 @@ var regressions = []struct {
 		cfg:  Config{},
 		seed: 15, faults: "gateway-restart@1m22.25s:0:27.742s:0",
 	},
+	{
+		// ota: a neighbour offered the image of a campaign a newer one
+		// had replaced, and a node on the newer image took it (a
+		// downgrade), or left the newer transfer for it.
+		name: "peer-offers-replaced-image",
+		cfg:  Config{MinNodes: 10, MaxNodes: 50},
+		seed: 171, faults: "newer-image@10.385s:0:0s:0,crash-verify@1m32.14s:3:16.819s:0",
+	},
+	{
+		name: "peer-offers-replaced-image-after-completion",
+		cfg:  Config{MinNodes: 10, MaxNodes: 50},
+		seed: 183, faults: "newer-image@1m17.176s:0:0s:0",
+	},
 }
 
 func TestRegressionSchedules(t *testing.T) {

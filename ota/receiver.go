@@ -47,6 +47,10 @@ type Receiver struct {
 	reportedIDs map[string]time.Time
 	rolledBack  string // md5 that rolled back this boot or the last
 
+	// distImage is the image of the last offer a distributor made (not a
+	// peer): the one image this node takes from peers.
+	distImage string
+
 	// trialOrigin is where the running trial image came from, when known.
 	trialOrigin *Origin
 
@@ -299,8 +303,18 @@ func (r *Receiver) onOffer(now time.Time, h protocol.Header, raw []byte) error {
 	if o.Role != r.cfg.Role || o.Hardware != r.cfg.Hardware {
 		return nil
 	}
+	late := h.Routing == protocol.RouteNeighbour
+	if late && r.distImage != "" && o.MD5 != r.distImage {
+		// A neighbour offers what it holds, which may be the image of a
+		// campaign a newer one replaced: from peers, only the image the
+		// distributor offers now.
+		return nil
+	}
+	if !late {
+		r.distImage = o.MD5
+	}
 	r.offered[o.MD5] = o.ID
-	r.repairs.noteOffer(*o)
+	r.repairs.noteOffer(*o, !late)
 	if !o.For(r.host.ID()) {
 		// The campaign lists other nodes. Knowing the offer keeps the
 		// stock announce of the image and its pushed chunks from
@@ -360,7 +374,7 @@ func (r *Receiver) onOffer(now time.Time, h protocol.Header, raw []byte) error {
 		held:     NewBitmap(o.Chunks),
 		manifest: m,
 		// A peer's offer comes hop by hop, after the push (peers.go).
-		late: h.Routing == protocol.RouteNeighbour,
+		late: late,
 	}
 	t.fetch = r.newFetcher(t, false)
 	r.start(now, t)
