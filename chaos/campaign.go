@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -100,8 +101,9 @@ type Summary struct {
 
 // RunSeeds runs cfg.Seeds seeds from cfg.From on cfg.Jobs goroutines,
 // each seed on its own simulated network. report, if set, sees every
-// result in seed order as soon as it and those before it are done.
-func RunSeeds(cfg Config, report func(Result)) Summary {
+// result in seed order as soon as it and those before it are done. Once
+// ctx ends no seed starts; the summary covers the seeds that ran.
+func RunSeeds(ctx context.Context, cfg Config, report func(Result)) Summary {
 	cfg.defaults()
 	results := make([]Result, cfg.Seeds)
 	done := make([]bool, cfg.Seeds)
@@ -117,7 +119,7 @@ func RunSeeds(cfg Config, report func(Result)) Summary {
 				i := next
 				next++
 				mu.Unlock()
-				if i >= cfg.Seeds {
+				if i >= cfg.Seeds || ctx.Err() != nil {
 					return
 				}
 				res := Run(cfg, cfg.From+uint64(i))
@@ -137,7 +139,13 @@ func RunSeeds(cfg Config, report func(Result)) Summary {
 		}()
 	}
 	wg.Wait()
-	return Summarise(results)
+	var ran []Result
+	for i, r := range results {
+		if done[i] {
+			ran = append(ran, r)
+		}
+	}
+	return Summarise(ran)
 }
 
 // Summarise adds results up (wall and CPU time are the caller's).

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func TestCampaignCI(t *testing.T) {
 		t.Skip("50 simulated campaigns")
 	}
 	cfg := ciConfig()
-	sum := RunSeeds(cfg, func(r Result) {
+	sum := RunSeeds(context.Background(), cfg, func(r Result) {
 		if !r.Failed() {
 			return
 		}

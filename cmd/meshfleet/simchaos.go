@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -41,7 +42,7 @@ with the --faults flag that runs it.`,
 			if err := flags.Finish(cmd.Flags()); err != nil {
 				return err
 			}
-			return runChaos(cmd.OutOrStdout(), cfg, asJSON)
+			return runChaos(cmd.Context(), cmd.OutOrStdout(), cfg, asJSON)
 		},
 	}
 	flags = cfg.Flags(cmd.Flags())
@@ -49,7 +50,7 @@ with the --faults flag that runs it.`,
 	return cmd
 }
 
-func runChaos(w io.Writer, cfg chaos.Config, asJSON bool) error {
+func runChaos(ctx context.Context, w io.Writer, cfg chaos.Config, asJSON bool) error {
 	wall := time.Now()
 	cpu0 := cpuTime()
 	var failed []chaos.Result
@@ -62,7 +63,7 @@ func runChaos(w io.Writer, cfg chaos.Config, asJSON bool) error {
 			writeChaosFailure(w, cfg, r)
 		}
 	}
-	sum := chaos.RunSeeds(cfg, report)
+	sum := chaos.RunSeeds(ctx, cfg, report)
 	sum.SetTimes(time.Since(wall), cpuTime()-cpu0)
 	if asJSON {
 		sum.Results = failed
@@ -83,6 +84,9 @@ func runChaos(w io.Writer, cfg chaos.Config, asJSON bool) error {
 	} else {
 		fmt.Fprintf(w, "command                   %s\n", cfg.Command(chaosProg))
 		sum.Print(w)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("stopped after %d of %d seeds: %w", sum.Seeds, cfg.Seeds, err)
 	}
 	if sum.Failed > 0 {
 		return fmt.Errorf("%d of %d seeds broke an invariant", sum.Failed, sum.Seeds)
