@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"testing"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/meshfleet/meshfleet/mesh"
