@@ -50,6 +50,11 @@ var regressions = []struct {
 		cfg:  Config{MinNodes: 10, MaxNodes: 50},
 		seed: 183, faults: "newer-image@1m17.176s:0:0s:0",
 	},
+	{
+		name: "peer-offers-replaced-image-gateway-restart",
+		cfg:  Config{MinNodes: 10, MaxNodes: 50},
+		seed: 203, faults: "newer-image@40.636s:0:0s:0,flap@54.04s:15:34.638s:6,gateway-restart@1m2.407s:0:5.663s:0",
+	},
 }
 
 func TestRegressionSchedules(t *testing.T) {
