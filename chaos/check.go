@@ -217,7 +217,8 @@ func (r *run) check() {
 			continue // bricked, counted when it booted
 		}
 		active, confirmed := dv.d.Opened.Active()
-		reasoned := known && p.Err != "" && (p.State == ota.StateRefused || p.State == ota.StateRolledBack || p.State == ota.StateFailed)
+		// Failed is no end: a failed transfer is tried again.
+		reasoned := known && p.Err != "" && (p.State == ota.StateRefused || p.State == ota.StateRolledBack)
 		if prev[active] && confirmed && reasoned {
 			continue // on its previous image, and the distributor knows why
 		}
