@@ -55,6 +55,20 @@ var regressions = []struct {
 		cfg:  Config{MinNodes: 10, MaxNodes: 50},
 		seed: 203, faults: "newer-image@40.636s:0:0s:0,flap@54.04s:15:34.638s:6,gateway-restart@1m2.407s:0:5.663s:0",
 	},
+	{
+		// ota: the power went after the image was verified into the
+		// inactive slot and before the switch; the slot store then
+		// answered every Begin with "already verified" and the receiver
+		// failed for ever on the previous image.
+		name: "verified-not-switched",
+		cfg:  Config{MinNodes: 10, MaxNodes: 50},
+		seed: 5, faults: "power-cut@9.228s:3:9.195s:28,crash-boot@1m9.103s:34:16.728s:0",
+	},
+	{
+		name: "verified-not-switched-stock",
+		cfg:  Config{MinNodes: 10, MaxNodes: 50},
+		seed: 85, faults: "power-cut@37.458s:25:1.906s:29,flap@52.052s:7:38.514s:8",
+	},
 }
 
 func TestRegressionSchedules(t *testing.T) {
