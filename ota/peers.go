@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/meshfleet/meshfleet/compress"
@@ -59,7 +61,10 @@ const (
 // serves.
 func (r *Receiver) offerPeers(now time.Time) {
 	r.peerPoll = now.Add(peerOfferPoll)
-	for id, p := range r.newPeers {
+	// In id order: the offers go out in the order they are sent, and a
+	// map's order would make two runs of one seed differ.
+	for _, id := range slices.Sorted(maps.Keys(r.newPeers)) {
+		p := r.newPeers[id]
 		if now.After(p.until) {
 			delete(r.newPeers, id)
 			continue

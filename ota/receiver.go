@@ -42,11 +42,14 @@ type Receiver struct {
 	trialDeadline time.Time
 	selfTestAt    time.Time
 	pending       *outcome // a trial's outcome not yet delivered
-	// confirmedAt is when the node last told a campaign (by id) that it
-	// runs the campaign's image: told again at most every confirmedRepeat,
-	// so a lost answer does not leave the campaign waiting for ever.
-	confirmedAt map[string]time.Time
+	// reportedIDs maps transfer id → when "confirmed" was last sent for
+	// it in answer to an offer (reportAgain says why it repeats).
+	reportedIDs map[string]time.Time
 	rolledBack  string // md5 that rolled back this boot or the last
+
+	// distImage is the image of the last offer a distributor made (not a
+	// peer): the one image this node takes from peers.
+	distImage string
 
 	// trialOrigin is where the running trial image came from, when known.
 	trialOrigin *Origin
@@ -91,7 +94,7 @@ func NewReceiver(cfg ReceiverConfig, now time.Time) (*Receiver, error) {
 		failed:      map[string]*failures{},
 		offered:     map[string]string{},
 		refused:     map[string]string{},
-		confirmedAt: map[string]time.Time{},
+		reportedIDs: map[string]time.Time{},
 	}
 	r.repairs = childRepairs{r: r, pace: pacer{radio: cfg.Radio}}
 	r.rng = rand.New(rand.NewPCG(cfg.Seed, 0x6f7461))
@@ -266,6 +269,18 @@ func (r *Receiver) HandlePackage(now time.Time, conn mesh.ConnID, h protocol.Hea
 	}
 }
 
+// reportAgain is how long a node running an offered image waits before it
+// answers another offer of it with "confirmed" again. A report travels
+// unacknowledged and may be lost; a distributor that still offers the
+// image has not heard it (it offers while some target is not through),
+// so the answer repeats, at most once per announce interval or so.
+const reportAgain = 30 * time.Second
+
+func (r *Receiver) reportDue(now time.Time, id string) bool {
+	last, ok := r.reportedIDs[id]
+	return !ok || now.Sub(last) >= reportAgain
+}
+
 func (r *Receiver) installedOrBlocked(md5 string, forced bool) bool {
 	active, confirmed := r.cfg.Store.Active()
 	if md5 == r.rolledBack {
@@ -280,32 +295,6 @@ func (r *Receiver) installedOrBlocked(md5 string, forced bool) bool {
 	return r.trial
 }
 
-// confirmedRepeat is how often at most a node answers the offers of one
-// campaign whose image it runs; the distributor offers every
-// AnnounceInterval (60 s), so a lost answer costs about a minute.
-const confirmedRepeat = 50 * time.Second
-
-// maxConfirmedIDs bounds the campaigns confirmedAt remembers.
-const maxConfirmedIDs = 32
-
-func (r *Receiver) confirmDue(id string, now time.Time) bool {
-	at, ok := r.confirmedAt[id]
-	return !ok || now.Sub(at) >= confirmedRepeat
-}
-
-func (r *Receiver) noteConfirmed(id string, now time.Time) {
-	if _, ok := r.confirmedAt[id]; !ok && len(r.confirmedAt) >= maxConfirmedIDs {
-		oldest := ""
-		for k, at := range r.confirmedAt {
-			if oldest == "" || at.Before(r.confirmedAt[oldest]) {
-				oldest = k
-			}
-		}
-		delete(r.confirmedAt, oldest)
-	}
-	r.confirmedAt[id] = now
-}
-
 func (r *Receiver) onOffer(now time.Time, h protocol.Header, raw []byte) error {
 	o, err := DecodeOffer(raw)
 	if err != nil {
@@ -314,8 +303,18 @@ func (r *Receiver) onOffer(now time.Time, h protocol.Header, raw []byte) error {
 	if o.Role != r.cfg.Role || o.Hardware != r.cfg.Hardware {
 		return nil
 	}
+	late := h.Routing == protocol.RouteNeighbour
+	if late && r.distImage != "" && o.MD5 != r.distImage {
+		// A neighbour offers what it holds, which may be the image of a
+		// campaign a newer one replaced: from peers, only the image the
+		// distributor offers now.
+		return nil
+	}
+	if !late {
+		r.distImage = o.MD5
+	}
 	r.offered[o.MD5] = o.ID
-	r.repairs.noteOffer(*o)
+	r.repairs.noteOffer(*o, !late)
 	if !o.For(r.host.ID()) {
 		// The campaign lists other nodes. Knowing the offer keeps the
 		// stock announce of the image and its pushed chunks from
@@ -336,19 +335,19 @@ func (r *Receiver) onOffer(now time.Time, h protocol.Header, raw []byte) error {
 		// another image is never reported to another campaign.
 		p.rep.ID, p.dist, p.retry = o.ID, o.From, time.Time{}
 		if State(p.rep.State) == StateConfirmed {
-			r.noteConfirmed(o.ID, now)
+			r.reportedIDs[o.ID] = now
 		}
 		r.deliver(now)
 	}
 	if r.installedOrBlocked(o.MD5, o.Forced) {
 		active, _ := r.cfg.Store.Active()
-		if active == o.MD5 && !r.trial && r.confirmDue(o.ID, now) {
-			r.noteConfirmed(o.ID, now)
+		if active == o.MD5 && r.reportDue(now, o.ID) && !r.trial {
+			r.reportedIDs[o.ID] = now
 			r.sendReport(now, o.From, &Report{ID: o.ID, State: string(StateConfirmed), Active: active})
 		}
 		return nil
 	}
-	if t := r.cur; t != nil && t.id == o.ID {
+	if t := r.cur; t != nil && t.id == o.ID && (!t.viaOffer || sameCut(t.offer, *o)) {
 		t.dist = o.From
 		if f, ok := t.fetch.(*stockFetch); ok {
 			f.resume(now)
@@ -375,11 +374,19 @@ func (r *Receiver) onOffer(now time.Time, h protocol.Header, raw []byte) error {
 		held:     NewBitmap(o.Chunks),
 		manifest: m,
 		// A peer's offer comes hop by hop, after the push (peers.go).
-		late: h.Routing == protocol.RouteNeighbour,
+		late: late,
 	}
 	t.fetch = r.newFetcher(t, false)
 	r.start(now, t)
 	return nil
+}
+
+// sameCut reports whether two offers of one transfer cut the same bytes
+// into the same chunks. A distributor that restarted offers the campaign
+// again under its id, but may cut it anew (the chunk size follows the mesh
+// it sees): chunks of the old cut are then of no use.
+func sameCut(a, b Offer) bool {
+	return a.MD5 == b.MD5 && a.TMD5 == b.TMD5 && a.Method == b.Method && a.ChunkSize == b.ChunkSize && a.Chunks == b.Chunks
 }
 
 // start replaces any transfer in progress (a newer image supersedes) and
@@ -411,6 +418,12 @@ func (r *Receiver) downloading(now time.Time, t *incoming) {
 	t.fetch.begin(now)
 	if t.viaOffer {
 		r.sendReport(now, t.dist, r.progressReport())
+	}
+	if t.held.Len() > 0 && t.held.Full() {
+		// The store held every chunk already (the power went while the
+		// image was verified): no chunk will come in to start the check.
+		r.verify(now, t)
+		return
 	}
 	r.tickTransfer(now)
 }

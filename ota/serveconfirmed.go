@@ -23,8 +23,13 @@ const knownOffers = 4
 // noteOffer remembers an offer of this node's role and hardware, the
 // latest few, so a repair ask for its transfer can be served from the
 // running image.
-func (s *childRepairs) noteOffer(o Offer) {
-	s.offers = slices.DeleteFunc(s.offers, func(k Offer) bool { return k.ID == o.ID })
+func (s *childRepairs) noteOffer(o Offer, current bool) {
+	s.offers = slices.DeleteFunc(s.offers, func(k Offer) bool {
+		// An offer from the distributor of another image for our role
+		// means the campaigns before it were replaced: offering their
+		// image to a neighbour would take it back to an older one.
+		return k.ID == o.ID || current && k.MD5 != o.MD5
+	})
 	s.offers = append(s.offers, o)
 	if len(s.offers) > knownOffers {
 		s.offers = s.offers[len(s.offers)-knownOffers:]

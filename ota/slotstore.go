@@ -53,13 +53,35 @@ func (d slotDownload) WriteChunk(i int, data []byte) error {
 
 func (a *slotStore) Begin(t Transfer) (Download, error) {
 	d, err := a.s.Begin(slot.Transfer(t))
+	if errors.Is(err, slot.ErrReady) {
+		// The image was verified into the inactive slot before the power
+		// went, and not switched to: nothing to fetch, Finish has nothing
+		// to do, Switch is next.
+		return readyDownload{chunks: t.Chunks}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
 	return slotDownload{d}, nil
 }
 
+// readyDownload is a transfer whose image is already verified in the
+// inactive slot: every chunk counts as held.
+type readyDownload struct{ chunks int }
+
+func (d readyDownload) Has(i int) bool                  { return i >= 0 && i < d.chunks }
+func (d readyDownload) Count() int                      { return d.chunks }
+func (d readyDownload) Done() bool                      { return true }
+func (d readyDownload) WriteChunk(int, []byte) error    { return nil }
+func (d readyDownload) Flush() error                    { return nil }
+func (d readyDownload) ReadChunk(i int) ([]byte, error) { return nil, errImageReady }
+
+var errImageReady = errors.New("ota: the image is verified in the inactive slot; its chunks are not kept")
+
 func (a *slotStore) Finish(d Download, pub ed25519.PublicKey) error {
+	if _, ok := d.(readyDownload); ok {
+		return nil // verified when it became ready
+	}
 	sd, ok := d.(slotDownload)
 	if !ok {
 		return fmt.Errorf("ota: finish: download %T is not from this store", d)

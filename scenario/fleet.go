@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,6 +29,10 @@ type Spec struct {
 	// Timing is every node's mesh timers (zero: ours; mesh.StockTiming()
 	// for a fleet of C++ nodes).
 	Timing mesh.Timing
+	// WorkTime is how long each slow store job takes in virtual time
+	// (sim.Config.WorkTime; zero: done at once). A fault campaign sets it so
+	// that a crash can fall between a job's request and its completion.
+	WorkTime time.Duration
 
 	Root Root
 	// FirstID is device 0's node id; device i has FirstID+i (an id that
@@ -112,6 +117,13 @@ type OTA struct {
 	// node, offer it to neighbours that connect, and fetch from the
 	// nearest holder first (ota.ReceiverConfig.PeerToPeer).
 	PeerToPeer bool
+	// Store, if set, opens our receivers' slot store at each start of a
+	// device instead of the in-memory ota.MemoryStore kept across starts:
+	// a fault campaign gives its devices slot.Store on a slot.Memory that
+	// loses what was not synced when the power goes.
+	Store func(d *Device, now time.Time) (ota.Store, error)
+	// PublicKey is our receivers' key for image signatures (nil: none).
+	PublicKey ed25519.PublicKey
 }
 
 // Reporter is the devices' status reporter.
@@ -134,6 +146,8 @@ type Device struct {
 	Store *ota.MemoryStore
 	// Stock is the stock receiver (StockReceiver).
 	Stock *stockota.Receiver
+	// Opened is the store OTA.Store opened at the device's current start.
+	Opened ota.Store
 	// Receiver and Reporter are those of the device's current start.
 	Receiver *ota.Receiver
 	Reporter *status.Reporter
@@ -145,6 +159,9 @@ func (d *Device) Runs(md5 string) bool {
 	switch {
 	case d.Stock != nil:
 		return d.Stock.Installed == md5
+	case d.Opened != nil:
+		active, confirmed := d.Opened.Active()
+		return active == md5 && confirmed
 	case d.Store != nil:
 		active, confirmed := d.Store.Active()
 		return active == md5 && confirmed
@@ -211,7 +228,7 @@ func Build(spec Spec) (*Fleet, error) {
 		spec.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &builder{spec: spec, used: map[uint32]bool{}}
-	b.net = sim.New(sim.Config{Seed: spec.Seed, Model: spec.Model, Epoch: spec.Epoch, OnEvent: spec.OnEvent})
+	b.net = sim.New(sim.Config{Seed: spec.Seed, Model: spec.Model, Epoch: spec.Epoch, OnEvent: spec.OnEvent, WorkTime: spec.WorkTime})
 	f := &Fleet{Net: b.net}
 	root, err := b.addRoot()
 	if err != nil {
@@ -285,6 +302,9 @@ func (b *builder) addDevice(i int) (*Device, error) {
 	}
 	switch s.OTA.Receiver {
 	case OurReceiver:
+		if s.OTA.Store != nil {
+			break // opened at each start
+		}
 		d.Store = ota.NewMemoryStore(s.OTA.Factory)
 		d.Store.Decode = s.OTA.Decode
 	case StockReceiver:
@@ -326,10 +346,23 @@ func (b *builder) nodeSpec(cfg mesh.Config, plugins func(nd *sim.Node, now time.
 func (b *builder) devicePlugins(d *Device, now time.Time) []mesh.Plugin {
 	s := b.spec
 	var out []mesh.Plugin
+	var store ota.Store
+	if d.Store != nil {
+		store = d.Store
+	}
+	if s.OTA.Receiver == OurReceiver && s.OTA.Store != nil {
+		d.Opened = nil
+		st, err := s.OTA.Store(d, now)
+		if err != nil {
+			s.Logger.Error("simulated slot store", "node", d.ID, "err", err)
+		} else {
+			d.Opened, store = st, st
+		}
+	}
 	switch {
 	case d.Stock != nil:
 		out = append(out, d.Stock)
-	case d.Store != nil:
+	case store != nil:
 		selfTest := func(string) bool { return true }
 		if s.OTA.SelfTest != nil {
 			selfTest = func(md5 string) bool { return s.OTA.SelfTest(d, md5) }
@@ -338,8 +371,8 @@ func (b *builder) devicePlugins(d *Device, now time.Time) []mesh.Plugin {
 		if s.OTA.Restart != nil {
 			restart = func(now time.Time) { s.OTA.Restart(d, now) }
 		}
-		rc, err := ota.NewReceiver(ota.ReceiverConfig{Role: s.OTA.Role, Hardware: s.OTA.Hardware, Store: d.Store,
-			Seed: uint64(d.ID), Radio: s.OTA.Radio, SelfTest: selfTest, Restart: restart, ServeConfirmed: s.OTA.ServeConfirmed,
+		rc, err := ota.NewReceiver(ota.ReceiverConfig{Role: s.OTA.Role, Hardware: s.OTA.Hardware, Store: store,
+			Seed: uint64(d.ID), Radio: s.OTA.Radio, PublicKey: s.OTA.PublicKey, SelfTest: selfTest, Restart: restart, ServeConfirmed: s.OTA.ServeConfirmed,
 			PeerToPeer: s.OTA.PeerToPeer}, now)
 		if err != nil {
 			// Only a missing store fails, and every device has one; still, a

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -407,5 +408,44 @@ func TestChainDepthLimit(t *testing.T) {
 	}
 	if knowsAny(nodes[0], nodes[129:]) || knowsAny(nodes[129], nodes[:1]) {
 		t.Error("the ends of a 130-chain know each other")
+	}
+}
+
+// SetRadio shrinks one node's radio queue: what does not fit is dropped
+// from then on, and the old radio back ends the drops.
+func TestSetRadioOverflowsTheQueue(t *testing.T) {
+	net := New(Config{Seed: 3, Model: ESP8266()})
+	nodes, err := net.AddMeshNodes(3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := net.Chain(nodes); err != nil {
+		t.Fatal(err)
+	}
+	if !net.RunUntil(net.Converged, time.Minute) {
+		t.Fatal("no convergence")
+	}
+	hub := nodes[1]
+	old := hub.Radio()
+	small := old
+	small.QueueBytes = 64
+	net.SetRadio(hub, small)
+	before := hub.Stats().QueueDrops
+	big := strings.Repeat("x", 200)
+	if err := hub.SendBroadcast(big, false); err != nil {
+		t.Fatal(err)
+	}
+	net.RunFor(time.Second)
+	if hub.Stats().QueueDrops == before {
+		t.Fatal("a 200-byte broadcast fit a 64-byte queue")
+	}
+	net.SetRadio(hub, old)
+	before = hub.Stats().QueueDrops
+	if err := hub.SendBroadcast(big, false); err != nil {
+		t.Fatal(err)
+	}
+	net.RunFor(time.Second)
+	if hub.Stats().QueueDrops != before || hub.Radio() != old {
+		t.Fatalf("drops with the old radio back: %d → %d", before, hub.Stats().QueueDrops)
 	}
 }

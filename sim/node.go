@@ -328,3 +328,11 @@ func (s *Storage) Delete(key string) { delete(s.m, key) }
 
 // Keys lists the stored keys, sorted.
 func (s *Storage) Keys() []string { return slices.Sorted(maps.Keys(s.m)) }
+
+// SetRadio changes the node's radio from now on (a fault campaign shrinks
+// a node's queue to overflow it, then gives the old radio back). What is
+// already queued stays queued.
+func (n *Network) SetRadio(nd *Node, r Radio) { nd.radio = r }
+
+// Radio is the node's radio model now.
+func (nd *Node) Radio() Radio { return nd.radio }

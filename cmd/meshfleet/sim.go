@@ -131,6 +131,7 @@ Link models: ` + strings.Join(sim.Models(), ", ") + ` (see the README's link mod
 	f.DurationVar(&interval, "status-interval", scenario.StatusInterval, "telemetry interval of the status scenario (with aggregation: the shortest), whole seconds")
 	f.StringVar(&aggregate, "status-aggregate", "on", "status scenario: on (relays bundle, nodes send on change), off (a frame per node every interval) or both (off, then on, and the ratio)")
 	f.DurationVar(&maxIvl, "status-max-interval", scenario.DefaultMaxInterval, "status scenario with aggregation: longest interval while nothing changes, whole seconds")
+	cmd.AddCommand(newSimChaosCmd())
 	return cmd
 }
 

@@ -112,3 +112,49 @@ func TestSimLimitsBadFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestSimChaosCommand(t *testing.T) {
+	out, _, err := execute(t, context.Background(), nil,
+		"sim", "chaos", "--seeds", "3", "--from", "5", "--nodes", "4..10", "--image", "2048..8192", "--max-faults", "6", "--jobs", "2")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"command                   meshfleet sim chaos --seeds 3 --from 5 --nodes 4..10",
+		"seeds                     3 (failed 0)", "nodes bricked             0", "invariant violations      0", "seeds per CPU hour", "per wall hour"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestSimChaosCommandJSONAndReplay(t *testing.T) {
+	out, _, err := execute(t, context.Background(), nil,
+		"sim", "chaos", "--seeds", "1", "--from", "3", "--nodes", "6", "--image", "4096", "--faults", "crash@1s:2:5s:0,partition@2s:1:10s:0", "--json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var rep struct {
+		Seeds    int            `json:"seeds"`
+		Injected map[string]int `json:"faults_injected"`
+		Command  string         `json:"command"`
+		Bricked  int            `json:"nodes_bricked"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("output is not one JSON object: %v\n%s", err, out)
+	}
+	if rep.Seeds != 1 || rep.Injected["crash"] != 1 || rep.Bricked != 0 ||
+		!strings.Contains(rep.Command, "--faults 'crash@1s:2:5s:0,partition@2s:1:10s:0'") {
+		t.Errorf("report %+v", rep)
+	}
+}
+
+func TestSimChaosCommandBadInput(t *testing.T) {
+	for _, args := range [][]string{
+		{"--nodes", "0..3"}, {"--modes", "stock-turbo"}, {"--faults", "crash@1s"}, {"--seeds", "0"},
+	} {
+		_, _, err := execute(t, context.Background(), nil, append([]string{"sim", "chaos"}, args...)...)
+		if err == nil {
+			t.Errorf("%v: accepted", args)
+		}
+	}
+}

@@ -1,0 +1,95 @@
+package chaos
+
+import (
+	"testing"
+
+	"github.com/meshfleet/meshfleet/ota"
+)
+
+// Each case replays a schedule that broke an invariant before the fix
+// named, on a small mesh, and must now keep them all.
+var regressions = []struct {
+	name   string
+	cfg    Config
+	seed   uint64
+	faults string
+}{
+	{
+		// ota: a "confirmed" report lost on the way was never sent again,
+		// so the distributor kept the node downloading for ever.
+		name: "confirmed-report-lost",
+		cfg:  Config{MinNodes: 20, MaxNodes: 20, Modes: []ota.Mode{ota.ModeBroadcast}},
+		seed: 4, faults: "loss@0s:3:40s:50",
+	},
+	{
+		// ota: a node whose power went while it verified restarted with
+		// every chunk staged and waited for a chunk to start the check:
+		// stuck downloading, its tick spinning.
+		name: "restart-with-every-chunk-staged",
+		cfg:  Config{MinNodes: 20, MaxNodes: 20, Modes: []ota.Mode{ota.ModeBroadcast}},
+		seed: 2, faults: "crash-verify@0s:5:10s:1",
+	},
+	{
+		// ota: a restarted distributor cut the resumed campaign into
+		// chunks of another size; receivers kept the old cut and could
+		// take none of the new chunks.
+		name: "gateway-restart-new-cut",
+		cfg:  Config{},
+		seed: 15, faults: "gateway-restart@1m22.25s:0:27.742s:0",
+	},
+	{
+		// ota: a neighbour offered the image of a campaign a newer one
+		// had replaced, and a node on the newer image took it (a
+		// downgrade), or left the newer transfer for it.
+		name: "peer-offers-replaced-image",
+		cfg:  Config{MinNodes: 10, MaxNodes: 50},
+		seed: 171, faults: "newer-image@10.385s:0:0s:0,crash-verify@1m32.14s:3:16.819s:0",
+	},
+	{
+		name: "peer-offers-replaced-image-after-completion",
+		cfg:  Config{MinNodes: 10, MaxNodes: 50},
+		seed: 183, faults: "newer-image@1m17.176s:0:0s:0",
+	},
+	{
+		name: "peer-offers-replaced-image-gateway-restart",
+		cfg:  Config{MinNodes: 10, MaxNodes: 50},
+		seed: 203, faults: "newer-image@40.636s:0:0s:0,flap@54.04s:15:34.638s:6,gateway-restart@1m2.407s:0:5.663s:0",
+	},
+	{
+		// ota: the power went after the image was verified into the
+		// inactive slot and before the switch; the slot store then
+		// answered every Begin with "already verified" and the receiver
+		// failed for ever on the previous image.
+		name: "verified-not-switched",
+		cfg:  Config{MinNodes: 10, MaxNodes: 50},
+		seed: 5, faults: "power-cut@9.228s:3:9.195s:28,crash-boot@1m9.103s:34:16.728s:0",
+	},
+	{
+		name: "verified-not-switched-stock",
+		cfg:  Config{MinNodes: 10, MaxNodes: 50},
+		seed: 85, faults: "power-cut@37.458s:25:1.906s:29,flap@52.052s:7:38.514s:8",
+	},
+}
+
+func TestRegressionSchedules(t *testing.T) {
+	for _, tc := range regressions {
+		t.Run(tc.name, func(t *testing.T) {
+			faults, err := ParseFaults(tc.faults)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := tc.cfg.Replay(tc.seed, faults)
+			res := Run(cfg, tc.seed)
+			for _, v := range res.Violations {
+				t.Errorf("%s", v)
+			}
+			if len(res.Injected) == 0 {
+				t.Errorf("no fault of %s fired", tc.faults)
+			}
+			if res.Reachable == 0 || res.Completed != res.Reachable {
+				t.Errorf("completed %d of %d reachable", res.Completed, res.Reachable)
+			}
+			t.Logf("%s: %s; replay: %s", res.Plan, tc.faults, cfg.Command("meshfleet sim chaos"))
+		})
+	}
+}
