@@ -101,12 +101,17 @@ func (r *linkRate) probe(now time.Time, h mesh.Host, to uint32, model time.Durat
 		r.lost = true
 		r.adjust(now, 0)
 	}
-	if to == 0 || now.Before(r.nextProbe) {
+	if now.Before(r.nextProbe) {
 		return
 	}
-	if h.StartDelayMeasurement(now, to) {
-		r.probeTo, r.probeAt, r.model = to, now, model
+	if to == 0 || !h.StartDelayMeasurement(now, to) {
+		// Nobody to probe (the layout is empty, the node unreachable):
+		// try again later, or a due time left in the past would wake the
+		// driver again and again.
+		r.nextProbe = now.Add(linkMaxProbeGap)
+		return
 	}
+	r.probeTo, r.probeAt, r.model = to, now, model
 }
 
 // measured takes a DelayMeasured answer; true if it was our probe's.

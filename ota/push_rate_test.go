@@ -170,3 +170,14 @@ func TestBroadcastPushSlowsOnReportedLoss(t *testing.T) {
 		t.Fatalf("rises %d, falls %d", p.link.rises, p.link.falls)
 	}
 }
+
+// A probe with nobody to probe (an empty layout) is tried again later:
+// a due time left in the past would wake the driver again and again.
+func TestLinkProbeWithNobodyToProbeWaits(t *testing.T) {
+	var r linkRate
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	r.probe(now, nil, 0, time.Millisecond)
+	if due := r.due(); !due.After(now) {
+		t.Fatalf("next probe due %v, want after %v", due, now)
+	}
+}
