@@ -220,8 +220,13 @@ func RestoreCampaign(s CampaignSnapshot) *Campaign {
 // v is the campaign's transfer.
 func (c *Campaign) update(now time.Time, from uint32, r *Report, v *variant) (NodeProgress, bool) {
 	p, ok := c.nodes[from]
-	if !c.Active() {
-		// Final states never change, nor the record they rest on.
+	lateConfirmed := State(r.State) == StateConfirmed && r.Active == c.Image.MD5 && (!ok || !p.Terminal())
+	if !c.Active() && !lateConfirmed {
+		// Final states never change, nor the record they rest on. A node
+		// not through that confirms the image after the end is the
+		// exception: reports travel unacknowledged, so its earlier ones
+		// may have been lost while the campaign was open, and the record
+		// must say what the node runs.
 		if ok {
 			return *p, false
 		}
