@@ -85,6 +85,12 @@ func pushToESPLibrary(t *testing.T, mode, method, hardware string, drop []int) (
 	}
 	t.Logf("%d-byte image to two ESP-library receivers (%s, %s): push ended after %.1f s", len(img), mode, method, time.Since(start).Seconds())
 	for _, rx := range []*cpppeer.Peer{direct, behind} {
+		// A verified node reboots only once the push is over for it: its
+		// restart, which carries the lost count, may come after the push
+		// command ended.
+		if _, err := rx.WaitEvent(ctx, "restart"); err != nil {
+			t.Fatalf("C++ node %d: no restart after its image: %v", rx.Config.ID, err)
+		}
 		hidden, lost := 0, -1
 		for _, ev := range rx.Events() {
 			switch ev.Event {
