@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,6 +146,15 @@ func TestOTAPushBroadcastDeflateToESPLibraryReceivers(t *testing.T) {
 // (a Report "refused"), which the distributor counts as final, so the
 // push ends at once instead of waiting out its timeout.
 func TestOTAPushDeflateToESP8266IsRefused(t *testing.T) {
+	pushRefused(t, "broadcast", "deflate", cpppeer.FleetConfig{ID: 223}, "deflate")
+}
+
+// pushRefused pushes a 50 KB image in mode and method to one host node
+// (cfg, without its connection and images), which must refuse it with a
+// reason containing want before anything is written, and the push must end
+// at once, failing with the node counted refused.
+func pushRefused(t *testing.T, mode, method string, cfg cpppeer.FleetConfig, want string) {
+	t.Helper()
 	cpppeer.BuildFleetNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -154,18 +164,18 @@ func TestOTAPushDeflateToESP8266IsRefused(t *testing.T) {
 	var out string
 	go func() {
 		var err error
-		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266", "--mode", "broadcast",
-			"--compress", "deflate", "--listen", addr, "--nodes", "223", "--timeout", "50s")
+		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266", "--mode", mode,
+			"--compress", method, "--listen", addr, "--nodes", fmt.Sprint(cfg.ID), "--timeout", "50s")
 		pushed <- err
 	}()
-	image := filepath.Join(t.TempDir(), "image.bin")
-	rx := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 223, Connect: addr, MD5: "00000000000000000000000000000000", Image: image})
+	cfg.Connect, cfg.MD5, cfg.Image = addr, "00000000000000000000000000000000", filepath.Join(t.TempDir(), "image.bin")
+	rx := cpppeer.StartFleetNode(ctx, t, cfg)
 	ev, err := rx.Wait(ctx, func(e cpppeer.Event) bool { return e.Event == "ota_state" && e.State == "refused" })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(ev.Err, "deflate") {
-		t.Errorf("refusal reason %q does not name deflate", ev.Err)
+	if !strings.Contains(ev.Err, want) {
+		t.Errorf("refusal reason %q, want it to say %q", ev.Err, want)
 	}
 	select {
 	case err = <-pushed:
@@ -404,39 +414,5 @@ func TestOTAPushBroadcastESPLibraryRepairsTwoHops(t *testing.T) {
 // An image larger than the update partition is refused before anything
 // is written, with the reason.
 func TestOTAPushTooLargeForESPLibraryPartitionIsRefused(t *testing.T) {
-	cpppeer.BuildFleetNode(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	p, _ := writeImage(t, 50_000)
-	addr := freeLoopbackAddr(t)
-	pushed := make(chan error, 1)
-	var out string
-	go func() {
-		var err error
-		out, _, err = execute(t, ctx, nil, "ota", "push", p, "--role", "sensor", "--hardware", "ESP8266", "--mode", "pipelined",
-			"--compress", "heatshrink", "--listen", addr, "--nodes", "225", "--timeout", "50s")
-		pushed <- err
-	}()
-	rx := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 225, Connect: addr, MD5: "00000000000000000000000000000000",
-		Image: filepath.Join(t.TempDir(), "image.bin"), MaxImage: 40_000})
-	ev, err := rx.Wait(ctx, func(e cpppeer.Event) bool { return e.Event == "ota_state" && e.State == "refused" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(ev.Err, "larger than the update partition") {
-		t.Errorf("refusal reason %q does not say the image is too large", ev.Err)
-	}
-	select {
-	case err = <-pushed:
-	case <-ctx.Done():
-		t.Fatal("push did not end after the refusal")
-	}
-	if err == nil || !strings.Contains(out, "1 refused") {
-		t.Fatalf("push: %v, want it to fail with the node refused\n%s", err, out)
-	}
-	for _, e := range rx.Events() {
-		if e.Event == "started" {
-			t.Errorf("the refusing node began an update")
-		}
-	}
+	pushRefused(t, "pipelined", "heatshrink", cpppeer.FleetConfig{ID: 225, MaxImage: 40_000}, "larger than the update partition")
 }
