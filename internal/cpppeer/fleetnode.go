@@ -253,20 +253,7 @@ func (p *Peer) Command(line string) error {
 func BuildFrames(t testing.TB) string {
 	t.Helper()
 	esp := espDir()
-	bin, err := buildProgram("", program{
-		name:       "frames",
-		dirs:       []string{filepath.Join(esp, "src", "meshfleet"), filepath.Join(esp, "host", "frames.cpp")},
-		includes:   []string{filepath.Join(esp, "src")},
-		units:      []string{filepath.Join(esp, "host", "frames.cpp")},
-		standalone: true,
-	})
-	if isMissing(err) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
+	return buildStandalone(t, "frames", filepath.Join(esp, "src", "meshfleet"))
 }
 
 // BuildHeatshrink returns the path of esp/host/heatshrink.cpp built: the
@@ -275,20 +262,7 @@ func BuildFrames(t testing.TB) string {
 func BuildHeatshrink(t testing.TB) string {
 	t.Helper()
 	esp := espDir()
-	bin, err := buildProgram("", program{
-		name:       "heatshrink",
-		dirs:       []string{filepath.Join(esp, "src", "meshfleet", "heatshrink.hpp"), filepath.Join(esp, "host", "heatshrink.cpp")},
-		includes:   []string{filepath.Join(esp, "src")},
-		units:      []string{filepath.Join(esp, "host", "heatshrink.cpp")},
-		standalone: true,
-	})
-	if isMissing(err) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
+	return buildStandalone(t, "heatshrink", filepath.Join(esp, "src", "meshfleet", "heatshrink.hpp"))
 }
 
 // Events returns every event the program reported so far, consumed by
@@ -305,12 +279,23 @@ func (p *Peer) Events() []Event {
 func BuildInflate(t testing.TB) string {
 	t.Helper()
 	esp := espDir()
+	return buildStandalone(t, "inflate", filepath.Join(esp, "src", "meshfleet", "inflate.hpp"), "-lz")
+}
+
+// buildStandalone builds esp/host/<name>.cpp against esp/src alone
+// (without painlessMesh or Boost), rebuilt when dep or the unit changes;
+// it skips t without g++ (or a library's headers) and fails it when the
+// build fails.
+func buildStandalone(t testing.TB, name, dep string, libs ...string) string {
+	t.Helper()
+	esp := espDir()
+	unit := filepath.Join(esp, "host", name+".cpp")
 	bin, err := buildProgram("", program{
-		name:       "inflate",
-		dirs:       []string{filepath.Join(esp, "src", "meshfleet", "inflate.hpp"), filepath.Join(esp, "host", "inflate.cpp")},
+		name:       name,
+		dirs:       []string{dep, unit},
 		includes:   []string{filepath.Join(esp, "src")},
-		units:      []string{filepath.Join(esp, "host", "inflate.cpp")},
-		libs:       []string{"-lz"},
+		units:      []string{unit},
+		libs:       libs,
 		standalone: true,
 	})
 	if isMissing(err) {
