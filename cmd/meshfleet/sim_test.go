@@ -96,6 +96,11 @@ func TestSimLimitsSmall(t *testing.T) {
 	if !strings.Contains(out, fmt.Sprintf("; %d nodes does not converge within 40ms", n+1)) || !strings.Contains(out, "star   ") {
 		t.Fatalf("report:\n%s", out)
 	}
+	// A hub that does not converge is not followed by a claim that every
+	// hub converges.
+	if strings.Contains(out, "children does not converge") && strings.Contains(out, "every hub up to") {
+		t.Fatalf("the star report contradicts itself:\n%s", out)
+	}
 }
 
 func TestSimLimitsBadFlags(t *testing.T) {
