@@ -273,14 +273,17 @@ func (n *Node) SetTimeAuthority(now time.Time, on bool) {
 }
 
 // ShiftTime moves the node's mesh time by d, either way (modulo 2^32 µs),
-// as adopting the clock of a partition far off in time does, and then
-// starts time sync on every synced connection, as a successful adoption
-// does: the mesh pulls the node back or takes its time, by the adoption
-// rule. A real node's mesh time moves only through time sync; this is for
-// simulations and tests that model such a jump without that partition.
+// as adopting the clock of a partition far off in time does: it reports
+// TimeAdjusted (NodeID 0: no neighbour) and starts time sync on every
+// synced connection, as a successful adoption does, so the mesh pulls the
+// node back or takes its time, by the adoption rule. A real node's mesh
+// time moves only through time sync; this is for simulations and tests
+// that model such a jump without that partition.
 func (n *Node) ShiftTime(now time.Time, d time.Duration) {
 	n.now = now
-	n.offset += uint32(d.Microseconds())
+	off := uint32(d.Microseconds())
+	n.offset += off
+	n.Emit(TimeAdjusted{Offset: int32(off)})
 	for _, c := range n.conns {
 		if c.synced {
 			c.timeSyncAt = now

@@ -460,8 +460,8 @@ func TestTimeAuthority(t *testing.T) {
 	}
 }
 
-// ShiftTime moves the mesh time either way and starts time sync on every
-// synced link at once, as after an adoption: here the node's side is the
+// ShiftTime moves the mesh time either way, reports it, and starts time
+// sync on every synced link at once, as after an adoption: here the node's side is the
 // bigger on each link, so it asks both neighbours to take its time.
 func TestShiftTime(t *testing.T) {
 	for _, d := range []time.Duration{10 * time.Minute, -30 * time.Minute} {
@@ -476,6 +476,9 @@ func TestShiftTime(t *testing.T) {
 			t.Errorf("shift %s moved node time by %d µs", d, got)
 		}
 		rd := p.n.Ready()
+		if len(rd.Events) != 1 || rd.Events[0] != (TimeAdjusted{Offset: int32(d.Microseconds())}) {
+			t.Errorf("shift %s: events %v, want one TimeAdjusted", d, rd.Events)
+		}
 		for _, c := range []ConnID{1, 2} {
 			got := ofType(rd, c, protocol.TypeTimeSync)
 			want := protocol.TimeSync{Type: 4, Dest: uint32(c) + 1, From: 1, Msg: protocol.TimeMsg{Type: protocol.TimeSyncRequest}}
