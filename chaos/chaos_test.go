@@ -230,3 +230,27 @@ func splitWords(s string) []string {
 	}
 	return out
 }
+
+// Every target of a clock jump, in every mode: the root's clock ten
+// minutes ahead mid-transfer, devices' clocks past their timers, mesh
+// times either way; every jump fires and every invariant holds.
+func TestClockJumps(t *testing.T) {
+	faults, err := ParseFaults("clock-jump@1s:0:10m:3,clock-jump@1.1s:2:4m:0,clock-jump@1.2s:3:30s:0,clock-jump@1.3s:4:5m:1," +
+		"clock-jump@1.4s:5:5m:2,clock-jump@20s:6:10m:0,clock-jump@30s:0:90s:3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []ota.Mode{ota.ModeBroadcast, ota.ModePipelined, ota.ModeStock} {
+		cfg := Config{MinNodes: 12, MaxNodes: 12, Modes: []ota.Mode{mode}}.Replay(3, faults)
+		res := Run(cfg, 3)
+		for _, v := range res.Violations {
+			t.Errorf("%s: %s", mode, v)
+		}
+		if res.Injected[ClockJump] != len(faults) {
+			t.Errorf("%s: %d of %d clock jumps fired", mode, res.Injected[ClockJump], len(faults))
+		}
+		if res.Reachable != 12 || res.Completed != 12 {
+			t.Errorf("%s: completed %d of %d reachable, want 12", mode, res.Completed, res.Reachable)
+		}
+	}
+}
