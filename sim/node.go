@@ -352,12 +352,12 @@ func (nd *Node) Radio() Radio { return nd.radio }
 // ErrClockBack is returned by JumpClock for a negative jump.
 var ErrClockBack = errors.New("sim: a node's clock only jumps forward")
 
-// JumpClock moves the node's clock d ahead of the network's from now on
-// (until it powers on again), as if the node had stalled for d while the
-// mesh did not: its timers due within d fire at once, and every later
-// input reaches its machine d later on its clock than on its peers'. The
-// clock only goes forward: micros() on an ESP and Go's monotonic clock on
-// Linux never go back, so d < 0 is an error, as is a node that is down.
+// JumpClock moves the node's clock d further ahead of the network's, until
+// it next powers on: its timers due within d fire at once, as after a
+// stall of its loop, and every later input reaches its machine d later on
+// its clock than on its peers'. The clock only goes forward: micros() on
+// an ESP and Go's monotonic clock on Linux never go back, so d < 0 is an
+// error, as is a node that is down.
 func (n *Network) JumpClock(nd *Node, d time.Duration) error {
 	if d < 0 {
 		return fmt.Errorf("node %d: jump of %s: %w", nd.id, d, ErrClockBack)
