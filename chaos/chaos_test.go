@@ -2,6 +2,8 @@ package chaos
 
 import (
 	"context"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -177,6 +179,21 @@ func TestParseFaults(t *testing.T) {
 	out, err := ParseFaults(FormatFaults(in))
 	if err != nil || len(out) != 2 || out[0] != in[0] || out[1] != in[1] {
 		t.Fatalf("round trip of %v: %v, %v", in, out, err)
+	}
+	// Every kind as drawn, with its drawn figures, reads back the same.
+	drawn := drawFaults(rand.New(rand.NewPCG(1, 2)), 600, 30, time.Minute, 3*time.Minute)
+	if back, err := ParseFaults(FormatFaults(drawn)); err != nil || !slices.Equal(back, drawn) {
+		t.Fatalf("round trip of a drawn schedule: %v", err)
+	}
+	for _, k := range Kinds {
+		if !slices.ContainsFunc(drawn, func(f Fault) bool { return f.Kind == k }) {
+			t.Errorf("600 drawn faults hold no %s", k)
+		}
+	}
+	for _, f := range drawn {
+		if f.Kind == Reconnect && (f.For < 100*time.Millisecond || f.For > 40*time.Second || f.Arg >= 12_000) {
+			t.Errorf("%s: overlap or lag out of range", f)
+		}
 	}
 	if fs, err := ParseFaults(" "); err != nil || fs == nil || len(fs) != 0 {
 		t.Fatalf("empty schedule: %v, %v", fs, err)

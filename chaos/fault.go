@@ -3,6 +3,7 @@ package chaos
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -61,11 +62,19 @@ const (
 	// QueueOverflow shrinks the device's radio queue to Arg bytes for
 	// For, so what does not fit is dropped.
 	QueueOverflow Kind = "queue-overflow"
+	// Reconnect makes the device's stations dial their access points
+	// again while the old connections still work, as after a Wi-Fi
+	// re-association (sim.Network.Redial): for For both connections of
+	// each link run, the old one's messages up to Arg ms late, so across
+	// them messages come twice and out of order; then the old one
+	// closes. The mesh refuses the second link ("already connected"); a
+	// lag past the node timeout makes a node drop the old one first.
+	Reconnect Kind = "reconnect"
 )
 
 // Kinds is every fault kind the campaign draws from.
 var Kinds = []Kind{Crash, CrashVerify, CrashSwitch, CrashBoot, PowerCut, LinkDrop, Flap, Partition, Loss,
-	RelayCrash, Corrupt, Newer, Gateway, QueueOverflow}
+	RelayCrash, Corrupt, Newer, Gateway, QueueOverflow, Reconnect}
 
 // Fault is one scheduled fault.
 type Fault struct {
@@ -197,6 +206,12 @@ func drawFaults(rng *rand.Rand, count, devices int, transfer, window time.Durati
 			f.Node, f.For = 0, between(time.Second, 30*time.Second)
 		case QueueOverflow:
 			f.For, f.Arg = between(5*time.Second, 60*time.Second), 1024+rng.IntN(6*1024)
+		case Reconnect:
+			// Overlaps from a quick re-association to a half-open link
+			// kept until a timeout, log-uniform so the short ones are as
+			// common as the long; lags up to past the 10 s node timeout.
+			f.For = roundMs(time.Duration(100 * math.Pow(400, rng.Float64()) * float64(time.Millisecond)))
+			f.Arg = rng.IntN(12_000)
 		}
 		out = append(out, f)
 	}
