@@ -245,3 +245,28 @@ func splitWords(s string) []string {
 	}
 	return out
 }
+
+// Reconnects in every mode: a relay's links replaced with a lag past the
+// node timeout, a short one, a long overlap. The mesh refuses the second
+// links and the campaign completes with every invariant kept.
+func TestReconnectFaults(t *testing.T) {
+	faults, err := ParseFaults("reconnect@1s:0:15s:11000,reconnect@3s:2:300ms:500,reconnect@20s:5:30s:4000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []ota.Mode{ota.ModeBroadcast, ota.ModePipelined, ota.ModeStock} {
+		t.Run(string(mode), func(t *testing.T) {
+			cfg := Config{MinNodes: 20, MaxNodes: 20, Modes: []ota.Mode{mode}}.Replay(3, faults)
+			res := Run(cfg, 3)
+			for _, v := range res.Violations {
+				t.Errorf("%s", v)
+			}
+			if res.Injected[Reconnect] < 2 {
+				t.Errorf("%d reconnects fired of 3", res.Injected[Reconnect])
+			}
+			if res.Reachable == 0 || res.Completed != res.Reachable {
+				t.Errorf("completed %d of %d reachable", res.Completed, res.Reachable)
+			}
+		})
+	}
+}
