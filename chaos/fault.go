@@ -68,7 +68,8 @@ const (
 	// each link run, the old one's messages up to Arg ms late, so across
 	// them messages come twice and out of order; then the old one
 	// closes. The mesh refuses the second link ("already connected"); a
-	// lag past the node timeout makes a node drop the old one first.
+	// lag past the 10 s node timeout can make a node drop the old one
+	// first.
 	Reconnect Kind = "reconnect"
 )
 

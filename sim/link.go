@@ -115,9 +115,10 @@ func (n *Network) Cut(a, b *Node) {
 // old one's messages reach the receiving radio up to lag late (its
 // segments come after retransmission), so across the two connections
 // messages arrive twice and out of order, as TCP allows. Then the station
-// closes the old connection: its peer sees the FIN after the data still on
-// its way. It returns how many connections it replaced: those open at both
-// ends, and the latest of their wanted link (Connect).
+// closes the old connection, as its stack resets the old socket: what was
+// on its way to the station is lost, its peer sees the FIN after the data
+// the station had sent. It returns how many connections it replaced: those
+// open at both ends, and the latest of their wanted link (Connect).
 //
 // A mesh node refuses a second connection to a neighbour it reaches
 // ("already connected"); the station then dials again, as after a drop,
