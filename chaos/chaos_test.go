@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -180,6 +181,21 @@ func TestParseFaults(t *testing.T) {
 	if err != nil || !slices.Equal(out, in) {
 		t.Fatalf("round trip of %v: %v, %v", in, out, err)
 	}
+	// Every kind as drawn, with its drawn figures, reads back the same.
+	drawn := drawFaults(rand.New(rand.NewPCG(1, 2)), 600, 30, time.Minute, 3*time.Minute)
+	if back, err := ParseFaults(FormatFaults(drawn)); err != nil || !slices.Equal(back, drawn) {
+		t.Fatalf("round trip of a drawn schedule: %v", err)
+	}
+	for _, k := range Kinds {
+		if !slices.ContainsFunc(drawn, func(f Fault) bool { return f.Kind == k }) {
+			t.Errorf("600 drawn faults hold no %s", k)
+		}
+	}
+	for _, f := range drawn {
+		if f.Kind == Reconnect && (f.For < 100*time.Millisecond || f.For > 40*time.Second || f.Arg >= 12_000) {
+			t.Errorf("%s: overlap or lag out of range", f)
+		}
+	}
 	if fs, err := ParseFaults(" "); err != nil || fs == nil || len(fs) != 0 {
 		t.Fatalf("empty schedule: %v, %v", fs, err)
 	}
@@ -252,5 +268,30 @@ func TestClockJumps(t *testing.T) {
 		if res.Reachable != 12 || res.Completed != 12 {
 			t.Errorf("%s: completed %d of %d reachable, want 12", mode, res.Completed, res.Reachable)
 		}
+	}
+}
+
+// Reconnects in every mode: a relay's links replaced with a lag past the
+// node timeout, a short one, a long overlap. The mesh refuses the second
+// links and the campaign completes with every invariant kept.
+func TestReconnectFaults(t *testing.T) {
+	faults, err := ParseFaults("reconnect@1s:0:15s:11000,reconnect@3s:2:300ms:500,reconnect@20s:5:30s:4000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []ota.Mode{ota.ModeBroadcast, ota.ModePipelined, ota.ModeStock} {
+		t.Run(string(mode), func(t *testing.T) {
+			cfg := Config{MinNodes: 20, MaxNodes: 20, Modes: []ota.Mode{mode}}.Replay(3, faults)
+			res := Run(cfg, 3)
+			for _, v := range res.Violations {
+				t.Errorf("%s", v)
+			}
+			if res.Injected[Reconnect] < 2 {
+				t.Errorf("%d reconnects fired of 3", res.Injected[Reconnect])
+			}
+			if res.Reachable == 0 || res.Completed != res.Reachable {
+				t.Errorf("completed %d of %d reachable", res.Completed, res.Reachable)
+			}
+		})
 	}
 }

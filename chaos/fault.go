@@ -3,6 +3,7 @@ package chaos
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -68,6 +69,15 @@ const (
 	// back; 3: the root's own clock forward, under the distributor's
 	// timers (Node unused).
 	ClockJump Kind = "clock-jump"
+	// Reconnect makes the device's stations dial their access points
+	// again while the old connections still work, as after a Wi-Fi
+	// re-association (sim.Network.Redial): for For both connections of
+	// each link run, the old one's messages up to Arg ms late, so across
+	// them messages come twice and out of order; then the old one
+	// closes. The mesh refuses the second link ("already connected"); a
+	// lag past the 10 s node timeout can make a node drop the old one
+	// first.
+	Reconnect Kind = "reconnect"
 )
 
 // What a ClockJump's Arg jumps.
@@ -81,7 +91,7 @@ const (
 
 // Kinds is every fault kind the campaign draws from.
 var Kinds = []Kind{Crash, CrashVerify, CrashSwitch, CrashBoot, PowerCut, LinkDrop, Flap, Partition, Loss,
-	RelayCrash, Corrupt, Newer, Gateway, QueueOverflow, ClockJump}
+	RelayCrash, Corrupt, Newer, Gateway, QueueOverflow, ClockJump, Reconnect}
 
 // Fault is one scheduled fault.
 type Fault struct {
@@ -223,6 +233,12 @@ func drawFaults(rng *rand.Rand, count, devices int, transfer, window time.Durati
 			if f.Arg == jumpRootClock {
 				f.Node = 0
 			}
+		case Reconnect:
+			// Overlaps from a quick re-association to a half-open link
+			// kept until a timeout, log-uniform so the short ones are as
+			// common as the long; lags up to past the 10 s node timeout.
+			f.For = roundMs(time.Duration(100 * math.Pow(400, rng.Float64()) * float64(time.Millisecond)))
+			f.Arg = rng.IntN(12_000)
 		}
 		out = append(out, f)
 	}

@@ -101,6 +101,10 @@ func (r *run) fire(n int, f *Fault) {
 			delete(r.partitions, n)
 			r.applyPartitions()
 		})
+	case Reconnect:
+		if r.net.Redial(node, f.For, time.Duration(f.Arg)*time.Millisecond) > 0 {
+			r.res.Injected[f.Kind]++
+		}
 	case Corrupt:
 		dv.corruptAfter = f.Arg
 	case ClockJump:

@@ -194,6 +194,12 @@ func (d *Distributor) onReport(now time.Time, raw []byte) {
 	if c == nil || !c.Targeted(r.From) {
 		return
 	}
+	if !c.Active() && State(r.State) == StateDownloading {
+		// The node took up a transfer that is over: from an offer that
+		// came late, after a newer one, or it missed the end. Nothing
+		// more comes for it, so it should drop it.
+		_ = d.host.SendPackage(now, &Refuse{From: d.host.ID(), Dest: r.From, Routing: int(protocol.RouteSingle), ID: r.ID, Over: true})
+	}
 	if State(r.State) == StateDownloading {
 		d.accepted(now, c)
 	}

@@ -180,7 +180,7 @@ func (r *Receiver) onEnd(now time.Time, raw []byte) error {
 // deadlines would cost a NeedTimeout for nothing.
 func (r *Receiver) onRefuse(now time.Time, h protocol.Header, raw []byte) error {
 	t := r.cur
-	if t == nil || t.isStock() || h.Dest != r.host.ID() {
+	if t == nil || h.Dest != r.host.ID() {
 		return nil
 	}
 	f, err := DecodeRefuse(raw)
@@ -188,6 +188,15 @@ func (r *Receiver) onRefuse(now time.Time, h protocol.Header, raw []byte) error 
 		return err
 	}
 	if f.ID != t.id {
+		return nil
+	}
+	if f.Over && h.From == t.dist && t.viaOffer && r.state == StateDownloading {
+		// Nothing more comes for it: it was taken up from an offer that
+		// came late, after a newer one, or its end went unheard.
+		r.dropTransfer(now, "transfer "+t.id+" is over at its distributor")
+		return nil
+	}
+	if t.isStock() {
 		return nil
 	}
 	if !t.src.refused(h.From) {
@@ -201,6 +210,16 @@ func (r *Receiver) onRefuse(now time.Time, h protocol.Header, raw []byte) error 
 	}
 	r.tickTransfer(now)
 	return nil
+}
+
+// dropTransfer gives up the transfer in progress, keeping what the store
+// staged of it, and says why.
+func (r *Receiver) dropTransfer(now time.Time, why string) {
+	if staged := r.cur.staged; staged != nil {
+		r.deferStore(now, staged.Flush, nil)
+	}
+	r.cur = nil
+	r.setState(now, StateIdle, why)
 }
 
 func sortedKeys[V any](m map[int]V) []int {

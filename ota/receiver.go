@@ -322,11 +322,7 @@ func (r *Receiver) onOffer(now time.Time, h protocol.Header, raw []byte) error {
 		if t := r.cur; t != nil && !t.viaOffer && t.offer.MD5 == o.MD5 {
 			// Started from the stock announce, whose requests will go
 			// unanswered.
-			if staged := t.staged; staged != nil {
-				r.deferStore(now, staged.Flush, nil)
-			}
-			r.cur = nil
-			r.setState(now, StateIdle, "")
+			r.dropTransfer(now, "")
 		}
 		return nil
 	}

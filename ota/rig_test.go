@@ -75,6 +75,7 @@ type rigOpts struct {
 	trace    io.Writer
 	logDrops bool
 	workTime time.Duration // sim.Config.WorkTime: how long store work takes
+	echo     *echo         // deliver OTA packages twice, the copy late (echo_test.go)
 }
 
 func newRig(t *testing.T, o rigOpts) *rig {
@@ -96,8 +97,8 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	}
 	r.dist = NewDistributor(o.dcfg)
 	var err error
-	r.distND, err = r.net.AddNode(sim.NodeSpec{Config: mesh.Config{ID: 1, Root: true, ContainsRoot: true},
-		Plugins: func(*sim.Node) []mesh.Plugin { return []mesh.Plugin{r.dist} }})
+	r.distND, err = r.net.AddNode(o.echo.spec(sim.NodeSpec{Config: mesh.Config{ID: 1, Root: true, ContainsRoot: true},
+		Plugins: func(*sim.Node) []mesh.Plugin { return []mesh.Plugin{r.dist} }}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func newRig(t *testing.T, o rigOpts) *rig {
 		st := NewMemoryStore(o.initial)
 		st.Decode = testDecode
 		r.stores[id] = st
-		nd, err := r.net.AddNode(sim.NodeSpec{Config: mesh.Config{ID: id}, Plugins: func(nd *sim.Node) []mesh.Plugin {
+		nd, err := r.net.AddNode(o.echo.spec(sim.NodeSpec{Config: mesh.Config{ID: id}, Plugins: func(nd *sim.Node) []mesh.Plugin {
 			cfg := ReceiverConfig{Role: "sensor", Hardware: "ESP32", SelfTest: func(string) bool { return true }}
 			if r.rcfg != nil {
 				cfg = r.rcfg(id)
@@ -120,7 +121,7 @@ func newRig(t *testing.T, o rigOpts) *rig {
 			}
 			r.recv[id] = rc
 			return []mesh.Plugin{rc}
-		}})
+		}}))
 		if err != nil {
 			t.Fatal(err)
 		}

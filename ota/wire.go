@@ -164,13 +164,16 @@ type Report struct {
 }
 
 // Refuse tells a child that its parent does not hold the transfer (type
-// 724, routing 0), so the child asks the distributor instead.
+// 724, routing 0), so the child asks the distributor instead. From the
+// transfer's distributor with Over (routing 1), it says the transfer is
+// over there (superseded, aborted or through), so the receiver drops it.
 type Refuse struct {
 	From    uint32 `json:"from"`
 	Dest    uint32 `json:"dest"`
 	Routing int    `json:"routing"`
 	Type    int    `json:"type"`
 	ID      string `json:"id"`
+	Over    bool   `json:"over,omitempty"`
 }
 
 // End marks the end of one push pass (type 725, routing 2).

@@ -28,6 +28,10 @@ type link struct {
 	ends  [2]*Node // 0: station side, 1: AP side
 	open  [2]bool  // the end's machine still has the connection
 	dirs  [2]direction
+	// lag, once Redial replaced the connection, holds each message that
+	// reaches the receiving radio back by up to lag more: the old
+	// connection's segments come late, after retransmission.
+	lag int64
 }
 
 // direction is the state of one direction of a link; dirs[i] carries what
@@ -35,6 +39,7 @@ type link struct {
 type direction struct {
 	lastArrive  int64 // TCP order: nothing arrives before an earlier message
 	lastDeliver int64
+	lastLagged  int64 // TCP order of the messages Redial's lag held back
 	stats       *LinkStats
 }
 
@@ -100,6 +105,51 @@ func (n *Network) Cut(a, b *Node) {
 			n.cut(l)
 		}
 	}
+}
+
+// Redial makes the stations of nd's connections connect again while the
+// connections they replace still work, as a station does that
+// re-associates with its access point and opens a new TCP connection
+// before the old one is gone. For overlap the two connections run side by
+// side, each in order, both carrying what the machines send on them; the
+// old one's messages reach the receiving radio up to lag late (its
+// segments come after retransmission), so across the two connections
+// messages arrive twice and out of order, as TCP allows. Then the station
+// closes the old connection, as its stack resets the old socket: what was
+// on its way to the station is lost, its peer sees the FIN after the data
+// the station had sent. It returns how many connections it replaced: those
+// open at both ends, and the latest of their wanted link (Connect).
+//
+// A mesh node refuses a second connection to a neighbour it reaches
+// ("already connected"); the station then dials again, as after a drop,
+// once the old connection closed.
+func (n *Network) Redial(nd *Node, overlap, lag time.Duration) int {
+	return n.redialWhere(nd, func(*Node) bool { return true }, overlap, lag)
+}
+
+// RedialPair is Redial for the connections between a and b only.
+func (n *Network) RedialPair(a, b *Node, overlap, lag time.Duration) int {
+	return n.redialWhere(a, func(peer *Node) bool { return peer == b }, overlap, lag)
+}
+
+func (n *Network) redialWhere(nd *Node, match func(peer *Node) bool, overlap, lag time.Duration) int {
+	count := 0
+	for _, l := range slices.Clone(nd.links) {
+		e := l.edge
+		if !l.fullyOpen() || e == nil || e.link != l || e.removed || !match(l.ends[1-l.endOf(nd)]) {
+			continue
+		}
+		count++
+		l.lag = int64(max(lag, 0))
+		n.dial(e)
+		n.schedule(event{at: n.now + int64(max(overlap, 0)), kind: evFunc, fn: func() {
+			if l.open[0] {
+				n.closeWithFin(l, 0)
+				n.notifyDisconnect(l.ends[0], l.id)
+			}
+		}})
+	}
+	return count
 }
 
 // SetLink overrides the link model for connections between a and b (either
@@ -315,6 +365,17 @@ func (n *Network) arrive(f *frame) {
 		n.stats.ClosedDrops++
 		return
 	}
+	if l.lag > 0 && !f.lagged {
+		// Held back once, never behind a later message of its direction.
+		f.lagged = true
+		d := &l.dirs[f.dir]
+		at := max(n.now+n.rng.Int64N(l.lag+1), d.lastLagged)
+		d.lastLagged = at
+		if at > n.now {
+			n.schedule(event{at: at, kind: evArrive, f: f})
+			return
+		}
+	}
 	rcv := l.ends[r]
 	t := n.now
 	if rx := rcv.radio.RxByteTime; rx > 0 {
@@ -379,7 +440,7 @@ func (n *Network) fin(l *link, i int) {
 	if !l.open[j] {
 		return
 	}
-	if d := l.dirs[i].lastDeliver; d > n.now {
+	if d := max(l.dirs[i].lastDeliver, l.dirs[i].lastLagged); d > n.now {
 		n.schedule(event{at: d, kind: evFin, link: l, gen: uint64(i)})
 		return
 	}

@@ -91,6 +91,7 @@ type frame struct {
 	prio    mesh.Priority
 	seq     uint64
 	txStart int64
+	lagged  bool // Redial's lag was applied (link.lag)
 }
 
 // txQueue is a node's radio queue: all its connections' messages, highest

@@ -11,6 +11,10 @@ import (
 	"time"
 
 	"github.com/meshfleet/meshfleet/internal/cpppeer"
+	"github.com/meshfleet/meshfleet/mesh"
+	"github.com/meshfleet/meshfleet/ota"
+	"github.com/meshfleet/meshfleet/protocol"
+	"github.com/meshfleet/meshfleet/transport/tcp"
 )
 
 // `meshfleet ota push --mode pipelined --compress none` delivers an image
@@ -416,3 +420,70 @@ func TestOTAPushBroadcastESPLibraryRepairsTwoHops(t *testing.T) {
 func TestOTAPushTooLargeForESPLibraryPartitionIsRefused(t *testing.T) {
 	pushRefused(t, "pipelined", "heatshrink", cpppeer.FleetConfig{ID: 225, MaxImage: 40_000}, "larger than the update partition")
 }
+
+// A campaign aborted while an ESP-library receiver downloads: its next
+// "downloading" report is answered with a Refuse marked over, and the
+// receiver drops the transfer (state idle) instead of asking for chunks
+// for ever. The abort comes in the step that handles the receiver's first
+// report, before any chunk is served.
+func TestAbortedCampaignEndsESPLibraryDownload(t *testing.T) {
+	cpppeer.BuildFleetNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, img := writeImage(t, 100_000)
+	dist := ota.NewDistributor(ota.DistributorConfig{})
+	abort := &abortOnReport{dist: dist, id: "c"}
+	addr := freeLoopbackAddr(t)
+	drv, err := tcp.New(tcp.Config{Node: mesh.Config{ID: 1, Root: true, ContainsRoot: true}, Listen: addr,
+		Plugins: []mesh.Plugin{dist, abort}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- drv.Run(runCtx) }()
+	defer func() { stop(); <-ran }()
+	rx := cpppeer.StartFleetNode(ctx, t, cpppeer.FleetConfig{ID: 225, Connect: addr, MD5: "00000000000000000000000000000000",
+		Image: filepath.Join(t.TempDir(), "image.bin")})
+	if _, err := rx.Wait(ctx, func(e cpppeer.Event) bool { return e.Event == "nodes" && e.Count == 2 }); err != nil {
+		t.Fatal(err)
+	}
+	err = drv.Do(ctx, func(now time.Time, _ *mesh.Node) {
+		_, err := dist.Start(now, ota.CampaignSpec{ID: "c", Image: ota.Image{Role: "sensor", Hardware: "ESP8266", Data: img},
+			Mode: ota.ModePipelined, Method: "none", Nodes: []uint32{225}})
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := rx.Wait(ctx, func(e cpppeer.Event) bool { return e.Event == "ota_state" && e.State == "idle" })
+	if err != nil {
+		t.Fatalf("%v\n%s", err, rx.Tail())
+	}
+	if !strings.Contains(ev.Err, "over") {
+		t.Errorf("idle because %q, want the transfer over at its distributor", ev.Err)
+	}
+	if !abort.done {
+		t.Error("the campaign was not aborted on the receiver's report")
+	}
+}
+
+// abortOnReport aborts campaign id when the first Report for it comes in,
+// after the distributor (added before it) handled that report.
+type abortOnReport struct {
+	dist *ota.Distributor
+	id   string
+	done bool
+}
+
+func (a *abortOnReport) Attach(mesh.Host) {}
+func (a *abortOnReport) Types() []int     { return []int{ota.TypeReport} }
+func (a *abortOnReport) HandlePackage(now time.Time, _ mesh.ConnID, _ protocol.Header, _ []byte) {
+	if !a.done {
+		a.done = a.dist.Abort(now, a.id) == nil
+	}
+}
+func (a *abortOnReport) Tick(time.Time)              {}
+func (a *abortOnReport) NextDeadline() (t time.Time) { return t }

@@ -630,10 +630,17 @@ class BasicMeshFleetOTA {
   }
 
   // onRefuse: the node asked does not hold what was asked; the next one
-  // up the path is asked, at once.
+  // up the path is asked, at once. From the distributor with "over", the
+  // transfer is over there (superseded, aborted or through): it is
+  // dropped, its progress kept for a later Offer of it.
   void onRefuse(JsonObject o) {
-    if (state_ != 1 || strcmp(o["id"] | "", id_) != 0 || src_ >= pathLen_ || o["from"].as<uint32_t>() != path_[src_])
+    if (state_ != 1 || strcmp(o["id"] | "", id_) != 0) return;
+    uint32_t from = o["from"].as<uint32_t>();
+    if (o["over"] | false) {
+      if (from == distributor_) setState(0, "transfer over at its distributor");
       return;
+    }
+    if (src_ >= pathLen_ || from != path_[src_]) return;
     ++src_;
     srcMisses_ = 0;
     askWindow();
