@@ -149,6 +149,12 @@ func (r *run) through() bool {
 			return false
 		}
 		p, _ := c.Node(dv.d.ID)
+		if dv.flash != nil {
+			if r.stockThrough(dv, c, p) {
+				continue
+			}
+			return false
+		}
 		if dv.d.Runs(r.target.MD5) && (p.State == ota.StateConfirmed || p.State == ota.StateInstalled) {
 			continue
 		}
@@ -194,10 +200,13 @@ func (r *run) check() {
 	for _, dv := range r.devs {
 		id := dv.d.ID
 		p, known := c.Node(id)
-		onTarget := dv.d.Opened != nil && dv.d.Runs(r.target.MD5)
+		onTarget := (dv.d.Opened != nil || dv.flash != nil) && dv.d.Runs(r.target.MD5)
 		if (p.State == ota.StateConfirmed || p.State == ota.StateInstalled) && !onTarget {
 			active, confirmed := "", false
-			if dv.d.Opened != nil {
+			switch {
+			case dv.flash != nil:
+				active, confirmed = dv.flash.RunningMD5(), true
+			case dv.d.Opened != nil:
 				active, confirmed = dv.d.Opened.Active()
 			}
 			r.violate("disagree", id, "the distributor says %s, the node runs %s (confirmed %v)", p.State, r.name(active), confirmed)
@@ -208,9 +217,17 @@ func (r *run) check() {
 		r.res.Reachable++
 		if onTarget {
 			r.res.Completed++
+			if dv.flash != nil && !known {
+				r.stockUnseen(dv)
+				continue
+			}
 			if p.State != ota.StateConfirmed && p.State != ota.StateInstalled {
 				r.violate("disagree", id, "the node runs the target confirmed, the distributor says %q", stateOf(p, known))
 			}
+			continue
+		}
+		if dv.flash != nil {
+			r.stockStuck(dv, prev, p, known)
 			continue
 		}
 		if dv.d.Opened == nil {
@@ -227,6 +244,10 @@ func (r *run) check() {
 	}
 	// What would boot after one more power cut, on every device.
 	for _, dv := range r.devs {
+		if dv.flash != nil {
+			r.checkStockBoot(dv)
+			continue
+		}
 		dv.mem.Crash()
 		st, err := slot.Open(dv.mem, &slot.Options{Factory: slot.Info{MD5: r.im.factory, Role: role, Hardware: hardware, Version: "1.0.0"}})
 		if err != nil {

@@ -220,6 +220,9 @@ func (r *run) transferRunning() bool {
 		if rc := dv.d.Receiver; rc != nil && dv.d.Node.Up() && rc.State() == ota.StateDownloading {
 			return true
 		}
+		if st := dv.d.Stock; st != nil && dv.d.Node.Up() && st.PartsReceived() > 0 {
+			return true
+		}
 	}
 	return false
 }

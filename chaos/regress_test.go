@@ -6,6 +6,14 @@ import (
 	"github.com/meshfleet/meshfleet/ota"
 )
 
+// legacy is the mode and receiver set the first cases were found with,
+// before stock-turbo and the stock receiver were drawn: pinned so that
+// their seeds draw the plans they had.
+var (
+	legacyModes     = []ota.Mode{ota.ModePipelined, ota.ModeBroadcast, ota.ModeStock}
+	legacyReceivers = []Receiver{OurReceiver}
+)
+
 // Each case replays a schedule that broke an invariant before the fix
 // named, on a small mesh, and must now keep them all.
 var regressions = []struct {
@@ -34,7 +42,7 @@ var regressions = []struct {
 		// chunks of another size; receivers kept the old cut and could
 		// take none of the new chunks.
 		name: "gateway-restart-new-cut",
-		cfg:  Config{},
+		cfg:  Config{Modes: legacyModes, Receivers: legacyReceivers},
 		seed: 15, faults: "gateway-restart@1m22.25s:0:27.742s:0",
 	},
 	{
@@ -42,17 +50,17 @@ var regressions = []struct {
 		// had replaced, and a node on the newer image took it (a
 		// downgrade), or left the newer transfer for it.
 		name: "peer-offers-replaced-image",
-		cfg:  Config{MinNodes: 10, MaxNodes: 50},
+		cfg:  Config{MinNodes: 10, MaxNodes: 50, Modes: legacyModes, Receivers: legacyReceivers},
 		seed: 171, faults: "newer-image@10.385s:0:0s:0,crash-verify@1m32.14s:3:16.819s:0",
 	},
 	{
 		name: "peer-offers-replaced-image-after-completion",
-		cfg:  Config{MinNodes: 10, MaxNodes: 50},
+		cfg:  Config{MinNodes: 10, MaxNodes: 50, Modes: legacyModes, Receivers: legacyReceivers},
 		seed: 183, faults: "newer-image@1m17.176s:0:0s:0",
 	},
 	{
 		name: "peer-offers-replaced-image-gateway-restart",
-		cfg:  Config{MinNodes: 10, MaxNodes: 50},
+		cfg:  Config{MinNodes: 10, MaxNodes: 50, Modes: legacyModes, Receivers: legacyReceivers},
 		seed: 203, faults: "newer-image@40.636s:0:0s:0,flap@54.04s:15:34.638s:6,gateway-restart@1m2.407s:0:5.663s:0",
 	},
 	{
@@ -61,7 +69,7 @@ var regressions = []struct {
 		// answered every Begin with "already verified" and the receiver
 		// failed for ever on the previous image.
 		name: "verified-not-switched",
-		cfg:  Config{MinNodes: 10, MaxNodes: 50},
+		cfg:  Config{MinNodes: 10, MaxNodes: 50, Modes: legacyModes, Receivers: legacyReceivers},
 		seed: 5, faults: "power-cut@9.228s:3:9.195s:28,crash-boot@1m9.103s:34:16.728s:0",
 	},
 	{
@@ -70,13 +78,22 @@ var regressions = []struct {
 		// after the campaign ended, whose record never changed, so it said
 		// "nothing" of a node running the image.
 		name: "late-confirmed-after-the-end",
-		cfg:  Config{},
+		cfg:  Config{Modes: legacyModes, Receivers: legacyReceivers},
 		seed: 731, faults: "gateway-restart@4.385s:0:4.32s:0",
 	},
 	{
 		name: "verified-not-switched-stock",
-		cfg:  Config{MinNodes: 10, MaxNodes: 50},
+		cfg:  Config{MinNodes: 10, MaxNodes: 50, Modes: legacyModes, Receivers: legacyReceivers},
 		seed: 85, faults: "power-cut@37.458s:25:1.906s:29,flap@52.052s:7:38.514s:8",
+	},
+	{
+		// ota: a stock receiver's earlier request task repeated its old
+		// request after the node was served its last chunk; the
+		// distributor took it back to downloading, stopped watching for
+		// its reboot, and called the node, which ran the image, lost.
+		name: "stock-stale-request-after-last-chunk",
+		cfg:  Config{MinNodes: 10, MaxNodes: 50, Modes: []ota.Mode{ota.ModeStock, ota.ModeStockTurbo}, Receivers: []Receiver{StockReceiver}},
+		seed: 17, faults: "newer-image@1m47.607s:0:0s:0",
 	},
 }
 
