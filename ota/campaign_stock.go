@@ -41,6 +41,9 @@ type stockSeen struct {
 	asked      time.Time // its last request
 	servedLast time.Time // when the last part was sent to it (zero: not yet)
 	left       bool      // it was out of the mesh since servedLast
+	// resumed: its last request came before this distributor started
+	// (a gateway restart); nothing heard from it since.
+	resumed bool
 }
 
 // stockAsked records a stock receiver's request for part of transfer v:
@@ -125,6 +128,12 @@ func (c *Campaign) stockCheck(now time.Time, inMesh func(uint32) bool) []NodePro
 				p.stock.left = left
 				continue
 			}
+		case silent >= stockLostAfter && p.stock.resumed && inMesh(p.Node):
+			// Not a word since we restarted, though it is in the mesh and
+			// the announces went out: a C++ receiver short of the image
+			// asks every 30 s, or at the next announce once its retries
+			// ran out. It installed while we were down.
+			next.State, next.Done, next.Bytes, next.ETA = StateInstalled, next.Total, next.BytesTotal, 0
 		case silent >= stockLostAfter:
 			next.State, next.Err = StateLost, fmt.Sprintf("no request for %s", silent.Round(time.Second))
 		case silent >= stockGoneAfter && !inMesh(p.Node):

@@ -377,9 +377,16 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 		if c.Targeted(p.Node) {
 			// Bytes held before this start came at a rate of their own.
 			p.rateFrom, p.rateBase = now, p.Bytes
+			if p.Estimated && !p.Terminal() {
+				// A stock receiver's silence counts from here: without it
+				// the node would stay downloading for ever if it never
+				// asked again (it installed while we were down).
+				p.stock = stockSeen{asked: now, resumed: true}
+			}
 			c.put(&p)
 		}
 	}
+	c.stockNext = c.stockDeadline(now)
 	c.noteChange(now)
 	c.offer = Offer{
 		From: d.host.ID(), Routing: int(protocol.RouteBroadcast), ID: id, MD5: img.MD5, Role: img.Role,
