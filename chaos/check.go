@@ -133,7 +133,7 @@ func (r *run) through() bool {
 	if r.rootDown || !r.root.Up() {
 		return false
 	}
-	c, ok := r.dist.Campaign(r.targetID())
+	c, ok := r.campaignRecord(r.targetID())
 	if !ok {
 		return false
 	}
@@ -169,6 +169,17 @@ func (r *run) through() bool {
 	return true
 }
 
+// campaignRecord is the distributor's campaign id, or the record of it
+// that ended before a gateway restart: the gateway keeps finished
+// campaigns' records, the restarted distributor resumes only the active.
+func (r *run) campaignRecord(id string) (*ota.Campaign, bool) {
+	if c, ok := r.dist.Campaign(id); ok {
+		return c, true
+	}
+	c, ok := r.ended[id]
+	return c, ok
+}
+
 func (r *run) targetID() string {
 	if r.newer {
 		return "v3"
@@ -184,7 +195,7 @@ func (r *run) check() {
 	if r.res.Injected[Corrupt] == 0 {
 		delete(r.res.Injected, Corrupt)
 	}
-	c, ok := r.dist.Campaign(r.targetID())
+	c, ok := r.campaignRecord(r.targetID())
 	if !ok {
 		r.violate("disagree", 0, "the distributor has no campaign %s", r.targetID())
 		return

@@ -233,6 +233,7 @@ func (r *run) restartGateway(d time.Duration) {
 	var specs []ota.CampaignSpec
 	for _, c := range r.dist.Campaigns() {
 		if !c.Active() {
+			r.ended[c.ID] = c
 			continue
 		}
 		img := r.im.target

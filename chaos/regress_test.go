@@ -95,6 +95,23 @@ var regressions = []struct {
 		cfg:  Config{MinNodes: 10, MaxNodes: 50, Modes: []ota.Mode{ota.ModeStock, ota.ModeStockTurbo}, Receivers: []Receiver{StockReceiver}},
 		seed: 17, faults: "newer-image@1m47.607s:0:0s:0",
 	},
+	{
+		// ota: a stock receiver installed while the gateway was down; the
+		// resumed campaign carried it over as downloading and never
+		// checked its silence again, so it stayed downloading for ever.
+		name: "stock-installed-while-gateway-down",
+		cfg:  Config{MinNodes: 10, MaxNodes: 50, Modes: []ota.Mode{ota.ModeStock, ota.ModeStockTurbo}, Receivers: []Receiver{StockReceiver}},
+		seed: 627, faults: "gateway-restart@16.177s:0:22.074s:0",
+	},
+	{
+		// chaos: a gateway restart after the campaign ended left the
+		// restarted distributor without its record (it resumes only the
+		// active ones), and the check found no campaign; the gateway
+		// keeps the records of finished campaigns.
+		name: "gateway-restart-after-the-end",
+		cfg:  Config{Modes: []ota.Mode{ota.ModeStock, ota.ModeStockTurbo}, Receivers: []Receiver{StockReceiver}},
+		seed: 37, faults: "gateway-restart@4m27.94s:0:17.574s:0",
+	},
 }
 
 func TestRegressionSchedules(t *testing.T) {
@@ -114,6 +131,9 @@ func TestRegressionSchedules(t *testing.T) {
 			}
 			if res.Reachable == 0 || res.Completed != res.Reachable {
 				t.Errorf("completed %d of %d reachable", res.Completed, res.Reachable)
+			}
+			if res.StockStuck+res.StockUnseen > 0 {
+				t.Errorf("%d stock receivers stuck, %d unseen: %v", res.StockStuck, res.StockUnseen, res.StockWhy)
 			}
 			t.Logf("%s: %s; replay: %s", res.Plan, tc.faults, cfg.Command("meshfleet sim chaos"))
 		})

@@ -107,6 +107,7 @@ type run struct {
 	// resume are the campaigns the distributor had when the root went
 	// down; the restarted distributor takes them up again.
 	resume   []ota.CampaignSpec
+	ended    map[string]*ota.Campaign // campaigns that ended before a gateway restart
 	rootDown bool
 	rootGen  int
 
@@ -135,7 +136,7 @@ func Run(cfg Config, seed uint64) (res Result) {
 		res.Elapsed = time.Since(wall)
 		res.WallS = res.Elapsed.Seconds()
 	}()
-	r := &run{cfg: cfg, plan: res.Plan, res: &res, byID: map[uint32]*device{},
+	r := &run{cfg: cfg, plan: res.Plan, res: &res, byID: map[uint32]*device{}, ended: map[string]*ota.Campaign{},
 		partitions: map[int][]*sim.Node{}, lossCount: map[nodePair]int{}, flapCount: map[nodePair]int{}, queueCount: map[*sim.Node]int{},
 		lossPct: map[nodePair]float64{}, flapEvery: map[nodePair]time.Duration{}}
 	if err := r.build(); err != nil {
