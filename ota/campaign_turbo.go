@@ -1,6 +1,9 @@
 package ota
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // A stock receiver in stock-turbo's broadcast mode sends nothing at all,
 // and one that fell behind asks in the distributor's name (the Data's
@@ -11,14 +14,30 @@ import "time"
 // stockRejoin counts as installed (Estimated). A node that does not
 // reboot (a relay, a node of another role, a receiver still catching up)
 // is not shown; one still catching up is watched again when the last
-// chunk next goes out. A node that drops out and back for another reason
-// after the last chunk counts as installed too: it is an estimate.
+// chunk next goes out.
+//
+// A node can drop out and back for another reason (a link that broke and
+// was dialled again), so a return is checked before it counts: the
+// distributor sends the node itself the last chunk, flagged broadcasted
+// (turboProbe). A receiver still waiting in broadcast mode takes the
+// chunk as out of sequence and asks at once for the part it lacks, in the
+// node's own name (the Data's dest, Q-19 h); one that installed ignores
+// it. A node heard from that way is not installed; one silent for
+// turboVerify is. A receiver that forgot the transfer (Q-19 d), or left
+// broadcast mode before and asks in other names, does not show: that
+// much is still an estimate.
+
+// turboVerify is how long a returned node is given to answer the probe:
+// it asks at once, and the probe goes twice.
+const turboVerify = 20 * time.Second
 
 // rebootWatch is what a stock-turbo campaign watches for reboots.
 type rebootWatch struct {
 	nodes  map[uint32]*stockSeen
 	chunks int   // of the stock variant, for the installed node's figures
 	size   int64 // its bytes
+	// probe are the returned nodes the distributor is to probe now.
+	probe []uint32
 }
 
 // turboLastSent records that c flooded the last chunk of v while the
@@ -45,11 +64,20 @@ func (c *Campaign) turboLastSent(now time.Time, members []uint32, v *variant) {
 // within stockRejoin.
 func (c *Campaign) turboCheck(now time.Time, inMesh func(uint32) bool) []NodeProgress {
 	var out []NodeProgress
-	for id, s := range c.rebootWatch.nodes {
+	ids := make([]uint32, 0, len(c.rebootWatch.nodes))
+	for id := range c.rebootWatch.nodes {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids) // the probes go out in one order
+	for _, id := range ids {
+		s := c.rebootWatch.nodes[id]
 		back := inMesh(id)
 		left := s.left || !back
 		switch {
-		case left && back:
+		case !s.verifyFrom.IsZero() && !back:
+			// Gone again: the probe's chunk may have completed it.
+			s.verifyFrom, s.probes, s.left, s.servedLast = time.Time{}, 0, true, now
+		case !s.verifyFrom.IsZero() && now.Sub(s.verifyFrom) >= turboVerify:
 			p := NodeProgress{Node: id, State: StateInstalled, Done: c.rebootWatch.chunks, Total: c.rebootWatch.chunks,
 				Bytes: c.rebootWatch.size, BytesTotal: c.rebootWatch.size, Updated: now, Joined: now, Estimated: true}
 			if old, ok := c.nodes[id]; ok {
@@ -58,6 +86,14 @@ func (c *Campaign) turboCheck(now time.Time, inMesh func(uint32) bool) []NodePro
 			c.put(&p)
 			out = append(out, p)
 			delete(c.rebootWatch.nodes, id)
+		case !s.verifyFrom.IsZero():
+			if s.probes < 2 && now.Sub(s.verifyFrom) >= turboVerify/2 {
+				s.probes++
+				c.rebootWatch.probe = append(c.rebootWatch.probe, id)
+			}
+		case left && back:
+			s.verifyFrom, s.probes = now, 1
+			c.rebootWatch.probe = append(c.rebootWatch.probe, id)
 		case now.Sub(s.servedLast) >= stockRejoin:
 			delete(c.rebootWatch.nodes, id)
 		default:
@@ -65,4 +101,12 @@ func (c *Campaign) turboCheck(now time.Time, inMesh func(uint32) bool) []NodePro
 		}
 	}
 	return out
+}
+
+// turboHeard records a request in a watched node's own name: the answer
+// to a probe, so it is still short of the image.
+func (c *Campaign) turboHeard(from uint32) {
+	if s, ok := c.rebootWatch.nodes[from]; ok && !s.verifyFrom.IsZero() {
+		delete(c.rebootWatch.nodes, from)
+	}
 }

@@ -192,6 +192,10 @@ type dcampaign struct {
 
 	announced    int
 	nextAnnounce time.Time
+	// lastPartAt is when a stock receiver was last sent the last chunk
+	// (stock-turbo: flooded); no announce goes out until stockRestart
+	// after it (holdAnnounce).
+	lastPartAt time.Time
 
 	push  pushControl  // broadcast mode
 	turbo turboControl // stock-turbo mode
