@@ -228,8 +228,8 @@ func (r *run) check() {
 		r.res.Reachable++
 		if onTarget {
 			r.res.Completed++
-			if dv.flash != nil && !known {
-				r.stockUnseen(dv)
+			if dv.flash != nil && (!known || p.State == ota.StateLost && p.Err != "") {
+				r.stockUnseen(dv, p, known)
 				continue
 			}
 			if p.State != ota.StateConfirmed && p.State != ota.StateInstalled {

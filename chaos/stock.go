@@ -23,12 +23,13 @@ import (
 //     then not say installed, and the run counts the node as a stock
 //     receiver stuck, with the C++ receiver's state, rather than a
 //     violation (the C++ receiver's own behaviour, docs/protocol.md Q-19);
-//   - on the target, the distributor's record must say installed, or have
-//     nothing of the node: a stock receiver sends nothing once it runs an
-//     image, and in stock-turbo nothing at all, so a distributor that was
-//     down when the node rebooted into it cannot know (counted as unseen).
-//     A record that says anything else (downloading, lost) is a
-//     disagreement.
+//   - on the target, the distributor's record must say installed, have
+//     nothing of the node, or say lost with its reason: a stock receiver
+//     sends nothing once it runs an image, and in stock-turbo nothing at
+//     all, so a distributor that was down when the node rebooted into it,
+//     or that saw it leave the mesh and never heard from it again, cannot
+//     know (counted as unseen). Any other record (downloading, or lost
+//     without a reason) is a disagreement.
 
 // stockFlash gives a device its flash for life, with the campaign's
 // storage faults on its operations.
@@ -157,8 +158,8 @@ func (r *run) stockStuck(dv *device, prev map[string]bool, p ota.NodeProgress, k
 }
 
 // stockUnseen counts a stock device on the target that the distributor
-// has no record of.
-func (r *run) stockUnseen(dv *device) {
+// has no record of, or lost track of (lost, with its reason).
+func (r *run) stockUnseen(dv *device, p ota.NodeProgress, known bool) {
 	r.res.StockUnseen++
-	r.res.StockWhy = append(r.res.StockWhy, fmt.Sprintf("node %d runs %s; the distributor has no record of it", dv.d.ID, r.name(r.target.MD5)))
+	r.res.StockWhy = append(r.res.StockWhy, fmt.Sprintf("node %d runs %s; the distributor says %q %q", dv.d.ID, r.name(r.target.MD5), stateOf(p, known), p.Err))
 }
