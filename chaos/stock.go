@@ -121,9 +121,9 @@ func (r *run) checkStockBoot(dv *device) {
 	}
 }
 
-// stockSeen outlasts the distributor's check for a stock node's return
-// after its reboot (a second).
-const stockSeen = 10 * time.Second
+// stockSeen outlasts the distributor's check of a stock node's return
+// after its reboot: polled once a second, then probed for 20 s.
+const stockSeen = 30 * time.Second
 
 // stockThrough reports whether a stock device is through: on the target
 // with the distributor knowing it, or nothing more will happen for it

@@ -18,14 +18,16 @@ import (
 //
 // A node can drop out and back for another reason (a link that broke and
 // was dialled again), so a return is checked before it counts: the
-// distributor sends the node itself the last chunk, flagged broadcasted
-// (turboProbe). A receiver still waiting in broadcast mode takes the
+// distributor announces (unless a node may be between a good image and
+// its restart) and sends the node itself the last chunk, flagged
+// broadcasted (turboProbe). A receiver still short of the image takes the
 // chunk as out of sequence and asks at once for the part it lacks, in the
-// node's own name (the Data's dest, Q-19 h); one that installed ignores
-// it. A node heard from that way is not installed; one silent for
-// turboVerify is. A receiver that forgot the transfer (Q-19 d), or left
-// broadcast mode before and asks in other names, does not show: that
-// much is still an estimate.
+// node's own name (the Data's dest, Q-19 h); one that forgot the transfer
+// (Q-19 d) or never took it up does so after the announce. One that
+// installed ignores both. A node heard from that way is not installed;
+// one silent for turboVerify is. A receiver that left broadcast mode
+// before and asks in other names does not show, nor one whose announce
+// was held: that much is still an estimate.
 
 // turboVerify is how long a returned node is given to answer the probe:
 // it asks at once, and the probe goes twice.

@@ -73,11 +73,17 @@ const stockRestart = 3 * time.Second
 // now boots: the node restarts into its old image, with ota_fn naming the
 // new one, and never fetches it again.
 func (c *dcampaign) holdAnnounce(now time.Time) bool {
-	if c.lastPartAt.IsZero() || !now.Before(c.lastPartAt.Add(stockRestart)) {
+	if !c.restarting(now) {
 		return false
 	}
 	c.nextAnnounce = c.lastPartAt.Add(stockRestart)
 	return true
+}
+
+// restarting reports whether a stock receiver may be between a good
+// image and its restart.
+func (c *dcampaign) restarting(now time.Time) bool {
+	return !c.lastPartAt.IsZero() && now.Before(c.lastPartAt.Add(stockRestart))
 }
 
 // stockCheck moves c's stock receivers on from their silence and their
@@ -94,14 +100,22 @@ func (d *Distributor) stockCheck(now time.Time, c *dcampaign) {
 }
 
 // turboProbe checks that stock-turbo nodes back in the mesh installed
-// (campaign_turbo.go): the last chunk, flagged broadcasted, to each node.
-// No announce goes with it: other nodes may be between a good image and
-// their restart (holdAnnounce).
+// (campaign_turbo.go): an announce, for receivers that forgot the
+// transfer or never took it up, unless a node may be between a good image
+// and its restart (holdAnnounce); then the last chunk, flagged
+// broadcasted, to each node.
 func (d *Distributor) turboProbe(now time.Time, c *dcampaign, nodes []uint32) {
 	v := c.stock
 	last := v.chunks - 1
 	msg := stockMsg{From: d.host.ID(), MD5: c.Image.MD5, Hardware: c.Image.Hardware, Role: c.Image.Role, Forced: c.Forced,
 		NoPart: uint32(v.chunks), Broadcasted: true}
+	if !c.restarting(now) {
+		a := msg
+		a.Type, a.Routing = protocol.TypeOTAAnnounce, int(protocol.RouteBroadcast)
+		_ = d.host.SendPackage(now, &a)
+		d.stats.Announces++
+	}
+	c.lastPartAt = now // the probe may complete a node
 	data := base64.StdEncoding.EncodeToString(v.chunk(last))
 	for _, id := range nodes {
 		m := msg
