@@ -320,7 +320,7 @@ func (s *Receiver) Waiting() string {
 	case len(s.running) > 0:
 		return fmt.Sprintf("asks for part %d of %.8s", s.update.partNo, s.update.md5)
 	case s.update.broadcasted:
-		return fmt.Sprintf("waits for broadcast part %d of %.8s, asking nobody", s.update.partNo, s.update.md5)
+		return fmt.Sprintf("waits for broadcast part %d of %.8s, asking nobody (Q-19 b)", s.update.partNo, s.update.md5)
 	}
 	return fmt.Sprintf("follows %.8s at part %d, no request task runs", s.update.md5, s.update.partNo)
 }
