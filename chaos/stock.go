@@ -122,7 +122,7 @@ func (r *run) checkStockBoot(dv *device) {
 }
 
 // stockSeen outlasts the distributor's check of a stock node's return
-// after its reboot: polled once a second, then probed for 20 s.
+// after its reboot: polled once a second, then probed for 10 s.
 const stockSeen = 30 * time.Second
 
 // stockThrough reports whether a stock device is through: on the target

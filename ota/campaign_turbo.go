@@ -31,7 +31,7 @@ import (
 
 // turboVerify is how long a returned node is given to answer the probe:
 // it asks at once, and the probe goes twice.
-const turboVerify = 20 * time.Second
+const turboVerify = 10 * time.Second
 
 // rebootWatch is what a stock-turbo campaign watches for reboots.
 type rebootWatch struct {
