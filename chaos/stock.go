@@ -122,8 +122,9 @@ func (r *run) checkStockBoot(dv *device) {
 }
 
 // stockSeen outlasts the distributor's check of a stock node's return
-// after its reboot: polled once a second, then probed for 10 s.
-const stockSeen = 30 * time.Second
+// after its reboot: polled once a second, then probed until 10 s after
+// an announce (held announces can make that up to a minute).
+const stockSeen = 90 * time.Second
 
 // stockThrough reports whether a stock device is through: on the target
 // with the distributor knowing it, or nothing more will happen for it

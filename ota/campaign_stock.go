@@ -44,10 +44,10 @@ type stockSeen struct {
 	// resumed: its last request came before this distributor started
 	// (a gateway restart); nothing heard from it since.
 	resumed bool
-	// verifyFrom: a stock-turbo node back in the mesh, probed then
-	// (campaign_turbo.go); probes sent so far.
-	verifyFrom time.Time
-	probes     int
+	// verifyFrom: a stock-turbo node back in the mesh then, being probed
+	// (campaign_turbo.go); probedAt its last probe, sure its first probe
+	// after an announce sent since verifyFrom.
+	verifyFrom, probedAt, sure time.Time
 }
 
 // stockAsked records a stock receiver's request for part of transfer v:

@@ -25,9 +25,11 @@ import (
 // node's own name (the Data's dest, Q-19 h); one that forgot the transfer
 // (Q-19 d) or never took it up does so after the announce. One that
 // installed ignores both. A node heard from that way is not installed;
-// one silent for turboVerify is. A receiver that left broadcast mode
-// before and asks in other names does not show, nor one whose announce
-// was held: that much is still an estimate.
+// one silent for turboVerify after its first probe that followed an
+// announce sent since its return is (while announces are held, the probe
+// goes again every turboVerify/2, and the regular announce comes within
+// a minute). A receiver that left broadcast mode before and asks in
+// other names does not show: that much is still an estimate.
 
 // turboVerify is how long a returned node is given to answer the probe:
 // it asks at once, and the probe goes twice.
@@ -78,8 +80,8 @@ func (c *Campaign) turboCheck(now time.Time, inMesh func(uint32) bool) []NodePro
 		switch {
 		case !s.verifyFrom.IsZero() && !back:
 			// Gone again: the probe's chunk may have completed it.
-			s.verifyFrom, s.probes, s.left, s.servedLast = time.Time{}, 0, true, now
-		case !s.verifyFrom.IsZero() && now.Sub(s.verifyFrom) >= turboVerify:
+			s.verifyFrom, s.probedAt, s.sure, s.left, s.servedLast = time.Time{}, time.Time{}, time.Time{}, true, now
+		case !s.sure.IsZero() && now.Sub(s.sure) >= turboVerify:
 			p := NodeProgress{Node: id, State: StateInstalled, Done: c.rebootWatch.chunks, Total: c.rebootWatch.chunks,
 				Bytes: c.rebootWatch.size, BytesTotal: c.rebootWatch.size, Updated: now, Joined: now, Estimated: true}
 			if old, ok := c.nodes[id]; ok {
@@ -88,13 +90,14 @@ func (c *Campaign) turboCheck(now time.Time, inMesh func(uint32) bool) []NodePro
 			c.put(&p)
 			out = append(out, p)
 			delete(c.rebootWatch.nodes, id)
+		case !s.verifyFrom.IsZero() && now.Sub(s.verifyFrom) >= stockRejoin:
+			delete(c.rebootWatch.nodes, id) // never probed after an announce: not shown
 		case !s.verifyFrom.IsZero():
-			if s.probes < 2 && now.Sub(s.verifyFrom) >= turboVerify/2 {
-				s.probes++
+			if now.Sub(s.probedAt) >= turboVerify/2 && (s.sure.IsZero() || s.probedAt.Equal(s.sure)) {
 				c.rebootWatch.probe = append(c.rebootWatch.probe, id)
 			}
 		case left && back:
-			s.verifyFrom, s.probes = now, 1
+			s.verifyFrom = now
 			c.rebootWatch.probe = append(c.rebootWatch.probe, id)
 		case now.Sub(s.servedLast) >= stockRejoin:
 			delete(c.rebootWatch.nodes, id)
@@ -103,6 +106,20 @@ func (c *Campaign) turboCheck(now time.Time, inMesh func(uint32) bool) []NodePro
 		}
 	}
 	return out
+}
+
+// turboProbed records the probe of nodes at now, the last announce having
+// gone at announced: a probe after an announce that came after the node's
+// return is one it can answer whatever it missed before.
+func (c *Campaign) turboProbed(now, announced time.Time, nodes []uint32) {
+	for _, id := range nodes {
+		if s, ok := c.rebootWatch.nodes[id]; ok {
+			s.probedAt = now
+			if s.sure.IsZero() && !announced.Before(s.verifyFrom) {
+				s.sure = now
+			}
+		}
+	}
 }
 
 // turboHeard records a request in a watched node's own name: the answer

@@ -196,6 +196,8 @@ type dcampaign struct {
 	// (stock-turbo: flooded); no announce goes out until stockRestart
 	// after it (holdAnnounce).
 	lastPartAt time.Time
+	// announcedAt is when the last announce went out.
+	announcedAt time.Time
 
 	push  pushControl  // broadcast mode
 	turbo turboControl // stock-turbo mode

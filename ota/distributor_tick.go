@@ -49,6 +49,7 @@ func (d *Distributor) announce(now time.Time, c *dcampaign) {
 	_ = d.host.SendPackage(now, a)
 	d.stats.Announces++
 	c.announced++
+	c.announcedAt = now
 	if c.announced >= d.cfg.AnnounceCount {
 		c.nextAnnounce = time.Time{}
 		return
@@ -114,8 +115,12 @@ func (d *Distributor) turboProbe(now time.Time, c *dcampaign, nodes []uint32) {
 		a.Type, a.Routing = protocol.TypeOTAAnnounce, int(protocol.RouteBroadcast)
 		_ = d.host.SendPackage(now, &a)
 		d.stats.Announces++
+		c.announcedAt = now
 	}
-	c.lastPartAt = now // the probe may complete a node
+	// The probe does not hold announces (lastPartAt): probes go every
+	// few seconds and would hold them for ever, and its chunk completes
+	// a node only if it lacked the last part alone.
+	c.turboProbed(now, c.announcedAt, nodes)
 	data := base64.StdEncoding.EncodeToString(v.chunk(last))
 	for _, id := range nodes {
 		m := msg
