@@ -28,7 +28,10 @@ type Config struct {
 	// MinImage and MaxImage bound the image size in bytes.
 	MinImage, MaxImage int
 	Modes              []ota.Mode
-	MaxFaults          int // faults per seed, drawn in 1..MaxFaults
+	// Receivers are what the devices of stock campaigns run, drawn per
+	// seed (the fast modes run ours, stock-turbo the stock receiver).
+	Receivers []Receiver
+	MaxFaults int // faults per seed, drawn in 1..MaxFaults
 	// Faults, if not nil, is every seed's schedule instead of a drawn one.
 	Faults []Fault
 	Jobs   int  // seeds run at once (0: GOMAXPROCS)
@@ -67,6 +70,9 @@ func (c *Config) defaults() {
 	if len(c.Modes) == 0 {
 		c.Modes = DefaultModes
 	}
+	if len(c.Receivers) == 0 {
+		c.Receivers = DefaultReceivers
+	}
 	if c.MaxFaults <= 0 {
 		c.MaxFaults = DefaultMaxFaults
 	}
@@ -88,6 +94,12 @@ type Summary struct {
 	Violations int          `json:"invariant_violations"`
 	Reachable  int          `json:"reachable_after_heal"`
 	Completed  int          `json:"completed_after_heal"`
+	// StockStuck are stock receivers left on their previous image by
+	// the C++ receiver's own behaviour (counted, not violations).
+	StockStuck int `json:"stock_receivers_stuck"`
+	// StockUnseen are stock receivers on the target the distributor
+	// has no record of.
+	StockUnseen int `json:"stock_receivers_unseen"`
 	// CompletionRate is Completed / Reachable.
 	CompletionRate    float64          `json:"completion_rate_after_heal"`
 	NodeHours         float64          `json:"simulated_node_hours"`
@@ -96,7 +108,9 @@ type Summary struct {
 	SeedsPerCPUH      float64          `json:"seeds_per_cpu_hour"`
 	NodeHoursPerWallH float64          `json:"simulated_node_hours_per_wall_hour"`
 	Modes             map[ota.Mode]int `json:"modes"`
-	Results           []Result         `json:"results,omitempty"`
+	// Receivers counts the seeds by mode and receiver ("stock/ours").
+	Receivers map[string]int `json:"receivers"`
+	Results   []Result       `json:"results,omitempty"`
 }
 
 // RunSeeds runs cfg.Seeds seeds from cfg.From on cfg.Jobs goroutines,
@@ -150,7 +164,7 @@ func RunSeeds(ctx context.Context, cfg Config, report func(Result)) Summary {
 
 // Summarise adds results up (wall and CPU time are the caller's).
 func Summarise(results []Result) Summary {
-	s := Summary{Seeds: len(results), Injected: map[Kind]int{}, Modes: map[ota.Mode]int{}, Results: results}
+	s := Summary{Seeds: len(results), Injected: map[Kind]int{}, Modes: map[ota.Mode]int{}, Receivers: map[string]int{}, Results: results}
 	for _, r := range results {
 		if r.Failed() {
 			s.Failed++
@@ -165,6 +179,9 @@ func Summarise(results []Result) Summary {
 		s.Completed += r.Completed
 		s.NodeHours += r.NodeHours
 		s.Modes[r.Plan.Mode]++
+		s.Receivers[string(r.Plan.Mode)+"/"+string(r.Plan.Receiver)]++
+		s.StockStuck += r.StockStuck
+		s.StockUnseen += r.StockUnseen
 	}
 	if s.Reachable > 0 {
 		s.CompletionRate = float64(s.Completed) / float64(s.Reachable)
@@ -192,6 +209,12 @@ func (s Summary) Print(w io.Writer) {
 	}
 	sort.Strings(modes)
 	fmt.Fprintf(w, "modes                     %s\n", strings.Join(modes, ", "))
+	receivers := make([]string, 0, len(s.Receivers))
+	for m, n := range s.Receivers {
+		receivers = append(receivers, fmt.Sprintf("%s %d", m, n))
+	}
+	sort.Strings(receivers)
+	fmt.Fprintf(w, "mode/receiver             %s\n", strings.Join(receivers, ", "))
 	fmt.Fprintf(w, "faults injected           %d\n", s.Faults)
 	for _, k := range Kinds {
 		if n := s.Injected[k]; n > 0 {
@@ -201,6 +224,8 @@ func (s Summary) Print(w io.Writer) {
 	fmt.Fprintf(w, "nodes bricked             %d\n", s.Bricked)
 	fmt.Fprintf(w, "invariant violations      %d\n", s.Violations)
 	fmt.Fprintf(w, "completion after heal     %d/%d (%.2f%%)\n", s.Completed, s.Reachable, 100*s.CompletionRate)
+	fmt.Fprintf(w, "stock receivers stuck     %d (on their previous image, the C++ receiver's own behaviour)\n", s.StockStuck)
+	fmt.Fprintf(w, "stock receivers unseen    %d (on the target, the distributor has no record of them)\n", s.StockUnseen)
 	fmt.Fprintf(w, "wall / CPU                %.1f s / %.1f s\n", s.WallS, s.CPUS)
 	fmt.Fprintf(w, "seeds per CPU hour        %.0f\n", s.SeedsPerCPUH)
 	fmt.Fprintf(w, "simulated node-hours      %.1f (%.0f per wall hour)\n", s.NodeHours, s.NodeHoursPerWallH)
@@ -214,8 +239,12 @@ func (c Config) Command(prog string) string {
 	for i, m := range c.Modes {
 		modes[i] = string(m)
 	}
-	s := fmt.Sprintf("%s --seeds %d --from %d --nodes %d..%d --image %d..%d --modes %s --max-faults %d",
-		prog, c.Seeds, c.From, c.MinNodes, c.MaxNodes, c.MinImage, c.MaxImage, strings.Join(modes, ","), c.MaxFaults)
+	receivers := make([]string, len(c.Receivers))
+	for i, r := range c.Receivers {
+		receivers[i] = string(r)
+	}
+	s := fmt.Sprintf("%s --seeds %d --from %d --nodes %d..%d --image %d..%d --modes %s --receivers %s --max-faults %d",
+		prog, c.Seeds, c.From, c.MinNodes, c.MaxNodes, c.MinImage, c.MaxImage, strings.Join(modes, ","), strings.Join(receivers, ","), c.MaxFaults)
 	if c.Faults != nil {
 		s += fmt.Sprintf(" --faults '%s'", FormatFaults(c.Faults))
 	}
@@ -236,7 +265,8 @@ func (c *Config) Flags(fs *pflag.FlagSet) *Flags {
 	fs.Uint64Var(&c.From, "from", 1, "first seed")
 	fs.StringVar(&f.nodes, "nodes", fmt.Sprintf("%d..%d", DefaultMinNodes, DefaultMaxNodes), "devices per mesh: N or MIN..MAX")
 	fs.StringVar(&f.image, "image", fmt.Sprintf("%d..%d", DefaultMinImage, DefaultMaxImage), "image bytes: N or MIN..MAX")
-	fs.StringVar(&f.modes, "modes", modeList(DefaultModes), "modes to draw from (pipelined, broadcast, stock)")
+	fs.StringVar(&f.modes, "modes", modeList(DefaultModes), "modes to draw from (pipelined, broadcast, stock, stock-turbo)")
+	fs.StringVar(&f.receivers, "receivers", "ours,stock", "receivers stock campaigns draw from: ours, stock (the C++ receiver's model); stock-turbo runs stock, the fast modes ours")
 	fs.IntVar(&c.MaxFaults, "max-faults", DefaultMaxFaults, "faults per seed, drawn in 1..N")
 	fs.StringVar(&f.faults, "faults", "", "run this fault schedule (kind@at:node:for:arg,...) instead of a drawn one")
 	fs.IntVar(&c.Jobs, "jobs", 0, "seeds run at once (0: GOMAXPROCS)")
@@ -246,8 +276,8 @@ func (c *Config) Flags(fs *pflag.FlagSet) *Flags {
 
 // Flags holds the flags Config.Flags registered.
 type Flags struct {
-	cfg                         *Config
-	nodes, image, modes, faults string
+	cfg                                    *Config
+	nodes, image, modes, receivers, faults string
 }
 
 // Finish checks and applies the parsed flags.
@@ -266,12 +296,15 @@ func (f *Flags) Finish(fs *pflag.FlagSet) error {
 		if err != nil {
 			return fmt.Errorf("--modes: %w", err)
 		}
-		if mode == ota.ModeStockTurbo {
-			// It serves the stock C++ receiver, whose model keeps no A/B
-			// slots for these invariants to check.
-			return errors.New("--modes: stock-turbo serves stock receivers only; the campaigns run our receivers (pipelined, broadcast, stock)")
-		}
 		c.Modes = append(c.Modes, mode)
+	}
+	c.Receivers = nil
+	for _, s := range strings.Split(f.receivers, ",") {
+		rc, err := ParseReceiver(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("--receivers: %w", err)
+		}
+		c.Receivers = append(c.Receivers, rc)
 	}
 	c.Faults = nil
 	if fs.Changed("faults") {

@@ -15,10 +15,11 @@ import (
 )
 
 // ciConfig is the campaign the tests run: small meshes and images, every
-// mode, so that 50 seeds take well under a minute on two cores.
+// mode and both receivers, so that 50 seeds take well under a minute on
+// two cores.
 func ciConfig() Config {
 	return Config{Seeds: 50, From: 1, MinNodes: 8, MaxNodes: 40, MinImage: 4 << 10, MaxImage: 24 << 10,
-		Modes: []ota.Mode{ota.ModePipelined, ota.ModeBroadcast, ota.ModeStock}, MaxFaults: 10, Shrink: true}
+		Modes: DefaultModes, Receivers: DefaultReceivers, MaxFaults: 10, Shrink: true}
 }
 
 // TestCampaignCI is the CI-sized fault campaign: 50 seeds, and not one
@@ -56,6 +57,11 @@ func TestCampaignCI(t *testing.T) {
 	for _, m := range cfg.Modes {
 		if sum.Modes[m] == 0 {
 			t.Errorf("mode %s never drawn: %v", m, sum.Modes)
+		}
+	}
+	for _, mr := range []string{"stock/ours", "stock/stock", "stock-turbo/stock"} {
+		if sum.Receivers[mr] == 0 {
+			t.Errorf("%s never drawn: %v", mr, sum.Receivers)
 		}
 	}
 	t.Logf("%d faults %v, completion %d/%d, %.0f simulated node-hours", sum.Faults, sum.Injected, sum.Completed, sum.Reachable, sum.NodeHours)
@@ -174,6 +180,37 @@ func TestSameSeedSameRun(t *testing.T) {
 	}
 }
 
+// The receiver is drawn after everything else, so a seed drawn with the
+// modes and receivers of before keeps its mesh, campaign and faults, and
+// the printed command draws the same receiver again.
+func TestReceiverDrawKeepsThePlan(t *testing.T) {
+	legacy := Config{MinNodes: 10, MaxNodes: 50, Modes: []ota.Mode{ota.ModePipelined, ota.ModeBroadcast, ota.ModeStock}}
+	drawn := map[Receiver]int{}
+	for seed := uint64(1); seed <= 60; seed++ {
+		ours := legacy
+		ours.Receivers = []Receiver{OurReceiver}
+		a, b := NewPlan(ours, seed), NewPlan(legacy, seed)
+		if a.Receiver != OurReceiver || (a.Mode != ota.ModeStock && b.Receiver != OurReceiver) {
+			t.Fatalf("seed %d: %s receivers for %s", seed, b.Receiver, b.Mode)
+		}
+		drawn[b.Receiver]++
+		b.Receiver = a.Receiver
+		if a.String() != b.String() || FormatFaults(a.Faults) != FormatFaults(b.Faults) {
+			t.Fatalf("seed %d: %s, with the receiver drawn %s", seed, a, b)
+		}
+		replay := parseCommand(t, legacy.Replay(seed, nil).Command("meshfleet sim chaos"))
+		if p := NewPlan(replay, seed); p.Receiver != NewPlan(legacy, seed).Receiver || !strings.Contains(p.String(), string(p.Receiver)+" receivers") {
+			t.Fatalf("seed %d: the replay draws %s", seed, p)
+		}
+	}
+	if drawn[StockReceiver] == 0 || drawn[OurReceiver] == 0 {
+		t.Fatalf("60 seeds drew %v", drawn)
+	}
+	if p := NewPlan(Config{Modes: []ota.Mode{ota.ModeStockTurbo}}, 1); p.Receiver != StockReceiver {
+		t.Fatalf("stock-turbo runs %s receivers", p.Receiver)
+	}
+}
+
 func TestParseFaults(t *testing.T) {
 	in := []Fault{{Kind: Crash, At: 41200 * time.Millisecond, Node: 12, For: 20 * time.Second}, {Kind: Loss, At: 0, Node: 3, For: time.Minute, Arg: 40},
 		{Kind: ClockJump, At: 10 * time.Second, Node: 3, For: 2 * time.Minute, Arg: jumpMeshBack}}
@@ -207,7 +244,7 @@ func TestParseFaults(t *testing.T) {
 }
 
 func TestFlagsRejectBadInput(t *testing.T) {
-	for _, args := range [][]string{{"--nodes", "0"}, {"--nodes", "9..3"}, {"--nodes", "a..b"}, {"--modes", "fast"}, {"--modes", "stock-turbo"}, {"--seeds", "0"}, {"--faults", "x"}, {"--image", "10"}} {
+	for _, args := range [][]string{{"--nodes", "0"}, {"--nodes", "9..3"}, {"--nodes", "a..b"}, {"--modes", "fast"}, {"--receivers", "cpp"}, {"--receivers", ""}, {"--seeds", "0"}, {"--faults", "x"}, {"--image", "10"}} {
 		var cfg Config
 		fs := pflag.NewFlagSet("chaos", pflag.ContinueOnError)
 		flags := cfg.Flags(fs)

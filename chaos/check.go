@@ -132,7 +132,7 @@ func (r *run) through() bool {
 	if r.rootDown || !r.root.Up() {
 		return false
 	}
-	c, ok := r.dist.Campaign(r.targetID())
+	c, ok := r.campaignRecord(r.targetID())
 	if !ok {
 		return false
 	}
@@ -148,6 +148,12 @@ func (r *run) through() bool {
 			return false
 		}
 		p, _ := c.Node(dv.d.ID)
+		if dv.flash != nil {
+			if r.stockThrough(dv, c, p) {
+				continue
+			}
+			return false
+		}
 		if dv.d.Runs(r.target.MD5) && (p.State == ota.StateConfirmed || p.State == ota.StateInstalled) {
 			continue
 		}
@@ -160,6 +166,17 @@ func (r *run) through() bool {
 		return false
 	}
 	return true
+}
+
+// campaignRecord is the distributor's campaign id, or the record of it
+// that ended before a gateway restart: the gateway keeps finished
+// campaigns' records, the restarted distributor resumes only the active.
+func (r *run) campaignRecord(id string) (*ota.Campaign, bool) {
+	if c, ok := r.dist.Campaign(id); ok {
+		return c, true
+	}
+	c, ok := r.ended[id]
+	return c, ok
 }
 
 func (r *run) targetID() string {
@@ -177,7 +194,7 @@ func (r *run) check() {
 	if r.res.Injected[Corrupt] == 0 {
 		delete(r.res.Injected, Corrupt)
 	}
-	c, ok := r.dist.Campaign(r.targetID())
+	c, ok := r.campaignRecord(r.targetID())
 	if !ok {
 		r.violate("disagree", 0, "the distributor has no campaign %s", r.targetID())
 		return
@@ -193,10 +210,13 @@ func (r *run) check() {
 	for _, dv := range r.devs {
 		id := dv.d.ID
 		p, known := c.Node(id)
-		onTarget := dv.d.Opened != nil && dv.d.Runs(r.target.MD5)
+		onTarget := (dv.d.Opened != nil || dv.flash != nil) && dv.d.Runs(r.target.MD5)
 		if (p.State == ota.StateConfirmed || p.State == ota.StateInstalled) && !onTarget {
 			active, confirmed := "", false
-			if dv.d.Opened != nil {
+			switch {
+			case dv.flash != nil:
+				active, confirmed = dv.flash.RunningMD5(), true
+			case dv.d.Opened != nil:
 				active, confirmed = dv.d.Opened.Active()
 			}
 			r.violate("disagree", id, "the distributor says %s, the node runs %s (confirmed %v)", p.State, r.name(active), confirmed)
@@ -207,9 +227,17 @@ func (r *run) check() {
 		r.res.Reachable++
 		if onTarget {
 			r.res.Completed++
+			if dv.flash != nil && (!known || p.State == ota.StateLost && p.Err != "") {
+				r.stockUnseen(dv, p, known)
+				continue
+			}
 			if p.State != ota.StateConfirmed && p.State != ota.StateInstalled {
 				r.violate("disagree", id, "the node runs the target confirmed, the distributor says %q", stateOf(p, known))
 			}
+			continue
+		}
+		if dv.flash != nil {
+			r.stockStuck(dv, prev, p, known)
 			continue
 		}
 		if dv.d.Opened == nil {
@@ -226,6 +254,10 @@ func (r *run) check() {
 	}
 	// What would boot after one more power cut, on every device.
 	for _, dv := range r.devs {
+		if dv.flash != nil {
+			r.checkStockBoot(dv)
+			continue
+		}
 		dv.mem.Crash()
 		st, err := slot.Open(dv.mem, &slot.Options{Factory: slot.Info{MD5: r.im.factory, Role: role, Hardware: hardware, Version: "1.0.0"}})
 		if err != nil {

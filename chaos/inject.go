@@ -246,6 +246,9 @@ func (r *run) transferRunning() bool {
 		if rc := dv.d.Receiver; rc != nil && dv.d.Node.Up() && rc.State() == ota.StateDownloading {
 			return true
 		}
+		if st := dv.d.Stock; st != nil && dv.d.Node.Up() && st.PartsReceived() > 0 {
+			return true
+		}
 	}
 	return false
 }
@@ -256,6 +259,7 @@ func (r *run) restartGateway(d time.Duration) {
 	var specs []ota.CampaignSpec
 	for _, c := range r.dist.Campaigns() {
 		if !c.Active() {
+			r.ended[c.ID] = c
 			continue
 		}
 		img := r.im.target

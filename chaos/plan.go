@@ -24,17 +24,45 @@ type Plan struct {
 	// PeerToPeer: the receivers fetch from the nearest holder first.
 	PeerToPeer bool    `json:"peer_to_peer"`
 	Loss       float64 `json:"loss"` // background loss on every link
-	Faults     []Fault `json:"-"`
+	// Receiver is what the devices run: ours (ota.Receiver on a slot
+	// store) or the model of the stock C++ receiver on its flash, which
+	// only stock and stock-turbo campaigns can serve.
+	Receiver Receiver `json:"receiver"`
+	Faults   []Fault  `json:"-"`
 	// Transfer is about how long the transfer takes, Window the span the
 	// faults are drawn over, both from the start of the campaign.
 	Transfer time.Duration `json:"transfer"`
 	Window   time.Duration `json:"window"`
 }
 
-// Modes the campaign draws from by default: the fast modes and the stock
-// protocol, all served to our receivers (the stock receiver model keeps
-// no slots, so most invariants say nothing about it).
-var DefaultModes = []ota.Mode{ota.ModePipelined, ota.ModeBroadcast, ota.ModeStock}
+// Modes the campaign draws from by default: the fast modes, the stock
+// protocol and stock-turbo; the stock ones run to either receiver.
+var DefaultModes = []ota.Mode{ota.ModePipelined, ota.ModeBroadcast, ota.ModeStock, ota.ModeStockTurbo}
+
+// Receiver is the OTA receiver a plan's devices run.
+type Receiver string
+
+const (
+	// OurReceiver is ota.Receiver on an A/B slot store.
+	OurReceiver Receiver = "ours"
+	// StockReceiver is the model of the stock C++ receiver
+	// (internal/stockota) on a model of an ESP32's flash.
+	StockReceiver Receiver = "stock"
+)
+
+// DefaultReceivers are what stock campaigns draw from.
+var DefaultReceivers = []Receiver{OurReceiver, StockReceiver}
+
+// ParseReceiver parses a receiver name.
+func ParseReceiver(s string) (Receiver, error) {
+	switch r := Receiver(s); r {
+	case OurReceiver, StockReceiver:
+		return r, nil
+	}
+	return "", fmt.Errorf("unknown receiver %q (want ours or stock)", s)
+}
+
+func isStock(m ota.Mode) bool { return m == ota.ModeStock || m == ota.ModeStockTurbo }
 
 // methods are the compressions a fast mode draws from.
 var methods = []string{"none", "deflate", "heatshrink"}
@@ -49,19 +77,29 @@ func NewPlan(cfg Config, seed uint64) Plan {
 	p.Devices = cfg.MinNodes + rng.IntN(cfg.MaxNodes-cfg.MinNodes+1)
 	p.Mode = cfg.Modes[rng.IntN(len(cfg.Modes))]
 	p.Method = "none"
-	if p.Mode != ota.ModeStock && p.Mode != ota.ModeStockTurbo {
+	if !isStock(p.Mode) {
 		p.Method = methods[rng.IntN(len(methods))]
 	}
 	p.ImageSize = cfg.MinImage + rng.IntN(cfg.MaxImage-cfg.MinImage+1)
 	p.Signed = rng.IntN(2) == 0
 	p.PeerToPeer = rng.IntN(2) == 0
 	p.Loss = []float64{0, 0, 0.005, 0.02}[rng.IntN(4)]
+	// Drawn last, so that the draws before it stay what they were.
+	p.Receiver = OurReceiver
+	switch p.Mode {
+	case ota.ModeStock:
+		p.Receiver = cfg.Receivers[rng.IntN(len(cfg.Receivers))]
+	case ota.ModeStockTurbo:
+		// It serves stock receivers: ours do not follow its broadcast
+		// Data (they take the stock protocol's unicast answers).
+		p.Receiver = StockReceiver
+	}
 	// Half the faults fall while the transfer runs (a fast mode pushes to
 	// every node at once in seconds, stock serves each node in turn), the
 	// others over the whole campaign: verification, switch, first boot
 	// and the outcome reports, which go with the announces a minute apart.
 	p.Transfer = 5*time.Second + time.Duration(p.ImageSize/1024)*200*time.Millisecond
-	if p.Mode == ota.ModeStock || p.Mode == ota.ModeStockTurbo {
+	if isStock(p.Mode) {
 		p.Transfer = time.Duration(p.Devices*p.ImageSize/1024) * 15 * time.Millisecond
 	}
 	p.Window = 2*p.Transfer + 90*time.Second
@@ -75,8 +113,8 @@ func NewPlan(cfg Config, seed uint64) Plan {
 }
 
 func (p Plan) String() string {
-	return fmt.Sprintf("%d devices, %s/%s, %d-byte image, signed=%v, p2p=%v, loss %.3f, %d faults",
-		p.Devices, p.Mode, p.Method, p.ImageSize, p.Signed, p.PeerToPeer, p.Loss, len(p.Faults))
+	return fmt.Sprintf("%d devices, %s/%s to %s receivers, %d-byte image, signed=%v, p2p=%v, loss %.3f, %d faults",
+		p.Devices, p.Mode, p.Method, p.Receiver, p.ImageSize, p.Signed, p.PeerToPeer, p.Loss, len(p.Faults))
 }
 
 // Role and hardware of every simulated device.

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/meshfleet/meshfleet/internal/stockota"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/ota"
 	"github.com/meshfleet/meshfleet/scenario"
@@ -22,8 +23,16 @@ type Result struct {
 	Bricked    int          `json:"bricked"`
 	Reachable  int          `json:"reachable"` // devices the root reached after the heal
 	Completed  int          `json:"completed"` // of those, on the target image
-	Target     string       `json:"target"`    // md5 of the image the run ended with as target
-	VirtualS   float64      `json:"virtual_s"`
+	// StockStuck are the stock receivers among those on their previous
+	// image, which the C++ receiver's own behaviour left there (stock.go);
+	// StockWhy says what each was waiting for.
+	StockStuck int `json:"stock_stuck,omitempty"`
+	// StockUnseen are the stock receivers on the target that the
+	// distributor has no record of (stock.go).
+	StockUnseen int      `json:"stock_unseen,omitempty"`
+	StockWhy    []string `json:"stock_why,omitempty"`
+	Target      string   `json:"target"` // md5 of the image the run ended with as target
+	VirtualS    float64  `json:"virtual_s"`
 	// ThroughS is when, from the campaign's start, every device was
 	// through (or the settle limit ran out).
 	ThroughS   float64       `json:"through_s"`
@@ -72,6 +81,12 @@ type device struct {
 
 	corruptAfter int // chunk writes left before the armed corruption (-1: none)
 	corrupted    int
+
+	// flash is a stock receiver's flash (nil for ours); booted the md5 of
+	// the image it last booted, to see a new image's first boot.
+	flash  *stockota.Flash
+	booted string
+	bootAt time.Time // its last start
 }
 
 // run is one seed's simulation.
@@ -92,6 +107,7 @@ type run struct {
 	// resume are the campaigns the distributor had when the root went
 	// down; the restarted distributor takes them up again.
 	resume   []ota.CampaignSpec
+	ended    map[string]*ota.Campaign // campaigns that ended before a gateway restart
 	rootDown bool
 	rootGen  int
 
@@ -120,7 +136,7 @@ func Run(cfg Config, seed uint64) (res Result) {
 		res.Elapsed = time.Since(wall)
 		res.WallS = res.Elapsed.Seconds()
 	}()
-	r := &run{cfg: cfg, plan: res.Plan, res: &res, byID: map[uint32]*device{},
+	r := &run{cfg: cfg, plan: res.Plan, res: &res, byID: map[uint32]*device{}, ended: map[string]*ota.Campaign{},
 		partitions: map[int][]*sim.Node{}, lossCount: map[nodePair]int{}, flapCount: map[nodePair]int{}, queueCount: map[*sim.Node]int{},
 		lossPct: map[nodePair]float64{}, flapEvery: map[nodePair]time.Duration{}}
 	if err := r.build(); err != nil {
@@ -155,6 +171,11 @@ func (r *run) build() error {
 		},
 		Root:    scenario.Root{ID: 1, Plugins: r.rootPlugins},
 		OnEvent: r.onEvent,
+	}
+	if r.plan.Receiver == StockReceiver {
+		spec.OTA.Receiver, spec.OTA.Store = scenario.StockReceiver, nil
+		spec.OTA.StockFlash = r.stockFlash
+		spec.Plugins = r.stockBoot
 	}
 	if r.fleet, err = scenario.Build(spec); err != nil {
 		return err

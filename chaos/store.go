@@ -15,25 +15,29 @@ var errPowerCut = errors.New("chaos: power cut")
 // storageHook is the device's slot.WithFaults hook: it counts down to an
 // armed power cut and fails everything after it.
 func (r *run) storageHook(dv *device) func(slot.Op) error {
-	return func(slot.Op) error {
-		if dv.cut {
-			return errPowerCut
-		}
-		if dv.cutAfter < 0 {
-			return nil
-		}
-		if dv.cutAfter > 0 {
-			dv.cutAfter--
-			return nil
-		}
-		dv.cutAfter = -1
-		dv.cut = true
-		// The operation never happens; the node goes down right after the
-		// step that asked for it.
-		down := dv.cutFor
-		r.net.At(r.net.Now(), func() { r.powerOff(dv, down, false) })
+	return func(slot.Op) error { return r.storageOp(dv) }
+}
+
+// storageOp is one storage operation of dv: it fails once the power is
+// cut, and cuts it if an armed cut is due.
+func (r *run) storageOp(dv *device) error {
+	if dv.cut {
 		return errPowerCut
 	}
+	if dv.cutAfter < 0 {
+		return nil
+	}
+	if dv.cutAfter > 0 {
+		dv.cutAfter--
+		return nil
+	}
+	dv.cutAfter = -1
+	dv.cut = true
+	// The operation never happens; the node goes down right after the
+	// step that asked for it.
+	down := dv.cutFor
+	r.net.At(r.net.Now(), func() { r.powerOff(dv, down, false) })
+	return errPowerCut
 }
 
 // chaosStore is a device's ota.Store with a corrupting chunk write: the

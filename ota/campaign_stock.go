@@ -45,6 +45,13 @@ type stockSeen struct {
 	asked      time.Time // its last request
 	servedLast time.Time // when the last part was sent to it (zero: not yet)
 	left       bool      // it was out of the mesh since servedLast
+	// resumed: its last request came before this distributor started
+	// (a gateway restart); nothing heard from it since.
+	resumed bool
+	// verifyFrom: a stock-turbo node back in the mesh then, being probed
+	// (campaign_turbo.go); probedAt its last probe, sure its first probe
+	// after an announce sent since verifyFrom.
+	verifyFrom, probedAt, sure time.Time
 }
 
 // stockAsked records a stock receiver's request for part of transfer v:
@@ -62,6 +69,13 @@ func (c *Campaign) stockAsked(now time.Time, from uint32, part int, v *variant) 
 	next.State, next.Done, next.Total, next.Err, next.Updated, next.Estimated = StateDownloading, part, v.chunks, "", now, true
 	next.BytesTotal, next.Bytes = v.size, v.bytesOf(part)
 	next.stock = stockSeen{asked: now}
+	if ok && !p.stock.servedLast.IsZero() && part < p.Done && now.Sub(p.stock.servedLast) < stockRejoin {
+		// Going back after its last chunk: a restart from part 0 after
+		// a failed MD5 check, or a request task of the C++ receiver's
+		// that an earlier one left running (Q-19 j) repeating its old
+		// request while the node installs. Its reboot still counts.
+		next.stock.servedLast, next.stock.left = p.stock.servedLast, p.stock.left
+	}
 	if !ok || next.Bytes < p.Bytes || p.Terminal() {
 		// Its first request, or it started over: the rate counts from here.
 		next.rateFrom, next.rateBase, next.Rate = now, next.Bytes, 0
@@ -109,15 +123,28 @@ func (c *Campaign) stockCheck(now time.Time, inMesh func(uint32) bool) []NodePro
 			back := inMesh(p.Node)
 			left := p.stock.left || !back
 			since := now.Sub(p.stock.servedLast)
+			// Quiet counts only if nothing was asked after the last chunk.
+			quiet := !p.stock.asked.After(p.stock.servedLast) && since >= stockInstallQuiet
 			switch {
-			case left && back, !left && since >= stockInstallQuiet:
+			case left && back, !left && quiet:
 				next.State, next.Done, next.Bytes, next.ETA = StateInstalled, next.Total, next.BytesTotal, 0
 			case left && since >= stockRejoin:
 				next.State, next.Err = StateLost, fmt.Sprintf("left the mesh after its last chunk and was not back within %s", stockRejoin)
+			case since >= stockRejoin:
+				// It asked again and did not reboot: downloading, judged
+				// by its requests from here.
+				p.stock.servedLast = time.Time{}
+				continue
 			default:
 				p.stock.left = left
 				continue
 			}
+		case silent >= stockLostAfter && p.stock.resumed && inMesh(p.Node):
+			// Not a word since we restarted, though it is in the mesh and
+			// the announces went out: a C++ receiver short of the image
+			// asks every 30 s, or at the next announce once its retries
+			// ran out. It installed while we were down.
+			next.State, next.Done, next.Bytes, next.ETA = StateInstalled, next.Total, next.BytesTotal, 0
 		case silent >= stockLostAfter:
 			next.State, next.Err = StateLost, fmt.Sprintf("no request for %s", silent.Round(time.Second))
 		case silent >= stockGoneAfter && !inMesh(p.Node):

@@ -1,6 +1,9 @@
 package ota
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // A stock receiver in stock-turbo's broadcast mode sends nothing at all,
 // and one that fell behind asks in the distributor's name (the Data's
@@ -11,14 +14,34 @@ import "time"
 // stockRejoin counts as installed (Estimated). A node that does not
 // reboot (a relay, a node of another role, a receiver still catching up)
 // is not shown; one still catching up is watched again when the last
-// chunk next goes out. A node that drops out and back for another reason
-// after the last chunk counts as installed too: it is an estimate.
+// chunk next goes out.
+//
+// A node can drop out and back for another reason (a link that broke and
+// was dialled again), so a return is checked before it counts: the
+// distributor announces (unless a node may be between a good image and
+// its restart) and sends the node itself the last chunk, flagged
+// broadcasted (turboProbe). A receiver still short of the image takes the
+// chunk as out of sequence and asks at once for the part it lacks, in the
+// node's own name (the Data's dest, Q-19 h); one that forgot the transfer
+// (Q-19 d) or never took it up does so after the announce. One that
+// installed ignores both. A node heard from that way is not installed;
+// one silent for turboVerify after its first probe that followed an
+// announce sent since its return is (while announces are held, the probe
+// goes again every turboVerify/2, and the regular announce comes within
+// a minute). A receiver that left broadcast mode before and asks in
+// other names does not show: that much is still an estimate.
+
+// turboVerify is how long a returned node is given to answer the probe:
+// it asks at once, and the probe goes twice.
+const turboVerify = 10 * time.Second
 
 // rebootWatch is what a stock-turbo campaign watches for reboots.
 type rebootWatch struct {
 	nodes  map[uint32]*stockSeen
 	chunks int   // of the stock variant, for the installed node's figures
 	size   int64 // its bytes
+	// probe are the returned nodes the distributor is to probe now.
+	probe []uint32
 }
 
 // turboLastSent records that c flooded the last chunk of v while the
@@ -45,11 +68,20 @@ func (c *Campaign) turboLastSent(now time.Time, members []uint32, v *variant) {
 // within stockRejoin.
 func (c *Campaign) turboCheck(now time.Time, inMesh func(uint32) bool) []NodeProgress {
 	var out []NodeProgress
-	for id, s := range c.rebootWatch.nodes {
+	ids := make([]uint32, 0, len(c.rebootWatch.nodes))
+	for id := range c.rebootWatch.nodes {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids) // the probes go out in one order
+	for _, id := range ids {
+		s := c.rebootWatch.nodes[id]
 		back := inMesh(id)
 		left := s.left || !back
 		switch {
-		case left && back:
+		case !s.verifyFrom.IsZero() && !back:
+			// Gone again: the probe's chunk may have completed it.
+			s.verifyFrom, s.probedAt, s.sure, s.left, s.servedLast = time.Time{}, time.Time{}, time.Time{}, true, now
+		case !s.sure.IsZero() && now.Sub(s.sure) >= turboVerify:
 			p := NodeProgress{Node: id, State: StateInstalled, Done: c.rebootWatch.chunks, Total: c.rebootWatch.chunks,
 				Bytes: c.rebootWatch.size, BytesTotal: c.rebootWatch.size, Updated: now, Joined: now, Estimated: true}
 			if old, ok := c.nodes[id]; ok {
@@ -58,6 +90,15 @@ func (c *Campaign) turboCheck(now time.Time, inMesh func(uint32) bool) []NodePro
 			c.put(&p)
 			out = append(out, p)
 			delete(c.rebootWatch.nodes, id)
+		case !s.verifyFrom.IsZero() && now.Sub(s.verifyFrom) >= stockRejoin:
+			delete(c.rebootWatch.nodes, id) // never probed after an announce: not shown
+		case !s.verifyFrom.IsZero():
+			if now.Sub(s.probedAt) >= turboVerify/2 && (s.sure.IsZero() || s.probedAt.Equal(s.sure)) {
+				c.rebootWatch.probe = append(c.rebootWatch.probe, id)
+			}
+		case left && back:
+			s.verifyFrom = now
+			c.rebootWatch.probe = append(c.rebootWatch.probe, id)
 		case now.Sub(s.servedLast) >= stockRejoin:
 			delete(c.rebootWatch.nodes, id)
 		default:
@@ -65,4 +106,26 @@ func (c *Campaign) turboCheck(now time.Time, inMesh func(uint32) bool) []NodePro
 		}
 	}
 	return out
+}
+
+// turboProbed records the probe of nodes at now, the last announce having
+// gone at announced: a probe after an announce that came after the node's
+// return is one it can answer whatever it missed before.
+func (c *Campaign) turboProbed(now, announced time.Time, nodes []uint32) {
+	for _, id := range nodes {
+		if s, ok := c.rebootWatch.nodes[id]; ok {
+			s.probedAt = now
+			if s.sure.IsZero() && !announced.Before(s.verifyFrom) {
+				s.sure = now
+			}
+		}
+	}
+}
+
+// turboHeard records a request in a watched node's own name: the answer
+// to a probe, so it is still short of the image.
+func (c *Campaign) turboHeard(from uint32) {
+	if s, ok := c.rebootWatch.nodes[from]; ok && !s.verifyFrom.IsZero() {
+		delete(c.rebootWatch.nodes, from)
+	}
 }

@@ -67,7 +67,15 @@ func TestStockTurboRebootAfterLastChunkShowsInstalled(t *testing.T) {
 		t.Fatalf("node 2 shown %s while away", p.State)
 	}
 	h.tree = full
+	h.take(protocol.TypeOTAData)
 	step(now.Add(2 * stockPoll))
+	if p, ok := c.Node(2); ok {
+		t.Fatalf("node 2 shown %s before it answered the probe", p.State)
+	}
+	if probe := probesTo(h, 2); probe == nil || probe.PartNo != 2 || !probe.Broadcasted {
+		t.Fatalf("node 2 back in the mesh got no probe of the last chunk: %+v", probe)
+	}
+	step(now.Add(turboVerify))
 	p, ok := c.Node(2)
 	if !ok || p.State != StateInstalled || !p.Estimated || p.Done != 3 || p.Total != 3 || p.BytesTotal != 3*turboPartSize {
 		t.Fatalf("node 2 after its reboot: %+v (known %v), want installed (estimated), 3/3 chunks", p, ok)
@@ -103,8 +111,75 @@ func TestStockTurboBriefRebootSeenFromLayoutEvents(t *testing.T) {
 	now = now.Add(100 * time.Millisecond)
 	h.tree = full
 	d.OnEvent(now, mesh.NewConnection{NodeID: 2})
+	// Back at once after the last chunk: the first probe's announce is
+	// held (others may be restarting), so it counts after a later one.
+	for end := now.Add(2*turboVerify + time.Second); now.Before(end); {
+		now = now.Add(10 * time.Millisecond)
+		d.Tick(now)
+	}
 	if p, ok := c.Node(2); !ok || p.State != StateInstalled || !p.Estimated {
 		t.Fatalf("node 2 after a 100 ms reboot: %+v (known %v), want installed (estimated)", p, ok)
+	}
+}
+
+// probesTo takes what was sent and returns the last chunk sent to node
+// alone (the probe of a returned node), nil if none.
+func probesTo(h *listingHost, node uint32) *protocol.Data {
+	var probe *protocol.Data
+	for _, m := range h.take(protocol.TypeOTAData) {
+		if p, err := protocol.Decode(m); err == nil && p.(*protocol.Data).Dest == node && p.(*protocol.Data).Routing == protocol.RouteSingle {
+			probe = p.(*protocol.Data)
+		}
+	}
+	return probe
+}
+
+// A node that drops out of the mesh and back after the last chunk, and
+// answers the probe by asking in its own name for a part it lacks, was
+// not rebooting into the image: it is not shown installed.
+func TestStockTurboReturnThatAnswersTheProbeIsNotInstalled(t *testing.T) {
+	full := protocol.NodeTree{NodeID: 1, Subs: []protocol.NodeTree{{NodeID: 2}}}
+	h := &listingHost{fakeHost{id: 1, tree: full}}
+	d := NewDistributor(DistributorConfig{})
+	d.Attach(h)
+	now := turboEpoch
+	c, err := d.Start(now, CampaignSpec{Image: Image{Role: "sensor", Hardware: "ESP8266", Data: make([]byte, 3*turboPartSize)}, Mode: ModeStockTurbo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for sent := 0; sent < 3; sent += len(h.take(protocol.TypeOTAData)) {
+		if now.Sub(turboEpoch) > time.Minute {
+			t.Fatal("the chunks did not go out within a minute")
+		}
+		now = now.Add(10 * time.Millisecond)
+		d.Tick(now)
+	}
+	h.tree = full.Without(2)
+	d.OnEvent(now, mesh.DroppedConnection{NodeID: 2})
+	h.tree = full
+	d.OnEvent(now, mesh.NewConnection{NodeID: 2})
+	now = now.Add(10 * time.Millisecond)
+	d.Tick(now)
+	probe := probesTo(h, 2)
+	if probe == nil {
+		t.Fatal("no probe to node 2")
+	}
+	// The receiver waits at part 1: the probe is out of sequence, and it
+	// asks for part 1 in the probe's dest, its own id.
+	q := &protocol.DataRequest{Announce: probe.Announce, Dest: 1, PartNo: 1}
+	q.From, q.Routing, q.Broadcasted = 2, protocol.RouteSingle, false
+	raw := protocol.Encode(q)
+	hd, err := protocol.ParseHeader(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.HandlePackage(now, 1, hd, raw)
+	for end := now.Add(turboVerify + time.Second); now.Before(end); {
+		now = now.Add(10 * time.Millisecond)
+		d.Tick(now)
+	}
+	if p, ok := c.Node(2); ok && p.State == StateInstalled {
+		t.Fatalf("node 2 asked for part 1 and is shown %s", p.State)
 	}
 }
 
@@ -136,6 +211,10 @@ func TestStockTurboDoesNotEndWhileReceiversAsk(t *testing.T) {
 	d.OnEvent(now, mesh.DroppedConnection{NodeID: 2})
 	h.tree = full
 	d.OnEvent(now, mesh.NewConnection{NodeID: 2})
+	for end := now.Add(2*turboVerify + time.Second); now.Before(end); {
+		now = now.Add(10 * time.Millisecond)
+		d.Tick(now)
+	}
 	if p, _ := c.Node(2); p.State != StateInstalled {
 		t.Fatalf("node 2: %s, want installed", p.State)
 	}

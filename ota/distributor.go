@@ -192,6 +192,12 @@ type dcampaign struct {
 
 	announced    int
 	nextAnnounce time.Time
+	// lastPartAt is when a stock receiver was last sent the last chunk
+	// (stock-turbo: flooded); no announce goes out until stockRestart
+	// after it (holdAnnounce).
+	lastPartAt time.Time
+	// announcedAt is when the last announce went out.
+	announcedAt time.Time
 
 	push  pushControl  // broadcast mode
 	turbo turboControl // stock-turbo mode
@@ -377,9 +383,16 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 		if c.Targeted(p.Node) {
 			// Bytes held before this start came at a rate of their own.
 			p.rateFrom, p.rateBase = now, p.Bytes
+			if p.Estimated && !p.Terminal() {
+				// A stock receiver's silence counts from here: without it
+				// the node would stay downloading for ever if it never
+				// asked again (it installed while we were down).
+				p.stock = stockSeen{asked: now, resumed: true}
+			}
 			c.put(&p)
 		}
 	}
+	c.stockNext = c.stockDeadline(now)
 	c.noteChange(now)
 	c.offer = Offer{
 		From: d.host.ID(), Routing: int(protocol.RouteBroadcast), ID: id, MD5: img.MD5, Role: img.Role,

@@ -53,6 +53,7 @@ func (d *Distributor) onStockRequest(now time.Time, raw []byte) {
 			if q.Compressed || int(q.NoPart) != c.stock.chunks || int(q.PartNo) >= c.stock.chunks {
 				continue
 			}
+			c.turboHeard(q.From)
 			c.turbo.request(now, int(q.PartNo), q.From)
 			// Someone is still behind: a campaign for a role ends only
 			// after a quiet period without requests.
@@ -171,6 +172,9 @@ func (d *Distributor) sendReply(now time.Time, r reply) int {
 		_ = d.host.SendRaw(now, b)
 		d.stats.StockServed++
 		c.stockServed(now, q.From, r.idx, r.v)
+		if r.idx == r.v.chunks-1 {
+			c.lastPartAt = now
+		}
 		return len(b)
 	}
 	ch := &Chunk{From: d.host.ID(), Routing: int(r.routing), ID: c.ID, Index: r.idx, Data: encodePayload(c.offer.Encoding, data)}

@@ -1,6 +1,7 @@
 package ota
 
 import (
+	"encoding/base64"
 	"time"
 
 	"github.com/meshfleet/meshfleet/protocol"
@@ -23,7 +24,7 @@ func (d *Distributor) Tick(now time.Time) {
 			d.finish(now, c, c.State, c.Reason)
 			continue
 		}
-		if !c.nextAnnounce.IsZero() && !now.Before(c.nextAnnounce) {
+		if !c.nextAnnounce.IsZero() && !now.Before(c.nextAnnounce) && !c.holdAnnounce(now) {
 			d.announce(now, c)
 		}
 		d.push(now, c)
@@ -48,6 +49,7 @@ func (d *Distributor) announce(now time.Time, c *dcampaign) {
 	_ = d.host.SendPackage(now, a)
 	d.stats.Announces++
 	c.announced++
+	c.announcedAt = now
 	if c.announced >= d.cfg.AnnounceCount {
 		c.nextAnnounce = time.Time{}
 		return
@@ -60,12 +62,71 @@ func (d *Distributor) announce(now time.Time, c *dcampaign) {
 	}
 }
 
+// stockRestart outlasts the 2 s between a stock receiver's good image and
+// its restart (ota.hpp).
+const stockRestart = 3 * time.Second
+
+// holdAnnounce puts the next announce off while a stock receiver may be
+// between a good image and its restart. In that window ota.hpp forgets
+// the transfer when the last chunk comes again (its write fails, Update
+// having ended), an announce takes it up from part 0, and Update.begin
+// on part 0 erases the partition not running on ESP32 — the one otadata
+// now boots: the node restarts into its old image, with ota_fn naming the
+// new one, and never fetches it again.
+func (c *dcampaign) holdAnnounce(now time.Time) bool {
+	if !c.restarting(now) {
+		return false
+	}
+	c.nextAnnounce = c.lastPartAt.Add(stockRestart)
+	return true
+}
+
+// restarting reports whether a stock receiver may be between a good
+// image and its restart.
+func (c *dcampaign) restarting(now time.Time) bool {
+	return !c.lastPartAt.IsZero() && now.Before(c.lastPartAt.Add(stockRestart))
+}
+
 // stockCheck moves c's stock receivers on from their silence and their
 // presence in the mesh.
 func (d *Distributor) stockCheck(now time.Time, c *dcampaign) {
 	tree := d.host.Tree()
 	for _, p := range c.stockCheck(now, tree.Contains) {
 		d.emit(c, p.Node, p)
+	}
+	if probes := c.rebootWatch.probe; len(probes) > 0 {
+		c.rebootWatch.probe = nil
+		d.turboProbe(now, c, probes)
+	}
+}
+
+// turboProbe checks that stock-turbo nodes back in the mesh installed
+// (campaign_turbo.go): an announce, for receivers that forgot the
+// transfer or never took it up, unless a node may be between a good image
+// and its restart (holdAnnounce); then the last chunk, flagged
+// broadcasted, to each node.
+func (d *Distributor) turboProbe(now time.Time, c *dcampaign, nodes []uint32) {
+	v := c.stock
+	last := v.chunks - 1
+	msg := stockMsg{From: d.host.ID(), MD5: c.Image.MD5, Hardware: c.Image.Hardware, Role: c.Image.Role, Forced: c.Forced,
+		NoPart: uint32(v.chunks), Broadcasted: true}
+	if !c.restarting(now) {
+		a := msg
+		a.Type, a.Routing = protocol.TypeOTAAnnounce, int(protocol.RouteBroadcast)
+		_ = d.host.SendPackage(now, &a)
+		d.stats.Announces++
+		c.announcedAt = now
+	}
+	// The probe does not hold announces (lastPartAt): probes go every
+	// few seconds and would hold them for ever, and its chunk completes
+	// a node only if it lacked the last part alone.
+	c.turboProbed(now, c.announcedAt, nodes)
+	data := base64.StdEncoding.EncodeToString(v.chunk(last))
+	for _, id := range nodes {
+		m := msg
+		m.Type, m.Routing, m.Dest, m.PartNo, m.Data = protocol.TypeOTAData, int(protocol.RouteSingle), id, uint32(last), data
+		_ = d.host.SendPackage(now, &m)
+		d.stats.StockServed++
 	}
 }
 

@@ -412,6 +412,7 @@ func (d *Distributor) turboSend(now time.Time, c *dcampaign, i int, broadcasted 
 	d.stats.StockServed++
 	if i == v.chunks-1 {
 		c.turboLastSent(now, d.host.NodeList(false), v)
+		c.lastPartAt = now
 	}
 	return len(b)
 }

@@ -124,6 +124,11 @@ type OTA struct {
 	Store func(d *Device, now time.Time) (ota.Store, error)
 	// PublicKey is our receivers' key for image signatures (nil: none).
 	PublicKey ed25519.PublicKey
+	// StockFlash, if set, gives each stock receiver its flash for the
+	// device's life (stockota.Flash): a fault campaign hooks its
+	// operations. Restart is then also the stock receiver's restart 2 s
+	// after a good image.
+	StockFlash func(d *Device) *stockota.Flash
 }
 
 // Reporter is the devices' status reporter.
@@ -153,10 +158,13 @@ type Device struct {
 	Reporter *status.Reporter
 }
 
-// Runs reports whether the device runs the image with this md5: installed
-// by the stock receiver, or active and confirmed in our slot store.
+// Runs reports whether the device runs the image with this md5: booted
+// from the stock receiver's flash (installed, without one), or active
+// and confirmed in our slot store.
 func (d *Device) Runs(md5 string) bool {
 	switch {
+	case d.Stock != nil && d.Stock.Flash != nil:
+		return d.Stock.Flash.RunningMD5() == md5
 	case d.Stock != nil:
 		return d.Stock.Installed == md5
 	case d.Opened != nil:
@@ -308,8 +316,15 @@ func (b *builder) addDevice(i int) (*Device, error) {
 		d.Store = ota.NewMemoryStore(s.OTA.Factory)
 		d.Store.Decode = s.OTA.Decode
 	case StockReceiver:
-		// One object for the device's life: the model keeps no flash.
+		// One object for the device's life: Attach clears what lives in
+		// RAM at each start; the flash, if any, is kept.
 		d.Stock = &stockota.Receiver{Role: s.OTA.Role, Hardware: s.OTA.Hardware}
+		if s.OTA.StockFlash != nil {
+			d.Stock.Flash = s.OTA.StockFlash(d)
+			if s.OTA.Restart != nil {
+				d.Stock.Reboot = func(now time.Time) { s.OTA.Restart(d, now) }
+			}
+		}
 	}
 	cfg := mesh.Config{ID: d.ID, ClockStart: b.clock(s.RandomClocks), Timing: s.Timing}
 	nd, err := b.net.AddNode(b.nodeSpec(cfg, func(nd *sim.Node, now time.Time) []mesh.Plugin {

@@ -8,6 +8,7 @@ import (
 	"github.com/meshfleet/meshfleet/compress"
 	"github.com/meshfleet/meshfleet/mesh"
 	"github.com/meshfleet/meshfleet/ota"
+	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/sim"
 )
 
@@ -192,5 +193,37 @@ func TestStockReceiverGoneAfterLastChunkIsLost(t *testing.T) {
 	}
 	if c.State != ota.CampaignFailed || c.Reason != "1 of 2 nodes lost" {
 		t.Errorf("campaign %s (%s), want failed with 1 of 2 lost", c.State, c.Reason)
+	}
+}
+
+// An old request task of the C++ receiver (Q-19 j) may repeat its request
+// for an earlier part after the node was served its last chunk, while the
+// node installs and reboots: the reboot still counts it installed, the
+// node is not taken for one that lost its image.
+func TestStockStaleRequestAfterLastChunkKeepsTheRebootWatch(t *testing.T) {
+	r := newStockRig(t, 1)
+	c := r.start(t)
+	d := r.f.Devices[0]
+	md5 := md5hex(r.img)
+	net := r.f.Net
+	if !net.RunUntil(func() bool { return d.Runs(md5) }, 10*time.Minute) {
+		t.Fatalf("node %d never installed: %+v", d.ID, c.Nodes())
+	}
+	parts := uint32((len(r.img) + 1023) / 1024)
+	stale := &protocol.DataRequest{Announce: protocol.Announce{MD5: md5, Role: "sensor", Hardware: "ESP8266", NoPart: parts},
+		Dest: r.f.Root.ID(), PartNo: parts / 2}
+	stale.From, stale.Routing = d.ID, protocol.RouteSingle
+	if err := d.Node.Step(func(now time.Time, m sim.Machine) { _ = m.(*mesh.Node).SendPackage(now, stale) }); err != nil {
+		t.Fatal(err)
+	}
+	net.After(2*time.Second, func() { net.Restart(d.Node) })
+	if !net.RunUntil(func() bool { p, _ := c.Node(d.ID); return p.State == ota.StateDownloading && p.Done == int(parts/2) }, time.Minute) {
+		t.Fatalf("the stale request was not seen: %+v", c.Nodes())
+	}
+	if !net.RunUntil(func() bool { return !c.Active() }, 30*time.Minute) {
+		t.Fatalf("campaign still %s: %+v", c.State, c.Nodes())
+	}
+	if p, _ := c.Node(d.ID); p.State != ota.StateInstalled || c.State != ota.CampaignCompleted {
+		t.Fatalf("node %d: %s %q; campaign %s (%s)", d.ID, p.State, p.Err, c.State, c.Reason)
 	}
 }

@@ -155,7 +155,7 @@ func TestSimChaosCommandJSONAndReplay(t *testing.T) {
 
 func TestSimChaosCommandBadInput(t *testing.T) {
 	for _, args := range [][]string{
-		{"--nodes", "0..3"}, {"--modes", "stock-turbo"}, {"--faults", "crash@1s"}, {"--seeds", "0"},
+		{"--nodes", "0..3"}, {"--receivers", "cpp"}, {"--faults", "crash@1s"}, {"--seeds", "0"},
 	} {
 		_, _, err := execute(t, context.Background(), nil, append([]string{"sim", "chaos"}, args...)...)
 		if err == nil {

@@ -56,6 +56,12 @@ func runChaos(ctx context.Context, w io.Writer, cfg chaos.Config, asJSON bool) e
 	cpu0 := cpuTime()
 	var failed []chaos.Result
 	report := func(r chaos.Result) {
+		if r.StockStuck+r.StockUnseen > 0 && !asJSON {
+			fmt.Fprintf(w, "seed %d: %d stock receivers stuck, %d unseen (%s)\n", r.Plan.Seed, r.StockStuck, r.StockUnseen, r.Plan)
+			for _, why := range r.StockWhy {
+				fmt.Fprintf(w, "  %s\n", why)
+			}
+		}
 		if !r.Failed() {
 			return
 		}

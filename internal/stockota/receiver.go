@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/md5"
 	"encoding/hex"
+	"fmt"
 	"time"
 
 	"github.com/meshfleet/meshfleet/mesh"
@@ -33,6 +34,14 @@ type Receiver struct {
 	Image []byte
 	// Done is when the last update completed (zero: never).
 	Done time.Time
+	// Flash, if set, is the device's flash (flash.go): chunks go through
+	// Update into the partition not running, Installed is read from
+	// ota_fn at each boot, and a good image is switched to only after its
+	// MD5 check. Without it the image is kept in RAM (Image).
+	Flash *Flash
+	// Reboot, if set, is ESP.restart(), which ota.hpp schedules 2 s after
+	// a good image (without it the model does not reboot).
+	Reboot func(now time.Time)
 
 	host   mesh.Host
 	update struct {
@@ -49,6 +58,8 @@ type Receiver struct {
 	// starting a task never stops another.
 	running []*requestTask
 	Sends   int // DataRequests sent
+	// rebootAt is when the restart after a good image is due (zero: none).
+	rebootAt time.Time
 }
 
 // requestTask is a C++ request task: one DataRequest, sent at once and
@@ -67,7 +78,15 @@ type requestTask struct {
 func (s *Receiver) PartsReceived() uint32 { return s.update.partNo }
 
 // BytesReceived is how many bytes of the current transfer were written.
-func (s *Receiver) BytesReceived() int { return s.buf.Len() }
+func (s *Receiver) BytesReceived() int {
+	if f := s.Flash; f != nil {
+		if f.writing < 0 {
+			return 0
+		}
+		return len(f.Parts[f.writing].Data)
+	}
+	return s.buf.Len()
+}
 
 // Attach implements mesh.Plugin. The mesh attaches the plugin at every
 // boot, and a transfer lives in RAM (ota.hpp's updateFW): a restarted node
@@ -77,6 +96,10 @@ func (s *Receiver) Attach(h mesh.Host) {
 	s.update.md5, s.update.partNo, s.update.broadcasted, s.update.compressed = "", 0, false, false
 	s.buf.Reset()
 	s.task, s.running = nil, nil
+	s.rebootAt = time.Time{}
+	if s.Flash != nil {
+		s.Installed = s.Flash.Mount()
+	}
 }
 
 // Types implements mesh.Plugin.
@@ -191,6 +214,10 @@ func (s *Receiver) onData(now time.Time, d *protocol.Data) {
 		}
 		return
 	}
+	if s.Flash != nil {
+		s.onFlashData(now, d)
+		return
+	}
 	if d.PartNo == 0 {
 		s.buf.Reset()
 	}
@@ -209,9 +236,51 @@ func (s *Receiver) onData(now time.Time, d *protocol.Data) {
 		s.update.partNo = 0
 		return
 	}
+	s.requestMore(now, d)
+}
+
+// requestMore asks for the chunk after d (ota.hpp's "else request more").
+func (s *Receiver) requestMore(now time.Time, d *protocol.Data) {
 	s.update.partNo++
 	if s.task != nil {
 		s.restartTask(now, s.task, requestNext(d, s.update.partNo))
+	}
+}
+
+// onFlashData is the C++ handling of the in-sequence chunk d on a Flash:
+// Update.begin at part 0, Update.write, and at the last part
+// Update.end(true), ota_fn and the restart 2 s later. A failed write or
+// check forgets the transfer; a good one keeps its md5 and part number
+// until the restart, as the C++ does.
+func (s *Receiver) onFlashData(now time.Time, d *protocol.Data) {
+	f := s.Flash
+	if d.PartNo == 0 {
+		f.abort()
+		if err := f.begin(d.MD5); err != nil {
+			f.abort() // "OTA start failed": the write below fails
+		}
+	}
+	if err := f.write(d.Bytes()); err != nil {
+		f.abort()
+		s.update.md5, s.update.partNo = "", 0
+		return
+	}
+	if d.PartNo != d.NoPart-1 {
+		s.requestMore(now, d)
+		return
+	}
+	if err := f.end(); err == nil {
+		_ = f.writeFile(d.MD5) // a failed file write: endless update loops, as the C++ logs
+		s.Image, s.Done = f.Image(f.Boot), now
+		if s.Reboot != nil {
+			s.rebootAt = now.Add(2 * time.Second)
+		}
+	} else {
+		s.update.md5, s.update.partNo = "", 0
+	}
+	if s.task != nil {
+		s.task.forget = false // setOnDisable(NULL)
+		s.stopTask(s.task)
 	}
 }
 
@@ -221,15 +290,37 @@ func md5hex(b []byte) string {
 }
 
 // Tick implements mesh.Plugin.
-func (s *Receiver) Tick(now time.Time) { s.runTasks(now) }
+func (s *Receiver) Tick(now time.Time) {
+	if !s.rebootAt.IsZero() && !now.Before(s.rebootAt) {
+		s.rebootAt = time.Time{}
+		s.Reboot(now)
+		return
+	}
+	s.runTasks(now)
+}
 
 // NextDeadline implements mesh.Plugin.
 func (s *Receiver) NextDeadline() time.Time {
-	var next time.Time
+	next := s.rebootAt
 	for _, t := range s.running {
 		if next.IsZero() || t.next.Before(next) {
 			next = t.next
 		}
 	}
 	return next
+}
+
+// Waiting describes what the receiver waits for, in the C++ receiver's
+// terms: the transfer it follows (updateFW), and whether a request task
+// runs.
+func (s *Receiver) Waiting() string {
+	switch {
+	case s.update.md5 == "":
+		return "no transfer: waits for an announce"
+	case len(s.running) > 0:
+		return fmt.Sprintf("asks for part %d of %.8s", s.update.partNo, s.update.md5)
+	case s.update.broadcasted:
+		return fmt.Sprintf("waits for broadcast part %d of %.8s, asking nobody (Q-19 b)", s.update.partNo, s.update.md5)
+	}
+	return fmt.Sprintf("follows %.8s at part %d, no request task runs", s.update.md5, s.update.partNo)
 }
