@@ -2,6 +2,8 @@ package ota
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -91,7 +93,10 @@ func (c *Campaign) stockServed(now time.Time, to uint32, part int, v *variant) {
 // nodes that changed.
 func (c *Campaign) stockCheck(now time.Time, inMesh func(uint32) bool) []NodeProgress {
 	var out []NodeProgress
-	for _, p := range c.nodes {
+	// By id: the changes are emitted in this order, which must not vary
+	// between runs.
+	for _, id := range slices.Sorted(maps.Keys(c.nodes)) {
+		p := c.nodes[id]
 		if !p.Estimated || p.Terminal() {
 			continue
 		}

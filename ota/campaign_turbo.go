@@ -1,6 +1,10 @@
 package ota
 
-import "time"
+import (
+	"maps"
+	"slices"
+	"time"
+)
 
 // A stock receiver in stock-turbo's broadcast mode sends nothing at all,
 // and one that fell behind asks in the distributor's name (the Data's
@@ -45,7 +49,10 @@ func (c *Campaign) turboLastSent(now time.Time, members []uint32, v *variant) {
 // within stockRejoin.
 func (c *Campaign) turboCheck(now time.Time, inMesh func(uint32) bool) []NodeProgress {
 	var out []NodeProgress
-	for id, s := range c.rebootWatch.nodes {
+	// By id: the nodes shown installed are emitted in this order, which
+	// must not vary between runs.
+	for _, id := range slices.Sorted(maps.Keys(c.rebootWatch.nodes)) {
+		s := c.rebootWatch.nodes[id]
 		back := inMesh(id)
 		left := s.left || !back
 		switch {
