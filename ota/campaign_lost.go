@@ -12,7 +12,8 @@ import (
 // for DistributorConfig.LostAfter is therefore lost, with its silence and
 // whether the mesh still holds it as the reason. Silence counts from the
 // node's last news, or from when it got its place in the campaign, or
-// this run of the campaign started or resumed, whichever is latest.
+// this run of the campaign started or resumed, or the distributor came
+// back from a stall or a clock jump, whichever is latest.
 //
 // Lost ends the node's part in the campaign's count, not its chances:
 // while the campaign runs, its next report puts it back, and a
@@ -111,8 +112,21 @@ func (c *dcampaign) lostCheck(now time.Time, after time.Duration, inMesh func(ui
 	return out
 }
 
+// lostLate: a check this long after the time it asked for means the
+// distributor itself was not running (a stalled process, a clock that
+// jumped ahead); a driver is late by milliseconds.
+const lostLate = 5 * time.Second
+
 // lostCheck moves c's silent targets to lost.
 func (d *Distributor) lostCheck(now time.Time, c *dcampaign) {
+	if now.Sub(c.lost.next) > lostLate {
+		// Reports may be waiting for a distributor that was away: that
+		// time is not the nodes' silence. Counting it would find every
+		// target lost at once and end the campaign under them.
+		d.cfg.Logger.Info("ota: distributor was away; silences count from now", "campaign", c.ID, "late", now.Sub(c.lost.next))
+		c.lost.restart(now, d.cfg.LostAfter)
+		return
+	}
 	tree := d.host.Tree()
 	for _, p := range c.lostCheck(now, d.cfg.LostAfter, tree.Contains) {
 		d.cfg.Logger.Info("ota: node lost", "campaign", c.ID, "node", p.Node, "reason", p.Err)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/sim"
 )
 
@@ -113,5 +114,40 @@ func TestLostNodeThatComesBackIsRecorded(t *testing.T) {
 	}
 	if c.State != state || c.Reason != reason {
 		t.Fatalf("campaign now %s (%q), want it to stay %s (%q)", c.State, c.Reason, state, reason)
+	}
+}
+
+// Time the distributor did not run (a stalled process, its clock jumping
+// ahead) is not its targets' silence: a check that comes late starts
+// their silences over instead of finding every target lost at once.
+func TestLostCountsOnlyTimeTheDistributorWatched(t *testing.T) {
+	h := &fakeHost{id: 1, tree: protocol.NodeTree{NodeID: 1, Subs: []protocol.NodeTree{{NodeID: 2}, {NodeID: 3}}}}
+	d := NewDistributor(DistributorConfig{LostAfter: 10 * time.Minute, Compress: testCompress})
+	d.Attach(h)
+	now := turboEpoch
+	c, err := d.Start(now, CampaignSpec{ID: "c", Image: sensorImage(73), Mode: ModePipelined, Nodes: []uint32{2, 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(until time.Time) {
+		for now.Before(until) {
+			next := d.NextDeadline()
+			if next.IsZero() || next.After(until) {
+				next = until
+			}
+			now = later(next, now.Add(time.Millisecond))
+			d.Tick(now)
+		}
+	}
+	run(now.Add(time.Minute))
+	// The distributor's clock jumps 30 minutes ahead.
+	now = now.Add(30 * time.Minute)
+	d.Tick(now)
+	if n := c.Count(StateLost); n != 0 {
+		t.Fatalf("%d targets lost by a clock jump: %+v", n, c.Nodes())
+	}
+	run(now.Add(10*time.Minute + time.Second))
+	if n := c.Count(StateLost); n != 2 || c.Active() {
+		t.Fatalf("10 minutes watched after the jump: %d lost, campaign %s; want 2 lost and the campaign over", n, c.State)
 	}
 }
