@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestCampaignCI(t *testing.T) {
 		t.Errorf("%d seeds, %d bricked, %d violations", sum.Seeds, sum.Bricked, sum.Violations)
 	}
 	// The campaign is worth something only if the faults fire.
-	for _, k := range []Kind{Crash, PowerCut, LinkDrop, Partition, Loss, Gateway, Newer, QueueOverflow} {
+	for _, k := range []Kind{Crash, PowerCut, LinkDrop, Partition, Loss, Gateway, Newer, QueueOverflow, ClockJump} {
 		if sum.Injected[k] == 0 {
 			t.Errorf("no %s fault fired in 50 seeds (injected: %v)", k, sum.Injected)
 		}
@@ -173,15 +174,16 @@ func TestSameSeedSameRun(t *testing.T) {
 }
 
 func TestParseFaults(t *testing.T) {
-	in := []Fault{{Kind: Crash, At: 41200 * time.Millisecond, Node: 12, For: 20 * time.Second}, {Kind: Loss, At: 0, Node: 3, For: time.Minute, Arg: 40}}
+	in := []Fault{{Kind: Crash, At: 41200 * time.Millisecond, Node: 12, For: 20 * time.Second}, {Kind: Loss, At: 0, Node: 3, For: time.Minute, Arg: 40},
+		{Kind: ClockJump, At: 10 * time.Second, Node: 3, For: 2 * time.Minute, Arg: jumpMeshBack}}
 	out, err := ParseFaults(FormatFaults(in))
-	if err != nil || len(out) != 2 || out[0] != in[0] || out[1] != in[1] {
+	if err != nil || !slices.Equal(out, in) {
 		t.Fatalf("round trip of %v: %v, %v", in, out, err)
 	}
 	if fs, err := ParseFaults(" "); err != nil || fs == nil || len(fs) != 0 {
 		t.Fatalf("empty schedule: %v, %v", fs, err)
 	}
-	for _, bad := range []string{"crash", "boom@1s:0:1s:0", "crash@-1s:0:1s:0", "crash@1s:x:1s:0", "crash@1s:0:2h:0", "crash@1s:0:1s", "crash@99h:0:1s:0"} {
+	for _, bad := range []string{"crash", "boom@1s:0:1s:0", "crash@-1s:0:1s:0", "crash@1s:x:1s:0", "crash@1s:0:2h:0", "crash@1s:0:1s", "crash@99h:0:1s:0", "clock-jump@1s:0:1m:4"} {
 		if _, err := ParseFaults(bad); err == nil || !strings.Contains(err.Error(), "chaos: fault") {
 			t.Errorf("%q: %v, want an error naming the fault", bad, err)
 		}
@@ -227,4 +229,28 @@ func splitWords(s string) []string {
 		out = append(out, cur.String())
 	}
 	return out
+}
+
+// Every target of a clock jump, in every mode: the root's clock ten
+// minutes ahead mid-transfer, devices' clocks past their timers, mesh
+// times either way; every jump fires and every invariant holds.
+func TestClockJumps(t *testing.T) {
+	faults, err := ParseFaults("clock-jump@1s:0:10m:3,clock-jump@1.1s:2:4m:0,clock-jump@1.2s:3:30s:0,clock-jump@1.3s:4:5m:1," +
+		"clock-jump@1.4s:5:5m:2,clock-jump@20s:6:10m:0,clock-jump@30s:0:90s:3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []ota.Mode{ota.ModeBroadcast, ota.ModePipelined, ota.ModeStock} {
+		cfg := Config{MinNodes: 12, MaxNodes: 12, Modes: []ota.Mode{mode}}.Replay(3, faults)
+		res := Run(cfg, 3)
+		for _, v := range res.Violations {
+			t.Errorf("%s: %s", mode, v)
+		}
+		if res.Injected[ClockJump] != len(faults) {
+			t.Errorf("%s: %d of %d clock jumps fired", mode, res.Injected[ClockJump], len(faults))
+		}
+		if res.Reachable != 12 || res.Completed != 12 {
+			t.Errorf("%s: completed %d of %d reachable, want 12", mode, res.Completed, res.Reachable)
+		}
+	}
 }

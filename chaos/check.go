@@ -110,17 +110,16 @@ func minTime(a, b time.Time) time.Time {
 
 // livelock reports the nodes whose next deadline has passed.
 func (r *run) livelock() {
-	now := r.net.Now()
 	found := false
 	for _, nd := range r.net.Nodes() {
 		if m := nd.Machine(); nd.Up() && m != nil {
-			if dl := m.NextDeadline(); !dl.IsZero() && !dl.After(now) {
+			if dl := m.NextDeadline(); !dl.IsZero() && !dl.After(nd.Now()) {
 				found = true
 				state := ""
 				if dv := r.byID[nd.ID()]; dv != nil {
 					state = fmt.Sprintf(", receiver %s", receiverState(dv))
 				}
-				r.violate("livelock", nd.ID(), "wakes at once again and again (deadline %s ago%s)", now.Sub(dl), state)
+				r.violate("livelock", nd.ID(), "wakes at once again and again (deadline %s ago%s)", nd.Now().Sub(dl), state)
 			}
 		}
 	}

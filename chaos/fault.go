@@ -61,11 +61,27 @@ const (
 	// QueueOverflow shrinks the device's radio queue to Arg bytes for
 	// For, so what does not fit is dropped.
 	QueueOverflow Kind = "queue-overflow"
+	// ClockJump jumps a clock by For at At. Arg 0: the device's own
+	// clock forward (micros(), which never goes back), so its timers due
+	// within For fire at once; 1: its mesh time forward and 2: backward,
+	// as adopting a far partition's clock does, until time sync pulls it
+	// back; 3: the root's own clock forward, under the distributor's
+	// timers (Node unused).
+	ClockJump Kind = "clock-jump"
+)
+
+// What a ClockJump's Arg jumps.
+const (
+	jumpDeviceClock = iota
+	jumpMeshForward
+	jumpMeshBack
+	jumpRootClock
+	jumpTargets
 )
 
 // Kinds is every fault kind the campaign draws from.
 var Kinds = []Kind{Crash, CrashVerify, CrashSwitch, CrashBoot, PowerCut, LinkDrop, Flap, Partition, Loss,
-	RelayCrash, Corrupt, Newer, Gateway, QueueOverflow}
+	RelayCrash, Corrupt, Newer, Gateway, QueueOverflow, ClockJump}
 
 // Fault is one scheduled fault.
 type Fault struct {
@@ -135,6 +151,9 @@ func parseFault(s string) (Fault, error) {
 	if f.Arg, err = strconv.Atoi(fields[3]); err != nil || f.Arg < 0 || f.Arg > 1<<20 {
 		return Fault{}, fmt.Errorf("arg %q: want 0..%d", fields[3], 1<<20)
 	}
+	if f.Kind == ClockJump && f.Arg >= jumpTargets {
+		return Fault{}, fmt.Errorf("arg %d: a clock jump takes 0..%d", f.Arg, jumpTargets-1)
+	}
 	if f.At > maxFaultAt {
 		return Fault{}, fmt.Errorf("at %s: want at most %s", f.At, maxFaultAt)
 	}
@@ -197,6 +216,13 @@ func drawFaults(rng *rand.Rand, count, devices int, transfer, window time.Durati
 			f.Node, f.For = 0, between(time.Second, 30*time.Second)
 		case QueueOverflow:
 			f.For, f.Arg = between(5*time.Second, 60*time.Second), 1024+rng.IntN(6*1024)
+		case ClockJump:
+			// From a second, about a retry or a node timeout, to ten
+			// minutes, past every receiver and distributor timer.
+			f.For, f.Arg = between(time.Second, 10*time.Minute), rng.IntN(jumpTargets)
+			if f.Arg == jumpRootClock {
+				f.Node = 0
+			}
 		}
 		out = append(out, f)
 	}

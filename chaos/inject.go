@@ -37,6 +37,13 @@ func (r *run) fire(n int, f *Fault) {
 		r.pending = append(r.pending, f)
 		r.relayCrashes()
 		return
+	case ClockJump:
+		if f.Arg == jumpRootClock {
+			if !r.rootDown && r.net.JumpClock(r.root, f.For) == nil {
+				r.res.Injected[f.Kind]++
+			}
+			return
+		}
 	}
 	dv := r.devs[f.Node]
 	node := dv.d.Node
@@ -96,6 +103,21 @@ func (r *run) fire(n int, f *Fault) {
 		})
 	case Corrupt:
 		dv.corruptAfter = f.Arg
+	case ClockJump:
+		var err error
+		switch f.Arg {
+		case jumpDeviceClock:
+			err = r.net.JumpClock(node, f.For)
+		case jumpMeshForward, jumpMeshBack:
+			d := f.For
+			if f.Arg == jumpMeshBack {
+				d = -d
+			}
+			err = node.Do(func(now time.Time, m *mesh.Node) { m.ShiftTime(now, d) })
+		}
+		if err == nil {
+			r.res.Injected[f.Kind]++
+		}
 	case QueueOverflow:
 		r.res.Injected[f.Kind]++
 		r.queueCount[node]++

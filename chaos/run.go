@@ -232,10 +232,15 @@ func (r *run) campaign() {
 	var last time.Duration
 	for i := range r.plan.Faults {
 		f := &r.plan.Faults[i]
-		if f.Node >= len(r.devs) && f.Kind != Newer && f.Kind != Gateway {
+		onRoot := f.Kind == Newer || f.Kind == Gateway || f.Kind == ClockJump && f.Arg == jumpRootClock
+		if f.Node >= len(r.devs) && !onRoot {
 			continue // a schedule for a bigger mesh: nothing to do
 		}
-		last = max(last, f.At+f.For)
+		end := f.At + f.For
+		if f.Kind == ClockJump {
+			end = f.At // For is the jump's size: it is over at once
+		}
+		last = max(last, end)
 		n := i
 		r.net.At(r.t0.Add(f.At), func() { r.fire(n, f) })
 	}

@@ -131,7 +131,7 @@ type DroppedConnection struct {
 // offset from (offset 0 included, as stock does).
 type TimeAdjusted struct {
 	EventBase
-	NodeID uint32 // the neighbour we synced with
+	NodeID uint32 // the neighbour we synced with (0: ShiftTime)
 	Offset int32  // µs
 }
 

@@ -272,6 +272,26 @@ func (n *Node) SetTimeAuthority(now time.Time, on bool) {
 	n.runDue(now)
 }
 
+// ShiftTime moves the node's mesh time by d, either way (modulo 2^32 µs),
+// as adopting the clock of a partition far off in time does: it reports
+// TimeAdjusted (NodeID 0: no neighbour) and starts time sync on every
+// synced connection, as a successful adoption does, so the mesh pulls the
+// node back or takes its time, by the adoption rule. A real node's mesh
+// time moves only through time sync; this is for simulations and tests
+// that model such a jump without that partition.
+func (n *Node) ShiftTime(now time.Time, d time.Duration) {
+	n.now = now
+	off := uint32(d.Microseconds())
+	n.offset += off
+	n.Emit(TimeAdjusted{Offset: int32(off)})
+	for _, c := range n.conns {
+		if c.synced {
+			c.timeSyncAt = now
+		}
+	}
+	n.runDue(now)
+}
+
 // --- timers -----------------------------------------------------------------
 
 // runDue fires every timer due at now, in connection order, the way the

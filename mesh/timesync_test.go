@@ -459,3 +459,32 @@ func TestTimeAuthority(t *testing.T) {
 		t.Error("Config().TimeAuthority = false")
 	}
 }
+
+// ShiftTime moves the mesh time either way, reports it, and starts time
+// sync on every synced link at once, as after an adoption: here the node's side is the
+// bigger on each link, so it asks both neighbours to take its time.
+func TestShiftTime(t *testing.T) {
+	for _, d := range []time.Duration{10 * time.Minute, -30 * time.Minute} {
+		p := newProbe(t, Config{ID: 1, ClockStart: 0})
+		p.syncWith(1, false, `{"nodeId":2,"subs":[{"nodeId":21}],"type":5,"dest":1,"from":2}`)
+		p.syncWith(2, false, `{"nodeId":3,"subs":[{"nodeId":31}],"type":5,"dest":1,"from":3}`)
+		p.n.Ready()
+		p.advance(time.Second)
+		before := p.n.NodeTime(p.now)
+		p.n.ShiftTime(p.now, d)
+		if got := int64(int32(p.n.NodeTime(p.now) - before)); got != d.Microseconds() {
+			t.Errorf("shift %s moved node time by %d µs", d, got)
+		}
+		rd := p.n.Ready()
+		if len(rd.Events) != 1 || rd.Events[0] != (TimeAdjusted{Offset: int32(d.Microseconds())}) {
+			t.Errorf("shift %s: events %v, want one TimeAdjusted", d, rd.Events)
+		}
+		for _, c := range []ConnID{1, 2} {
+			got := ofType(rd, c, protocol.TypeTimeSync)
+			want := protocol.TimeSync{Type: 4, Dest: uint32(c) + 1, From: 1, Msg: protocol.TimeMsg{Type: protocol.TimeSyncRequest}}
+			if len(got) != 1 || got[0] != string(want.AppendJSON(nil)) {
+				t.Errorf("shift %s: link %d sent %v, want %s", d, c, got, want.AppendJSON(nil))
+			}
+		}
+	}
+}

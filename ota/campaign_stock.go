@@ -36,6 +36,10 @@ const (
 	// stockPoll is how often the mesh is checked for the reboot of a node
 	// that was served its last chunk.
 	stockPoll = time.Second
+	// stockLate: a check this long after the time it asked for means the
+	// distributor itself was not running (a stalled process, a clock that
+	// jumped ahead). A driver is late by milliseconds.
+	stockLate = 5 * time.Second
 )
 
 // stockSeen is what the distributor saw of a stock receiver.
@@ -92,6 +96,9 @@ func (c *Campaign) stockServed(now time.Time, to uint32, part int, v *variant) {
 // mesh say (inMesh: whether a node is in the mesh now); it returns the
 // nodes that changed.
 func (c *Campaign) stockCheck(now time.Time, inMesh func(uint32) bool) []NodeProgress {
+	if late := now.Sub(c.stockNext); !c.stockNext.IsZero() && late > stockLate {
+		c.stockUnwatched(late)
+	}
 	var out []NodeProgress
 	// By id: the changes are emitted in this order, which must not vary
 	// between runs.
@@ -133,6 +140,28 @@ func (c *Campaign) stockCheck(now time.Time, inMesh func(uint32) bool) []NodePro
 	}
 	c.stockNext = c.stockDeadline(now)
 	return out
+}
+
+// stockUnwatched moves the stock receivers' silences on by d, a time the
+// distributor did not watch them: their requests may be waiting for it,
+// so that time is not theirs. Without this, a gateway back from a stall of
+// ten minutes would find every stock node lost at once, end the campaign
+// and leave the nodes asking for chunks no one serves.
+func (c *Campaign) stockUnwatched(d time.Duration) {
+	shift := func(s *stockSeen) {
+		s.asked = s.asked.Add(d)
+		if !s.servedLast.IsZero() {
+			s.servedLast = s.servedLast.Add(d)
+		}
+	}
+	for _, p := range c.nodes {
+		if p.Estimated && !p.Terminal() {
+			shift(&p.stock)
+		}
+	}
+	for _, s := range c.rebootWatch.nodes {
+		shift(s)
+	}
 }
 
 // stockDeadline is when stockCheck next has something to decide, after

@@ -61,7 +61,8 @@ func (f *Firmware) Restart(d *Device, now time.Time) {
 		return
 	}
 	f.rebooting[d.ID] = true
-	f.net.At(now, func() {
+	// now is on the device's clock, which may run ahead of the network's.
+	f.net.At(f.net.Now(), func() {
 		if f.OnReboot != nil {
 			f.OnReboot(d, f.net.Now())
 		}

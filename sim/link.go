@@ -226,11 +226,11 @@ func (n *Network) dial(e *edge) {
 	}
 	sta, ap := e.sta, e.ap
 	n.traceInput(sta, 'C', l.id, nil)
-	sta.m.Connect(n.Now(), l.id, true)
+	sta.m.Connect(sta.Now(), l.id, true)
 	n.flush(sta, false)
 	if l.open[1] {
 		n.traceInput(ap, 'A', l.id, nil)
-		ap.m.Connect(n.Now(), l.id, false)
+		ap.m.Connect(ap.Now(), l.id, false)
 		n.flush(ap, false)
 	}
 }
@@ -349,7 +349,7 @@ func (n *Network) deliver(f *frame) {
 	rcv.stats.RxBytes += uint64(f.size)
 	l.dirs[f.dir].stats.Delivered++
 	n.traceInput(rcv, 'R', l.id, f.data)
-	rcv.m.Receive(n.Now(), l.id, f.data)
+	rcv.m.Receive(rcv.Now(), l.id, f.data)
 	n.flush(rcv, false)
 }
 
@@ -402,7 +402,7 @@ func (n *Network) notifyDisconnect(nd *Node, c mesh.ConnID) {
 		return
 	}
 	n.traceInput(nd, 'D', c, nil)
-	nd.m.Disconnect(n.Now(), c)
+	nd.m.Disconnect(nd.Now(), c)
 	n.flush(nd, false)
 }
 

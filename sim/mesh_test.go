@@ -449,3 +449,44 @@ func TestSetRadioOverflowsTheQueue(t *testing.T) {
 		t.Fatalf("drops with the old radio back: %d → %d", before, hub.Stats().QueueDrops)
 	}
 }
+
+// A node whose mesh time jumps either way is pulled back by time sync: a
+// leaf adopts its parent's time, and a relay its uplink's, which it then
+// passes on to the children that took the jump from it.
+func TestMeshTimeJumpPulledBack(t *testing.T) {
+	for _, leaf := range []bool{true, false} {
+		n, nodes := meshNet(t, Config{Seed: 5, Model: ESP8266()}, 20, TopologyTree)
+		if !n.RunUntil(func() bool { return n.Converged() && n.MaxTimeOffset() < 5*time.Millisecond }, 10*time.Minute) {
+			t.Fatalf("not converged with synced clocks: offsets %v apart", n.MaxTimeOffset())
+		}
+		nd := leafOf(t, nodes)
+		if !leaf {
+			nd = relayOf(t, nodes)
+		}
+		for _, d := range []time.Duration{7 * time.Minute, -7 * time.Minute} {
+			if err := nd.Do(func(now time.Time, m *mesh.Node) { m.ShiftTime(now, d) }); err != nil {
+				t.Fatal(err)
+			}
+			if off := n.MaxTimeOffset(); off < 6*time.Minute {
+				t.Fatalf("leaf %v: a jump of %s leaves offsets %v apart", leaf, d, off)
+			}
+			start := n.Elapsed()
+			if !n.RunUntil(func() bool { return n.MaxTimeOffset() < 5*time.Millisecond }, 30*time.Second) {
+				t.Errorf("leaf %v: %s after a jump of %s, offsets still %v apart", leaf, 30*time.Second, d, n.MaxTimeOffset())
+			}
+			t.Logf("leaf %v: a jump of %s pulled back in %s", leaf, d, n.Elapsed()-start)
+		}
+	}
+}
+
+// relayOf returns a node of nodes, not the first, with children.
+func relayOf(t *testing.T, nodes []*Node) *Node {
+	t.Helper()
+	for _, nd := range nodes[1:] {
+		if len(nd.Neighbours()) > 1 {
+			return nd
+		}
+	}
+	t.Fatal("no relay")
+	return nil
+}

@@ -64,8 +64,9 @@ type Config struct {
 	// Trace, if set, receives one text line per machine input and output,
 	// for replaying a failing seed by eye: virtual time, a kind letter (B
 	// boot, X crash, C connect as station, A accept, D disconnect, R
-	// receive, T tick, U application step, W work done (mesh.Work), O
-	// output queued), node, conn and message.
+	// receive, T tick, U application step, W work done (mesh.Work), J
+	// clock jump (JumpClock), O output queued), node, conn and message.
+	// Times are the network's; a node whose clock jumped sees its own.
 	Trace io.Writer
 }
 
@@ -234,7 +235,7 @@ func (n *Network) step() {
 		if nd.up && e.gen == nd.tickGen {
 			nd.tickPending = false
 			n.traceInput(nd, 'T', 0, nil)
-			nd.m.Tick(n.Now())
+			nd.m.Tick(nd.Now())
 			n.flush(nd, true)
 		}
 	case evTxDone:
@@ -307,9 +308,9 @@ func (n *Network) startWork(nd *Node, w mesh.Work) {
 		n.traceInput(nd, 'W', 0, nil)
 		err := w.Do()
 		if wd, ok := nd.m.(workDoer); ok {
-			wd.WorkDone(n.Now(), w, err)
+			wd.WorkDone(nd.Now(), w, err)
 		} else {
-			w.Done(n.Now(), err) // a wrapper of a mesh.Node that does not pass it on
+			w.Done(nd.Now(), err) // a wrapper of a mesh.Node that does not pass it on
 		}
 		n.flush(nd, false)
 	}
@@ -335,7 +336,8 @@ func (n *Network) scheduleTick(nd *Node, deadline time.Time, afterTick bool) {
 		}
 		return
 	}
-	vt := int64(deadline.Sub(n.epoch))
+	// The machine's deadline is on its own clock.
+	vt := int64(deadline.Sub(n.epoch) - nd.clockAhead)
 	if vt <= n.now {
 		vt = n.now
 		if afterTick {

@@ -56,6 +56,9 @@ type Node struct {
 	tickPending bool
 	tickAt      int64
 	workFree    int64 // virtual time the node's last mesh.Work ends
+	// clockAhead is how far the node's clock runs ahead of the network's
+	// virtual time (JumpClock); power-on resets it.
+	clockAhead time.Duration
 
 	// Convergence cache: dirty is set whenever the machine was stepped.
 	dirty    bool
@@ -108,6 +111,7 @@ func (n *Network) boot(nd *Node, cfg mesh.Config) {
 	nd.incarnation++
 	n.members++
 	n.upCount++
+	nd.clockAhead = 0 // micros() restarts at power-on
 	now := n.Now()
 	if nd.spec.Machine != nil {
 		nd.m = nd.spec.Machine(now, nd)
@@ -225,8 +229,16 @@ func (nd *Node) NodeTime() uint32 {
 	if !nd.up {
 		return 0
 	}
-	return nd.m.NodeTime(nd.net.Now())
+	return nd.m.NodeTime(nd.Now())
 }
+
+// Now is the time on the node's own clock: the network's virtual time
+// plus what JumpClock added since the node last powered on. It is the
+// time the network hands the node's machine with every input.
+func (nd *Node) Now() time.Time { return nd.net.Now().Add(nd.clockAhead) }
+
+// ClockAhead is how far the node's clock runs ahead of the network's.
+func (nd *Node) ClockAhead() time.Duration { return nd.clockAhead }
 
 // NodeList is the node's list of known nodes (nil while down).
 func (nd *Node) NodeList(includeSelf bool) []uint32 {
@@ -247,7 +259,7 @@ func (nd *Node) Step(f func(now time.Time, m Machine)) error {
 	}
 	n := nd.net
 	n.traceInput(nd, 'U', 0, nil)
-	f(n.Now(), nd.m)
+	f(nd.Now(), nd.m)
 	n.flush(nd, false)
 	return nil
 }
@@ -336,3 +348,26 @@ func (n *Network) SetRadio(nd *Node, r Radio) { nd.radio = r }
 
 // Radio is the node's radio model now.
 func (nd *Node) Radio() Radio { return nd.radio }
+
+// ErrClockBack is returned by JumpClock for a negative jump.
+var ErrClockBack = errors.New("sim: a node's clock only jumps forward")
+
+// JumpClock moves the node's clock d further ahead of the network's, until
+// it next powers on: its timers due within d fire at once, as after a
+// stall of its loop, and every later input reaches its machine d later on
+// its clock than on its peers'. The clock only goes forward: micros() on
+// an ESP and Go's monotonic clock on Linux never go back, so d < 0 is an
+// error, as is a node that is down.
+func (n *Network) JumpClock(nd *Node, d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("node %d: jump of %s: %w", nd.id, d, ErrClockBack)
+	}
+	if !nd.up {
+		return fmt.Errorf("node %d: %w", nd.id, ErrNodeDown)
+	}
+	nd.clockAhead += d
+	n.traceInput(nd, 'J', 0, []byte(d.String()))
+	// The machine's next deadline is now that much nearer in virtual time.
+	n.scheduleTick(nd, nd.m.NextDeadline(), false)
+	return nil
+}

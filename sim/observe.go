@@ -87,12 +87,11 @@ func (n *Network) MaxTimeOffset() time.Duration {
 	var ref uint32
 	first := true
 	var lo, hi int64
-	now := n.Now()
 	for _, nd := range n.nodes {
 		if !nd.up {
 			continue
 		}
-		t := nd.m.NodeTime(now)
+		t := nd.m.NodeTime(nd.Now())
 		if first {
 			ref, first = t, false
 			continue

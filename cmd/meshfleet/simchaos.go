@@ -27,7 +27,8 @@ func newSimChaosCmd() *cobra.Command {
 a random campaign (mode, compression, image size, signed or not) and a
 random schedule of faults (crashes, power cuts at the slot store's storage
 operations, link drops and flaps, partitions, loss bursts, relay crashes,
-corrupted chunks, a newer image, gateway restarts, radio queue overflow).
+corrupted chunks, a newer image, gateway restarts, radio queue overflow,
+clock jumps).
 Every seed checks that no device is left without a bootable verified
 image, that none runs an image that failed its checks, that every device
 the root reaches after the heal ends on the target (or on its previous
