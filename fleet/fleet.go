@@ -170,13 +170,13 @@ type Campaign struct {
 var CampaignStates = []string{"running", "paused", "completed", "aborted", "failed", "superseded"}
 
 // ProgressStates are the values of Progress.State.
-var ProgressStates = []string{"idle", "downloading", "verifying", "switching", "confirmed", "failed", "rolled_back", "refused"}
+var ProgressStates = []string{"idle", "downloading", "verifying", "switching", "confirmed", "failed", "rolled_back", "refused", "installed", "lost"}
 
 // Progress is one node's OTA state.
 type Progress struct {
 	NodeID   uint32    `json:"node_id"`
 	Campaign string    `json:"campaign,omitempty"`
-	State    string    `json:"state"` // idle | downloading | verifying | switching | confirmed | failed | rolled_back | refused; stock receivers: downloading | installed | lost
+	State    string    `json:"state"` // idle | downloading | verifying | switching | confirmed | failed | rolled_back | refused | lost (no news for ota.lost_after; Error says why); stock receivers: downloading | installed | lost
 	Chunks   int       `json:"chunks_done"`
 	Total    int       `json:"chunks_total"`
 	Bytes    int64     `json:"bytes"`       // transfer bytes held

@@ -145,6 +145,10 @@ type OTAConfig struct {
 	// KeepCampaigns is how many ended campaigns are listed and persisted;
 	// the oldest are dropped. Running and paused ones are always kept.
 	KeepCampaigns int `yaml:"keep_campaigns"`
+	// LostAfter: a campaign's target that sends no news for this long
+	// counts as lost, so a node gone for good does not keep its campaign
+	// running. It takes part again if it reports.
+	LostAfter Duration `yaml:"lost_after"`
 }
 
 // StatusConfig tunes the status collector and alert thresholds.
@@ -232,6 +236,7 @@ func DefaultConfig() Config {
 		OTA: OTAConfig{
 			ChunkSize:        1024,
 			KeepCampaigns:    50,
+			LostAfter:        Duration(10 * time.Minute),
 			AnnounceInterval: Duration(60 * time.Second),
 			Mode:             modeAuto,
 			Compress:         "deflate",
@@ -704,6 +709,11 @@ func (c Config) Validate() error {
 	}
 	if c.OTA.AnnounceInterval.D() < time.Second {
 		return bad("ota.announce_interval", "must be at least 1s (stock: 60s)")
+	}
+	if c.OTA.LostAfter.D() < time.Minute {
+		// Receivers report every 10 s while they download and a trial
+		// boot takes seconds; less would call nodes at work lost.
+		return bad("ota.lost_after", "must be at least 1m, got %s", c.OTA.LostAfter.D())
 	}
 	switch c.OTA.Mode {
 	case modeAuto, "stock", "stock-turbo", "pipelined", "broadcast":

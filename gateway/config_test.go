@@ -70,6 +70,7 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{"section scalar", "node: 5\n", nil, "node must be a mapping"},
 		{"chunk", "node:\n  id: 1\n  listen: ':5555'\nota:\n  chunk_size: 10\n", nil, "ota.chunk_size"},
 		{"keep campaigns", "node:\n  id: 1\n  listen: ':5555'\nota:\n  keep_campaigns: 0\n", nil, "ota.keep_campaigns"},
+		{"lost after", "node:\n  id: 1\n  listen: ':5555'\n", []string{"ota.lost_after=5s"}, "ota.lost_after"},
 		{"prefix", "node:\n  id: 1\n  listen: ':5555'\nmqtt:\n  prefix: 'a/#'\n", nil, "mqtt.prefix"},
 		{"send size", "node:\n  id: 1\n  listen: ':5555'\n", []string{"send.max_size=2000000"}, "send.max_size"},
 		{"send rate", "node:\n  id: 1\n  listen: ':5555'\n", []string{"send.rate=0"}, "send.rate"},

@@ -166,6 +166,7 @@ func (g *Gateway) Plugins(now time.Time) []mesh.Plugin {
 		AnnounceInterval: g.cfg.OTA.AnnounceInterval.D(),
 		StockChunkSize:   g.cfg.OTA.ChunkSize,
 		KeepFinished:     g.cfg.OTA.KeepCampaigns,
+		LostAfter:        g.cfg.OTA.LostAfter.D(),
 		// A queued node that runs the image already is not updated again.
 		Running: func(node uint32) (string, bool) {
 			st, ok := c.Model().Node(node)

@@ -137,6 +137,10 @@ func (g *Gateway) rolloutNodes(ctx context.Context) ([]rollout.NodeInfo, rollout
 	if err != nil {
 		return nil, rollout.Topology{}, err
 	}
+	campaigns, err := g.Campaigns(ctx)
+	if err != nil {
+		return nil, rollout.Topology{}, err
+	}
 	var out []rollout.NodeInfo
 	for _, n := range all {
 		if n.Gateway {
@@ -145,7 +149,42 @@ func (g *Gateway) rolloutNodes(ctx context.Context) ([]rollout.NodeInfo, rollout
 		out = append(out, rollout.NodeInfo{ID: n.ID, Role: n.Role, Hardware: n.Hardware, Version: n.Firmware,
 			MD5: strings.ToLower(n.FirmwareMD5), Tags: n.Tags, Online: n.Status == "online"})
 	}
-	return out, rollout.Topology{Root: tree.NodeID, Parent: parentsOf(tree)}, nil
+	return withInstalledImages(out, campaigns), rollout.Topology{Root: tree.NodeID, Parent: parentsOf(tree)}, nil
+}
+
+// withInstalledImages fills in the image of a node whose status does not
+// name it from the campaigns: the image of the campaign that last heard
+// from the node, if it confirmed (or, a stock node, installed) it there.
+// A node's md5 is unknown from its first frame on a new image until it
+// answers the collector's firmware query, a few seconds in which a
+// rollback policy would otherwise be refused for a node the gateway has
+// just updated itself. What the node's status says always wins.
+func withInstalledImages(nodes []rollout.NodeInfo, campaigns []fleet.Campaign) []rollout.NodeInfo {
+	type record struct {
+		at      time.Time
+		md5     string
+		version string
+	}
+	last := map[uint32]record{}
+	for _, c := range campaigns {
+		for _, p := range c.Nodes {
+			r, ok := last[p.NodeID]
+			if ok && !p.Updated.After(r.at) {
+				continue
+			}
+			r = record{at: p.Updated}
+			if p.State == string(ota.StateConfirmed) || p.State == string(ota.StateInstalled) {
+				r.md5, r.version = strings.ToLower(c.Image.MD5), c.Image.Version
+			}
+			last[p.NodeID] = r
+		}
+	}
+	for i, n := range nodes {
+		if r := last[n.ID]; n.MD5 == "" && r.md5 != "" {
+			nodes[i].MD5, nodes[i].Version = r.md5, r.version
+		}
+	}
+	return nodes
 }
 
 // rollbackImagesStored refuses a rollback policy when a node the rollout
@@ -158,7 +197,7 @@ func (g *Gateway) rollbackImagesStored(spec rollout.Spec, nodes []rollout.NodeIn
 			continue
 		}
 		if n.MD5 == "" {
-			missing = append(missing, fmt.Sprintf("node %d (its image is not known)", n.ID))
+			missing = append(missing, fmt.Sprintf("node %d (its image is not known: neither its status nor a campaign names it yet)", n.ID))
 		} else if _, err := g.findImage(n.MD5); err != nil {
 			missing = append(missing, fmt.Sprintf("node %d (runs %s %s)", n.ID, cmp.Or(n.Version, "?"), n.MD5))
 		}

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -253,17 +252,10 @@ func TestRolloutAbortRollsBack(t *testing.T) {
 		t.Fatalf("start: %d %s", code, body)
 	}
 	w.waitState(t, ctx, "to-v2", "completed")
-	// A node's md5 is unknown from its first frame on the new image until
-	// it answers the collector's query: the rollback policy needs it.
-	waitNodes(t, ctx, g, func(ns map[uint32]fleet.Node) error {
-		for id, n := range ns {
-			if !n.Gateway && n.FirmwareMD5 != v2.MD5 {
-				return fmt.Errorf("node %d runs %q", id, n.FirmwareMD5)
-			}
-		}
-		return nil
-	})
-
+	// At once: a node's md5 may be unknown to the collector from its first
+	// frame on v2 until it answers the firmware query; what the campaign
+	// recorded it confirmed stands for it, so the rollback policy is not
+	// refused meanwhile.
 	code, _, body = startRolloutREST(t, g, `{"id":"to-v3","image":"`+v3.ID+`","plan":{"waves":[{"count":1},{"percent":100}],"approval":true,"soak":"1s","policy":"rollback","gates":{"baseline_samples":1}}}`)
 	if code != http.StatusCreated {
 		t.Fatalf("start: %d %s", code, body)

@@ -220,13 +220,18 @@ func RestoreCampaign(s CampaignSnapshot) *Campaign {
 // v is the campaign's transfer.
 func (c *Campaign) update(now time.Time, from uint32, r *Report, v *variant) (NodeProgress, bool) {
 	p, ok := c.nodes[from]
-	lateConfirmed := State(r.State) == StateConfirmed && r.Active == c.Image.MD5 && (!ok || !p.Terminal())
-	if !c.Active() && !lateConfirmed {
+	st := State(r.State)
+	unheard := !ok || !p.Terminal() || p.State == StateLost
+	late := unheard && st == StateConfirmed && r.Active == c.Image.MD5 ||
+		ok && p.State == StateLost && (st == StateRolledBack || st == StateRefused)
+	if !c.Active() && !late {
 		// Final states never change, nor the record they rest on. A node
-		// not through that confirms the image after the end is the
+		// not through that gives its outcome after the end is the
 		// exception: reports travel unacknowledged, so its earlier ones
 		// may have been lost while the campaign was open, and the record
-		// must say what the node runs.
+		// must say what the node runs. Lost is the campaign's verdict on
+		// a silence, not the node's word, so the node's own outcome
+		// replaces it.
 		if ok {
 			return *p, false
 		}
@@ -235,7 +240,6 @@ func (c *Campaign) update(now time.Time, from uint32, r *Report, v *variant) (No
 	if !ok {
 		p = &NodeProgress{Node: from, Joined: now}
 	}
-	st := State(r.State)
 	if st == StateConfirmed && r.Active != c.Image.MD5 {
 		return *p, false // confirmed something else
 	}

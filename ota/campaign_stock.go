@@ -2,6 +2,8 @@ package ota
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -112,7 +114,10 @@ func (c *Campaign) stockCheck(now time.Time, inMesh func(uint32) bool) []NodePro
 		c.stockUnwatched(late)
 	}
 	var out []NodeProgress
-	for _, p := range c.nodes {
+	// By id: the changes are emitted in this order, which must not vary
+	// between runs.
+	for _, id := range slices.Sorted(maps.Keys(c.nodes)) {
+		p := c.nodes[id]
 		if !p.Estimated || p.Terminal() {
 			continue
 		}

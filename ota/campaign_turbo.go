@@ -1,6 +1,7 @@
 package ota
 
 import (
+	"maps"
 	"slices"
 	"time"
 )
@@ -68,12 +69,9 @@ func (c *Campaign) turboLastSent(now time.Time, members []uint32, v *variant) {
 // within stockRejoin.
 func (c *Campaign) turboCheck(now time.Time, inMesh func(uint32) bool) []NodeProgress {
 	var out []NodeProgress
-	ids := make([]uint32, 0, len(c.rebootWatch.nodes))
-	for id := range c.rebootWatch.nodes {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids) // the probes go out in one order
-	for _, id := range ids {
+	// By id: the nodes shown installed are emitted in this order, which
+	// must not vary between runs.
+	for _, id := range slices.Sorted(maps.Keys(c.rebootWatch.nodes)) {
 		s := c.rebootWatch.nodes[id]
 		back := inMesh(id)
 		left := s.left || !back

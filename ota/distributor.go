@@ -75,6 +75,11 @@ type DistributorConfig struct {
 	// QueueStall frees the place of a node in a campaign with
 	// MaxConcurrent that sent no news for this long (queue.go), 10 min.
 	QueueStall time.Duration
+	// LostAfter gives a target that sends no news for this long the
+	// outcome lost, so a node gone for good does not keep its campaign
+	// running (campaign_lost.go), 10 min. Stock receivers keep their own
+	// rules (campaign_stock.go).
+	LostAfter time.Duration
 	// Running, if set, says which image md5 a node runs, as far as the
 	// gateway knows (its status reports): a queued node that runs the
 	// campaign's image already is not updated again.
@@ -117,6 +122,9 @@ func (c *DistributorConfig) defaults() {
 	}
 	if c.QueueStall <= 0 {
 		c.QueueStall = defaultQueueStall
+	}
+	if c.LostAfter <= 0 {
+		c.LostAfter = defaultLostAfter
 	}
 	if c.KeepFinished <= 0 {
 		c.KeepFinished = 50
@@ -206,6 +214,8 @@ type dcampaign struct {
 	// and the next time a place may fall free for want of news.
 	admittedAt map[uint32]time.Time
 	admitCheck time.Time
+
+	lost lostWatch // targets gone silent (campaign_lost.go)
 }
 
 // Distributor is the OTA distributor plugin: it announces campaigns, serves
@@ -437,6 +447,7 @@ func (d *Distributor) Start(now time.Time, spec CampaignSpec) (*Campaign, error)
 	}
 	d.admit(now, c)
 	c.nextAnnounce = now
+	c.lost.restart(now, d.cfg.LostAfter)
 	// A broadcast push waits for a receiver that accepted the offer: into
 	// a mesh of stock receivers it would only flood chunks nobody reads.
 	c.push.awaiting = mode == ModeBroadcast

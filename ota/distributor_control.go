@@ -69,6 +69,8 @@ func (d *Distributor) Resume(now time.Time, id string) error {
 	}
 	c.State = CampaignRunning
 	c.nextAnnounce = now
+	// Nodes may have stopped reporting while nothing was served.
+	c.lost.restart(now, d.cfg.LostAfter)
 	if c.push.pushing && c.push.nextAt.Before(now) {
 		c.push.nextAt = now
 	}

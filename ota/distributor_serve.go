@@ -211,6 +211,9 @@ func (d *Distributor) onReport(now time.Time, raw []byte) {
 		d.observe(c, r)
 	}
 	p, changed := c.update(now, r.From, r, c.fast)
+	if c.State == CampaignRunning {
+		c.lost.watch(now, d.cfg.LostAfter)
+	}
 	if changed {
 		d.emit(c, r.From, p)
 		if len(c.Targets.Queue) > 0 && (p.Terminal() || p.State == StateFailed) {

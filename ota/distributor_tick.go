@@ -17,6 +17,9 @@ func (d *Distributor) Tick(now time.Time) {
 		if !c.stockNext.IsZero() && !now.Before(c.stockNext) {
 			d.stockCheck(now, c)
 		}
+		if !c.lost.next.IsZero() && !now.Before(c.lost.next) {
+			d.lostCheck(now, c)
+		}
 		if len(c.Targets.Queue) > 0 {
 			d.admit(now, c)
 		}
@@ -180,6 +183,7 @@ func (d *Distributor) NextDeadline() time.Time {
 		at(c.settleAt)
 		at(c.stockNext)
 		at(c.admitCheck)
+		at(c.lost.next)
 		if c.push.pushing {
 			t := c.push.nextAt
 			if r := d.pace.readyAt(); r.After(t) {

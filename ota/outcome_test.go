@@ -42,7 +42,9 @@ func TestConfirmedNodeKeepsChunkCounts(t *testing.T) {
 func linuxRig(t *testing.T, down time.Duration) *rig {
 	var r *rig
 	r = newRig(t, rigOpts{n: 3, model: sim.ESP8266(), seed: 22, initial: "0123456789abcdef0123456789abcdef",
-		dcfg: DistributorConfig{AnnounceCount: 2},
+		// The restarts outlast the default LostAfter; these tests are
+		// about outcomes, not silences.
+		dcfg: DistributorConfig{AnnounceCount: 2, LostAfter: time.Hour},
 		rcfg: func(id uint32) ReceiverConfig {
 			return ReceiverConfig{Role: "sensor", Hardware: "ESP32", SelfTestDelay: 30 * time.Second,
 				SelfTest: func(string) bool { return id != 101 },

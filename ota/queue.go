@@ -115,6 +115,7 @@ func (d *Distributor) admit(now time.Time, c *dcampaign) {
 		return
 	}
 	d.listOffers(c)
+	c.lost.watch(now, d.cfg.LostAfter)
 	// The newly listed nodes hear the offer now, with the early repeats.
 	c.announced, c.nextAnnounce = 0, now
 	d.emit(c, 0, NodeProgress{})

@@ -59,9 +59,13 @@ const (
 	// back, its reboot): it installed the image as far as the distributor
 	// can tell. Only the distributor uses it, always with Estimated set.
 	StateInstalled State = "installed"
-	// StateLost: a stock receiver stopped asking in the middle of its
-	// download (it left the mesh, or ran out of retries); Err says which.
-	// It takes part again with its next request.
+	// StateLost: a target sent no news for DistributorConfig.LostAfter
+	// (campaign_lost.go), or a stock receiver stopped asking in the
+	// middle of its download (it left the mesh, or ran out of retries);
+	// Err says which. Only the distributor uses it. It counts as an
+	// outcome, so the campaign can end; the node takes part again with
+	// its next report or request, and its own outcome replaces lost even
+	// after the campaign ended.
 	StateLost State = "lost"
 )
 

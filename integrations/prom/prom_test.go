@@ -144,6 +144,8 @@ meshfleet_ota_node_state{campaign="d",node_id="1000",state="confirmed"} 0
 meshfleet_ota_node_state{campaign="d",node_id="1000",state="downloading"} 1
 meshfleet_ota_node_state{campaign="d",node_id="1000",state="failed"} 0
 meshfleet_ota_node_state{campaign="d",node_id="1000",state="idle"} 0
+meshfleet_ota_node_state{campaign="d",node_id="1000",state="installed"} 0
+meshfleet_ota_node_state{campaign="d",node_id="1000",state="lost"} 0
 meshfleet_ota_node_state{campaign="d",node_id="1000",state="refused"} 0
 meshfleet_ota_node_state{campaign="d",node_id="1000",state="rolled_back"} 0
 meshfleet_ota_node_state{campaign="d",node_id="1000",state="switching"} 0
@@ -185,6 +187,8 @@ meshfleet_ota_node_state{campaign="r",node_id="1000",state="confirmed"} 0
 meshfleet_ota_node_state{campaign="r",node_id="1000",state="downloading"} 0
 meshfleet_ota_node_state{campaign="r",node_id="1000",state="failed"} 0
 meshfleet_ota_node_state{campaign="r",node_id="1000",state="idle"} 0
+meshfleet_ota_node_state{campaign="r",node_id="1000",state="installed"} 0
+meshfleet_ota_node_state{campaign="r",node_id="1000",state="lost"} 0
 meshfleet_ota_node_state{campaign="r",node_id="1000",state="refused"} 1
 meshfleet_ota_node_state{campaign="r",node_id="1000",state="rolled_back"} 0
 meshfleet_ota_node_state{campaign="r",node_id="1000",state="switching"} 0
