@@ -289,6 +289,26 @@ func (c *Campaign) update(now time.Time, from uint32, r *Report, v *variant) (No
 	return next, changed
 }
 
+// asked records that node from asked the distributor for chunks of
+// transfer v. Reports travel unacknowledged and may all be lost; a node
+// with no record (or called lost) that asks for chunks is downloading,
+// and a campaign for a role then waits for its outcome instead of ending
+// without it. A node on record keeps its own word.
+func (c *Campaign) asked(now time.Time, from uint32, v *variant) (NodeProgress, bool) {
+	p, ok := c.nodes[from]
+	if !c.Active() || ok && p.State != StateLost {
+		return NodeProgress{}, false
+	}
+	next := NodeProgress{Node: from, Total: v.chunks, BytesTotal: v.size, Joined: now, rateFrom: c.Started}
+	if ok {
+		next = *p // the counts it last reported
+	}
+	next.State, next.Err, next.Updated, next.Rate, next.ETA = StateDownloading, "", now, 0, 0
+	c.put(&next)
+	c.noteChange(now)
+	return next, true
+}
+
 // noteChange schedules the end of a campaign for a role when every node
 // that took part is final, and cancels it when one is not.
 func (c *Campaign) noteChange(now time.Time) {

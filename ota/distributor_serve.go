@@ -141,6 +141,10 @@ func (d *Distributor) onNeed(now time.Time, h protocol.Header, raw []byte) {
 	if err != nil {
 		return
 	}
+	if p, changed := c.asked(now, n.From, c.fast); changed {
+		c.lost.watch(now, d.cfg.LostAfter)
+		d.emit(c, n.From, p)
+	}
 	d.accepted(now, c)
 	routing := protocol.RouteSingle
 	if h.Routing == protocol.RouteNeighbour {
