@@ -293,10 +293,17 @@ func (c *Campaign) update(now time.Time, from uint32, r *Report, v *variant) (No
 // transfer v. Reports travel unacknowledged and may all be lost; a node
 // with no record (or called lost) that asks for chunks is downloading,
 // and a campaign for a role then waits for its outcome instead of ending
-// without it. A node on record keeps its own word.
+// without it. A node on record keeps its own word, but a request is news
+// of it: one still downloading is not silent (lost) while it asks.
 func (c *Campaign) asked(now time.Time, from uint32, v *variant) (NodeProgress, bool) {
 	p, ok := c.nodes[from]
-	if !c.Active() || ok && p.State != StateLost {
+	if !c.Active() {
+		return NodeProgress{}, false
+	}
+	if ok && p.State != StateLost {
+		if !p.Terminal() {
+			p.Updated = later(p.Updated, now)
+		}
 		return NodeProgress{}, false
 	}
 	next := NodeProgress{Node: from, Total: v.chunks, BytesTotal: v.size, Joined: now, rateFrom: c.Started}

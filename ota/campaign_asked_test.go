@@ -118,3 +118,45 @@ func TestRequestBringsLostNodeBack(t *testing.T) {
 		t.Fatalf("node 3 asked for a chunk after it was called lost: %+v, want downloading", p)
 	}
 }
+
+// A downloading node whose reports are lost but whose requests arrive is
+// not silent: LostAfter counts from its latest request too.
+func TestRequestsKeepADownloadingNodeFromLost(t *testing.T) {
+	h := &fakeHost{id: 1, tree: protocol.NodeTree{NodeID: 1, Subs: []protocol.NodeTree{{NodeID: 2}}}}
+	d := NewDistributor(DistributorConfig{Compress: testCompress, LostAfter: 5 * time.Minute})
+	d.Attach(h)
+	now := turboEpoch
+	c, err := d.Start(now, CampaignSpec{ID: "c", Image: sensorImage(76), Mode: ModeBroadcast, Method: "deflate", Nodes: []uint32{2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := d.find("c").fast.chunks
+	send := func(p protocol.Package) {
+		t.Helper()
+		raw := p.AppendJSON(nil)
+		hd, err := protocol.ParseHeader(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.HandlePackage(now, 1, hd, raw)
+	}
+	single := int(protocol.RouteSingle)
+	send(&Report{From: 2, Dest: 1, Routing: single, ID: "c", State: string(StateDownloading), Total: chunks})
+	// From here on only its requests arrive, one a minute, for twice
+	// LostAfter.
+	end := now.Add(10 * time.Minute)
+	for next := now.Add(time.Minute); now.Before(end); {
+		if !now.Before(next) {
+			send(&Need{From: 2, Dest: 1, Routing: single, ID: "c", Parts: FormatRanges([]int{0})})
+			next = now.Add(time.Minute)
+		}
+		now = later(d.NextDeadline(), now.Add(time.Millisecond))
+		if now.After(next) {
+			now = next
+		}
+		d.Tick(now)
+	}
+	if p, _ := c.Node(2); p.State != StateDownloading || !c.Active() {
+		t.Fatalf("node 2 asked for chunks every minute for 10 minutes: %+v, campaign %s; want downloading and running", p, c.State)
+	}
+}
