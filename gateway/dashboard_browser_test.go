@@ -132,6 +132,21 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	}
 }
 
+// waitProgress waits for the gateway to report a node of campaign in state.
+func waitProgress(t *testing.T, ctx context.Context, events <-chan fleet.Event, campaign, state string) fleet.Progress {
+	t.Helper()
+	for {
+		select {
+		case ev := <-events:
+			if p := ev.Progress; p != nil && p.Campaign == campaign && p.State == state {
+				return *p
+			}
+		case <-ctx.Done():
+			t.Fatalf("no node of campaign %s reported %s", campaign, state)
+		}
+	}
+}
+
 // TestDashboardInBrowser drives the dashboard in headless Chromium
 // against a gateway with a token on a simulated 100-node mesh: login,
 // the map with every node, an alert within 2 s of the gateway raising it
@@ -246,7 +261,19 @@ func TestDashboardInBrowser(t *testing.T) {
 	campaign := evalJS[string](t, browser, `document.querySelector("#campaigns tr[data-campaign]").dataset.campaign`)
 	row := fmt.Sprintf(`#campaigns tr[data-campaign=%q]`, campaign)
 	otaStart := time.Now()
-	waitJS(t, browser, "nodes downloading in the page", `seenStates.has("downloading")`, 60*time.Second)
+	// The page can show a transfer under way only while one is, and a page
+	// slowed down by a loaded machine may first draw the table after every
+	// download ended. So the campaign is held, paused on the gateway, as
+	// soon as the gateway reports a node downloading: the nodes keep that
+	// state (and report it) until it resumes, however late the page draws.
+	waitProgress(t, ctx, events, campaign, "downloading")
+	if _, err := g.PauseCampaign(ctx, campaign); err != nil {
+		t.Fatalf("pause on the gateway: %v", err)
+	}
+	waitJS(t, browser, "paused in the page", fmt.Sprintf(`document.querySelector(%q).dataset.state === "paused"`, row), 10*time.Second)
+	waitJS(t, browser, "nodes downloading in the page", `seenStates.has("downloading")`, 30*time.Second)
+	clickJS(t, browser, "resume", row+` button[data-act=resume]`)
+	waitJS(t, browser, "running again in the page", fmt.Sprintf(`document.querySelector(%q).dataset.state !== "paused"`, row), 10*time.Second)
 	// Pause and resume from the page.
 	clickJS(t, browser, "pause", row+` button[data-act=pause]`)
 	waitJS(t, browser, "paused in the page", fmt.Sprintf(`document.querySelector(%q).dataset.state === "paused"`, row), 10*time.Second)
