@@ -53,7 +53,7 @@ func freeAddr(t *testing.T) string {
 // it when the test ends.
 func startESPMesh(t *testing.T, ctx context.Context) *espMesh {
 	t.Helper()
-	cpppeer.BuildFleetNode(t) // first: a cold build takes its own time
+	cpppeer.BuildFleetNode(t) // cached: callers build it before their deadline starts
 	m := &espMesh{t: t, ctx: ctx, addr: freeAddr(t), nodes: map[uint32]*espNode{}}
 	cfg := testConfig(t)
 	cfg.MQTT.Enabled = false
@@ -189,6 +189,7 @@ func (n *espNode) runs(img []byte) error {
 // rolled back. A trial image that loses power before it is confirmed is
 // rolled back at the next boot, and says why.
 func TestESPLibraryTrialBootRollsBack(t *testing.T) {
+	cpppeer.BuildFleetNode(t) // before the deadline: a cold build takes its own time
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	m := startESPMesh(t, ctx)
@@ -360,6 +361,7 @@ func (m *espMesh) campaignTo(img []byte, version, mode, method string, during fu
 // node killed mid-transfer resumes from the chunk bitmap in its flash,
 // fetching none of the chunks it held again.
 func TestESPLibraryMixedMesh(t *testing.T) {
+	cpppeer.BuildFleetNode(t) // before the deadline: a cold build takes its own time
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	m := startESPMesh(t, ctx)
@@ -493,6 +495,7 @@ func TestESPLibraryOTAFigures(t *testing.T) {
 	}
 	for _, r := range rows {
 		func() {
+			cpppeer.BuildFleetNode(t) // before the deadline: a cold build takes its own time
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			m := startESPMesh(t, ctx)
@@ -568,6 +571,8 @@ func TestESPLibraryReceiveRAM(t *testing.T) {
 	figures(t)
 	for _, bits := range []int{64, 32} {
 		t.Run(fmt.Sprintf("%dbit", bits), func(t *testing.T) {
+			// Before the deadline: a cold build takes its own time.
+			cpppeer.BuildFleetNode(t)
 			if bits == 32 {
 				cpppeer.BuildFleetNode32(t)
 			}

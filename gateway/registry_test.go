@@ -390,21 +390,29 @@ func TestQueuedCampaignSurvivesARestart(t *testing.T) {
 
 // A registry change reaches MQTT at once, not at the next publish
 // interval (an hour here): the renamed node's document, then the
-// forgotten node's cleared one.
+// forgotten node's cleared one. Only the change's own cycle is waited
+// for: the one at connection lists the node only if it joined before it,
+// which a loaded machine may not see happen. A slow mesh has the devices
+// join after that cycle every time.
 func TestRegistryChangePublishedAtOnce(t *testing.T) {
+	for _, speed := range []float64{25, 0.2} {
+		t.Run(fmt.Sprintf("speed%g", speed), func(t *testing.T) { registryChangePublishedAtOnce(t, speed) })
+	}
+}
+
+func registryChangePublishedAtOnce(t *testing.T, speed float64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cfg := testConfig(t)
 	cfg.MQTT.PublishInterval = Duration(time.Hour)
 	const devices = 2
-	g, sm, done := startSimGateway(t, ctx, cfg, devices)
+	g, sm, done := startSimGatewayWith(t, ctx, cfg, scenario.LiveConfig{Nodes: devices, Seed: 7, Speed: speed, Model: "esp32"}, nil)
 	defer func() { cancel(); <-done }()
 	waitReady(t, ctx, g, done)
 	waitDevicesOnline(t, ctx, g, devices)
 	rec, _ := observe(t, ctx, brokerURL(g), "observer")
 	id := lastDevice(cfg, devices)
 	topic := fmt.Sprintf("mf/status/node/%d", id)
-	rec.waitFor(t, ctx, topic, nil)
 	if code, body := call(t, "PATCH", fmt.Sprintf("http://%s/api/v1/nodes/%d", g.HTTPAddr, id), "application/json", []byte(`{"name":"Pump house"}`)); code != http.StatusOK {
 		t.Fatalf("PATCH: %d %s", code, body)
 	}

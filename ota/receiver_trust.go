@@ -94,17 +94,7 @@ func (r *Receiver) verifyFailed(now time.Time, id string) bool {
 	f := r.failed[id]
 	if f == nil {
 		if len(r.failed) >= maxFailureRecords {
-			for k, old := range r.failed {
-				if !now.Before(old.until) {
-					delete(r.failed, k)
-				}
-			}
-		}
-		for k := range r.failed {
-			if len(r.failed) < maxFailureRecords {
-				break
-			}
-			delete(r.failed, k) // all backing off: forget one rather than grow
+			r.forgetFailures(now)
 		}
 		f = &failures{}
 		r.failed[id] = f
@@ -122,6 +112,29 @@ func (r *Receiver) verifyFailed(now time.Time, id string) bool {
 	r.cfg.Logger.Warn("ota receiver: transfer failed verification repeatedly; backing off", "transfer", id,
 		"failures", r.cfg.MaxFailures, "retry_after", backoff)
 	return false
+}
+
+// forgetFailures makes room for one more failure record: expired ones
+// go, and if every record is still backing off, the one whose backoff
+// ends first (the least protection lost; the smallest transfer id among
+// equals), rather than grow. A fixed choice, not map order, so a run is
+// repeatable from its seed.
+func (r *Receiver) forgetFailures(now time.Time) {
+	for k, old := range r.failed {
+		if !now.Before(old.until) {
+			delete(r.failed, k)
+		}
+	}
+	for len(r.failed) >= maxFailureRecords {
+		var first string
+		var soonest *failures
+		for k, f := range r.failed {
+			if soonest == nil || f.until.Before(soonest.until) || (f.until.Equal(soonest.until) && k < first) {
+				first, soonest = k, f
+			}
+		}
+		delete(r.failed, first)
+	}
 }
 
 // trustedSender reports whether a chunk of transfer t may come from the

@@ -20,6 +20,10 @@ type Realtime struct {
 	step  time.Duration
 	reqs  chan func()
 	done  chan struct{}
+	// held stops virtual time (Hold) while Do requests are still served;
+	// rebase restarts the wall-clock reference on Release, so the clock
+	// does not jump over the held time. Both belong to Run's goroutine.
+	held, rebase bool
 }
 
 // RealtimeStep is how often the runner catches virtual time up with the
@@ -55,10 +59,30 @@ func (r *Realtime) Run(ctx context.Context) error {
 		case fn := <-r.reqs:
 			fn()
 		case <-tick.C:
+			if r.held {
+				continue
+			}
+			if r.rebase {
+				r.rebase = false
+				startWall, startVirt = time.Now(), r.net.Now()
+			}
 			elapsed := time.Duration(float64(time.Since(startWall)) * r.speed)
 			r.net.Run(startVirt.Add(elapsed))
 		}
 	}
+}
+
+// Hold stops virtual time until Release: Do still runs requests, which
+// may advance the network themselves (Network.Run), so a test can step
+// through a moment it must not miss however loaded the machine is.
+func (r *Realtime) Hold(ctx context.Context) error {
+	return r.Do(ctx, func(*Network) { r.held = true })
+}
+
+// Release lets virtual time follow the wall clock again, from where it
+// stands: the held wall time is skipped, not caught up.
+func (r *Realtime) Release(ctx context.Context) error {
+	return r.Do(ctx, func(*Network) { r.held, r.rebase = false, true })
 }
 
 // Do runs fn on the runner's goroutine, between simulation steps, and

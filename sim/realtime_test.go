@@ -69,3 +69,43 @@ func TestRealtimeDriverDeliversAndAnswers(t *testing.T) {
 		t.Fatalf("Do after stop: %v", err)
 	}
 }
+
+// While held, virtual time stands still over wall time that passes, and
+// moves only when a request runs the network; released, it follows the
+// wall clock again.
+func TestRealtimeHold(t *testing.T) {
+	net := New(Config{Seed: 3, Model: Ideal()})
+	rt := NewRealtime(net, 1000)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go rt.Run(ctx)
+	now := func() time.Time {
+		var at time.Time
+		if err := rt.Do(ctx, func(n *Network) { at = n.Now() }); err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	if err := rt.Hold(ctx); err != nil {
+		t.Fatal(err)
+	}
+	held := now()
+	<-time.After(20 * RealtimeStep) // the subject: wall time passing, not synchronisation
+	if at := now(); !at.Equal(held) {
+		t.Fatalf("held, virtual time moved from %v to %v", held, at)
+	}
+	rt.Do(ctx, func(n *Network) { n.Run(n.Now().Add(time.Second)) })
+	if at := now(); !at.Equal(held.Add(time.Second)) {
+		t.Fatalf("a held step of 1 s took virtual time from %v to %v", held, at)
+	}
+	if err := rt.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for now().Equal(held.Add(time.Second)) {
+		select {
+		case <-ctx.Done():
+			t.Fatal("released, virtual time did not move")
+		case <-time.After(RealtimeStep):
+		}
+	}
+}

@@ -445,6 +445,7 @@ type Peer struct {
 // Start builds (or skips, see Build) and starts a peer, bound to ctx and
 // killed at the end of t, and waits until it is ready (listening, with
 // Listen). Its non-JSON output and stderr are logged when t fails.
+// A cold build counts against ctx: call Build before setting a deadline.
 func Start(ctx context.Context, t testing.TB, cfg Config) *Peer {
 	t.Helper()
 	return start(ctx, t, Build(t), cfg.args(), nil, cfg)
@@ -454,6 +455,10 @@ func Start(ctx context.Context, t testing.TB, cfg Config) *Peer {
 // cfg (cfg.ID names it).
 func start(ctx context.Context, t testing.TB, bin string, args, env []string, cfg Config) *Peer {
 	t.Helper()
+	if err := ctx.Err(); err != nil {
+		// exec would only say "context deadline exceeded".
+		t.Fatalf("start C++ peer %d: the test's deadline ended before the peer was started (%v): build the program before setting it (cpppeer.Build, BuildFleetNode...)", cfg.ID, err)
+	}
 	p := &Peer{Config: cfg, t: t, changed: make(chan struct{})}
 	p.cmd = exec.CommandContext(ctx, bin, args...)
 	if env != nil {
