@@ -156,6 +156,13 @@ func (r *Receiver) booted(now time.Time, b bootState) {
 		}
 	}
 	if trial {
+		// The first boot of an image a distributor offered (through a
+		// peer or not): until the distributor offers another, a
+		// neighbour that still holds the replaced image must not offer it
+		// back. distImage lives in RAM, and without this every reboot
+		// into a new image took the first neighbour's offer of the old
+		// one, and two neighbours could swap images for ever.
+		r.distImage = b.active
 		if hasOrigin && origin.Image == b.active && !origin.Reported {
 			r.trialOrigin = &origin
 		}
