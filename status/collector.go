@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
@@ -170,6 +171,8 @@ type Collector struct {
 	keyframeAt  map[uint32]time.Time
 	firmwareAt  map[uint32]*firmwareAsks // node → its firmware queries
 	hashAskedAt map[uint32]time.Time     // firmware hash → last firmware query
+	// firmwareOwed are firmware queries that found no route: node → hash.
+	firmwareOwed map[uint32]uint32
 
 	stats   CollectorStats
 	traffic Traffic
@@ -179,15 +182,16 @@ type Collector struct {
 func NewCollector(cfg CollectorConfig, now time.Time) *Collector {
 	cfg = cfg.withDefaults()
 	c := &Collector{
-		cfg:         cfg,
-		now:         now,
-		model:       newModel(cfg.Model),
-		dec:         telemetry.NewDecoder(),
-		queries:     make(map[uint32]*query),
-		keyframeAt:  make(map[uint32]time.Time),
-		firmwareAt:  make(map[uint32]*firmwareAsks),
-		hashAskedAt: make(map[uint32]time.Time),
-		topoDirty:   true,
+		cfg:          cfg,
+		now:          now,
+		model:        newModel(cfg.Model),
+		dec:          telemetry.NewDecoder(),
+		queries:      make(map[uint32]*query),
+		keyframeAt:   make(map[uint32]time.Time),
+		firmwareAt:   make(map[uint32]*firmwareAsks),
+		hashAskedAt:  make(map[uint32]time.Time),
+		firmwareOwed: make(map[uint32]uint32),
+		topoDirty:    true,
 	}
 	if !cfg.DisableAlerts {
 		c.alerts = alert.NewEngine(cfg.Alerts)
@@ -388,13 +392,34 @@ func (c *Collector) askFirmware(now time.Time, node, fw uint32) {
 	if last, ok := c.hashAskedAt[fw]; ok && now.Sub(last) < min(c.cfg.QueryTimeout, gap) {
 		return
 	}
+	if err := c.sendQuery(now, 0, []uint32{node}, FormFull, 0); err != nil {
+		// Not sent: a node's first frame can arrive before the layout
+		// names it, and the query then finds no route. An ask that never
+		// went out does not count; it is made again once the layout
+		// changes (or at the node's next frame, which may be a long
+		// interval away).
+		c.firmwareOwed[node] = fw
+		return
+	}
+	delete(c.firmwareOwed, node)
 	if len(a.at) == firmwareQueryBurst {
 		a.at = append(a.at[:0], a.at[1:]...)
 	}
 	a.hash, a.at = fw, append(a.at, now)
 	c.pruneHashAsks(now)
 	c.hashAskedAt[fw] = now
-	c.sendQuery(now, 0, []uint32{node}, FormFull, 0)
+}
+
+// askOwedFirmware makes again the firmware queries that found no route,
+// now that the layout changed.
+func (c *Collector) askOwedFirmware(now time.Time) {
+	for _, node := range slices.Sorted(maps.Keys(c.firmwareOwed)) {
+		fw := c.firmwareOwed[node]
+		delete(c.firmwareOwed, node)
+		if !c.model.knowsFirmware(node) {
+			c.askFirmware(now, node, fw)
+		}
+	}
 }
 
 // pruneHashAsks drops the hashes asked about longer ago than any gate
@@ -524,6 +549,7 @@ func (c *Collector) Tick(now time.Time) {
 	if c.topoDirty {
 		c.topoDirty = false
 		c.transitions(now, c.model.setTopology(now, c.host.Tree()))
+		c.askOwedFirmware(now)
 	}
 	if c.cfg.Local != nil && due(c.nextLocal, now) {
 		c.nextLocal = nextAfter(c.nextLocal, c.cfg.LocalInterval, now)
@@ -653,7 +679,7 @@ func (c *Collector) attempt(now time.Time, q *query, ask, list []uint32) {
 }
 
 // sendQuery sends a query to one node (a single target) or broadcasts it.
-func (c *Collector) sendQuery(now time.Time, qid uint32, targets []uint32, form ReportForm, spread time.Duration) {
+func (c *Collector) sendQuery(now time.Time, qid uint32, targets []uint32, form ReportForm, spread time.Duration) error {
 	p := StatusQuery{From: c.host.ID(), ID: qid, Targets: targets, Form: form}
 	if len(targets) == 1 {
 		p.Dest = targets[0]
@@ -661,9 +687,11 @@ func (c *Collector) sendQuery(now time.Time, qid uint32, targets []uint32, form 
 	} else {
 		p.Spread = spread
 	}
-	if err := c.send(now, TypeStatusQuery, p.AppendJSON(nil)); err != nil {
+	err := c.send(now, TypeStatusQuery, p.AppendJSON(nil))
+	if err != nil {
 		c.cfg.Logger.Debug("status: query not sent", "qid", qid, "err", err)
 	}
+	return err
 }
 
 // answered marks node's reply to query qid (or, for the enhanced form, a

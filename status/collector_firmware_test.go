@@ -171,3 +171,28 @@ func TestCollectorAsksAnotherNodeWhenFirstFirmwareQueryUnanswered(t *testing.T) 
 		}
 	}
 }
+
+// A node's first frame can arrive before the root's layout names it: the
+// firmware query then finds no route. It does not count as asked, and is
+// made again as soon as the layout changes, not a long interval later at
+// the node's next frame.
+func TestCollectorAsksAgainAFirmwareQueryThatFoundNoRoute(t *testing.T) {
+	fm := newFirmwareMesh(t, 5*time.Minute)
+	blocked := true
+	fm.noRoute = func(from, to uint32, msg []byte) bool {
+		hd, err := protocol.ParseHeader(msg)
+		return err == nil && blocked && from == rootID && to == nodeA && hd.Type == TypeStatusQuery
+	}
+	fm.run(epoch.Add(10 * time.Second))
+	if got := fm.firmwareOfA(t); got != "" || len(fm.queries) != 0 {
+		t.Fatalf("firmware %q after %d queries sent, while the root had no route to A", got, len(fm.queries))
+	}
+	blocked = false
+	const nodeC = 0x0c
+	fm.add(nodeC, false)
+	fm.link(rootID, nodeC) // the layout changes
+	fm.run(epoch.Add(20 * time.Second))
+	if got := fm.firmwareOfA(t); got != "1.0.0" {
+		t.Fatalf("firmware %q 10 s after the layout changed, want 1.0.0 (queries at %v)", got, fm.queries)
+	}
+}

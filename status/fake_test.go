@@ -23,6 +23,9 @@ type fakeMesh struct {
 	queue []delivery
 	// drop, if set, loses the packages it returns true for.
 	drop func(from, to uint32, msg []byte) bool
+	// noRoute, if set, fails the sends it returns true for, as a node
+	// does whose layout does not name the destination yet.
+	noRoute func(from, to uint32, msg []byte) bool
 	// delay is the one-way delay StartDelayMeasurement reports, in µs.
 	delay int32
 }
@@ -161,7 +164,7 @@ func (h *fakeHost) SendRaw(now time.Time, msg []byte) error {
 	h.sent = append(h.sent, msg)
 	switch hd.Routing {
 	case protocol.RouteSingle:
-		if _, ok := slices.BinarySearch(h.NodeList(false), hd.Dest); !ok {
+		if _, ok := slices.BinarySearch(h.NodeList(false), hd.Dest); !ok || h.m.noRoute != nil && h.m.noRoute(h.id, hd.Dest, msg) {
 			h.stats.MessagesDropped++
 			return fmt.Errorf("fake: no route to %d", hd.Dest)
 		}
