@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshfleet/meshfleet/protocol"
 	"github.com/meshfleet/meshfleet/sim"
 )
 
@@ -121,32 +120,19 @@ func TestLostNodeThatComesBackIsRecorded(t *testing.T) {
 // ahead) is not its targets' silence: a check that comes late starts
 // their silences over instead of finding every target lost at once.
 func TestLostCountsOnlyTimeTheDistributorWatched(t *testing.T) {
-	h := &fakeHost{id: 1, tree: protocol.NodeTree{NodeID: 1, Subs: []protocol.NodeTree{{NodeID: 2}, {NodeID: 3}}}}
-	d := NewDistributor(DistributorConfig{LostAfter: 10 * time.Minute, Compress: testCompress})
-	d.Attach(h)
-	now := turboEpoch
-	c, err := d.Start(now, CampaignSpec{ID: "c", Image: sensorImage(73), Mode: ModePipelined, Nodes: []uint32{2, 3}})
+	r := newDistRig(t, DistributorConfig{LostAfter: 10 * time.Minute, Compress: testCompress}, 2, 3)
+	c, err := r.d.Start(r.now, CampaignSpec{ID: "c", Image: sensorImage(73), Mode: ModePipelined, Nodes: []uint32{2, 3}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := func(until time.Time) {
-		for now.Before(until) {
-			next := d.NextDeadline()
-			if next.IsZero() || next.After(until) {
-				next = until
-			}
-			now = later(next, now.Add(time.Millisecond))
-			d.Tick(now)
-		}
-	}
-	run(now.Add(time.Minute))
+	r.run(r.now.Add(time.Minute), 0, nil)
 	// The distributor's clock jumps 30 minutes ahead.
-	now = now.Add(30 * time.Minute)
-	d.Tick(now)
+	r.now = r.now.Add(30 * time.Minute)
+	r.d.Tick(r.now)
 	if n := c.Count(StateLost); n != 0 {
 		t.Fatalf("%d targets lost by a clock jump: %+v", n, c.Nodes())
 	}
-	run(now.Add(10*time.Minute + time.Second))
+	r.run(r.now.Add(10*time.Minute+time.Second), 0, nil)
 	if n := c.Count(StateLost); n != 2 || c.Active() {
 		t.Fatalf("10 minutes watched after the jump: %d lost, campaign %s; want 2 lost and the campaign over", n, c.State)
 	}
