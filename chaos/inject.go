@@ -136,6 +136,15 @@ func (r *run) fire(n int, f *Fault) {
 	}
 }
 
+// armNext arms the first of the faults waiting for the device's step, unless
+// a cut is armed already.
+func (r *run) armNext(dv *device, waiting *[]Fault) {
+	if len(*waiting) > 0 && dv.cutAfter < 0 {
+		r.armCut(dv, (*waiting)[0])
+		*waiting = (*waiting)[1:]
+	}
+}
+
 // armCut arms a power cut at the f.Arg-th storage operation from now.
 func (r *run) armCut(dv *device, f Fault) {
 	dv.cutAfter, dv.cutFor, dv.cutKind = f.Arg, f.For, f.Kind
@@ -203,15 +212,9 @@ func (r *run) onEvent(n *sim.Node, _ time.Time, ev mesh.Event) {
 			r.net.At(r.net.Now(), r.relayCrashes)
 		}
 	case ota.StateVerifying:
-		if len(dv.armVerify) > 0 && dv.cutAfter < 0 {
-			r.armCut(dv, dv.armVerify[0])
-			dv.armVerify = dv.armVerify[1:]
-		}
+		r.armNext(dv, &dv.armVerify)
 	case ota.StateSwitching:
-		if len(dv.armSwitch) > 0 && dv.cutAfter < 0 {
-			r.armCut(dv, dv.armSwitch[0])
-			dv.armSwitch = dv.armSwitch[1:]
-		}
+		r.armNext(dv, &dv.armSwitch)
 	}
 }
 

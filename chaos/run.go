@@ -232,11 +232,10 @@ func (r *run) openStore(d *scenario.Device, now time.Time) (ota.Store, error) {
 		return nil, err
 	}
 	r.checkBootable(dv, st)
-	if st.State().Pending != "" && len(dv.armBoot) > 0 && dv.cutAfter < 0 {
+	if st.State().Pending != "" {
 		// The first boot of a new image: the store's boot record, the
 		// self test and the confirm are next.
-		r.armCut(dv, dv.armBoot[0])
-		dv.armBoot = dv.armBoot[1:]
+		r.armNext(dv, &dv.armBoot)
 	}
 	return chaosStore{ota.SlotStore(st), dv}, nil
 }

@@ -46,15 +46,9 @@ func (r *run) stockFlash(d *scenario.Device) *stockota.Flash {
 func (r *run) flashOp(dv *device, op *stockota.FlashOp) error {
 	switch op.Kind {
 	case stockota.OpEnd:
-		if len(dv.armVerify) > 0 && dv.cutAfter < 0 {
-			r.armCut(dv, dv.armVerify[0])
-			dv.armVerify = dv.armVerify[1:]
-		}
+		r.armNext(dv, &dv.armVerify)
 	case stockota.OpWriteFile:
-		if len(dv.armSwitch) > 0 && dv.cutAfter < 0 {
-			r.armCut(dv, dv.armSwitch[0])
-			dv.armSwitch = dv.armSwitch[1:]
-		}
+		r.armNext(dv, &dv.armSwitch)
 	}
 	if err := r.storageOp(dv); err != nil {
 		return err
