@@ -139,21 +139,7 @@ func probesTo(h *listingHost, node uint32) *protocol.Data {
 // not rebooting into the image: it is not shown installed.
 func TestStockTurboReturnThatAnswersTheProbeIsNotInstalled(t *testing.T) {
 	full := protocol.NodeTree{NodeID: 1, Subs: []protocol.NodeTree{{NodeID: 2}}}
-	h := &listingHost{fakeHost{id: 1, tree: full}}
-	d := NewDistributor(DistributorConfig{})
-	d.Attach(h)
-	now := turboEpoch
-	c, err := d.Start(now, CampaignSpec{Image: Image{Role: "sensor", Hardware: "ESP8266", Data: make([]byte, 3*turboPartSize)}, Mode: ModeStockTurbo})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for sent := 0; sent < 3; sent += len(h.take(protocol.TypeOTAData)) {
-		if now.Sub(turboEpoch) > time.Minute {
-			t.Fatal("the chunks did not go out within a minute")
-		}
-		now = now.Add(10 * time.Millisecond)
-		d.Tick(now)
-	}
+	h, d, c, now := pushedTurbo(t, full)
 	h.tree = full.Without(2)
 	d.OnEvent(now, mesh.DroppedConnection{NodeID: 2})
 	h.tree = full
@@ -190,21 +176,7 @@ func TestStockTurboReturnThatAnswersTheProbeIsNotInstalled(t *testing.T) {
 // still behind (the 100-node benchmark at 1% loss: 0 of 100 done).
 func TestStockTurboDoesNotEndWhileReceiversAsk(t *testing.T) {
 	full := protocol.NodeTree{NodeID: 1, Subs: []protocol.NodeTree{{NodeID: 2}, {NodeID: 3}}}
-	h := &listingHost{fakeHost{id: 1, tree: full}}
-	d := NewDistributor(DistributorConfig{})
-	d.Attach(h)
-	now := turboEpoch
-	c, err := d.Start(now, CampaignSpec{Image: Image{Role: "sensor", Hardware: "ESP8266", Data: make([]byte, 3*turboPartSize)}, Mode: ModeStockTurbo})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for sent := 0; sent < 3; sent += len(h.take(protocol.TypeOTAData)) {
-		if now.Sub(turboEpoch) > time.Minute {
-			t.Fatal("the chunks did not go out within a minute")
-		}
-		now = now.Add(10 * time.Millisecond)
-		d.Tick(now)
-	}
+	h, d, c, now := pushedTurbo(t, full)
 	// Node 2 reboots with the image; node 3 lost chunk 1 and asks for it
 	// every 30 s (in the distributor's name, as after a flooded Data).
 	h.tree = full.Without(2)
@@ -241,4 +213,26 @@ func TestStockTurboDoesNotEndWhileReceiversAsk(t *testing.T) {
 	if c.State != CampaignCompleted {
 		t.Fatalf("campaign %s a settle period after the last request, want completed", c.State)
 	}
+}
+
+// pushedTurbo starts a stock-turbo campaign of a 3-part image on root 1 of
+// full and ticks it until the three parts went out.
+func pushedTurbo(t *testing.T, full protocol.NodeTree) (*listingHost, *Distributor, *Campaign, time.Time) {
+	t.Helper()
+	h := &listingHost{fakeHost{id: 1, tree: full}}
+	d := NewDistributor(DistributorConfig{})
+	d.Attach(h)
+	now := turboEpoch
+	c, err := d.Start(now, CampaignSpec{Image: Image{Role: "sensor", Hardware: "ESP8266", Data: make([]byte, 3*turboPartSize)}, Mode: ModeStockTurbo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for sent := 0; sent < 3; sent += len(h.take(protocol.TypeOTAData)) {
+		if now.Sub(turboEpoch) > time.Minute {
+			t.Fatal("the chunks did not go out within a minute")
+		}
+		now = now.Add(10 * time.Millisecond)
+		d.Tick(now)
+	}
+	return h, d, c, now
 }
