@@ -21,13 +21,7 @@ func TestCampaignWithADeadNodeEndsWithItLost(t *testing.T) {
 	cfg.MQTT.Enabled = false
 	cfg.OTA.LostAfter = Duration(time.Minute)
 	g, sm, done := startSimGateway(t, ctx, cfg, devices)
-	t.Cleanup(func() {
-		cancel()
-		select { // a bounded wait on the real run loop saving its state
-		case <-done:
-		case <-time.After(30 * time.Second):
-		}
-	})
+	stopOnCleanup(t, cancel, done)
 	waitReady(t, ctx, g, done)
 	waitDevicesOnline(t, ctx, g, devices)
 	img := uploadREST(t, g, "sensor", "ESP32", "2.0.0", compress.FirmwareLike(8<<10, 41))

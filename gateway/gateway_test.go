@@ -136,6 +136,18 @@ func startSimGatewayWith(t *testing.T, ctx context.Context, cfg Config, sc scena
 	return g, sm, done
 }
 
+// stopOnCleanup ends a gateway started on ctx (cancel) when the test ends,
+// waiting a bounded time for its run loop (done) to save its state.
+func stopOnCleanup(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+		}
+	})
+}
+
 func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
 	resp, err := http.Get(url)

@@ -232,13 +232,7 @@ func TestRolloutAbortRollsBack(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MQTT.Enabled = false
 	g, sm, done := startSimGateway(t, ctx, cfg, devices)
-	t.Cleanup(func() {
-		cancel()
-		select { // a bounded wait on the real run loop saving its state
-		case <-done:
-		case <-time.After(30 * time.Second):
-		}
-	})
+	stopOnCleanup(t, cancel, done)
 	waitReady(t, ctx, g, done)
 	waitDevicesOnline(t, ctx, g, devices)
 	v2 := uploadREST(t, g, "sensor", "ESP32", "2.0.0", compress.FirmwareLike(8<<10, 33))
@@ -399,13 +393,7 @@ func TestRolloutOverMQTT(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	cfg := testConfig(t)
 	g, _, done := startSimGateway(t, ctx, cfg, devices)
-	t.Cleanup(func() {
-		cancel()
-		select { // a bounded wait on the real run loop saving its state
-		case <-done:
-		case <-time.After(30 * time.Second):
-		}
-	})
+	stopOnCleanup(t, cancel, done)
 	waitReady(t, ctx, g, done)
 	rec, c := observe(t, ctx, brokerURL(g), "observer")
 	rec.waitFor(t, ctx, "mf/status/nodes", allOnline(devices+1))
